@@ -1,0 +1,59 @@
+# The two commands of the README (make run, make test) do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PIP     = $(PY) -m pip --disable-pip-version-check -q
+DATA   ?= var
+CORE_SOURCES = $(wildcard core/*.pyx core/*.pxd core/*.h)
+
+.PHONY: install compile debug test test-debug lint bench run clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip "setuptools>=69" wheel "Cython>=3.0.10"
+
+# The stamp is renewed whenever the package metadata or a compiled source changes.
+$(VENV)/.installed: $(PY) pyproject.toml setup.py $(CORE_SOURCES)
+	$(PIP) install --no-build-isolation -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+compile: install
+
+# A second environment with the bounds-checked build, for the property tests.
+$(VENV)-debug/.installed: pyproject.toml setup.py $(CORE_SOURCES)
+	$(PYTHON) -m venv $(VENV)-debug
+	$(VENV)-debug/bin/python -m pip --disable-pip-version-check -q install "setuptools>=69" wheel "Cython>=3.0.10"
+	rm -rf build/debug
+	MBUSGW_DEBUG=1 $(VENV)-debug/bin/python -m pip --disable-pip-version-check -q install \
+		--no-build-isolation '.[test]'
+	touch $@
+
+debug: $(VENV)-debug/.installed
+
+system-deps:
+	@bash tools/system-deps.sh
+
+test: install system-deps
+	$(PY) -m pytest -q
+	$(MAKE) test-debug
+
+# Property tests (hypothesis) against the bounds-checked build; run from tests/ so that the
+# installed package, not the checkout, is what gets imported.
+test-debug: debug
+	cd tests && ../$(VENV)-debug/bin/python -m pytest -q -p no:cacheprovider -m property \
+		--rootdir=. -c ../pyproject.toml .
+
+lint: install
+	$(PY) -m ruff check .
+
+bench: install
+	$(PIP) install --no-build-isolation -e '.[test,bench]'
+	$(PY) -m bench.run
+
+run: install
+	$(VENV)/bin/mbusgw run --data-dir $(DATA)
+
+clean:
+	rm -rf build $(VENV) $(VENV)-debug core/*.c core/*.so *.egg-info
