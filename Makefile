@@ -50,7 +50,7 @@ lint: install
 
 bench: install
 	$(PIP) install --no-build-isolation -e '.[test,bench]'
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH)
 
 run: install
 	$(VENV)/bin/mbusgw run --data-dir $(DATA)
