@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import trio
+import trio.testing
 
 from mbusgw.gateway.events import METER_FAILED, METER_RECOVERED, Event, EventBus
 from mbusgw.gateway.health import MeterHealth
@@ -26,9 +27,9 @@ async def test_snapshot_keeps_last_good_and_wakes_followers() -> None:
     with trio.fail_after(1):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(follower)
-            await trio.sleep(0)
+            await trio.testing.wait_all_tasks_blocked()
             snapshot.update(LiveReading("A", T0, True, ("telegram",)))
-            await trio.sleep(0)
+            await trio.testing.wait_all_tasks_blocked()
             snapshot.update(LiveReading("A", T0 + timedelta(seconds=2), False, error="timeout"))
     assert seen == [1, 2]
     assert snapshot.latest("A").ok is False
