@@ -11,6 +11,7 @@ into the mantissa. Only real32 data is a float. The VIF tables are C arrays gene
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.datetime cimport date_new, datetime_new, import_datetime, time_new
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
@@ -26,7 +27,6 @@ from mbusgw.core.errors import DecodeError, FrameError, UnsupportedError
 from mbusgw.core.units import (
     APPLICATION_ERRORS,
     RECORD_ERRORS,
-    Flag,
     Function,
     Modifier,
     Quantity,
@@ -647,13 +647,36 @@ cdef int _fixed_record(Cursor* c, Py_ssize_t at, uint8_t unit_code, Py_ssize_t u
 
 cdef list _FUNCTION_NAMES = [f.name.lower() for f in Function]
 cdef list _KIND_NAMES = [k.name.lower() for k in ValueKind]
-cdef dict _QUANTITY_NAMES = {int(q): q.name.lower() for q in Quantity}
-cdef dict _MODIFIER_NAMES = {int(m): m.name.lower() for m in Modifier}
-cdef list _POW10 = [10 ** i for i in range(40)]
-cdef object _EPOCH = _dt.datetime(1970, 1, 1)
-cdef object _EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
-cdef object _timedelta = _dt.timedelta
-cdef object _date_fromordinal = _dt.date.fromordinal
+# Indexed by the C codes: every value a uint8_t field can hold has an entry.
+cdef list _QUANTITY_NAMES = [
+    Quantity(i).name.lower() if i in Quantity._value2member_map_ else f"quantity_{i}"
+    for i in range(256)
+]
+cdef list _UNIT_SYMBOLS = [
+    unit_symbol(i) if i in Unit._value2member_map_ else f"unit_{i}" for i in range(256)
+]
+cdef list _MODIFIER_NAMES = [
+    Modifier(i).name.lower() if i in Modifier._value2member_map_ else f"modifier_{i}"
+    for i in range(256)
+]
+cdef list _RECORD_ERRORS = [RECORD_ERRORS.get(i, f"reserved (0x{i:02X})") for i in range(256)]
+cdef list _POW10 = [10 ** i for i in range(128)]
+cdef list _NEG_POW10 = [Decimal(1).scaleb(-i) for i in range(129)]
+import_datetime()
+
+
+cdef inline void _civil_from_days(int64_t z, int* y, int* m, int* d) noexcept:
+    # inverse of _days_from_civil (Howard Hinnant)
+    cdef int64_t era, doe, yoe, doy, mp
+    z += 719468
+    era = (z if z >= 0 else z - 146096) // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d[0] = <int>(doy - (153 * mp + 2) // 5 + 1)
+    m[0] = <int>(mp + 3 if mp < 10 else mp - 9)
+    y[0] = <int>(yoe + era * 400 + (1 if m[0] <= 2 else 0))
 
 
 def _record_dtype():
@@ -735,12 +758,88 @@ cdef str _letters(uint16_t code):
 
 
 cdef class Record:
-    """One record as Python values (for the CLI, the web and tests)."""
-    cdef readonly str function, quantity, unit, dif_vif, kind
-    cdef readonly object storage, tariff, subunit, value, exponent
-    cdef readonly bint invalid, summer_time
-    cdef readonly tuple modifiers
-    cdef readonly object record_error
+    """One record as Python values (for the CLI, the web and tests); fields are computed from
+    the decoded C record on access."""
+    cdef RecordC _r
+    cdef bytes _payload
+    cdef bint _msb_first
+    cdef object _value
+    cdef bint _has_value
+
+    @property
+    def function(self) -> str:
+        return _FUNCTION_NAMES[self._r.function]
+
+    @property
+    def storage(self) -> int:
+        return self._r.storage
+
+    @property
+    def tariff(self) -> int:
+        return self._r.tariff
+
+    @property
+    def subunit(self) -> int:
+        return self._r.subunit
+
+    @property
+    def quantity(self) -> str:
+        return _QUANTITY_NAMES[self._r.quantity]
+
+    @property
+    def unit(self) -> str:
+        if self._r.unit != U_PLAIN_TEXT:
+            return _UNIT_SYMBOLS[self._r.unit]
+        text = self._payload[self._r.text_offset:self._r.text_offset + self._r.text_length]
+        return (text if self._msb_first else text[::-1]).decode("latin-1")
+
+    @property
+    def value(self):
+        """int, Decimal (exact), float (real32 only), date/datetime/time, str or bytes."""
+        if not self._has_value:
+            self._value = _value(&self._r, self._payload, self._msb_first)
+            self._has_value = True
+        return self._value
+
+    @property
+    def kind(self) -> str:
+        return _KIND_NAMES[self._r.kind]
+
+    @property
+    def exponent(self) -> int:
+        return self._r.exponent
+
+    @property
+    def dif_vif(self) -> str:
+        """The DIF..VIFE bytes (with a plain-text VIF) as upper-case hex."""
+        start = self._r.difvif_offset
+        return self._payload[start:start + self._r.difvif_length].hex().upper()
+
+    @property
+    def invalid(self) -> bool:
+        return self._r.flags & F_INVALID != 0
+
+    @property
+    def summer_time(self) -> bool:
+        return self._r.flags & F_SUMMER_TIME != 0
+
+    @property
+    def flags(self) -> int:
+        return self._r.flags
+
+    @property
+    def modifiers(self) -> tuple:
+        """Names of the combinable VIFEs that qualify the value (per_hour, at_phase_l1 ...)."""
+        if self._r.modifier2:
+            return (_MODIFIER_NAMES[self._r.modifier], _MODIFIER_NAMES[self._r.modifier2])
+        if self._r.modifier:
+            return (_MODIFIER_NAMES[self._r.modifier],)
+        return ()
+
+    @property
+    def record_error(self):
+        """The record error a VIFE 0x00-0x1F reports, or None."""
+        return _RECORD_ERRORS[self._r.record_error] if self._r.record_error else None
 
     def to_dict(self) -> dict:
         out = {"function": self.function, "storage": self.storage, "tariff": self.tariff,
@@ -750,9 +849,9 @@ cdef class Record:
             out["invalid"] = True
         if self.summer_time:
             out["summer_time"] = True
-        if self.modifiers:
+        if self._r.modifier:
             out["modifiers"] = list(self.modifiers)
-        if self.record_error is not None:
+        if self._r.record_error:
             out["record_error"] = self.record_error
         return out
 
@@ -772,25 +871,27 @@ cdef object _json_value(object value):
 cdef object _value(const RecordC* r, bytes payload, bint msb_first):
     cdef int k = r.kind
     cdef int64_t m = r.mantissa
+    cdef int y, mo, d
     cdef bytes data
     if k == K_DECIMAL:
         if r.exponent >= 0:
             return m * _POW10[r.exponent] if r.exponent else m
-        return Decimal(m).scaleb(r.exponent)
+        return Decimal(m) * _NEG_POW10[-r.exponent]
     if k == K_REAL:
         return r.real * 10.0 ** r.exponent if r.exponent else r.real
-    if k == K_DATE:
+    if k == K_DATE or k == K_DATETIME:
         if r.flags & F_INVALID and m == 0:
             return None
-        return _date_fromordinal(_EPOCH_ORDINAL + m // 86400)
-    if k == K_DATETIME:
-        if r.flags & F_INVALID and m == 0:
-            return None
-        return _EPOCH + _timedelta(seconds=m)
+        _civil_from_days(m // 86400, &y, &mo, &d)
+        if k == K_DATE:
+            return date_new(y, mo, d)
+        m = m % 86400
+        return datetime_new(y, mo, d, <int>(m // 3600), <int>((m // 60) % 60), <int>(m % 60),
+                            0, None)
     if k == K_TIME:
         if r.flags & F_INVALID:
             return None
-        return _dt.time(m // 3600, (m // 60) % 60, m % 60)
+        return time_new(<int>(m // 3600), <int>((m // 60) % 60), <int>(m % 60), 0, None)
     if k == K_TEXT:
         data = payload[r.data_offset:r.data_offset + r.data_length]
         return (data if msb_first else data[::-1]).decode("latin-1")
@@ -801,32 +902,11 @@ cdef object _value(const RecordC* r, bytes payload, bint msb_first):
     return None
 
 
-cdef Record _make_record(const RecordC* r, bytes payload, bint msb_first):
+cdef inline Record _make_record(const RecordC* r, bytes payload, bint msb_first):
     cdef Record rec = Record.__new__(Record)
-    rec.function = _FUNCTION_NAMES[r.function]
-    rec.storage = r.storage
-    rec.tariff = r.tariff
-    rec.subunit = r.subunit
-    rec.quantity = _QUANTITY_NAMES.get(r.quantity) or f"quantity_{r.quantity}"
-    if r.unit == U_PLAIN_TEXT:
-        text = payload[r.text_offset:r.text_offset + r.text_length]
-        rec.unit = (text if msb_first else text[::-1]).decode("latin-1")
-    else:
-        rec.unit = unit_symbol(r.unit)
-    rec.value = _value(r, payload, msb_first)
-    rec.exponent = r.exponent
-    rec.kind = _KIND_NAMES[r.kind]
-    rec.dif_vif = payload[r.difvif_offset:r.difvif_offset + r.difvif_length].hex().upper()
-    rec.invalid = r.flags & F_INVALID
-    rec.summer_time = r.flags & F_SUMMER_TIME
-    if r.modifier2:
-        rec.modifiers = (_MODIFIER_NAMES[r.modifier], _MODIFIER_NAMES[r.modifier2])
-    elif r.modifier:
-        rec.modifiers = (_MODIFIER_NAMES[r.modifier],)
-    else:
-        rec.modifiers = ()
-    rec.record_error = RECORD_ERRORS.get(r.record_error, f"reserved (0x{r.record_error:02X})") \
-        if r.record_error else None
+    rec._r = r[0]
+    rec._payload = payload
+    rec._msb_first = msb_first
     return rec
 
 
