@@ -24,6 +24,7 @@ from decimal import Decimal
 import numpy as np
 
 from mbusgw.core.errors import DecodeError, FrameError, UnsupportedError
+from mbusgw.core.jsonout import dumps
 from mbusgw.core.units import (
     APPLICATION_ERRORS,
     RECORD_ERRORS,
@@ -1010,6 +1011,10 @@ cdef class Telegram:
         if self.more_records_follow:
             out["more_records_follow"] = True
         return out
+
+    def to_json(self) -> str:
+        """``to_dict()`` as compact JSON, decimals printed exactly."""
+        return dumps(self.to_dict())
 
     def __repr__(self):
         return f"Telegram(ci=0x{self.ci:02X}, records={self._count}, header={self.header!r})"
