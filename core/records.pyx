@@ -552,6 +552,8 @@ cdef int _decode_record(Cursor* c) except -1:
     effect = entry.effect
     if effect == EFFECT_MANUFACTURER:
         manufacturer_vife = True    # VIFEs after VIF 0x7F/0xFF are the manufacturer's too
+        if ext:
+            r.flags |= F_MANUFACTURER_VIFE
     while ext:
         if c.pos >= c.end:
             _fail("premature end of record at VIFE", c.pos, c.count)
