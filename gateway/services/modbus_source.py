@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import trio
 
+from mbusgw.core.units import Flag, ValueKind
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.live import LiveReading, LiveSnapshot
 from mbusgw.gateway.meters import Meter
@@ -134,6 +135,53 @@ def manufacturer_code(letters: str | None) -> int | None:
     return code
 
 
+_SCALABLE = {ValueKind.DECIMAL, ValueKind.REAL, ValueKind.NONE, ValueKind.BCD_ERROR}
+_SECONDS = {ValueKind.DATE, ValueKind.DATETIME, ValueKind.TIME}
+_COLUMNS = (
+    "kind", "flags", "record_error", "mantissa", "exponent", "real", "quantity", "unit",
+    "function", "storage", "tariff", "subunit", "difvif_offset", "difvif_length",
+)  # fmt: skip
+
+
+def telegram_values(telegrams: tuple[Any, ...]) -> tuple[MeterIdentity, tuple[SeriesValue, ...]]:
+    """The identity (from the first telegram's header) and the numeric values of a reading's
+    decoded telegrams, in record order. Text and raw bytes (manufacturer data) have no number
+    and get no slot; a value the meter flagged invalid, a BCD error or an empty record keep their
+    slot with no number. Dates and times are seconds (Unix time; seconds since midnight)."""
+    if not telegrams:
+        return MeterIdentity(), ()
+    header = telegrams[0].header
+    identity = MeterIdentity(
+        id_number(header.id),
+        manufacturer_code(header.manufacturer),
+        header.version,
+        header.medium,
+        header.access_number,
+        header.status,
+    )
+    values: list[SeriesValue] = []
+    for telegram in telegrams:
+        array, payload = telegram.array, telegram.payload
+        columns = [array[name].tolist() for name in _COLUMNS]
+        for kind, flags, error, mantissa, exponent, real, *codes, offset, length in zip(
+            *columns, strict=True
+        ):
+            if kind not in _SCALABLE and kind not in _SECONDS:
+                continue
+            if flags & Flag.INVALID or error or kind in (ValueKind.NONE, ValueKind.BCD_ERROR):
+                number = None
+            elif kind == ValueKind.REAL:
+                number = Number(exponent=exponent, real=real)
+            elif kind == ValueKind.DECIMAL:
+                number = Number(mantissa, exponent)
+            else:
+                number = Number(mantissa)
+            values.append(
+                SeriesValue(payload[offset : offset + length], number, kind in _SCALABLE, *codes)
+            )
+    return identity, tuple(values)
+
+
 class LiveSnapshotSource:
     """Values from the continuous-read snapshot: the last good reading of each meter."""
 
@@ -143,8 +191,8 @@ class LiveSnapshotSource:
         self,
         snapshot: LiveSnapshot,
         meters: Callable[[], Sequence[Meter]],
-        read_values: ValueReader,
         clock: WallClock,
+        read_values: ValueReader = telegram_values,
     ) -> None:
         self._snapshot = snapshot
         self._meters = meters

@@ -28,6 +28,7 @@ from mbusgw.gateway.services.modbus_source import (
     LiveSnapshotSource,
     MeterIdentity,
     SeriesValue,
+    ValueReader,
     manufacturer_code,
 )
 from mbusgw.gateway.settings import ModbusSettings
@@ -58,19 +59,25 @@ def read_values(telegrams):
 
 
 class Rig:
-    def __init__(self, meters: list[Meter], settings: ModbusSettings | None = None) -> None:
+    def __init__(
+        self,
+        meters: list[Meter],
+        settings: ModbusSettings | None = None,
+        reader: ValueReader = read_values,
+    ) -> None:
         self.meters = meters
         self.snapshot = LiveSnapshot()
         self.clock = FixedClock(T0)
-        self.source = LiveSnapshotSource(
-            self.snapshot, lambda: self.meters, read_values, self.clock
-        )
+        self.source = LiveSnapshotSource(self.snapshot, lambda: self.meters, self.clock, reader)
         self.settings = settings or ModbusSettings(host="127.0.0.1", port=0)
         self.map = RegisterMap(MapConfig(self.settings), self.source, self.clock)
 
     def reading(self, key: str, values=(), *, ok=True, at=T0, identity=IDENTITY) -> None:
         telegrams = ((identity, tuple(values)),) if ok else ()
         self.snapshot.update(LiveReading(key, at, ok, telegrams, None if ok else "no reply"))
+
+    def decoded_reading(self, key: str, telegrams: tuple, *, at=T0) -> None:
+        self.snapshot.update(LiveReading(key, at, True, telegrams))
 
     def block(self, index: int, unit: int = 1) -> list[int]:
         result = self.map.read(unit, index * BLOCK_SIZE, BLOCK_SIZE)

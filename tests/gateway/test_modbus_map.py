@@ -295,7 +295,7 @@ async def test_cycle_time_follows_the_snapshot(autojump_clock, meters_count) -> 
     meters = [meter(f"{i:08d}") for i in range(1, meters_count + 1)]
     snapshot = LiveSnapshot()
     clock = TrioWallClock(T0)
-    source = LiveSnapshotSource(snapshot, lambda: meters, read_values, clock)
+    source = LiveSnapshotSource(snapshot, lambda: meters, clock, read_values)
     rig_map = RegisterMap(MapConfig(ModbusSettings()), source, clock)
     async with trio.open_nursery() as nursery:
         await nursery.start(source.follow)
