@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import trio
@@ -310,3 +311,9 @@ async def test_cycle_time_follows_the_snapshot(autojump_clock, meters_count) -> 
     block = rig_map.device_block(clock.now())
     assert field(block, DEVICE_FIELDS, "last_cycle_ms") == 3000
     assert field(block, DEVICE_FIELDS, "last_cycle_end") == int(cycle.finished_at.timestamp())
+
+
+def test_the_documented_tables_match_the_layout() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "modbus.md").read_text()
+    for fld in (*DEVICE_FIELDS, *METER_FIELDS):
+        assert f"| {fld.offset} | {fld.name} | {fld.data_type.label} |" in text, fld.name
