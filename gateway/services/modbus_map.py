@@ -23,6 +23,7 @@ from datetime import datetime
 from enum import IntEnum
 from fractions import Fraction
 
+from mbusgw.core.units import Function, quantity_name, unit_symbol
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.services.modbus_encoding import (
@@ -433,14 +434,8 @@ class RegisterMap:
                     encoding.data_type,
                     encoding.constant_text,
                     field=f"value_{slot}",
-                    series=value.series.hex().upper(),
-                    quantity=value.quantity,
-                    unit=value.unit,
-                    function=value.function,
-                    storage=value.storage,
-                    tariff=value.tariff,
-                    subunit=value.subunit,
-                    description="seconds (date/time)" if not value.scalable else "",
+                    description="" if value.scalable else "seconds (date/time)",
+                    value=value,
                     **common,
                 )
             )
@@ -449,6 +444,8 @@ class RegisterMap:
 
 @dataclass(frozen=True, slots=True)
 class MapRow:
+    """One register item: a header field, or a value slot with its series."""
+
     unit_id: int
     address: int
     data_type: DataType
@@ -457,71 +454,48 @@ class MapRow:
     meter_key: str = ""
     position: str = ""
     field: str = ""
-    series: str = ""
-    quantity: int | None = None
-    unit: int | None = None
-    function: int | None = None
-    storage: int | None = None
-    tariff: int | None = None
-    subunit: int | None = None
     description: str = ""
+    value: SeriesValue | None = None
 
 
 CSV_COLUMNS = (
-    "unit_id",
-    "address",
-    "reference",
-    "registers",
-    "data_type",
-    "constant",
-    "word_order",
-    "meter_index",
-    "meter_key",
-    "position",
-    "field",
-    "series",
-    "quantity",
-    "unit",
-    "function",
-    "storage",
-    "tariff",
-    "subunit",
-    "description",
-)
+    "unit_id", "address", "reference", "registers", "data_type", "constant", "word_order",
+    "meter_index", "meter_key", "position", "field", "series", "quantity", "unit", "function",
+    "storage", "tariff", "subunit", "description",
+)  # fmt: skip
 
 
 def map_csv(rows: Sequence[MapRow], word_order: str) -> str:
     """The register map as CSV: ``address`` is the 0-based protocol address, ``reference`` the
-    1-based register number many PLC tools show (holding register 40001 = address 0)."""
+    1-based register number many PLC tools show (holding register 40001 = address 0). A value
+    row names its series: the DIF/VIF bytes, the decoder's quantity, unit and function names."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for row in rows:
-        writer.writerow(
-            [
-                row.unit_id,
-                row.address,
-                row.address + 1,
-                row.data_type.registers,
-                row.data_type.label,
-                row.constant,
-                word_order,
-                _blank(row.meter_index),
-                row.meter_key,
-                row.position,
-                row.field,
-                row.series,
-                _blank(row.quantity),
-                _blank(row.unit),
-                _blank(row.function),
-                _blank(row.storage),
-                _blank(row.tariff),
-                _blank(row.subunit),
-                row.description,
+        value = row.value
+        series = ["", "", "", "", "", "", ""]
+        if value is not None:
+            series = [
+                value.series.hex().upper(),
+                quantity_name(value.quantity),
+                unit_symbol(value.unit),
+                _function_name(value.function),
+                value.storage,
+                value.tariff,
+                value.subunit,
             ]
+        index = "" if row.meter_index is None else row.meter_index
+        writer.writerow(
+            [row.unit_id, row.address, row.address + 1, row.data_type.registers]
+            + [row.data_type.label, row.constant, word_order, index, row.meter_key]
+            + [row.position, row.field, *series, row.description]
         )
     return out.getvalue()
 
 
-def _blank(value: int | None) -> str:
-    return "" if value is None else str(value)
+def _function_name(code: int) -> str:
+    try:
+        return Function(code).name.lower()
+    except ValueError:
+        return f"function_{code}"

@@ -282,7 +282,9 @@ def test_csv_export() -> None:
         "data_type": "int64",
         "constant": "1000",
         "field": "value_2",
-        "quantity": "2",
+        "quantity": "volume",
+        "unit": "m³",
+        "function": "instantaneous",
         "meter_index": "1",
         "position": "flat 00000001",
     }
