@@ -86,7 +86,7 @@ async def ours(seconds: float, rate: float) -> dict:
         first = readings[0]
         result = await run_clients(service.address[1], seconds, rate)
         result["readings_per_s"] = round((readings[0] - first) / result["seconds"], 1)
-        result["server_requests"] = service.server.stats.requests
+        result["server_requests"] = service.stats.requests
         nursery.cancel_scope.cancel()
     return result
 

@@ -122,7 +122,7 @@ class ModbusSettings:
     port: int = _bounded(1502, 0, 65535, note="502 is the standard port; 0 = any free port")
     unit_id: int = _bounded(1, 1, 247, note="the gateway's own unit id (0 and 255 also answer)")
     max_connections: int = _bounded(10, 1, 256)
-    idle_timeout_s: int = _bounded(60, 0, 86_400, note="0 = keep idle connections open")
+    idle_timeout_s: int = _bounded(120, 0, 86_400, note="0 = keep idle connections open")
     data_type: str = _choice("float32", *DATA_TYPE_LABELS)
     constant: str = field(default="1", metadata={"constant": "required"})
     invalid_addresses: str = _choice("exception", "exception", "zero_fill")

@@ -308,6 +308,11 @@ class ModbusService:
         """Where the server listens (the real port when the setting is 0)."""
         return self.server.bound_address if self.server is not None else None
 
+    @property
+    def stats(self) -> ModbusStats | None:
+        """Connection and request counters of the running server (None while it is down)."""
+        return self.server.stats if self.server is not None else None
+
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         settings = self._settings()
         if not settings.enabled:

@@ -211,12 +211,17 @@ class LiveSnapshotSource:
         cached = self._cache.get(meter.key)
         if cached is not None and cached[0] is latest and cached[1] is good and cached[2] is meter:
             return cached[3]
-        result = self._build(meter, latest, good)
+        previous = cached[3] if cached is not None and cached[1] is good else None
+        result = self._build(meter, latest, good, previous)
         self._cache[meter.key] = (latest, good, meter, result)
         return result
 
     def _build(
-        self, meter: Meter, latest: LiveReading | None, good: LiveReading | None
+        self,
+        meter: Meter,
+        latest: LiveReading | None,
+        good: LiveReading | None,
+        previous: MeterValues | None,
     ) -> MeterValues:
         if not meter.active:
             state = MeterState.PASSIVE
@@ -227,16 +232,20 @@ class LiveSnapshotSource:
         attempt_at = latest.read_at if latest is not None else None
         if good is None:
             return MeterValues(state, identity_from_meter(meter), attempt_at=attempt_at)
-        identity, values = self._read_values(good.telegrams)
-        if identity.id is None and identity.manufacturer is None:
-            identity = identity_from_meter(meter)
+        if previous is not None:  # only the latest attempt changed: the values did not
+            identity, values = previous.identity, previous.values
+        else:
+            identity, values = self._read_values(good.telegrams)
+            if identity.id is None and identity.manufacturer is None:
+                identity = identity_from_meter(meter)
         return MeterValues(state, identity, values, good.read_at, attempt_at or good.read_at)
 
     def last_cycle(self) -> CycleInfo | None:
         return self._cycle
 
     async def follow(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """A cycle ends when every active meter has had a new attempt since the cycle began."""
+        """A cycle ends when every active meter has had a new attempt since the cycle began
+        (meters removed or made passive meanwhile no longer count)."""
         version = self._snapshot.version
         started = self._clock.now()
         task_status.started()
@@ -244,8 +253,10 @@ class LiveSnapshotSource:
             seen = {m.key: self._snapshot.latest(m.key) for m in self.meters() if m.active}
             while seen:
                 version = await self._snapshot.wait_for_change(version)
-                for key in [k for k, r in seen.items() if self._snapshot.latest(k) is not r]:
-                    del seen[key]
+                active = {m.key for m in self.meters() if m.active}
+                for key, before in list(seen.items()):
+                    if key not in active or self._snapshot.latest(key) is not before:
+                        del seen[key]
             if not any(m.active for m in self.meters()):
                 await trio.sleep(1.0)  # nothing to read: check the meter list again later
                 started = self._clock.now()

@@ -319,3 +319,37 @@ def test_the_documented_tables_match_the_layout() -> None:
     text = (Path(__file__).parents[2] / "docs" / "modbus.md").read_text()
     for fld in (*DEVICE_FIELDS, *METER_FIELDS):
         assert f"| {fld.offset} | {fld.name} | {fld.data_type.label} |" in text, fld.name
+
+
+async def test_a_cycle_completes_when_a_meter_goes_passive(autojump_clock) -> None:
+    meters = [meter("00000001"), meter("00000002")]
+    snapshot = LiveSnapshot()
+    clock = TrioWallClock(T0)
+    source = LiveSnapshotSource(snapshot, lambda: meters, clock, read_values)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(source.follow)
+        await trio.sleep(2)
+        snapshot.update(LiveReading("00000001", clock.now(), True, ((IDENTITY, (ENERGY,)),)))
+        await trio.testing.wait_all_tasks_blocked()
+        assert source.last_cycle() is None  # meter 2 has not been read
+        meters[1] = meter("00000002", active=False)
+        snapshot.update(LiveReading("00000001", clock.now(), False))
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert source.last_cycle().duration_s == pytest.approx(2.0)
+
+
+def test_a_failed_attempt_keeps_the_decoded_values() -> None:
+    decoded: list[tuple] = []
+
+    def counting_reader(telegrams):
+        decoded.append(telegrams)
+        return read_values(telegrams)
+
+    rig = Rig([meter("00000001")], reader=counting_reader)
+    rig.reading("00000001", [ENERGY])
+    good = rig.source.values(rig.meters[0])
+    rig.reading("00000001", ok=False, at=T0 + timedelta(seconds=5))
+    failed = rig.source.values(rig.meters[0])
+    assert failed.state == MeterState.FAILED and failed.values is good.values
+    assert len(decoded) == 1

@@ -211,7 +211,7 @@ async def test_garbage_closes_only_that_connection() -> None:
             _, _, pdu = await exchange(good, request(1, 1, read_pdu(3, 0, 1)))
             assert pdu == b"\x03\x02\x00\x01"
             await good.aclose()
-            assert service.server.stats.closed_bad_frame == 2
+            assert service.stats.closed_bad_frame == 2
 
 
 async def test_connection_limit_refuses_the_next_cleanly() -> None:
@@ -225,13 +225,13 @@ async def test_connection_limit_refuses_the_next_cleanly() -> None:
             third = await trio.open_tcp_stream(HOST, port)
             assert await closed_by_server(third)
             await first.aclose()
-            while service.server.stats.connections > 1:  # the server notices the close
+            while service.stats.connections > 1:  # the server notices the close
                 await trio.sleep(0.01)
             fourth = await trio.open_tcp_stream(HOST, port)
             _, _, pdu = await exchange(fourth, request(2, 1, read_pdu(3, 0, 1)))
             assert pdu == b"\x03\x02\x00\x01"
             await exchange(second, request(3, 1, read_pdu(3, 0, 1)))
-            stats = service.server.stats
+            stats = service.stats
             assert (stats.accepted, stats.refused, stats.connections) == (3, 1, 2)
             for stream in (second, third, fourth):
                 await stream.aclose()
@@ -244,7 +244,7 @@ async def test_idle_connections_are_closed() -> None:
             idle = await trio.open_tcp_stream(HOST, port)
             await idle.send_all(request(1, 1, read_pdu(3, 0, 1))[:5])  # never completed
             assert await closed_by_server(idle)
-            assert service.server.stats.closed_idle == 1
+            assert service.stats.closed_idle == 1
             await idle.aclose()
 
 
@@ -269,7 +269,7 @@ async def test_a_flooding_client_does_not_stall_the_others() -> None:
                 await polite.aclose()
                 nursery.cancel_scope.cancel()
             # the flooder was held back: far fewer of its requests answered than it sent
-            assert service.server.stats.requests < 30_000
+            assert service.stats.requests < 30_000
             await flooder.aclose()
 
 
