@@ -5,6 +5,7 @@ PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip --disable-pip-version-check -q
 DATA   ?= var
 CORE_SOURCES = $(wildcard core/*.pyx core/*.pxd core/*.h) core/_vif_table.h
+PY_SOURCES   = $(shell find core gateway web -name '*.py')
 
 .PHONY: install compile debug test test-debug lint bench run clean
 
@@ -26,7 +27,8 @@ install: $(VENV)/.installed
 compile: install
 
 # A second environment with the bounds-checked build, for the property tests.
-$(VENV)-debug/.installed: pyproject.toml setup.py $(CORE_SOURCES)
+# (not editable: the Python sources are copied, so they are prerequisites too)
+$(VENV)-debug/.installed: pyproject.toml setup.py $(CORE_SOURCES) $(PY_SOURCES)
 	$(PYTHON) -m venv $(VENV)-debug
 	$(VENV)-debug/bin/python -m pip --disable-pip-version-check -q install "setuptools>=69" wheel "Cython>=3.0.10"
 	rm -rf build/debug

@@ -24,6 +24,9 @@ macros = []
 if DEBUG:
     directives["linetrace"] = True
     macros.append(("CYTHON_TRACE_NOGIL", "1"))
+else:
+    # `assert` in the .pyx files checks invariants of the debug build only
+    macros.append(("CYTHON_WITHOUT_ASSERTIONS", None))
 
 # The three code folders install as mbusgw.core, mbusgw.gateway and mbusgw.web (with subpackages).
 TOP_LEVEL = ("core", "gateway", "web")
@@ -52,7 +55,9 @@ setup(
         extensions,
         compiler_directives=directives,
         include_path=["core"],
-        build_dir="build/cython-debug" if DEBUG else None,
+        build_dir="build/debug/cython" if DEBUG else None,
     ),
+    # a separate build tree, so a debug build never picks up release objects (or vice versa)
+    options={"build": {"build_base": "build/debug"}} if DEBUG else {},
     zip_safe=False,
 )

@@ -1,8 +1,10 @@
 """EN 13757-3 application layer: headers, DIF/DIFE/VIF/VIFE records, every data type.
 
-The decode loop is C: a bounds-checked cursor walks the bytes and fills ``RecordC`` structs in a
-scratch buffer, which is copied once into the telegram (no Python object per record). The record
-array (numpy, ``RECORD_DTYPE``) and the ``Record`` objects are built only when asked for.
+The decode loop is C: a bounds-checked cursor walks the bytes (every read is preceded by a
+length check; the debug build, MBUSGW_DEBUG=1, also asserts that the cursor stayed inside) and
+fills ``RecordC`` structs in a scratch buffer, which is copied once into the telegram (no Python
+object per record). The record array (numpy, ``RECORD_DTYPE``) and the ``Record`` objects are
+built only when asked for.
 
 Values stay exact: integers and BCD as ``mantissa * 10**exponent`` already scaled to the base
 unit of the VIF table (Wh, J, m³, kg, W, ...); non-decimal factors such as minutes to seconds go
@@ -418,6 +420,7 @@ cdef int _decode_value(Cursor* c, RecordC* r, int field, uint8_t effect) except 
         r.data_length = <uint16_t>n
         q = c.p + c.pos
         c.pos += n
+        assert c.pos <= c.end, "variable length data read past the payload"
         if r.kind == K_DECIMAL:
             if lvar >= 0xE0:
                 r.mantissa = _sign_extend(_read_uint(q, <int>n, c.msb_first), <int>n) if n else 0
@@ -442,6 +445,7 @@ cdef int _decode_value(Cursor* c, RecordC* r, int field, uint8_t effect) except 
     r.data_length = <uint16_t>n
     q = c.p + c.pos
     c.pos += n
+    assert c.pos <= c.end, "data field read past the payload"
     raw = _read_uint(q, <int>n, c.msb_first)
     if effect == EFFECT_RAW:
         r.kind = K_BYTES
@@ -597,6 +601,7 @@ cdef int _decode_record(Cursor* c) except -1:
                 exponent = 0
                 multiplier = ce.multiplier
     r.difvif_length = <uint16_t>(c.pos - start)
+    assert c.pos <= c.end, "DIF/VIF read past the payload"
     _decode_value(c, r, dif & 0x0F, effect)
     if r.kind == K_DECIMAL or r.kind == K_REAL:
         if exponent < -128 or exponent > 127:
@@ -1022,9 +1027,10 @@ cdef class Telegram:
         return f"Telegram(ci=0x{self.ci:02X}, records={self._count}, header={self.header!r})"
 
 
-cdef void _read_header(Cursor* c, HeaderC* h, bint long_header) noexcept:
+cdef int _read_header(Cursor* c, HeaderC* h, bint long_header) except -1:
     cdef const uint8_t* q = c.p + c.pos
     cdef int i
+    assert c.pos + (LONG_HEADER if long_header else SHORT_HEADER) <= c.end, "header past payload"
     if long_header:
         for i in range(4):
             h.id_bytes[i] = q[i] if c.msb_first else q[3 - i]
@@ -1039,6 +1045,7 @@ cdef void _read_header(Cursor* c, HeaderC* h, bint long_header) noexcept:
     h.signature = <uint16_t>_read_uint(q + 2, 2, c.msb_first)
     h.has_access = True
     c.pos += 4
+    return 0
 
 
 cdef Telegram _decode(bytes payload, Py_ssize_t start, Py_ssize_t end, int ci, Header given):
@@ -1120,7 +1127,9 @@ cdef int _decode_fixed(Cursor* c, HeaderC* h) except -1:
     cdef const uint8_t* q = c.p + c.pos
     cdef Py_ssize_t at = c.pos
     cdef int i
-    cdef uint8_t status = q[5]
+    cdef uint8_t status
+    assert c.pos + FIXED_DATA <= c.end, "fixed data structure past the payload"
+    status = q[5]
     for i in range(4):
         h.id_bytes[i] = q[3 - i]
     h.has_id = True
