@@ -21,6 +21,7 @@ from libc.string cimport memcpy, memset
 from _mbus cimport mbus_sum8
 
 import datetime as _dt
+from collections import namedtuple
 from decimal import Decimal
 
 import numpy as np
@@ -722,6 +723,9 @@ def _record_dtype():
 
 RECORD_DTYPE = _record_dtype()
 
+ApplicationError = namedtuple("ApplicationError", "code text")
+ApplicationError.__doc__ = "The application error a CI 0x70 telegram reports."
+
 
 cdef class Header:
     """The fields of the telegram header (None where the CI's header does not carry them)."""
@@ -994,11 +998,11 @@ cdef class Telegram:
 
     @property
     def error(self):
-        """``(code, text)`` of a CI 0x70 application error, else None."""
+        """``ApplicationError(code, text)`` of a CI 0x70 telegram, else None."""
         if self._error_code < 0:
             return None
-        return (self._error_code,
-                APPLICATION_ERRORS.get(self._error_code, f"unknown error (0x{self._error_code:02X})"))
+        return ApplicationError(self._error_code, APPLICATION_ERRORS.get(
+            self._error_code, f"unknown error (0x{self._error_code:02X})"))
 
     @property
     def alarm(self):
