@@ -7,6 +7,7 @@ property tests that hunt for overruns the release build would not notice.
 import os
 from pathlib import Path
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
@@ -20,7 +21,7 @@ directives = {
     "cdivision": True,
     "embedsignature": True,
 }
-macros = []
+macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 if DEBUG:
     directives["linetrace"] = True
     macros.append(("CYTHON_TRACE_NOGIL", "1"))
@@ -40,7 +41,7 @@ extensions = [
     Extension(
         f"mbusgw.core.{pyx.stem}",
         [str(pyx)],
-        include_dirs=["core"],
+        include_dirs=["core", numpy.get_include()],
         define_macros=macros,
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O2"],
     )

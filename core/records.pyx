@@ -15,8 +15,12 @@ into the mantissa. Only real32 data is a float. The VIF tables are C arrays gene
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.datetime cimport date_new, datetime_new, import_datetime, time_new
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF
 from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
+
+cimport numpy as cnp
 
 from _mbus cimport mbus_sum8
 
@@ -104,6 +108,14 @@ ctypedef struct HeaderC:
     uint8_t version, medium, access_number, status
     bint has_id, has_access
 
+
+cdef extern from "numpy/arrayobject.h":
+    # declared here because numpy's .pxd leaves it out; steals a reference to ``descr``
+    object _array_from_descr "PyArray_NewFromDescr" (
+        PyTypeObject* subtype, PyObject* descr, int nd, cnp.npy_intp* dims,
+        cnp.npy_intp* strides, void* data, int flags, PyObject* obj)
+
+cnp.import_array()
 
 cdef extern from *:
     bint __builtin_mul_overflow(int64_t a, int64_t b, int64_t* out) nogil
@@ -970,9 +982,19 @@ cdef class Telegram:
 
     @property
     def array(self):
-        """One row per record, dtype ``RECORD_DTYPE``; offsets point into ``payload``."""
+        """One row per record, dtype ``RECORD_DTYPE``; offsets point into ``payload``.
+
+        A read-only view of the decoder's buffer (no copy)."""
+        cdef cnp.npy_intp dims[1]
         if self._array is None:
-            self._array = np.frombuffer(self._buffer, dtype=RECORD_DTYPE)
+            dims[0] = self._count
+            Py_INCREF(RECORD_DTYPE)
+            array = _array_from_descr(
+                <PyTypeObject*>np.ndarray, <PyObject*>RECORD_DTYPE, 1, dims, NULL,
+                <void*>PyBytes_AS_STRING(self._buffer),
+                cnp.NPY_ARRAY_ALIGNED | cnp.NPY_ARRAY_C_CONTIGUOUS, NULL)
+            cnp.set_array_base(array, self._buffer)
+            self._array = array
         return self._array
 
     @property
