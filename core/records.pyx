@@ -155,6 +155,7 @@ cdef enum:
     Q_ANY_VIF = 21
     Q_MANUFACTURER_DATA = 86
     U_NONE = 0
+    U_S = 5
     U_MIN = 6
     U_H = 7
     U_DAY = 8
@@ -345,19 +346,28 @@ cdef inline void _add_modifier(RecordC* r, uint8_t modifier) noexcept:
         r.flags |= F_MORE_MODIFIERS
 
 
-cdef int _scale(RecordC* r, uint32_t multiplier, uint8_t fallback_unit) noexcept:
-    """Multiply an exact value by a non-decimal factor (minutes to seconds ...)."""
+cdef int _scale(RecordC* r, uint32_t multiplier) noexcept:
+    """Multiply an exact value by a non-decimal factor (minutes to seconds ...). If that would
+    overflow, a duration keeps the unit the meter sent and anything else becomes a float;
+    either way the record is flagged."""
     cdef int64_t out
+    cdef uint8_t native
     if multiplier == 1:
         return 0
     if r.kind == K_REAL:
         r.real *= multiplier
     elif r.kind == K_DECIMAL:
-        if __builtin_mul_overflow(r.mantissa, <int64_t>multiplier, &out):
-            r.flags |= F_SCALE_OVERFLOW
-            r.unit = fallback_unit
-        else:
+        if not __builtin_mul_overflow(r.mantissa, <int64_t>multiplier, &out):
             r.mantissa = out
+            return 0
+        r.flags |= F_SCALE_OVERFLOW
+        native = _native_time_unit(multiplier)
+        if r.unit == U_S and native != U_NONE:
+            r.unit = native
+        else:
+            r.kind = K_REAL
+            r.real = <double>r.mantissa * multiplier
+            r.mantissa = 0
     return 0
 
 
@@ -503,7 +513,7 @@ cdef int _decode_record(Cursor* c) except -1:
     cdef const mbus_vif_entry* ce
     cdef uint8_t effect
     cdef int exponent
-    cdef uint32_t multiplier, duration_multiplier = 1
+    cdef uint32_t multiplier
     cdef RecordC* r
     c.pos += 1
     if dif == 0x0F or dif == 0x1F:
@@ -620,7 +630,7 @@ cdef int _decode_record(Cursor* c) except -1:
         if exponent < -128 or exponent > 127:
             _fail(f"decimal exponent {exponent} out of range", start, c.count)
         r.exponent = <int8_t>exponent
-        _scale(r, multiplier, _native_time_unit(multiplier))
+        _scale(r, multiplier)
     c.count += 1
     return 0
 

@@ -258,9 +258,13 @@ def test_vif_tables(records: str, quantity: str, unit: str, value: object) -> No
     assert (record.quantity, record.unit, record.value) == (quantity, unit, value)
 
 
-def test_scaling_that_would_overflow_keeps_the_unit_sent() -> None:
+def test_scaling_that_would_overflow_is_flagged() -> None:
     record, row = one("0723 FFFFFFFFFFFFFF7F")
-    assert (record.unit, record.value) == ("d", 2**63 - 1)
+    assert (record.unit, record.value) == ("d", 2**63 - 1)  # days, exact
+    assert row["flags"] & Flag.SCALE_OVERFLOW
+    record, row = one("0748 FFFFFFFFFFFFFF7F")  # m³/s: no exact m³/h, so a float
+    assert (record.unit, record.kind) == ("m³/h", "real")
+    assert record.value == pytest.approx((2**63 - 1) * 3600 * 1e-9)
     assert row["flags"] & Flag.SCALE_OVERFLOW
 
 
