@@ -110,9 +110,10 @@ ctypedef struct HeaderC:
 
 
 cdef extern from "numpy/arrayobject.h":
+    ctypedef struct _Descr "PyArray_Descr"
     # declared here because numpy's .pxd leaves it out; steals a reference to ``descr``
     object _array_from_descr "PyArray_NewFromDescr" (
-        PyTypeObject* subtype, PyObject* descr, int nd, cnp.npy_intp* dims,
+        PyTypeObject* subtype, _Descr* descr, int nd, cnp.npy_intp* dims,
         cnp.npy_intp* strides, void* data, int flags, PyObject* obj)
 
 cnp.import_array()
@@ -1000,7 +1001,7 @@ cdef class Telegram:
             dims[0] = self._count
             Py_INCREF(RECORD_DTYPE)
             array = _array_from_descr(
-                <PyTypeObject*>np.ndarray, <PyObject*>RECORD_DTYPE, 1, dims, NULL,
+                <PyTypeObject*>np.ndarray, <_Descr*><PyObject*>RECORD_DTYPE, 1, dims, NULL,
                 <void*>PyBytes_AS_STRING(self._buffer),
                 cnp.NPY_ARRAY_ALIGNED | cnp.NPY_ARRAY_C_CONTIGUOUS, NULL)
             cnp.set_array_base(array, self._buffer)
