@@ -985,7 +985,7 @@ cdef class Telegram:
         elif given is not None:
             h.access_number, h.status, h.signature = (given.access_number, given.status,
                                                       given.signature)
-        if self.ci == 0x73:
+        if self.ci == 0x73 or self.ci == 0x77:
             h.manufacturer = None
             h.version = None
             h.signature = None
@@ -1104,7 +1104,7 @@ cdef Telegram _decode(bytes payload, Py_ssize_t start, Py_ssize_t end, int ci, H
     c.p = <const uint8_t*>PyBytes_AS_STRING(payload)
     c.pos = start
     c.end = end
-    c.msb_first = ci == 0x76
+    c.msb_first = ci == 0x76 or ci == 0x77
     c.count = 0
     c.mdata_offset = -1
     c.more_follow = False
@@ -1141,7 +1141,7 @@ cdef Telegram _decode(bytes payload, Py_ssize_t start, Py_ssize_t end, int ci, H
             _decode_records(&c)
         elif ci == 0x78 or ci == 0x51:
             _decode_records(&c)
-        elif ci == 0x73:
+        elif ci == 0x73 or ci == 0x77:
             if n != FIXED_DATA:
                 raise DecodeError(f"fixed data structure needs {FIXED_DATA} bytes, got {n}",
                                   end if n < FIXED_DATA else start + FIXED_DATA)
@@ -1166,16 +1166,18 @@ cdef int _decode_fixed(Cursor* c, HeaderC* h) except -1:
     cdef int i
     cdef uint8_t status
     assert c.pos + FIXED_DATA <= c.end, "fixed data structure past the payload"
+    cdef Py_ssize_t low, high     # the medium/unit field: unit 1 in the low byte, unit 2 high
     status = q[5]
     for i in range(4):
-        h.id_bytes[i] = q[3 - i]
+        h.id_bytes[i] = q[i] if c.msb_first else q[3 - i]
     h.has_id = True
     h.access_number = q[4]
     h.status = status
     h.has_access = True
-    h.medium = ((q[7] & 0xC0) >> 4) | ((q[6] & 0xC0) >> 6)
-    _fixed_record(c, at + 8, q[6], at + 6, status & 0x80, status & 0x40)
-    _fixed_record(c, at + 12, q[7], at + 7, status & 0x80, status & 0x40)
+    low, high = (7, 6) if c.msb_first else (6, 7)
+    h.medium = ((q[high] & 0xC0) >> 4) | ((q[low] & 0xC0) >> 6)
+    _fixed_record(c, at + 8, q[low], at + low, status & 0x80, status & 0x40)
+    _fixed_record(c, at + 12, q[high], at + high, status & 0x80, status & 0x40)
     c.pos = c.end
     return 0
 

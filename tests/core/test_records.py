@@ -387,6 +387,13 @@ def test_fixed_data_structure() -> None:
     assert (energy.value, energy.storage, volume.value) == (-1000, 1, Decimal("0.105"))
 
 
+def test_fixed_data_structure_msb_first() -> None:
+    data = bytes.fromhex("90919293 10 00 6905 00006531 00000069")
+    telegram = decode(long_frame(0x77, data))
+    assert (telegram.header.id, telegram.header.medium) == ("90919293", 4)
+    assert [r.value for r in telegram.records] == [6531000, Decimal("0.069")]
+
+
 def test_non_bcd_identification_digits_stay_hex() -> None:
     header = bytes.fromhex("3E020005 4304 01 07 2A 00 0000")
     assert decode(long_frame(0x72, header)).header.id == "0500023E"
