@@ -782,7 +782,23 @@ cdef class Header:
 
 
 cdef str _letters(uint16_t code):
-    return "".join([chr(((code >> shift) & 0x1F) + 64) for shift in (10, 5, 0)])
+    """The manufacturer field as three letters (5 bits each, A = 1)."""
+    cdef char out[3]
+    cdef int i
+    for i in range(3):
+        out[i] = <char>(((code >> (10 - 5 * i)) & 0x1F) + 64)
+    return out[:3].decode("latin-1")
+
+
+cdef str _id_digits(const uint8_t* id_bytes):
+    """Four bytes, most significant first, as eight hex digits (BCD digits read as decimal)."""
+    cdef char out[8]
+    cdef int i
+    cdef const char* digits = b"0123456789ABCDEF"
+    for i in range(4):
+        out[2 * i] = digits[id_bytes[i] >> 4]
+        out[2 * i + 1] = digits[id_bytes[i] & 0x0F]
+    return out[:8].decode("ascii")
 
 
 cdef class Record:
@@ -964,7 +980,7 @@ cdef class Telegram:
         cdef HeaderC* c = &self._h
         h.ci = self.ci
         if c.has_id:
-            h.id = (<bytes>PyBytes_FromStringAndSize(<char*>c.id_bytes, 4)).hex().upper()
+            h.id = _id_digits(c.id_bytes)
             h.manufacturer = _letters(c.manufacturer)
             h.version = c.version
             h.medium = c.medium
