@@ -4,6 +4,7 @@ decrypts, every wrong key is a wrong key (never damage), every broken CRC is dam
 from __future__ import annotations
 
 import pytest
+from wmbus_vectors import load_cases, unique, variants
 
 from mbusgw.core.errors import (
     DecryptError,
@@ -18,7 +19,6 @@ from mbusgw.core.wmbus import (
     decode_wireless,
     strip_crc,
 )
-from wmbus_vectors import load_cases, unique, variants
 
 WIRELESS = unique(variants("wireless"))
 
