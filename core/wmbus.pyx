@@ -178,8 +178,19 @@ cdef class MeterId:
         return f"{self.manufacturer} {self.id} (version {self.version}, type {self.device_type})"
 
 
+# Meter addresses repeat telegram after telegram: their objects are kept (a bounded memo).
+cdef dict _METERS = {}
+cdef enum:
+    METERS_KEPT = 100000
+
+
 cdef MeterId _meter_from_wire(const uint8_t* p, bint long_header_order):
     """DLL order is M(2) ID(4) V T; the long TPL header sends ID(4) M(2) V T."""
+    cdef bytes wire = (<const char*>p)[:8]
+    cdef object key = (wire, long_header_order)
+    cdef object found = _METERS.get(key)
+    if found is not None:
+        return <MeterId>found
     cdef MeterId m = MeterId.__new__(MeterId)
     cdef const uint8_t* man = p + 4 if long_header_order else p
     cdef const uint8_t* ident = p if long_header_order else p + 2
@@ -189,6 +200,9 @@ cdef MeterId _meter_from_wire(const uint8_t* p, bint long_header_order):
     m.version = p[6]
     m.device_type = p[7]
     m.address = bytes((man[0], man[1], ident[0], ident[1], ident[2], ident[3], p[6], p[7]))
+    if len(_METERS) >= METERS_KEPT:
+        _METERS.clear()
+    _METERS[key] = m
     return m
 
 
