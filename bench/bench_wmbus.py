@@ -5,7 +5,8 @@ Workloads on the OMS Vol. 2 Annex N.2.1 telegram (mode 5, AES-128-CBC, 2 encrypt
 * ``link+decrypt`` — CRC check/strip, DLL/TPL headers, decryption and 2F2F check, with a key
   object whose OpenSSL context is cached;
 * ``decoder`` — the same through the stateful ``WirelessDecoder`` with a key store lookup,
-  per-meter key cache and diagnosis counts (what the receiver service runs);
+  per-meter key cache and diagnosis counts, and the application layer through the record
+  decoder (what the receiver service runs); ``+ values`` also builds every record's value;
 * ``naive-cipher`` — a fresh ``cryptography`` CBC cipher object per telegram, the usual way of
   calling the library, to show what the cached context saves.
 
@@ -16,6 +17,7 @@ hot path with the naive use of the same library.
 from __future__ import annotations
 
 import timeit
+from decimal import Decimal
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -54,21 +56,22 @@ def main(argv: list[str]) -> dict:
     store.add(KEY, address="12345678")
     decoder = WirelessDecoder(keys=store)
     assert decode_wireless(TELEGRAM, keys=key).payload[:2] == b"\x2f\x2f"
-    assert decoder.decode(framed).payload[:2] == b"\x2f\x2f"
+    assert decoder.decode(framed).application.records[0].value == Decimal("28504.27")
 
     results = {
         "link+decrypt (stripped)": per_call_us(lambda: decode_wireless(TELEGRAM, keys=key)),
         "link+decrypt (format A CRCs)": per_call_us(lambda: decode_wireless(framed, keys=key)),
         "decoder + key store (format A)": per_call_us(lambda: decoder.decode(framed)),
+        "decoder + key store + values": per_call_us(
+            lambda: [r.value for r in decoder.decode(framed).application.records]
+        ),
         "naive-cipher decrypt only": per_call_us(naive_decrypt),
     }
     naive = results["naive-cipher decrypt only"]
     print(f"{'workload (mode 5, 47-byte telegram)':40} {'µs/telegram':>12} {'vs naive':>9}")
     for name, micros in results.items():
         print(f"{name:40} {micros:12.2f} {micros / naive:8.2f}x")
-    best = results["decoder + key store (format A)"]
-    print(
-        f"goal ≤ {GOAL_US:g} µs per telegram: {'met' if best <= GOAL_US else 'NOT met'} "
-        f"({best:.2f} µs through the decoder)"
-    )
+    best = results["decoder + key store + values"]
+    verdict = "met" if best <= GOAL_US else "NOT met"
+    print(f"goal ≤ {GOAL_US:g} µs per telegram: {verdict} ({best:.2f} µs with every value)")
     return {"us_per_telegram": results, "goal_us": GOAL_US}

@@ -28,7 +28,13 @@ from mbusgw.core.errors import (
     MissingKeyError,
     UnsupportedError,
 )
+from mbusgw.core.crypto import make_key
+from mbusgw.core.records import Header, decode_application
 from mbusgw.core.wmbus import decode_wireless, meter_from_dll
+
+# What the record decoder makes of each wireless payload kind: the CI it decodes the payload
+# as (the TPL header has been taken off already). Other kinds stay raw.
+APPLICATION_CI = {"records": 0x78, "application-error": 0x70, "alarm": 0x71}
 
 OUTCOMES = ("decoded", "missing_key", "wrong_key", "damaged", "unsupported", "malformed",
             "layout_unknown")
@@ -50,6 +56,33 @@ def outcome_of(error) -> str:
     if isinstance(error, UnsupportedError):
         return "unsupported"
     return "malformed"
+
+
+def decode_records(telegram):
+    """The records of a decrypted telegram (``mbusgw.core.records.Telegram``), or None when its
+    payload holds no EN 13757-3 application layer (manufacturer specific, COSEM, none)."""
+    ci = APPLICATION_CI.get(telegram.payload_kind)
+    if ci is None:
+        return None
+    meter = telegram.meter
+    tpl = telegram.tpl
+    if tpl is not None and tpl.access_number is not None:
+        access, status, signature = tpl.access_number, tpl.status, tpl.configuration
+    else:
+        access = None if telegram.ell is None else telegram.ell.acc
+        status = signature = None
+    header = Header(meter.id, meter.manufacturer, meter.version, meter.device_type, access,
+                    status, signature, telegram.ci)
+    return decode_application(ci, telegram.payload, header)
+
+
+cdef object _prepared(keys):
+    """A fixed key source as key objects, made once (an OpenSSL context per key)."""
+    if keys is None or callable(keys):
+        return keys
+    if isinstance(keys, (list, tuple)):
+        return [make_key(k) for k in keys]
+    return [make_key(keys)]
 
 
 cdef class MeterDiagnosis:
@@ -102,7 +135,7 @@ cdef class WirelessDecoder:
     cdef readonly dict unattributed
 
     def __init__(self, keys=None, str frame_format="auto"):
-        self._keys = keys
+        self._keys = _prepared(keys)
         self.frame_format = frame_format
         self._diagnoses = {}
         self._key_for_meter = {}
@@ -112,7 +145,7 @@ cdef class WirelessDecoder:
 
     def set_keys(self, keys) -> None:
         """Replace the key source (the key store changed); cached key matches are dropped."""
-        self._keys = keys
+        self._keys = _prepared(keys)
         self._key_for_meter.clear()
 
     def diagnosis(self, meter):
@@ -133,10 +166,8 @@ cdef class WirelessDecoder:
             rest = []
         elif callable(keys):
             rest = list(keys(meter) or ())
-        elif isinstance(keys, (list, tuple)):
-            rest = list(keys)
         else:
-            rest = [keys]
+            rest = keys
         if found is None:
             return rest
         return [found] + [k for k in rest if k is not found and k != found]
@@ -172,6 +203,7 @@ cdef class WirelessDecoder:
         elif kind == "compact":
             records = rebuild_full_frame(self._layout_for(telegram), telegram.payload)
             telegram = telegram.with_payload(records, "records")
+        telegram.application = decode_records(telegram)
         return telegram
 
     cdef void _remember_full_frame(self, meter, bytes payload):

@@ -470,7 +470,9 @@ cdef class WirelessTelegram:
     full-frame CRC and data), ``payload_kind`` says what it holds (see ``TPL_LAYOUT``; also
     "manufacturer" for CI 0xA0–0xB7). ``meter`` is the meter's identity: the long TPL header's
     address when there is one (repeaters, radio modules), the DLL address otherwise. ``key`` is the
-    key that decrypted it (never serialised). ``rssi`` (dBm) is filled in by a receiver.
+    key that decrypted it (never serialised). ``rssi`` (dBm) is filled in by a receiver, and
+    ``application`` (the decoded records, a ``mbusgw.core.records.Telegram``) by the
+    ``WirelessDecoder``.
     """
     cdef readonly LinkLayer link
     cdef readonly ExtendedLinkLayer ell
@@ -482,6 +484,7 @@ cdef class WirelessTelegram:
     cdef readonly str payload_kind
     cdef readonly object key
     cdef public object rssi
+    cdef public object application
 
     @property
     def decryption(self) -> str:
@@ -515,9 +518,36 @@ cdef class WirelessTelegram:
         cdef WirelessTelegram t = WirelessTelegram.__new__(WirelessTelegram)
         t.link, t.ell, t.afl, t.tpl, t.meter = self.link, self.ell, self.afl, self.tpl, self.meter
         t.ci, t.frame, t.key, t.rssi = self.ci, self.frame, self.key, self.rssi
+        t.application = self.application
         t.payload = payload
         t.payload_kind = payload_kind
         return t
+
+    def to_dict(self) -> dict:
+        """The JSON shape of a decoded wired frame (header, records) plus ``"link"``; a payload
+        without EN 13757-3 records (manufacturer specific, COSEM ...) is given as hex."""
+        if self.application is not None:
+            out = self.application.to_dict()
+        else:
+            out = {"header": self.header_dict(), "records": []}
+            if self.payload:
+                name = ("manufacturer_data" if self.payload_kind == "manufacturer"
+                        else "payload")
+                out[name] = self.payload.hex().upper()
+        out["link"] = self.link_dict()
+        return out
+
+    def header_dict(self) -> dict:
+        """Header fields in the records' header shape, from the address and the TPL."""
+        out = {"id": self.meter.id, "manufacturer": self.meter.manufacturer,
+               "version": self.meter.version, "medium": self.meter.device_type,
+               "access_number": None, "status": None, "signature": None}
+        if self.tpl is not None and self.tpl.access_number is not None:
+            out.update(access_number=self.tpl.access_number, status=self.tpl.status,
+                       signature=self.tpl.configuration)
+        elif self.ell is not None:
+            out["access_number"] = self.ell.acc
+        return out
 
     def __repr__(self):
         return (f"WirelessTelegram(meter={self.meter!r}, ci=0x{self.ci:02X}, "
