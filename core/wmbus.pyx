@@ -37,7 +37,7 @@ from mbusgw.core.errors import (
     UnsupportedError,
 )
 
-FRAME_FORMATS = ("auto", "A", "B", "stripped")
+FRAME_FORMATS = ("auto", "A", "B", "stripped")  # also reported: "stripped-last-crc"
 
 # Data link layer sizes (EN 13757-4): the first block holds L, C, M (2) and A (6).
 cdef enum:
@@ -235,6 +235,15 @@ cdef bint _format_b_ok(const uint8_t* p, Py_ssize_t total):
             and _crc(p + BLOCK_B_FIRST + 2, total - BLOCK_B_FIRST - 4) == _be16(p + total - 2))
 
 
+cdef bint _last_crc_kept(const uint8_t* p, Py_ssize_t n):
+    """Are the last two bytes the format A CRC of the (non-empty) last block before them?"""
+    cdef Py_ssize_t end = n - 2, start
+    if end <= DLL_HEADER:
+        return False
+    start = DLL_HEADER + BLOCK_A * ((end - DLL_HEADER - 1) // BLOCK_A)
+    return _crc(p + start, end - start) == _be16(p + end)
+
+
 cdef bytes _strip_a(const uint8_t* p, Py_ssize_t n, int length):
     cdef Py_ssize_t pos = 0, end, block = 0, size
     cdef int expected, actual
@@ -289,8 +298,10 @@ def strip_crc(data, str frame_format="auto") -> tuple:
 
     With ``frame_format="auto"`` a telegram of exactly L + 1 bytes is format B when its CRCs
     verify and stripped otherwise; a longer one is format A when the CRC of its first block
-    verifies (or when it is as long as a format A frame), and stripped with trailing bytes
-    otherwise.
+    verifies (or when it is as long as a format A frame), format B when its first L + 1 bytes
+    pass the format B CRCs, and stripped with trailing bytes otherwise. Some receivers remove every block CRC but the last one and count it in the
+    L-field: a stripped telegram whose last two bytes are the format A CRC of its last block
+    comes back without them, as format "stripped-last-crc".
     """
     if frame_format not in FRAME_FORMATS:
         raise ValueError(f"frame format {frame_format!r} is not one of {FRAME_FORMATS}")
@@ -306,10 +317,18 @@ def strip_crc(data, str frame_format="auto") -> tuple:
     cdef str fmt = frame_format
     if fmt == "auto":
         if n == length + 1:
-            fmt = "B" if _format_b_ok(p, n) else "stripped"
+            if _format_b_ok(p, n):
+                fmt = "B"
+            elif _last_crc_kept(p, n):
+                return (bytes((length - 2,)) + bytes(view[1:n - 2]), "stripped-last-crc",
+                        b"")
+            else:
+                fmt = "stripped"
         elif n > length + 1:
             if n >= DLL_HEADER + 2 and _crc(p, DLL_HEADER) == _be16(p + DLL_HEADER):
                 fmt = "A"
+            elif _format_b_ok(p, length + 1):
+                fmt = "B"
             else:
                 fmt = "A" if n >= total_a else "stripped"
         else:
