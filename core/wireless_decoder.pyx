@@ -68,9 +68,8 @@ def decode_records(telegram):
     tpl = telegram.tpl
     if tpl is not None and tpl.access_number is not None:
         access, status, signature = tpl.access_number, tpl.status, tpl.configuration
-    else:
-        access = None if telegram.ell is None else telegram.ell.acc
-        status = signature = None
+    else:  # no TPL header: the ELL's access number stays in the link object
+        access = status = signature = None
     header = Header(meter.id, meter.manufacturer, meter.version, meter.device_type, access,
                     status, signature, telegram.ci)
     return decode_application(ci, telegram.payload, header)

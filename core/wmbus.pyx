@@ -44,6 +44,7 @@ cdef enum:
     DLL_HEADER = 10
     BLOCK_A = 16          # data bytes per following format A block
     BLOCK_B_FIRST = 126   # format B: bytes covered by the first CRC when the frame is longer
+    MAX_RECEIVER_TAIL = 2  # bytes a receiver may append (RSSI, LQI)
 
 CI_ELL = (0x8C, 0x8D, 0x8E, 0x8F)
 CI_AFL = 0x90
@@ -298,8 +299,9 @@ def strip_crc(data, str frame_format="auto") -> tuple:
 
     With ``frame_format="auto"`` a telegram of exactly L + 1 bytes is format B when its CRCs
     verify and stripped otherwise; a longer one is format A when the CRC of its first block
-    verifies (or when it is as long as a format A frame), format B when its first L + 1 bytes
-    pass the format B CRCs, and stripped with trailing bytes otherwise. Some receivers remove every block CRC but the last one and count it in the
+    verifies (or when it is as long as a format A frame, give or take a receiver's RSSI byte),
+    format B when its first L + 1 bytes pass the format B CRCs, and stripped with trailing
+    bytes otherwise. Some receivers remove every block CRC but the last one and count it in the
     L-field: a stripped telegram whose last two bytes are the format A CRC of its last block
     comes back without them, as format "stripped-last-crc".
     """
@@ -329,8 +331,8 @@ def strip_crc(data, str frame_format="auto") -> tuple:
                 fmt = "A"
             elif _format_b_ok(p, length + 1):
                 fmt = "B"
-            else:
-                fmt = "A" if n >= total_a else "stripped"
+            else:  # as long as a format A frame: one whose first block is damaged
+                fmt = "A" if total_a <= n <= total_a + MAX_RECEIVER_TAIL else "stripped"
         else:
             raise FrameError(f"truncated telegram: {n} bytes, the L-field announces {length + 1}",
                              n)
@@ -464,7 +466,7 @@ cdef class TransportLayer:
         return None if self.cfe is None else self.cfe & 0x0F
 
     def to_dict(self) -> dict:
-        out = {"ci": f"{self.ci:02X}", "header": self.header}
+        out = {"ci": f"{self.ci:02X}", "header": self.header, "payload": self.payload_kind}
         if self.meter is not None:
             out.update(self.meter.to_dict())
         if self.access_number is not None:
@@ -564,8 +566,6 @@ cdef class WirelessTelegram:
         if self.tpl is not None and self.tpl.access_number is not None:
             out.update(access_number=self.tpl.access_number, status=self.tpl.status,
                        signature=self.tpl.configuration)
-        elif self.ell is not None:
-            out["access_number"] = self.ell.acc
         return out
 
     def __repr__(self):
