@@ -10,13 +10,14 @@ the best receiver per meter, and the decoder.
 * **Best receiver.** For every meter the RSSI seen by each receiver is kept (including for
   suppressed copies), so the receiver that hears a meter best is known ("re-install").
 
-Time for timeouts and windows is trio's clock; ``received_at`` stamps come from ``wall_clock``.
+Time for timeouts and windows is trio's clock; ``received_at`` stamps (in the decoder's
+diagnosis) come from the wall ``clock``. The service fits the supervisor: it has a ``name`` and
+``run(task_status=...)``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -25,6 +26,7 @@ import trio
 from mbusgw.core.errors import MBusError
 from mbusgw.core.wireless_decoder import WirelessDecoder
 from mbusgw.core.wmbus import MeterId, meter_from_dll, strip_crc
+from mbusgw.gateway.clock import SystemClock, WallClock
 from mbusgw.gateway.receivers.base import RadioFrame, Receiver, ReceiverError
 
 log = logging.getLogger("mbusgw.receivers")
@@ -43,8 +45,9 @@ class WirelessService:
         silence_timeout: float = 600.0,
         retry_delay: float = 10.0,
         dedupe_window: float = 10.0,
-        wall_clock: Callable[[], float] = time.time,
+        clock: WallClock | None = None,
         max_recent: int = 4096,
+        name: str = "wireless",
     ) -> None:
         names = [receiver.name for receiver in receivers]
         if len(set(names)) != len(names):
@@ -55,8 +58,9 @@ class WirelessService:
         self.silence_timeout = silence_timeout
         self.retry_delay = retry_delay
         self.dedupe_window = dedupe_window
-        self.wall_clock = wall_clock
+        self.clock = clock or SystemClock()
         self.max_recent = max_recent
+        self.name = name
         self._recent: OrderedDict[bytes, float] = OrderedDict()
         self._rssi: dict[MeterId, dict[str, float]] = {}
         self.stats = {"frames": 0, "duplicates": 0, "decoded": 0, "failed": 0, "reopened": 0}
@@ -134,7 +138,7 @@ class WirelessService:
             return None
         try:
             telegram = self.decoder.decode(
-                frame.data, rssi=frame.rssi, received_at=self.wall_clock()
+                frame.data, rssi=frame.rssi, received_at=self.clock.now()
             )
         except MBusError as error:
             self.stats["failed"] += 1

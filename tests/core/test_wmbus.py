@@ -133,6 +133,27 @@ def test_wrong_key_error_carries_mode_and_meter() -> None:
     assert "wrong key" in str(caught.value)
 
 
+@pytest.mark.parametrize("mode", [2, 3])
+def test_deprecated_des_modes(mode: int) -> None:
+    # No public vector carries a DES telegram with its key, so this checks our reading of
+    # EN 13757-3:2004 against the library's DES: mode 2 with a zero IV, mode 3 with M ‖ A.
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    key = bytes.fromhex("0123456789ABCDEF")
+    iv = bytes(8) if mode == 2 else N21[2:10]
+    encryptor = Cipher(TripleDES(key * 3), modes.CBC(iv)).encryptor()
+    frame = bytearray(N21[:15] + encryptor.update(N21_PLAIN))
+    frame[14] = (frame[14] & 0xE0) | mode
+    telegram = decode_wireless(bytes(frame), keys=key)
+    assert telegram.payload == N21_PLAIN
+    assert telegram.decryption == "decrypted"
+    with pytest.raises(DecryptError):
+        decode_wireless(bytes(frame), keys=bytes(8))
+    with pytest.raises(MissingKeyError):
+        decode_wireless(bytes(frame), keys=N21_KEY)  # an AES key is no DES key
+
+
 def test_mode_13_and_other_modes_are_unsupported() -> None:
     for mode in (8, 9, 10, 13):
         frame = bytearray(N21)

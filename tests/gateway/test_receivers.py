@@ -8,6 +8,7 @@ for the watchdog uses ``autojump_clock`` and memory streams, never real sleeps.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from functools import partial
 
 import pytest
@@ -16,6 +17,7 @@ import trio.testing
 
 from mbusgw.core.wireless_decoder import WirelessDecoder
 from mbusgw.core.wmbus import MeterId
+from mbusgw.gateway.clock import TrioWallClock
 from mbusgw.gateway.receivers import (
     Amb8465Receiver,
     Im871aReceiver,
@@ -196,13 +198,16 @@ async def test_an_unanswering_stick_is_retried(autojump_clock, caplog) -> None:
 
 
 async def test_duplicates_are_decoded_once_and_the_best_receiver_is_kept(autojump_clock) -> None:
+    epoch = datetime(2026, 1, 1, tzinfo=UTC)
     with trio.fail_after(10_000):
         async with trio.open_nursery() as nursery:
             near_line = MemoryLine(nursery, SimulatedIm871a)
             far_line = MemoryLine(nursery, SimulatedAmb8465)
             near = Im871aReceiver("near", near_line.open, "T1")
             far = Amb8465Receiver("far", far_line.open, "T1")
-            service, got = collecting_service([near, far], dedupe_window=5)
+            service, got = collecting_service(
+                [near, far], dedupe_window=5, clock=TrioWallClock(epoch)
+            )
             nursery.start_soon(service.run)
             await wait_for(lambda: far_line.simulators and far_line.simulators[0].mode)
             await wait_for(lambda: near_line.simulators[0].link_mode is not None)
@@ -218,6 +223,9 @@ async def test_duplicates_are_decoded_once_and_the_best_receiver_is_kept(autojum
             assert service.best_receiver(ELS) == "far"
             service.reinstall(ELS)
             assert service.best_receiver(ELS) is None
+            diagnosis = service.decoder.diagnosis(ELS)
+            assert diagnosis.counts["decoded"] == 2
+            assert 6 < (diagnosis.last_heard - epoch).total_seconds() < 60
             nursery.cancel_scope.cancel()
 
 
