@@ -20,8 +20,7 @@ from mbusgw.core.errors import ChecksumError, DecodeError, UnsupportedError
 
 cdef enum:
     FILL = 0x2F
-    MAX_DIFE = 10
-    MAX_VIFE = 10
+    MAX_EXTENSIONS = 10  # DIFEs after a DIF, VIFEs after a VIF
 
 # Data bytes by the low nibble of the DIF (-1: variable length, -2: special function).
 cdef int[16] DATA_SIZE = [0, 1, 2, 3, 4, 4, 6, 8, 0, 1, 2, 3, 4, -1, 6, -2]
@@ -96,36 +95,32 @@ cdef tuple _scan(apl, bint partial):
     return shapes, None, pos
 
 
-cdef RecordShape _scan_one(const uint8_t[:] view, Py_ssize_t pos):
-    cdef Py_ssize_t n = view.shape[0], start = pos, count, size
-    cdef int dif = view[pos], vif, b
-    if (dif & 0x0F) == 0x0F:
-        raise DecodeError(f"special DIF 0x{dif:02X} inside the records", pos)
-    pos += 1
-    count = 0
-    b = dif
+cdef Py_ssize_t _after_extensions(const uint8_t[:] view, Py_ssize_t pos, int first,
+                                  str what) except -1:
+    """Skip the extension bytes (DIFEs or VIFEs) that follow a byte with bit 7 set."""
+    cdef Py_ssize_t count = 0
+    cdef int b = first
     while b & 0x80:
-        if pos >= n:
-            raise DecodeError("record header ends inside its DIFEs", pos)
+        if pos >= view.shape[0]:
+            raise DecodeError(f"record header ends inside its {what}s", pos)
         b = view[pos]
         pos += 1
         count += 1
-        if count > MAX_DIFE:
-            raise DecodeError("more than 10 DIFEs", pos)
+        if count > MAX_EXTENSIONS:
+            raise DecodeError(f"more than {MAX_EXTENSIONS} {what}s", pos)
+    return pos
+
+
+cdef RecordShape _scan_one(const uint8_t[:] view, Py_ssize_t pos):
+    cdef Py_ssize_t n = view.shape[0], start = pos, size
+    cdef int dif = view[pos], vif
+    if (dif & 0x0F) == 0x0F:
+        raise DecodeError(f"special DIF 0x{dif:02X} inside the records", pos)
+    pos = _after_extensions(view, pos + 1, dif, "DIFE")
     if pos >= n:
         raise DecodeError("record without a VIF", pos)
     vif = view[pos]
-    pos += 1
-    count = 0
-    b = vif
-    while b & 0x80:
-        if pos >= n:
-            raise DecodeError("record header ends inside its VIFEs", pos)
-        b = view[pos]
-        pos += 1
-        count += 1
-        if count > MAX_VIFE:
-            raise DecodeError("more than 10 VIFEs", pos)
+    pos = _after_extensions(view, pos + 1, vif, "VIFE")
     if (vif & 0x7F) == 0x7C:
         if pos >= n:
             raise DecodeError("plain-text VIF without its length", pos)
@@ -226,29 +221,20 @@ cdef class CompactLayout:
 cdef tuple _split_headers(bytes headers_bytes):
     """Split the header bytes of a format frame into headers and data sizes (variable-length
     records get size 0 here: their LVAR byte is in the compact data)."""
+    cdef const uint8_t[:] view = headers_bytes
     cdef Py_ssize_t pos = 0, n = len(headers_bytes), start
-    cdef int dif, b
+    cdef int dif
     headers = []
     sizes = []
     while pos < n:
         start = pos
-        dif = headers_bytes[pos]
+        dif = view[pos]
         if (dif & 0x0F) == 0x0F:
             raise UnsupportedError(f"DIF 0x{dif:02X} in a format frame", pos)
-        pos += 1
-        b = dif
-        while b & 0x80 and pos < n:
-            b = headers_bytes[pos]
-            pos += 1
+        pos = _after_extensions(view, pos + 1, dif, "DIFE")
         if pos >= n:
             raise DecodeError("format frame ends inside a record header", pos)
-        b = headers_bytes[pos]
-        pos += 1
-        while b & 0x80 and pos < n:
-            b = headers_bytes[pos]
-            pos += 1
-        if b & 0x80:
-            raise DecodeError("format frame ends inside a record header", pos)
+        pos = _after_extensions(view, pos + 1, view[pos], "VIFE")
         headers.append(headers_bytes[start:pos])
         size = DATA_SIZE[dif & 0x0F]
         sizes.append(0 if size < 0 else size)

@@ -76,49 +76,57 @@ cdef bytes _xor_chain(bytes blocks, bytes iv, bytes ciphertext, Py_ssize_t size)
     return out
 
 
-cdef class AesKey:
-    """An AES-128 key with its reusable ECB contexts."""
+cdef class _Key:
+    """Key material with the block size of its cipher and an ECB decryptor made once; shown
+    only masked, never pickled."""
     cdef bytes _key
-    cdef object _encrypt_ecb
     cdef object _decrypt_ecb
     cdef readonly str masked
-
-    def __init__(self, material):
-        key = parse_key(material)
-        if len(key) != AES_BLOCK:
-            raise EncodeError(f"an AES-128 key has 16 bytes (32 hex digits), not {len(key)}")
-        self._key = key
-        cipher = Cipher(algorithms.AES(key), modes.ECB())
-        self._encrypt_ecb = cipher.encryptor()
-        self._decrypt_ecb = cipher.decryptor()
-        self.masked = _mask_text(key.hex().upper())
-
-    @property
-    def size(self) -> int:
-        return AES_BLOCK
+    cdef readonly int size
 
     def __repr__(self):
-        return f"AesKey({self.masked})"
+        return f"{type(self).__name__}({self.masked})"
 
     def __eq__(self, other):
-        return type(other) is AesKey and (<AesKey>other)._key == self._key
+        return type(other) is type(self) and (<_Key>other)._key == self._key
 
     def __hash__(self):
-        return hash((AesKey, self._key))
+        return hash((type(self), self._key))
 
     def __reduce__(self):
         raise TypeError("keys are not pickled")
 
+    cdef bytes _material(self, material, int size, str name):
+        key = parse_key(material)
+        if len(key) != size:
+            raise EncodeError(f"{name} key has {size} bytes ({2 * size} hex digits), "
+                              f"not {len(key)}")
+        self._key = key
+        self.size = size
+        self.masked = _mask_text(key.hex().upper())
+        return key
+
+    cpdef bytes cbc_decrypt(self, bytes iv, bytes data):
+        """CBC decryption of whole blocks, without padding."""
+        if iv is None or data is None or len(data) % self.size or len(iv) != self.size:
+            raise EncodeError(f"CBC works on whole {self.size}-byte blocks with a "
+                              f"{self.size}-byte IV")
+        return _xor_chain(self._decrypt_ecb.update(data), iv, data, self.size)
+
+
+cdef class AesKey(_Key):
+    """An AES-128 key with its reusable ECB contexts."""
+    cdef object _encrypt_ecb
+
+    def __init__(self, material):
+        key = self._material(material, AES_BLOCK, "an AES-128")
+        cipher = Cipher(algorithms.AES(key), modes.ECB())
+        self._encrypt_ecb = cipher.encryptor()
+        self._decrypt_ecb = cipher.decryptor()
+
     cpdef bytes encrypt_blocks(self, bytes data):
         """AES-128 ECB of whole blocks (the raw block cipher)."""
         return self._encrypt_ecb.update(data)
-
-    cpdef bytes cbc_decrypt(self, bytes iv, bytes data):
-        """AES-128-CBC decryption of whole blocks, without padding."""
-        cdef Py_ssize_t n = len(data)
-        if n % AES_BLOCK or len(iv) != AES_BLOCK:
-            raise EncodeError("AES-CBC works on whole 16-byte blocks with a 16-byte IV")
-        return _xor_chain(self._decrypt_ecb.update(data), iv, data, AES_BLOCK)
 
     cpdef bytes ctr_crypt(self, bytes initial_counter, bytes data):
         """AES-128-CTR (encryption and decryption are the same): the counter block is
@@ -158,43 +166,12 @@ cdef class AesKey:
         return mac.finalize()
 
 
-cdef class DesKey:
+cdef class DesKey(_Key):
     """A DES key (8 bytes) for the deprecated TPL security modes 2 and 3."""
-    cdef object _decrypt_ecb
-    cdef bytes _key
-    cdef readonly str masked
 
     def __init__(self, material):
-        key = parse_key(material)
-        if len(key) != DES_BLOCK:
-            raise EncodeError(f"a DES key has 8 bytes (16 hex digits), not {len(key)}")
-        self._key = key
+        key = self._material(material, DES_BLOCK, "a DES")
         self._decrypt_ecb = Cipher(TripleDES(key * 3), modes.ECB()).decryptor()
-        self.masked = _mask_text(key.hex().upper())
-
-    @property
-    def size(self) -> int:
-        return DES_BLOCK
-
-    def __repr__(self):
-        return f"DesKey({self.masked})"
-
-    def __eq__(self, other):
-        return type(other) is DesKey and (<DesKey>other)._key == self._key
-
-    def __hash__(self):
-        return hash((DesKey, self._key))
-
-    def __reduce__(self):
-        raise TypeError("keys are not pickled")
-
-    def cbc_decrypt(self, bytes iv not None, bytes data not None) -> bytes:
-        """DES-CBC decryption of whole 8-byte blocks, without padding."""
-        cdef Py_ssize_t n = len(data)
-        if n % DES_BLOCK or len(iv) != DES_BLOCK:
-            raise EncodeError("DES-CBC works on whole 8-byte blocks with an 8-byte IV")
-        cdef bytes blocks = self._decrypt_ecb.update(data)
-        return _xor_chain(blocks, iv, data, DES_BLOCK)
 
 
 def make_key(material):

@@ -6,7 +6,8 @@ case; other columns are ignored). ``-1``, ``*`` or an empty cell means "any". ``
 8-digit identification number of the meter, ``Key`` 32 hex digits (16 for the deprecated DES
 modes). Files are ``.csv`` (comma, semicolon or tab separated), ``.xlsx`` (openpyxl) or ``.xls``
 97-2003 (xlrd). Every row is validated; one bad row rejects the file with a list of
-``RowError``s, and the store is left exactly as it was.
+``RowError``s (shared with the meter list: ``line``, ``column``, ``message``, lines counted from
+1, the header), and the store is left exactly as it was.
 
 For a meter, ``keys_for`` returns the key linked to it first, then the matching entries from the
 most specific to the least (an address beats any combination of the other criteria; then the
@@ -31,6 +32,7 @@ from typing import Any, Protocol
 from mbusgw.core.crypto import AesKey, DesKey, make_key, mask_key
 from mbusgw.core.errors import EncodeError
 from mbusgw.core.wmbus import MeterId
+from mbusgw.gateway.meters import RowError
 
 log = logging.getLogger("mbusgw.keys")
 
@@ -39,19 +41,6 @@ ANY_MARKS = ("", "*", "-1")
 HEX_DIGITS = set("0123456789ABCDEF")
 
 Key = AesKey | DesKey
-
-
-@dataclass(frozen=True)
-class RowError:
-    """One problem in an uploaded key file. ``row`` counts file rows from 1 (the header)."""
-
-    row: int
-    column: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"row {self.row}" + (f", column {self.column}" if self.column else "")
-        return f"{where}: {self.message}"
 
 
 class KeyFileError(ValueError):

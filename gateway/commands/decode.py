@@ -19,6 +19,7 @@ import string
 import sys
 from collections.abc import Iterator
 from decimal import Decimal
+from functools import partial
 from typing import TextIO
 
 from mbusgw.core import MBusError, MissingKeyError, Telegram, decode, decode_application
@@ -197,21 +198,23 @@ def decode_input(
         return False
     if not data:
         return True
-    if not is_wired(data):
-        return decode_wireless_input(source, data, session, out, err)
+    if is_wired(data):
+        items, table = split_frames(data), print_wired
+        decode_one = partial(decode_wired, keys=session.keys)
+    else:
+        items = split_telegrams(data, session.frame_format)
+        decode_one, table = session.wireless.decode, print_wireless
     ok = True
-    for item in split_frames(data):
-        if isinstance(item, MBusError):
-            report(source, item, err)
-            ok = False
-            continue
+    for item in items:
         try:
-            telegram = decode_wired(item, session.keys)
+            if isinstance(item, MBusError):
+                raise item
+            telegram = decode_one(item)
         except MBusError as error:
             report(source, error, err)
             ok = False
             continue
-        session.emit(telegram, out, print_wired)
+        session.emit(telegram, out, table)
     return ok
 
 
@@ -244,7 +247,7 @@ class DecryptedWired:
         return out
 
 
-def decode_wired(frame: bytes, keys):
+def decode_wired(frame: bytes, keys=None):
     """A wired long frame; one with an encrypted long transport header is decrypted first."""
     if frame[6] == 0x72 and len(frame) >= 21 and (frame[18] & 0x1F):
         tpl, payload, _meter, _key = decode_transport(frame[6:-2], keys=keys)
@@ -268,21 +271,6 @@ def split_telegrams(data: bytes, frame_format: str) -> list[bytes]:
         chunks.append(data[:end])
         data = data[end:]
     return chunks
-
-
-def decode_wireless_input(
-    source: str, data: bytes, session: Session, out: TextIO, err: TextIO
-) -> bool:
-    ok = True
-    for chunk in split_telegrams(data, session.frame_format):
-        try:
-            telegram = session.wireless.decode(chunk)
-        except MBusError as error:
-            report(source, error, err)
-            ok = False
-            continue
-        session.emit(telegram, out, print_wireless)
-    return ok
 
 
 def print_wireless(telegram, out: TextIO) -> None:

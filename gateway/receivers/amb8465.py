@@ -14,10 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import trio
-
-from mbusgw.gateway.receivers.base import RadioFrame, Receiver, ReceiverError
-from mbusgw.gateway.receivers.im871a import StreamFactory
+from mbusgw.gateway.receivers.base import CommandReceiver
 
 START = 0xFF
 CONFIRM = 0x80
@@ -160,34 +157,22 @@ class AmberCodec:
         return AmberTelegram(frame)
 
 
-class Amb8465Receiver(Receiver):
+class Amb8465Receiver(CommandReceiver):
     """An AMB8465 on a serial line. When ``enable_rssi`` is set and the module's RSSI output is
     off, it is switched on (a flash parameter) and the module is reset."""
 
     kind = "amb8465"
+    serial_number: bytes | None = None
 
-    def __init__(
-        self,
-        name: str,
-        open_stream: StreamFactory,
-        link_mode: str = "T1+C1",
-        *,
-        response_timeout: float = 2.0,
-        enable_rssi: bool = True,
-    ) -> None:
-        super().__init__(name, link_mode)
-        self._open_stream = open_stream
-        self._response_timeout = response_timeout
+    def __init__(self, *args, enable_rssi: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self._enable_rssi = enable_rssi
-        self._codec = AmberCodec()
-        self._pending: list[RadioFrame] = []
-        self.serial_number: bytes | None = None
-        self.discarded = 0
+
+    def _new_codec(self) -> AmberCodec:
+        return AmberCodec()
 
     async def open(self) -> None:
-        self._codec = AmberCodec()
-        self._pending = []
-        self.stream = await self._open_stream()
+        await self._connect()
         await self._request(RESET)
         self.serial_number = await self._request(SERIALNO)
         settings = await self._request(GET, bytes((PARAM_RSSI, 1)))
@@ -197,36 +182,16 @@ class Amb8465Receiver(Receiver):
             await self._request(RESET)
             rssi_on = True
         self._codec.rssi = rssi_on
-        status = await self._request(SET_MODE, bytes((LINK_MODE_CODES[self.link_mode],)))
-        if status[:1] not in (b"", b"\x00"):
-            raise ReceiverError(f"{self.name} refused link mode {self.link_mode}")
-
-    async def receive(self) -> list[RadioFrame]:
-        if not self._pending:
-            self._codec.feed(await self._read())
-            self._handle(self._codec.events(), None)
-        frames, self._pending = self._pending, []
-        return frames
+        self._check_status(await self._request(SET_MODE, bytes((LINK_MODE_CODES[self.link_mode],))))
 
     async def _request(self, cmd: int, payload: bytes = b"") -> bytes:
-        assert self.stream is not None
-        await self.stream.send_all(command(cmd, payload))
-        with trio.move_on_after(self._response_timeout):
-            while True:
-                self._codec.feed(await self._read())
-                found = self._handle(self._codec.events(), cmd | CONFIRM)
-                if found is not None:
-                    return found
-        raise ReceiverError(f"{self.name}: no answer to command 0x{cmd:02X}")
+        return await self._exchange(command(cmd, payload), cmd | CONFIRM, f"command 0x{cmd:02X}")
 
-    def _handle(self, events: list, wanted: int | None) -> bytes | None:
-        found = None
-        for event in events:
-            if isinstance(event, AmberDiscarded):
-                self.discarded += len(event.data)
-            elif isinstance(event, AmberTelegram):
-                rssi = None if event.rssi is None else rssi_dbm(event.rssi)
-                self._pending.append(RadioFrame(event.data, self.name, rssi, "stripped"))
-            elif event.command == wanted:
-                found = event.payload
-        return found
+    def _event(self, event, wanted) -> bytes | None:
+        if isinstance(event, AmberDiscarded):
+            self.discarded += len(event.data)
+        elif isinstance(event, AmberTelegram):
+            self._telegram(event.data, None if event.rssi is None else rssi_dbm(event.rssi))
+        elif event.command == wanted:
+            return event.payload
+        return None

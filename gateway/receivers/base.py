@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
+
+StreamFactory = Callable[[], Awaitable[trio.abc.Stream]]
 
 # Link modes a receiver can listen to (EN 13757-4). "T1+C1" listens to both at once.
 LINK_MODES = ("S1", "T1", "C1", "T1+C1")
@@ -70,3 +74,69 @@ class Receiver(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, link_mode={self.link_mode!r})"
+
+
+class CommandReceiver(Receiver):
+    """A USB stick that answers commands and sends telegrams on the same line. Subclasses give
+    the codec, and ``_event`` sorts one parsed event: a telegram (queued), a discarded run of
+    bytes (counted), or an answer (returned when it is the one awaited)."""
+
+    def __init__(
+        self,
+        name: str,
+        open_stream: StreamFactory,
+        link_mode: str = "T1+C1",
+        *,
+        response_timeout: float = 2.0,
+    ) -> None:
+        super().__init__(name, link_mode)
+        self._open_stream = open_stream
+        self._response_timeout = response_timeout
+        self._codec = self._new_codec()
+        self._pending: list[RadioFrame] = []
+        self.discarded = 0
+
+    @abc.abstractmethod
+    def _new_codec(self) -> Any: ...
+
+    @abc.abstractmethod
+    def _event(self, event: Any, wanted: Any) -> bytes | None: ...
+
+    async def _connect(self) -> None:
+        self._codec = self._new_codec()
+        self._pending = []
+        self.stream = await self._open_stream()
+
+    async def receive(self) -> list[RadioFrame]:
+        if not self._pending:
+            self._codec.feed(await self._read())
+            self._sort(self._codec.events(), None)
+        frames, self._pending = self._pending, []
+        return frames
+
+    async def _exchange(self, request: bytes, wanted: Any, what: str) -> bytes:
+        """Send a request and wait for its answer; telegrams that arrive meanwhile are kept."""
+        assert self.stream is not None
+        await self.stream.send_all(request)
+        with trio.move_on_after(self._response_timeout):
+            while True:
+                self._codec.feed(await self._read())
+                found = self._sort(self._codec.events(), wanted)
+                if found is not None:
+                    return found
+        raise ReceiverError(f"{self.name}: no answer to {what}")
+
+    def _sort(self, events: list, wanted: Any) -> bytes | None:
+        found = None
+        for event in events:
+            answer = self._event(event, wanted)
+            if answer is not None:
+                found = answer
+        return found
+
+    def _telegram(self, data: bytes, rssi: float | None) -> None:
+        self._pending.append(RadioFrame(data, self.name, rssi, "stripped"))
+
+    def _check_status(self, status: bytes) -> None:
+        if status[:1] not in (b"", b"\x00"):
+            raise ReceiverError(f"{self.name} refused link mode {self.link_mode}")

@@ -14,12 +14,9 @@ start byte). ``Im871aReceiver`` drives a real or simulated stick through a trio 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import trio
-
-from mbusgw.gateway.receivers.base import RadioFrame, Receiver, ReceiverError
+from mbusgw.gateway.receivers.base import CommandReceiver
 
 SOF = 0xA5
 
@@ -202,71 +199,35 @@ def telegram_of(message: HciMessage) -> bytes:
     return bytes((len(message.payload),)) + message.payload
 
 
-StreamFactory = Callable[[], Awaitable[trio.abc.Stream]]
-
-
-class Im871aReceiver(Receiver):
+class Im871aReceiver(CommandReceiver):
     """An iM871A on a serial line (57600 8N1), or anything that speaks its HCI."""
 
     kind = "im871a"
+    device_info: bytes | None = None
 
-    def __init__(
-        self,
-        name: str,
-        open_stream: StreamFactory,
-        link_mode: str = "T1+C1",
-        *,
-        response_timeout: float = 2.0,
-    ) -> None:
-        super().__init__(name, link_mode)
-        self._open_stream = open_stream
-        self._response_timeout = response_timeout
-        self._codec = HciCodec()
-        self._pending: list[RadioFrame] = []
-        self.device_info: bytes | None = None
-        self.discarded = 0
+    def _new_codec(self) -> HciCodec:
+        return HciCodec()
 
     async def open(self) -> None:
-        self._codec = HciCodec()
-        self._pending = []
-        self.stream = await self._open_stream()
-        await self._request(DEVMGMT, PING_REQ, PING_RSP)
-        await self._request(DEVMGMT, RESET_REQ, RESET_RSP)
-        self.device_info = await self._request(DEVMGMT, GET_DEVICEINFO_REQ, GET_DEVICEINFO_RSP)
-        status = await self._request(
-            DEVMGMT, SET_CONFIG_REQ, SET_CONFIG_RSP, set_config_payload(self.link_mode)
+        await self._connect()
+        await self._request(PING_REQ)
+        await self._request(RESET_REQ)
+        self.device_info = await self._request(GET_DEVICEINFO_REQ)
+        self._check_status(await self._request(SET_CONFIG_REQ, set_config_payload(self.link_mode)))
+
+    async def _request(self, message_id: int, payload: bytes = b"") -> bytes:
+        """A device management request; its answer is the next message id."""
+        return await self._exchange(
+            build_frame(DEVMGMT, message_id, payload),
+            (DEVMGMT, message_id + 1),
+            f"HCI message 0x{message_id:02X}",
         )
-        if status[:1] not in (b"", b"\x00"):
-            raise ReceiverError(f"{self.name} refused link mode {self.link_mode}")
 
-    async def receive(self) -> list[RadioFrame]:
-        if not self._pending:
-            self._codec.feed(await self._read())
-            self._handle(self._codec.events(), None)
-        frames, self._pending = self._pending, []
-        return frames
-
-    async def _request(
-        self, endpoint: int, message_id: int, answer_id: int, payload: bytes = b""
-    ) -> bytes:
-        assert self.stream is not None
-        await self.stream.send_all(build_frame(endpoint, message_id, payload))
-        with trio.move_on_after(self._response_timeout):
-            while True:
-                self._codec.feed(await self._read())
-                found = self._handle(self._codec.events(), (endpoint, answer_id))
-                if found is not None:
-                    return found
-        raise ReceiverError(f"{self.name}: no answer to HCI message 0x{message_id:02X}")
-
-    def _handle(self, events: list, wanted: tuple[int, int] | None) -> bytes | None:
-        found = None
-        for event in events:
-            if isinstance(event, HciDiscarded):
-                self.discarded += len(event.data)
-            elif (event.endpoint, event.message_id) == (RADIOLINK, WMBUSMSG_IND):
-                rssi = None if event.rssi is None else rssi_dbm(event.rssi)
-                self._pending.append(RadioFrame(telegram_of(event), self.name, rssi, "stripped"))
-            elif wanted is not None and (event.endpoint, event.message_id) == wanted:
-                found = event.payload
-        return found
+    def _event(self, event, wanted) -> bytes | None:
+        if isinstance(event, HciDiscarded):
+            self.discarded += len(event.data)
+        elif (event.endpoint, event.message_id) == (RADIOLINK, WMBUSMSG_IND):
+            self._telegram(telegram_of(event), None if event.rssi is None else rssi_dbm(event.rssi))
+        elif (event.endpoint, event.message_id) == wanted:
+            return event.payload
+        return None

@@ -14,8 +14,13 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 
-from mbusgw.gateway.receivers.base import LINK_MODES, RadioFrame, Receiver, ReceiverError
-from mbusgw.gateway.receivers.im871a import StreamFactory
+from mbusgw.gateway.receivers.base import (
+    LINK_MODES,
+    RadioFrame,
+    Receiver,
+    ReceiverError,
+    StreamFactory,
+)
 
 HEX = set(string.hexdigits)
 MAX_LINE = 2048

@@ -8,6 +8,7 @@ fall silent, to exercise the watchdog.
 
 from __future__ import annotations
 
+import abc
 import os
 import tty
 
@@ -31,30 +32,49 @@ class PtyPair:
         os.close(self._slave)
 
 
-class SimulatedIm871a:
-    def __init__(self, stream: trio.abc.Stream, *, firmware: int = 0x15) -> None:
+class SimulatedStick(abc.ABC):
+    """Reads requests with the stick's own codec and answers them until the line closes; a
+    ``silent`` stick answers nothing and sends nothing."""
+
+    request_type: type = object
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
-        self.firmware = firmware
-        self.link_mode: int | None = None
         self.resets = 0
         self.silent = False
-        self.requests: list[tuple[int, int, bytes]] = []
+
+    @abc.abstractmethod
+    def _codec(self): ...
 
     async def serve(self) -> None:
-        codec = im871a.HciCodec()
+        codec = self._codec()
         while True:
             data = await self.stream.receive_some(4096)
             if not data:
                 return
             codec.feed(data)
             for event in codec.events():
-                if isinstance(event, im871a.HciMessage):
+                if isinstance(event, self.request_type) and not self.silent:
                     await self._answer(event)
+
+    @abc.abstractmethod
+    async def _answer(self, request) -> None: ...
+
+
+class SimulatedIm871a(SimulatedStick):
+    request_type = im871a.HciMessage
+
+    def __init__(self, stream: trio.abc.Stream, *, firmware: int = 0x15) -> None:
+        super().__init__(stream)
+        self.firmware = firmware
+        self.link_mode: int | None = None
+        self.requests: list[tuple[int, int, bytes]] = []
+
+    def _codec(self) -> im871a.HciCodec:
+        return im871a.HciCodec()
 
     async def _answer(self, request: im871a.HciMessage) -> None:
         self.requests.append((request.endpoint, request.message_id, request.payload))
-        if self.silent:
-            return
         answer = b""
         if request.message_id == im871a.GET_DEVICEINFO_REQ:
             answer = bytes((0x33, 0x00, self.firmware, 0x11)) + (0x12345678).to_bytes(4, "little")
@@ -78,29 +98,19 @@ class SimulatedIm871a:
             )
 
 
-class SimulatedAmb8465:
+class SimulatedAmb8465(SimulatedStick):
+    request_type = amb8465.AmberCommand
+
     def __init__(self, stream: trio.abc.Stream, *, command_output: bool = True) -> None:
-        self.stream = stream
+        super().__init__(stream)
         self.command_output = command_output
         self.rssi_enabled = False
         self.mode: int | None = None
-        self.resets = 0
-        self.silent = False
 
-    async def serve(self) -> None:
-        codec = amb8465.AmberCodec(rssi=False)
-        while True:
-            data = await self.stream.receive_some(4096)
-            if not data:
-                return
-            codec.feed(data)
-            for event in codec.events():
-                if isinstance(event, amb8465.AmberCommand):
-                    await self._answer(event)
+    def _codec(self) -> amb8465.AmberCodec:
+        return amb8465.AmberCodec(rssi=False)
 
     async def _answer(self, request: amb8465.AmberCommand) -> None:
-        if self.silent:
-            return
         answer = b"\x00"
         if request.command == amb8465.SERIALNO:
             answer = bytes((0x00, 0x00, 0x12, 0x34))

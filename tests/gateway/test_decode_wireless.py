@@ -69,7 +69,7 @@ def test_a_bad_key_file_is_refused_with_masked_rows(tmp_path: Path) -> None:
     keys.write_text(f"Address,Key,Manufacturer,DeviceType,Version\n123,{N21_KEY[:-1]},ELS,3,51\n")
     status, out, err = run(["--keys", str(keys), N21])
     assert status == 2 and out == ""
-    assert "row 2, column Key" in err
+    assert "line 2, column Key" in err
     assert N21_KEY[:-1] not in err
     assert run(["--keys", str(tmp_path / "missing.csv"), N21])[0] == 2
     assert run(["--key", "12", N21])[0] == 2

@@ -99,7 +99,7 @@ def test_a_bad_file_lists_every_bad_row_and_changes_nothing() -> None:
             "second.csv",
             replace_all=True,
         )
-    errors = [(e.row, e.column) for e in caught.value.errors]
+    errors = [(e.line, e.column) for e in caught.value.errors]
     assert errors == [
         (2, "Address"),
         (3, "Key"),
