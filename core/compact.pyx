@@ -170,6 +170,13 @@ cdef class CompactLayout:
         return CompactLayout([s.header for s in shapes], [s.data_size for s in shapes])
 
     @staticmethod
+    def from_headers(headers_bytes) -> CompactLayout:
+        """A layout from the record headers one after the other (as a format frame carries
+        them, or as a manufacturer documents a meter's compact frame)."""
+        headers, sizes = _split_headers(bytes(headers_bytes))
+        return CompactLayout(headers, sizes)
+
+    @staticmethod
     def from_format_frame(payload) -> CompactLayout:
         """A format frame (CI 0x69/0x6A/0x6B) payload: length, signature, record headers."""
         data = bytes(payload)

@@ -154,6 +154,11 @@ cdef class WirelessDecoder:
     def diagnoses(self) -> dict:
         return dict(self._diagnoses)
 
+    def add_layout(self, meter, layout) -> None:
+        """Make a compact layout known for a meter before any full frame of it is heard (a
+        layout its manufacturer documents, or one kept from an earlier run)."""
+        self._layouts.setdefault(meter, {})[layout.signature] = layout
+
     def layouts(self, meter) -> dict:
         """The compact layouts known for a meter, by format signature."""
         return dict(self._layouts.get(meter, {}))

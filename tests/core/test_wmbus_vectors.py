@@ -9,6 +9,7 @@ from wmbus_vectors import load_cases, unique, variants
 from mbusgw.core.errors import (
     DecryptError,
     FrameError,
+    LayoutUnknownError,
     MissingKeyError,
     UnsupportedError,
 )
@@ -251,3 +252,26 @@ def test_sequences_decode_their_last_telegram() -> None:
         for raw in case["telegrams_hex"]:
             telegram = decoder.decode(bytes.fromhex(raw))
         assert telegram.payload_kind == "records"
+
+
+def test_a_documented_layout_decodes_a_compact_frame_inside_ell_encryption() -> None:
+    # exmbus "KAM 12345678 DataRecord unparse issue": ELL AES-CTR around a compact frame, with
+    # the record headers of its format given by the test.
+    from mbusgw.core.compact import CompactLayout
+
+    (case,) = [c for c in load_cases() if c["test_name"] == "KAM 12345678 DataRecord unparse issue"]
+    headers = bytes.fromhex(case["expected_json"]["format_frame_header_bytes"])
+    decoder = WirelessDecoder(keys=case["key"])
+    telegram_bytes = bytes.fromhex(case["telegram_hex"])
+    with pytest.raises(LayoutUnknownError):
+        decoder.decode(telegram_bytes)
+    meter = decode_wireless(telegram_bytes, keys=case["key"]).meter
+    decoder.add_layout(meter, CompactLayout.from_headers(headers))
+    telegram = decoder.decode(telegram_bytes)  # the rebuilt frame's CRC checks both steps
+    assert [r.dif_vif for r in telegram.application.records] == [
+        "0405",
+        "04FB8275",
+        "04853C",
+        "04FB82F53C",
+        "01FD17",
+    ]
