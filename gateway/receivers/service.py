@@ -32,6 +32,7 @@ from mbusgw.gateway.receivers.base import RadioFrame, Receiver, ReceiverError
 log = logging.getLogger("mbusgw.receivers")
 
 TelegramHandler = Callable[[object, RadioFrame], None]
+ErrorHandler = Callable[[MBusError, RadioFrame], None]
 LINE_ERRORS = (OSError, ReceiverError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
@@ -48,6 +49,7 @@ class WirelessService:
         clock: WallClock | None = None,
         max_recent: int = 4096,
         name: str = "wireless",
+        on_error: ErrorHandler | None = None,
     ) -> None:
         names = [receiver.name for receiver in receivers]
         if len(set(names)) != len(names):
@@ -55,6 +57,7 @@ class WirelessService:
         self.receivers = receivers
         self.decoder = decoder
         self.on_telegram = on_telegram
+        self.on_error = on_error
         self.silence_timeout = silence_timeout
         self.retry_delay = retry_delay
         self.dedupe_window = dedupe_window
@@ -143,6 +146,8 @@ class WirelessService:
         except MBusError as error:
             self.stats["failed"] += 1
             log.debug("telegram from receiver %s not decoded: %s", frame.receiver, error)
+            if self.on_error is not None:
+                self.on_error(error, frame)
             return None
         self.stats["decoded"] += 1
         if self.on_telegram is not None:
