@@ -11,10 +11,13 @@ diagnosis counts that tell a user why a meter does not decode.
   malformed, layout unknown. The time a telegram was heard is given by the caller
   (``received_at``): the core never reads a clock.
 
-A damaged frame is counted for its meter only when the address is trustworthy: its format A
-first block passed the CRC, or the meter has already been heard. Other damaged frames are counted
-in ``unattributed``, so noise cannot invent meters.
+A damaged or malformed frame is counted for its meter only when the address is trustworthy:
+the CRC of the block holding it passed, or the meter has already been heard. Other such frames
+are counted in ``unattributed``, so noise cannot invent meters. What is kept per meter is bounded
+(``max_meters``, least recently heard first out), as a receiver also hears the neighbours.
 """
+
+from collections import OrderedDict
 
 from mbusgw.core.compact import CompactLayout, rebuild_full_frame, split_compact, \
     whole_records_length
@@ -41,6 +44,8 @@ OUTCOMES = ("decoded", "missing_key", "wrong_key", "damaged", "unsupported", "ma
 
 # How many recent full frames per meter are kept to learn compact layouts from.
 FULL_FRAMES_KEPT = 4
+# Outcomes that may open a diagnosis for a meter not heard before (its telegram was whole).
+NEW_METER_OUTCOMES = ("decoded", "missing_key", "wrong_key", "unsupported", "layout_unknown")
 
 
 def outcome_of(error) -> str:
@@ -127,19 +132,18 @@ cdef class WirelessDecoder:
     """Decodes a stream of wireless telegrams; see the module docstring."""
     cdef object _keys
     cdef readonly str frame_format
-    cdef dict _diagnoses
-    cdef dict _key_for_meter
-    cdef dict _full_frames
-    cdef dict _layouts
+    cdef object _diagnoses, _key_for_meter, _full_frames, _layouts
     cdef readonly dict unattributed
+    cdef readonly int max_meters
 
-    def __init__(self, keys=None, str frame_format="auto"):
+    def __init__(self, keys=None, str frame_format="auto", int max_meters=10000):
         self._keys = _prepared(keys)
         self.frame_format = frame_format
-        self._diagnoses = {}
-        self._key_for_meter = {}
-        self._full_frames = {}
-        self._layouts = {}
+        self.max_meters = max_meters
+        self._diagnoses = OrderedDict()
+        self._key_for_meter = OrderedDict()
+        self._full_frames = OrderedDict()
+        self._layouts = OrderedDict()
         self.unattributed = dict.fromkeys(OUTCOMES, 0)
 
     def set_keys(self, keys) -> None:
@@ -157,7 +161,7 @@ cdef class WirelessDecoder:
     def add_layout(self, meter, layout) -> None:
         """Make a compact layout known for a meter before any full frame of it is heard (a
         layout its manufacturer documents, or one kept from an earlier run)."""
-        self._layouts.setdefault(meter, {})[layout.signature] = layout
+        self._keep(self._layouts, meter, self._layouts.get(meter) or {})[layout.signature] = layout
 
     def layouts(self, meter) -> dict:
         """The compact layouts known for a meter, by format signature."""
@@ -190,7 +194,7 @@ cdef class WirelessDecoder:
             raise
         telegram.rssi = rssi
         if telegram.key is not None:
-            self._key_for_meter[telegram.meter] = telegram.key
+            self._keep(self._key_for_meter, telegram.meter, telegram.key)
         self._diagnosis_for(telegram.meter).record("decoded", None, received_at, rssi)
         return telegram
 
@@ -203,7 +207,7 @@ cdef class WirelessDecoder:
             self._remember_full_frame(telegram.meter, telegram.payload)
         elif kind == "format":
             layout = CompactLayout.from_format_frame(telegram.payload)
-            self._layouts.setdefault(telegram.meter, {})[layout.signature] = layout
+            self.add_layout(telegram.meter, layout)
         elif kind == "compact":
             records = rebuild_full_frame(self._layout_for(telegram), telegram.payload)
             telegram = telegram.with_payload(records, "records")
@@ -211,7 +215,7 @@ cdef class WirelessDecoder:
         return telegram
 
     cdef void _remember_full_frame(self, meter, bytes payload):
-        frames = self._full_frames.setdefault(meter, [])
+        frames = self._keep(self._full_frames, meter, self._full_frames.get(meter) or [])
         if payload in frames:
             return
         frames.append(payload)
@@ -221,7 +225,7 @@ cdef class WirelessDecoder:
     cdef object _layout_for(self, telegram):
         signature = split_compact(telegram.payload)[0]
         meter = telegram.meter
-        known = self._layouts.setdefault(meter, {})
+        known = self._keep(self._layouts, meter, self._layouts.get(meter) or {})
         layout = known.get(signature)
         if layout is not None:
             return layout
@@ -243,7 +247,7 @@ cdef class WirelessDecoder:
         meter = getattr(error, "meter", None)
         if meter is None:
             meter = self._meter_of_damaged(error, data)
-        elif outcome == "damaged" and meter not in self._diagnoses:
+        elif outcome not in NEW_METER_OUTCOMES and meter not in self._diagnoses:
             meter = None
         if meter is None:
             self.unattributed[outcome] += 1
@@ -264,7 +268,12 @@ cdef class WirelessDecoder:
 
     cdef MeterDiagnosis _diagnosis_for(self, meter):
         found = self._diagnoses.get(meter)
-        if found is None:
-            found = MeterDiagnosis(meter)
-            self._diagnoses[meter] = found
-        return found
+        return self._keep(self._diagnoses, meter, found or MeterDiagnosis(meter))
+
+    cdef object _keep(self, table, meter, value):
+        """Store ``value`` as the most recent entry of a per-meter table, evicting the oldest."""
+        table[meter] = value
+        table.move_to_end(meter)
+        if len(table) > self.max_meters:
+            table.popitem(last=False)
+        return value

@@ -65,7 +65,7 @@ class WirelessService:
         self.max_recent = max_recent
         self.name = name
         self._recent: OrderedDict[bytes, float] = OrderedDict()
-        self._rssi: dict[MeterId, dict[str, float]] = {}
+        self._rssi: OrderedDict[MeterId, dict[str, float]] = OrderedDict()
         self.stats = {"frames": 0, "duplicates": 0, "decoded": 0, "failed": 0, "reopened": 0}
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -136,6 +136,9 @@ class WirelessService:
             canonical, meter = frame.data, None
         if meter is not None and frame.rssi is not None:
             self._rssi.setdefault(meter, {})[frame.receiver] = frame.rssi
+            self._rssi.move_to_end(meter)
+            if len(self._rssi) > self.decoder.max_meters:
+                self._rssi.popitem(last=False)
         if self._is_duplicate(canonical):
             self.stats["duplicates"] += 1
             return None

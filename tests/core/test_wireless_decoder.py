@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from mbusgw.core.crypto import AesKey
 from mbusgw.core.errors import (
     ChecksumError,
+    DecodeError,
     DecryptError,
     LayoutUnknownError,
     MBusError,
@@ -118,3 +119,25 @@ def test_fuzz_streams_raise_only_typed_errors(telegrams: list[bytes]) -> None:
             decoder.decode(data)
         except MBusError as error:
             assert outcome_of(error) in decoder.unattributed
+
+
+def test_what_is_kept_per_meter_is_bounded() -> None:
+    decoder = WirelessDecoder(max_meters=2)
+    meters = []
+    for number in range(3):
+        frame = bytearray(KAM_FULL)
+        frame[4] = number  # another identification number
+        meters.append(decoder.decode(bytes(frame)).meter)
+    assert decoder.diagnosis(meters[0]) is None
+    assert decoder.diagnosis(meters[2]).counts["decoded"] == 1
+    assert len(decoder.diagnoses()) == 2
+
+
+def test_a_malformed_telegram_of_an_unknown_meter_is_unattributed() -> None:
+    decoder = WirelessDecoder()
+    plain = bytes.fromhex("234433300602010014007A8E0400002F2F0EFD3A1147000000008E40FD3A3412")
+    frame = bytes((len(plain) - 1,)) + plain[1:]  # the last record is cut short
+    with pytest.raises(DecodeError):
+        decoder.decode(frame)
+    assert decoder.diagnoses() == {}
+    assert sum(decoder.unattributed.values()) == 1
