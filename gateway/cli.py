@@ -10,6 +10,7 @@ from collections.abc import Sequence
 # Modules that add a command: each defines register(subparsers) and sets a ``func`` default.
 COMMAND_MODULES: list[str] = [
     "mbusgw.gateway.commands.decode",
+    "mbusgw.gateway.commands.listen",
 ]
 
 
