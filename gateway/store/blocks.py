@@ -1,0 +1,474 @@
+"""Compacted blocks: one meter's readings of one UTC day, column by column.
+
+A block holds the meter log columns (reception time, meter time, status, duration, retries,
+status byte, error) once, and one section per series with the rows it has values in and its
+kind, exponent, mantissa and text/byte columns. Sharing the time columns across a meter's
+series is what keeps the store near one byte per value. Integer columns go through
+``mbusgw.core.column`` (delta or delta-of-delta, zigzag, byte shuffle) and then raw deflate when
+that is smaller.
+
+Layout (little-endian)::
+
+    u8        format version (1)
+    u4        CRC-32 of everything after it (flash cards do flip bits)
+    varint    reading count n
+    varint    series count k
+    k × u4    series ids, ascending
+    (k+1)×u4  end offset of each section in the payload (section 0: the meter log)
+    payload   sections; a section is a run of fields, a field is ``varint length, tag, data``
+
+A single series is read by decoding the first three fields of section 0 and its own section
+only. ``MeterColumns`` is the decoded form, also used to merge a block with late rows.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mbusgw.core.column import pack_int64, unpack_int64
+from mbusgw.core.errors import DecodeError
+from mbusgw.gateway.errors import StoreCorrupt
+from mbusgw.gateway.store.model import NO_TIME, ValueKind
+from mbusgw.gateway.store.rows import Row
+
+VERSION = 1
+_U32 = struct.Struct("<I")
+# field tags: bit 0 = deflated
+_INT, _INT_Z, _BYTES, _BYTES_Z, _BITS, _BITS_Z, _ALL, _NONE = range(8)
+_DEFLATE_FROM = 24  # shorter payloads do not shrink enough to pay for an inflate call
+_FIRST_BLOB_KIND = int(ValueKind.TEXT)  # TEXT and BYTES are the highest kind codes
+
+
+@dataclass(slots=True)
+class SeriesColumn:
+    """A series' values in a span: ``rows`` are indexes into the meter's reading columns."""
+
+    rows: np.ndarray
+    kind: np.ndarray
+    exponent: np.ndarray
+    mantissa: np.ndarray
+    blobs: list[bytes | None] | None = None
+
+
+@dataclass(slots=True)
+class MeterColumns:
+    """All readings of one meter in a span, in time order, as columns."""
+
+    received_at: np.ndarray
+    meter_time: np.ndarray
+    status: np.ndarray
+    retries: np.ndarray
+    duration_ms: np.ndarray
+    status_byte: np.ndarray
+    errors: list[str]
+    series: dict[int, SeriesColumn] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.received_at)
+
+    def value_count(self) -> int:
+        return sum(len(column.rows) for column in self.series.values())
+
+
+# -- building columns ------------------------------------------------------------------------
+
+
+def columns_from_rows(rows: list[Row]) -> MeterColumns:
+    """Columns of reading rows (any order; sorted by reception time, stable)."""
+    order = sorted(range(len(rows)), key=lambda i: rows[i].received_at)
+    rows = [rows[i] for i in order]
+    n = len(rows)
+    columns = MeterColumns(
+        np.array([r.received_at for r in rows], np.int64),
+        np.array([r.meter_time for r in rows], np.int64),
+        np.array([r.status for r in rows], np.int64),
+        np.array([r.retries for r in rows], np.int64),
+        np.array([r.duration_ms for r in rows], np.int64),
+        np.array([r.status_byte for r in rows], np.int64),
+        [r.error for r in rows],
+    )
+    counts = np.array([len(r.entries) for r in rows], np.int64)
+    if not counts.sum():
+        return columns
+    entries = np.concatenate([r.entries for r in rows])
+    row_index = np.repeat(np.arange(n, dtype=np.int64), counts)
+    blobs: list[bytes | None] | None = None
+    if any(r.blobs is not None for r in rows):
+        blobs = []
+        for r, count in zip(rows, counts.tolist(), strict=True):
+            blobs.extend(r.blobs if r.blobs is not None else [None] * count)
+    _group_series(columns, entries["series"], row_index, entries, blobs)
+    return columns
+
+
+def _group_series(
+    columns: MeterColumns,
+    series: np.ndarray,
+    row_index: np.ndarray,
+    values: np.ndarray | dict[str, np.ndarray],
+    blobs: list[bytes | None] | None,
+) -> None:
+    by_series = np.argsort(series, kind="stable")
+    ids, starts = np.unique(series[by_series], return_index=True)
+    bounds = [*starts.tolist(), len(by_series)]
+    for j, series_id in enumerate(ids.tolist()):
+        pick = by_series[bounds[j] : bounds[j + 1]]
+        kind = np.asarray(values["kind"][pick], np.int64)
+        column_blobs = None
+        if blobs is not None and (kind >= _FIRST_BLOB_KIND).any():
+            column_blobs = [blobs[i] for i in pick.tolist()]
+        columns.series[series_id] = SeriesColumn(
+            row_index[pick],
+            kind,
+            np.asarray(values["exponent"][pick], np.int64),
+            np.asarray(values["mantissa"][pick], np.int64),
+            column_blobs,
+        )
+
+
+def merge_columns(first: MeterColumns, second: MeterColumns) -> MeterColumns:
+    """One span from two (a stored block and late rows), sorted by reception time, stable."""
+    received = np.concatenate([first.received_at, second.received_at])
+    order = np.argsort(received, kind="stable")
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    merged = MeterColumns(
+        received[order],
+        *(
+            np.concatenate([getattr(first, name), getattr(second, name)])[order]
+            for name in ("meter_time", "status", "retries", "duration_ms", "status_byte")
+        ),
+        [(first.errors + second.errors)[i] for i in order.tolist()],
+    )
+    parts: dict[str, list[np.ndarray]] = {
+        "series": [],
+        "row": [],
+        "kind": [],
+        "exponent": [],
+        "mantissa": [],
+    }
+    blobs: list[bytes | None] = []
+    any_blobs = False
+    for offset, columns in ((0, first), (len(first), second)):
+        for series_id, column in columns.series.items():
+            parts["series"].append(np.full(len(column.rows), series_id, np.int64))
+            parts["row"].append(position[column.rows + offset])
+            for name in ("kind", "exponent", "mantissa"):
+                parts[name].append(getattr(column, name))
+            any_blobs |= column.blobs is not None
+            blobs.extend(column.blobs if column.blobs is not None else [None] * len(column.rows))
+    if parts["series"]:
+        flat = {name: np.concatenate(arrays) for name, arrays in parts.items()}
+        # within a series, keep time order: sort its entries by their new row
+        by_row = np.argsort(flat["row"], kind="stable")
+        flat = {name: array[by_row] for name, array in flat.items()}
+        flat_blobs = [blobs[i] for i in by_row.tolist()] if any_blobs else None
+        _group_series(merged, flat["series"], flat["row"], flat, flat_blobs)
+    return merged
+
+
+# -- encoding --------------------------------------------------------------------------------
+
+
+def encode_block(columns: MeterColumns) -> bytes:
+    n = len(columns)
+    present = columns.meter_time != NO_TIME
+    meter_section = b"".join(
+        (
+            _int_field(columns.received_at),
+            _bits_field(present),
+            _int_field(columns.meter_time[present] - columns.received_at[present]),
+            _int_field(columns.status),
+            _int_field(columns.retries),
+            _int_field(columns.duration_ms),
+            _int_field(columns.status_byte),
+            *_text_fields(columns.errors),
+        )
+    )
+    sections = [meter_section]
+    ids = sorted(columns.series)
+    for series_id in ids:
+        column = columns.series[series_id]
+        mask = np.zeros(n, bool)
+        mask[column.rows] = True
+        blob_data = b""
+        if column.blobs is not None:
+            blob_data = b"".join(b for b in column.blobs if b is not None)
+        sections.append(
+            b"".join(
+                (
+                    _bits_field(mask),
+                    _int_field(column.kind),
+                    _int_field(column.exponent),
+                    _int_field(column.mantissa),
+                    _bytes_field(blob_data),
+                )
+            )
+        )
+    ends = np.cumsum([len(s) for s in sections]).astype("<u4")
+    body = b"".join(
+        (_varint(n), _varint(len(ids)), np.array(ids, "<u4").tobytes(), ends.tobytes(), *sections)
+    )
+    return bytes([VERSION]) + _U32.pack(zlib.crc32(body)) + body
+
+
+def _framed(tag: int, data: bytes) -> bytes:
+    return _varint(len(data) + 1) + bytes([tag]) + data
+
+
+def _smaller(tag: int, data: bytes) -> tuple[int, bytes]:
+    if len(data) >= _DEFLATE_FROM:
+        packed = zlib.compress(data, 9, -15)
+        if len(packed) < len(data):
+            return tag + 1, packed
+    return tag, data
+
+
+def _int_field(values: np.ndarray) -> bytes:
+    values = np.ascontiguousarray(values, np.int64)
+    best: tuple[int, bytes] | None = None
+    for order in (1, 2):
+        candidate = _smaller(_INT, pack_int64(values, order))
+        if best is None or len(candidate[1]) < len(best[1]):
+            best = candidate
+    return _framed(*best)  # type: ignore[misc]
+
+
+def _bytes_field(data: bytes) -> bytes:
+    return _framed(*_smaller(_BYTES, data))
+
+
+def _bits_field(mask: np.ndarray) -> bytes:
+    if mask.all():
+        return _framed(_ALL, b"")
+    if not mask.any():
+        return _framed(_NONE, b"")
+    return _framed(*_smaller(_BITS, np.packbits(mask).tobytes()))
+
+
+def _text_fields(texts: list[str]) -> tuple[bytes, bytes]:
+    encoded = [t.encode() for t in texts]
+    return _int_field(np.array([len(e) for e in encoded], np.int64)), _bytes_field(
+        b"".join(encoded)
+    )
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+# -- decoding --------------------------------------------------------------------------------
+
+
+class _Reader:
+    """A cursor over a block's bytes; every overrun is a ``StoreCorrupt``."""
+
+    __slots__ = ("data", "end", "pos")
+
+    def __init__(self, data: bytes, pos: int, end: int) -> None:
+        self.data = data
+        self.pos = pos
+        self.end = end
+
+    def varint(self) -> int:
+        value = shift = 0
+        data = self.data
+        while True:
+            if self.pos >= self.end or shift > 63:
+                raise StoreCorrupt("block varint runs past its end")
+            byte = data[self.pos]
+            self.pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
+
+    def field(self) -> tuple[int, bytes]:
+        length = self.varint()
+        end = self.pos + length
+        if length < 1 or end > self.end:
+            raise StoreCorrupt("block field runs past its section")
+        tag = self.data[self.pos]
+        body = self.data[self.pos + 1 : end]
+        self.pos = end
+        return tag, body
+
+    def ints(self, count: int) -> np.ndarray:
+        tag, body = self.field()
+        if tag not in (_INT, _INT_Z):
+            raise StoreCorrupt(f"expected an integer field, found tag {tag}")
+        out = np.empty(count, np.int64)
+        try:
+            unpack_int64(zlib.decompress(body, -15) if tag == _INT_Z else body, out)
+        except (zlib.error, DecodeError) as error:
+            raise StoreCorrupt(f"bad integer field: {error}") from error
+        return out
+
+    def bits(self, count: int) -> np.ndarray | None:
+        """A presence mask, or ``None`` when every row is present."""
+        tag, body = self.field()
+        if tag == _ALL:
+            return None
+        if tag == _NONE:
+            return np.zeros(count, bool)
+        if tag not in (_BITS, _BITS_Z):
+            raise StoreCorrupt(f"expected a bitmap field, found tag {tag}")
+        data = self.inflate(tag, body)
+        if len(data) != (count + 7) // 8:
+            raise StoreCorrupt("bitmap of the wrong length")
+        return np.unpackbits(np.frombuffer(data, np.uint8), count=count).astype(bool)
+
+    def raw(self) -> bytes:
+        tag, body = self.field()
+        if tag not in (_BYTES, _BYTES_Z):
+            raise StoreCorrupt(f"expected a bytes field, found tag {tag}")
+        return self.inflate(tag, body)
+
+    @staticmethod
+    def inflate(tag: int, body: bytes) -> bytes:
+        if not tag & 1:
+            return body
+        try:
+            return zlib.decompress(body, -15)
+        except zlib.error as error:
+            raise StoreCorrupt(f"bad deflate stream: {error}") from error
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    n: int
+    ids: tuple[int, ...]
+    starts: tuple[int, ...]  # absolute offset of each section, plus the end
+
+
+def _header(data: bytes) -> _Header:
+    if not data or data[0] != VERSION:
+        raise StoreCorrupt(f"unknown block format {data[:1].hex() or 'empty'}")
+    if len(data) < 5 or _U32.unpack_from(data, 1)[0] != zlib.crc32(memoryview(data)[5:]):
+        raise StoreCorrupt("block checksum mismatch")
+    reader = _Reader(data, 5, len(data))
+    n = reader.varint()
+    k = reader.varint()
+    base = reader.pos + 8 * k + 4
+    if base > len(data):
+        raise StoreCorrupt("block header runs past its end")
+    ids = struct.unpack_from(f"<{k}I", data, reader.pos)
+    ends = struct.unpack_from(f"<{k + 1}I", data, reader.pos + 4 * k)
+    if ends[-1] != len(data) - base:
+        raise StoreCorrupt("block section table does not match its length")
+    return _Header(n, ids, (base, *[base + e for e in ends]))
+
+
+def _section_bounds(header: _Header, index: int) -> tuple[int, int]:
+    start, end = header.starts[index], header.starts[index + 1]
+    if not header.starts[0] <= start <= end:
+        raise StoreCorrupt("block section table is out of order")
+    return start, end
+
+
+def _times(reader: _Reader, n: int) -> tuple[np.ndarray, np.ndarray]:
+    received = reader.ints(n)
+    present = reader.bits(n)
+    if present is None:
+        return received, reader.ints(n) + received
+    meter_time = np.full(n, NO_TIME, np.int64)
+    meter_time[present] = reader.ints(int(present.sum())) + received[present]
+    return received, meter_time
+
+
+def _section(data: bytes, header: _Header, index: int, n: int) -> SeriesColumn:
+    reader = _Reader(data, *_section_bounds(header, index + 1))
+    present = reader.bits(n)
+    rows = np.arange(n) if present is None else np.flatnonzero(present)
+    k = len(rows)
+    kind = reader.ints(k)
+    exponent = reader.ints(k)
+    mantissa = reader.ints(k)
+    blob_data = reader.raw()
+    blobs = None
+    if k and kind.max() >= _FIRST_BLOB_KIND:
+        blobs = [None] * k
+        pos = 0
+        for i in np.flatnonzero(kind >= _FIRST_BLOB_KIND).tolist():
+            length = int(mantissa[i])
+            blobs[i] = blob_data[pos : pos + length]
+            pos += length
+        if pos != len(blob_data):
+            raise StoreCorrupt("block text/bytes area does not match the lengths")
+    elif blob_data:
+        raise StoreCorrupt("block has text/bytes data but no such values")
+    if reader.pos != reader.end:
+        raise StoreCorrupt("block section has trailing bytes")
+    return SeriesColumn(rows, kind, exponent, mantissa, blobs)
+
+
+def decode_block_log(data: bytes) -> MeterColumns:
+    """The meter log columns of a block (no series)."""
+    header = _header(data)
+    n = header.n
+    reader = _Reader(data, *_section_bounds(header, 0))
+    received, meter_time = _times(reader, n)
+    status, retries, duration, status_byte = (reader.ints(n) for _ in range(4))
+    lengths = reader.ints(n)
+    text = reader.raw()
+    if lengths.min(initial=0) < 0 or int(lengths.sum()) != len(text) or reader.pos != reader.end:
+        raise StoreCorrupt("block error texts do not match their lengths")
+    bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    try:
+        errors = [text[a:b].decode() for a, b in zip(bounds, bounds[1:], strict=False)]
+    except UnicodeDecodeError as error:
+        raise StoreCorrupt(f"block error text is not UTF-8: {error}") from error
+    return MeterColumns(received, meter_time, status, retries, duration, status_byte, errors)
+
+
+def decode_block(data: bytes) -> MeterColumns:
+    """Every column of a block."""
+    header = _header(data)
+    columns = decode_block_log(data)
+    for index, series_id in enumerate(header.ids):
+        columns.series[series_id] = _section(data, header, index, header.n)
+    return columns
+
+
+def block_value_count(data: bytes) -> tuple[int, int]:
+    """``(readings, values)`` in a block, from the presence maps only."""
+    header = _header(data)
+    values = 0
+    for index in range(len(header.ids)):
+        present = _Reader(data, *_section_bounds(header, index + 1)).bits(header.n)
+        values += header.n if present is None else int(present.sum())
+    return header.n, values
+
+
+def decode_block_series(
+    data: bytes, series_id: int
+) -> tuple[np.ndarray, np.ndarray, SeriesColumn] | None:
+    """``(received_at, meter_time, column)`` of one series, or ``None`` if it has no values."""
+    header = _header(data)
+    try:
+        index = header.ids.index(series_id)
+    except ValueError:
+        return None
+    reader = _Reader(data, *_section_bounds(header, 0))
+    received, meter_time = _times(reader, header.n)
+    column = _section(data, header, index, header.n)
+    return received[column.rows], meter_time[column.rows], column
+
+
+def block_times(data: bytes) -> np.ndarray:
+    """The reception times of a block's readings."""
+    header = _header(data)
+    return _Reader(data, *_section_bounds(header, 0)).ints(header.n)
+
+
+def block_series_ids(data: bytes) -> tuple[int, ...]:
+    return _header(data).ids

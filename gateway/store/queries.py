@@ -1,0 +1,469 @@
+"""Reading values, the meter log, raw telegrams and the latest values back.
+
+Every query sees one seamless series: compacted day blocks first, then the rows still waiting
+for compaction. Transactions only copy bytes out (one ``get`` per day, one seek per 15-minute
+slot); decoding happens after the snapshot is released, so even a ten-year query holds a
+reader for milliseconds and never pins pages for long.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import lmdb
+import numpy as np
+
+from mbusgw.gateway.errors import NotFound
+from mbusgw.gateway.store.blocks import (
+    MeterColumns,
+    block_times,
+    columns_from_rows,
+    decode_block,
+    decode_block_log,
+    decode_block_series,
+)
+from mbusgw.gateway.store.catalog import Catalog
+from mbusgw.gateway.store.env import StoreEnv
+from mbusgw.gateway.store.ingest import decode_frames
+from mbusgw.gateway.store.keys import (
+    block_key,
+    day_of,
+    id_key,
+    reading_key,
+    slot_of,
+    unpack_block_key,
+    unpack_reading_key,
+)
+from mbusgw.gateway.store.model import MeterLog, ValueTable
+from mbusgw.gateway.store.rows import HEADER, LATEST_TIME, decode_row
+
+# how far back the latest-value search looks (rows first, then day blocks)
+LATEST_LOOKBACK_DAYS = 400
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """``since <= received_at < until`` in seconds since the epoch (UTC)."""
+
+    since: int = 0
+    until: int = LATEST_TIME + 1
+
+    @classmethod
+    def of(cls, since: float | None, until: float | None) -> TimeRange:
+        low = 0 if since is None else max(0, int(since))
+        high = LATEST_TIME + 1 if until is None else min(LATEST_TIME + 1, int(until))
+        return cls(low, max(low, high))
+
+
+@dataclass(frozen=True, slots=True)
+class RawTelegram:
+    received_at: int
+    seq: int
+    frames: tuple[bytes, ...]
+
+
+def meter_days(txn: lmdb.Transaction, env: StoreEnv, meter_id: int) -> tuple[int, int] | None:
+    """First and last day that have a block for the meter (kept by compaction)."""
+    raw = txn.get(id_key(meter_id), db=env.db.meters)
+    record = json.loads(raw) if raw is not None else {}
+    if record.get("first_day") is None:
+        return None
+    return record["first_day"], record["last_day"]
+
+
+def _blocks(txn: lmdb.Transaction, env: StoreEnv, meter_id: int, span: TimeRange) -> list[bytes]:
+    days = meter_days(txn, env, meter_id)
+    if days is None:
+        return []
+    first = max(days[0], day_of(span.since))
+    last = min(days[1], day_of(span.until - 1))
+    get, db = txn.get, env.db.blocks
+    found = (get(block_key(day, meter_id), db=db) for day in range(first, last + 1))
+    return [data for data in found if data is not None]
+
+
+def meter_rows(
+    txn: lmdb.Transaction,
+    db: lmdb._Database,
+    meter_id: int,
+    span: TimeRange,
+    *,
+    keys: bool = False,
+) -> list:
+    """Values (or ``(key, value)``) of one meter in a slot-major table, one seek per slot."""
+    cursor = txn.cursor(db=db)
+    if not cursor.first():
+        return []
+    slot = max(slot_of(span.since), unpack_reading_key(cursor.key())[0])
+    last = slot_of(span.until - 1)
+    out = []
+    while slot <= last and cursor.set_range(reading_key(slot, meter_id, 0)):
+        found_slot, found_meter, _ = unpack_reading_key(cursor.key())
+        if found_slot != slot:  # nothing of this meter in the slots in between: skip them
+            slot = found_slot
+            continue
+        while found_meter == meter_id and found_slot == slot:
+            out.append(cursor.item() if keys else cursor.value())
+            if not cursor.next():
+                break
+            found_slot, found_meter, _ = unpack_reading_key(cursor.key())
+        slot += 1
+    return out
+
+
+class Queries:
+    """Read side of the store (thread-safe; every call takes its own short snapshot)."""
+
+    def __init__(self, env: StoreEnv, catalog: Catalog) -> None:
+        self.env = env
+        self.catalog = catalog
+
+    def _meter_id(self, txn: lmdb.Transaction, meter: str) -> int:
+        meter_id = self.catalog.meter_id(txn, meter)
+        if meter_id is None:
+            raise NotFound(f"no meter {meter!r} in the store")
+        return meter_id
+
+    def values(
+        self, series_id: int, since: float | None = None, until: float | None = None
+    ) -> ValueTable:
+        """One series in time order, compacted and recent data alike."""
+        span = TimeRange.of(since, until)
+        with self.env.read() as txn:
+            info = self.catalog.series_info(txn, series_id)
+            if info is None:
+                raise NotFound(f"no series {series_id} in the store")
+            meter_id = self.catalog.meter_ids[info.meter]
+            blocks = _blocks(txn, self.env, meter_id, span)
+            rows = meter_rows(txn, self.env.db.readings, meter_id, span)
+        parts = []
+        for data in blocks:
+            found = decode_block_series(data, series_id)
+            if found is not None:
+                received, meter_time, column = found
+                parts.append(
+                    (
+                        received,
+                        meter_time,
+                        column.kind,
+                        column.exponent,
+                        column.mantissa,
+                        column.blobs,
+                    )
+                )
+        parts += _row_parts(rows, series_id)
+        table = _concat(parts, series_id)
+        return _clip(table, span)
+
+    def meter_values(
+        self, meter: str, since: float | None = None, until: float | None = None
+    ) -> dict[int, ValueTable]:
+        """Every series of a meter in a time range, by series id."""
+        span = TimeRange.of(since, until)
+        with self.env.read() as txn:
+            meter_id = self._meter_id(txn, meter)
+            blocks = _blocks(txn, self.env, meter_id, span)
+            rows = meter_rows(txn, self.env.db.readings, meter_id, span)
+        pieces = [decode_block(data) for data in blocks]
+        if rows:
+            pieces.append(columns_from_rows([decode_row(row) for row in rows]))
+        per_series: dict[int, list] = {}
+        for columns in pieces:
+            for series_id, column in columns.series.items():
+                per_series.setdefault(series_id, []).append(
+                    (
+                        columns.received_at[column.rows],
+                        columns.meter_time[column.rows],
+                        column.kind,
+                        column.exponent,
+                        column.mantissa,
+                        column.blobs,
+                    )
+                )
+        return {
+            series_id: _clip(_concat(parts, series_id), span)
+            for series_id, parts in sorted(per_series.items())
+        }
+
+    def meter_log(
+        self, meter: str, since: float | None = None, until: float | None = None
+    ) -> MeterLog:
+        """The meter's readings (time, status, duration, retries, error, logged status byte)."""
+        span = TimeRange.of(since, until)
+        with self.env.read() as txn:
+            meter_id = self._meter_id(txn, meter)
+            blocks = _blocks(txn, self.env, meter_id, span)
+            rows = meter_rows(txn, self.env.db.readings, meter_id, span)
+        pieces = [decode_block_log(data) for data in blocks]
+        if rows:
+            pieces.append(columns_from_rows([decode_row(row) for row in rows]))
+        return _log_of(pieces, span)
+
+    def raw_telegrams(
+        self, meter: str, since: float | None = None, until: float | None = None
+    ) -> list[RawTelegram]:
+        """Raw frames of the meter's readings (kept for ``retention.raw_days``)."""
+        span = TimeRange.of(since, until)
+        with self.env.read() as txn:
+            meter_id = self._meter_id(txn, meter)
+            items = meter_rows(txn, self.env.db.raw, meter_id, span, keys=True)
+        out = []
+        for key, value in items:
+            received_at, frames = decode_frames(value)
+            if span.since <= received_at < span.until:
+                out.append(RawTelegram(received_at, unpack_reading_key(key)[2], frames))
+        out.sort(key=lambda raw: (raw.received_at, raw.seq))
+        return out
+
+    def latest(self, meters: Iterable[str] | None = None) -> ValueTable:
+        """The newest value of every series of the given meters (default: all meters)."""
+        with self.env.read() as txn:
+            self.catalog.refresh(txn)
+            if meters is None:
+                wanted = set(self.catalog.meters)
+            else:
+                wanted = {self._meter_id(txn, name) for name in meters}
+            newest = _newest_rows(txn, self.env, wanted)
+            candidates = _rows_table([decode_row(raw) for raw in newest.values()])
+            have = set(candidates.series.tolist())
+            older: dict[int, tuple[list[bytes], list[bytes]]] = {}
+            for meter_id in wanted:
+                if not set(self.catalog.meter_series.get(meter_id, ())) <= have:
+                    older[meter_id] = _older_sources(txn, self.env, meter_id)
+        tables = [candidates]
+        for meter_id, (rows, blocks) in older.items():
+            tables.append(_rows_table([decode_row(raw) for raw in rows]))
+            want = set(self.catalog.meter_series.get(meter_id, ())) - have
+            for data in blocks:
+                want -= set(tables[-1].series.tolist())
+                if not want:
+                    break
+                tables.append(_block_tails(decode_block(data)))
+        return _newest_per_series(tables)
+
+
+# -- assembling results ----------------------------------------------------------------------
+
+
+def _row_parts(rows: list[bytes], series_id: int) -> list[tuple]:
+    parts = []
+    for raw in rows:
+        row = decode_row(raw)
+        hits = np.flatnonzero(row.entries["series"] == series_id)
+        if not len(hits):
+            continue
+        entries = row.entries[hits]
+        k = len(hits)
+        parts.append(
+            (
+                np.full(k, row.received_at, np.int64),
+                np.full(k, row.meter_time, np.int64),
+                entries["kind"],
+                entries["exponent"],
+                entries["mantissa"],
+                None if row.blobs is None else [row.blobs[i] for i in hits.tolist()],
+            )
+        )
+    return parts
+
+
+def _concat(parts: list[tuple], series_id: int) -> ValueTable:
+    if not parts:
+        return ValueTable.empty()
+    received = np.concatenate([p[0] for p in parts]).astype(np.int64, copy=False)
+    columns = [
+        received,
+        np.concatenate([p[1] for p in parts]).astype(np.int64, copy=False),
+        np.concatenate([p[2] for p in parts]).astype(np.uint8),
+        np.concatenate([p[3] for p in parts]).astype(np.int8),
+        np.concatenate([p[4] for p in parts]).astype(np.int64, copy=False),
+    ]
+    blobs = None
+    if any(p[5] is not None for p in parts):
+        blobs = []
+        for p in parts:
+            blobs.extend(p[5] if p[5] is not None else [None] * len(p[0]))
+    if len(received) > 1 and (np.diff(received) < 0).any():
+        order = np.argsort(received, kind="stable")
+        columns = [c[order] for c in columns]
+        if blobs is not None:
+            blobs = [blobs[i] for i in order.tolist()]
+    return ValueTable(
+        np.full(len(received), series_id, np.uint32),
+        *columns,
+        None if blobs is None else tuple(blobs),
+    )
+
+
+def _clip(table: ValueTable, span: TimeRange) -> ValueTable:
+    received = table.received_at
+    if not len(received) or (received[0] >= span.since and received[-1] < span.until):
+        return table
+    keep = (received >= span.since) & (received < span.until)
+    blobs = table.blobs
+    return ValueTable(
+        table.series[keep],
+        received[keep],
+        table.meter_time[keep],
+        table.kind[keep],
+        table.exponent[keep],
+        table.mantissa[keep],
+        None if blobs is None else tuple(b for b, k in zip(blobs, keep.tolist(), strict=True) if k),
+    )
+
+
+def _log_of(pieces: list[MeterColumns], span: TimeRange) -> MeterLog:
+    names = ("received_at", "status", "duration_ms", "retries", "status_byte")
+    if not pieces:
+        return MeterLog(*(np.zeros(0, np.int64) for _ in names), ())
+    columns = {name: np.concatenate([getattr(p, name) for p in pieces]) for name in names}
+    errors = [e for p in pieces for e in p.errors]
+    order = np.argsort(columns["received_at"], kind="stable")
+    received = columns["received_at"][order]
+    keep = order[(received >= span.since) & (received < span.until)]
+    return MeterLog(
+        *(columns[name][keep] for name in names), tuple(errors[i] for i in keep.tolist())
+    )
+
+
+# -- latest values ---------------------------------------------------------------------------
+
+NEWEST_SCAN_SLOTS = 8  # the backward scan for each meter's newest row covers two hours
+
+
+def _newest_rows(txn: lmdb.Transaction, env: StoreEnv, wanted: set[int]) -> dict[int, bytes]:
+    """The newest row of each wanted meter in the last slots, by one backward scan."""
+    cursor = txn.cursor(db=env.db.readings)
+    newest: dict[int, bytes] = {}
+    if not cursor.last():
+        return newest
+    stop_slot = unpack_reading_key(cursor.key())[0] - NEWEST_SCAN_SLOTS
+    while len(newest) < len(wanted):
+        slot, meter_id, _ = unpack_reading_key(cursor.key())
+        if slot < stop_slot:
+            break
+        if meter_id in wanted and meter_id not in newest:
+            newest[meter_id] = cursor.value()
+        if not cursor.prev():
+            break
+    return newest
+
+
+def _older_sources(
+    txn: lmdb.Transaction, env: StoreEnv, meter_id: int
+) -> tuple[list[bytes], list[bytes]]:
+    """A meter's rows not yet compacted, and its blocks newest first (within the lookback)."""
+    rows = meter_rows(txn, env.db.readings, meter_id, TimeRange())
+    days = meter_days(txn, env, meter_id)
+    blocks = []
+    if days is not None:
+        first = max(days[0], days[1] - LATEST_LOOKBACK_DAYS)
+        for day in range(days[1], first - 1, -1):
+            data = txn.get(block_key(day, meter_id), db=env.db.blocks)
+            if data is not None:
+                blocks.append(data)
+    return rows, blocks
+
+
+def _rows_table(rows: list) -> ValueTable:
+    """All values of decoded rows as one table (any series, any order)."""
+    rows = [row for row in rows if len(row.entries)]
+    if not rows:
+        return ValueTable.empty()
+    counts = [len(row.entries) for row in rows]
+    entries = np.concatenate([row.entries for row in rows])
+    blobs = None
+    if any(row.blobs is not None for row in rows):
+        blobs = tuple(
+            b for row, n in zip(rows, counts, strict=True) for b in (row.blobs or (None,) * n)
+        )
+    return ValueTable(
+        entries["series"].astype(np.uint32),
+        np.repeat(np.array([row.received_at for row in rows], np.int64), counts),
+        np.repeat(np.array([row.meter_time for row in rows], np.int64), counts),
+        entries["kind"].astype(np.uint8),
+        entries["exponent"].astype(np.int8),
+        entries["mantissa"].astype(np.int64),
+        blobs,
+    )
+
+
+def _block_tails(columns: MeterColumns) -> ValueTable:
+    """The last value of each series in a block (blocks are in time order)."""
+    parts = []
+    for series_id, column in columns.series.items():
+        if len(column.rows):
+            row = int(column.rows[-1])
+            blob = None if column.blobs is None else [column.blobs[-1]]
+            parts.append(
+                (
+                    series_id,
+                    columns.received_at[row],
+                    columns.meter_time[row],
+                    column.kind[-1],
+                    column.exponent[-1],
+                    column.mantissa[-1],
+                    blob,
+                )
+            )
+    if not parts:
+        return ValueTable.empty()
+    blobs = None
+    if any(p[6] is not None for p in parts):
+        blobs = tuple(p[6][0] if p[6] is not None else None for p in parts)
+    return ValueTable(
+        *(
+            np.array([p[i] for p in parts], dtype)
+            for i, dtype in enumerate((np.uint32, np.int64, np.int64, np.uint8, np.int8, np.int64))
+        ),
+        blobs,
+    )
+
+
+def _newest_per_series(tables: list[ValueTable]) -> ValueTable:
+    """Per series, the row with the latest reception time (the later one on ties)."""
+    tables = [t for t in tables if len(t)]
+    if not tables:
+        return ValueTable.empty()
+    names = ("series", "received_at", "meter_time", "kind", "exponent", "mantissa")
+    columns = {name: np.concatenate([getattr(t, name) for t in tables]) for name in names}
+    order = np.lexsort(
+        (np.arange(len(columns["series"])), columns["received_at"], columns["series"])
+    )
+    series = columns["series"][order]
+    last = order[np.append(series[1:] != series[:-1], True)]
+    blobs = None
+    if any(t.blobs is not None for t in tables):
+        flat = [b for t in tables for b in (t.blobs or (None,) * len(t))]
+        blobs = tuple(flat[i] for i in last.tolist())
+    return ValueTable(*(columns[name][last] for name in names), blobs)
+
+
+def time_bounds(env: StoreEnv) -> tuple[int | None, int | None]:
+    """Reception times of the oldest and the newest stored reading."""
+    with env.read() as txn:
+        edge_blocks = _edge_values(txn.cursor(db=env.db.blocks), lambda k: unpack_block_key(k)[0])
+        edge_rows = _edge_values(txn.cursor(db=env.db.readings), lambda k: unpack_reading_key(k)[0])
+    times: list[int] = []
+    for data in edge_blocks:
+        received = block_times(data)
+        if len(received):
+            times += (int(received.min()), int(received.max()))
+    times += [HEADER.unpack_from(raw)[0] for raw in edge_rows]
+    return (min(times), max(times)) if times else (None, None)
+
+
+def _edge_values(cursor: lmdb.Cursor, group: Callable[[bytes], int]) -> list[bytes]:
+    """Values of the first and the last key group (a day of blocks, a slot of rows)."""
+    values = []
+    for position, step in ((cursor.first, cursor.next), (cursor.last, cursor.prev)):
+        found = position()
+        if not found:
+            continue
+        first = group(cursor.key())
+        while found and group(cursor.key()) == first:
+            values.append(cursor.value())
+            found = step()
+    return values
