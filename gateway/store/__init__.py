@@ -1,4 +1,4 @@
-"""The LMDB time-series store: readings, values, raw telegrams, logs, settings. See docs/store.md."""
+"""The LMDB time-series store: readings, values, raw telegrams, logs, settings (docs/store.md)."""
 
 from mbusgw.gateway.store.compaction import CompactionService, compact_now
 from mbusgw.gateway.store.ingest import Receipt
