@@ -19,7 +19,7 @@ import lmdb
 from mbusgw.gateway.errors import StoreError, StoreFull
 from mbusgw.gateway.store.catalog import Catalog, CatalogBatch
 from mbusgw.gateway.store.context import WriteContext
-from mbusgw.gateway.store.env import MiB, StoreEnv
+from mbusgw.gateway.store.env import MiB, StoreEnv, put_u64
 from mbusgw.gateway.store.options import MAX_STORE_BYTES, read_settings
 from mbusgw.gateway.store.retention import prune_oldest
 from mbusgw.gateway.store.syslog import LogEntry, LogLevel
@@ -171,6 +171,10 @@ class BatchRunner:
             return False
         if pruned is None:
             return False
+        # LMDB reuses pages freed by a transaction only from the second transaction after it
+        # (the last snapshot must stay intact for crash recovery): commit an empty step first.
+        with self.env.write() as txn:
+            put_u64(txn, self.env.db.meta, b"pruned_at", int(self.time))
         self._carried.append(
             LogEntry(
                 self.time, LogLevel.WARNING, "store", f"store full at {limit // MiB} MiB: {pruned}"

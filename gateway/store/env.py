@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -269,3 +269,19 @@ def add_counts(txn: lmdb.Transaction, db: Databases, readings: int, values: int)
     for key, delta in ((COUNT_READINGS, readings), (COUNT_VALUES, values)):
         if delta:
             put_u64(txn, db.meta, key, max(0, get_u64(txn, db.meta, key) + delta))
+
+
+def delete_front(
+    cursor: lmdb.Cursor, keep_going: Callable[[bytes, bytes], bool], limit: int
+) -> int:
+    """Delete from the first entry on while ``keep_going(key, value)``, at most ``limit``."""
+    removed = 0
+    if not cursor.first():
+        return 0
+    while removed < limit:
+        key = cursor.key()
+        if not key or not keep_going(key, cursor.value()):  # an empty key: past the end
+            break
+        cursor.delete()
+        removed += 1
+    return removed

@@ -15,7 +15,7 @@ import trio
 
 from mbusgw.gateway.store.blocks import block_value_count
 from mbusgw.gateway.store.context import WriteContext
-from mbusgw.gateway.store.env import add_counts
+from mbusgw.gateway.store.env import add_counts, delete_front
 from mbusgw.gateway.store.keys import (
     DAY_SECONDS,
     SLOT_SECONDS,
@@ -49,38 +49,40 @@ def _first_slot(txn: lmdb.Transaction, db: lmdb._Database) -> int | None:
 
 def delete_raw_before(ctx: WriteContext, slot: int) -> int:
     """Delete raw telegrams received before ``slot``; returns how many (at most a chunk)."""
-    cursor = ctx.txn.cursor(db=ctx.db.raw)
-    removed = 0
-    found = cursor.first()
-    while found and removed < DELETE_CHUNK and cursor.key() < reading_key(slot, 0, 0):
-        found = cursor.delete()
-        removed += 1
-    return removed
+    bound = reading_key(slot, 0, 0)
+    return delete_front(ctx.txn.cursor(db=ctx.db.raw), lambda key, _: key < bound, DELETE_CHUNK)
 
 
 def delete_values_before(ctx: WriteContext, day: int) -> tuple[int, int]:
     """Delete readings (blocks and rows) of days before ``day``; returns (readings, values)."""
-    readings = values = 0
+    counted = [0, 0]
     touched: set[int] = set()
-    cursor = ctx.txn.cursor(db=ctx.db.blocks)
-    found = cursor.first()
-    while found and readings < DELETE_CHUNK and cursor.key() < block_key(day, 0):
-        n, k = block_value_count(cursor.value())
-        touched.add(unpack_block_key(cursor.key())[1])
-        readings, values = readings + n, values + k
-        found = cursor.delete()
-    cursor = ctx.txn.cursor(db=ctx.db.readings)
-    found = cursor.first()
-    while (
-        found and readings < DELETE_CHUNK and cursor.key() < reading_key(day * SLOTS_PER_DAY, 0, 0)
-    ):
-        readings += 1
-        values += HEADER.unpack_from(cursor.value())[6]
-        found = cursor.delete()
+    block_bound = block_key(day, 0)
+
+    def block(key: bytes, value: bytes) -> bool:
+        if key >= block_bound:
+            return False
+        readings, values = block_value_count(value)
+        counted[0] += readings
+        counted[1] += values
+        touched.add(unpack_block_key(key)[1])
+        return True
+
+    row_bound = reading_key(day * SLOTS_PER_DAY, 0, 0)
+
+    def row(key: bytes, value: bytes) -> bool:
+        if key >= row_bound:
+            return False
+        counted[0] += 1
+        counted[1] += HEADER.unpack_from(value)[6]
+        return True
+
+    removed = delete_front(ctx.txn.cursor(db=ctx.db.blocks), block, DELETE_CHUNK)
+    delete_front(ctx.txn.cursor(db=ctx.db.readings), row, DELETE_CHUNK - removed)
     for meter_id in touched:
         _raise_first_day(ctx, meter_id, day)
-    add_counts(ctx.txn, ctx.db, -readings, -values)
-    return readings, values
+    add_counts(ctx.txn, ctx.db, -counted[0], -counted[1])
+    return counted[0], counted[1]
 
 
 def _raise_first_day(ctx: WriteContext, meter_id: int, day: int) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from mbusgw.gateway.store.context import WriteContext
-from mbusgw.gateway.store.env import StoreEnv, get_u64, put_u64
+from mbusgw.gateway.store.env import StoreEnv, delete_front, get_u64, put_u64
 from mbusgw.gateway.store.keys import log_key, unpack_log_key
 from mbusgw.gateway.store.options import SYSLOG_MAX_BYTES, SYSLOG_MAX_DAYS
 from mbusgw.gateway.store.syslog import LogEntry, LogLevel
@@ -83,14 +83,15 @@ def _delete_front(ctx: WriteContext, more: Callable[[bytes, int], bool]) -> int:
     """Delete from the oldest entry on while ``more(key, stored bytes)``; keeps the byte count."""
     meta = ctx.db.meta
     size = get_u64(ctx.txn, meta, _BYTES)
-    removed = 0
-    cursor = ctx.txn.cursor(db=ctx.db.syslog)
-    found = cursor.first()
-    while found and removed < _MAX_DELETES and more(cursor.key(), size):
-        key, value = cursor.item()
+
+    def keep_going(key: bytes, value: bytes) -> bool:
+        nonlocal size
+        if not more(key, size):
+            return False
         size -= len(key) + len(value)
-        removed += 1
-        found = cursor.delete()
+        return True
+
+    removed = delete_front(ctx.txn.cursor(db=ctx.db.syslog), keep_going, _MAX_DELETES)
     if removed:
         put_u64(ctx.txn, meta, _BYTES, max(size, 0))
     return removed

@@ -41,11 +41,19 @@ class StoreWriter:
     name = "store-writer"
 
     def __init__(
-        self, store: Store, *, max_ops_per_batch: int = 256, queue_size: int = 1024
+        self,
+        store: Store,
+        *,
+        max_ops_per_batch: int = 256,
+        queue_size: int = 1024,
+        in_thread: bool = True,
     ) -> None:
+        """``in_thread=False`` commits on the trio thread itself: for tests on MockClock,
+        whose autojump would otherwise race ahead while a worker thread commits."""
         self.store = store
         self.max_ops_per_batch = max_ops_per_batch
         self.queue_size = queue_size
+        self.in_thread = in_thread
         self._send: trio.MemorySendChannel[Any] | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._limiter = trio.CapacityLimiter(1)
@@ -103,9 +111,7 @@ class StoreWriter:
             if not (ops or entries):
                 continue
             try:
-                await trio.to_thread.run_sync(
-                    self.store.runner.run, ops, entries, clock.now(), limiter=self._limiter
-                )
+                await self._commit(ops, entries, clock.now())
             except Exception as error:  # a bug: answer the callers, then let the supervisor see it
                 for op in ops:
                     op.result, op.error = None, StoreClosed(f"the store writer failed: {error!r}")
@@ -115,6 +121,14 @@ class StoreWriter:
                 for op in ops:
                     op.done.set()
             self.batches += 1
+
+    async def _commit(self, ops: list[WriteOp], entries: list, now: float) -> None:
+        runner = self.store.runner
+        if self.in_thread:
+            await trio.to_thread.run_sync(runner.run, ops, entries, now, limiter=self._limiter)
+        else:
+            runner.run(ops, entries, now)
+            await trio.lowlevel.checkpoint()
 
     def close(self) -> None:
         """Stop taking requests; the writer commits what is queued, then ``run`` returns."""

@@ -1,9 +1,10 @@
 """Helpers for the store tests: stores on temporary paths and readings of a heat meter.
 
 Rules for the trio tests here (as in trio-websocket): a test that sleeps runs on the
-``autojump_clock``; every test that does I/O has a ``trio.fail_after``. Worker threads (the
-store writer's commits) take real time while MockClock jumps, so tests wait for
-``writer.flush()``, never for a sleep, before they look at what was written.
+``autojump_clock``; every test that does I/O has a ``trio.fail_after``. MockClock's autojump
+races ahead while a worker thread commits, so writers under the mock clock use
+``StoreWriter(store, in_thread=False)``, and tests wait for ``writer.flush()``, never for a
+sleep, before they look at what was written.
 """
 
 from __future__ import annotations
