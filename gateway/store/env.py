@@ -41,6 +41,8 @@ DB_NAMES = (
 )
 
 _U64 = struct.Struct("<Q")
+# store files open in this process (LMDB's own locks do not see our own process)
+OPEN_FILES: set[Path] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,14 +140,16 @@ class StoreEnv:
         except BaseException:
             self.env.close()
             raise
+        OPEN_FILES.add(self.path.resolve())
 
     def _open_databases(self) -> Databases:
         handles = {}
         try:
             if self.readonly:
-                with self.env.begin() as txn:
-                    for name in DB_NAMES:
-                        handles[name] = self.env.open_db(name.encode(), txn=txn, create=False)
+                # handles opened in an explicit read transaction die with it: let py-lmdb
+                # open each in a transaction of its own
+                for name in DB_NAMES:
+                    handles[name] = self.env.open_db(name.encode(), create=False)
             else:
                 with self.env.begin(write=True) as txn:
                     for name in DB_NAMES:
@@ -248,6 +252,7 @@ class StoreEnv:
             self._gate.release_shared()
 
     def close(self) -> None:
+        OPEN_FILES.discard(self.path.resolve())
         self.env.close()
 
 
