@@ -6,7 +6,6 @@ nan), booleans, and arrays of those. Keys that are not bare words are quoted.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 
@@ -36,9 +35,21 @@ def _key(key: str) -> str:
     return key if _BARE_KEY.match(key) else _string(key)
 
 
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
 def _string(text: str) -> str:
-    # JSON string escapes (\" \\ \n \t \uXXXX ...) are all valid TOML basic-string escapes
-    return json.dumps(text, ensure_ascii=False)
+    """A TOML basic string: quotes, backslashes and control characters (also DEL) escaped."""
+    return '"' + _NEEDS_ESCAPE.sub(lambda m: _ESCAPES.get(m[0], f"\\u{ord(m[0]):04x}"), text) + '"'
 
 
 def _value(value: object) -> str:
