@@ -14,6 +14,7 @@ from mbusgw.gateway.errors import ConfigError
 from mbusgw.gateway.store.configfile import export_config, portable_settings, read_config
 from mbusgw.gateway.store.toml_writer import dumps
 
+HEAD = '[mbusgw]\nfile = "configuration"\nversion = 1\n'
 CHANGED = {
     "syslog.min_level": -1,
     "syslog.max_days": 20,
@@ -57,7 +58,7 @@ def test_a_configuration_moves_to_another_gateway(tmp_path) -> None:
             "syslog.colour: unknown setting",
         ),
         (
-            '[mbusgw]\nfile = "configuration"\nversion = 1\n[settings.store]\nmax_bytes = 99999999\n',
+            HEAD + "[settings.store]\nmax_bytes = 99999999\n",
             "store.max_bytes: device-specific",
         ),
         (
