@@ -293,7 +293,12 @@ class _Reader:
             shift += 7
 
     def field(self) -> tuple[int, bytes]:
-        length = self.varint()
+        pos = self.pos
+        if pos < self.end and self.data[pos] < 0x80:  # the usual one-byte length, inline
+            length = self.data[pos]
+            self.pos = pos + 1
+        else:
+            length = self.varint()
         end = self.pos + length
         if length < 1 or end > self.end:
             raise StoreCorrupt("block field runs past its section")
@@ -304,11 +309,14 @@ class _Reader:
 
     def ints(self, count: int) -> np.ndarray:
         tag, body = self.field()
-        if tag not in (_INT, _INT_Z):
-            raise StoreCorrupt(f"expected an integer field, found tag {tag}")
         out = np.empty(count, np.int64)
         try:
-            unpack_int64(zlib.decompress(body, -15) if tag == _INT_Z else body, out)
+            if tag == _INT:
+                unpack_int64(body, out)
+            elif tag == _INT_Z:
+                unpack_int64(zlib.decompress(body, -15), out)
+            else:
+                raise StoreCorrupt(f"expected an integer field, found tag {tag}")
         except (zlib.error, DecodeError) as error:
             raise StoreCorrupt(f"bad integer field: {error}") from error
         return out
@@ -361,11 +369,10 @@ def _header(data: bytes) -> _Header:
     base = reader.pos + 8 * k + 4
     if base > len(data):
         raise StoreCorrupt("block header runs past its end")
-    ids = struct.unpack_from(f"<{k}I", data, reader.pos)
-    ends = struct.unpack_from(f"<{k + 1}I", data, reader.pos + 4 * k)
-    if ends[-1] != len(data) - base:
+    table = struct.unpack_from(f"<{2 * k + 1}I", data, reader.pos)
+    if table[-1] != len(data) - base:
         raise StoreCorrupt("block section table does not match its length")
-    return _Header(n, ids, (base, *[base + e for e in ends]))
+    return _Header(n, table[:k], (base, *[base + e for e in table[k:]]))
 
 
 def _section_bounds(header: _Header, index: int) -> tuple[int, int]:

@@ -75,6 +75,13 @@ class Catalog:
         for key, raw in txn.cursor(db=self._db.series):
             self._add_series(series_from_record(unpack_id_key(key), raw))
 
+    def sync(self, txn: lmdb.Transaction) -> None:
+        """Refresh only if another process (or a new batch) added meters or series."""
+        meters = txn.stat(self._db.meters)["entries"]
+        series = txn.stat(self._db.series)["entries"]
+        if meters != len(self.meters) or series != len(self.series):
+            self.refresh(txn)
+
     def _add_meter(self, info: MeterInfo) -> None:
         self.meters[info.id] = info
         self.meter_ids[info.name] = info.id

@@ -119,7 +119,10 @@ def apply_plan(ctx: WriteContext, plan: CompactionPlan) -> int:
         current = tuple(k for k, _ in _day_rows(ctx.txn, ctx.env, meter.meter, plan.day))
         if current != meter.row_keys or ctx.txn.get(key, db=blocks) != meter.old_block:
             continue
-        ctx.txn.put(key, meter.block, db=blocks)
+        # a day's blocks usually land after every key: appending fills pages completely
+        cursor = ctx.txn.cursor(db=blocks)
+        at_end = not cursor.last() or cursor.key() < key
+        cursor.put(key, meter.block, append=at_end)
         for row_key in meter.row_keys:
             ctx.txn.delete(row_key, db=ctx.db.readings)
         _record_day(ctx, meter.meter, plan.day)
@@ -174,14 +177,14 @@ class CompactionService:
         written = 0
         while True:
             before = closed_before(store.clock.now(), store.settings)
-            day = await trio.to_thread.run_sync(oldest_row_day, env)
+            day = await self.writer.offload(oldest_row_day, env)
             if day is None or day >= before:
                 return written
-            meters = await trio.to_thread.run_sync(meters_with_rows, env, day)
+            meters = await self.writer.offload(meters_with_rows, env, day)
             done = 0
             for start in range(0, len(meters), METERS_PER_STEP):
                 chunk = meters[start : start + METERS_PER_STEP]
-                plan = await trio.to_thread.run_sync(plan_day, env, day, chunk)
+                plan = await self.writer.offload(plan_day, env, day, chunk)
                 done += await self.writer.submit(lambda ctx, plan=plan: apply_plan(ctx, plan))
             if not done:  # nothing could be applied: leave the day for the next round
                 return written

@@ -156,7 +156,7 @@ class Store:
 
     def meters(self) -> list[MeterInfo]:
         with self.env.read() as txn:
-            self.catalog.refresh(txn)
+            self.catalog.sync(txn)
         return sorted(self.catalog.meters.values(), key=lambda m: m.id)
 
     def meter(self, name: str) -> MeterInfo | None:
@@ -167,7 +167,7 @@ class Store:
     def series(self, meter: str | None = None) -> list[SeriesInfo]:
         """All series, or those of one meter, by id."""
         with self.env.read() as txn:
-            self.catalog.refresh(txn)
+            self.catalog.sync(txn)
         found = self.catalog.series.values()
         return sorted((s for s in found if meter is None or s.meter == meter), key=lambda s: s.id)
 

@@ -130,6 +130,14 @@ class StoreWriter:
             runner.run(ops, entries, now)
             await trio.lowlevel.checkpoint()
 
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking store work (a long read) in a worker thread, or inline like commits."""
+        if self.in_thread:
+            return await trio.to_thread.run_sync(fn, *args)
+        result = fn(*args)
+        await trio.lowlevel.checkpoint()
+        return result
+
     def close(self) -> None:
         """Stop taking requests; the writer commits what is queued, then ``run`` returns."""
         if self._send is not None:
