@@ -93,14 +93,7 @@ class BatchRunner:
 
     def _attempt(self, ops: list[WriteOp], entries: list[LogEntry]) -> None:
         with self.env.write() as txn:
-            ctx = WriteContext(
-                self.env,
-                txn,
-                CatalogBatch(self.catalog, txn, self.env.db),
-                dict(self.settings),
-                self.time,
-                committed_status_bytes=self.status_bytes,
-            )
+            ctx = self._context(txn)
             for op in ops:
                 self._run_one(ctx, txn, op)
             ctx.txn = txn
@@ -114,6 +107,16 @@ class BatchRunner:
                 self.settings.clear()
                 self.settings.update(read_settings(txn, self.env.db.settings))
             self.on_settings_changed()
+
+    def _context(self, txn: lmdb.Transaction) -> WriteContext:
+        return WriteContext(
+            self.env,
+            txn,
+            CatalogBatch(self.catalog, txn, self.env.db),
+            dict(self.settings),
+            self.time,
+            committed_status_bytes=self.status_bytes,
+        )
 
     @staticmethod
     def _run_one(ctx: WriteContext, parent: lmdb.Transaction, op: WriteOp) -> None:
@@ -159,14 +162,7 @@ class BatchRunner:
             return True
         try:
             with self.env.write() as txn:
-                ctx = WriteContext(
-                    self.env,
-                    txn,
-                    CatalogBatch(self.catalog, txn, self.env.db),
-                    dict(self.settings),
-                    self.time,
-                )
-                pruned = prune_oldest(ctx)
+                pruned = prune_oldest(self._context(txn))
         except lmdb.MapFullError:
             return False
         if pruned is None:

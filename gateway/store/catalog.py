@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 from collections.abc import Iterable
 
 import lmdb
@@ -62,6 +63,7 @@ class Catalog:
 
     def __init__(self, db: Databases) -> None:
         self._db = db
+        self._lock = threading.Lock()  # readers refresh while the writer publishes
         self.meter_ids: dict[str, int] = {}
         self.meters: dict[int, MeterInfo] = {}
         self.series_ids: dict[tuple[int, bytes], int] = {}
@@ -70,10 +72,11 @@ class Catalog:
 
     def refresh(self, txn: lmdb.Transaction) -> None:
         """Load every meter and series (hundreds of meters, thousands of series: milliseconds)."""
-        for key, raw in txn.cursor(db=self._db.meters):
-            self._add_meter(meter_from_record(unpack_id_key(key), raw))
-        for key, raw in txn.cursor(db=self._db.series):
-            self._add_series(series_from_record(unpack_id_key(key), raw))
+        meters = [meter_from_record(unpack_id_key(k), v) for k, v in txn.cursor(db=self._db.meters)]
+        series = [
+            series_from_record(unpack_id_key(k), v) for k, v in txn.cursor(db=self._db.series)
+        ]
+        self.publish(meters, series)
 
     def sync(self, txn: lmdb.Transaction) -> None:
         """Refresh only if another process (or a new batch) added meters or series."""
@@ -105,10 +108,11 @@ class Catalog:
         return self.series.get(series_id)
 
     def publish(self, meters: Iterable[MeterInfo], series: Iterable[SeriesInfo]) -> None:
-        for meter in meters:
-            self._add_meter(meter)
-        for info in series:
-            self._add_series(info)
+        with self._lock:
+            for meter in meters:
+                self._add_meter(meter)
+            for info in series:
+                self._add_series(info)
 
 
 class CatalogBatch:

@@ -162,15 +162,8 @@ class Queries:
     ) -> dict[int, ValueTable]:
         """Every series of a meter in a time range, by series id."""
         span = TimeRange.of(since, until)
-        with self.env.read() as txn:
-            meter_id = self._meter_id(txn, meter)
-            blocks = _blocks(txn, self.env, meter_id, span)
-            rows = meter_rows(txn, self.env.db.readings, meter_id, span)
-        pieces = [decode_block(data) for data in blocks]
-        if rows:
-            pieces.append(columns_from_rows([decode_row(row) for row in rows]))
         per_series: dict[int, list] = {}
-        for columns in pieces:
+        for columns in self._meter_columns(meter, span, decode_block):
             for series_id, column in columns.series.items():
                 per_series.setdefault(series_id, []).append(
                     (
@@ -192,14 +185,20 @@ class Queries:
     ) -> MeterLog:
         """The meter's readings (time, status, duration, retries, error, logged status byte)."""
         span = TimeRange.of(since, until)
+        return _log_of(self._meter_columns(meter, span, decode_block_log), span)
+
+    def _meter_columns(
+        self, meter: str, span: TimeRange, decode: Callable[[bytes], MeterColumns]
+    ) -> list[MeterColumns]:
+        """A meter's blocks (decoded by ``decode``) and its recent rows in ``span``."""
         with self.env.read() as txn:
             meter_id = self._meter_id(txn, meter)
             blocks = _blocks(txn, self.env, meter_id, span)
             rows = meter_rows(txn, self.env.db.readings, meter_id, span)
-        pieces = [decode_block_log(data) for data in blocks]
+        pieces = [decode(data) for data in blocks]
         if rows:
             pieces.append(columns_from_rows([decode_row(row) for row in rows]))
-        return _log_of(pieces, span)
+        return pieces
 
     def raw_telegrams(
         self, meter: str, since: float | None = None, until: float | None = None

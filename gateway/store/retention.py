@@ -95,12 +95,13 @@ def _raise_first_day(ctx: WriteContext, meter_id: int, day: int) -> None:
         ctx.txn.put(id_key(meter_id), json.dumps(record).encode(), db=ctx.db.meters)
 
 
-def oldest_value_day(txn: lmdb.Transaction, ctx: WriteContext) -> int | None:
+def oldest_value_day(ctx: WriteContext) -> int | None:
+    """The oldest day that has values, compacted or not."""
     days = []
-    cursor = txn.cursor(db=ctx.db.blocks)
+    cursor = ctx.txn.cursor(db=ctx.db.blocks)
     if cursor.first():
         days.append(unpack_block_key(cursor.key())[0])
-    slot = _first_slot(txn, ctx.db.readings)
+    slot = _first_slot(ctx.txn, ctx.db.readings)
     if slot is not None:
         days.append(slot // SLOTS_PER_DAY)
     return min(days, default=None)
@@ -117,7 +118,7 @@ def prune_oldest(ctx: WriteContext) -> str | None:
     if entries >= 100:
         removed = delete_oldest_entries(ctx, entries // 4)
         return f"removed the {removed} oldest system log entries"
-    day = oldest_value_day(ctx.txn, ctx)
+    day = oldest_value_day(ctx)
     if day is None:
         return None
     readings, values = delete_values_before(ctx, day + 1)

@@ -157,7 +157,7 @@ class Store:
     def meters(self) -> list[MeterInfo]:
         with self.env.read() as txn:
             self.catalog.sync(txn)
-        return sorted(self.catalog.meters.values(), key=lambda m: m.id)
+        return sorted(list(self.catalog.meters.values()), key=lambda m: m.id)
 
     def meter(self, name: str) -> MeterInfo | None:
         with self.env.read() as txn:
@@ -168,7 +168,7 @@ class Store:
         """All series, or those of one meter, by id."""
         with self.env.read() as txn:
             self.catalog.sync(txn)
-        found = self.catalog.series.values()
+        found = list(self.catalog.series.values())  # one C-level copy: the writer may add more
         return sorted((s for s in found if meter is None or s.meter == meter), key=lambda s: s.id)
 
     def values(
