@@ -1,53 +1,52 @@
-"""Wall-clock time (UTC seconds since the epoch), injectable so tests run on trio's MockClock.
+"""Wall-clock time for the gateway, kept apart from trio's monotonic clock.
 
-Durations and timeouts use trio's clock directly; this is only for time *stamps* (log entries,
-reception times) and for deadlines that are naturally wall-clock (the system log's one-minute
-silencing window). ``TrioWallClock`` derives wall time from ``trio.current_time()``, so under
-``MockClock`` "a minute later" takes no real time and stays consistent with ``trio.sleep``.
+Schedules and timestamps need the date and time of day; timeouts and sleeps use trio's clock.
+``TrioWallClock`` derives the wall time from trio's clock, so under ``MockClock`` "fifteen
+minutes later" takes microseconds and schedules are tested exactly.
 """
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import trio
 
 
 class WallClock(Protocol):
-    def now(self) -> float:
-        """Seconds since 1970-01-01T00:00:00Z."""
+    def now(self) -> datetime:
+        """The current time as an aware UTC datetime."""
         ...
 
 
 class SystemClock:
-    """The host's clock (kept by the OS, NTP)."""
+    """The operating system's time (kept by NTP on a general-purpose host)."""
 
-    def now(self) -> float:
-        return time.time()
+    def now(self) -> datetime:
+        return datetime.now(UTC)
 
 
 class TrioWallClock:
-    """``epoch + trio.current_time()``: wall time that follows trio's (possibly mock) clock."""
+    """Wall time = a fixed epoch + trio's clock; with MockClock, time follows the mock."""
 
-    def __init__(self, epoch: float | None = None) -> None:
-        self._offset = (time.time() - trio.current_time()) if epoch is None else epoch
+    def __init__(self, epoch: datetime) -> None:
+        if epoch.tzinfo is None:
+            raise ValueError("the epoch must be an aware datetime")
+        self._epoch = epoch.astimezone(UTC)
+        self._start = trio.current_time()
 
-    def now(self) -> float:
-        try:
-            return self._offset + trio.current_time()
-        except RuntimeError:  # a worker thread started by trio.to_thread
-            return self._offset + trio.from_thread.run_sync(trio.current_time)
+    def now(self) -> datetime:
+        return self._epoch + timedelta(seconds=trio.current_time() - self._start)
 
 
-class FixedClock:
-    """A clock that stands still until told otherwise (for synchronous code and tests)."""
+async def sleep_until_wall(clock: WallClock, when: datetime, *, max_step: float = 60.0) -> None:
+    """Sleep until the wall clock reaches ``when``.
 
-    def __init__(self, now: float) -> None:
-        self.time = now
-
-    def now(self) -> float:
-        return self.time
-
-    def advance(self, seconds: float) -> None:
-        self.time += seconds
+    Sleeps in steps of at most ``max_step`` seconds of trio time, re-reading the wall clock after
+    each, so that a wall-clock jump (NTP correction, manual change) is followed within a step.
+    """
+    while True:
+        remaining = (when - clock.now()).total_seconds()
+        if remaining <= 0:
+            return
+        await trio.sleep(min(remaining, max_step))
