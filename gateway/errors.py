@@ -37,18 +37,3 @@ class InvalidReading(StoreError, ValueError):
 
 class BackupError(StoreError):
     """A backup file is missing, truncated, corrupt or from an incompatible version."""
-
-
-class ConfigError(GatewayError, ValueError):
-    """A setting or configuration file is invalid; ``path`` names the offending setting/line."""
-
-    def __init__(self, message: str, path: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.path = path
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
-
-    def __reduce__(self):
-        return (type(self), (self.message, self.path))

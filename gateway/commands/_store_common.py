@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mbusgw.gateway.errors import GatewayError
+from mbusgw.gateway.settings import ConfigError
 from mbusgw.gateway.store import Store, store_path
 
 DATA_DIR_ENV = "MBUSGW_DATA_DIR"
@@ -37,7 +38,7 @@ def reports_errors(command: str) -> Callable[[Callable[[argparse.Namespace], int
         def checked(args: argparse.Namespace) -> int:
             try:
                 return run(args)
-            except (GatewayError, OSError) as error:
+            except (GatewayError, ConfigError, OSError) as error:
                 print(f"mbusgw {command}: error: {error}", file=sys.stderr)
                 return 1
 

@@ -33,17 +33,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 @reports_errors("config export")
 def run_export(args: argparse.Namespace) -> int:
     with open_store(args, readonly=True) as store:
-        count = export_config(store.all_settings(), args.file, time.time())
-    print(f"{count} settings written to {args.file}")
+        export_config(store.stored_settings(), args.file, time.time())
+    print(f"settings written to {args.file}")
     return 0
 
 
 @reports_errors("config import")
 def run_import(args: argparse.Namespace) -> int:
-    settings = read_config(args.file)  # every name and value checked before the store is opened
+    changes = read_config(args.file)  # every name and value checked before the store is opened
     with open_store(args, readonly=False) as store:
-        text = f"configuration imported from {args.file.name}: {len(settings)} settings"
-        store.log.info("store", text)
-        store.set_settings(settings)  # one transaction: all settings and the log entry
-    print(f"{len(settings)} settings imported from {args.file}")
+        store.log.info("store", f"configuration imported from {args.file.name}")
+        store.update_settings(changes)  # one transaction: all settings and the log entry
+    print(f"settings imported from {args.file}")
     return 0

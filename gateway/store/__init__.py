@@ -16,7 +16,6 @@ from mbusgw.gateway.store.model import (
     decode_value,
     encode_value,
 )
-from mbusgw.gateway.store.options import Setting, register_setting
 from mbusgw.gateway.store.queries import RawTelegram
 from mbusgw.gateway.store.retention import RetentionService
 from mbusgw.gateway.store.store import Store, StoreStats, store_path
@@ -39,7 +38,6 @@ __all__ = [
     "RetentionService",
     "SeriesInfo",
     "SeriesSpec",
-    "Setting",
     "StatusByteMode",
     "Store",
     "StoreStats",
@@ -50,6 +48,5 @@ __all__ = [
     "compact_now",
     "decode_value",
     "encode_value",
-    "register_setting",
     "store_path",
 ]

@@ -17,11 +17,12 @@ from typing import Any
 import lmdb
 
 from mbusgw.gateway.errors import StoreError, StoreFull
+from mbusgw.gateway.settings import Settings
 from mbusgw.gateway.store.catalog import Catalog, CatalogBatch
 from mbusgw.gateway.store.context import WriteContext
 from mbusgw.gateway.store.env import MiB, StoreEnv, put_u64
-from mbusgw.gateway.store.options import MAX_STORE_BYTES, read_settings
 from mbusgw.gateway.store.retention import prune_oldest
+from mbusgw.gateway.store.settings_table import read_settings
 from mbusgw.gateway.store.syslog import LogEntry, LogLevel
 from mbusgw.gateway.store.syslog_table import write_entries
 
@@ -55,7 +56,7 @@ class BatchRunner:
         self,
         env: StoreEnv,
         catalog: Catalog,
-        settings: dict[str, object],
+        settings: Settings,
     ) -> None:
         self.env = env
         self.catalog = catalog
@@ -63,7 +64,7 @@ class BatchRunner:
         self.time = 0.0  # the batch's wall time, given by the caller (clocks live in trio)
         self.status_bytes: dict[int, int] = {}
         self._carried: list[LogEntry] = []  # growth/pruning events for the next commit
-        self.on_settings_changed: Callable[[], None] = lambda: None
+        self.on_settings_changed: Callable[[Settings], None] = lambda settings: None
 
     def run(self, ops: list[WriteOp], entries: list[LogEntry], now: float) -> None:
         """Commit ``ops`` and ``entries`` durably; each op ends with a result or an error.
@@ -104,16 +105,15 @@ class BatchRunner:
         self.status_bytes.update(ctx.status_bytes)
         if ctx.settings_changed:
             with self.env.read() as txn:
-                self.settings.clear()
-                self.settings.update(read_settings(txn, self.env.db.settings))
-            self.on_settings_changed()
+                self.settings = read_settings(txn, self.env.db.settings)
+            self.on_settings_changed(self.settings)
 
     def _context(self, txn: lmdb.Transaction) -> WriteContext:
         return WriteContext(
             self.env,
             txn,
             CatalogBatch(self.catalog, txn, self.env.db),
-            dict(self.settings),
+            self.settings,
             self.time,
             committed_status_bytes=self.status_bytes,
         )
@@ -144,7 +144,7 @@ class BatchRunner:
 
     def _make_room(self) -> bool:
         """Grow the map, or at the size limit prune the oldest data; False if neither helps."""
-        limit = int(self.settings[MAX_STORE_BYTES])  # type: ignore[arg-type]
+        limit = self.settings.store.max_bytes
         size = self.env.map_size
         soft_limit = int(limit * PRUNE_HEADROOM)
         target = soft_limit if size < soft_limit else limit

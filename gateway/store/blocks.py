@@ -2,7 +2,7 @@
 
 A block holds the meter log columns (reception time, meter time, status, duration, retries,
 status byte, error) once, and one section per series with the rows it has values in and its
-kind, exponent, mantissa and text/byte columns. Sharing the time columns across a meter's
+kind, exponent, flags, mantissa and text/byte columns. Sharing the time columns across a meter's
 series is what keeps the store near one byte per value. Integer columns go through
 ``mbusgw.core.column`` (delta or delta-of-delta, zigzag, byte shuffle) and then raw deflate when
 that is smaller.
@@ -32,7 +32,7 @@ import numpy as np
 from mbusgw.core.column import pack_int64, unpack_int64
 from mbusgw.core.errors import DecodeError
 from mbusgw.gateway.errors import StoreCorrupt
-from mbusgw.gateway.store.model import NO_TIME, ValueKind
+from mbusgw.gateway.store.model import IS_BLOB, NO_TIME
 from mbusgw.gateway.store.rows import Row
 
 VERSION = 1
@@ -40,7 +40,6 @@ _U32 = struct.Struct("<I")
 # field tags: bit 0 = deflated
 _INT, _INT_Z, _BYTES, _BYTES_Z, _BITS, _BITS_Z, _ALL, _NONE = range(8)
 _DEFLATE_FROM = 24  # shorter payloads do not shrink enough to pay for an inflate call
-_FIRST_BLOB_KIND = int(ValueKind.TEXT)  # TEXT and BYTES are the highest kind codes
 
 
 @dataclass(slots=True)
@@ -50,8 +49,11 @@ class SeriesColumn:
     rows: np.ndarray
     kind: np.ndarray
     exponent: np.ndarray
+    flags: np.ndarray
     mantissa: np.ndarray
     blobs: list[bytes | None] | None = None
+
+    VALUE_COLUMNS = ("kind", "exponent", "flags", "mantissa")
 
 
 @dataclass(slots=True)
@@ -119,12 +121,13 @@ def _group_series(
         pick = by_series[bounds[j] : bounds[j + 1]]
         kind = np.asarray(values["kind"][pick], np.int64)
         column_blobs = None
-        if blobs is not None and (kind >= _FIRST_BLOB_KIND).any():
+        if blobs is not None and IS_BLOB[kind].any():
             column_blobs = [blobs[i] for i in pick.tolist()]
         columns.series[series_id] = SeriesColumn(
             row_index[pick],
             kind,
             np.asarray(values["exponent"][pick], np.int64),
+            np.asarray(values["flags"][pick], np.int64),
             np.asarray(values["mantissa"][pick], np.int64),
             column_blobs,
         )
@@ -145,11 +148,7 @@ def merge_columns(first: MeterColumns, second: MeterColumns) -> MeterColumns:
         [(first.errors + second.errors)[i] for i in order.tolist()],
     )
     parts: dict[str, list[np.ndarray]] = {
-        "series": [],
-        "row": [],
-        "kind": [],
-        "exponent": [],
-        "mantissa": [],
+        name: [] for name in ("series", "row", *SeriesColumn.VALUE_COLUMNS)
     }
     blobs: list[bytes | None] = []
     any_blobs = False
@@ -157,7 +156,7 @@ def merge_columns(first: MeterColumns, second: MeterColumns) -> MeterColumns:
         for series_id, column in columns.series.items():
             parts["series"].append(np.full(len(column.rows), series_id, np.int64))
             parts["row"].append(position[column.rows + offset])
-            for name in ("kind", "exponent", "mantissa"):
+            for name in SeriesColumn.VALUE_COLUMNS:
                 parts[name].append(getattr(column, name))
             any_blobs |= column.blobs is not None
             blobs.extend(column.blobs if column.blobs is not None else [None] * len(column.rows))
@@ -204,6 +203,7 @@ def encode_block(columns: MeterColumns) -> bytes:
                     _bits_field(mask),
                     _int_field(column.kind),
                     _int_field(column.exponent),
+                    _int_field(column.flags),
                     _int_field(column.mantissa),
                     _bytes_field(blob_data),
                 )
@@ -399,13 +399,15 @@ def _section(data: bytes, header: _Header, index: int, n: int) -> SeriesColumn:
     k = len(rows)
     kind = reader.ints(k)
     exponent = reader.ints(k)
+    flags = reader.ints(k)
     mantissa = reader.ints(k)
     blob_data = reader.raw()
     blobs = None
-    if k and kind.max() >= _FIRST_BLOB_KIND:
+    is_blob = IS_BLOB[kind & 0xFF]
+    if is_blob.any():
         blobs = [None] * k
         pos = 0
-        for i in np.flatnonzero(kind >= _FIRST_BLOB_KIND).tolist():
+        for i in np.flatnonzero(is_blob).tolist():
             length = int(mantissa[i])
             blobs[i] = blob_data[pos : pos + length]
             pos += length
@@ -415,7 +417,7 @@ def _section(data: bytes, header: _Header, index: int, n: int) -> SeriesColumn:
         raise StoreCorrupt("block has text/bytes data but no such values")
     if reader.pos != reader.end:
         raise StoreCorrupt("block section has trailing bytes")
-    return SeriesColumn(rows, kind, exponent, mantissa, blobs)
+    return SeriesColumn(rows, kind, exponent, flags, mantissa, blobs)
 
 
 def decode_block_log(data: bytes) -> MeterColumns:

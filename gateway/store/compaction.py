@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import lmdb
 import trio
 
+from mbusgw.gateway.settings import Settings
 from mbusgw.gateway.store.blocks import (
     columns_from_rows,
     decode_block,
@@ -33,7 +34,6 @@ from mbusgw.gateway.store.keys import (
     reading_key,
     unpack_reading_key,
 )
-from mbusgw.gateway.store.options import COMPACT_AFTER_HOURS
 from mbusgw.gateway.store.queries import TimeRange, meter_rows
 from mbusgw.gateway.store.rows import decode_row
 
@@ -67,9 +67,9 @@ def oldest_row_day(env: StoreEnv) -> int | None:
         return unpack_reading_key(cursor.key())[0] // SLOTS_PER_DAY if cursor.first() else None
 
 
-def closed_before(now: float, settings: dict[str, object]) -> int:
+def closed_before(now: float, settings: Settings) -> int:
     """Days before this one are over (plus the grace period) and may be compacted."""
-    grace = int(settings[COMPACT_AFTER_HOURS]) * 3600  # type: ignore[arg-type]
+    grace = settings.store.compact_after_hours * 3600
     return (int(now) - grace) // DAY_SECONDS
 
 
@@ -142,7 +142,7 @@ def _record_day(ctx: WriteContext, meter: int, day: int) -> None:
 def compact_now(store: Store) -> int:
     """Compact every closed day synchronously (the CLI and tests; the service works in steps)."""
     written = 0
-    before = closed_before(store.clock.now(), store.settings)
+    before = closed_before(store.now(), store.settings)
     while (day := oldest_row_day(store.env)) is not None and day < before:
         meters = meters_with_rows(store.env, day)
         done = 0
@@ -176,7 +176,7 @@ class CompactionService:
         env = store.env
         written = 0
         while True:
-            before = closed_before(store.clock.now(), store.settings)
+            before = closed_before(store.now(), store.settings)
             day = await self.writer.offload(oldest_row_day, env)
             if day is None or day >= before:
                 return written

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import lmdb
 
+from mbusgw.gateway.settings import Settings
 from mbusgw.gateway.store.catalog import CatalogBatch
 from mbusgw.gateway.store.env import Databases, StoreEnv
 from mbusgw.gateway.store.syslog import LogEntry
@@ -18,7 +19,7 @@ class WriteContext:
     env: StoreEnv
     txn: lmdb.Transaction
     catalog: CatalogBatch
-    settings: dict[str, object]
+    settings: Settings
     now: float
     # last status byte per meter id: committed, and as this batch changes it (published after
     # the commit, for the "on change" meter log mode)

@@ -24,7 +24,6 @@ from mbusgw.gateway.store.model import (
     ReadingStatus,
     StatusByteMode,
 )
-from mbusgw.gateway.store.options import STATUS_BYTE_MODE
 from mbusgw.gateway.store.rows import encode_row
 
 NEXT_SEQ = b"next_seq"
@@ -45,7 +44,7 @@ class Receipt:
 def write_readings(ctx: WriteContext, readings: Sequence[Reading]) -> Receipt:
     txn, db = ctx.txn, ctx.db
     first = seq = get_u64(txn, db.meta, NEXT_SEQ)
-    mode = StatusByteMode(ctx.settings[STATUS_BYTE_MODE])
+    mode = StatusByteMode(ctx.settings.log.status_byte)
     now = int(ctx.now)
     rows: list[tuple[bytes, bytes]] = []
     raws: list[tuple[bytes, bytes]] = []

@@ -1,10 +1,11 @@
 """What goes into the store and what comes out: readings, series, exact values, meter log rows.
 
-Values stay exact. An integer or decimal is an int64 mantissa and an int8 decimal exponent
-(value = mantissa × 10**exponent); a float only where the meter sent a float; dates and
-datetimes as seconds since the epoch; text and bytes as they came. ``encode_value`` and
-``decode_value`` convert between these and Python values (int/Decimal, float, date, datetime,
-str, bytes, None).
+Values stay exact, in the decoder's terms (docs/core.md): an integer or decimal is an int64
+mantissa and an int8 decimal exponent (value = mantissa × 10**exponent); a float only where the
+meter sent one (real × 10**exponent); dates and datetimes as seconds since the epoch of the
+meter's local time; times of day as seconds since midnight; text, bytes and BCD digits with
+errors as they came; plus the record's flags (invalid, summer time, ...). ``encode_value`` and
+``decode_value`` convert between these and the Python values the decoder gives.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from decimal import Decimal
 
 import numpy as np
 
+from mbusgw.core.units import Flag, ValueKind
 from mbusgw.gateway.errors import InvalidReading
 
 INT64_MIN = -(2**63)
@@ -32,19 +34,11 @@ _F8 = struct.Struct("<d")
 _I8 = struct.Struct("<q")
 
 
-class ValueKind(enum.IntEnum):
-    """Stored kind codes (persistent: never renumber; TEXT and BYTES stay the highest)."""
-
-    NONE = 0
-    DECIMAL = 1  # integer or decimal: mantissa × 10**exponent
-    REAL = 2  # float64 bit pattern in the mantissa
-    DATE = 3  # seconds since the epoch (midnight)
-    DATETIME = 4  # seconds since the epoch (the meter's wall clock)
-    TEXT = 5  # UTF-8 in the blob area, mantissa = byte length
-    BYTES = 6  # raw bytes in the blob area, mantissa = byte length
-
-
-BLOB_KINDS = frozenset({ValueKind.TEXT, ValueKind.BYTES})
+# Kind codes are the decoder's (``mbusgw.core.units.ValueKind``): stored data, never renumbered.
+# TEXT, BYTES and BCD_ERROR keep their value in the row's blob area (mantissa = byte length).
+BLOB_KINDS = frozenset({ValueKind.TEXT, ValueKind.BYTES, ValueKind.BCD_ERROR})
+IS_BLOB = np.zeros(256, bool)  # indexed by kind code: vectorised "is this a blob kind"
+IS_BLOB[sorted(BLOB_KINDS)] = True
 KIND_COUNT = len(ValueKind)
 
 
@@ -119,9 +113,10 @@ class MeterInfo:
 class Reading:
     """One reading of one meter: what the meter log records, and its values in columns.
 
-    Column ``i`` of ``kind``/``mantissa``/``exponent``/``real``/``blobs`` is the value of
-    ``series[i]``. ``mantissa`` is used for integer/decimal and date kinds, ``real`` for REAL,
-    ``blobs[i]`` for TEXT/BYTES. A failed reading has no values but is still logged.
+    Column ``i`` of ``kind``/``mantissa``/``exponent``/``real``/``flags``/``blobs`` is the value
+    of ``series[i]``. ``mantissa`` is used for integer/decimal, date and time kinds, ``real`` for
+    REAL, ``blobs[i]`` for TEXT and BCD_ERROR (``str``) and BYTES (``bytes``); ``flags`` are the
+    decoder's record flags (``None``: all zero). A failed reading has no values but is logged.
     """
 
     meter: str
@@ -132,6 +127,7 @@ class Reading:
     exponent: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
     real: np.ndarray | None = None
     blobs: Sequence[bytes | str | None] | None = None
+    flags: np.ndarray | None = None
     meter_time: int | None = None
     frames: Sequence[bytes] = ()
     status: ReadingStatus = ReadingStatus.OK
@@ -201,6 +197,8 @@ def encode_value(value: object) -> tuple[ValueKind, int, int, bytes | None]:
         return ValueKind.DATETIME, (value - _EPOCH) // dt.timedelta(seconds=1), 0, None
     if isinstance(value, dt.date):
         return ValueKind.DATE, (value - _EPOCH_DATE).days * 86_400, 0, None
+    if isinstance(value, dt.time):
+        return ValueKind.TIME, value.hour * 3600 + value.minute * 60 + value.second, 0, None
     if isinstance(value, str):
         blob = value.encode()
         return ValueKind.TEXT, len(blob), 0, blob
@@ -210,22 +208,31 @@ def encode_value(value: object) -> tuple[ValueKind, int, int, bytes | None]:
     raise InvalidReading(f"cannot store a {type(value).__name__} as a meter value")
 
 
-def decode_value(kind: int, mantissa: int, exponent: int, blob: bytes | None = None) -> object:
-    """The exact Python value of a stored ``(kind, mantissa, exponent, blob)``."""
+def decode_value(
+    kind: int, mantissa: int, exponent: int, blob: bytes | None = None, flags: int = 0
+) -> object:
+    """The exact Python value of a stored value, as the decoder's ``Record.value`` gives it."""
     if kind == ValueKind.DECIMAL:
         if exponent >= 0:
             return mantissa * 10**exponent
         return Decimal((int(mantissa < 0), tuple(int(d) for d in str(abs(mantissa))), exponent))
     if kind == ValueKind.REAL:
-        return _F8.unpack(_I8.pack(mantissa))[0]
-    if kind == ValueKind.DATETIME:
+        real = _F8.unpack(_I8.pack(mantissa))[0]
+        return real * 10.0**exponent if exponent else real
+    if kind in (ValueKind.DATE, ValueKind.DATETIME):
+        if flags & Flag.INVALID and mantissa == 0:
+            return None
+        if kind == ValueKind.DATE:
+            return _EPOCH_DATE + dt.timedelta(days=mantissa // 86_400)
         return _EPOCH + dt.timedelta(seconds=mantissa)
-    if kind == ValueKind.DATE:
-        return _EPOCH_DATE + dt.timedelta(days=mantissa // 86_400)
-    if kind == ValueKind.TEXT:
-        return (blob or b"").decode()
+    if kind == ValueKind.TIME:
+        if flags & Flag.INVALID or not 0 <= mantissa < 86_400:
+            return None
+        return dt.time(mantissa // 3600, mantissa // 60 % 60, mantissa % 60)
     if kind == ValueKind.BYTES:
         return blob or b""
+    if kind in BLOB_KINDS:  # TEXT, and BCD_ERROR's hex digits
+        return (blob or b"").decode()
     return None
 
 
@@ -246,8 +253,8 @@ class ValueTable:
     """Values as numpy columns, one row per value; times in seconds since the epoch (UTC).
 
     ``mantissa`` holds the float64 bit pattern for REAL values; ``meter_time`` is ``NO_TIME``
-    where the meter sent no timestamp; ``blobs`` is ``None`` unless there are text or byte
-    values, then it is aligned with the rows.
+    where the meter sent no timestamp; ``flags`` are the decoder's record flags; ``blobs`` is
+    ``None`` unless there are text, byte or BCD-error values, then it is aligned with the rows.
     """
 
     series: np.ndarray
@@ -255,18 +262,16 @@ class ValueTable:
     meter_time: np.ndarray
     kind: np.ndarray
     exponent: np.ndarray
+    flags: np.ndarray
     mantissa: np.ndarray
     blobs: tuple[bytes | None, ...] | None = None
 
+    COLUMNS = ("series", "received_at", "meter_time", "kind", "exponent", "flags", "mantissa")
+    DTYPES = (np.uint32, np.int64, np.int64, np.uint8, np.int8, np.uint8, np.int64)
+
     @classmethod
     def empty(cls) -> ValueTable:
-        return cls(
-            np.zeros(0, np.uint32),
-            *(np.zeros(0, np.int64) for _ in range(2)),
-            np.zeros(0, np.uint8),
-            np.zeros(0, np.int8),
-            np.zeros(0, np.int64),
-        )
+        return cls(*(np.zeros(0, dtype) for dtype in cls.DTYPES))
 
     def __len__(self) -> int:
         return len(self.received_at)
@@ -274,7 +279,13 @@ class ValueTable:
     def value(self, i: int) -> object:
         """The exact Python value of row ``i``."""
         blob = self.blobs[i] if self.blobs is not None else None
-        return decode_value(int(self.kind[i]), int(self.mantissa[i]), int(self.exponent[i]), blob)
+        return decode_value(
+            int(self.kind[i]),
+            int(self.mantissa[i]),
+            int(self.exponent[i]),
+            blob,
+            int(self.flags[i]),
+        )
 
     def values(self) -> list[object]:
         return [self.value(i) for i in range(len(self))]
@@ -282,12 +293,13 @@ class ValueTable:
     def as_float(self) -> np.ndarray:
         """float64 values for graphs and arithmetic (NaN for text, bytes and none)."""
         out = np.full(len(self), np.nan)
+        scale = np.power(10.0, self.exponent)
         decimal = self.kind == ValueKind.DECIMAL
-        out[decimal] = self.mantissa[decimal] * np.power(10.0, self.exponent[decimal])
+        out[decimal] = self.mantissa[decimal] * scale[decimal]
         real = self.kind == ValueKind.REAL
-        out[real] = self.mantissa[real].view(np.float64)
-        dated = (self.kind == ValueKind.DATE) | (self.kind == ValueKind.DATETIME)
-        out[dated] = self.mantissa[dated]
+        out[real] = self.mantissa[real].view(np.float64) * scale[real]
+        timed = np.isin(self.kind, (ValueKind.DATE, ValueKind.DATETIME, ValueKind.TIME))
+        out[timed] = self.mantissa[timed]
         return out
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from mbusgw.gateway.errors import NotFound
 from mbusgw.gateway.store.blocks import (
     MeterColumns,
+    SeriesColumn,
     block_times,
     columns_from_rows,
     decode_block,
@@ -138,46 +139,29 @@ class Queries:
             meter_id = self.catalog.meter_ids[info.meter]
             blocks = _blocks(txn, self.env, meter_id, span)
             rows = meter_rows(txn, self.env.db.readings, meter_id, span)
-        parts = []
+        tables = []
         for data in blocks:
             found = decode_block_series(data, series_id)
             if found is not None:
-                received, meter_time, column = found
-                parts.append(
-                    (
-                        received,
-                        meter_time,
-                        column.kind,
-                        column.exponent,
-                        column.mantissa,
-                        column.blobs,
-                    )
-                )
-        parts += _row_parts(rows, series_id)
-        table = _concat(parts, series_id)
-        return _clip(table, span)
+                tables.append(_series_table(series_id, *found))
+        tables += [_row_table(raw, series_id) for raw in rows]
+        return _clip(_in_time_order(_concat(tables)), span)
 
     def meter_values(
         self, meter: str, since: float | None = None, until: float | None = None
     ) -> dict[int, ValueTable]:
         """Every series of a meter in a time range, by series id."""
         span = TimeRange.of(since, until)
-        per_series: dict[int, list] = {}
+        per_series: dict[int, list[ValueTable]] = {}
         for columns in self._meter_columns(meter, span, decode_block):
             for series_id, column in columns.series.items():
+                received = columns.received_at[column.rows]
                 per_series.setdefault(series_id, []).append(
-                    (
-                        columns.received_at[column.rows],
-                        columns.meter_time[column.rows],
-                        column.kind,
-                        column.exponent,
-                        column.mantissa,
-                        column.blobs,
-                    )
+                    _series_table(series_id, received, columns.meter_time[column.rows], column)
                 )
         return {
-            series_id: _clip(_concat(parts, series_id), span)
-            for series_id, parts in sorted(per_series.items())
+            series_id: _clip(_in_time_order(_concat(tables)), span)
+            for series_id, tables in sorted(per_series.items())
         }
 
     def meter_log(
@@ -246,71 +230,91 @@ class Queries:
 # -- assembling results ----------------------------------------------------------------------
 
 
-def _row_parts(rows: list[bytes], series_id: int) -> list[tuple]:
-    parts = []
-    for raw in rows:
-        row = decode_row(raw)
-        hits = np.flatnonzero(row.entries["series"] == series_id)
-        if not len(hits):
-            continue
-        entries = row.entries[hits]
-        k = len(hits)
-        parts.append(
-            (
-                np.full(k, row.received_at, np.int64),
-                np.full(k, row.meter_time, np.int64),
-                entries["kind"],
-                entries["exponent"],
-                entries["mantissa"],
-                None if row.blobs is None else [row.blobs[i] for i in hits.tolist()],
-            )
-        )
-    return parts
-
-
-def _concat(parts: list[tuple], series_id: int) -> ValueTable:
-    if not parts:
-        return ValueTable.empty()
-    received = np.concatenate([p[0] for p in parts]).astype(np.int64, copy=False)
-    columns = [
+def _series_table(
+    series_id: int, received: np.ndarray, meter_time: np.ndarray, column: SeriesColumn
+) -> ValueTable:
+    """A block column as a table (``received`` and ``meter_time`` already picked per value)."""
+    return ValueTable(
+        np.full(len(column.kind), series_id, np.uint32),
         received,
-        np.concatenate([p[1] for p in parts]).astype(np.int64, copy=False),
-        np.concatenate([p[2] for p in parts]).astype(np.uint8),
-        np.concatenate([p[3] for p in parts]).astype(np.int8),
-        np.concatenate([p[4] for p in parts]).astype(np.int64, copy=False),
+        meter_time,
+        column.kind.astype(np.uint8),
+        column.exponent.astype(np.int8),
+        column.flags.astype(np.uint8),
+        column.mantissa,
+        None if column.blobs is None else tuple(column.blobs),
+    )
+
+
+def _row_table(raw: bytes, series_id: int | None = None) -> ValueTable:
+    """The values of one reading row (of one series, or all)."""
+    row = decode_row(raw)
+    entries = row.entries
+    blobs = row.blobs
+    if series_id is not None:
+        hits = np.flatnonzero(entries["series"] == series_id)
+        entries = entries[hits]
+        blobs = None if blobs is None else tuple(blobs[i] for i in hits.tolist())
+    return _entries_table(entries, row.received_at, row.meter_time, blobs)
+
+
+def _entries_table(
+    entries: np.ndarray,
+    received: int | np.ndarray,
+    meter_time: int | np.ndarray,
+    blobs: tuple[bytes | None, ...] | None,
+) -> ValueTable:
+    n = len(entries)
+    return ValueTable(
+        entries["series"].astype(np.uint32),
+        np.array(np.broadcast_to(received, (n,)), np.int64),
+        np.array(np.broadcast_to(meter_time, (n,)), np.int64),
+        entries["kind"].astype(np.uint8),
+        entries["exponent"].astype(np.int8),
+        entries["flags"].astype(np.uint8),
+        entries["mantissa"].astype(np.int64),
+        blobs,
+    )
+
+
+def _concat(tables: list[ValueTable]) -> ValueTable:
+    tables = [t for t in tables if len(t)]
+    if not tables:
+        return ValueTable.empty()
+    if len(tables) == 1:
+        return tables[0]
+    columns = [
+        np.concatenate([getattr(t, name) for t in tables]).astype(dtype, copy=False)
+        for name, dtype in zip(ValueTable.COLUMNS, ValueTable.DTYPES, strict=True)
     ]
     blobs = None
-    if any(p[5] is not None for p in parts):
-        blobs = []
-        for p in parts:
-            blobs.extend(p[5] if p[5] is not None else [None] * len(p[0]))
-    if len(received) > 1 and (np.diff(received) < 0).any():
-        order = np.argsort(received, kind="stable")
-        columns = [c[order] for c in columns]
-        if blobs is not None:
-            blobs = [blobs[i] for i in order.tolist()]
+    if any(t.blobs is not None for t in tables):
+        blobs = tuple(b for t in tables for b in (t.blobs or (None,) * len(t)))
+    return ValueTable(*columns, blobs)
+
+
+def _select(table: ValueTable, pick: np.ndarray) -> ValueTable:
+    """Rows by index array or boolean mask."""
+    index = np.flatnonzero(pick) if pick.dtype == bool else pick
+    blobs = table.blobs
     return ValueTable(
-        np.full(len(received), series_id, np.uint32),
-        *columns,
-        None if blobs is None else tuple(blobs),
+        *(getattr(table, name)[index] for name in ValueTable.COLUMNS),
+        None if blobs is None else tuple(blobs[i] for i in index.tolist()),
     )
+
+
+def _in_time_order(table: ValueTable) -> ValueTable:
+    received = table.received_at
+    if len(received) < 2 or not (np.diff(received) < 0).any():
+        return table
+    return _select(table, np.argsort(received, kind="stable"))
 
 
 def _clip(table: ValueTable, span: TimeRange) -> ValueTable:
     received = table.received_at
     if not len(received) or (received[0] >= span.since and received[-1] < span.until):
         return table
-    keep = (received >= span.since) & (received < span.until)
-    blobs = table.blobs
-    return ValueTable(
-        table.series[keep],
-        received[keep],
-        table.meter_time[keep],
-        table.kind[keep],
-        table.exponent[keep],
-        table.mantissa[keep],
-        None if blobs is None else tuple(b for b, k in zip(blobs, keep.tolist(), strict=True) if k),
-    )
+    return _select(table, (received >= span.since) & (received < span.until))
 
 
 def _log_of(pieces: list[MeterColumns], span: TimeRange) -> MeterLog:
@@ -372,10 +376,10 @@ def _rows_table(raw_rows: list[bytes]) -> ValueTable:
     Reads the fixed-width entries straight out of the row bytes: one ``frombuffer`` for all
     rows instead of a decoded object per row (this is the latest-values hot path).
     """
-    heads = [HEADER.unpack_from(raw) for raw in raw_rows]
     parts, counts, received, meter_time = [], [], [], []
     blobs: list[bytes | None] | None = None
-    for raw, head in zip(raw_rows, heads, strict=True):
+    for raw in raw_rows:
+        head = HEADER.unpack_from(raw)
         count = head[6]
         if not count:
             continue
@@ -392,67 +396,39 @@ def _rows_table(raw_rows: list[bytes]) -> ValueTable:
             blobs.extend(row_blobs if row_blobs is not None else [None] * count)
     if not parts:
         return ValueTable.empty()
-    entries = np.frombuffer(b"".join(parts), ENTRY_DTYPE)
-    return ValueTable(
-        entries["series"].astype(np.uint32),
+    return _entries_table(
+        np.frombuffer(b"".join(parts), ENTRY_DTYPE),
         np.repeat(np.array(received, np.int64), counts),
         np.repeat(np.array(meter_time, np.int64), counts),
-        entries["kind"].astype(np.uint8),
-        entries["exponent"].astype(np.int8),
-        entries["mantissa"].astype(np.int64),
         None if blobs is None else tuple(blobs),
     )
 
 
 def _block_tails(columns: MeterColumns) -> ValueTable:
     """The last value of each series in a block (blocks are in time order)."""
-    parts = []
+    tables = []
     for series_id, column in columns.series.items():
         if len(column.rows):
-            row = int(column.rows[-1])
-            blob = None if column.blobs is None else [column.blobs[-1]]
-            parts.append(
-                (
-                    series_id,
-                    columns.received_at[row],
-                    columns.meter_time[row],
-                    column.kind[-1],
-                    column.exponent[-1],
-                    column.mantissa[-1],
-                    blob,
-                )
+            row = column.rows[-1:]
+            last = SeriesColumn(
+                row,
+                *(getattr(column, name)[-1:] for name in SeriesColumn.VALUE_COLUMNS),
+                None if column.blobs is None else column.blobs[-1:],
             )
-    if not parts:
-        return ValueTable.empty()
-    blobs = None
-    if any(p[6] is not None for p in parts):
-        blobs = tuple(p[6][0] if p[6] is not None else None for p in parts)
-    return ValueTable(
-        *(
-            np.array([p[i] for p in parts], dtype)
-            for i, dtype in enumerate((np.uint32, np.int64, np.int64, np.uint8, np.int8, np.int64))
-        ),
-        blobs,
-    )
+            tables.append(
+                _series_table(series_id, columns.received_at[row], columns.meter_time[row], last)
+            )
+    return _concat(tables)
 
 
 def _newest_per_series(tables: list[ValueTable]) -> ValueTable:
     """Per series, the row with the latest reception time (the later one on ties)."""
-    tables = [t for t in tables if len(t)]
-    if not tables:
-        return ValueTable.empty()
-    names = ("series", "received_at", "meter_time", "kind", "exponent", "mantissa")
-    columns = {name: np.concatenate([getattr(t, name) for t in tables]) for name in names}
-    order = np.lexsort(
-        (np.arange(len(columns["series"])), columns["received_at"], columns["series"])
-    )
-    series = columns["series"][order]
-    last = order[np.append(series[1:] != series[:-1], True)]
-    blobs = None
-    if any(t.blobs is not None for t in tables):
-        flat = [b for t in tables for b in (t.blobs or (None,) * len(t))]
-        blobs = tuple(flat[i] for i in last.tolist())
-    return ValueTable(*(columns[name][last] for name in names), blobs)
+    table = _concat(tables)
+    if not len(table):
+        return table
+    order = np.lexsort((np.arange(len(table)), table.received_at, table.series))
+    series = table.series[order]
+    return _select(table, order[np.append(series[1:] != series[:-1], True)])
 
 
 def time_bounds(env: StoreEnv) -> tuple[int | None, int | None]:

@@ -25,7 +25,6 @@ from mbusgw.gateway.store.keys import (
     unpack_block_key,
     unpack_reading_key,
 )
-from mbusgw.gateway.store.options import RAW_DAYS, VALUE_DAYS
 from mbusgw.gateway.store.rows import HEADER
 from mbusgw.gateway.store.syslog import LogEntry, LogLevel
 from mbusgw.gateway.store.syslog_table import delete_oldest_entries, enforce_caps
@@ -128,11 +127,11 @@ def prune_oldest(ctx: WriteContext) -> str | None:
 def apply_retention(ctx: WriteContext) -> int:
     """Enforce the system log caps and the age limits once; returns how many entries went."""
     removed = enforce_caps(ctx)
-    raw_days = int(ctx.settings[RAW_DAYS])  # type: ignore[arg-type]
+    raw_days = ctx.settings.store.raw_days
     if raw_days:
         cutoff = int(ctx.now) - raw_days * DAY_SECONDS
         removed += delete_raw_before(ctx, max(0, cutoff) // SLOT_SECONDS)
-    value_days = int(ctx.settings[VALUE_DAYS])  # type: ignore[arg-type]
+    value_days = ctx.settings.store.value_days
     if value_days:
         cutoff_day = (int(ctx.now) - value_days * DAY_SECONDS) // DAY_SECONDS
         readings, values = delete_values_before(ctx, max(0, cutoff_day))

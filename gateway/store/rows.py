@@ -5,8 +5,8 @@ A row is a fixed header, the error text, one 14-byte entry per value and the tex
     header   <q received_at, q meter_time, I duration_ms, B status, B retries, h status_byte,
               H value count, H error length>
     error    UTF-8
-    entries  n × <u4 series, u1 kind, i1 exponent, i8 mantissa>   (REAL: float64 bits)
-    blobs    TEXT/BYTES values back to back; their length is their mantissa
+    entries  n × <u4 series, u1 kind, i1 exponent, u1 flags, i8 mantissa>  (REAL: float64 bits)
+    blobs    TEXT/BYTES/BCD_ERROR values back to back; their length is their mantissa
 
 Fixed-width entries let numpy read a row without a Python loop per value.
 """
@@ -22,9 +22,9 @@ import numpy as np
 from mbusgw.gateway.errors import InvalidReading
 from mbusgw.gateway.store.keys import SLOT_SECONDS, U32_MAX
 from mbusgw.gateway.store.model import (
-    BLOB_KINDS,
     INT64_MAX,
     INT64_MIN,
+    IS_BLOB,
     KIND_COUNT,
     MAX_NAME,
     NO_TIME,
@@ -35,12 +35,13 @@ from mbusgw.gateway.store.model import (
 )
 
 HEADER = struct.Struct("<qqIBBhHH")
-ENTRY_DTYPE = np.dtype([("series", "<u4"), ("kind", "u1"), ("exponent", "i1"), ("mantissa", "<i8")])
+ENTRY_DTYPE = np.dtype(
+    [("series", "<u4"), ("kind", "u1"), ("exponent", "i1"), ("flags", "u1"), ("mantissa", "<i8")]
+)
 MAX_VALUES = 0xFFFF
 MAX_ERROR = 1000
 LATEST_TIME = (U32_MAX + 1) * SLOT_SECONDS - 1
 _REAL = int(ValueKind.REAL)
-_BLOB_CODES = np.array(sorted(BLOB_KINDS), np.uint8)
 _STATUS_CODES = frozenset(int(s) for s in ReadingStatus)
 
 
@@ -67,7 +68,7 @@ def validate_readings(readings: Sequence[Reading]) -> None:
 
     Scalars are checked per reading; the value columns of the whole batch at once.
     """
-    kinds, exponents, mantissas = [], [], []
+    kinds, exponents, mantissas, flags = [], [], [], []
     for reading in readings:
         if not isinstance(reading, Reading):
             raise InvalidReading(f"not a Reading: {type(reading).__name__}")
@@ -76,9 +77,15 @@ def validate_readings(readings: Sequence[Reading]) -> None:
             kinds.append(np.asarray(reading.kind))
             exponents.append(np.asarray(reading.exponent))
             mantissas.append(np.asarray(reading.mantissa))
+            if reading.flags is not None:
+                flags.append(np.asarray(reading.flags))
     if not kinds:
         return
     kind, exponent, mantissa = (np.concatenate(c) for c in (kinds, exponents, mantissas))
+    if flags:
+        flag = np.concatenate(flags)
+        if flag.dtype.kind not in "iu" or flag.min() < 0 or flag.max() > 255:
+            raise InvalidReading("record flags must fit 8 bits")
     if kind.dtype.kind not in "iu" or kind.min() < 0 or kind.max() >= KIND_COUNT:
         raise InvalidReading("value kinds must be ValueKind codes")
     if exponent.dtype.kind not in "iu" or exponent.min() < -128 or exponent.max() > 127:
@@ -87,7 +94,7 @@ def validate_readings(readings: Sequence[Reading]) -> None:
         mantissa.dtype.kind == "u" and mantissa.max() > INT64_MAX
     ):
         raise InvalidReading("mantissas must be 64-bit integers")
-    if (kind == _REAL).any() or np.isin(kind, _BLOB_CODES).any():
+    if (kind == _REAL).any() or IS_BLOB[kind].any():
         for reading in readings:
             _validate_special_values(reading)
 
@@ -114,7 +121,7 @@ def _validate_fields(reading: Reading) -> None:
         raise InvalidReading(f"{n} values in one reading; at most {MAX_VALUES}")
     if not all(isinstance(spec, SeriesSpec) for spec in reading.series):
         raise InvalidReading("series must be SeriesSpec objects")
-    for name in ("kind", "mantissa", "exponent", "real", "blobs"):
+    for name in ("kind", "mantissa", "exponent", "real", "flags", "blobs"):
         column = getattr(reading, name)
         if column is not None and len(column) != n:
             raise InvalidReading(f"{name} has {len(column)} entries for {n} series")
@@ -124,12 +131,12 @@ def _validate_special_values(reading: Reading) -> None:
     kind = np.asarray(reading.kind)
     if (kind == _REAL).any() and reading.real is None:
         raise InvalidReading("REAL values need the real column")
-    blob_rows = np.flatnonzero(np.isin(kind, _BLOB_CODES))
+    blob_rows = np.flatnonzero(IS_BLOB[kind])
     if len(blob_rows) and reading.blobs is None:
-        raise InvalidReading("TEXT and BYTES values need the blobs column")
+        raise InvalidReading("TEXT, BYTES and BCD_ERROR values need the blobs column")
     for i in blob_rows:
         blob = reading.blobs[i]  # type: ignore[index]
-        wanted = str if kind[i] == ValueKind.TEXT else bytes | bytearray
+        wanted = bytes | bytearray if kind[i] == ValueKind.BYTES else str
         if not isinstance(blob, wanted):
             raise InvalidReading(f"value {i}: {ValueKind(kind[i]).name} needs {wanted}")
 
@@ -163,6 +170,7 @@ def encode_row(reading: Reading, series_ids: np.ndarray, status_byte: int) -> by
     kind = entries["kind"]
     kind[:] = reading.kind
     entries["exponent"] = reading.exponent
+    entries["flags"] = 0 if reading.flags is None else reading.flags
     mantissa = entries["mantissa"]
     mantissa[:] = reading.mantissa
     blobs = b""
@@ -172,7 +180,7 @@ def encode_row(reading: Reading, series_ids: np.ndarray, status_byte: int) -> by
             mantissa[real] = np.asarray(reading.real, np.float64)[real].view(np.int64)
     if reading.blobs is not None:
         parts = []
-        for i in np.flatnonzero(np.isin(kind, _BLOB_CODES)):
+        for i in np.flatnonzero(IS_BLOB[kind]):
             blob = reading.blobs[i]
             data = blob.encode() if isinstance(blob, str) else bytes(blob)  # type: ignore[union-attr]
             mantissa[i] = len(data)
@@ -193,7 +201,7 @@ def decode_row(data: bytes) -> Row:
     if len(data) > blob_start:
         blob_list: list[bytes | None] = [None] * n
         pos = blob_start
-        for i in np.flatnonzero(np.isin(entries["kind"], _BLOB_CODES)):
+        for i in np.flatnonzero(IS_BLOB[entries["kind"]]):
             length = int(entries["mantissa"][i])
             blob_list[i] = data[pos : pos + length]
             pos += length

@@ -7,13 +7,14 @@ for command-line tools and tests, which have no trio loop, and is refused while 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from mbusgw.gateway.clock import SystemClock, WallClock
 from mbusgw.gateway.errors import StoreError
+from mbusgw.gateway.settings import Settings
 from mbusgw.gateway.store import records, syslog_table
 from mbusgw.gateway.store.batch import BatchRunner, WriteOp
 from mbusgw.gateway.store.catalog import Catalog
@@ -30,14 +31,9 @@ from mbusgw.gateway.store.env import (
 )
 from mbusgw.gateway.store.ingest import Receipt, write_readings
 from mbusgw.gateway.store.model import MeterInfo, MeterLog, Reading, SeriesInfo, ValueTable
-from mbusgw.gateway.store.options import (
-    SYSLOG_MIN_LEVEL,
-    read_settings,
-    validate_settings,
-    write_settings,
-)
 from mbusgw.gateway.store.queries import Queries, RawTelegram, time_bounds
 from mbusgw.gateway.store.rows import validate_readings
+from mbusgw.gateway.store.settings_table import read_settings, update_settings
 from mbusgw.gateway.store.syslog import LogEntry, SystemLog
 from mbusgw.gateway.store.syslog_table import EVERYTHING, LogFilter
 
@@ -84,10 +80,10 @@ class Store:
         self.catalog = Catalog(env.db)
         with env.read() as txn:
             self.catalog.refresh(txn)
-            self.settings: dict[str, object] = read_settings(txn, env.db.settings)
-        self.log = SystemLog(clock, min_level=int(self.settings[SYSLOG_MIN_LEVEL]))  # type: ignore[arg-type]
+            settings = read_settings(txn, env.db.settings)
+        self.log = SystemLog(clock, min_level=settings.log.min_level)
         self.queries = Queries(env, self.catalog)
-        self.runner = BatchRunner(env, self.catalog, self.settings)
+        self.runner = BatchRunner(env, self.catalog, settings)
         self.runner.on_settings_changed = self._settings_changed
         self.writer_running = False
 
@@ -120,8 +116,17 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _settings_changed(self) -> None:
-        self.log.min_level = int(self.settings[SYSLOG_MIN_LEVEL])  # type: ignore[arg-type]
+    def now(self) -> float:
+        """The wall clock as seconds since the epoch (UTC)."""
+        return self.clock.now().timestamp()
+
+    @property
+    def settings(self) -> Settings:
+        """The settings as this process last committed or loaded them."""
+        return self.runner.settings
+
+    def _settings_changed(self, settings: Settings) -> None:
+        self.log.min_level = settings.log.min_level
 
     # -- synchronous writes (tools and tests) ------------------------------------------------
 
@@ -132,7 +137,7 @@ class Store:
         if self.writer_running:
             raise StoreError("a StoreWriter owns this store: submit writes to it")
         op = WriteOp(fn)
-        self.runner.run([op], self.log.take(), self.clock.now())
+        self.runner.run([op], self.log.take(), self.now())
         return op.outcome()
 
     def put_readings(self, readings: Sequence[Reading]) -> Receipt:
@@ -140,9 +145,9 @@ class Store:
         validate_readings(readings)
         return self.write(lambda ctx: write_readings(ctx, readings))
 
-    def set_settings(self, changes: Mapping[str, object]) -> None:
-        checked = validate_settings(changes)
-        self.write(lambda ctx: set_settings_op(ctx, checked))
+    def update_settings(self, changes: dict[str, Any]) -> Settings:
+        """Merge and validate ``changes`` (nested), store all or nothing (``ConfigError``)."""
+        return self.write(lambda ctx: update_settings(ctx, changes))
 
     def put_record(self, table: str, name: str, record: object) -> None:
         records.table(self.env.db, table)
@@ -200,11 +205,8 @@ class Store:
     def export_system_log(self, out: TextIO, where: LogFilter = EVERYTHING) -> int:
         return syslog_table.export_csv(self.env, out, where)
 
-    def setting(self, name: str) -> object:
-        with self.env.read() as txn:
-            return read_settings(txn, self.env.db.settings)[name]
-
-    def all_settings(self) -> dict[str, object]:
+    def stored_settings(self) -> Settings:
+        """The settings on disk now (another process may have changed them)."""
         with self.env.read() as txn:
             return read_settings(txn, self.env.db.settings)
 
@@ -251,9 +253,3 @@ class Store:
             newest,
             tables,
         )
-
-
-def set_settings_op(ctx: WriteContext, checked: Mapping[str, object]) -> None:
-    """Write already validated settings (``validate_settings``) in the batch transaction."""
-    write_settings(ctx.txn, ctx.db.settings, checked)
-    ctx.settings_changed = True

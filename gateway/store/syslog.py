@@ -24,11 +24,12 @@ MAX_TEXT = 4000
 
 
 class LogLevel(enum.IntEnum):
+    """The product's numbering (as the supervisor's ``DEBUG, INFO, WARNING, ERROR``)."""
+
     DEBUG = -1
     INFO = 0
     WARNING = 1
     ERROR = 2
-    CRITICAL = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,7 @@ class SystemLog:
         if level < self.min_level:
             return
         origin, text = origin[:MAX_ORIGIN], text[:MAX_TEXT]
-        now = self.clock.now()
+        now = self._now()
         key = (origin, int(level), text)
         with self._lock:
             was_idle = self._first_pending_at is None
@@ -96,6 +97,9 @@ class SystemLog:
     def error(self, origin: str, text: str) -> None:
         self.log(LogLevel.ERROR, origin, text)
 
+    def _now(self) -> float:
+        return self.clock.now().timestamp()
+
     @staticmethod
     def _open(window: _Window, now: float) -> bool:
         # a wall clock stepped back by more than the window must not silence for hours
@@ -114,11 +118,11 @@ class SystemLog:
             self._dropped += 1
         self._pending.append(entry)
         if self._first_pending_at is None:
-            self._first_pending_at = self.clock.now()
+            self._first_pending_at = self._now()
 
     def take(self) -> list[LogEntry]:
         """Entries to write now, with the summaries of windows that have ended."""
-        now = self.clock.now()
+        now = self._now()
         with self._lock:
             for key, window in list(self._windows.items()):
                 if not self._open(window, now):

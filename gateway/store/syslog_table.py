@@ -17,7 +17,6 @@ from typing import TextIO
 from mbusgw.gateway.store.context import WriteContext
 from mbusgw.gateway.store.env import StoreEnv, delete_front, get_u64, put_u64
 from mbusgw.gateway.store.keys import log_key, unpack_log_key
-from mbusgw.gateway.store.options import SYSLOG_MAX_BYTES, SYSLOG_MAX_DAYS
 from mbusgw.gateway.store.syslog import LogEntry, LogLevel
 
 _HEAD = struct.Struct("<bB")
@@ -61,8 +60,8 @@ def write_entries(ctx: WriteContext, entries: list[LogEntry]) -> None:
 
 def enforce_caps(ctx: WriteContext) -> int:
     """Delete the oldest entries over the size cap or older than the age cap; returns how many."""
-    max_bytes = int(ctx.settings[SYSLOG_MAX_BYTES])  # type: ignore[arg-type]
-    max_days = int(ctx.settings[SYSLOG_MAX_DAYS])  # type: ignore[arg-type]
+    max_bytes = ctx.settings.store.log_max_bytes
+    max_days = ctx.settings.store.log_max_days
     oldest_kept = log_key(max(0, int((ctx.now - max_days * 86_400) * 1e6)), 0)
     return _delete_front(ctx, lambda key, size: size > max_bytes or key < oldest_kept)
 

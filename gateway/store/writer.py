@@ -16,20 +16,21 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import trio
 
 from mbusgw.gateway.errors import StoreClosed
+from mbusgw.gateway.settings import Settings
 from mbusgw.gateway.store import records
 from mbusgw.gateway.store.batch import WriteOp
 from mbusgw.gateway.store.context import WriteContext
 from mbusgw.gateway.store.ingest import Receipt, write_readings
 from mbusgw.gateway.store.model import Reading
-from mbusgw.gateway.store.options import validate_settings
 from mbusgw.gateway.store.rows import validate_readings
-from mbusgw.gateway.store.store import Store, set_settings_op
+from mbusgw.gateway.store.settings_table import update_settings
+from mbusgw.gateway.store.store import Store
 
 T = TypeVar("T")
 _NUDGE = object()  # wakes the writer to look at the system log's deadline again
@@ -81,12 +82,12 @@ class StoreWriter:
 
     async def _loop(self, receive: trio.MemoryReceiveChannel[Any]) -> None:
         log = self.store.log
-        clock = self.store.clock
+        store = self.store
         closing = False
         while not closing:
             ops: list[WriteOp] = []
             deadline = log.next_deadline()
-            timeout = math.inf if deadline is None else max(0.0, deadline - clock.now())
+            timeout = math.inf if deadline is None else max(0.0, deadline - store.now())
             with trio.move_on_after(timeout):
                 try:
                     item = await receive.receive()
@@ -104,14 +105,14 @@ class StoreWriter:
                     break
                 if item is not _NUDGE:
                     ops.append(item)
-            due = (deadline := log.next_deadline()) is not None and deadline <= clock.now()
+            due = (deadline := log.next_deadline()) is not None and deadline <= store.now()
             if not (ops or due or closing):
                 continue  # a nudge: wait again with the new deadline
             entries = log.take()
             if not (ops or entries):
                 continue
             try:
-                await self._commit(ops, entries, clock.now())
+                await self._commit(ops, entries, store.now())
             except Exception as error:  # a bug: answer the callers, then let the supervisor see it
                 for op in ops:
                     op.result, op.error = None, StoreClosed(f"the store writer failed: {error!r}")
@@ -188,10 +189,12 @@ class StoreWriter:
         validate_readings(readings)  # in the caller's task: a bad reading never reaches the batch
         return await self.submit(lambda ctx: write_readings(ctx, readings))
 
-    async def set_settings(self, changes: Mapping[str, object]) -> None:
-        """Validate all, then store all changes atomically."""
-        checked = validate_settings(changes)
-        await self.submit(lambda ctx: set_settings_op(ctx, checked))
+    async def update_settings(self, changes: dict[str, Any]) -> Settings:
+        """Merge ``changes`` (nested, only what changes) into the settings; all or nothing.
+
+        Raises ``ConfigError`` naming every bad field; returns the settings now in force.
+        """
+        return await self.submit(lambda ctx: update_settings(ctx, changes))
 
     async def put_record(self, table: str, name: str, record: object) -> None:
         """Create or replace a user, key or delivery cursor record."""

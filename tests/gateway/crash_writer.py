@@ -11,9 +11,8 @@ import sys
 from decimal import Decimal
 
 import trio
-from storekit import FABRICATION, FLOW_TEMPERATURE, T0, VOLUME
+from storekit import FABRICATION, FLOW_TEMPERATURE, T0, VOLUME, FixedClock
 
-from mbusgw.gateway.clock import FixedClock
 from mbusgw.gateway.store import (
     CompactionService,
     Reading,
@@ -70,7 +69,7 @@ def batch(number: int) -> list[Reading]:
 async def main(path: str) -> None:
     clock = FixedClock(T0)
     store = Store.open(path, clock=clock)
-    store.set_settings({"syslog.max_bytes": 64 * 1024, "retention.raw_days": 3})
+    store.update_settings({"store": {"log_max_bytes": 64 * 1024, "raw_days": 3}})
     newest = store.stats().newest
     start = 0 if newest is None else (newest - T0) // HOUR + 1
     writer = StoreWriter(store)

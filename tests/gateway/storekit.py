@@ -9,10 +9,11 @@ sleep, before they look at what was written.
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 
-from mbusgw.gateway.clock import FixedClock, WallClock
+from mbusgw.gateway.clock import TrioWallClock, WallClock
 from mbusgw.gateway.store import Reading, SeriesSpec, Store
 
 T0 = 1_700_006_400  # 2023-11-15T00:00:00Z, a day boundary
@@ -21,6 +22,24 @@ ENERGY = SeriesSpec(b"\x04\x06", "energy", "kWh")
 VOLUME = SeriesSpec(b"\x04\x13", "volume", "m³")
 FLOW_TEMPERATURE = SeriesSpec(b"\x02\x59", "flow_temperature", "°C", "supply")
 FABRICATION = SeriesSpec(b"\x0d\x78", "fabrication_number", "")
+
+
+class FixedClock:
+    """A wall clock that stands still until a test moves it (seconds since the epoch)."""
+
+    def __init__(self, time: float) -> None:
+        self.time = time
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.time, dt.UTC)
+
+    def advance(self, seconds: float) -> None:
+        self.time += seconds
+
+
+def trio_clock(at: float = T0) -> TrioWallClock:
+    """Wall time on trio's clock from ``at`` (call it inside trio)."""
+    return TrioWallClock(dt.datetime.fromtimestamp(at, dt.UTC))
 
 
 def open_store(tmp_path: Path, clock: WallClock | None = None, **kwargs: object) -> Store:

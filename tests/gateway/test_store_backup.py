@@ -10,9 +10,8 @@ import textwrap
 
 import pytest
 import trio
-from storekit import T0, heat_reading, open_store, series_id
+from storekit import T0, heat_reading, open_store, series_id, trio_clock
 
-from mbusgw.gateway.clock import TrioWallClock
 from mbusgw.gateway.errors import BackupError, StoreLocked
 from mbusgw.gateway.store import Store, StoreWriter
 from mbusgw.gateway.store.backup import HEADER_SIZE, MAGIC, create_backup, restore_backup
@@ -27,7 +26,7 @@ def backup_file(tmp_path):
     source = open_store(tmp_path / "source")
     source.put_readings([heat_reading("a", i) for i in range(300)])
     source.log.warning("test", "in the backup")
-    source.set_settings({"syslog.max_days": 20})
+    source.update_settings({"store": {"log_max_days": 20}})
     path = tmp_path / "gateway.backup"
     create_backup(source.env, path, T0)
     source.close()
@@ -45,7 +44,7 @@ def live(tmp_path):
 
 
 async def test_a_backup_taken_while_readings_arrive_is_consistent(tmp_path) -> None:
-    store = open_store(tmp_path, clock=TrioWallClock(T0))
+    store = open_store(tmp_path, clock=trio_clock())
     writer = StoreWriter(store)
     target = tmp_path / "running.backup"
     with trio.fail_after(60):
@@ -77,7 +76,7 @@ def test_restore_replaces_the_store(backup_file, live) -> None:
     store = Store.open(live, readonly=True)
     assert [m.name for m in store.meters()] == ["a"]
     assert len(store.values(series_id(store, "a", "energy"))) == 300
-    assert store.setting("syslog.max_days") == 20
+    assert store.stored_settings().store.log_max_days == 20
     assert [e.text for e in store.system_log()] == ["in the backup"]
     store.close()
 

@@ -80,9 +80,10 @@ def test_config_export_and_import(capsys, tmp_path, data_dir) -> None:
     assert code == 0 and "settings imported" in out
     path.write_text(text.replace("max_days = 31", "max_days = -5"))
     code, _, err = run(capsys, "config", "import", str(path), "--data-dir", str(data_dir))
-    assert code == 1 and "syslog.max_days" in err
+    assert code == 1 and "store.log_max_days: must be between 1 and 3660" in err
     store = Store.open(store_path(data_dir), readonly=True)
-    assert store.setting("syslog.min_level") == -1 and store.setting("syslog.max_days") == 31
+    settings = store.stored_settings()
+    assert settings.log.min_level == -1 and settings.store.log_max_days == 31
     store.close()
 
 

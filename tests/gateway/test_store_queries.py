@@ -5,9 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from storekit import DAY, T0, heat_reading, open_store, series_id
+from storekit import DAY, T0, FixedClock, heat_reading, open_store, series_id
 
-from mbusgw.gateway.clock import FixedClock
 from mbusgw.gateway.errors import NotFound
 from mbusgw.gateway.store import Reading, ReadingStatus, compact_now
 
@@ -146,7 +145,7 @@ def test_unknown_meters_and_series_are_not_found(store) -> None:
 )
 def test_status_byte_logging_modes(tmp_path, mode: str, expected: list) -> None:
     store = open_store(tmp_path)
-    store.set_settings({"meterlog.status_byte": mode})
+    store.update_settings({"log": {"status_byte": mode}})
     statuses = [ReadingStatus.OK] * 4 + [ReadingStatus.NO_RESPONSE]
     for i, (byte, status) in enumerate(zip([0, 0, 4, 4, 0], statuses, strict=True)):
         store.put_readings([heat_reading("m", i, status_byte=byte, status=status)])

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import trio
-from storekit import DAY, T0, heat_reading, open_store, series_id
+from storekit import DAY, T0, heat_reading, open_store, series_id, trio_clock
 
-from mbusgw.gateway.clock import TrioWallClock
 from mbusgw.gateway.store import CompactionService, LogFilter, RetentionService, StoreWriter
 
 
@@ -17,7 +16,7 @@ async def read_every_15_minutes(writer: StoreWriter, meters: list[str], cycles: 
 
 
 async def test_closed_days_are_compacted_while_readings_go_on(tmp_path, autojump_clock) -> None:
-    store = open_store(tmp_path, clock=TrioWallClock(T0 + 7))
+    store = open_store(tmp_path, clock=trio_clock(T0 + 7))
     writer = StoreWriter(store, in_thread=False)
     compaction = CompactionService(writer, interval=600)
     with trio.fail_after(10 * DAY):
@@ -38,8 +37,8 @@ async def test_closed_days_are_compacted_while_readings_go_on(tmp_path, autojump
 async def test_retention_drops_raw_telegrams_and_old_values_by_age(
     tmp_path, autojump_clock
 ) -> None:
-    store = open_store(tmp_path, clock=TrioWallClock(T0 + 7))
-    store.set_settings({"retention.raw_days": 1, "retention.value_days": 2})
+    store = open_store(tmp_path, clock=trio_clock(T0 + 7))
+    store.update_settings({"store": {"raw_days": 1, "value_days": 2}})
     writer = StoreWriter(store, in_thread=False)
     with trio.fail_after(10 * DAY):
         async with trio.open_nursery() as nursery:
@@ -49,7 +48,7 @@ async def test_retention_drops_raw_telegrams_and_old_values_by_age(
             await read_every_15_minutes(writer, ["a"], 96 * 4)
             await writer.flush()
             nursery.cancel_scope.cancel()
-    now = store.clock.now()
+    now = store.now()
     raw = store.raw_telegrams("a")
     assert raw and min(r.received_at for r in raw) >= now - DAY - 600
     energy = store.values(series_id(store, "a", "energy"))

@@ -7,9 +7,8 @@ import io
 
 import pytest
 import trio
-from storekit import DAY, T0, open_store
+from storekit import DAY, T0, FixedClock, open_store, trio_clock
 
-from mbusgw.gateway.clock import FixedClock, TrioWallClock
 from mbusgw.gateway.store import LogFilter, LogLevel, RetentionService, StoreWriter, SystemLog
 
 
@@ -76,7 +75,7 @@ def test_minimum_level() -> None:
 async def test_silencing_summary_reaches_the_disk_under_mock_clock(
     tmp_path, autojump_clock
 ) -> None:
-    store = open_store(tmp_path, clock=TrioWallClock(T0))
+    store = open_store(tmp_path, clock=trio_clock())
     writer = StoreWriter(store, in_thread=False)
     with trio.fail_after(600):
         async with trio.open_nursery() as nursery:
@@ -86,7 +85,7 @@ async def test_silencing_summary_reaches_the_disk_under_mock_clock(
                 await trio.sleep(1)
             await trio.sleep(60)  # the writer wakes up by itself for the summary ...
             await writer.flush()  # ... and this makes sure its commit has returned
-            await writer.set_settings({"syslog.min_level": -1})
+            await writer.update_settings({"log": {"min_level": -1}})
             store.log.debug("bus", "now debug is kept")
             await writer.flush()
             writer.close()
@@ -102,7 +101,7 @@ async def test_silencing_summary_reaches_the_disk_under_mock_clock(
 def test_the_size_cap_is_enforced_on_every_write(tmp_path) -> None:
     clock = FixedClock(T0)
     store = open_store(tmp_path, clock=clock)
-    store.set_settings({"syslog.max_bytes": 64 * 1024})
+    store.update_settings({"store": {"log_max_bytes": 64 * 1024}})
     for i in range(3000):
         store.log.info("test", f"message {i:05d} " + "x" * 40)
         clock.advance(0.001)
@@ -116,7 +115,7 @@ def test_the_size_cap_is_enforced_on_every_write(tmp_path) -> None:
 
 
 async def test_the_age_cap_is_enforced_without_new_entries(tmp_path, autojump_clock) -> None:
-    store = open_store(tmp_path, clock=TrioWallClock(T0))
+    store = open_store(tmp_path, clock=trio_clock())
     writer = StoreWriter(store, in_thread=False)
     with trio.fail_after(100 * DAY):
         async with trio.open_nursery() as nursery:
@@ -143,7 +142,7 @@ def filled(tmp_path):
             (LogLevel.WARNING, "bus:1"),
             (LogLevel.ERROR, "bus:1"),
             (LogLevel.INFO, "bus:2"),
-            (LogLevel.CRITICAL, "store"),
+            (LogLevel.ERROR, "store"),
         ]
     ):
         store.log.log(level, origin, f"entry {i}, with a comma")

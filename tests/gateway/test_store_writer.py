@@ -5,17 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trio
-from storekit import DAY, T0, heat_reading, open_store, series_id
+from storekit import DAY, T0, heat_reading, open_store, series_id, trio_clock
 
-from mbusgw.gateway.clock import TrioWallClock
 from mbusgw.gateway.errors import InvalidReading, StoreClosed, StoreError
 from mbusgw.gateway.store import LogFilter, Reading, StoreWriter
 from mbusgw.gateway.store.env import MiB
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = open_store(tmp_path, clock=TrioWallClock(T0))
+async def store(tmp_path):
+    store = open_store(tmp_path, clock=trio_clock())
     yield store
     store.close()
 
@@ -52,7 +51,7 @@ async def test_a_failing_operation_does_not_take_the_batch_down(store) -> None:
     writer = StoreWriter(store)
 
     def broken(ctx) -> None:
-        ctx.txn.put(b"half", b"done", db=ctx.db.settings)
+        ctx.txn.put(b"half", b"done", db=ctx.db.users)
         raise ValueError("broken operation")
 
     outcome: dict[str, object] = {}
@@ -73,7 +72,7 @@ async def test_a_failing_operation_does_not_take_the_batch_down(store) -> None:
                 callers.start_soon(run_good)
             writer.close()
     assert outcome["broken"] and outcome["good"].readings == 1
-    assert store.all_settings().get("half") is None  # the failed operation left nothing behind
+    assert store.records("users") == {}  # the failed operation left nothing behind
 
 
 async def test_bad_readings_fail_in_the_callers_task(store) -> None:
@@ -112,8 +111,8 @@ async def test_synchronous_writes_are_refused_while_a_writer_runs(store) -> None
 
 
 async def test_a_full_map_grows_then_prunes_but_never_crashes(tmp_path) -> None:
-    store = open_store(tmp_path, clock=TrioWallClock(T0), map_size=1 * MiB)
-    store.set_settings({"store.max_bytes": 3 * MiB})
+    store = open_store(tmp_path, clock=trio_clock(), map_size=1 * MiB)
+    store.update_settings({"store": {"max_bytes": 3 * MiB}})
     writer = StoreWriter(store)
     frame = bytes(range(256)) * 2
     acknowledged = 0
@@ -141,8 +140,8 @@ async def test_a_full_map_grows_then_prunes_but_never_crashes(tmp_path) -> None:
 
 
 async def test_when_nothing_can_be_pruned_writes_fail_with_store_full(tmp_path) -> None:
-    store = open_store(tmp_path, clock=TrioWallClock(T0), map_size=1 * MiB)
-    store.set_settings({"store.max_bytes": 1 * MiB})
+    store = open_store(tmp_path, clock=trio_clock(), map_size=1 * MiB)
+    store.update_settings({"store": {"max_bytes": 1 * MiB}})
     writer = StoreWriter(store)
     huge = [
         Reading.of(f"m{i}", T0, [(heat_reading("x", 0).series[3], "x" * 900)]) for i in range(3000)
