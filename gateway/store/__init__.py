@@ -21,6 +21,7 @@ from mbusgw.gateway.store.retention import RetentionService
 from mbusgw.gateway.store.store import Store, StoreStats, store_path
 from mbusgw.gateway.store.syslog import LogEntry, LogLevel, SystemLog
 from mbusgw.gateway.store.syslog_table import LogFilter
+from mbusgw.gateway.store.telegrams import SeriesNames, reading_from_telegrams
 from mbusgw.gateway.store.writer import StoreWriter
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Receipt",
     "RetentionService",
     "SeriesInfo",
+    "SeriesNames",
     "SeriesSpec",
     "StatusByteMode",
     "Store",
@@ -48,5 +50,6 @@ __all__ = [
     "compact_now",
     "decode_value",
     "encode_value",
+    "reading_from_telegrams",
     "store_path",
 ]

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from storekit import DAY, T0, open_store
 
+from mbusgw.core.units import Flag
 from mbusgw.gateway.errors import InvalidReading
 from mbusgw.gateway.store import (
     Reading,
@@ -41,6 +42,8 @@ EVERY_KIND = [
     dt.date(2099, 2, 28),
     dt.datetime(2024, 2, 29, 23, 59, 58),
     dt.datetime(1901, 1, 1, 0, 0, 1),
+    dt.time(23, 59, 58),
+    dt.time(0, 0),
     "",
     "Kamstrup ÆØÅ ✓",
     b"",
@@ -159,3 +162,32 @@ def test_a_series_spec_is_checked_when_made() -> None:
         SeriesSpec(b"", "volume", "m³")
     with pytest.raises(InvalidReading):
         SeriesSpec(b"\x04" * 65, "volume", "m³")
+
+
+def test_flags_bcd_errors_and_invalid_dates_survive(tmp_path) -> None:
+    specs = _specs(4)
+    reading = Reading(
+        "m",
+        T0 - 2 * DAY,
+        specs,
+        np.array([ValueKind.BCD_ERROR, ValueKind.DATE, ValueKind.TIME, ValueKind.REAL], np.uint8),
+        np.array([0x12A4, 0, 3600, 0], np.int64),
+        np.array([0, 0, 0, -3], np.int8),
+        real=np.array([0, 0, 0, 1234.5]),
+        blobs=["12A4", None, None, None],
+        flags=np.array([Flag.INVALID, Flag.INVALID, Flag.INVALID | Flag.SUMMER_TIME, 0], np.uint8),
+    )
+    store = open_store(tmp_path)
+    store.put_readings([reading])
+    ids = [s.id for s in store.series("m")]
+
+    def check() -> None:
+        tables = [store.values(sid) for sid in ids]
+        assert [t.value(0) for t in tables] == ["12A4", None, None, 1.2345]
+        assert [int(t.flags[0]) for t in tables] == [1, 1, 3, 0]
+        assert tables[3].as_float()[0] == pytest.approx(1.2345)
+
+    check()
+    compact_now(store)
+    assert store.stats().rows_waiting == 0
+    check()
