@@ -201,9 +201,7 @@ def encode_block(columns: MeterColumns) -> bytes:
             b"".join(
                 (
                     _bits_field(mask),
-                    _int_field(column.kind),
-                    _int_field(column.exponent),
-                    _int_field(column.flags),
+                    _int_field(_pack_meta(column)),
                     _int_field(column.mantissa),
                     _bytes_field(blob_data),
                 )
@@ -214,6 +212,11 @@ def encode_block(columns: MeterColumns) -> bytes:
         (_varint(n), _varint(len(ids)), np.array(ids, "<u4").tobytes(), ends.tobytes(), *sections)
     )
     return bytes([VERSION]) + _U32.pack(zlib.crc32(body)) + body
+
+
+def _pack_meta(column: SeriesColumn) -> np.ndarray:
+    """Kind, exponent and flags in one column (almost always constant: one field, not three)."""
+    return column.kind | (column.exponent & 0xFF) << 8 | column.flags << 16
 
 
 def _framed(tag: int, data: bytes) -> bytes:
@@ -392,19 +395,34 @@ def _times(reader: _Reader, n: int) -> tuple[np.ndarray, np.ndarray]:
     return received, meter_time
 
 
-def _section(data: bytes, header: _Header, index: int, n: int) -> SeriesColumn:
+@dataclass(slots=True)
+class PackedColumn:
+    """A series column as stored: kind, exponent and flags still packed in ``meta``."""
+
+    rows: np.ndarray
+    meta: np.ndarray
+    mantissa: np.ndarray
+    blobs: list[bytes | None] | None
+
+
+def unpack_meta(meta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(kind, exponent, flags)`` from the packed column (one pass, for many blocks at once)."""
+    return meta & 0xFF, (meta >> 8 & 0xFF).astype(np.int8).astype(np.int64), meta >> 16
+
+
+def _packed_section(data: bytes, header: _Header, index: int, n: int) -> PackedColumn:
     reader = _Reader(data, *_section_bounds(header, index + 1))
     present = reader.bits(n)
     rows = np.arange(n) if present is None else np.flatnonzero(present)
     k = len(rows)
-    kind = reader.ints(k)
-    exponent = reader.ints(k)
-    flags = reader.ints(k)
+    meta = reader.ints(k)
     mantissa = reader.ints(k)
     blob_data = reader.raw()
+    if reader.pos != reader.end:
+        raise StoreCorrupt("block section has trailing bytes")
     blobs = None
-    is_blob = IS_BLOB[kind & 0xFF]
-    if is_blob.any():
+    if blob_data:  # empty text and bytes need no blob: they decode from a zero length
+        is_blob = IS_BLOB[meta & 0xFF]
         blobs = [None] * k
         pos = 0
         for i in np.flatnonzero(is_blob).tolist():
@@ -413,11 +431,12 @@ def _section(data: bytes, header: _Header, index: int, n: int) -> SeriesColumn:
             pos += length
         if pos != len(blob_data):
             raise StoreCorrupt("block text/bytes area does not match the lengths")
-    elif blob_data:
-        raise StoreCorrupt("block has text/bytes data but no such values")
-    if reader.pos != reader.end:
-        raise StoreCorrupt("block section has trailing bytes")
-    return SeriesColumn(rows, kind, exponent, flags, mantissa, blobs)
+    return PackedColumn(rows, meta, mantissa, blobs)
+
+
+def _section(data: bytes, header: _Header, index: int, n: int) -> SeriesColumn:
+    packed = _packed_section(data, header, index, n)
+    return SeriesColumn(packed.rows, *unpack_meta(packed.meta), packed.mantissa, packed.blobs)
 
 
 def decode_block_log(data: bytes) -> MeterColumns:
@@ -460,8 +479,12 @@ def block_value_count(data: bytes) -> tuple[int, int]:
 
 def decode_block_series(
     data: bytes, series_id: int
-) -> tuple[np.ndarray, np.ndarray, SeriesColumn] | None:
-    """``(received_at, meter_time, column)`` of one series, or ``None`` if it has no values."""
+) -> tuple[np.ndarray, np.ndarray, PackedColumn] | None:
+    """``(received_at, meter_time, column)`` of one series, or ``None`` if it has no values.
+
+    The column keeps kind, exponent and flags packed: a caller reading many blocks unpacks
+    them once for all (``unpack_meta``).
+    """
     header = _header(data)
     try:
         index = header.ids.index(series_id)
@@ -469,7 +492,9 @@ def decode_block_series(
         return None
     reader = _Reader(data, *_section_bounds(header, 0))
     received, meter_time = _times(reader, header.n)
-    column = _section(data, header, index, header.n)
+    column = _packed_section(data, header, index, header.n)
+    if len(column.rows) == header.n:
+        return received, meter_time, column
     return received[column.rows], meter_time[column.rows], column
 
 

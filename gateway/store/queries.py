@@ -18,12 +18,14 @@ import numpy as np
 from mbusgw.gateway.errors import NotFound
 from mbusgw.gateway.store.blocks import (
     MeterColumns,
+    PackedColumn,
     SeriesColumn,
     block_times,
     columns_from_rows,
     decode_block,
     decode_block_log,
     decode_block_series,
+    unpack_meta,
 )
 from mbusgw.gateway.store.catalog import Catalog
 from mbusgw.gateway.store.env import StoreEnv
@@ -139,11 +141,8 @@ class Queries:
             meter_id = self.catalog.meter_ids[info.meter]
             blocks = _blocks(txn, self.env, meter_id, span)
             rows = meter_rows(txn, self.env.db.readings, meter_id, span)
-        tables = []
-        for data in blocks:
-            found = decode_block_series(data, series_id)
-            if found is not None:
-                tables.append(_series_table(series_id, *found))
+        found = [decode_block_series(data, series_id) for data in blocks]
+        tables = [_packed_table(series_id, [f for f in found if f is not None])]
         tables += [_row_table(raw, series_id) for raw in rows]
         return _clip(_in_time_order(_concat(tables)), span)
 
@@ -243,6 +242,29 @@ def _series_table(
         column.flags.astype(np.uint8),
         column.mantissa,
         None if column.blobs is None else tuple(column.blobs),
+    )
+
+
+def _packed_table(
+    series_id: int, parts: list[tuple[np.ndarray, np.ndarray, PackedColumn]]
+) -> ValueTable:
+    """Block columns of one series as one table; kind/exponent/flags unpacked once for all."""
+    if not parts:
+        return ValueTable.empty()
+    received = np.concatenate([p[0] for p in parts])
+    kind, exponent, flags = unpack_meta(np.concatenate([p[2].meta for p in parts]))
+    blobs = None
+    if any(p[2].blobs is not None for p in parts):
+        blobs = tuple(b for p in parts for b in (p[2].blobs or (None,) * len(p[0])))
+    return ValueTable(
+        np.full(len(received), series_id, np.uint32),
+        received,
+        np.concatenate([p[1] for p in parts]),
+        kind.astype(np.uint8),
+        exponent.astype(np.int8),
+        flags.astype(np.uint8),
+        np.concatenate([p[2].mantissa for p in parts]),
+        blobs,
     )
 
 
