@@ -502,7 +502,3 @@ def block_times(data: bytes) -> np.ndarray:
     """The reception times of a block's readings."""
     header = _header(data)
     return _Reader(data, *_section_bounds(header, 0)).ints(header.n)
-
-
-def block_series_ids(data: bytes) -> tuple[int, ...]:
-    return _header(data).ids

@@ -228,10 +228,6 @@ class StoreEnv:
         with self._gate.exclusive():
             self.env.set_mapsize(new_size)
 
-    def high_water_bytes(self) -> int:
-        """Bytes up to the highest page ever used: the file cannot be smaller."""
-        return (self.env.info()["last_pgno"] + 1) * self.page_size
-
     def used_bytes(self, txn: lmdb.Transaction) -> int:
         """Bytes in pages that hold data (the file may be larger: free pages are reused)."""
         page = self.page_size
