@@ -197,8 +197,8 @@ def _print(results: dict[str, float], args: argparse.Namespace) -> None:
         ("one series, full year (ms)", "year_series_ms", "<=", "{:.2f}"),
         ("latest of 512 meters (ms)", "latest_512_meters_ms", "<=", "{:.2f}"),
         ("10 years, everything (GiB)", "ten_year_gib", "<=", "{:.2f}"),
-        ("bytes written per reading", "flash_bytes_per_reading", "<=", "{:.0f}"),
-        ("  without raw telegrams", "flash_values_only_bytes_per_reading", "<=", "{:.0f}"),
+        ("written per reading (B)*", "flash_bytes_per_reading", "<=", "{:.0f}"),
+        ("  without raw telegrams (B)*", "flash_values_only_bytes_per_reading", "<=", "{:.0f}"),
     ]
     print(f"{args.meters} meters, {args.days} days, 10 values per reading")
     print(f"{'measure':<30} {'ours':>12} {'goal':>12} {'ours/goal':>10}")
@@ -209,6 +209,7 @@ def _print(results: dict[str, float], args: argparse.Namespace) -> None:
             f"{label:<30} {fmt.format(value):>12} {sense + ' ' + str(goal):>12} "
             f"{value / goal:>10.3f}  {verdict}"
         )
+    print("* reported as the issue asks; the goal is research/limits.md's suggestion 10")
     print()
     for key in (
         "ingest_with_building_values_per_s",
