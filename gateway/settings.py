@@ -2,14 +2,15 @@
 
 Two layers: ``StartupConfig`` is read from a TOML file before anything opens (data directory,
 interfaces, ports); ``Settings`` is everything else, kept in the store, edited through the UI and
-APIs, exported in the configuration file. Validation reports every bad field with its dotted
-path, and a rejected change changes nothing.
+APIs, exported in the configuration file (but for fields marked ``device_specific``). Validation
+reports every bad field with its dotted path, and a rejected change changes nothing.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import sys
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -114,6 +115,21 @@ class ModbusMeterSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """Caps and ages of the store (docs/store.md); ``max_bytes`` depends on the device's disk."""
+
+    log_max_bytes: int = _bounded(100_000_000, 65_536, 10 * 2**30, note="system log size cap")
+    log_max_days: int = _bounded(31, 1, 3660, note="system log age cap")
+    raw_days: int = _bounded(92, 0, 36_600, note="raw telegrams; 0 = until space runs out")
+    value_days: int = _bounded(0, 0, 36_600, note="values; 0 = until space runs out")
+    compact_after_hours: int = _bounded(1, 0, 168, note="grace after a UTC day before compaction")
+    # 32-bit processes map ~1.1 GiB at most (py-lmdb): one environment stays below that
+    max_bytes: int = _bounded(
+        4 * 2**30 if sys.maxsize > 2**32 else 2**30, 2**20, 2**44, device_specific=True
+    )
+
+
+@dataclass(frozen=True)
 class ModbusSettings:
     """The Modbus TCP server (manual 6.29); see docs/modbus.md for the register map."""
 
@@ -158,6 +174,7 @@ class Settings:
     conventions: ConventionSettings = field(default_factory=ConventionSettings)
     log: LogSettings = field(default_factory=LogSettings)
     modbus: ModbusSettings = field(default_factory=ModbusSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
