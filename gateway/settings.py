@@ -98,7 +98,7 @@ class ModbusSeriesSettings:
     constant: str = field(default="", metadata={"constant": "optional"})
 
 
-SERIES_KEY = re.compile(r"^(?:[0-9A-Fa-f]{2}){1,12}$")
+SERIES_KEY = re.compile(r"(?:[0-9A-Fa-f]{2}){1,12}")
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ class ModbusSettings:
     invalid_addresses: str = _choice("exception", "exception", "zero_fill")
     word_order: str = _choice("big", *WORD_ORDERS)
     meters: dict[str, ModbusMeterSettings] = field(
-        default_factory=dict, metadata={"key": re.compile(r"^\S{1,64}$"), "key_note": "a meter key"}
+        default_factory=dict, metadata={"key": re.compile(r"\S{1,64}"), "key_note": "a meter key"}
     )
 
     def cross_check(self) -> dict[str, str]:
@@ -248,7 +248,7 @@ def _build_mapping(cls: type, data: Any, path: str, meta: Any, errors: dict[str,
         return {}
     result = {}
     for key, value in data.items():
-        if not isinstance(key, str) or not meta["key"].match(key):
+        if not isinstance(key, str) or not meta["key"].fullmatch(key):
             errors[f"{path}.{key}"] = f"not {meta['key_note']}"
             continue
         result[key] = _build(cls, value, f"{path}.{key}.", errors)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def dumps(document: dict[str, object]) -> str:
@@ -32,7 +32,7 @@ def _table(table: dict[str, object], path: list[str], lines: list[str]) -> None:
 def _key(key: str) -> str:
     if not isinstance(key, str):
         raise TypeError(f"TOML keys are text, not {type(key).__name__}")
-    return key if _BARE_KEY.match(key) else _string(key)
+    return key if _BARE_KEY.fullmatch(key) else _string(key)
 
 
 _ESCAPES = {
