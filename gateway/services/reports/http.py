@@ -1,0 +1,67 @@
+"""HTTP and HTTPS reports: the file is POSTed with httpx (on trio), streamed from its spool.
+
+The receiver accepted the report when it answers 2xx; redirects are not followed (a receiver
+that moved is a configuration to fix, not something to guess).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+
+import httpx
+
+from mbusgw.gateway.errors import DeliveryError
+from mbusgw.gateway.services.reports.delivery import within
+from mbusgw.gateway.services.reports.templates import Rendered
+from mbusgw.gateway.settings import HttpReceiver
+
+BLOCK = 64 * 1024
+
+
+class HttpDelivery:
+    protocol = "http"
+
+    def __init__(
+        self, receiver: HttpReceiver, timeout: float | None, context: ssl.SSLContext
+    ) -> None:
+        self.receiver = receiver
+        self.timeout = timeout
+        self.context = context
+        self.target = receiver.uri
+
+    async def deliver(self, rendered: Rendered) -> str:
+        return await within(self.timeout, f"HTTP to {self.target}", lambda: self._post(rendered))
+
+    async def _post(self, rendered: Rendered) -> str:
+        r = self.receiver
+        auth = httpx.BasicAuth(r.username, r.password) if r.auth == "basic" else None
+        headers = {
+            "Content-Type": rendered.content_type,
+            "Content-Length": str(rendered.size),
+            "Content-Disposition": f'attachment; filename="{rendered.filename}"',
+        }
+        try:
+            async with httpx.AsyncClient(
+                verify=self.context, timeout=httpx.Timeout(self.timeout), follow_redirects=False
+            ) as client:
+                response = await client.post(
+                    r.uri, content=_chunks(rendered), headers=headers, auth=auth
+                )
+        except httpx.HTTPError as error:
+            what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            raise DeliveryError(f"HTTP to {self.target}: {what}") from None
+        if not 200 <= response.status_code < 300:
+            text = response.text[:200].strip()
+            raise DeliveryError(
+                f"HTTP to {self.target}: {response.status_code} {response.reason_phrase}"
+                + (f": {text}" if text else "")
+            )
+        return f"{response.status_code} {response.reason_phrase}"
+
+
+async def _chunks(rendered: Rendered) -> AsyncIterator[bytes]:
+    """The spooled file in blocks (small local reads; the network wait is what is async)."""
+    rendered.file.seek(0)
+    while block := rendered.file.read(BLOCK):
+        yield block
