@@ -39,3 +39,21 @@ async def within(timeout: float | None, what: str, work: Callable[[], Awaitable[
             return await work()
     except trio.TooSlowError:
         raise DeliveryError(f"{what}: no answer within {timeout:g} s") from None
+
+
+def explain(error: BaseException) -> str:
+    """``Type: message`` of an error, with the first cause that says more when it says nothing
+    itself (httpx's ``ConnectError`` wraps the TLS error that tells what happened)."""
+    seen = error
+    for _ in range(5):
+        if str(seen):
+            break
+        following = seen.__cause__ or seen.__context__
+        if following is None:
+            break
+        seen = following
+    text = str(seen)
+    name = type(error).__name__
+    if seen is not error:
+        name += f" ({type(seen).__name__})"
+    return f"{name}: {text}" if text else name

@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 from mbusgw.gateway.errors import DeliveryError
-from mbusgw.gateway.services.reports.delivery import within
+from mbusgw.gateway.services.reports.delivery import explain, within
 from mbusgw.gateway.services.reports.templates import Rendered
 from mbusgw.gateway.settings import FtpReceiver
 
@@ -103,5 +103,4 @@ class FtpDelivery:
             return f"{stored.strip()}; {renamed.strip()}"
         except (ftplib.Error, OSError, EOFError) as error:
             client.close()
-            what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-            raise DeliveryError(f"FTP to {r.host}:{self.port}: {what}") from None
+            raise DeliveryError(f"FTP to {r.host}:{self.port}: {explain(error)}") from None

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from mbusgw.gateway.errors import DeliveryError
-from mbusgw.gateway.services.reports.delivery import within
+from mbusgw.gateway.services.reports.delivery import explain, within
 from mbusgw.gateway.services.reports.templates import Rendered
 from mbusgw.gateway.settings import HttpReceiver
 
@@ -49,15 +49,13 @@ class HttpDelivery:
                     r.uri, content=_chunks(rendered), headers=headers, auth=auth
                 )
         except httpx.HTTPError as error:
-            what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-            raise DeliveryError(f"HTTP to {self.target}: {what}") from None
-        if not 200 <= response.status_code < 300:
+            raise DeliveryError(f"HTTP to {self.target}: {explain(error)}") from None
+        code = response.status_code
+        status = f"{code} {response.reason_phrase or httpx.codes.get_reason_phrase(code)}"
+        if not 200 <= code < 300:
             text = response.text[:200].strip()
-            raise DeliveryError(
-                f"HTTP to {self.target}: {response.status_code} {response.reason_phrase}"
-                + (f": {text}" if text else "")
-            )
-        return f"{response.status_code} {response.reason_phrase}"
+            raise DeliveryError(f"HTTP to {self.target}: {status}" + (f": {text}" if text else ""))
+        return status
 
 
 async def _chunks(rendered: Rendered) -> AsyncIterator[bytes]:

@@ -16,7 +16,7 @@ from email.utils import formatdate, make_msgid
 import trio
 
 from mbusgw.gateway.errors import DeliveryError
-from mbusgw.gateway.services.reports.delivery import within
+from mbusgw.gateway.services.reports.delivery import explain, within
 from mbusgw.gateway.services.reports.templates import Rendered
 from mbusgw.gateway.settings import EmailReceiver
 
@@ -100,10 +100,6 @@ class SmtpDelivery:
                 f"e-mail via {r.host}:{self.port}: {error.smtp_code} {text}"
             ) from None
         except (smtplib.SMTPException, OSError) as error:
-            raise DeliveryError(f"e-mail via {r.host}:{self.port}: {_describe(error)}") from None
+            raise DeliveryError(f"e-mail via {r.host}:{self.port}: {explain(error)}") from None
         accepted = len(self.recipients) - len(self.refused)
         return f"250 accepted for {accepted} recipient(s)"
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
