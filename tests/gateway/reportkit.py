@@ -20,6 +20,7 @@ from mbusgw.gateway.store import Store, StoreWriter
 
 METERS = ("m1", "m2", "m3")
 READINGS = 8  # per meter, 15 minutes apart from T0
+VALUE_HEADINGS = ["meter", "quantity", "unit", "description", "time", "meter time", "value"]
 
 
 def filled_store(tmp_path: Path, clock: WallClock | None = None, readings: int = READINGS) -> Store:
