@@ -13,6 +13,7 @@ import contextlib
 import ftplib
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -56,7 +57,7 @@ class FtpDelivery:
     protocol = "ftp"
 
     def __init__(
-        self, receiver: FtpReceiver, timeout: float | None, context: ssl.SSLContext
+        self, receiver: FtpReceiver, timeout: float | None, context: Callable[[], ssl.SSLContext]
     ) -> None:
         self.receiver = receiver
         self.timeout = timeout
@@ -79,7 +80,7 @@ class FtpDelivery:
         if security == "none":
             return ftplib.FTP(timeout=timeout)
         kind = ImplicitFtpTls if security == "implicit" else SessionReusingFtpTls
-        return kind(context=self.context, timeout=timeout)
+        return kind(context=self.context(), timeout=timeout)
 
     def _send(self, rendered: Rendered) -> str:
         r = self.receiver

@@ -7,7 +7,7 @@ that moved is a configuration to fix, not something to guess).
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 
@@ -23,7 +23,7 @@ class HttpDelivery:
     protocol = "http"
 
     def __init__(
-        self, receiver: HttpReceiver, timeout: float | None, context: ssl.SSLContext
+        self, receiver: HttpReceiver, timeout: float | None, context: Callable[[], ssl.SSLContext]
     ) -> None:
         self.receiver = receiver
         self.timeout = timeout
@@ -41,9 +41,11 @@ class HttpDelivery:
             "Content-Length": str(rendered.size),
             "Content-Disposition": f'attachment; filename="{rendered.filename}"',
         }
+        # plain http:// makes no TLS connection (redirects are not followed): no context needed
+        verify = self.context() if r.uri.lower().startswith("https:") else False
         try:
             async with httpx.AsyncClient(
-                verify=self.context, timeout=httpx.Timeout(self.timeout), follow_redirects=False
+                verify=verify, timeout=httpx.Timeout(self.timeout), follow_redirects=False
             ) as client:
                 response = await client.post(
                     r.uri, content=_chunks(rendered), headers=headers, auth=auth

@@ -3,6 +3,9 @@ and the trust store for TLS."""
 
 from __future__ import annotations
 
+import functools
+import ssl
+
 from mbusgw.gateway.errors import DeliveryError
 from mbusgw.gateway.services.reports.catalog import protocol_of
 from mbusgw.gateway.services.reports.checks import split_addresses
@@ -14,12 +17,20 @@ from mbusgw.gateway.services.reports.tls import client_context
 from mbusgw.gateway.settings import ReportConfig, ReportSettings
 
 
-def delivery_for(report: ReportConfig, settings: ReportSettings) -> Delivery:
-    """The delivery of ``report``: its protocol from the template, its receiver, its timeout."""
+@functools.lru_cache(maxsize=4)
+def _context(certificates: str, system_trust: bool) -> ssl.SSLContext:
     try:
-        context = client_context(settings.trusted_certificates, system_trust=settings.system_trust)
+        return client_context(certificates, system_trust=system_trust)
     except (OSError, ValueError) as error:
         raise DeliveryError(f"the report trust store cannot be used: {error}") from None
+
+
+def delivery_for(report: ReportConfig, settings: ReportSettings) -> Delivery:
+    """The delivery of ``report``: its protocol from the template, its receiver, its timeout."""
+
+    def context() -> ssl.SSLContext:
+        return _context(settings.trusted_certificates, settings.system_trust)
+
     protocol = protocol_of(report.template)
     if protocol == "email":
         recipients = split_addresses(report.recipients or settings.email.recipients)

@@ -178,7 +178,12 @@ class ReportService:
                 await self._wait_for_reading(fire, following, settings, status)
             period = (following - fire).total_seconds()
             outcome = await self._run(
-                name, config, settings, period=period, deadline=following, label=fire.isoformat()
+                name,
+                config,
+                settings,
+                period=period,
+                deadline=following,
+                label=f"run {fire.isoformat()}",
             )
             if not outcome.ok:
                 detail = {"report": name, "error": outcome.error}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
@@ -31,7 +32,7 @@ class SmtpDelivery:
         receiver: EmailReceiver,
         recipients: list[str],
         timeout: float | None,
-        context: ssl.SSLContext,
+        context: Callable[[], ssl.SSLContext],
     ) -> None:
         self.receiver = receiver
         self.recipients = recipients
@@ -73,14 +74,14 @@ class SmtpDelivery:
         try:
             if r.security == "tls":
                 client: smtplib.SMTP = smtplib.SMTP_SSL(
-                    r.host, self.port, timeout=timeout, context=self.context
+                    r.host, self.port, timeout=timeout, context=self.context()
                 )
             else:
                 client = smtplib.SMTP(r.host, self.port, timeout=timeout)
             with client:
                 client.ehlo()
                 if r.security == "starttls":
-                    client.starttls(context=self.context)
+                    client.starttls(context=self.context())
                     client.ehlo()
                 if r.username:
                     client.login(r.username, r.password)
