@@ -81,9 +81,10 @@ async def running_service(
     read_all: Callable[[], Any] | None = None,
     meters: Callable[[], Mapping[str, object]] | None = None,
     event_hold_s: float = 10.0,
+    writer: StoreWriter | None = None,
 ) -> AsyncIterator[ReportService]:
     """A writer for ``store`` and a report service; ``start`` runs its scheduling tasks too."""
-    writer = StoreWriter(store, in_thread=in_thread)
+    writer = writer or StoreWriter(store, in_thread=in_thread)
     service = ReportService(
         store=store,
         writer=writer,
