@@ -44,6 +44,7 @@ HEADINGS: dict[str, dict[str, str]] = {
         "frame": "frame",
         "telegram": "telegram (hex)",
         "event": "event",
+        "events": "events",
         "text": "text",
         "detail": "detail",
         "summary_sheet": "Report",
@@ -56,6 +57,7 @@ HEADINGS: dict[str, dict[str, str]] = {
         "meter_recovered": "meter reading works again",
         "meter_not_seen": "no values from the meter for too long",
         "report_failed": "a report could not be delivered",
+        "report_test": "test of an event report",
     },
     "sv": {
         "device": "enhet",
@@ -83,6 +85,7 @@ HEADINGS: dict[str, dict[str, str]] = {
         "frame": "telegramdel",
         "telegram": "telegram (hex)",
         "event": "händelse",
+        "events": "händelser",
         "text": "text",
         "detail": "detaljer",
         "summary_sheet": "Rapport",
@@ -95,6 +98,7 @@ HEADINGS: dict[str, dict[str, str]] = {
         "meter_recovered": "mätaravläsningen fungerar igen",
         "meter_not_seen": "inga värden från mätaren på för länge",
         "report_failed": "en rapport kunde inte levereras",
+        "report_test": "test av en händelserapport",
     },
     "de": {
         "device": "Gerät",
@@ -122,6 +126,7 @@ HEADINGS: dict[str, dict[str, str]] = {
         "frame": "Telegrammteil",
         "telegram": "Telegramm (hex)",
         "event": "Ereignis",
+        "events": "Ereignisse",
         "text": "Text",
         "detail": "Details",
         "summary_sheet": "Bericht",
@@ -134,6 +139,7 @@ HEADINGS: dict[str, dict[str, str]] = {
         "meter_recovered": "Zählerauslesung funktioniert wieder",
         "meter_not_seen": "zu lange keine Werte vom Zähler",
         "report_failed": "ein Bericht konnte nicht zugestellt werden",
+        "report_test": "Test eines Ereignisberichts",
     },
 }
 

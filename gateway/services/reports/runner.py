@@ -173,7 +173,10 @@ class ReportRunner:
         """Render the report as it would go out now (in a worker thread)."""
         conventions = Conventions.of(settings)
         until = _window_until(now)
-        lower = until - self.value_period(config, settings, now)
+        if config.kind == "event":  # the window of an event report spans its events
+            lower = min((int(e.at.timestamp()) for e in events), default=until - 1)
+        else:
+            lower = until - self.value_period(config, settings, now)
         window = Window(lower, until, config.value_interval)
         identities = {}
         if self.meters is not None and layout_of(config.template).number in (120, 130):

@@ -84,7 +84,7 @@ def render(ctx: ReportContext, source: Selection | Sequence[Event]) -> Rendered:
         file_name(ctx, layout),
         layout.content_type,
         subject(ctx, layout),
-        body(ctx, values, readings),
+        body(ctx, layout, values, readings),
         protocol_of(ctx.template),
         values,
         readings,
@@ -99,7 +99,7 @@ def subject(ctx: ReportContext, layout: Layout) -> str:
     return f"{ctx.device}: {title} {ctx.name}{test}"
 
 
-def body(ctx: ReportContext, values: int, readings: int) -> str:
+def body(ctx: ReportContext, layout: Layout, values: int, readings: int) -> str:
     """The text of an e-mail report (the file is attached)."""
     c = ctx.conventions
     lines = [
@@ -108,9 +108,11 @@ def body(ctx: ReportContext, values: int, readings: int) -> str:
         f"{c.heading('report')}: {ctx.name} ({c.heading('template')} {ctx.template})",
         f"{c.heading('from')}: {c.time(ctx.window.lower)}",
         f"{c.heading('until')}: {c.time(ctx.window.until)}",
-        f"{c.heading('readings')}: {readings}",
-        f"{c.heading('values')}: {values}",
     ]
+    if layout.kind == "events":
+        lines.append(f"{c.heading('events')}: {values}")
+    else:
+        lines += [f"{c.heading('readings')}: {readings}", f"{c.heading('values')}: {values}"]
     if ctx.test:
         lines.insert(0, c.heading("test").upper())
     return "\n".join(lines) + "\n"
