@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import email
@@ -127,7 +128,10 @@ def smtp_receiver(
             "auth_required": True,
             "auth_require_tls": False,  # aiosmtpd cannot tell the whole connection is TLS
         }
-    controller = Controller(receiver, hostname="127.0.0.1", port=receiver.port, **kwargs)
+    # a plain asyncio loop for the server's thread (not one from trio-asyncio's loop policy,
+    # which other tests install and which refuses to make loops inside trio)
+    loop = asyncio.SelectorEventLoop()
+    controller = Controller(receiver, loop=loop, hostname="127.0.0.1", port=receiver.port, **kwargs)
     controller.start()
     try:
         yield receiver

@@ -136,7 +136,7 @@ class ReportService:
                 if not config.enabled:
                     self.runner.statuses[name].state = "disabled"
                 elif config.kind == "scheduled":
-                    nursery.start_soon(self._scheduled, name, config, settings)
+                    await nursery.start(self._scheduled, name, config, settings)
                 elif config.kind == "event":
                     send, receive = trio.open_memory_channel[Event](MAX_PENDING_EVENTS)
                     self._event_queues[name] = send
@@ -165,11 +165,20 @@ class ReportService:
                     self.dropped_events += 1
                     self.runner.log(WARNING, name, f"too many events waiting; {event.kind} dropped")
 
-    async def _scheduled(self, name: str, config: ReportConfig, settings: Settings) -> None:
+    async def _scheduled(
+        self,
+        name: str,
+        config: ReportConfig,
+        settings: Settings,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         conventions = Conventions.of(settings)
         schedule = report_schedule(config.schedule, conventions.first_day_of_week, name)
         status = self.runner.status(name, settings)
         fire = schedule.next_after(self.clock.now().astimezone(conventions.zone))
+        status.next_run = fire
+        task_status.started()
         while True:
             status.next_run, status.state = fire, "idle"
             await sleep_until_wall(self.clock, fire)
