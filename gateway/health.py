@@ -1,0 +1,82 @@
+"""Per-meter health: success rate, retries, response time, last good reading; the transitions
+(failed, recovered) become events."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from mbusgw.gateway.events import METER_FAILED, METER_RECOVERED, Event
+
+WINDOW = 96  # the success rate covers the last 96 readings (a day at 15-minute readings)
+
+
+@dataclass
+class MeterHealth:
+    meter_key: str
+    readings: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    last_attempt: datetime | None = None
+    last_good: datetime | None = None
+    last_error: str | None = None
+    last_retries: int = 0
+    last_response_ms: float | None = None
+    _recent: deque[bool] = field(default_factory=lambda: deque(maxlen=WINDOW), repr=False)
+
+    @property
+    def success_rate(self) -> float | None:
+        if not self._recent:
+            return None
+        return sum(self._recent) / len(self._recent)
+
+    @property
+    def status(self) -> str:
+        """``ok`` (last read good), ``failed`` (last read failed) or ``never`` (not read yet)."""
+        if self.last_attempt is None:
+            return "never"
+        return "failed" if self.consecutive_failures else "ok"
+
+    def record(
+        self,
+        at: datetime,
+        ok: bool,
+        *,
+        retries: int = 0,
+        response_ms: float | None = None,
+        error: str | None = None,
+    ) -> Event | None:
+        """Account one reading; returns the event its outcome causes, if any."""
+        previous = self.status
+        self.readings += 1
+        self.last_attempt = at
+        self.last_retries = retries
+        self._recent.append(ok)
+        if ok:
+            self.consecutive_failures = 0
+            self.last_good = at
+            self.last_response_ms = response_ms
+            self.last_error = None
+            if previous == "failed":
+                return Event(METER_RECOVERED, at, self.meter_key)
+            return None
+        self.failures += 1
+        self.consecutive_failures += 1
+        self.last_error = error
+        if previous != "failed":
+            return Event(METER_FAILED, at, self.meter_key, {"error": error})
+        return None
+
+    def as_dict(self) -> dict:
+        return {
+            "status": self.status,
+            "readings": self.readings,
+            "failures": self.failures,
+            "success_rate": self.success_rate,
+            "last_attempt": self.last_attempt.isoformat() if self.last_attempt else None,
+            "last_good": self.last_good.isoformat() if self.last_good else None,
+            "last_error": self.last_error,
+            "last_retries": self.last_retries,
+            "last_response_ms": self.last_response_ms,
+        }

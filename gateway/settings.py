@@ -1,0 +1,274 @@
+"""Typed, validated settings.
+
+Two layers: ``StartupConfig`` is read from a TOML file before anything opens (data directory,
+interfaces, ports); ``Settings`` is everything else, kept in the store, edited through the UI and
+APIs, exported in the configuration file. Validation reports every bad field with its dotted
+path, and a rejected change changes nothing.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from mbusgw.gateway.cron import CronSchedule, CronSyntaxError
+from mbusgw.gateway.meters import CAPACITIES
+
+
+class ConfigError(ValueError):
+    """Settings were refused; ``errors`` maps each dotted path to what is wrong with it."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{path}: {message}" for path, message in errors.items()))
+
+
+def _bounded(default: Any, low: float | None = None, high: float | None = None, **extra: Any):
+    return field(default=default, metadata={"min": low, "max": high, **extra})
+
+
+def _choice(default: str, *choices: str):
+    return field(default=default, metadata={"choices": choices})
+
+
+@dataclass(frozen=True)
+class LineTiming:
+    """Table 8 of the manual: timeouts and retries of one kind of exchange."""
+
+    response_timeout_ms: int = _bounded(0, 0, 60_000, note="0 = the EN 13757-2 bound")
+    read_retries: int = _bounded(2, 0, 10)
+    select_retries: int = _bounded(2, 0, 10)
+    wait_after_init_ms: int = _bounded(50, 0, 10_000)
+    collision_recovery_ms: int = _bounded(300, 0, 60_000)
+    inter_frame_gap_ms: int = _bounded(0, 0, 10_000)
+
+
+@dataclass(frozen=True)
+class MBusSettings:
+    timing: LineTiming = field(default_factory=LineTiming)
+    multi_telegram_timing: LineTiming = field(default_factory=LineTiming)
+    multi_telegram: str = _choice("auto", "off", "auto")
+    multi_telegram_limit: int = _bounded(8, 1, 64)
+
+
+@dataclass(frozen=True)
+class ReadingSettings:
+    enabled: bool = True
+    schedule: str = field(default="every_15_minutes", metadata={"cron": True})
+    continuous: bool = False
+
+
+@dataclass(frozen=True)
+class JobRetrySettings:
+    max_retries: int = _bounded(2, 0, 20)
+    retry_offset_s: int = _bounded(60, 0, 86_400)
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    device_name: str = _bounded("mbusgw", max_length=64)
+    contact: str = _bounded("", max_length=256)
+
+
+@dataclass(frozen=True)
+class ConventionSettings:
+    language: str = _choice("en", "en", "sv", "de")
+    decimal_separator: str = _choice(".", ".", ",")
+    first_day_of_week: str = _choice("monday", "monday", "sunday")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    min_level: int = _bounded(0, -1, 2, note="-1 keeps debug messages too")
+    status_byte: str = _choice("on_change", "always", "never", "on_change", "on_error")
+
+
+@dataclass(frozen=True)
+class Settings:
+    capacity: int = field(default=512, metadata={"choices": CAPACITIES})
+    timezone: str = field(default="UTC", metadata={"timezone": True})
+    reading: ReadingSettings = field(default_factory=ReadingSettings)
+    mbus: MBusSettings = field(default_factory=MBusSettings)
+    jobs: JobRetrySettings = field(default_factory=JobRetrySettings)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
+    conventions: ConventionSettings = field(default_factory=ConventionSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def updated(self, changes: dict[str, Any]) -> Settings:
+        """A copy with ``changes`` (a nested dict of only what changes) applied and validated."""
+        merged = _deep_merge(self.to_dict(), changes)
+        return settings_from_dict(merged)
+
+    def changed_sections(self, other: Settings) -> set[str]:
+        """Top-level sections that differ (to restart only the services they touch)."""
+        return {f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)}
+
+
+def settings_from_dict(data: dict[str, Any]) -> Settings:
+    errors: dict[str, str] = {}
+    result = _build(Settings, data, "", errors)
+    if errors:
+        raise ConfigError(errors)
+    return result
+
+
+def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _build(cls: type, data: Any, prefix: str, errors: dict[str, str]) -> Any:
+    if not isinstance(data, dict):
+        errors[prefix.rstrip(".") or "settings"] = "must be a table of settings"
+        return cls()
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            errors[f"{prefix}{key}"] = "unknown setting"
+    values = {}
+    for f in fields(cls):
+        path = f"{prefix}{f.name}"
+        if f.name not in data:
+            continue
+        kind = hints[f.name]
+        value = data[f.name]
+        if is_dataclass(kind):
+            values[f.name] = _build(kind, value, path + ".", errors)
+            continue
+        message = _check(kind, value, f.metadata)
+        if message:
+            errors[path] = message
+        else:
+            values[f.name] = value
+    return replace(cls(), **values)
+
+
+def _check(kind: Any, value: Any, meta: Any) -> str | None:
+    if get_origin(kind) is not None:
+        kind = get_args(kind)[0]
+    if kind is bool:
+        if not isinstance(value, bool):
+            return "must be true or false"
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "must be a whole number"
+        low, high = meta.get("min"), meta.get("max")
+        if low is not None and value < low or high is not None and value > high:
+            return f"must be between {low} and {high}"
+    elif kind is str:
+        if not isinstance(value, str):
+            return "must be text"
+        if "max_length" in meta and len(value) > meta["max_length"]:
+            return f"must be at most {meta['max_length']} characters"
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        return f"must be one of {', '.join(str(c) for c in choices)}"
+    if meta.get("cron"):
+        try:
+            CronSchedule(value)
+        except CronSyntaxError as exc:
+            return str(exc)
+    if meta.get("timezone"):
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            return f"{value!r} is not a known time zone"
+    return None
+
+
+# ---------------------------------------------------------------- start-up file
+
+
+@dataclass(frozen=True)
+class InterfaceConfig:
+    """One M-Bus line: a serial port, an M-Bus/TCP converter, or a built-in simulated line."""
+
+    name: str
+    kind: str  # serial | tcp | simulator
+    device: str | None = None  # serial
+    host: str | None = None  # tcp
+    port: int | None = None  # tcp
+    baud: int = 2400
+    meters: int = 8  # simulator: how many meters on the line
+
+
+@dataclass(frozen=True)
+class StartupConfig:
+    data_dir: Path = Path("var")
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+    interfaces: tuple[InterfaceConfig, ...] = ()
+
+
+INTERFACE_KINDS = ("serial", "tcp", "simulator")
+
+
+def load_startup(path: Path | None, *, data_dir: Path | None = None) -> StartupConfig:
+    """Read the start-up file (all of it optional); ``data_dir`` from the command line wins."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError({str(path): f"cannot read: {exc.strerror or exc}"}) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError({str(path): f"not valid TOML: {exc}"}) from None
+    errors: dict[str, str] = {}
+    web = raw.get("web", {})
+    interfaces = []
+    for index, item in enumerate(raw.get("interfaces", [])):
+        interface = _interface(item, f"interfaces[{index}]", errors)
+        if interface:
+            interfaces.append(interface)
+    names = [i.name for i in interfaces]
+    for name in {n for n in names if names.count(n) > 1}:
+        errors[f"interfaces.{name}"] = "two interfaces have this name"
+    port = web.get("port", 8080)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        errors["web.port"] = "must be a port number 0-65535"
+    for key in set(raw) - {"data_dir", "web", "interfaces"}:
+        errors[key] = "unknown setting"
+    if errors:
+        raise ConfigError(errors)
+    return StartupConfig(
+        data_dir=data_dir or Path(raw.get("data_dir", "var")),
+        web_host=str(web.get("host", "127.0.0.1")),
+        web_port=port,
+        interfaces=tuple(interfaces),
+    )
+
+
+def _interface(item: Any, path: str, errors: dict[str, str]) -> InterfaceConfig | None:
+    if not isinstance(item, dict):
+        errors[path] = "must be a table"
+        return None
+    unknown = set(item) - {f.name for f in fields(InterfaceConfig)}
+    for key in unknown:
+        errors[f"{path}.{key}"] = "unknown setting"
+    name, kind = item.get("name"), item.get("kind")
+    if not isinstance(name, str) or not name:
+        errors[f"{path}.name"] = "required"
+    if kind not in INTERFACE_KINDS:
+        errors[f"{path}.kind"] = f"must be one of {', '.join(INTERFACE_KINDS)}"
+    if kind == "serial" and not item.get("device"):
+        errors[f"{path}.device"] = "required for a serial interface"
+    if kind == "tcp" and not (item.get("host") and isinstance(item.get("port"), int)):
+        errors[f"{path}.host"] = "host and port are required for a TCP interface"
+    if item.get("baud", 2400) not in (300, 2400, 9600, 19200, 38400):
+        errors[f"{path}.baud"] = "must be 300, 2400 or 9600 (19200/38400 for fast converters)"
+    if unknown or f"{path}.name" in errors or f"{path}.kind" in errors:
+        return None
+    defaults = {f.name: f.default for f in fields(InterfaceConfig) if f.default is not MISSING}
+    return InterfaceConfig(**{**defaults, **item})

@@ -1,0 +1,66 @@
+"""Continuous-read snapshot, event fan-out and meter health transitions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import trio
+import trio.testing
+
+from mbusgw.gateway.events import METER_FAILED, METER_RECOVERED, Event, EventBus
+from mbusgw.gateway.health import MeterHealth
+from mbusgw.gateway.live import LiveReading, LiveSnapshot
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+async def test_snapshot_keeps_last_good_and_wakes_followers() -> None:
+    snapshot = LiveSnapshot()
+    seen: list[int] = []
+
+    async def follower() -> None:
+        version = 0
+        for _ in range(2):
+            version = await snapshot.wait_for_change(version)
+            seen.append(version)
+
+    with trio.fail_after(1):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follower)
+            await trio.testing.wait_all_tasks_blocked()
+            snapshot.update(LiveReading("A", T0, True, ("telegram",)))
+            await trio.testing.wait_all_tasks_blocked()
+            snapshot.update(LiveReading("A", T0 + timedelta(seconds=2), False, error="timeout"))
+    assert seen == [1, 2]
+    assert snapshot.latest("A").ok is False
+    assert snapshot.last_good("A").telegrams == ("telegram",)
+    snapshot.forget({"A"})
+    assert snapshot.latest("A") is None and snapshot.all_last_good() == {}
+
+
+async def test_event_bus_fans_out_and_counts_what_a_slow_subscriber_loses() -> None:
+    bus = EventBus()
+    fast = bus.subscribe(buffer=10)
+    slow = bus.subscribe(buffer=1)
+    for i in range(3):
+        bus.publish(Event(METER_FAILED, T0, f"m{i}"))
+    assert [fast.receive_nowait().meter_key for _ in range(3)] == ["m0", "m1", "m2"]
+    assert slow.receive_nowait().meter_key == "m0"
+    assert bus.dropped == 2
+    await slow.aclose()
+    bus.publish(Event(METER_FAILED, T0, "m3"))  # a closed subscriber is forgotten
+    assert fast.receive_nowait().meter_key == "m3"
+
+
+def test_health_transitions_and_rates() -> None:
+    health = MeterHealth("A")
+    assert health.status == "never" and health.success_rate is None
+    assert health.record(T0, True, response_ms=120.0) is None
+    failed = health.record(T0 + timedelta(minutes=15), False, retries=2, error="no response")
+    assert failed.kind == METER_FAILED and failed.detail == {"error": "no response"}
+    assert health.record(T0 + timedelta(minutes=30), False, error="no response") is None
+    recovered = health.record(T0 + timedelta(minutes=45), True, retries=1, response_ms=90.0)
+    assert recovered.kind == METER_RECOVERED
+    assert health.success_rate == 0.5
+    assert health.as_dict()["last_good"] == "2026-11-24T12:45:00+00:00"
+    assert (health.readings, health.failures, health.last_retries) == (4, 2, 1)

@@ -1,0 +1,90 @@
+"""Settings: defaults, validation with dotted paths, partial updates, the start-up file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mbusgw.gateway.settings import ConfigError, Settings, load_startup, settings_from_dict
+
+
+def test_defaults_round_trip() -> None:
+    settings = Settings()
+    assert settings_from_dict(settings.to_dict()) == settings
+    assert settings.reading.schedule == "every_15_minutes"
+    assert settings.mbus.timing.read_retries == 2
+
+
+def test_every_bad_field_is_named() -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_dict(
+            {
+                "capacity": 100,
+                "timezone": "Mars/Olympus",
+                "reading": {"schedule": "*/15 * * *", "continuous": "yes"},
+                "mbus": {"timing": {"read_retries": 99, "colour": 1}},
+                "identity": {"device_name": "x" * 65},
+                "surprise": {},
+            }
+        )
+    assert set(caught.value.errors) == {
+        "capacity",
+        "timezone",
+        "reading.schedule",
+        "reading.continuous",
+        "mbus.timing.read_retries",
+        "mbus.timing.colour",
+        "identity.device_name",
+        "surprise",
+    }
+    assert caught.value.errors["mbus.timing.read_retries"] == "must be between 0 and 10"
+    assert "5 fields" in caught.value.errors["reading.schedule"]
+
+
+def test_partial_update_and_changed_sections() -> None:
+    settings = Settings()
+    updated = settings.updated({"reading": {"continuous": True}, "mbus": {"multi_telegram": "off"}})
+    assert updated.reading.continuous and updated.reading.schedule == "every_15_minutes"
+    assert updated.changed_sections(settings) == {"reading", "mbus"}
+    with pytest.raises(ConfigError):
+        settings.updated({"reading": {"schedule": "?70 * * * *"}})
+    assert settings.reading.schedule == "every_15_minutes"  # unchanged
+
+
+def test_startup_file(tmp_path: Path) -> None:
+    path = tmp_path / "mbusgw.toml"
+    path.write_text(
+        'data_dir = "data"\n[web]\nport = 8081\n'
+        '[[interfaces]]\nname = "line1"\nkind = "tcp"\nhost = "127.0.0.1"\nport = 10001\n'
+        '[[interfaces]]\nname = "sim"\nkind = "simulator"\nmeters = 20\nbaud = 9600\n'
+    )
+    config = load_startup(path)
+    assert config.web_port == 8081 and str(config.data_dir) == "data"
+    assert [(i.name, i.kind, i.port, i.meters) for i in config.interfaces] == [
+        ("line1", "tcp", 10001, 8),
+        ("sim", "simulator", None, 20),
+    ]
+    assert load_startup(path, data_dir=tmp_path).data_dir == tmp_path
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("web = 3 = 4", "mbusgw.toml"),
+        ("[web]\nport = 70000\n", "web.port"),
+        ('[[interfaces]]\nname = "a"\nkind = "usb"\n', "interfaces[0].kind"),
+        ('[[interfaces]]\nname = "a"\nkind = "serial"\n', "interfaces[0].device"),
+        ('[[interfaces]]\nname = "a"\nkind = "tcp"\nhost = "h"\n', "interfaces[0].host"),
+        (
+            '[[interfaces]]\nname="a"\nkind="simulator"\n[[interfaces]]\nname="a"\nkind="simulator"',
+            "interfaces.a",
+        ),
+    ],
+)
+def test_bad_startup_files(tmp_path: Path, text: str, path: str) -> None:
+    file = tmp_path / "mbusgw.toml"
+    file.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_startup(file)
+    assert any(key.endswith(path) for key in caught.value.errors), caught.value.errors
