@@ -28,7 +28,8 @@ import contextlib
 import enum
 import functools
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import outcome
@@ -46,23 +47,14 @@ from mbusgw.core.frame import (
     select_secondary,
     snd_nke,
 )
-from mbusgw.gateway.errors import BusError, Collision, ConfigError, LineDown, NoResponse
+from mbusgw.gateway.errors import BusError, Collision, LineDown, NoResponse
+from mbusgw.gateway.meters import AddressingMode, MultiTelegram
+from mbusgw.gateway.settings import ConfigError, LineTiming
 from mbusgw.gateway.transport import ReconnectingLine, Transport, check_baudrate
 
 ADDRESS_SELECTED = 0xFD
 BITS_PER_CHAR = 11
 RSP_UD_FUNCTION = 0x08  # C field of a slave's user data, without the ACD/DFC bits
-
-
-class AddressingMode(enum.Enum):
-    PRIMARY = "primary"
-    SECONDARY = "secondary"
-    ENHANCED = "esecondary"  # secondary plus the fabrication number
-
-
-class MultiTelegram(enum.Enum):
-    OFF = "off"  # the first telegram only
-    AUTO = "auto"  # follow "more records follow" up to the telegram limit
 
 
 @dataclass(frozen=True)
@@ -78,13 +70,13 @@ class MeterAddress:
 
     def __post_init__(self) -> None:
         if self.primary is not None and not 0 <= self.primary <= 250:
-            raise ConfigError("primary_address", f"{self.primary} is outside 0-250")
+            raise ConfigError({"primary_address": f"{self.primary} is outside 0-250"})
         for name in ("secondary", "fabrication"):
             value = getattr(self, name)
             if value is not None and (
                 len(value) != 8 or any(c not in "0123456789ABCDEFabcdef" for c in value)
             ):
-                raise ConfigError(f"{name}_address", f"{value!r} is not 8 hexadecimal digits")
+                raise ConfigError({f"{name}_address": f"{value!r} is not 8 hexadecimal digits"})
 
     def supports(self, mode: AddressingMode) -> bool:
         if mode is AddressingMode.PRIMARY:
@@ -117,15 +109,32 @@ class Timing:
     def __post_init__(self) -> None:
         for name in ("read_attempts", "select_attempts"):
             if not 1 <= getattr(self, name) <= 10:
-                raise ConfigError(f"timing.{name}", "must be between 1 and 10")
+                raise ConfigError({f"timing.{name}": "must be between 1 and 10"})
         for name in ("response_timeout", "wait_after_init", "collision_recovery"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 60:
-                raise ConfigError(f"timing.{name}", "must be between 0 and 60 s")
+                raise ConfigError({f"timing.{name}": "must be between 0 and 60 s"})
         if self.inter_frame_gap is not None and not 0 <= self.inter_frame_gap <= 10:
-            raise ConfigError("timing.inter_frame_gap", "must be between 0 and 10 s")
+            raise ConfigError({"timing.inter_frame_gap": "must be between 0 and 10 s"})
         if not 0 <= self.latency <= 5:
-            raise ConfigError("timing.latency", "must be between 0 and 5 s")
+            raise ConfigError({"timing.latency": "must be between 0 and 5 s"})
+
+    @classmethod
+    def from_settings(cls, line: LineTiming, overrides: dict[str, float] | None = None) -> Timing:
+        """From the stored settings (table 8 in ms, retries counted after the first try), with
+        a meter's overrides (same field names) applied; 0 ms timeout/gap = derived."""
+        values = {**asdict(line), **(overrides or {})}
+        unknown = set(values) - {f.name for f in fields(LineTiming)}
+        if unknown:
+            raise ConfigError({f"timing.{name}": "unknown setting" for name in sorted(unknown)})
+        return cls(
+            response_timeout=values["response_timeout_ms"] / 1000 or None,
+            read_attempts=int(values["read_retries"]) + 1,
+            select_attempts=int(values["select_retries"]) + 1,
+            wait_after_init=values["wait_after_init_ms"] / 1000,
+            collision_recovery=values["collision_recovery_ms"] / 1000,
+            inter_frame_gap=values["inter_frame_gap_ms"] / 1000 or None,
+        )
 
 
 def response_bound(baud: int) -> float:
@@ -189,9 +198,9 @@ class ReadSettings:
 
     def __post_init__(self) -> None:
         if not self.modes:
-            raise ConfigError("addressing_mode", "at least one addressing mode is needed")
+            raise ConfigError({"addressing_mode": "at least one addressing mode is needed"})
         if not 1 <= self.telegram_limit <= 64:
-            raise ConfigError("multi_telegram_limit", "must be between 1 and 64")
+            raise ConfigError({"multi_telegram_limit": "must be between 1 and 64"})
         if self.baud is not None:
             check_baudrate(self.baud)
 
@@ -315,6 +324,7 @@ class _Ping:
 class _Read:
     address: MeterAddress
     settings: ReadSettings
+    on_telegram: Callable[[int], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -455,9 +465,16 @@ class BusMaster:
         """SND_NKE to a primary address (or 0xFD, 0xFE); expects E5, returns the exchange."""
         return await self.submit(_Ping(address))
 
-    async def read(self, address: MeterAddress, settings: ReadSettings | None = None) -> Reading:
-        """Read one meter completely (every telegram, up to the limit)."""
-        return await self.submit(_Read(address, settings or ReadSettings()))
+    async def read(
+        self,
+        address: MeterAddress,
+        settings: ReadSettings | None = None,
+        *,
+        on_telegram: Callable[[int], None] | None = None,
+    ) -> Reading:
+        """Read one meter completely (every telegram, up to the limit). ``on_telegram(n)`` is
+        called in the bus task after each telegram (a progress display)."""
+        return await self.submit(_Read(address, settings or ReadSettings(), on_telegram))
 
     async def probe_primary(self, address: int) -> Probe:
         """Scan step: is there one meter at ``address`` (0-250), several, or none?"""
@@ -690,7 +707,7 @@ class BusMaster:
             address.manufacturer,
             address.version,
             address.medium,
-            address.fabrication if mode is AddressingMode.ENHANCED else None,
+            address.fabrication if mode is AddressingMode.ESECONDARY else None,
         )
         _, used = await self._attempts(
             selection, times, times.select_attempts, label, expect_ack=True
@@ -703,18 +720,17 @@ class BusMaster:
             self.transport.set_baudrate(settings.baud)
         modes = [m for m in settings.modes if request.address.supports(m)]
         if not modes:
-            raise ConfigError("address", f"{request.address} has no address for {settings.modes}")
+            raise ConfigError({"address": f"{request.address} has no address for {settings.modes}"})
         failures: list[BusError] = []
         for mode in modes:
             try:
-                return await self._read_with(request.address, mode, settings)
+                return await self._read_with(request, mode)
             except (NoResponse, Collision) as exc:
                 failures.append(exc)  # fall back to the next addressing mode
         raise failures[-1]
 
-    async def _read_with(
-        self, address: MeterAddress, mode: AddressingMode, settings: ReadSettings
-    ) -> Reading:
+    async def _read_with(self, request: _Read, mode: AddressingMode) -> Reading:
+        address, settings = request.address, request.settings
         times = self._times(settings.timing)
         follow = self._times(settings.follow_up or settings.timing)
         started = trio.current_time()
@@ -738,6 +754,8 @@ class BusMaster:
             fcb = not fcb
             frames.append(exchange.frame)
             durations.append(trio.current_time() - begun)
+            if request.on_telegram is not None:
+                request.on_telegram(len(frames))
             complete = not more_records_follow(exchange.frame)
             if complete:
                 break
@@ -807,9 +825,7 @@ class BusMaster:
         exchange = await self.exchange(selection, times, expect_ack=True)
         if exchange.outcome is Outcome.SILENT:
             return Probe(ProbeKind.EMPTY, None, 1, trio.current_time() - begun)
-        if exchange.outcome is Outcome.GARBLED:
-            if times.recovery:
-                await trio.sleep(times.recovery)
+        if exchange.outcome is Outcome.GARBLED:  # the window has closed: no recovery needed
             return Probe(ProbeKind.COLLISION, None, 1, trio.current_time() - begun)
         # A clean E5 can still be several identical E5s on top of each other: the telegrams
         # that follow cannot be identical, so the read decides.

@@ -1,5 +1,4 @@
-"""Errors of the gateway program. The names say who is at fault: the bus (a meter, the wiring,
-a converter) or the caller's settings.
+"""Errors of the gateway program (settings errors are ``settings.ConfigError``).
 
 ``BusError`` and its subclasses are what an exchange on a wired line can end in. They carry the
 address they were about and how many attempts were made, so the caller can log the reading as
@@ -47,15 +46,3 @@ class Collision(BusError):
 class LineDown(BusError):
     """The serial port or the TCP connection to the converter is not usable; ``__cause__``
     holds the transport's error."""
-
-
-class ConfigError(GatewayError, ValueError):
-    """A setting is invalid; ``path`` names it (``bus.timing.read_attempts``)."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
-        self.message = message
-
-    def __reduce__(self):
-        return (type(self), (self.path, self.message))

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 import serial
 import trio
 
-from mbusgw.gateway.errors import ConfigError
+from mbusgw.gateway.settings import ConfigError
 
 # The baud rates M-Bus meters use (EN 13757-2 allows 300 to 38400).
 MBUS_BAUD_RATES = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400)
@@ -31,7 +31,7 @@ MBUS_BAUD_RATES = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400)
 def check_baudrate(baud: int) -> int:
     if baud not in MBUS_BAUD_RATES:
         allowed = ", ".join(map(str, MBUS_BAUD_RATES))
-        raise ConfigError("baudrate", f"{baud} is not an M-Bus baud rate ({allowed})")
+        raise ConfigError({"baudrate": f"{baud} is not an M-Bus baud rate ({allowed})"})
     return baud
 
 
@@ -49,7 +49,7 @@ class Transport(trio.abc.Stream):
         """Switch the line to ``baud`` (a scan at several rates); ConfigError if the line
         cannot change it (a TCP converter's rate is set on the converter)."""
         if baud != self.baudrate:
-            raise ConfigError("baudrate", f"{self.name} runs at a fixed {self.baudrate} baud")
+            raise ConfigError({"baudrate": f"{self.name} runs at a fixed {self.baudrate} baud"})
 
 
 class StreamTransport(Transport):
@@ -293,15 +293,15 @@ def tcp_line(host: str, port: int, baud: int, **options: float) -> ReconnectingL
 def parse_host_port(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[v6]:PORT``."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError("tcp", f"{text!r} is not HOST:PORT")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError({"tcp": f"{text!r} is not HOST:PORT"})
     return host.strip("[]"), int(port)
 
 
 def open_line(*, device: str | None = None, tcp: str | None = None, baud: int) -> Transport:
     """The transport for a serial ``device`` or a ``tcp`` converter ``HOST:PORT`` (exactly one)."""
     if (device is None) == (tcp is None):
-        raise ConfigError("line", "give exactly one of a serial device or a TCP HOST:PORT")
+        raise ConfigError({"line": "give exactly one of a serial device or a TCP HOST:PORT"})
     if device is not None:
         return serial_line(device, baud)
     host, port = parse_host_port(tcp or "")
