@@ -9,8 +9,10 @@ from collections.abc import Sequence
 
 # Modules that add a command: each defines register(subparsers) and sets a ``func`` default.
 COMMAND_MODULES: list[str] = [
+    "mbusgw.gateway.commands.decode",
     "mbusgw.gateway.commands.simulate",
     "mbusgw.gateway.commands.scan",
+    "mbusgw.gateway.commands.read",
 ]
 
 
