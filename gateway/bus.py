@@ -35,6 +35,7 @@ from typing import Any
 import outcome
 import trio
 
+from mbusgw.core import decode
 from mbusgw.core.errors import MBusError
 from mbusgw.core.frame import (
     Discarded,
@@ -278,8 +279,6 @@ class BusStats:
 
 def more_records_follow(raw: bytes) -> bool:
     """Whether the telegram ends with DIF 0x1F ("more records follow"), per the decoder."""
-    from mbusgw.core import decode  # the record decoder
-
     try:
         return bool(decode(raw).more_records_follow)
     except MBusError:

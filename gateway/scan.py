@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import trio
 
+from mbusgw.core import decode
 from mbusgw.gateway.bus import AddressingMode, BusMaster, Outcome, ProbeKind
 
 DECIMAL = "0123456789"
@@ -35,8 +36,6 @@ class MeterIdentity:
 
 def identity_of(frame: bytes) -> MeterIdentity:
     """The identity in a telegram's header, through the record decoder."""
-    from mbusgw.core import decode  # the record decoder
-
     header = decode(frame).header
     return MeterIdentity(header.id, header.manufacturer, header.version, header.medium)
 
@@ -317,6 +316,25 @@ class SecondaryScan(ScanState):
         return self
 
 
+@dataclass
+class ScanReport:
+    """The outcome of scanning one or more lines at one or more baud rates."""
+
+    found: list[FoundMeter] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)
+    probes: int = 0
+    requests: int = 0
+
+    def add(self, part: ScanState | ScanReport, label: str | None = None) -> None:
+        """Take in a finished scan or another report; a meter already known (the same
+        identity, found at another rate or on another line) is kept once."""
+        known = {m.identity for m in self.found}
+        self.found += [m for m in part.found if m.identity not in known]
+        self.unresolved += [p if label is None else f"{label}: {p}" for p in part.unresolved]
+        self.probes += part.probes
+        self.requests += part.requests
+
+
 async def scan_line(
     bus: BusMaster,
     mode: str,
@@ -324,19 +342,18 @@ async def scan_line(
     bauds: Sequence[int] | None = None,
     hex_digits: bool = False,
     progress: ProgressCallback | None = None,
-) -> list[FoundMeter]:
-    """Scan one line at each baud rate in ``bauds`` (default: the line's own) and return every
-    meter found, each once (at the first rate it answered)."""
-    found: list[FoundMeter] = []
+) -> ScanReport:
+    """Scan one line at each baud rate in ``bauds`` (default: the line's own); every meter
+    found is reported once (at the first rate it answered)."""
+    report = ScanReport()
     for baud in bauds or [bus.transport.baudrate]:
         if baud != bus.transport.baudrate:
             await bus.set_baudrate(baud)
         scan: PrimaryScan | SecondaryScan
         scan = PrimaryScan() if mode == "primary" else SecondaryScan.start(hex_digits=hex_digits)
         await scan.run(bus, progress)
-        known = {m.identity for m in found}
-        found += [m for m in scan.found if m.identity not in known]
-    return found
+        report.add(scan, f"{bus.name} at {baud} baud")
+    return report
 
 
 async def scan_lines(
@@ -346,12 +363,12 @@ async def scan_lines(
     bauds: Sequence[int] | None = None,
     hex_digits: bool = False,
     progress: ProgressCallback | None = None,
-) -> list[FoundMeter]:
+) -> ScanReport:
     """Scan several lines at once (each line's own bus task; they do not wait for each other)."""
-    results: dict[str, list[FoundMeter]] = {}
+    reports: dict[str, ScanReport] = {}
 
     async def one(bus: BusMaster) -> None:
-        results[bus.name] = await scan_line(
+        reports[bus.name] = await scan_line(
             bus, mode, bauds=bauds, hex_digits=hex_digits, progress=progress
         )
 
@@ -359,4 +376,7 @@ async def scan_lines(
     async with trio.open_nursery() as nursery:
         for bus in buses:
             nursery.start_soon(one, bus)
-    return [meter for bus in buses for meter in results[bus.name]]
+    total = ScanReport()
+    for bus in buses:
+        total.add(reports[bus.name])
+    return total

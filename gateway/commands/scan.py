@@ -26,7 +26,14 @@ from mbusgw.gateway.commands._buscli import (
     run_reported,
     timing_from,
 )
-from mbusgw.gateway.scan import FoundMeter, PrimaryScan, ScanProgress, SecondaryScan, scan_lines
+from mbusgw.gateway.scan import (
+    FoundMeter,
+    PrimaryScan,
+    ScanProgress,
+    ScanReport,
+    SecondaryScan,
+    scan_lines,
+)
 from mbusgw.gateway.settings import ConfigError
 from mbusgw.gateway.transport import (
     MBUS_BAUD_RATES,
@@ -83,7 +90,7 @@ def _load_state(path: Path, mode: str, hex_digits: bool) -> PrimaryScan | Second
 
 async def _resumable(
     bus: BusMaster, scan: PrimaryScan | SecondaryScan, path: Path, progress: _Progress
-) -> list[FoundMeter]:
+) -> ScanReport:
     saved = trio.current_time()
 
     def save_now_and_then(update: ScanProgress) -> None:
@@ -97,12 +104,12 @@ async def _resumable(
         await scan.run(bus, save_now_and_then)
     finally:
         path.write_text(json.dumps(scan.to_dict()))
-    for problem in scan.unresolved:
-        print(f"scan: unresolved {problem}", file=sys.stderr)
-    return scan.found
+    report = ScanReport()
+    report.add(scan, bus.name)
+    return report
 
 
-async def scan_command(args: argparse.Namespace, bar: ProgressBar) -> list[FoundMeter]:
+async def scan_command(args: argparse.Namespace, bar: ProgressBar) -> ScanReport:
     bauds = args.baud or [2400]
     progress = _Progress(bar)
     buses = [BusMaster(line, timing=timing_from(args)) for line in open_lines(args, bauds[0])]
@@ -113,13 +120,13 @@ async def scan_command(args: argparse.Namespace, bar: ProgressBar) -> list[Found
             if len(buses) != 1 or len(bauds) != 1:
                 raise ConfigError({"state": "a resumable scan covers one line at one baud rate"})
             scan = _load_state(args.state, args.mode, args.hex)
-            found = await _resumable(buses[0], scan, args.state, progress)
+            report = await _resumable(buses[0], scan, args.state, progress)
         else:
-            found = await scan_lines(
+            report = await scan_lines(
                 buses, args.mode, bauds=bauds, hex_digits=args.hex, progress=progress
             )
         nursery.cancel_scope.cancel()
-    return found
+    return report
 
 
 def print_found(found: list[FoundMeter], as_json: bool) -> None:
@@ -140,7 +147,9 @@ def print_found(found: list[FoundMeter], as_json: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     bar = ProgressBar()
-    found, status = run_reported("scan", bar, scan_command, args, bar)
+    report, status = run_reported("scan", bar, scan_command, args, bar)
     if status == 0:
-        print_found(found, args.json)
+        for problem in report.unresolved:
+            print(f"scan: unresolved {problem}", file=sys.stderr)
+        print_found(report.found, args.json)
     return status
