@@ -54,6 +54,7 @@ from mbusgw.gateway.settings import ConfigError, LineTiming
 from mbusgw.gateway.transport import ReconnectingLine, Transport, check_baudrate
 
 ADDRESS_SELECTED = 0xFD
+COLLISION_QUIET_CHARS = 20
 BITS_PER_CHAR = 11
 RSP_UD_FUNCTION = 0x08  # C field of a slave's user data, without the ACD/DFC bits
 
@@ -96,14 +97,18 @@ class MeterAddress:
 class Timing:
     """SPEC table 8. Times in seconds. ``None`` derives the value from the baud rate:
     ``response_timeout`` = 330 bit times + 50 ms (EN 13757-2), ``inter_frame_gap`` = 11 bit
-    times. ``latency`` is what the converter or USB adapter may add on top (it is waited for
-    in addition, and is also the allowed jitter between the characters of one answer)."""
+    times, ``collision_recovery`` = 20 characters. After a garbled answer the master sends
+    again only once the line has been silent for the collision recovery time: meters talking
+    over each other can hold the line low (a break) for several characters, and the garble
+    must be over before the next request. ``latency`` is what the converter or USB adapter
+    may add (waited for in addition, and allowed as jitter between the characters of one
+    answer)."""
 
     response_timeout: float | None = None
     read_attempts: int = 3
     select_attempts: int = 3
     wait_after_init: float = 0.0
-    collision_recovery: float = 0.0
+    collision_recovery: float | None = None
     inter_frame_gap: float | None = None
     latency: float = 0.015
 
@@ -133,7 +138,7 @@ class Timing:
             read_attempts=int(values["read_retries"]) + 1,
             select_attempts=int(values["select_retries"]) + 1,
             wait_after_init=values["wait_after_init_ms"] / 1000,
-            collision_recovery=values["collision_recovery_ms"] / 1000,
+            collision_recovery=values["collision_recovery_ms"] / 1000 or None,
             inter_frame_gap=values["inter_frame_gap_ms"] / 1000 or None,
         )
 
@@ -177,7 +182,11 @@ def resolve(timing: Timing, baud: int) -> LineTimes:
         ),
         latency=timing.latency,
         gap=char if timing.inter_frame_gap is None else timing.inter_frame_gap,
-        recovery=timing.collision_recovery,
+        recovery=(
+            COLLISION_QUIET_CHARS * char
+            if timing.collision_recovery is None
+            else timing.collision_recovery
+        ),
         after_init=timing.wait_after_init,
         read_attempts=timing.read_attempts,
         select_attempts=timing.select_attempts,
@@ -402,6 +411,7 @@ class BusMaster:
         self._requests, self._incoming = trio.open_memory_channel[tuple[Any, Any]](queue)
         self._rx_send, self._rx = trio.open_memory_channel[tuple[float, Any]](math.inf)
         self._quiet_at = -math.inf
+        self._garbled = False
         self._fcb: dict[Any, bool] = {}
         self._handlers = {
             _Ping: self._handle_ping,
@@ -548,6 +558,8 @@ class BusMaster:
         """Send ``request`` and receive the answer. ``strict`` listens until the answer window
         has closed even after a complete frame (a scan must notice a second, late meter)."""
         await trio.sleep_until(self._quiet_at + times.gap)
+        if self._garbled:
+            await self._settle(times.recovery)
         stray = self._drain()
         self.stats.stray_bytes += stray
         with trio.CancelScope(shield=True):
@@ -573,6 +585,7 @@ class BusMaster:
             result = Outcome.ANSWER
         done_at = trio.current_time()
         self._quiet_at = max(request_end, reception.last_at or -math.inf)
+        self._garbled = result is Outcome.GARBLED
         self.stats.exchanges += 1
         self.stats.echoes += echo.seen
         if result is Outcome.SILENT:
@@ -593,6 +606,18 @@ class BusMaster:
             stray=stray,
             detail=detail,
         )
+
+    async def _settle(self, quiet: float) -> None:
+        """Wait until nothing has arrived for ``quiet`` seconds (the end of a garble)."""
+        since = self._quiet_at
+        while True:
+            with trio.move_on_at(since + quiet):
+                at, data = await self._rx.receive()
+                if not isinstance(data, BaseException):
+                    self.stats.stray_bytes += len(data)
+                since = at
+                continue
+            return
 
     async def _receive(
         self,
@@ -661,8 +686,6 @@ class BusMaster:
                 return last, attempt
             if last.outcome is Outcome.GARBLED:
                 garbled += 1
-                if times.recovery:
-                    await trio.sleep(times.recovery)
         if garbled:
             raise Collision(label, attempts, last.detail if last else "")
         raise NoResponse(label, attempts)
@@ -806,8 +829,6 @@ class BusMaster:
                 return Probe(ProbeKind.EMPTY, None, requests, trio.current_time() - begun)
             if exchange.outcome is Outcome.ANSWER:
                 return await self._identify(request.address, times, requests, begun)
-            if times.recovery:
-                await trio.sleep(times.recovery)
         return Probe(ProbeKind.COLLISION, None, requests, trio.current_time() - begun)
 
     async def _handle_probe_secondary(self, request: _ProbeSecondary) -> Probe:
@@ -824,7 +845,7 @@ class BusMaster:
         exchange = await self.exchange(selection, times, expect_ack=True)
         if exchange.outcome is Outcome.SILENT:
             return Probe(ProbeKind.EMPTY, None, 1, trio.current_time() - begun)
-        if exchange.outcome is Outcome.GARBLED:  # the window has closed: no recovery needed
+        if exchange.outcome is Outcome.GARBLED:
             return Probe(ProbeKind.COLLISION, None, 1, trio.current_time() - begun)
         # A clean E5 can still be several identical E5s on top of each other: the telegrams
         # that follow cannot be identical, so the read decides.

@@ -21,6 +21,7 @@ import trio
 
 from mbusgw.core import decode
 from mbusgw.gateway.bus import AddressingMode, BusMaster, Outcome, ProbeKind
+from mbusgw.gateway.settings import ConfigError
 
 DECIMAL = "0123456789"
 HEXADECIMAL = "0123456789ABCDE"  # F is the wildcard: an ID digit F cannot be selected
@@ -154,6 +155,10 @@ class PrimaryScan(ScanState):
     addresses: list[int] = field(default_factory=lambda: list(range(251)))
     next_index: int = 0
 
+    def __post_init__(self) -> None:
+        if not self.addresses or any(not 0 <= a <= 250 for a in self.addresses):
+            raise ConfigError({"addresses": "primary addresses are 0-250"})
+
     @property
     def finished(self) -> bool:
         return self.next_index >= len(self.addresses)
@@ -270,11 +275,12 @@ class SecondaryScan(ScanState):
     async def run(self, bus: BusMaster, progress: ProgressCallback | None = None) -> SecondaryScan:
         baud = bus.transport.baudrate
         while self.pending:
-            node = self.pending.pop()
+            node = self.pending[-1]  # taken off only once probed: a cancelled probe is redone
             begun = trio.current_time()
             probe = await bus.probe_secondary(
                 node.mask, self.manufacturer, node.version, node.medium
             )
+            self.pending.pop()
             self.probes += 1
             self.requests += probe.requests
             settled = True
@@ -341,16 +347,21 @@ async def scan_line(
     *,
     bauds: Sequence[int] | None = None,
     hex_digits: bool = False,
+    addresses: Iterable[int] = range(251),
     progress: ProgressCallback | None = None,
 ) -> ScanReport:
     """Scan one line at each baud rate in ``bauds`` (default: the line's own); every meter
-    found is reported once (at the first rate it answered)."""
+    found is reported once (at the first rate it answered). ``addresses``: the primary
+    addresses to probe."""
     report = ScanReport()
     for baud in bauds or [bus.transport.baudrate]:
         if baud != bus.transport.baudrate:
             await bus.set_baudrate(baud)
         scan: PrimaryScan | SecondaryScan
-        scan = PrimaryScan() if mode == "primary" else SecondaryScan.start(hex_digits=hex_digits)
+        if mode == "primary":
+            scan = PrimaryScan(addresses=list(addresses))
+        else:
+            scan = SecondaryScan.start(hex_digits=hex_digits)
         await scan.run(bus, progress)
         report.add(scan, f"{bus.name} at {baud} baud")
     return report
@@ -365,18 +376,18 @@ async def scan_lines(
     progress: ProgressCallback | None = None,
 ) -> ScanReport:
     """Scan several lines at once (each line's own bus task; they do not wait for each other)."""
-    reports: dict[str, ScanReport] = {}
+    buses = list(buses)
+    reports = [ScanReport() for _ in buses]
 
-    async def one(bus: BusMaster) -> None:
-        reports[bus.name] = await scan_line(
-            bus, mode, bauds=bauds, hex_digits=hex_digits, progress=progress
+    async def one(index: int) -> None:
+        reports[index] = await scan_line(
+            buses[index], mode, bauds=bauds, hex_digits=hex_digits, progress=progress
         )
 
-    buses = list(buses)
     async with trio.open_nursery() as nursery:
-        for bus in buses:
-            nursery.start_soon(one, bus)
+        for index in range(len(buses)):
+            nursery.start_soon(one, index)
     total = ScanReport()
-    for bus in buses:
-        total.add(reports[bus.name])
+    for report in reports:
+        total.add(report)
     return total

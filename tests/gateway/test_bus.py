@@ -105,7 +105,9 @@ async def test_a_garbled_answer_is_retried_after_the_collision_recovery(
             reading = await bus.read(at(1), ReadSettings(init=False))
             assert reading.attempts == 2 and bus.stats.garbled == 1
             timings[recovery] = reading.duration
-    assert timings[0.3] - timings[0.0] == pytest.approx(0.3, abs=1e-9)
+    # sent again once the line has been silent that long, instead of as soon as the end of
+    # the garbled answer was noticed (silence for two characters plus the latency allowance)
+    assert timings[0.3] - timings[0.0] == pytest.approx(0.3 - (2 * CHAR + 0.015), abs=1e-9)
 
 
 async def test_garbled_on_every_attempt_is_a_collision(sim_bus, autojump_clock) -> None:
@@ -286,6 +288,7 @@ def test_timing_settings() -> None:
     assert stored.read_attempts == 2 and stored.select_attempts == 3
     assert stored.response_timeout == 0.4 and stored.wait_after_init == 0.05
     assert stored.collision_recovery == 0.3 and stored.inter_frame_gap is None
+    assert resolve(Timing(), 2400).recovery == pytest.approx(20 * CHAR)
     assert Timing.from_settings(LineTiming()).response_timeout is None
     with pytest.raises(ConfigError, match="unknown setting"):
         Timing.from_settings(LineTiming(), {"respons_timeout_ms": 1})
