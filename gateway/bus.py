@@ -12,8 +12,10 @@ secondary selection and the read that follows it stay together). The bus task:
   330 bit times + 50 ms). A complete, valid frame ends the reception at once, without waiting
   for a timeout: that is what keeps the line busy with useful characters when reading back to
   back. Anything else (a bad checksum, two frames, bytes left over) is a garbled answer, i.e. a
-  collision; then the master waits until the answer window has closed and the line is quiet, so
-  late bytes cannot spill into the next exchange;
+  collision; then the master waits until the answer window has closed, and sends again only
+  after the line has been silent for the collision recovery time, so late bytes cannot spill
+  into the next exchange. Scan probes listen until the window closes even after a clean answer:
+  a second, slower meter must not go unnoticed;
 * removes the echo of its own request that some converters send back;
 * retries per the timing settings (EN 13757-2 §5.4: at most two repetitions by default),
   toggles the FCB for each further telegram of a multi-telegram answer and repeats it after a
@@ -403,8 +405,10 @@ class BusMaster:
         timing: Timing | None = None,
         name: str | None = None,
         queue: int = 16,
+        on_exchange: Callable[[Exchange], None] | None = None,
     ) -> None:
         self.transport = transport
+        self.on_exchange = on_exchange  # sees every exchange (a bus monitor, statistics)
         self.timing = timing or Timing()
         self.name = name or transport.name
         self.stats = BusStats()
@@ -594,7 +598,7 @@ class BusMaster:
             self.stats.garbled += 1
         else:
             self.stats.answers += 1
-        return Exchange(
+        exchange = Exchange(
             request,
             result,
             frames,
@@ -606,6 +610,9 @@ class BusMaster:
             stray=stray,
             detail=detail,
         )
+        if self.on_exchange is not None:
+            self.on_exchange(exchange)
+        return exchange
 
     async def _settle(self, quiet: float) -> None:
         """Wait until nothing has arrived for ``quiet`` seconds (the end of a garble)."""
@@ -823,7 +830,8 @@ class BusMaster:
         begun = trio.current_time()
         requests = 0
         for _ in range(times.select_attempts):
-            exchange = await self.exchange(snd_nke(request.address), times, expect_ack=True)
+            request_frame = snd_nke(request.address)
+            exchange = await self.exchange(request_frame, times, expect_ack=True, strict=True)
             requests += 1
             if exchange.outcome is Outcome.SILENT:
                 return Probe(ProbeKind.EMPTY, None, requests, trio.current_time() - begun)
@@ -842,7 +850,9 @@ class BusMaster:
             request.fabrication,
         )
         # One try only: silence is a definitive "nobody", garbage the signal to narrow down.
-        exchange = await self.exchange(selection, times, expect_ack=True)
+        # Listen until the window closes: a slower meter's E5 may still come, and a meter
+        # still waiting to send its E5 would not hear the REQ_UD2 that follows.
+        exchange = await self.exchange(selection, times, expect_ack=True, strict=True)
         if exchange.outcome is Outcome.SILENT:
             return Probe(ProbeKind.EMPTY, None, 1, trio.current_time() - begun)
         if exchange.outcome is Outcome.GARBLED:
