@@ -26,7 +26,6 @@ All waiting is on the trio clock, so the timing rules are tested under ``MockClo
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import functools
 import math
@@ -56,6 +55,7 @@ from mbusgw.gateway.settings import ConfigError, LineTiming
 from mbusgw.gateway.transport import ReconnectingLine, Transport, check_baudrate
 
 ADDRESS_SELECTED = 0xFD
+LONG_START = 0x68
 COLLISION_QUIET_CHARS = 20
 BITS_PER_CHAR = 11
 RSP_UD_FUNCTION = 0x08  # C field of a slave's user data, without the ACD/DFC bits
@@ -370,11 +370,20 @@ class _SetBaud:
 
 
 @dataclass
+class _Reply:
+    done: trio.Event = field(default_factory=trio.Event)
+    result: outcome.Outcome | None = None
+
+
+@dataclass
 class _Reception:
     events: list = field(default_factory=list)
     first_at: float | None = None
     last_at: float | None = None
     garbled: bool = False
+    head: bytes = b""  # the first two bytes: a long frame's length is in the second
+    count: int = 0  # bytes received
+    paced: bool = False
 
 
 def _expected_kind(event: object, expect_ack: bool | None) -> bool:
@@ -415,6 +424,9 @@ class BusMaster:
         self._requests, self._incoming = trio.open_memory_channel[tuple[Any, Any]](queue)
         self._rx_send, self._rx = trio.open_memory_channel[tuple[float, Any]](math.inf)
         self._quiet_at = -math.inf
+        self._pace_until = -math.inf
+        self._listening = False
+        self._processed = trio.Event()
         self._garbled = False
         self._fcb: dict[Any, bool] = {}
         self._handlers = {
@@ -437,16 +449,14 @@ class BusMaster:
             async for request, reply in self._incoming:
                 handler = self._handlers[type(request)]
                 try:
-                    result: outcome.Outcome = outcome.Value(await handler(request))
+                    reply.result = outcome.Value(await handler(request))
                 except trio.BrokenResourceError as exc:
                     error = LineDown(f"{self.name}: {exc}")
                     error.__cause__ = exc
-                    result = outcome.Error(error)
+                    reply.result = outcome.Error(error)
                 except Exception as exc:  # the caller gets it; the line keeps serving
-                    result = outcome.Error(exc)
-                # the caller may have given up waiting
-                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                    reply.send_nowait(result)
+                    reply.result = outcome.Error(exc)
+                reply.done.set()  # a caller that gave up waiting simply never looks
 
     async def _receive_forever(self) -> None:
         reconnects = isinstance(self.transport, ReconnectingLine)
@@ -464,13 +474,20 @@ class BusMaster:
                 eof = trio.BrokenResourceError(f"{self.name}: closed by the other end")
                 self._rx_send.send_nowait((trio.current_time(), eof))
                 return
+            processed = self._processed = trio.Event()
             self._rx_send.send_nowait((trio.current_time(), data))
+            if self._listening:
+                await processed.wait()  # the exchange looks at the bytes first
+            if self._pace_until > trio.current_time():
+                # the rest of a long frame is still on the wire: let it gather in the
+                # kernel's buffer instead of waking for every byte (CPU on weak hardware)
+                await trio.sleep_until(self._pace_until)
 
     async def submit(self, request: Any) -> Any:
-        reply_send, reply_receive = trio.open_memory_channel[outcome.Outcome](1)
-        await self._requests.send((request, reply_send))
-        result = await reply_receive.receive()
-        return result.unwrap()
+        reply = _Reply()
+        await self._requests.send((request, reply))
+        await reply.done.wait()
+        return reply.result.unwrap()
 
     # ------------------------------------------------------------------ public requests
 
@@ -561,7 +578,8 @@ class BusMaster:
     ) -> Exchange:
         """Send ``request`` and receive the answer. ``strict`` listens until the answer window
         has closed even after a complete frame (a scan must notice a second, late meter)."""
-        await trio.sleep_until(self._quiet_at + times.gap)
+        if self._quiet_at + times.gap > trio.current_time():
+            await trio.sleep_until(self._quiet_at + times.gap)
         if self._garbled:
             await self._settle(times.recovery)
         stray = self._drain()
@@ -614,6 +632,18 @@ class BusMaster:
             self.on_exchange(exchange)
         return exchange
 
+    def _pace(self, rec: _Reception, at: float, times: LineTimes) -> None:
+        """Once the length of the long frame being received is known, tell the receiving task
+        when the frame can be complete (once: if bytes are still missing then, it reads them
+        as they come)."""
+        head = rec.head
+        if rec.paced or len(head) < 2:
+            self._pace_until = -math.inf
+            return
+        rec.paced = True
+        if head[0] == LONG_START:
+            self._pace_until = at + (head[1] + 6 - rec.count) * times.char
+
     async def _settle(self, quiet: float) -> None:
         """Wait until nothing has arrived for ``quiet`` seconds (the end of a garble)."""
         since = self._quiet_at
@@ -634,31 +664,38 @@ class BusMaster:
         expect_ack: bool | None,
         strict: bool,
     ) -> _Reception:
+        self._listening = True
+        try:
+            return await self._collect(echo, window_end, times, expect_ack, strict)
+        finally:
+            self._listening = False
+            self._pace_until = -math.inf
+            self._processed.set()
+
+    async def _collect(
+        self,
+        echo: EchoCanceller,
+        window_end: float,
+        times: LineTimes,
+        expect_ack: bool | None,
+        strict: bool,
+    ) -> _Reception:
         parser = FrameParser()
         rec = _Reception()
         deadline = window_end
         while True:
             with trio.move_on_at(deadline):
                 at, data = await self._rx.receive()
-                if isinstance(data, BaseException):
-                    raise LineDown(str(data)) from data
-                data = echo.filter(data)
-                if not data:
-                    continue
-                self.stats.bytes_received += len(data)
-                if rec.first_at is None:
-                    rec.first_at = at
-                rec.last_at = at
-                parser.feed(data)
-                rec.events += parser.events()
-                events = rec.events
-                if any(isinstance(e, Discarded) for e in events) or len(events) > 1:
-                    rec.garbled = True
-                clean = not rec.garbled and parser.buffered == 0 and len(events) == 1
-                if clean and not strict and _expected_kind(events[0], expect_ack):
+                try:
+                    complete = self._take(rec, parser, echo, at, data, times, expect_ack)
+                finally:
+                    self._processed.set()  # the receiving task may go on (or pace itself)
+                if complete and not strict:
                     return rec
-                # wait for the rest; once garbled (or listening strictly) also for late meters
-                deadline = at + times.char_gap
+                # wait for the rest (which the receiving task may gather while paced); once
+                # garbled (or listening strictly) also for late meters
+                if rec.last_at is not None:
+                    deadline = max(rec.last_at, self._pace_until) + times.char_gap
                 if rec.garbled or strict:
                     deadline = max(deadline, window_end)
                 continue
@@ -672,6 +709,38 @@ class BusMaster:
             if any(isinstance(e, Discarded) for e in rec.events):
                 rec.garbled = True
             return rec
+
+    def _take(
+        self,
+        rec: _Reception,
+        parser: FrameParser,
+        echo: EchoCanceller,
+        at: float,
+        data: Any,
+        times: LineTimes,
+        expect_ack: bool | None,
+    ) -> bool:
+        """One chunk from the line; True once it completes a clean answer of the kind asked."""
+        if isinstance(data, BaseException):
+            raise LineDown(str(data)) from data
+        data = echo.filter(data)
+        if not data:
+            return False
+        self.stats.bytes_received += len(data)
+        if rec.first_at is None:
+            rec.first_at = at
+        rec.last_at = at
+        parser.feed(data)
+        if len(rec.head) < 2:
+            rec.head += data[: 2 - len(rec.head)]
+        rec.count += len(data)
+        self._pace(rec, at, times)
+        rec.events += parser.events()
+        events = rec.events
+        if any(isinstance(e, Discarded) for e in events) or len(events) > 1:
+            rec.garbled = True
+        clean = not rec.garbled and parser.buffered == 0 and len(events) == 1
+        return clean and _expected_kind(events[0], expect_ack)
 
     # ------------------------------------------------------------------ exchanges with retries
 
