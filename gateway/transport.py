@@ -13,6 +13,7 @@ attempted while the line is down fails at once with ``BrokenResourceError``.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import termios
@@ -120,7 +121,7 @@ class SerialStream(Transport):
             self._serial.close()
 
 
-def _open_serial_port(device: str, baud: int) -> serial.Serial:
+def _pyserial(device: str, baud: int) -> serial.Serial:
     return serial.Serial(
         port=device,
         baudrate=baud,
@@ -130,6 +131,30 @@ def _open_serial_port(device: str, baud: int) -> serial.Serial:
         timeout=0,
         exclusive=True,
     )
+
+
+def _open_serial_port(device: str, baud: int) -> serial.Serial:
+    try:
+        return _pyserial(device, baud)
+    except termios.error as exc:
+        if exc.args[0] != errno.EINVAL:
+            raise OSError(exc.args[0], f"cannot configure {device}: {exc.args[-1]}") from exc
+    # Some kernels' pseudo-terminals (which have no parity) refuse a settings change whose only
+    # effect would be the parity bit, as when the port is opened a second time. Change an
+    # unrelated output flag first, so that pyserial's settings are a real change again.
+    fd = os.open(device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        attrs = termios.tcgetattr(fd)
+        attrs[1] ^= termios.OPOST
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+    except termios.error as exc:
+        raise OSError(exc.args[0], f"cannot configure {device}: {exc.args[-1]}") from exc
+    finally:
+        os.close(fd)
+    try:
+        return _pyserial(device, baud)
+    except termios.error as exc:
+        raise OSError(exc.args[0], f"cannot configure {device}: {exc.args[-1]}") from exc
 
 
 async def open_serial(device: str, baud: int) -> SerialStream:

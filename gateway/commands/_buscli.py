@@ -91,26 +91,29 @@ class ProgressBar:
         self._stream = stream or sys.stderr
         self._tty = self._stream.isatty()
         self._width = width
-        self._shown = 0.0
-        self._drawn = False
+        self._shown_at = -1e9
+        self._line = ""  # the latest state
+        self._shown = ""  # what was last written
 
     def update(self, done: float, text: str, eta: float | None = None) -> None:
-        now = time.monotonic()
-        if now - self._shown < (0.1 if self._tty else 5.0) and done < 1.0:
-            return
-        self._shown = now
-        filled = int(self._width * min(max(done, 0.0), 1.0))
+        done = min(max(done, 0.0), 1.0)
+        filled = int(self._width * done + 1e-9)
         bar = "#" * filled + "." * (self._width - filled)
-        line = f"[{bar}] {100 * done:5.1f}%  {text}  left {_clock(eta)}"
-        if self._tty:
-            self._stream.write("\r" + line + "\x1b[K")
-            self._drawn = True
-        else:
-            self._stream.write(line + "\n")
+        self._line = f"[{bar}] {100 * done:5.1f}%  {text}  left {_clock(eta)}"
+        if time.monotonic() - self._shown_at >= (0.1 if self._tty else 5.0):
+            self._show()
+
+    def _show(self) -> None:
+        self._shown_at = time.monotonic()
+        self._shown = self._line
+        self._stream.write(("\r" + self._line + "\x1b[K") if self._tty else self._line + "\n")
         self._stream.flush()
 
     def close(self) -> None:
-        if self._drawn:
+        """Show the final state if it was not shown yet, and end the line."""
+        if self._line and self._line != self._shown:
+            self._show()
+        if self._tty and self._line:
             self._stream.write("\n")
             self._stream.flush()
-            self._drawn = False
+        self._line = self._shown = ""
