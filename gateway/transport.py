@@ -57,7 +57,7 @@ class StreamTransport(Transport):
     """Any trio stream (a TCP connection, a memory stream in tests) at a fixed baud rate."""
 
     def __init__(self, stream: trio.abc.Stream, baudrate: int, name: str = "stream") -> None:
-        self._stream = stream
+        self._io = stream
         self._baudrate = check_baudrate(baudrate)
         self.name = name
 
@@ -66,27 +66,27 @@ class StreamTransport(Transport):
         return self._baudrate
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
+        await self._io.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
+        await self._io.wait_send_all_might_not_block()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self._stream.receive_some(max_bytes)
+        return await self._io.receive_some(max_bytes)
 
     async def aclose(self) -> None:
-        await self._stream.aclose()
+        await self._io.aclose()
 
 
-class SerialStream(Transport):
+class SerialStream(StreamTransport):
     """An open serial port: pyserial owns the settings, trio does the I/O on a duplicate of its
     descriptor (non-blocking, woken by the kernel, no thread per read)."""
 
     def __init__(self, port: serial.Serial) -> None:
         self._serial = port
         self._wake_on_first_byte()
-        self._io = trio.lowlevel.FdStream(os.dup(port.fileno()))
-        self.name = port.port or "serial"
+        fd_stream = trio.lowlevel.FdStream(os.dup(port.fileno()))
+        super().__init__(fd_stream, int(port.baudrate), port.port or "serial")
 
     def _wake_on_first_byte(self) -> None:
         # pyserial leaves VMIN = 0, with which a read on an idle line returns b"" (end of
@@ -104,15 +104,6 @@ class SerialStream(Transport):
     def set_baudrate(self, baud: int) -> None:
         self._serial.baudrate = check_baudrate(baud)  # pyserial rewrites every setting
         self._wake_on_first_byte()
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._io.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._io.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self._io.receive_some(max_bytes)
 
     async def aclose(self) -> None:
         try:

@@ -62,31 +62,13 @@ def test_scan_and_read_a_simulated_converter(tmp_path: Path) -> None:
         assert reading["telegrams"][0]["header"]["id"] == ident
 
         state = tmp_path / "scan.json"
-        first = mbusgw(
-            "scan",
-            "--tcp",
-            sim["tcp"],
-            "--mode",
-            "secondary",
-            "--baud",
-            BAUD,
-            "--state",
-            str(state),
-        )
+        resumable = ["scan", "--tcp", sim["tcp"], "--mode", "secondary", "--baud", BAUD]
+        resumable += ["--state", str(state)]
+        first = mbusgw(*resumable)
         assert first.returncode == 0, first.stderr
         saved = json.loads(state.read_text())
         assert saved["pending"] == [] and len(saved["found"]) == 4
-        again = mbusgw(
-            "scan",
-            "--tcp",
-            sim["tcp"],
-            "--mode",
-            "secondary",
-            "--baud",
-            BAUD,
-            "--state",
-            str(state),
-        )
+        again = mbusgw(*resumable)
         assert again.returncode == 0 and again.stdout == first.stdout  # nothing left to probe
     assert sim["stats"]["sim0"]["requests"] > 0
 

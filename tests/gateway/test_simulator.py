@@ -186,15 +186,20 @@ async def _exchange(stream, request: bytes, wait: float) -> tuple[bytes, list[fl
     return data, times
 
 
-async def test_answers_take_real_time_on_the_wire(autojump_clock) -> None:
-    meter = make_meter("EFE_Engelmann-WaterStar", "11111111", primary=1)
-    line = SimLine([meter], 2400, forward_interval=0.0)
+async def _answer_on(line: SimLine, request: bytes) -> tuple[float, bytes, list[float]]:
     master, line_end = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(line.serve, line_end)
         start = trio.current_time()
-        answer, times = await _exchange(master, frame.req_ud2(1), 2.0)
+        answer, times = await _exchange(master, request, 2.0)
         nursery.cancel_scope.cancel()
+    return start, answer, times
+
+
+async def test_answers_take_real_time_on_the_wire(autojump_clock) -> None:
+    meter = make_meter("EFE_Engelmann-WaterStar", "11111111", primary=1)
+    line = SimLine([meter], 2400, forward_interval=0.0)
+    start, answer, times = await _answer_on(line, frame.req_ud2(1))
     assert len(answer) == 87
     # request 5 characters, turnaround 11 bit times, then one character per 11 bit times
     expected = [start + (5 + 1 + k + 1) * CHAR for k in range(87)]
@@ -205,12 +210,7 @@ async def test_answers_take_real_time_on_the_wire(autojump_clock) -> None:
 async def test_forwarding_in_chunks_still_ends_on_the_last_byte(autojump_clock) -> None:
     meter = make_meter("EFE_Engelmann-WaterStar", "11111111", primary=1)
     line = SimLine([meter], 2400, forward_interval=0.020)
-    master, line_end = trio.testing.memory_stream_pair()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(line.serve, line_end)
-        start = trio.current_time()
-        answer, times = await _exchange(master, frame.req_ud2(1), 2.0)
-        nursery.cancel_scope.cancel()
+    start, answer, times = await _answer_on(line, frame.req_ud2(1))
     assert len(answer) == 87 and len(times) < 87 / 4
     assert times[-1] == pytest.approx(start + 93 * CHAR)
 
