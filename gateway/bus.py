@@ -423,6 +423,7 @@ class BusMaster:
         self.stats = BusStats()
         self._requests, self._incoming = trio.open_memory_channel[tuple[Any, Any]](queue)
         self._rx_send, self._rx = trio.open_memory_channel[tuple[float, Any]](math.inf)
+        self._running = False
         self._quiet_at = -math.inf
         self._pace_until = -math.inf
         self._listening = False
@@ -442,21 +443,37 @@ class BusMaster:
     # ------------------------------------------------------------------ the bus task
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own the line until cancelled: read it continuously, serve requests one by one."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._receive_forever)
-            task_status.started()
-            async for request, reply in self._incoming:
-                handler = self._handlers[type(request)]
+        """Own the line until cancelled: read it continuously, serve requests one by one.
+        When it stops, the request in hand and those queued fail with LineDown."""
+        reply: _Reply | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._receive_forever)
+                self._running = True
+                task_status.started()
+                async for request, reply in self._incoming:
+                    handler = self._handlers[type(request)]
+                    try:
+                        reply.result = outcome.Value(await handler(request))
+                    except trio.BrokenResourceError as exc:
+                        error = LineDown(f"{self.name}: {exc}")
+                        error.__cause__ = exc
+                        reply.result = outcome.Error(error)
+                    except Exception as exc:  # the caller gets it; the line keeps serving
+                        reply.result = outcome.Error(exc)
+                    reply.done.set()  # a caller that gave up waiting simply never looks
+        finally:
+            self._running = False
+            stopped = LineDown(f"{self.name}: the bus task stopped")
+            waiting = [reply] if reply is not None and not reply.done.is_set() else []
+            while True:
                 try:
-                    reply.result = outcome.Value(await handler(request))
-                except trio.BrokenResourceError as exc:
-                    error = LineDown(f"{self.name}: {exc}")
-                    error.__cause__ = exc
-                    reply.result = outcome.Error(error)
-                except Exception as exc:  # the caller gets it; the line keeps serving
-                    reply.result = outcome.Error(exc)
-                reply.done.set()  # a caller that gave up waiting simply never looks
+                    waiting.append(self._incoming.receive_nowait()[1])
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            for pending in waiting:
+                pending.result = outcome.Error(stopped)
+                pending.done.set()
 
     async def _receive_forever(self) -> None:
         reconnects = isinstance(self.transport, ReconnectingLine)
@@ -484,6 +501,8 @@ class BusMaster:
                 await trio.sleep_until(self._pace_until)
 
     async def submit(self, request: Any) -> Any:
+        if not self._running:
+            raise LineDown(f"{self.name}: the bus task is not running")
         reply = _Reply()
         await self._requests.send((request, reply))
         await reply.done.wait()

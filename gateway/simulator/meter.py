@@ -35,7 +35,8 @@ CI_DATA_SEND = 0x51
 CI_SELECTION = 0x52
 SET_PRIMARY = b"\x01\x7a"  # DIF 01, VIF 7A: the primary address, one byte
 
-HEX_DIGITS = "0123456789ABCDE"  # F is the selection wildcard and never part of an ID
+HEX_DIGITS = "0123456789ABCDE"
+MAX_ANSWER_DELAY = 330 / 300 + 0.050  # the latest a compliant meter may answer, at 300 baud  # F is the selection wildcard and never part of an ID
 
 
 def _matches(mask: str, digits: str) -> bool:
@@ -74,6 +75,11 @@ class SimMeter:
             raise ValueError(f"identification {ident!r}: 8 digits 0-9/A-E (F is the wildcard)")
         if self.primary is not None and not 0 <= self.primary <= 250:
             raise ValueError(f"primary address {self.primary} is outside 0-250")
+        if self.answer_delay is not None and not 0 <= self.answer_delay <= MAX_ANSWER_DELAY:
+            raise ValueError(
+                f"answer delay {self.answer_delay} s is beyond EN 13757-2 (330 bit + 50 ms at "
+                "300 baud); a slow meter is made with extra_delay"
+            )
         self._parts = self.template.split(self.telegrams)
         self._rng = random.Random(self.seed)
         self.telegrams = len(self._parts)

@@ -283,6 +283,33 @@ async def test_a_caller_that_gives_up_does_not_disturb_the_line(sim_bus, autojum
         assert decode(reading.frames[0]).header.id == "12345678"
 
 
+async def test_callers_are_not_left_waiting_when_the_bus_stops(autojump_clock) -> None:
+    line = SimLine([meter()], 2400)
+    master_end, line_end = trio.testing.memory_stream_pair()
+    bus = BusMaster(StreamTransport(master_end, 2400))
+    with pytest.raises(LineDown, match="not running"):
+        await bus.read(at(1))
+    outcomes: list[BaseException] = []
+
+    async def reader() -> None:
+        try:
+            await bus.read(at(1))
+        except LineDown as exc:
+            outcomes.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(line.serve, line_end)
+        async with trio.open_nursery() as bus_nursery:
+            await bus_nursery.start(bus.run)
+            nursery.start_soon(reader)
+            nursery.start_soon(reader)
+            await trio.sleep(0.01)  # the first read is on the wire, the second queued
+            bus_nursery.cancel_scope.cancel()
+        await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert len(outcomes) == 2 and all("stopped" in str(e) for e in outcomes)
+
+
 def test_timing_settings() -> None:
     stored = Timing.from_settings(LineTiming(), {"read_retries": 1, "response_timeout_ms": 400})
     assert stored.read_attempts == 2 and stored.select_attempts == 3

@@ -135,6 +135,15 @@ def test_faults_silent_ignored_and_corrupted() -> None:
     assert meter.handle(ShortFrame(0, 0x40, 5), 0) is None
 
 
+def test_an_answer_delay_beyond_the_standard_is_refused() -> None:
+    with pytest.raises(ValueError, match="extra_delay"):
+        make_meter("GWF-MTKcoder", "00000042", answer_delay=2.0)
+    with pytest.raises(ValueError, match="0-250"):
+        make_meter("GWF-MTKcoder", "00000042", primary=251)
+    with pytest.raises(ValueError, match="wildcard"):
+        make_meter("GWF-MTKcoder", "0000004F")
+
+
 def test_populations() -> None:
     ids = random_ids(200, seed=4, style="pairs", hex_digits=True)
     assert len(set(ids)) == 200 and all("F" not in i for i in ids)
