@@ -35,8 +35,8 @@ CI_DATA_SEND = 0x51
 CI_SELECTION = 0x52
 SET_PRIMARY = b"\x01\x7a"  # DIF 01, VIF 7A: the primary address, one byte
 
-HEX_DIGITS = "0123456789ABCDE"
-MAX_ANSWER_DELAY = 330 / 300 + 0.050  # the latest a compliant meter may answer, at 300 baud  # F is the selection wildcard and never part of an ID
+HEX_DIGITS = "0123456789ABCDE"  # F is the selection wildcard and never part of an ID
+MAX_ANSWER_DELAY = 330 / 300 + 0.050  # the latest a compliant meter may answer, at 300 baud
 
 
 def _matches(mask: str, digits: str) -> bool:
