@@ -1,4 +1,4 @@
-"""Errors of the gateway program (settings errors are ``settings.ConfigError``).
+"""Errors of the trio program. ``ValueError`` subclasses are the caller's fault.
 
 ``BusError`` and its subclasses are what an exchange on a wired line can end in. They carry the
 address they were about and how many attempts were made, so the caller can log the reading as
@@ -46,3 +46,35 @@ class Collision(BusError):
 class LineDown(BusError):
     """The serial port or the TCP connection to the converter is not usable; ``__cause__``
     holds the transport's error."""
+
+
+class StoreError(GatewayError):
+    """The store could not do what was asked."""
+
+
+class StoreFull(StoreError):
+    """The store reached its size limit and pruning by policy freed nothing more."""
+
+
+class StoreClosed(StoreError):
+    """The store (or its writer) is closed; the request was not carried out."""
+
+
+class NotFound(StoreError, LookupError):
+    """No such meter, series or record in the store."""
+
+
+class StoreCorrupt(StoreError):
+    """Stored data failed a consistency check."""
+
+
+class StoreLocked(StoreError):
+    """Another process holds the store exclusively (for example a running gateway)."""
+
+
+class InvalidReading(StoreError, ValueError):
+    """A reading handed to the store is malformed; nothing of it was stored."""
+
+
+class BackupError(StoreError):
+    """A backup file is missing, truncated, corrupt or from an incompatible version."""
