@@ -4,9 +4,13 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip --disable-pip-version-check -q
 DATA   ?= var
-CORE_SOURCES = $(wildcard core/*.pyx core/*.pxd core/*.h)
+CORE_SOURCES = $(wildcard core/*.pyx core/*.pxd core/*.h) core/_vif_table.h
 
 .PHONY: install compile debug test test-debug lint bench run clean
+
+# The VIF tables are C arrays generated from one readable table.
+core/_vif_table.h: core/vif_table.csv core/units.py tools/gen_vif_table.py
+	$(PYTHON) tools/gen_vif_table.py
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -10,14 +10,28 @@ from mbusgw.core.errors import (
     MissingKeyError,
     UnsupportedError,
 )
+from mbusgw.core.records import (
+    RECORD_DTYPE,
+    Header,
+    Record,
+    Telegram,
+    decode,
+    decode_application,
+)
 
 __all__ = [
+    "RECORD_DTYPE",
     "ChecksumError",
     "DecodeError",
     "DecryptError",
     "EncodeError",
     "FrameError",
+    "Header",
     "MBusError",
     "MissingKeyError",
+    "Record",
+    "Telegram",
     "UnsupportedError",
+    "decode",
+    "decode_application",
 ]

@@ -8,7 +8,9 @@ import sys
 from collections.abc import Sequence
 
 # Modules that add a command: each defines register(subparsers) and sets a ``func`` default.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "mbusgw.gateway.commands.decode",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

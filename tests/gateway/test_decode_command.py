@@ -1,0 +1,95 @@
+"""``mbusgw decode``: hex in any spacing and case, stdin, table and JSON output, exit status."""
+
+from __future__ import annotations
+
+import io
+import json
+from decimal import Decimal
+from pathlib import Path
+
+from mbusgw.gateway import cli
+
+DATA = Path(__file__).parent.parent / "data" / "libmbus"
+WATER = (DATA / "test-frames" / "itron_cyble_m-bus_v1.4_water.hex").read_text().strip()
+BAD_DATA = (DATA / "error-frames" / "premature_end_of_data1.hex").read_text().strip()
+BUSY = (DATA / "error-frames" / "application_busy.hex").read_text().strip()
+
+
+def run(argv: list[str], stdin: str = "") -> tuple[int, str, str]:
+    args = cli.build_parser().parse_args(["decode", *argv])
+    out, err = io.StringIO(), io.StringIO()
+    status = args.func(args, stdin=io.StringIO(stdin), out=out, err=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_json_has_the_fixed_keys_and_exact_values() -> None:
+    status, out, err = run(["--json", WATER])
+    assert status == 0 and err == ""
+    telegram = json.loads(out, parse_float=Decimal)
+    assert set(telegram["header"]) == {
+        "id",
+        "manufacturer",
+        "version",
+        "medium",
+        "access_number",
+        "status",
+        "signature",
+    }
+    assert telegram["header"]["id"] == "12000071"
+    volume = telegram["records"][4]
+    assert set(volume) == {
+        "function",
+        "storage",
+        "tariff",
+        "subunit",
+        "quantity",
+        "unit",
+        "value",
+        "dif_vif",
+    }
+    assert volume["value"] == Decimal("123.49") and volume["unit"] == "m³"
+    assert '"value":123.49,' in out  # printed exactly, not through a float
+    assert telegram["records"][2]["value"] == "2012-01-24T13:43:00"
+    assert telegram["records"][1]["value"] == "TEST CYBLE"
+    assert telegram["records"][7]["value"] == "10011f"  # manufacturer data, wire order
+
+
+def test_hex_without_spaces_lower_case_and_as_separate_tokens() -> None:
+    joined = "".join(WATER.split()).lower()
+    expected = run(["--json", WATER])[1]
+    assert run(["--json", joined])[1] == expected
+    assert run(["--json", *WATER.split()])[1] == expected
+
+
+def test_stdin_one_frame_per_line_and_bad_frames_exit_non_zero() -> None:
+    status, out, err = run(["--json", "-"], stdin=f"{WATER}\n{BAD_DATA}\n\n{BUSY}\n")
+    assert status == 1
+    lines = out.splitlines()
+    assert len(lines) == 2
+    assert json.loads(lines[1])["error"] == {"code": 8, "text": "application busy"}
+    assert err == "line 2: DecodeError: premature end of record at data (at byte 32)\n"
+
+
+def test_checksum_error_is_typed_with_offset() -> None:
+    broken = WATER.split()
+    broken[-2] = f"{(int(broken[-2], 16) + 1) & 0xFF:02X}"
+    status, out, err = run([" ".join(broken)])
+    assert status == 1 and out == ""
+    assert err.startswith("input: ChecksumError: long frame checksum")
+    assert f"(at byte {len(broken) - 2})" in err
+
+
+def test_not_hex_is_an_error() -> None:
+    status, _, err = run(["68 zz"])
+    assert status == 1 and "not a hexadecimal digit" in err
+
+
+def test_human_table() -> None:
+    status, out, _ = run([WATER])
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("CI 0x72  id 12000071  manufacturer ACW  version 20")
+    assert "medium 0x07 (water)" in lines[0]
+    assert lines[1].split()[:3] == ["#", "function", "stor"]
+    assert "123.49" in lines[6] and "m³" in lines[6] and "0414" in lines[6]
+    assert len(lines) == 2 + 8
