@@ -77,13 +77,28 @@ def decode_reply(meter: Meter, reply: BusReply, read_at: datetime) -> MeterReadi
         telegrams = tuple(decode(frame) for frame in reply.frames)
     except MBusError as exc:
         return MeterReading(
-            meter, read_at, False, reply.frames, (), reply.attempts, reply.duration,
-            reply.reply_ended, f"{type(exc).__name__}: {exc}",
+            meter,
+            read_at,
+            False,
+            reply.frames,
+            (),
+            reply.attempts,
+            reply.duration,
+            reply.reply_ended,
+            f"{type(exc).__name__}: {exc}",
         )
     status = telegrams[0].header.status if telegrams else None
     return MeterReading(
-        meter, read_at, bool(telegrams), reply.frames, telegrams, reply.attempts,
-        reply.duration, reply.reply_ended, None if telegrams else "no telegram", status,
+        meter,
+        read_at,
+        bool(telegrams),
+        reply.frames,
+        telegrams,
+        reply.attempts,
+        reply.duration,
+        reply.reply_ended,
+        None if telegrams else "no telegram",
+        status,
     )
 
 
@@ -108,15 +123,23 @@ class ReadingPipeline:
     async def read_one(self, meter: Meter) -> MeterReading:
         line = self.lines.get(meter.interface)
         if line is None:
-            reading = MeterReading(meter, self.clock.now(), False,
-                                   error=f"interface {meter.interface!r} is not configured")
+            reading = MeterReading(
+                meter,
+                self.clock.now(),
+                False,
+                error=f"interface {meter.interface!r} is not configured",
+            )
         else:
             try:
                 reply = await line.read_meter(meter)
             except Exception as exc:
-                reading = MeterReading(meter, self.clock.now(), False,
-                                       error=f"{type(exc).__name__}: {exc}",
-                                       attempts=getattr(exc, "attempts", 0))
+                reading = MeterReading(
+                    meter,
+                    self.clock.now(),
+                    False,
+                    error=f"{type(exc).__name__}: {exc}",
+                    attempts=getattr(exc, "attempts", 0),
+                )
             else:
                 reading = decode_reply(meter, reply, self.clock.now())
         self._account(reading)
@@ -126,13 +149,24 @@ class ReadingPipeline:
         key = reading.meter.key
         health = self.health.setdefault(key, MeterHealth(key))
         event = health.record(
-            reading.read_at, reading.ok, retries=max(reading.attempts - 1, 0),
-            response_ms=reading.duration * 1000 if reading.ok else None, error=reading.error,
+            reading.read_at,
+            reading.ok,
+            retries=max(reading.attempts - 1, 0),
+            response_ms=reading.duration * 1000 if reading.ok else None,
+            error=reading.error,
         )
         if event is not None:
             self.events.publish(event)
-        self.live.update(LiveReading(key, reading.read_at, reading.ok, reading.telegrams,
-                                     reading.error, reading.reply_ended))
+        self.live.update(
+            LiveReading(
+                key,
+                reading.read_at,
+                reading.ok,
+                reading.telegrams,
+                reading.error,
+                reading.reply_ended,
+            )
+        )
 
     async def read_cycle(self, meters: Iterable[Meter]) -> CycleResult:
         """Read the given meters once, the lines in parallel."""
@@ -150,12 +184,21 @@ class ReadingPipeline:
             for line_meters in by_line.values():
                 nursery.start_soon(read_line, line_meters)
         result = CycleResult(started, self.clock.now(), readings)
-        self.events.publish(Event(CYCLE_FINISHED, result.finished, None, {
-            "meters": len(readings), "failed": len(result.failed)}))
+        self.events.publish(
+            Event(
+                CYCLE_FINISHED,
+                result.finished,
+                None,
+                {"meters": len(readings), "failed": len(result.failed)},
+            )
+        )
         return result
 
     async def run_continuous(
-        self, meters_of_line: Callable[[str], list[Meter]], *, task_status: Any = trio.TASK_STATUS_IGNORED
+        self,
+        meters_of_line: Callable[[str], list[Meter]],
+        *,
+        task_status: Any = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Continuous read mode: every line reads its active meters back to back, for ever.
         Values go to the snapshot only, never to the store."""
@@ -164,7 +207,9 @@ class ReadingPipeline:
                 nursery.start_soon(self._continuous_line, name, meters_of_line)
             task_status.started()
 
-    async def _continuous_line(self, name: str, meters_of_line: Callable[[str], list[Meter]]) -> None:
+    async def _continuous_line(
+        self, name: str, meters_of_line: Callable[[str], list[Meter]]
+    ) -> None:
         while True:
             meters = meters_of_line(name)
             if not meters:
