@@ -55,6 +55,9 @@ class MeterReading:
     status_byte: int | None = None
 
 
+MetersOfLine = Callable[[str], list[Meter]]
+"""The active meters of a line, asked afresh each round (installations change)."""
+
 ReadingSink = Callable[[Sequence[MeterReading]], Awaitable[None]]
 """Stores one cycle's readings durably; returns once they are committed."""
 
