@@ -5,6 +5,7 @@ PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip --disable-pip-version-check -q
 DATA   ?= var
 CORE_SOURCES = $(wildcard core/*.pyx core/*.pxd core/*.h) core/_vif_table.h
+PY_SOURCES   = $(shell find core gateway web -name '*.py')
 
 .PHONY: install compile debug test test-debug lint bench run clean
 
@@ -14,7 +15,7 @@ core/_vif_table.h: core/vif_table.csv core/units.py tools/gen_vif_table.py
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip "setuptools>=69" wheel "Cython>=3.0.10"
+	$(PIP) install --upgrade pip "setuptools>=69" wheel "Cython>=3.0.10" "numpy>=1.26"
 
 # The stamp is renewed whenever the package metadata or a compiled source changes.
 $(VENV)/.installed: $(PY) pyproject.toml setup.py $(CORE_SOURCES)
@@ -26,9 +27,11 @@ install: $(VENV)/.installed
 compile: install
 
 # A second environment with the bounds-checked build, for the property tests.
-$(VENV)-debug/.installed: pyproject.toml setup.py $(CORE_SOURCES)
+# (not editable: the Python sources are copied, so they are prerequisites too)
+$(VENV)-debug/.installed: pyproject.toml setup.py $(CORE_SOURCES) $(PY_SOURCES)
 	$(PYTHON) -m venv $(VENV)-debug
-	$(VENV)-debug/bin/python -m pip --disable-pip-version-check -q install "setuptools>=69" wheel "Cython>=3.0.10"
+	$(VENV)-debug/bin/python -m pip --disable-pip-version-check -q install "setuptools>=69" wheel \
+		"Cython>=3.0.10" "numpy>=1.26"
 	rm -rf build/debug
 	MBUSGW_DEBUG=1 $(VENV)-debug/bin/python -m pip --disable-pip-version-check -q install \
 		--no-build-isolation '.[test]'

@@ -7,6 +7,7 @@ property tests that hunt for overruns the release build would not notice.
 import os
 from pathlib import Path
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
@@ -20,10 +21,13 @@ directives = {
     "cdivision": True,
     "embedsignature": True,
 }
-macros = []
+macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 if DEBUG:
     directives["linetrace"] = True
     macros.append(("CYTHON_TRACE_NOGIL", "1"))
+else:
+    # `assert` in the .pyx files checks invariants of the debug build only
+    macros.append(("CYTHON_WITHOUT_ASSERTIONS", None))
 
 # The three code folders install as mbusgw.core, mbusgw.gateway and mbusgw.web (with subpackages).
 TOP_LEVEL = ("core", "gateway", "web")
@@ -37,7 +41,7 @@ extensions = [
     Extension(
         f"mbusgw.core.{pyx.stem}",
         [str(pyx)],
-        include_dirs=["core"],
+        include_dirs=["core", numpy.get_include()],
         define_macros=macros,
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O2"],
     )
@@ -52,7 +56,9 @@ setup(
         extensions,
         compiler_directives=directives,
         include_path=["core"],
-        build_dir="build/cython-debug" if DEBUG else None,
+        build_dir="build/debug/cython" if DEBUG else None,
     ),
+    # a separate build tree, so a debug build never picks up release objects (or vice versa)
+    options={"build": {"build_base": "build/debug"}} if DEBUG else {},
     zip_safe=False,
 )

@@ -66,6 +66,20 @@ class UnsupportedError(DecodeError):
     """Legal per the standard but not decoded by this gateway (said plainly, never guessed)."""
 
 
+class LayoutUnknownError(DecodeError):
+    """A compact frame whose record layout (format signature) has not been seen yet: a full
+    frame of the same meter must arrive first."""
+
+    def __init__(
+        self, message: str, offset: int | None = None, signature: int | None = None
+    ) -> None:
+        super().__init__(message, offset)
+        self.signature = signature
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.offset, self.signature))
+
+
 class DecryptError(MBusError):
     """Decryption failed its check (0x2F2F, payload CRC, MAC): almost always a wrong key."""
 

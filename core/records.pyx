@@ -1,8 +1,10 @@
 """EN 13757-3 application layer: headers, DIF/DIFE/VIF/VIFE records, every data type.
 
-The decode loop is C: a bounds-checked cursor walks the bytes and fills ``RecordC`` structs in a
-scratch buffer, which is copied once into the telegram (no Python object per record). The record
-array (numpy, ``RECORD_DTYPE``) and the ``Record`` objects are built only when asked for.
+The decode loop is C: a bounds-checked cursor walks the bytes (every read is preceded by a
+length check; the debug build, MBUSGW_DEBUG=1, also asserts that the cursor stayed inside) and
+fills ``RecordC`` structs in a scratch buffer, which is copied once into the telegram (no Python
+object per record). The record array (numpy, ``RECORD_DTYPE``) and the ``Record`` objects are
+built only when asked for.
 
 Values stay exact: integers and BCD as ``mantissa * 10**exponent`` already scaled to the base
 unit of the VIF table (Wh, J, m³, kg, W, ...); non-decimal factors such as minutes to seconds go
@@ -13,12 +15,17 @@ into the mantissa. Only real32 data is a float. The VIF tables are C arrays gene
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.datetime cimport date_new, datetime_new, import_datetime, time_new
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF
 from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
+
+cimport numpy as cnp
 
 from _mbus cimport mbus_sum8
 
 import datetime as _dt
+from collections import namedtuple
 from decimal import Decimal
 
 import numpy as np
@@ -37,6 +44,7 @@ from mbusgw.core.units import (
     unit_symbol,
 )
 
+# The VIF tables, and the codes of units.py as C enums (both generated).
 cdef extern from "_vif_table.h":
     ctypedef struct mbus_vif_entry:
         uint8_t name
@@ -51,6 +59,30 @@ cdef extern from "_vif_table.h":
     const mbus_vif_entry MBUS_VIF_COMBINABLE_EXT[128]
     const mbus_vif_entry MBUS_VIF_FIXED[128]
     enum:
+        KIND_NONE
+        KIND_DECIMAL
+        KIND_REAL
+        KIND_DATE
+        KIND_DATETIME
+        KIND_TIME
+        KIND_TEXT
+        KIND_BYTES
+        KIND_BCD_ERROR
+        FLAG_INVALID
+        FLAG_SUMMER_TIME
+        FLAG_MANUFACTURER_VIFE
+        FLAG_MORE_MODIFIERS
+        FLAG_SCALE_OVERFLOW
+        FUNCTION_MANUFACTURER_SPECIFIC
+        FUNCTION_MORE_RECORDS_FOLLOW
+        QUANTITY_ANY_VIF
+        QUANTITY_MANUFACTURER_DATA
+        UNIT_NONE
+        UNIT_S
+        UNIT_MIN
+        UNIT_H
+        UNIT_DAY
+        UNIT_PLAIN_TEXT
         EFFECT_VALUE
         EFFECT_DATE
         EFFECT_PLAIN_TEXT
@@ -68,7 +100,7 @@ cdef extern from "_vif_table.h":
         EFFECT_EXTENSION
 
 
-# One decoded record. Field order = RECORD_DTYPE (built from the real offsets below).
+# One decoded record; RECORD_DTYPE is built from the offsets of these fields.
 ctypedef struct RecordC:
     int64_t mantissa
     double real
@@ -102,6 +134,15 @@ ctypedef struct HeaderC:
     bint has_id, has_access
 
 
+cdef extern from "numpy/arrayobject.h":
+    ctypedef struct _Descr "PyArray_Descr"
+    # declared here because numpy's .pxd leaves it out; steals a reference to ``descr``
+    object _array_from_descr "PyArray_NewFromDescr" (
+        PyTypeObject* subtype, _Descr* descr, int nd, cnp.npy_intp* dims,
+        cnp.npy_intp* strides, void* data, int flags, PyObject* obj)
+
+cnp.import_array()
+
 cdef extern from *:
     bint __builtin_mul_overflow(int64_t a, int64_t b, int64_t* out) nogil
 
@@ -114,37 +155,6 @@ cdef enum:
     LONG_HEADER = 12
     SHORT_HEADER = 4
     FIXED_DATA = 16
-
-cdef enum Kind:
-    K_NONE = 0
-    K_DECIMAL = 1
-    K_REAL = 2
-    K_DATE = 3
-    K_DATETIME = 4
-    K_TIME = 5
-    K_TEXT = 6
-    K_BYTES = 7
-    K_BCD_ERROR = 8
-
-cdef enum:
-    F_INVALID = 0x01
-    F_SUMMER_TIME = 0x02
-    F_MANUFACTURER_VIFE = 0x04
-    F_MORE_MODIFIERS = 0x08
-    F_SCALE_OVERFLOW = 0x10
-
-cdef enum:
-    FN_MANUFACTURER = 4
-    FN_MORE_RECORDS = 5
-    Q_UNKNOWN = 0
-    Q_ANY_VIF = 21
-    Q_MANUFACTURER_DATA = 86
-    U_NONE = 0
-    U_MIN = 6
-    U_H = 7
-    U_DAY = 8
-    U_PLAIN_TEXT = 31
-    MOD_UNKNOWN = 1
 
 # The module-level scratch buffer: decoding holds the GIL and calls no Python code between
 # filling it and copying it out, so one buffer serves every call.
@@ -244,11 +254,11 @@ cdef void _date_g(uint64_t v, RecordC* r) noexcept:
     cdef int day = v & 0x1F
     cdef int month = (v >> 8) & 0x0F
     cdef int year = _two_digit_year(((v >> 5) & 0x07) | ((v >> 9) & 0x78))
-    r.kind = K_DATE
+    r.kind = KIND_DATE
     if _valid_date(year, month, day):
         r.mantissa = _days_from_civil(year, month, day) * 86400
     else:
-        r.flags |= F_INVALID
+        r.flags |= FLAG_INVALID
 
 
 cdef void _datetime_f(uint64_t v, RecordC* r) noexcept:
@@ -259,15 +269,15 @@ cdef void _datetime_f(uint64_t v, RecordC* r) noexcept:
     cdef int month = (v >> 24) & 0x0F
     cdef int yy = ((v >> 21) & 0x07) | ((v >> 25) & 0x78)
     cdef int year = _two_digit_year(yy) if hundred == 0 else 1900 + 100 * hundred + yy
-    r.kind = K_DATETIME
+    r.kind = KIND_DATETIME
     if v & 0x80:
-        r.flags |= F_INVALID
+        r.flags |= FLAG_INVALID
     if v & 0x8000:
-        r.flags |= F_SUMMER_TIME
+        r.flags |= FLAG_SUMMER_TIME
     if minute < 60 and hour < 24 and _valid_date(year, month, day):
         r.mantissa = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60
     else:
-        r.flags |= F_INVALID
+        r.flags |= FLAG_INVALID
 
 
 cdef void _datetime_i(uint64_t v, RecordC* r) noexcept:
@@ -279,27 +289,27 @@ cdef void _datetime_i(uint64_t v, RecordC* r) noexcept:
     cdef int day = (v >> 24) & 0x1F
     cdef int month = (v >> 32) & 0x0F
     cdef int year = _two_digit_year(((v >> 29) & 0x07) | ((v >> 33) & 0x78))
-    r.kind = K_DATETIME
+    r.kind = KIND_DATETIME
     if v & 0x8000:
-        r.flags |= F_INVALID
+        r.flags |= FLAG_INVALID
     if v & 0x800000:
-        r.flags |= F_SUMMER_TIME
+        r.flags |= FLAG_SUMMER_TIME
     if second < 60 and minute < 60 and hour < 24 and _valid_date(year, month, day):
         r.mantissa = (_days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60
                       + second)
     else:
-        r.flags |= F_INVALID
+        r.flags |= FLAG_INVALID
 
 
 cdef void _time_j(uint64_t v, RecordC* r) noexcept:
     cdef int second = v & 0x3F
     cdef int minute = (v >> 8) & 0x3F
     cdef int hour = (v >> 16) & 0x1F
-    r.kind = K_TIME
+    r.kind = KIND_TIME
     if second < 60 and minute < 60 and hour < 24:
         r.mantissa = hour * 3600 + minute * 60 + second
     else:
-        r.flags |= F_INVALID
+        r.flags |= FLAG_INVALID
 
 
 # ------------------------------------------------------------------ records
@@ -327,41 +337,50 @@ cdef inline void _add_modifier(RecordC* r, uint8_t modifier) noexcept:
     elif r.modifier2 == 0:
         r.modifier2 = modifier
     else:
-        r.flags |= F_MORE_MODIFIERS
+        r.flags |= FLAG_MORE_MODIFIERS
 
 
-cdef int _scale(RecordC* r, uint32_t multiplier, uint8_t fallback_unit) noexcept:
-    """Multiply an exact value by a non-decimal factor (minutes to seconds ...)."""
+cdef int _scale(RecordC* r, uint32_t multiplier) noexcept:
+    """Multiply an exact value by a non-decimal factor (minutes to seconds ...). If that would
+    overflow, a duration keeps the unit the meter sent and anything else becomes a float;
+    either way the record is flagged."""
     cdef int64_t out
+    cdef uint8_t native
     if multiplier == 1:
         return 0
-    if r.kind == K_REAL:
+    if r.kind == KIND_REAL:
         r.real *= multiplier
-    elif r.kind == K_DECIMAL:
-        if __builtin_mul_overflow(r.mantissa, <int64_t>multiplier, &out):
-            r.flags |= F_SCALE_OVERFLOW
-            r.unit = fallback_unit
-        else:
+    elif r.kind == KIND_DECIMAL:
+        if not __builtin_mul_overflow(r.mantissa, <int64_t>multiplier, &out):
             r.mantissa = out
+            return 0
+        r.flags |= FLAG_SCALE_OVERFLOW
+        native = _native_time_unit(multiplier)
+        if r.unit == UNIT_S and native != UNIT_NONE:
+            r.unit = native
+        else:
+            r.kind = KIND_REAL
+            r.real = <double>r.mantissa * multiplier
+            r.mantissa = 0
     return 0
 
 
 cdef inline uint8_t _native_time_unit(uint32_t multiplier) noexcept:
     if multiplier == 60:
-        return U_MIN
+        return UNIT_MIN
     if multiplier == 3600:
-        return U_H
+        return UNIT_H
     if multiplier == 86400:
-        return U_DAY
-    return U_NONE
+        return UNIT_DAY
+    return UNIT_NONE
 
 
 cdef int _manufacturer_record(Cursor* c, Py_ssize_t start, uint8_t dif) except -1:
     cdef RecordC* r = _new_record(c, start)
     r.difvif_length = 1
-    r.function = FN_MORE_RECORDS if dif == 0x1F else FN_MANUFACTURER
-    r.quantity = Q_MANUFACTURER_DATA
-    r.kind = K_BYTES
+    r.function = FUNCTION_MORE_RECORDS_FOLLOW if dif == 0x1F else FUNCTION_MANUFACTURER_SPECIFIC
+    r.quantity = QUANTITY_MANUFACTURER_DATA
+    r.kind = KIND_BYTES
     r.data_offset = <uint16_t>c.pos
     r.data_length = <uint16_t>(c.end - c.pos)
     c.mdata_offset = c.pos
@@ -401,16 +420,16 @@ cdef int _decode_value(Cursor* c, RecordC* r, int field, uint8_t effect) except 
         c.pos += 1
         if lvar <= 0xBF:
             n = lvar
-            r.kind = K_TEXT
+            r.kind = KIND_TEXT
         elif lvar <= 0xC9 or 0xD0 <= lvar <= 0xD9:
             n = lvar & 0x0F
-            r.kind = K_DECIMAL
+            r.kind = KIND_DECIMAL
         elif 0xE0 <= lvar <= 0xEF:
             n = lvar - 0xE0
-            r.kind = K_DECIMAL if n <= 8 else K_BYTES
+            r.kind = KIND_DECIMAL if n <= 8 else KIND_BYTES
         elif 0xF0 <= lvar <= 0xFA:
             n = 4 * (lvar - 0xEC)
-            r.kind = K_BYTES
+            r.kind = KIND_BYTES
         else:
             _fail(f"reserved LVAR 0x{lvar:02X}", c.pos - 1, c.count)
         _need(c, n, "data")
@@ -418,22 +437,23 @@ cdef int _decode_value(Cursor* c, RecordC* r, int field, uint8_t effect) except 
         r.data_length = <uint16_t>n
         q = c.p + c.pos
         c.pos += n
-        if r.kind == K_DECIMAL:
+        assert c.pos <= c.end, "variable length data read past the payload"
+        if r.kind == KIND_DECIMAL:
             if lvar >= 0xE0:
                 r.mantissa = _sign_extend(_read_uint(q, <int>n, c.msb_first), <int>n) if n else 0
             elif n > 8:
-                r.kind = K_BYTES
+                r.kind = KIND_BYTES
             elif n and not _bcd(_read_uint(q, <int>n, c.msb_first), <int>n, &r.mantissa):
-                r.kind = K_BCD_ERROR
-                r.flags |= F_INVALID
+                r.kind = KIND_BCD_ERROR
+                r.flags |= FLAG_INVALID
                 r.mantissa = <int64_t>_read_uint(q, <int>n, c.msb_first)
             elif lvar >= 0xD0:
                 r.mantissa = -r.mantissa
         elif effect == EFFECT_RAW:
-            r.kind = K_BYTES
+            r.kind = KIND_BYTES
         return 0
     if field == 0 or field == 8:
-        r.kind = K_NONE
+        r.kind = KIND_NONE
         r.data_offset = <uint16_t>c.pos
         return 0
     n = _field_size(field)
@@ -442,14 +462,15 @@ cdef int _decode_value(Cursor* c, RecordC* r, int field, uint8_t effect) except 
     r.data_length = <uint16_t>n
     q = c.p + c.pos
     c.pos += n
+    assert c.pos <= c.end, "data field read past the payload"
     raw = _read_uint(q, <int>n, c.msb_first)
     if effect == EFFECT_RAW:
-        r.kind = K_BYTES
+        r.kind = KIND_BYTES
     elif field == 5:
         bits = <uint32_t>raw
         memcpy(&f, &bits, 4)
         r.real = f
-        r.kind = K_REAL
+        r.kind = KIND_REAL
     elif effect == EFFECT_DATE and field <= 7:
         if n == 2:
             _date_g(raw, r)
@@ -460,17 +481,17 @@ cdef int _decode_value(Cursor* c, RecordC* r, int field, uint8_t effect) except 
         elif n == 6:
             _datetime_i(raw, r)
         else:
-            r.kind = K_DECIMAL
+            r.kind = KIND_DECIMAL
             r.mantissa = _sign_extend(raw, <int>n)
     elif field <= 7:
-        r.kind = K_DECIMAL
+        r.kind = KIND_DECIMAL
         r.mantissa = _sign_extend(raw, <int>n)
     elif _bcd(raw, <int>n, &value):
-        r.kind = K_DECIMAL
+        r.kind = KIND_DECIMAL
         r.mantissa = value
     else:
-        r.kind = K_BCD_ERROR
-        r.flags |= F_INVALID
+        r.kind = KIND_BCD_ERROR
+        r.flags |= FLAG_INVALID
         r.mantissa = <int64_t>raw
     return 0
 
@@ -486,7 +507,7 @@ cdef int _decode_record(Cursor* c) except -1:
     cdef const mbus_vif_entry* ce
     cdef uint8_t effect
     cdef int exponent
-    cdef uint32_t multiplier, duration_multiplier = 1
+    cdef uint32_t multiplier
     cdef RecordC* r
     c.pos += 1
     if dif == 0x0F or dif == 0x1F:
@@ -497,7 +518,7 @@ cdef int _decode_record(Cursor* c) except -1:
         # global readout request: a one-byte record without VIF or data
         r = _new_record(c, start)
         r.difvif_length = 1
-        r.quantity = Q_ANY_VIF
+        r.quantity = QUANTITY_ANY_VIF
         r.data_offset = <uint16_t>c.pos
         c.count += 1
         return 0
@@ -553,7 +574,7 @@ cdef int _decode_record(Cursor* c) except -1:
     if effect == EFFECT_MANUFACTURER:
         manufacturer_vife = True    # VIFEs after VIF 0x7F/0xFF are the manufacturer's too
         if ext:
-            r.flags |= F_MANUFACTURER_VIFE
+            r.flags |= FLAG_MANUFACTURER_VIFE
     while ext:
         if c.pos >= c.end:
             _fail("premature end of record at VIFE", c.pos, c.count)
@@ -580,16 +601,16 @@ cdef int _decode_record(Cursor* c) except -1:
             combinable_ext = True
         elif ce.effect == EFFECT_MANUFACTURER:
             manufacturer_vife = True
-            r.flags |= F_MANUFACTURER_VIFE
+            r.flags |= FLAG_MANUFACTURER_VIFE
         else:
             _add_modifier(r, ce.name)
             if ce.effect == EFFECT_DATE:
                 effect = EFFECT_DATE
-                r.unit = U_NONE
+                r.unit = UNIT_NONE
                 exponent = 0
                 multiplier = 1
             elif ce.effect == EFFECT_COUNT:
-                r.unit = U_NONE
+                r.unit = UNIT_NONE
                 exponent = 0
                 multiplier = 1
             elif ce.effect == EFFECT_DURATION:
@@ -597,12 +618,13 @@ cdef int _decode_record(Cursor* c) except -1:
                 exponent = 0
                 multiplier = ce.multiplier
     r.difvif_length = <uint16_t>(c.pos - start)
+    assert c.pos <= c.end, "DIF/VIF read past the payload"
     _decode_value(c, r, dif & 0x0F, effect)
-    if r.kind == K_DECIMAL or r.kind == K_REAL:
+    if r.kind == KIND_DECIMAL or r.kind == KIND_REAL:
         if exponent < -128 or exponent > 127:
             _fail(f"decimal exponent {exponent} out of range", start, c.count)
         r.exponent = <int8_t>exponent
-        _scale(r, multiplier, _native_time_unit(multiplier))
+        _scale(r, multiplier)
     c.count += 1
     return 0
 
@@ -631,15 +653,15 @@ cdef int _fixed_record(Cursor* c, Py_ssize_t at, uint8_t unit_code, Py_ssize_t u
     r.data_offset = <uint16_t>at
     r.data_length = 4
     if binary:
-        r.kind = K_DECIMAL
+        r.kind = KIND_DECIMAL
         r.mantissa = _sign_extend(raw, 4)
     elif _bcd(raw, 4, &r.mantissa):
-        r.kind = K_DECIMAL
+        r.kind = KIND_DECIMAL
     else:
-        r.kind = K_BCD_ERROR
-        r.flags |= F_INVALID
+        r.kind = KIND_BCD_ERROR
+        r.flags |= FLAG_INVALID
         r.mantissa = <int64_t>raw
-    if r.kind == K_DECIMAL:
+    if r.kind == KIND_DECIMAL:
         r.exponent = entry.exponent
     c.count += 1
     return 0
@@ -717,6 +739,9 @@ def _record_dtype():
 
 RECORD_DTYPE = _record_dtype()
 
+ApplicationError = namedtuple("ApplicationError", "code text")
+ApplicationError.__doc__ = "The application error a CI 0x70 telegram reports."
+
 
 cdef class Header:
     """The fields of the telegram header (None where the CI's header does not carry them)."""
@@ -757,7 +782,23 @@ cdef class Header:
 
 
 cdef str _letters(uint16_t code):
-    return "".join([chr(((code >> shift) & 0x1F) + 64) for shift in (10, 5, 0)])
+    """The manufacturer field as three letters (5 bits each, A = 1)."""
+    cdef char out[3]
+    cdef int i
+    for i in range(3):
+        out[i] = <char>(((code >> (10 - 5 * i)) & 0x1F) + 64)
+    return out[:3].decode("latin-1")
+
+
+cdef str _id_digits(const uint8_t* id_bytes):
+    """Four bytes, most significant first, as eight hex digits (BCD digits read as decimal)."""
+    cdef char out[8]
+    cdef int i
+    cdef const char* digits = b"0123456789ABCDEF"
+    for i in range(4):
+        out[2 * i] = digits[id_bytes[i] >> 4]
+        out[2 * i + 1] = digits[id_bytes[i] & 0x0F]
+    return out[:8].decode("ascii")
 
 
 cdef class Record:
@@ -791,7 +832,7 @@ cdef class Record:
 
     @property
     def unit(self) -> str:
-        if self._r.unit != U_PLAIN_TEXT:
+        if self._r.unit != UNIT_PLAIN_TEXT:
             return _UNIT_SYMBOLS[self._r.unit]
         text = self._payload[self._r.text_offset:self._r.text_offset + self._r.text_length]
         return (text if self._msb_first else text[::-1]).decode("latin-1")
@@ -820,11 +861,11 @@ cdef class Record:
 
     @property
     def invalid(self) -> bool:
-        return self._r.flags & F_INVALID != 0
+        return self._r.flags & FLAG_INVALID != 0
 
     @property
     def summer_time(self) -> bool:
-        return self._r.flags & F_SUMMER_TIME != 0
+        return self._r.flags & FLAG_SUMMER_TIME != 0
 
     @property
     def flags(self) -> int:
@@ -876,31 +917,31 @@ cdef object _value(const RecordC* r, bytes payload, bint msb_first):
     cdef int64_t m = r.mantissa
     cdef int y, mo, d
     cdef bytes data
-    if k == K_DECIMAL:
+    if k == KIND_DECIMAL:
         if r.exponent >= 0:
             return m * _POW10[r.exponent] if r.exponent else m
         return Decimal(m) * _NEG_POW10[-r.exponent]
-    if k == K_REAL:
+    if k == KIND_REAL:
         return r.real * 10.0 ** r.exponent if r.exponent else r.real
-    if k == K_DATE or k == K_DATETIME:
-        if r.flags & F_INVALID and m == 0:
+    if k == KIND_DATE or k == KIND_DATETIME:
+        if r.flags & FLAG_INVALID and m == 0:
             return None
         _civil_from_days(m // 86400, &y, &mo, &d)
-        if k == K_DATE:
+        if k == KIND_DATE:
             return date_new(y, mo, d)
         m = m % 86400
         return datetime_new(y, mo, d, <int>(m // 3600), <int>((m // 60) % 60), <int>(m % 60),
                             0, None)
-    if k == K_TIME:
-        if r.flags & F_INVALID:
+    if k == KIND_TIME:
+        if r.flags & FLAG_INVALID:
             return None
         return time_new(<int>(m // 3600), <int>((m // 60) % 60), <int>(m % 60), 0, None)
-    if k == K_TEXT:
+    if k == KIND_TEXT:
         data = payload[r.data_offset:r.data_offset + r.data_length]
         return (data if msb_first else data[::-1]).decode("latin-1")
-    if k == K_BYTES:
+    if k == KIND_BYTES:
         return payload[r.data_offset:r.data_offset + r.data_length]
-    if k == K_BCD_ERROR:
+    if k == KIND_BCD_ERROR:
         return format(<uint64_t>m, "0%dX" % (2 * r.data_length))
     return None
 
@@ -939,7 +980,7 @@ cdef class Telegram:
         cdef HeaderC* c = &self._h
         h.ci = self.ci
         if c.has_id:
-            h.id = (<bytes>PyBytes_FromStringAndSize(<char*>c.id_bytes, 4)).hex().upper()
+            h.id = _id_digits(c.id_bytes)
             h.manufacturer = _letters(c.manufacturer)
             h.version = c.version
             h.medium = c.medium
@@ -953,7 +994,7 @@ cdef class Telegram:
         elif given is not None:
             h.access_number, h.status, h.signature = (given.access_number, given.status,
                                                       given.signature)
-        if self.ci == 0x73:
+        if self.ci == 0x73 or self.ci == 0x77:
             h.manufacturer = None
             h.version = None
             h.signature = None
@@ -961,9 +1002,19 @@ cdef class Telegram:
 
     @property
     def array(self):
-        """One row per record, dtype ``RECORD_DTYPE``; offsets point into ``payload``."""
+        """One row per record, dtype ``RECORD_DTYPE``; offsets point into ``payload``.
+
+        A read-only view of the decoder's buffer (no copy)."""
+        cdef cnp.npy_intp dims[1]
         if self._array is None:
-            self._array = np.frombuffer(self._buffer, dtype=RECORD_DTYPE)
+            dims[0] = self._count
+            Py_INCREF(RECORD_DTYPE)
+            array = _array_from_descr(
+                <PyTypeObject*>np.ndarray, <_Descr*><PyObject*>RECORD_DTYPE, 1, dims, NULL,
+                <void*>PyBytes_AS_STRING(self._buffer),
+                cnp.NPY_ARRAY_ALIGNED | cnp.NPY_ARRAY_C_CONTIGUOUS, NULL)
+            cnp.set_array_base(array, self._buffer)
+            self._array = array
         return self._array
 
     @property
@@ -989,11 +1040,11 @@ cdef class Telegram:
 
     @property
     def error(self):
-        """``(code, text)`` of a CI 0x70 application error, else None."""
+        """``ApplicationError(code, text)`` of a CI 0x70 telegram, else None."""
         if self._error_code < 0:
             return None
-        return (self._error_code,
-                APPLICATION_ERRORS.get(self._error_code, f"unknown error (0x{self._error_code:02X})"))
+        return ApplicationError(self._error_code, APPLICATION_ERRORS.get(
+            self._error_code, f"unknown error (0x{self._error_code:02X})"))
 
     @property
     def alarm(self):
@@ -1022,9 +1073,10 @@ cdef class Telegram:
         return f"Telegram(ci=0x{self.ci:02X}, records={self._count}, header={self.header!r})"
 
 
-cdef void _read_header(Cursor* c, HeaderC* h, bint long_header) noexcept:
+cdef int _read_header(Cursor* c, HeaderC* h, bint long_header) except -1:
     cdef const uint8_t* q = c.p + c.pos
     cdef int i
+    assert c.pos + (LONG_HEADER if long_header else SHORT_HEADER) <= c.end, "header past payload"
     if long_header:
         for i in range(4):
             h.id_bytes[i] = q[i] if c.msb_first else q[3 - i]
@@ -1039,6 +1091,7 @@ cdef void _read_header(Cursor* c, HeaderC* h, bint long_header) noexcept:
     h.signature = <uint16_t>_read_uint(q + 2, 2, c.msb_first)
     h.has_access = True
     c.pos += 4
+    return 0
 
 
 cdef Telegram _decode(bytes payload, Py_ssize_t start, Py_ssize_t end, int ci, Header given):
@@ -1060,7 +1113,7 @@ cdef Telegram _decode(bytes payload, Py_ssize_t start, Py_ssize_t end, int ci, H
     c.p = <const uint8_t*>PyBytes_AS_STRING(payload)
     c.pos = start
     c.end = end
-    c.msb_first = ci == 0x76
+    c.msb_first = ci == 0x76 or ci == 0x77
     c.count = 0
     c.mdata_offset = -1
     c.more_follow = False
@@ -1097,7 +1150,7 @@ cdef Telegram _decode(bytes payload, Py_ssize_t start, Py_ssize_t end, int ci, H
             _decode_records(&c)
         elif ci == 0x78 or ci == 0x51:
             _decode_records(&c)
-        elif ci == 0x73:
+        elif ci == 0x73 or ci == 0x77:
             if n != FIXED_DATA:
                 raise DecodeError(f"fixed data structure needs {FIXED_DATA} bytes, got {n}",
                                   end if n < FIXED_DATA else start + FIXED_DATA)
@@ -1120,16 +1173,20 @@ cdef int _decode_fixed(Cursor* c, HeaderC* h) except -1:
     cdef const uint8_t* q = c.p + c.pos
     cdef Py_ssize_t at = c.pos
     cdef int i
-    cdef uint8_t status = q[5]
+    cdef uint8_t status
+    assert c.pos + FIXED_DATA <= c.end, "fixed data structure past the payload"
+    cdef Py_ssize_t low, high     # the medium/unit field: unit 1 in the low byte, unit 2 high
+    status = q[5]
     for i in range(4):
-        h.id_bytes[i] = q[3 - i]
+        h.id_bytes[i] = q[i] if c.msb_first else q[3 - i]
     h.has_id = True
     h.access_number = q[4]
     h.status = status
     h.has_access = True
-    h.medium = ((q[7] & 0xC0) >> 4) | ((q[6] & 0xC0) >> 6)
-    _fixed_record(c, at + 8, q[6], at + 6, status & 0x80, status & 0x40)
-    _fixed_record(c, at + 12, q[7], at + 7, status & 0x80, status & 0x40)
+    low, high = (7, 6) if c.msb_first else (6, 7)
+    h.medium = ((q[high] & 0xC0) >> 4) | ((q[low] & 0xC0) >> 6)
+    _fixed_record(c, at + 8, q[low], at + low, status & 0x80, status & 0x40)
+    _fixed_record(c, at + 12, q[high], at + high, status & 0x80, status & 0x40)
     c.pos = c.end
     return 0
 

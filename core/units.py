@@ -43,7 +43,7 @@ class Flag(IntEnum):
     SUMMER_TIME = 0x02  # date/time in summer (daylight saving) time
     MANUFACTURER_VIFE = 0x04  # VIFE 0x7F: the remaining VIFEs are manufacturer specific
     MORE_MODIFIERS = 0x08  # more than two combinable VIFEs; see the DIF/VIF bytes
-    SCALE_OVERFLOW = 0x10  # scaling to the base unit would overflow; unit left as sent
+    SCALE_OVERFLOW = 0x10  # scaling would overflow: a duration keeps its unit, else a float
 
 
 class Unit(IntEnum):

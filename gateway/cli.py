@@ -10,6 +10,11 @@ from collections.abc import Sequence
 # Modules that add a command: each defines register(subparsers) and sets a ``func`` default.
 COMMAND_MODULES: list[str] = [
     "mbusgw.gateway.commands.decode",
+    "mbusgw.gateway.commands.listen",
+    "mbusgw.gateway.commands.backup",
+    "mbusgw.gateway.commands.restore",
+    "mbusgw.gateway.commands.config",
+    "mbusgw.gateway.commands.store",
 ]
 
 

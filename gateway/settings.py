@@ -2,12 +2,15 @@
 
 Two layers: ``StartupConfig`` is read from a TOML file before anything opens (data directory,
 interfaces, ports); ``Settings`` is everything else, kept in the store, edited through the UI and
-APIs, exported in the configuration file. Validation reports every bad field with its dotted
-path, and a rejected change changes nothing.
+APIs, exported in the configuration file (but for fields marked ``device_specific``). Validation
+reports every bad field with its dotted path, and a rejected change changes nothing.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import sys
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -16,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mbusgw.gateway.cron import CronSchedule, CronSyntaxError
 from mbusgw.gateway.meters import CAPACITIES
+from mbusgw.gateway.services.modbus_encoding import DATA_TYPE_LABELS, WORD_ORDERS, parse_constant
 
 
 class ConfigError(ValueError):
@@ -87,6 +91,79 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class ModbusSeriesSettings:
+    """Overrides for one series of one meter ("" = the meter's or the service's default)."""
+
+    data_type: str = _choice("", "", *DATA_TYPE_LABELS)
+    constant: str = field(default="", metadata={"constant": "optional"})
+
+
+SERIES_KEY = re.compile(r"(?:[0-9A-Fa-f]{2}){1,12}")
+
+
+@dataclass(frozen=True)
+class ModbusMeterSettings:
+    """Per meter: served or not, its own unit id (0 = none), and type/constant overrides."""
+
+    enabled: bool = True
+    unit_id: int = _bounded(0, 0, 247, note="0 = reachable only through the gateway's unit id")
+    data_type: str = _choice("", "", *DATA_TYPE_LABELS)
+    constant: str = field(default="", metadata={"constant": "optional"})
+    series: dict[str, ModbusSeriesSettings] = field(
+        default_factory=dict, metadata={"key": SERIES_KEY, "key_note": "the DIF/VIF bytes in hex"}
+    )
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Caps and ages of the store (docs/store.md); ``max_bytes`` depends on the device's disk."""
+
+    log_max_bytes: int = _bounded(100_000_000, 65_536, 10 * 2**30, note="system log size cap")
+    log_max_days: int = _bounded(31, 1, 3660, note="system log age cap")
+    raw_days: int = _bounded(92, 0, 36_600, note="raw telegrams; 0 = until space runs out")
+    value_days: int = _bounded(0, 0, 36_600, note="values; 0 = until space runs out")
+    compact_after_hours: int = _bounded(1, 0, 168, note="grace after a UTC day before compaction")
+    # 32-bit processes map ~1.1 GiB at most (py-lmdb): one environment stays below that
+    max_bytes: int = _bounded(
+        4 * 2**30 if sys.maxsize > 2**32 else 2**30, 2**20, 2**44, device_specific=True
+    )
+
+
+@dataclass(frozen=True)
+class ModbusSettings:
+    """The Modbus TCP server (manual 6.29); see docs/modbus.md for the register map."""
+
+    enabled: bool = True
+    host: str = field(default="0.0.0.0", metadata={"ip": True})
+    port: int = _bounded(1502, 0, 65535, note="502 is the standard port; 0 = any free port")
+    unit_id: int = _bounded(1, 1, 247, note="the gateway's own unit id (0 and 255 also answer)")
+    max_connections: int = _bounded(10, 1, 256)
+    idle_timeout_s: int = _bounded(120, 0, 86_400, note="0 = keep idle connections open")
+    data_type: str = _choice("float32", *DATA_TYPE_LABELS)
+    constant: str = field(default="1", metadata={"constant": "required"})
+    invalid_addresses: str = _choice("exception", "exception", "zero_fill")
+    word_order: str = _choice("big", *WORD_ORDERS)
+    meters: dict[str, ModbusMeterSettings] = field(
+        default_factory=dict, metadata={"key": re.compile(r"\S{1,64}"), "key_note": "a meter key"}
+    )
+
+    def cross_check(self) -> dict[str, str]:
+        """Unit ids must be unique and must not be one the gateway answers itself."""
+        errors = {}
+        taken = {0: "gateway", 255: "gateway", self.unit_id: "gateway"}
+        for key, meter in self.meters.items():
+            if not meter.unit_id:
+                continue
+            other = taken.get(meter.unit_id)
+            if other is not None:
+                owner = "the gateway" if other == "gateway" else f"meter {other}"
+                errors[f"meters.{key}.unit_id"] = f"unit id {meter.unit_id} is taken by {owner}"
+            else:
+                taken[meter.unit_id] = key
+        return errors
+
+
+@dataclass(frozen=True)
 class Settings:
     capacity: int = field(default=512, metadata={"choices": CAPACITIES})
     timezone: str = field(default="UTC", metadata={"timezone": True})
@@ -96,6 +173,8 @@ class Settings:
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     conventions: ConventionSettings = field(default_factory=ConventionSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    modbus: ModbusSettings = field(default_factory=ModbusSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,12 +226,33 @@ def _build(cls: type, data: Any, prefix: str, errors: dict[str, str]) -> Any:
         if is_dataclass(kind):
             values[f.name] = _build(kind, value, path + ".", errors)
             continue
+        if get_origin(kind) is dict:
+            values[f.name] = _build_mapping(get_args(kind)[1], value, path, f.metadata, errors)
+            continue
         message = _check(kind, value, f.metadata)
         if message:
             errors[path] = message
         else:
             values[f.name] = value
-    return replace(cls(), **values)
+    result = replace(cls(), **values)
+    cross_check = getattr(result, "cross_check", None)
+    if cross_check is not None and not any(path.startswith(prefix) for path in errors):
+        errors.update({f"{prefix}{path}": message for path, message in cross_check().items()})
+    return result
+
+
+def _build_mapping(cls: type, data: Any, path: str, meta: Any, errors: dict[str, str]) -> dict:
+    """A table of named entries of one kind (per-meter settings, per-series overrides)."""
+    if not isinstance(data, dict):
+        errors[path] = "must be a table of settings"
+        return {}
+    result = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or not meta["key"].fullmatch(key):
+            errors[f"{path}.{key}"] = f"not {meta['key_note']}"
+            continue
+        result[key] = _build(cls, value, f"{path}.{key}.", errors)
+    return result
 
 
 def _check(kind: Any, value: Any, meta: Any) -> str | None:
@@ -180,6 +280,16 @@ def _check(kind: Any, value: Any, meta: Any) -> str | None:
             CronSchedule(value)
         except CronSyntaxError as exc:
             return str(exc)
+    if meta.get("constant") and not (value == "" and meta["constant"] == "optional"):
+        try:
+            parse_constant(value)
+        except ValueError as exc:
+            return str(exc)
+    if meta.get("ip"):
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            return f"{value!r} is not an IP address"
     if meta.get("timezone"):
         try:
             ZoneInfo(value)

@@ -258,9 +258,13 @@ def test_vif_tables(records: str, quantity: str, unit: str, value: object) -> No
     assert (record.quantity, record.unit, record.value) == (quantity, unit, value)
 
 
-def test_scaling_that_would_overflow_keeps_the_unit_sent() -> None:
+def test_scaling_that_would_overflow_is_flagged() -> None:
     record, row = one("0723 FFFFFFFFFFFFFF7F")
-    assert (record.unit, record.value) == ("d", 2**63 - 1)
+    assert (record.unit, record.value) == ("d", 2**63 - 1)  # days, exact
+    assert row["flags"] & Flag.SCALE_OVERFLOW
+    record, row = one("0748 FFFFFFFFFFFFFF7F")  # m³/s: no exact m³/h, so a float
+    assert (record.unit, record.kind) == ("m³/h", "real")
+    assert record.value == pytest.approx((2**63 - 1) * 3600 * 1e-9)
     assert row["flags"] & Flag.SCALE_OVERFLOW
 
 
@@ -381,6 +385,13 @@ def test_fixed_data_structure() -> None:
     stored_binary = bytes.fromhex("93929190 10 C0 0569 FFFFFFFF 69000000")
     energy, volume = decode(long_frame(0x73, stored_binary)).records
     assert (energy.value, energy.storage, volume.value) == (-1000, 1, Decimal("0.105"))
+
+
+def test_fixed_data_structure_msb_first() -> None:
+    data = bytes.fromhex("90919293 10 00 6905 00006531 00000069")
+    telegram = decode(long_frame(0x77, data))
+    assert (telegram.header.id, telegram.header.medium) == ("90919293", 4)
+    assert [r.value for r in telegram.records] == [6531000, Decimal("0.069")]
 
 
 def test_non_bcd_identification_digits_stay_hex() -> None:

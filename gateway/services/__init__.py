@@ -1,0 +1,1 @@
+"""Integration services that run under the supervisor (Modbus TCP, ...)."""

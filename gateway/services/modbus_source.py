@@ -1,0 +1,266 @@
+"""Where the Modbus map gets its values: the protocol, the value model, and the source over the
+continuous-read snapshot.
+
+A source lists the installed meters (their order gives the meter index) and, per meter, the
+values of its latest good reading with their age, the outcome of the latest attempt and the
+meter's identity. ``values()`` is called on every Modbus request, so it must be cheap, and it
+returns the *same object* while nothing changed: the register map caches the encoded registers
+on that identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import IntEnum
+from typing import Any, Protocol
+
+import trio
+
+from mbusgw.core.units import Flag, ValueKind
+from mbusgw.gateway.clock import WallClock
+from mbusgw.gateway.live import LiveReading, LiveSnapshot
+from mbusgw.gateway.meters import Meter
+from mbusgw.gateway.services.modbus_encoding import Number
+
+
+class SourceKind(IntEnum):
+    """Register 2 of the device block."""
+
+    LIVE = 1  # the continuous-read snapshot (RAM only)
+    STORE = 2  # the latest stored values
+
+
+class MeterState(IntEnum):
+    """Register 0 of a meter block."""
+
+    OK = 0  # the latest reading succeeded
+    FAILED = 1  # the latest reading failed; values (if any) are from the last good one
+    NEVER = 2  # not read yet: no values
+    PASSIVE = 3  # installed but not read (beyond the capacity, or switched off)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesValue:
+    """One value of a reading. ``series`` (the record's DIF/VIF bytes) identifies the series;
+    ``number`` is None when the record has no usable number (flagged invalid, BCD error, no
+    data). ``scalable`` is false for dates and times: they are seconds and the constant does not
+    apply to them."""
+
+    series: bytes
+    number: Number | None
+    scalable: bool = True
+    quantity: int = 0
+    unit: int = 0
+    function: int = 0
+    storage: int = 0
+    tariff: int = 0
+    subunit: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MeterIdentity:
+    """What the meter says it is (from its latest telegram, else from the installation)."""
+
+    id: int | None = None  # the 8-digit identification number as a number; None if not digits
+    manufacturer: int | None = None  # EN 13757-3 code: three letters, five bits each
+    version: int | None = None
+    medium: int | None = None
+    access_number: int | None = None
+    status_byte: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MeterValues:
+    state: MeterState
+    identity: MeterIdentity
+    values: tuple[SeriesValue, ...] = ()
+    read_at: datetime | None = None  # when the values were read (None: no values)
+    attempt_at: datetime | None = None  # the latest attempt, good or failed
+
+
+@dataclass(frozen=True, slots=True)
+class CycleInfo:
+    finished_at: datetime
+    duration_s: float
+
+
+class ModbusSource(Protocol):
+    kind: SourceKind
+
+    def meters(self) -> Sequence[Meter]:
+        """The installed meters in list order (index 1 is the first); the same sequence object
+        while the meter list is unchanged."""
+        ...
+
+    def values(self, meter: Meter) -> MeterValues: ...
+
+    def last_cycle(self) -> CycleInfo | None:
+        """The latest complete reading cycle (every active meter read once)."""
+        ...
+
+    async def follow(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep what the source derives (cycle times) current; runs while the service runs."""
+        ...
+
+
+ValueReader = Callable[[tuple[Any, ...]], tuple[MeterIdentity, tuple[SeriesValue, ...]]]
+"""Turns the decoded telegrams of one reading into the meter's identity and its values."""
+
+
+def identity_from_meter(meter: Meter) -> MeterIdentity:
+    return MeterIdentity(
+        id=id_number(meter.secondary_address),
+        manufacturer=manufacturer_code(meter.manufacturer),
+        version=meter.version,
+        medium=meter.medium,
+    )
+
+
+def id_number(text: str | None) -> int | None:
+    """ "12345678" → 12345678; None for a missing ID or one with hex digits (not a BCD number)."""
+    if text is None or not text.isdigit() or len(text) > 8:
+        return None
+    return int(text)
+
+
+def manufacturer_code(letters: str | None) -> int | None:
+    """ "ELV" → the EN 13757-3 manufacturer code (5 bits per letter, 'A' = 1)."""
+    if letters is None or len(letters) != 3 or not letters.isalpha() or not letters.isupper():
+        return None
+    code = 0
+    for letter in letters:
+        code = code << 5 | (ord(letter) - 64)
+    return code
+
+
+_SCALABLE = {ValueKind.DECIMAL, ValueKind.REAL, ValueKind.NONE, ValueKind.BCD_ERROR}
+_SECONDS = {ValueKind.DATE, ValueKind.DATETIME, ValueKind.TIME}
+_COLUMNS = (
+    "kind", "flags", "record_error", "mantissa", "exponent", "real", "quantity", "unit",
+    "function", "storage", "tariff", "subunit", "difvif_offset", "difvif_length",
+)  # fmt: skip
+
+
+def telegram_values(telegrams: tuple[Any, ...]) -> tuple[MeterIdentity, tuple[SeriesValue, ...]]:
+    """The identity (from the first telegram's header) and the numeric values of a reading's
+    decoded telegrams, in record order. Text and raw bytes (manufacturer data) have no number
+    and get no slot; a value the meter flagged invalid, a BCD error or an empty record keep their
+    slot with no number. Dates and times are seconds (Unix time; seconds since midnight)."""
+    if not telegrams:
+        return MeterIdentity(), ()
+    header = telegrams[0].header
+    identity = MeterIdentity(
+        id_number(header.id),
+        manufacturer_code(header.manufacturer),
+        header.version,
+        header.medium,
+        header.access_number,
+        header.status,
+    )
+    values: list[SeriesValue] = []
+    for telegram in telegrams:
+        array, payload = telegram.array, telegram.payload
+        columns = [array[name].tolist() for name in _COLUMNS]
+        for kind, flags, error, mantissa, exponent, real, *codes, offset, length in zip(
+            *columns, strict=True
+        ):
+            if kind not in _SCALABLE and kind not in _SECONDS:
+                continue
+            if flags & Flag.INVALID or error or kind in (ValueKind.NONE, ValueKind.BCD_ERROR):
+                number = None
+            elif kind == ValueKind.REAL:
+                number = Number(exponent=exponent, real=real)
+            elif kind == ValueKind.DECIMAL:
+                number = Number(mantissa, exponent)
+            else:
+                number = Number(mantissa)
+            values.append(
+                SeriesValue(payload[offset : offset + length], number, kind in _SCALABLE, *codes)
+            )
+    return identity, tuple(values)
+
+
+class LiveSnapshotSource:
+    """Values from the continuous-read snapshot: the last good reading of each meter."""
+
+    kind = SourceKind.LIVE
+
+    def __init__(
+        self,
+        snapshot: LiveSnapshot,
+        meters: Callable[[], Sequence[Meter]],
+        clock: WallClock,
+        read_values: ValueReader = telegram_values,
+    ) -> None:
+        self._snapshot = snapshot
+        self._meters = meters
+        self._read_values = read_values
+        self._clock = clock
+        self._cache: dict[str, tuple[LiveReading | None, LiveReading | None, Meter, MeterValues]]
+        self._cache = {}
+        self._cycle: CycleInfo | None = None
+
+    def meters(self) -> Sequence[Meter]:
+        return self._meters()
+
+    def values(self, meter: Meter) -> MeterValues:
+        latest = self._snapshot.latest(meter.key)
+        good = self._snapshot.last_good(meter.key)
+        cached = self._cache.get(meter.key)
+        if cached is not None and cached[0] is latest and cached[1] is good and cached[2] is meter:
+            return cached[3]
+        previous = cached[3] if cached is not None and cached[1] is good else None
+        result = self._build(meter, latest, good, previous)
+        self._cache[meter.key] = (latest, good, meter, result)
+        return result
+
+    def _build(
+        self,
+        meter: Meter,
+        latest: LiveReading | None,
+        good: LiveReading | None,
+        previous: MeterValues | None,
+    ) -> MeterValues:
+        if not meter.active:
+            state = MeterState.PASSIVE
+        elif latest is None:
+            state = MeterState.NEVER
+        else:
+            state = MeterState.OK if latest.ok else MeterState.FAILED
+        attempt_at = latest.read_at if latest is not None else None
+        if good is None:
+            return MeterValues(state, identity_from_meter(meter), attempt_at=attempt_at)
+        if previous is not None:  # only the latest attempt changed: the values did not
+            identity, values = previous.identity, previous.values
+        else:
+            identity, values = self._read_values(good.telegrams)
+            if identity.id is None and identity.manufacturer is None:
+                identity = identity_from_meter(meter)
+        return MeterValues(state, identity, values, good.read_at, attempt_at or good.read_at)
+
+    def last_cycle(self) -> CycleInfo | None:
+        return self._cycle
+
+    async def follow(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """A cycle ends when every active meter has had a new attempt since the cycle began
+        (meters removed or made passive meanwhile no longer count)."""
+        version = self._snapshot.version
+        started = self._clock.now()
+        task_status.started()
+        while True:
+            seen = {m.key: self._snapshot.latest(m.key) for m in self.meters() if m.active}
+            while seen:
+                version = await self._snapshot.wait_for_change(version)
+                active = {m.key for m in self.meters() if m.active}
+                for key, before in list(seen.items()):
+                    if key not in active or self._snapshot.latest(key) is not before:
+                        del seen[key]
+            if not any(m.active for m in self.meters()):
+                await trio.sleep(1.0)  # nothing to read: check the meter list again later
+                started = self._clock.now()
+                continue
+            finished = self._clock.now()
+            self._cycle = CycleInfo(finished, (finished - started).total_seconds())
+            started = finished
