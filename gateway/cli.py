@@ -15,6 +15,9 @@ COMMAND_MODULES: list[str] = [
     "mbusgw.gateway.commands.restore",
     "mbusgw.gateway.commands.config",
     "mbusgw.gateway.commands.store",
+    "mbusgw.gateway.commands.simulate",
+    "mbusgw.gateway.commands.scan",
+    "mbusgw.gateway.commands.read",
 ]
 
 
