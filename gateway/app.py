@@ -19,9 +19,11 @@ from zoneinfo import ZoneInfo
 
 import trio
 
+from mbusgw.core import ChecksumError, DecodeError, DecryptError, FrameError
 from mbusgw.gateway import meters as installing
 from mbusgw.gateway.clock import SystemClock, WallClock
 from mbusgw.gateway.cron import CronSchedule
+from mbusgw.gateway.errors import Collision, NoResponse
 from mbusgw.gateway.events import DEVICE_STARTED, Event, EventBus
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.lines import (
@@ -59,6 +61,15 @@ EMBEDDED_DEFAULT = (
     InterfaceConfig(name="sim2", kind="simulator", baud=2400, meters=8),
 )
 SHUTDOWN_GRACE = 10.0
+# How a failed reading is written to the meter log, most specific first.
+FAILURE_STATUS = (
+    (NoResponse, ReadingStatus.NO_RESPONSE),
+    (Collision, ReadingStatus.COLLISION),
+    (ChecksumError, ReadingStatus.BAD_FRAME),
+    (FrameError, ReadingStatus.BAD_FRAME),
+    (DecryptError, ReadingStatus.DECRYPT_ERROR),
+    (DecodeError, ReadingStatus.DECODE_ERROR),
+)
 
 
 class Gateway:
@@ -312,9 +323,14 @@ class Gateway:
                 duration_ms=duration_ms,
                 retries=retries,
             )
-        status = ReadingStatus.NO_RESPONSE
-        if reading.frames:
-            status = ReadingStatus.OTHER_ERROR
+        status = next(
+            (
+                code
+                for kind, code in FAILURE_STATUS
+                if reading.failure and issubclass(reading.failure, kind)
+            ),
+            ReadingStatus.OTHER_ERROR,
+        )
         return Reading(
             reading.meter.key,
             received_at,

@@ -53,6 +53,7 @@ class MeterReading:
     reply_ended: float = 0.0
     error: str | None = None
     status_byte: int | None = None
+    failure: type[BaseException] | None = None  # the kind of error that failed the reading
 
 
 MetersOfLine = Callable[[str], list[Meter]]
