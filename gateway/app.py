@@ -323,12 +323,9 @@ class Gateway:
                 duration_ms=duration_ms,
                 retries=retries,
             )
+        failure = reading.failure or Exception
         status = next(
-            (
-                code
-                for kind, code in FAILURE_STATUS
-                if reading.failure and issubclass(reading.failure, kind)
-            ),
+            (code for kind, code in FAILURE_STATUS if issubclass(failure, kind)),
             ReadingStatus.OTHER_ERROR,
         )
         return Reading(

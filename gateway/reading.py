@@ -90,6 +90,7 @@ def decode_reply(meter: Meter, reply: BusReply, read_at: datetime) -> MeterReadi
             reply.duration,
             reply.reply_ended,
             f"{type(exc).__name__}: {exc}",
+            failure=type(exc),
         )
     status = telegrams[0].header.status if telegrams else None
     return MeterReading(
@@ -143,6 +144,7 @@ class ReadingPipeline:
                     False,
                     error=f"{type(exc).__name__}: {exc}",
                     attempts=getattr(exc, "attempts", 0),
+                    failure=type(exc),
                 )
             else:
                 reading = decode_reply(meter, reply, self.clock.now())
