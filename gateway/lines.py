@@ -48,8 +48,19 @@ class BusLine:
         self.transport = transport
         self.master = BusMaster(transport, name=config.name)
         self.mbus = MBusSettings()
+        self._plans: dict[str, tuple[Meter, MBusSettings, MeterAddress, ReadSettings]] = {}
 
     async def read_meter(self, meter: Meter) -> BusReply:
+        address, settings = self._read_plan(meter)
+        reading = await self.master.read(address, settings)
+        return BusReply(reading.frames, reading.attempts, reading.duration, reading.finished)
+
+    def _read_plan(self, meter: Meter) -> tuple[MeterAddress, ReadSettings]:
+        """How to read ``meter``; kept until the meter or the M-Bus settings are replaced
+        (both are immutable), so a read does not rebuild it."""
+        cached = self._plans.get(meter.key)
+        if cached is not None and cached[0] is meter and cached[1] is self.mbus:
+            return cached[2], cached[3]
         settings = ReadSettings(
             modes=meter.addressing,
             multi_telegram=meter.multi_telegram,
@@ -58,8 +69,9 @@ class BusLine:
             timing=Timing.from_settings(self.mbus.timing, meter.timing),
             follow_up=Timing.from_settings(self.mbus.multi_telegram_timing, meter.timing),
         )
-        reading = await self.master.read(address_of(meter), settings)
-        return BusReply(reading.frames, reading.attempts, reading.duration, reading.finished)
+        address = address_of(meter)
+        self._plans[meter.key] = (meter, self.mbus, address, settings)
+        return address, settings
 
 
 def address_of(meter: Meter) -> MeterAddress:
