@@ -1,8 +1,8 @@
-"""Errors of the trio program. ``ValueError`` subclasses are the caller's fault.
+"""Errors of the gateway program (settings errors are ``settings.ConfigError``).
 
-``BusError`` and its subclasses are what an exchange on a wired line can end in. They carry the
-address they were about and how many attempts were made, so the caller can log the reading as
-failed without guessing.
+``ValueError`` subclasses are the caller's fault. ``BusError`` and its subclasses are what an
+exchange on a wired line can end in; they carry the address they were about and how many
+attempts were made, so the caller can log the reading as failed without guessing.
 """
 
 from __future__ import annotations
