@@ -6,7 +6,7 @@ from here; ``wait_for_change`` lets a consumer follow updates without polling.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +32,6 @@ class LiveSnapshot:
         self._changed = trio.Event()
 
     def update(self, reading: LiveReading) -> None:
-        reading = replace(reading, published=trio.current_time())
         self._readings[reading.meter_key] = reading
         if reading.ok:
             self._last_good[reading.meter_key] = reading

@@ -171,6 +171,7 @@ class ReadingPipeline:
                 reading.telegrams,
                 reading.error,
                 reading.reply_ended,
+                published=trio.current_time(),
             )
         )
 
