@@ -20,7 +20,8 @@ class LiveReading:
     ok: bool
     telegrams: tuple[Any, ...] = ()  # decoded telegrams of the reading (multi-telegram: several)
     error: str | None = None
-    reply_ended: float = 0.0  # trio time when the reply ended (latency of the snapshot)
+    reply_ended: float = 0.0  # trio time when the reply ended
+    published: float = 0.0  # trio time it became visible here (minus reply_ended: the latency)
 
 
 class LiveSnapshot:
