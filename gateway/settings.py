@@ -296,7 +296,6 @@ class ReportSettings:
         "", report_checks.check_certificates, max_length=2_000_000, note="PEM, for HTTPS/FTPS"
     )
     system_trust: bool = True
-    meter_not_seen_minutes: int = _bounded(0, 0, 525_600, note="0 = no meter_not_seen events")
     reports: dict[str, ReportConfig] = field(
         default_factory=dict, metadata={"key": REPORT_NAME, "key_note": "a report name"}
     )

@@ -19,14 +19,12 @@ from mbusgw.gateway.events import (
     CYCLE_FINISHED,
     DEVICE_STARTED,
     METER_FAILED,
-    METER_NOT_SEEN,
     METER_RECOVERED,
     Event,
     EventBus,
 )
 from mbusgw.gateway.services.reports.retries import adaptive, policy_for
 from mbusgw.gateway.services.reports.schedule import last_fire, report_schedule
-from mbusgw.gateway.services.reports.watch import NotSeenWatch
 from mbusgw.gateway.settings import Settings
 from mbusgw.gateway.store import Reading, StoreWriter
 
@@ -308,40 +306,3 @@ def test_weekly_reports_start_the_week_on_the_first_day() -> None:
     every = report_schedule("every_15_minutes", "monday", "r")
     assert last_fire(every, at(T0 + 905)) == at(T0 + 900)
     assert last_fire(every, at(T0 + 900)) == at(T0 + 900)
-
-
-def test_meters_not_seen_are_reported_once(tmp_path: Path) -> None:
-    clock = FixedClock(T0 + 3600)
-    store = open_store(tmp_path, clock)
-    store.put_readings(
-        [Reading.of("m1", T0, [(ENERGY, 1)]), Reading.of("m2", T0 + 3000, [(ENERGY, 1)])]
-    )
-    events = EventBus()
-    received = events.subscribe()
-    watch = NotSeenWatch(store, clock, events, 1800)
-    assert watch.check() == ["m1"] and watch.check() == []
-    event = received.receive_nowait()
-    assert (event.kind, event.meter_key, event.detail["minutes"]) == (METER_NOT_SEEN, "m1", 30)
-    store.put_readings([Reading.of("m1", T0 + 3500, [(ENERGY, 2)])])
-    assert watch.check() == []
-    clock.advance(3600)
-    assert watch.check() == ["m1", "m2"]
-
-
-async def test_the_not_seen_watch_runs_with_event_reports(
-    tmp_path: Path, autojump_clock, receiver
-) -> None:
-    clock = trio_clock(T0 + 7200)
-    store = open_store(tmp_path, clock)
-    store.put_readings([Reading.of("m1", T0, [(ENERGY, 1)])])
-    store.update_settings(
-        http_reports(
-            receiver.url, ns={"kind": "event", "template": 3201, "events": "meter_not_seen"}
-        )
-    )
-    store.update_settings({"reports": {"meter_not_seen_minutes": 60}})
-    async with running_service(store, clock, in_thread=False, start=True):
-        await trio.sleep(120)
-    [request] = receiver.requests
-    _, _, rows = csv_records(request.body)
-    assert [(row[1], row[3]) for row in rows] == [(METER_NOT_SEEN, "m1")]

@@ -34,7 +34,6 @@ from mbusgw.gateway.services.reports.schedule import (
 )
 from mbusgw.gateway.services.reports.status import ReportStatus
 from mbusgw.gateway.services.reports.templates import Rendered
-from mbusgw.gateway.services.reports.watch import NotSeenWatch
 from mbusgw.gateway.settings import ReportConfig, Settings
 from mbusgw.gateway.store import Store, StoreWriter
 from mbusgw.gateway.supervisor import ERROR, WARNING, describe
@@ -141,10 +140,6 @@ class ReportService:
                     send, receive = trio.open_memory_channel[Event](MAX_PENDING_EVENTS)
                     self._event_queues[name] = send
                     nursery.start_soon(self._event_report, name, config, receive)
-            minutes = settings.reports.meter_not_seen_minutes
-            if minutes:
-                watch = NotSeenWatch(self.runner.store, self.clock, self.events, minutes * 60)
-                nursery.start_soon(watch.run)
             nursery.start_soon(self._follow_events)
             task_status.started()
 
@@ -227,6 +222,10 @@ class ReportService:
             self.runner.log(
                 WARNING, status.name, "the reading did not finish in time; sending what is stored"
             )
+            return
+        # the cycle's readings may still be on their way to the store: what was queued before
+        # this point is on disk once the writer has flushed
+        await self.runner.writer.flush()
 
     async def _run(
         self,
