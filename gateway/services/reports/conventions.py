@@ -220,26 +220,31 @@ def flag_names(flags: int) -> str:
 
 def format_decimals(mantissa: np.ndarray, exponent: np.ndarray, separator: str) -> list[str]:
     """Exact decimal texts of ``mantissa × 10**exponent``, trailing zeros kept (45.60)."""
-    mantissas = mantissa.tolist()
-    exponents = exponent.tolist()
-    if len(set(exponents)) == 1:
-        return _with_exponent(mantissas, exponents[0] if exponents else 0, separator)
-    return [_with_exponent([m], e, separator)[0] for m, e in zip(mantissas, exponents, strict=True)]
+    if len(exponent) and (exponent == exponent[0]).all():
+        return _with_exponent(mantissa, int(exponent[0]), separator)
+    return [
+        _with_exponent(mantissa[i : i + 1], int(e), separator)[0]
+        for i, e in enumerate(exponent.tolist())
+    ]
 
 
-def _with_exponent(mantissas: list[int], exponent: int, separator: str) -> list[str]:
+def _with_exponent(mantissa: np.ndarray, exponent: int, separator: str) -> list[str]:
     if exponent == 0:
-        return [str(m) for m in mantissas]
+        return list(map(str, mantissa.tolist()))
     if exponent > 0:
         zeros = "0" * exponent
-        return [f"{m}{zeros}" if m else "0" for m in mantissas]
+        return [f"{m}{zeros}" if m else "0" for m in mantissa.tolist()]
     places = -exponent
-    out = []
-    for m in mantissas:
-        digits = str(-m if m < 0 else m).rjust(places + 1, "0")
-        text = digits[:-places] + separator + digits[-places:]
-        out.append("-" + text if m < 0 else text)
-    return out
+    if places > 18 or (mantissa < 0).any():  # the general way: digits and a point put in
+        out = []
+        for m in mantissa.tolist():
+            digits = str(-m if m < 0 else m).rjust(places + 1, "0")
+            text = digits[:-places] + separator + digits[-places:]
+            out.append("-" + text if m < 0 else text)
+        return out
+    whole, part = np.divmod(mantissa, 10**places)  # non-negative: both parts at once in numpy
+    form = f"{{}}{separator}{{:0{places}d}}".format
+    return list(map(form, whole.tolist(), part.tolist()))
 
 
 def value_texts(
@@ -251,9 +256,9 @@ def value_texts(
     separator: str,
 ) -> list[str]:
     """Each value of a column set as report text (exact decimals, ISO dates, hex bytes)."""
-    kinds = kind.tolist()
-    if kinds and all(k == ValueKind.DECIMAL for k in kinds):
+    if len(kind) and (kind == ValueKind.DECIMAL).all():
         return format_decimals(mantissa, exponent, separator)
+    kinds = kind.tolist()
     out = []
     for i, k in enumerate(kinds):
         m = int(mantissa[i])

@@ -13,10 +13,11 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import repeat
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 
+from mbusgw.core.units import ValueKind
 from mbusgw.gateway.events import Event
 from mbusgw.gateway.services.reports.context import ReportContext, WideColumns
 from mbusgw.gateway.services.reports.conventions import flag_names, meter_clock, value_texts
@@ -24,17 +25,37 @@ from mbusgw.gateway.services.reports.selection import MeterValues, Selection
 from mbusgw.gateway.store.model import NO_TIME
 
 
+class _Rows:
+    """A CSV writer that gathers rows in memory and hands them to the file in blocks (a
+    meter at a time), which is several times faster than a text wrapper row by row."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.text = io.StringIO()
+        self.writer = csv.writer(self.text, delimiter=";", lineterminator="\r\n")
+        self.writerow = self.writer.writerow
+        self.writerows = self.writer.writerows
+
+    def flush(self) -> None:
+        self.out.write(self.text.getvalue().encode())
+        self.text.seek(0)
+        self.text.truncate()
+
+
 @contextmanager
-def _csv_writer(out: IO[bytes], ctx: ReportContext, headings: Sequence[str]) -> Iterator[Any]:
-    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
-    writer = csv.writer(text, delimiter=";", lineterminator="\r\n")
-    writer.writerows(ctx.preamble())
-    writer.writerow(headings)
-    try:
-        yield writer
-    finally:
-        text.flush()
-        text.detach()  # the caller owns ``out``
+def _csv_writer(out: IO[bytes], ctx: ReportContext, headings: Sequence[str]) -> Iterator[_Rows]:
+    rows = _Rows(out)
+    rows.writerows(ctx.preamble())
+    rows.writerow(headings)
+    yield rows
+    rows.flush()
+
+
+def quoted(text: str) -> str:
+    """A field as the csv module writes it (quotes only where needed)."""
+    if any(c in text for c in ';"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _meter_clocks(meter_times: np.ndarray) -> list[str]:
@@ -50,24 +71,42 @@ def render_values(ctx: ReportContext, selection: Selection, out: IO[bytes]) -> N
     sep = c.decimal_separator
     with _csv_writer(out, ctx, headings) as writer:
         for meter in selection:
-            when = c.time_formatter()
-            clocks = dict(zip(meter.times.tolist(), _meter_clocks(meter.meter_times), strict=True))
+            reading_times = meter.times.tolist()
+            times = dict(zip(reading_times, map(c.time, reading_times), strict=True))
+            clocks = dict(zip(reading_times, _meter_clocks(meter.meter_times), strict=True))
             for series in meter.series:
                 t = series.table
                 received = t.received_at.tolist()
-                flags = t.flags.tolist()
+                texts = value_texts(t.kind, t.mantissa, t.exponent, t.flags, t.blobs, sep)
+                info = series.info
+                if (t.kind == ValueKind.DECIMAL).all() and not t.flags.any():
+                    # the common case, written without the csv module: digits need no quotes
+                    head = ";".join(map(quoted, (meter.meter, info.quantity, info.unit)))
+                    line = f"{head};{quoted(info.description)};{{}};{{}};{{}};\r\n".format
+                    writer.text.write(
+                        "".join(
+                            map(
+                                line,
+                                map(times.__getitem__, received),
+                                map(clocks.__getitem__, received),
+                                texts,
+                            )
+                        )
+                    )
+                    continue
                 writer.writerows(
                     zip(
                         repeat(meter.meter),
-                        repeat(series.info.quantity),
-                        repeat(series.info.unit),
-                        repeat(series.info.description),
-                        map(when, received),
+                        repeat(info.quantity),
+                        repeat(info.unit),
+                        repeat(info.description),
+                        map(times.__getitem__, received),
                         map(clocks.__getitem__, received),
-                        value_texts(t.kind, t.mantissa, t.exponent, t.flags, t.blobs, sep),
-                        map(flag_names, flags) if any(flags) else repeat(""),
+                        texts,
+                        map(flag_names, t.flags.tolist()),
                     )
                 )
+            writer.flush()
 
 
 def _wide_rows(
@@ -96,7 +135,8 @@ def render_readings(ctx: ReportContext, selection: Selection, out: IO[bytes]) ->
     headings = [*c.headings("meter", "time", "meter_time"), *columns.labels]
     with _csv_writer(out, ctx, headings) as writer:
         for meter in selection:
-            writer.writerows(_wide_rows(meter, columns, c.decimal_separator, c.time_formatter()))
+            writer.writerows(_wide_rows(meter, columns, c.decimal_separator, c.time))
+            writer.flush()
 
 
 IDENTITY_KEYS = ("position", "secondary_address", "manufacturer", "medium")
@@ -113,6 +153,7 @@ def render_latest(ctx: ReportContext, selection: Selection, out: IO[bytes]) -> N
             extra = [getattr(identity, key) for key in IDENTITY_KEYS]
             for row in _wide_rows(meter, columns, c.decimal_separator, c.time):
                 writer.writerow([*row[:3], *extra, *row[3:]])
+            writer.flush()
 
 
 def render_telegrams(ctx: ReportContext, selection: Selection, out: IO[bytes]) -> None:
@@ -127,6 +168,7 @@ def render_telegrams(ctx: ReportContext, selection: Selection, out: IO[bytes]) -
                     (meter, time, index, frame.hex().upper())
                     for index, frame in enumerate(telegram.frames, 1)
                 )
+            writer.flush()
 
 
 def event_detail(event: Event) -> str:

@@ -99,13 +99,17 @@ class Selection:
             infos = {info.id: info for info in self.series_of[meter]}
             series = []
             meter_times = np.full(len(keep), NO_TIME, np.int64)
+            thinned = len(keep) < len(times)
             for series_id, table in tables.items():
-                rows = np.isin(table.received_at, keep)
-                if not rows.any():
+                if thinned:
+                    rows = np.isin(table.received_at, keep)
+                    if not rows.any():
+                        continue
+                    table = _take(table, rows)
+                elif not len(table):
                     continue
-                table = _take(table, rows)
-                position = np.searchsorted(keep, table.received_at)
-                meter_times[position] = np.maximum(meter_times[position], table.meter_time)
+                # every value of a reading carries the reading's meter time
+                meter_times[np.searchsorted(keep, table.received_at)] = table.meter_time
                 series.append(SeriesValues(infos[series_id], table))
             result = MeterValues(meter, keep, meter_times, series)
             self.values += result.count
