@@ -36,6 +36,15 @@ def certs(tmp_path: Path):
     return make_certificates(tmp_path)
 
 
+def _email_store(tmp_path: Path, smtp, trusted: str, **email: object):
+    """A store with report "daily" by e-mail through ``smtp`` (STARTTLS, the test user)."""
+    receiver = {"host": "127.0.0.1", "port": smtp.port, "recipients": "a@example.com"}
+    receiver |= {"username": USER, "password": PASSWORD} | email
+    settings = report_settings(daily={"template": 1101})
+    settings["reports"] |= {"email": receiver, "trusted_certificates": trusted}
+    return _store(tmp_path, settings)
+
+
 def _store(tmp_path: Path, settings: dict):
     store = filled_store(tmp_path, FixedClock(NOW))
     store.update_settings(settings)
@@ -82,16 +91,7 @@ async def test_email_delivery(tmp_path: Path, certs, security: str) -> None:
 
 async def test_email_login_refused_leaves_the_cursor(tmp_path: Path, certs) -> None:
     with smtp_receiver("starttls", certs) as smtp:
-        email = {
-            "host": "127.0.0.1",
-            "port": smtp.port,
-            "recipients": "a@example.com",
-            "username": USER,
-            "password": "wrong-password",
-        }
-        settings = report_settings(daily={"template": 1101})
-        settings["reports"] |= {"email": email, "trusted_certificates": certs.ca_pem}
-        store = _store(tmp_path, settings)
+        store = _email_store(tmp_path, smtp, certs.ca_pem, password="wrong-password")
         with trio.fail_after(20):
             async with running_service(store, FixedClock(NOW)) as service:
                 with pytest.raises(DeliveryError, match="535"):
@@ -108,20 +108,8 @@ async def test_starttls_refuses_an_untrusted_server(tmp_path: Path, certs) -> No
     (tmp_path / "other").mkdir()
     other = make_certificates(tmp_path / "other")  # a CA that did not sign the server
     with smtp_receiver("starttls", certs) as smtp:
-        email = {
-            "host": "127.0.0.1",
-            "port": smtp.port,
-            "recipients": "a@example.com",
-            "username": USER,
-            "password": PASSWORD,
-        }
-        settings = report_settings(daily={"template": 1101})
-        settings["reports"] |= {
-            "email": email,
-            "trusted_certificates": other.ca_pem,
-            "system_trust": False,
-        }
-        store = _store(tmp_path, settings)
+        store = _email_store(tmp_path, smtp, other.ca_pem)
+        store.update_settings({"reports": {"system_trust": False}})
         with trio.fail_after(20):
             async with running_service(store, FixedClock(NOW)) as service:
                 with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):

@@ -55,6 +55,14 @@ async def store_cycle(writer: StoreWriter, received: int, number: int) -> None:
     )
 
 
+def scheduled(tmp_path: Path, url: str, start: float = START, **reports: dict):
+    """A trio wall clock from ``start`` and a store with the given HTTP reports."""
+    clock = trio_clock(start)
+    store = open_store(tmp_path, clock)
+    store.update_settings(http_reports(url, **reports))
+    return clock, store
+
+
 @pytest.fixture
 async def receiver(nursery):
     receiver = HttpReceiver()
@@ -66,9 +74,7 @@ async def receiver(nursery):
 async def test_a_predefined_schedule_waits_for_the_reading(
     tmp_path: Path, autojump_clock, receiver
 ) -> None:
-    clock = trio_clock(START)
-    store = open_store(tmp_path, clock)
-    store.update_settings(http_reports(receiver.url, q={"schedule": "every_15_minutes"}))
+    clock, store = scheduled(tmp_path, receiver.url, q={"schedule": "every_15_minutes"})
     events = EventBus()
     async with running_service(store, clock, in_thread=False, start=True, events=events) as service:
         assert service.status_of("q").next_run == at(T0 + 900)
@@ -87,9 +93,7 @@ async def test_a_predefined_schedule_waits_for_the_reading(
 async def test_a_reading_that_never_finishes_delays_the_report_one_read_period(
     tmp_path: Path, autojump_clock, receiver
 ) -> None:
-    clock = trio_clock(START)
-    store = open_store(tmp_path, clock)
-    store.update_settings(http_reports(receiver.url, h={"schedule": "hourly"}))
+    clock, store = scheduled(tmp_path, receiver.url, h={"schedule": "hourly"})
     async with running_service(store, clock, in_thread=False, start=True) as service:
         await sleep_until_wall(clock, at(T0 + 3600 + 901))
         status = service.status_of("h")
@@ -99,9 +103,7 @@ async def test_a_reading_that_never_finishes_delays_the_report_one_read_period(
 
 
 async def test_a_cron_schedule_does_not_wait(tmp_path: Path, autojump_clock, receiver) -> None:
-    clock = trio_clock(START)
-    store = open_store(tmp_path, clock)
-    store.update_settings(http_reports(receiver.url, c={"schedule": "*/15 * * * *"}))
+    clock, store = scheduled(tmp_path, receiver.url, c={"schedule": "*/15 * * * *"})
     async with running_service(store, clock, in_thread=False, start=True) as service:
         await sleep_until_wall(clock, at(T0 + 901))
         status = service.status_of("c")
@@ -110,14 +112,11 @@ async def test_a_cron_schedule_does_not_wait(tmp_path: Path, autojump_clock, rec
 
 
 async def test_event_reports_gather_events(tmp_path: Path, autojump_clock, receiver) -> None:
-    clock = trio_clock(START)
-    store = open_store(tmp_path, clock)
-    store.update_settings(
-        http_reports(
-            receiver.url,
-            all={"kind": "event", "template": 3230},
-            failures={"kind": "event", "template": 3201, "events": "meter_failed"},
-        )
+    clock, store = scheduled(
+        tmp_path,
+        receiver.url,
+        all={"kind": "event", "template": 3230},
+        failures={"kind": "event", "template": 3201, "events": "meter_failed"},
     )
     events = EventBus()
     async with running_service(
@@ -151,10 +150,8 @@ async def test_event_reports_gather_events(tmp_path: Path, autojump_clock, recei
 async def test_undelivered_events_go_with_the_next_event_report(
     tmp_path: Path, autojump_clock, receiver
 ) -> None:
-    clock = trio_clock(START)
-    store = open_store(tmp_path, clock)
-    store.update_settings(
-        http_reports(receiver.url, e={"kind": "event", "template": 3230, "retries": 0})
+    clock, store = scheduled(
+        tmp_path, receiver.url, e={"kind": "event", "template": 3230, "retries": 0}
     )
     events = EventBus()
     receiver.status = 503
@@ -175,12 +172,11 @@ async def test_undelivered_events_go_with_the_next_event_report(
 async def test_a_failed_report_raises_a_report_failed_event(
     tmp_path: Path, autojump_clock, receiver
 ) -> None:
-    clock = trio_clock(START)
-    store = open_store(tmp_path, clock)
-    store.update_settings(
-        http_reports(
-            receiver.url, q={"schedule": "*/15 * * * *"}, alarm={"kind": "event", "template": 3201}
-        )
+    clock, store = scheduled(
+        tmp_path,
+        receiver.url,
+        q={"schedule": "*/15 * * * *"},
+        alarm={"kind": "event", "template": 3201},
     )
     store.update_settings({"reports": {"reports": {"q": {"http": {"uri": "http://127.0.0.1:9/"}}}}})
     async with running_service(store, clock, in_thread=False, start=True) as service:
@@ -192,9 +188,7 @@ async def test_a_failed_report_raises_a_report_failed_event(
 
 
 async def test_on_demand_reads_first(tmp_path: Path, autojump_clock, receiver) -> None:
-    clock = trio_clock(START)
-    store = open_store(tmp_path, clock)
-    store.update_settings(http_reports(receiver.url, now={"kind": "on_demand"}))
+    clock, store = scheduled(tmp_path, receiver.url, now={"kind": "on_demand"})
     calls = []
 
     async def read_all() -> None:
@@ -225,9 +219,7 @@ async def test_on_demand_without_reading_is_refused(tmp_path: Path) -> None:
 async def test_test_reports_do_not_move_the_cursor(
     tmp_path: Path, autojump_clock, receiver
 ) -> None:
-    clock = trio_clock(START)
-    store = open_store(tmp_path, clock)
-    store.update_settings(http_reports(receiver.url, q={}))
+    clock, store = scheduled(tmp_path, receiver.url, q={})
     async with running_service(store, clock, in_thread=False) as service:
         await store_cycle(service.runner.writer, T0, 1)
         outcome = await service.send_test("q")
