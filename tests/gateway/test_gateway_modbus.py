@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import trio
+from modbus_rig import field, mbpoll
 from pymodbus.client import ModbusTcpClient
 from test_gateway import run_gateway, seed_settings
-from test_modbus_mbpoll import mbpoll
 
 from mbusgw.core.units import ValueKind
 from mbusgw.gateway.app import Gateway
@@ -37,11 +37,6 @@ SETTINGS = {
 }
 NUMERIC = (ValueKind.DECIMAL, ValueKind.REAL, ValueKind.NONE, ValueKind.BCD_ERROR)
 SECONDS = (ValueKind.DATE, ValueKind.DATETIME, ValueKind.TIME)
-
-
-def field(registers: list[int], fields, name: str):
-    fld = next(f for f in fields if f.name == name)
-    return decode_registers(registers[fld.offset :], fld.data_type, "big")
 
 
 async def read_blocks(port: int, blocks: list[int]) -> list[list[int]]:
@@ -130,14 +125,15 @@ async def test_stored_values_follow_readings_and_survive_a_restart(tmp_path: Pat
             assert [field(b, METER_FIELDS, "state") for b in before] == [MeterState.NEVER] * 3
             result = await gateway.read_all()
             assert not result.failed, [r.error for r in result.failed]
-            # the map follows the stored reading (refreshed in the background)
+            # the map follows the stored reading (refreshed in the background; the device
+            # block is read first, so it shows the refresh once the meter blocks do too)
             while True:
                 device, *after = await read_blocks(port, [0, *blocks])
-                read = all(field(b, METER_FIELDS, "state") == MeterState.OK for b in after)
-                if read and field(device, DEVICE_FIELDS, "last_cycle_end") is not None:
+                counted = field(device, DEVICE_FIELDS, "meters_ok") == METERS
+                if counted and field(device, DEVICE_FIELDS, "last_cycle_end") is not None:
                     break
                 await trio.sleep(0.05)
-            assert field(device, DEVICE_FIELDS, "meters_ok") == METERS
+            assert all(field(b, METER_FIELDS, "state") == MeterState.OK for b in after)
             for meter, block in zip(gateway.meters, after, strict=True):
                 assert_block_matches_store(block, *newest_reading(gateway, meter.key))
             gateway.stop()
