@@ -24,8 +24,15 @@ from mbusgw.gateway import meters as installing
 from mbusgw.gateway.clock import SystemClock, WallClock
 from mbusgw.gateway.cron import CronSchedule
 from mbusgw.gateway.errors import Collision, NoResponse
-from mbusgw.gateway.events import DEVICE_STARTED, READINGS_STORED, Event, EventBus
+from mbusgw.gateway.events import (
+    DEVICE_STARTED,
+    METER_NOT_SEEN,
+    READINGS_STORED,
+    Event,
+    EventBus,
+)
 from mbusgw.gateway.health import MeterHealth
+from mbusgw.gateway.installation import load_meters, replace_meters
 from mbusgw.gateway.lines import (
     BusLine,
     SimulatorService,
@@ -34,9 +41,10 @@ from mbusgw.gateway.lines import (
     simulated_line,
 )
 from mbusgw.gateway.live import LiveSnapshot
-from mbusgw.gateway.meters import Meter, meter_from_record, meter_to_record
+from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.reading import CycleResult, MeterReading, ReadingPipeline
 from mbusgw.gateway.scheduler import JobFailed, ScheduledJob
+from mbusgw.gateway.search import SearchJob, SearchRequest, run_search
 from mbusgw.gateway.services.modbus import ModbusService, choose_source
 from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, ModbusSource
 from mbusgw.gateway.services.modbus_stored import StoredValuesSource
@@ -50,7 +58,6 @@ from mbusgw.gateway.store import (
     StoreWriter,
     store_path,
 )
-from mbusgw.gateway.store.records import delete_record, put_record
 from mbusgw.gateway.store.telegrams import SeriesNames, reading_from_telegrams
 from mbusgw.gateway.supervisor import INFO, WARNING, FunctionService, Supervisor
 
@@ -74,8 +81,15 @@ FAILURE_STATUS = (
 
 
 class Gateway:
-    def __init__(self, startup: StartupConfig, *, clock: WallClock | None = None) -> None:
+    def __init__(
+        self, startup: StartupConfig, *, clock: WallClock | None = None, background: bool = True
+    ) -> None:
+        """``background=False`` runs only the lines (and simulators): for command-line tools
+        such as a search, which must not read on a schedule or open service ports."""
         self.startup = startup
+        self.background = background
+        self.searches: dict[int, SearchJob] = {}
+        self._not_seen: set[str] = set()
         self.clock = clock or SystemClock()
         self.live = LiveSnapshot()
         self.events = EventBus()
@@ -176,7 +190,7 @@ class Gateway:
             line.mbus = self.settings.mbus
             self.lines[config.name] = line
         self.pipeline.lines = dict(self.lines)
-        if not self.meters and self.simulators:
+        if not self.meters and self.simulators and self.background:
             await self._install_simulated_meters()
         await services.start(self.supervisor.run, self._services())
         self.events.publish(Event(DEVICE_STARTED, self.clock.now()))
@@ -193,6 +207,8 @@ class Gateway:
         store_writer = self._writer()
         services: list[Any] = list(self.simulators.values())
         services += [_BusService(line) for line in self.lines.values()]
+        if not self.background:
+            return services
         self.modbus = ModbusService(lambda: self.settings.modbus, self._modbus_source, self.clock)
         services += [
             FunctionService("read-schedule", self._run_read_schedule),
@@ -200,6 +216,7 @@ class Gateway:
             self.modbus,
             CompactionService(store_writer),
             RetentionService(store_writer),
+            FunctionService("not-seen-watch", self._watch_not_seen),
         ]
         return services
 
@@ -215,23 +232,12 @@ class Gateway:
     # ------------------------------------------------------------------ meters
 
     def _load_meters(self) -> None:
-        records = sorted(self._store().records("installation").values(), key=lambda r: r["order"])
-        meters = [meter_from_record(record) for record in records]
-        self.meters = installing.apply_capacity(meters, self.settings.capacity)
+        self.meters = load_meters(self._store())
 
     async def _save_meters(self, meters: list[Meter]) -> None:
         """Replace the installed meter list in one transaction: all of it or nothing."""
         gone = {m.key for m in self.meters} - {m.key for m in meters}
-
-        def save(ctx: Any) -> None:
-            for order, meter in enumerate(meters):
-                put_record(
-                    ctx, "installation", meter.key, {**meter_to_record(meter), "order": order}
-                )
-            for key in gone:
-                delete_record(ctx, "installation", key)
-
-        await self._writer().submit(save)
+        await self._writer().submit(replace_meters(meters, gone))
         self.meters = meters
         self.live.forget(gone)
 
@@ -269,6 +275,56 @@ class Gateway:
 
     async def remove_meters(self, keys: set[str]) -> None:
         await self._save_meters([m for m in self.meters if m.key not in keys])
+
+    async def _install_found(self, found: Sequence[Meter]) -> int:
+        known = {m.key for m in self.meters}
+        await self._save_meters(installing.install(self.meters, found, self.settings.capacity))
+        added = [m for m in found if m.key not in known]
+        self.log(INFO, "search", f"search found {len(found)} meter(s), {len(added)} new")
+        return len(added)
+
+    def start_search(self, request: SearchRequest) -> SearchJob:
+        """Start a search beside the running services; follow it in ``searches[job.id]``."""
+        job = SearchJob(request, self.clock.now())
+        self.searches[job.id] = job
+        self.supervisor.start_soon(self.search, request, job)
+        return job
+
+    async def search(self, request: SearchRequest, job: SearchJob | None = None) -> SearchJob:
+        """Scan the lines and (by default) install what is found; returns when done."""
+        job = job or SearchJob(request, self.clock.now())
+        self.searches[job.id] = job
+        buses = {name: line.master for name, line in self.lines.items()}
+        return await run_search(job, buses, self._install_found, self.clock.now)
+
+    async def _watch_not_seen(self, *, task_status: Any) -> None:
+        task_status.started()
+        while True:
+            await trio.sleep(60)
+            self.check_not_seen()
+
+    def check_not_seen(self) -> list[str]:
+        """Publish "meter not seen" once when an active meter has had no good reading for the
+        configured time (counted from the start for a meter not read since); returns the keys
+        newly reported."""
+        limit = self.settings.reading.not_seen_after_min * 60
+        if not limit:
+            return []
+        now = self.clock.now()
+        reported = []
+        for meter in self.active_meters():
+            health = self.health.get(meter.key)
+            last = health.last_good if health else None
+            since = last or self.started_at
+            if since is None or (now - since).total_seconds() < limit:
+                self._not_seen.discard(meter.key)
+            elif meter.key not in self._not_seen:
+                self._not_seen.add(meter.key)
+                reported.append(meter.key)
+                detail = {"last_good": last.isoformat() if last else None}
+                self.events.publish(Event(METER_NOT_SEEN, now, meter.key, detail))
+                self.log(WARNING, meter.key, f"not read successfully for {limit // 60} min")
+        return reported
 
     # ------------------------------------------------------------------ settings
 

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 # Modules that add a command: each defines register(subparsers) and sets a ``func`` default.
 COMMAND_MODULES: list[str] = [
     "mbusgw.gateway.commands.run",
+    "mbusgw.gateway.commands.meters",
+    "mbusgw.gateway.commands.search",
     "mbusgw.gateway.commands.decode",
     "mbusgw.gateway.commands.listen",
     "mbusgw.gateway.commands.backup",

@@ -64,6 +64,7 @@ class ReadingSettings:
     schedule: str = field(default="every_15_minutes", metadata={"cron": True})
     continuous: bool = False
     read_at_start: bool = True  # one reading right after start-up, so values are fresh at once
+    not_seen_after_min: int = _bounded(1440, 0, 525_600, note="0 = no 'meter not seen' event")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,81 @@
+"""``mbusgw meters install|list|template``: the meter list of a stopped gateway's store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mbusgw.gateway import meters as installing
+from mbusgw.gateway.installation import load_meters, replace_meters
+from mbusgw.gateway.store import Store, store_path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("meters", help="install and list meters")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    install = actions.add_parser("install", help="install a meter list (CSV, manual table 5)")
+    install.add_argument("file", type=Path)
+    install.add_argument("--interface", default="default", help="the line the meters are on")
+    listing = actions.add_parser("list", help="the installed meters")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--passive", action="store_true", help="show passive meters too")
+    actions.add_parser("template", help="print the meter-list template")
+    for sub in (install, listing):
+        sub.add_argument("--data-dir", type=Path, default=Path("var"))
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "template":
+        sys.stdout.write(installing.template_csv())
+        return 0
+    if args.action == "install":
+        return install(args)
+    return list_meters(args)
+
+
+def install(args: argparse.Namespace) -> int:
+    try:
+        text = args.file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"mbusgw: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        new = installing.parse_meter_list(text, interface=args.interface)
+    except installing.MeterListError as exc:
+        print("mbusgw: meter list rejected, nothing installed:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    store = Store.open(store_path(args.data_dir))
+    try:
+        current = load_meters(store)
+        meters = installing.install(current, new, store.settings.capacity)
+        gone: list[str] = []
+        store.write(replace_meters(meters, gone))
+    finally:
+        store.close()
+    passive = sum(not m.active for m in meters)
+    print(f"installed {len(new)} meter(s); {len(meters)} in the list, {passive} passive")
+    return 0
+
+
+def list_meters(args: argparse.Namespace) -> int:
+    store = Store.open(store_path(args.data_dir), readonly=True)
+    try:
+        meters = [m for m in load_meters(store) if args.passive or m.active]
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([installing.meter_to_record(m) for m in meters], indent=2))
+        return 0
+    print(f"{'key':<20} {'position':<32} {'line':<10} {'mode':<22} {'baud':>5} state")
+    for m in meters:
+        modes = "|".join(mode.value for mode in m.addressing)
+        state = "active" if m.active else "passive"
+        print(
+            f"{m.key:<20} {m.position[:32]:<32} {m.interface:<10} {modes:<22} {m.baud:>5} {state}"
+        )
+    return 0
