@@ -24,7 +24,13 @@ from mbusgw.gateway import meters as installing
 from mbusgw.gateway.clock import SystemClock, WallClock
 from mbusgw.gateway.cron import CronSchedule
 from mbusgw.gateway.errors import Collision, NoResponse
-from mbusgw.gateway.events import DEVICE_STARTED, METER_NOT_SEEN, Event, EventBus
+from mbusgw.gateway.events import (
+    DEVICE_STARTED,
+    METER_NOT_SEEN,
+    READINGS_STORED,
+    Event,
+    EventBus,
+)
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.installation import load_meters, replace_meters
 from mbusgw.gateway.lines import (
@@ -39,8 +45,9 @@ from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.reading import CycleResult, MeterReading, ReadingPipeline
 from mbusgw.gateway.scheduler import JobFailed, ScheduledJob
 from mbusgw.gateway.search import SearchJob, SearchRequest, run_search
-from mbusgw.gateway.services.modbus import ModbusService
-from mbusgw.gateway.services.modbus_source import LiveSnapshotSource
+from mbusgw.gateway.services.modbus import ModbusService, choose_source
+from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, ModbusSource
+from mbusgw.gateway.services.modbus_stored import StoredValuesSource
 from mbusgw.gateway.services.reports.service import ReportService
 from mbusgw.gateway.settings import InterfaceConfig, Settings, StartupConfig
 from mbusgw.gateway.store import (
@@ -103,6 +110,7 @@ class Gateway:
         self._retry_meters: dict[datetime, list[Meter]] = {}
         self._read_at_start_done = False
         self.read_schedule: ScheduledJob | None = None
+        self.modbus: ModbusService | None = None
         self.reports: ReportService | None = None  # push reports: status, test and on-demand
         self.pipeline = ReadingPipeline(
             {}, self.clock, events=self.events, live=self.live, health=self.health
@@ -203,14 +211,11 @@ class Gateway:
         services += [_BusService(line) for line in self.lines.values()]
         if not self.background:
             return services
+        self.modbus = ModbusService(lambda: self.settings.modbus, self._modbus_source, self.clock)
         services += [
             FunctionService("read-schedule", self._run_read_schedule),
             FunctionService("continuous", self._run_continuous),
-            ModbusService(
-                lambda: self.settings.modbus,
-                lambda: LiveSnapshotSource(self.live, self._modbus_meters, self.clock),
-                self.clock,
-            ),
+            self.modbus,
             CompactionService(store_writer),
             RetentionService(store_writer),
             FunctionService("not-seen-watch", self._watch_not_seen),
@@ -233,6 +238,12 @@ class Gateway:
 
     def _modbus_meters(self) -> list[Meter]:
         return self.meters
+
+    def _modbus_source(self) -> ModbusSource:
+        """Asked at every start of the Modbus service (a reading settings change restarts it)."""
+        live = LiveSnapshotSource(self.live, self._modbus_meters, self.clock)
+        stored = StoredValuesSource(self._store(), self._modbus_meters, self.clock, self.events)
+        return choose_source(self.settings.reading.continuous, live, stored)
 
     # ------------------------------------------------------------------ meters
 
@@ -376,6 +387,8 @@ class Gateway:
         rows = [self._row(reading) for reading in readings]
         if rows:
             await self._writer().put_readings(rows)
+            meters = [reading.meter.key for reading in readings]
+            self.events.publish(Event(READINGS_STORED, self.clock.now(), None, {"meters": meters}))
 
     def _row(self, reading: MeterReading) -> Reading:
         received_at = int(reading.read_at.timestamp())

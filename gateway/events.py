@@ -1,5 +1,6 @@
 """The gateway's internal event channel: meter failed / recovered / not seen, device started,
-reading cycle finished. Reports, SNMP traps and the web's live views subscribe to it."""
+reading cycle finished, readings stored. Reports, SNMP traps, the Modbus map and the web's live
+views subscribe to it."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ DEVICE_STARTED = "device_started"
 METER_FAILED = "meter_failed"
 METER_RECOVERED = "meter_recovered"
 METER_NOT_SEEN = "meter_not_seen"
-CYCLE_FINISHED = "cycle_finished"
+CYCLE_FINISHED = "cycle_finished"  # detail: meters, failed, duration_s
+READINGS_STORED = "readings_stored"  # durably committed; detail: meters (their keys)
 REPORT_FAILED = "report_failed"
 
 

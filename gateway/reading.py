@@ -196,7 +196,11 @@ class ReadingPipeline:
                 CYCLE_FINISHED,
                 result.finished,
                 None,
-                {"meters": len(readings), "failed": len(result.failed)},
+                {
+                    "meters": len(readings),
+                    "failed": len(result.failed),
+                    "duration_s": (result.finished - result.started).total_seconds(),
+                },
             )
         )
         return result

@@ -118,6 +118,25 @@ def identity_from_meter(meter: Meter) -> MeterIdentity:
     )
 
 
+def identity_from_header(header: Any) -> MeterIdentity:
+    """The identity a telegram's header tells (``mbusgw.core.records.Header``)."""
+    return MeterIdentity(
+        id_number(header.id),
+        manufacturer_code(header.manufacturer),
+        header.version,
+        header.medium,
+        header.access_number,
+        header.status,
+    )
+
+
+def or_installed(identity: MeterIdentity, meter: Meter) -> MeterIdentity:
+    """A telegram without address fields (CI 0x78: no header) leaves the installed identity."""
+    if identity.id is None and identity.manufacturer is None:
+        return identity_from_meter(meter)
+    return identity
+
+
 def id_number(text: str | None) -> int | None:
     """ "12345678" → 12345678; None for a missing ID or one with hex digits (not a BCD number)."""
     if text is None or not text.isdigit() or len(text) > 8:
@@ -135,8 +154,9 @@ def manufacturer_code(letters: str | None) -> int | None:
     return code
 
 
-_SCALABLE = {ValueKind.DECIMAL, ValueKind.REAL, ValueKind.NONE, ValueKind.BCD_ERROR}
-_SECONDS = {ValueKind.DATE, ValueKind.DATETIME, ValueKind.TIME}
+# Kinds that get a slot: numbers (scaled by the constant) and dates and times (seconds).
+SCALABLE_KINDS = frozenset({ValueKind.DECIMAL, ValueKind.REAL, ValueKind.NONE, ValueKind.BCD_ERROR})
+SECONDS_KINDS = frozenset({ValueKind.DATE, ValueKind.DATETIME, ValueKind.TIME})
 _COLUMNS = (
     "kind", "flags", "record_error", "mantissa", "exponent", "real", "quantity", "unit",
     "function", "storage", "tariff", "subunit", "difvif_offset", "difvif_length",
@@ -150,15 +170,7 @@ def telegram_values(telegrams: tuple[Any, ...]) -> tuple[MeterIdentity, tuple[Se
     slot with no number. Dates and times are seconds (Unix time; seconds since midnight)."""
     if not telegrams:
         return MeterIdentity(), ()
-    header = telegrams[0].header
-    identity = MeterIdentity(
-        id_number(header.id),
-        manufacturer_code(header.manufacturer),
-        header.version,
-        header.medium,
-        header.access_number,
-        header.status,
-    )
+    identity = identity_from_header(telegrams[0].header)
     values: list[SeriesValue] = []
     for telegram in telegrams:
         array, payload = telegram.array, telegram.payload
@@ -166,20 +178,31 @@ def telegram_values(telegrams: tuple[Any, ...]) -> tuple[MeterIdentity, tuple[Se
         for kind, flags, error, mantissa, exponent, real, *codes, offset, length in zip(
             *columns, strict=True
         ):
-            if kind not in _SCALABLE and kind not in _SECONDS:
+            if kind not in SCALABLE_KINDS and kind not in SECONDS_KINDS:
                 continue
-            if flags & Flag.INVALID or error or kind in (ValueKind.NONE, ValueKind.BCD_ERROR):
-                number = None
-            elif kind == ValueKind.REAL:
-                number = Number(exponent=exponent, real=real)
-            elif kind == ValueKind.DECIMAL:
-                number = Number(mantissa, exponent)
-            else:
-                number = Number(mantissa)
             values.append(
-                SeriesValue(payload[offset : offset + length], number, kind in _SCALABLE, *codes)
+                SeriesValue(
+                    payload[offset : offset + length],
+                    record_number(kind, flags, error, mantissa, exponent, real),
+                    kind in SCALABLE_KINDS,
+                    *codes,
+                )
             )
     return identity, tuple(values)
+
+
+def record_number(
+    kind: int, flags: int, record_error: int, mantissa: int, exponent: int, real: float
+) -> Number | None:
+    """A record's number; None when the meter flagged it invalid or reported a record error,
+    for a BCD error and for an empty record."""
+    if flags & Flag.INVALID or record_error or kind in (ValueKind.NONE, ValueKind.BCD_ERROR):
+        return None
+    if kind == ValueKind.REAL:
+        return Number(exponent=exponent, real=real)
+    if kind == ValueKind.DECIMAL:
+        return Number(mantissa, exponent)
+    return Number(mantissa)  # seconds
 
 
 class LiveSnapshotSource:
@@ -236,8 +259,7 @@ class LiveSnapshotSource:
             identity, values = previous.identity, previous.values
         else:
             identity, values = self._read_values(good.telegrams)
-            if identity.id is None and identity.manufacturer is None:
-                identity = identity_from_meter(meter)
+            identity = or_installed(identity, meter)
         return MeterValues(state, identity, values, good.read_at, attempt_at or good.read_at)
 
     def last_cycle(self) -> CycleInfo | None:

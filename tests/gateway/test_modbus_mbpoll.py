@@ -3,27 +3,11 @@ meter's values, in both word orders. ``make test`` installs mbpoll (tools/system
 
 from __future__ import annotations
 
-import re
-import shutil
-
 import pytest
 import trio
-from modbus_rig import DATE, ENERGY, FLOW_TEMP, IDENTITY, VOLUME, Rig, meter
+from modbus_rig import DATE, ENERGY, FLOW_TEMP, IDENTITY, VOLUME, Rig, mbpoll, meter
 
 from mbusgw.gateway.settings import Settings
-
-LINE = re.compile(r"^\[(\d+)\]:\s+(-?[0-9.e+-]+)", re.MULTILINE)
-
-
-async def mbpoll(port: int, unit: int, kind: str, reference: int, count: int, *options: str):
-    """Poll once with PDU addressing (-0); returns {address: text} or the error text."""
-    assert shutil.which("mbpoll"), "mbpoll is missing: apt-get install mbpoll (make test does)"
-    command = ["mbpoll", "-m", "tcp", "-p", str(port), "-a", str(unit), "-0", "-1", "-o", "2"]
-    command += ["-t", kind, "-r", str(reference), "-c", str(count), *options, "127.0.0.1"]
-    result = await trio.run_process(command, capture_stdout=True, capture_stderr=True, check=False)
-    if result.returncode:
-        return result.stderr.decode() + result.stdout.decode()
-    return {int(a): v for a, v in LINE.findall(result.stdout.decode())}
 
 
 @pytest.mark.parametrize(("order", "flag"), [("big", ("-B",)), ("little", ())])
