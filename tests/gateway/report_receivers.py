@@ -215,6 +215,7 @@ class HttpReceiver:
     """An ASGI app that keeps every request and answers ``status``."""
 
     status: int = 200
+    delay: float = 0.0  # seconds before answering (trio time)
     basic_auth: tuple[str, str] | None = None
     requests: list[HttpRequest] = field(default_factory=list)
     url: str = ""
@@ -235,6 +236,7 @@ class HttpReceiver:
             if not message.get("more_body"):
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        await trio.sleep(self.delay)
         status = self.status
         if self.basic_auth is not None:
             expected = "Basic " + base64.b64encode(":".join(self.basic_auth).encode()).decode()

@@ -14,16 +14,18 @@ from reportkit import METERS, csv_records, running_service, values_of_report
 from storekit import ENERGY, T0, FixedClock, open_store, trio_clock
 
 from mbusgw.gateway.clock import sleep_until_wall
-from mbusgw.gateway.errors import ReportError, UnknownReport
+from mbusgw.gateway.errors import DeliveryError, ReportError, UnknownReport
 from mbusgw.gateway.events import (
     CYCLE_FINISHED,
     DEVICE_STARTED,
     METER_FAILED,
     METER_RECOVERED,
+    READINGS_STORED,
     Event,
     EventBus,
 )
 from mbusgw.gateway.services.reports.retries import adaptive, policy_for
+from mbusgw.gateway.services.reports.runner import ReportRunner
 from mbusgw.gateway.services.reports.schedule import last_fire, report_schedule
 from mbusgw.gateway.settings import Settings
 from mbusgw.gateway.store import Reading, StoreWriter
@@ -129,6 +131,8 @@ async def test_event_reports_gather_events(tmp_path: Path, autojump_clock, recei
                 events.publish(Event(METER_FAILED, clock.now(), meter, {"error": "no response"}))
                 await trio.sleep(2)
             events.publish(Event(METER_RECOVERED, clock.now(), "m1"))
+            events.publish(Event(READINGS_STORED, clock.now(), None, {"meters": ["m1"]}))
+            events.publish(Event(CYCLE_FINISHED, clock.now()))
             await trio.sleep(30)
             nursery.cancel_scope.cancel()
     by_path = {r.path.rsplit("/", 1)[1]: r for r in receiver.requests}
@@ -298,3 +302,41 @@ def test_weekly_reports_start_the_week_on_the_first_day() -> None:
     every = report_schedule("every_15_minutes", "monday", "r")
     assert last_fire(every, at(T0 + 905)) == at(T0 + 900)
     assert last_fire(every, at(T0 + 900)) == at(T0 + 900)
+
+
+async def test_a_receiver_that_does_not_answer_times_out(
+    tmp_path: Path, autojump_clock, receiver
+) -> None:
+    clock, store = scheduled(tmp_path, receiver.url, q={})
+    store.update_settings({"reports": {"timeouts": {"http_s": 30}}})
+    receiver.delay = 120
+    async with running_service(store, clock, in_thread=False) as service:
+        started = trio.current_time()
+        with pytest.raises(DeliveryError, match="no answer within 30 s"):
+            await service.runner.attempt("q")
+        assert trio.current_time() - started == pytest.approx(30)
+    assert store.record("cursors", "q") is None
+
+
+def test_auto_value_period_is_180_cycles_of_reading_or_report() -> None:
+    settings = Settings().updated(
+        {
+            "reading": {"schedule": "every_15_minutes"},
+            "reports": {
+                "http": {"uri": "http://x.example.com/"},
+                "reports": {
+                    "q": {"template": 3101, "schedule": "every_15_minutes"},
+                    "d": {"template": 3101, "schedule": "daily"},
+                    "f": {"template": 3101, "value_period": "6h"},
+                    "o": {"template": 3101, "kind": "on_demand"},
+                },
+            },
+        }
+    )
+    runner = ReportRunner(None, None, lambda: settings, FixedClock(T0))  # type: ignore[arg-type]
+    now = at(T0 + 100)
+    periods = {
+        name: runner.value_period(config, settings, now)
+        for name, config in settings.reports.reports.items()
+    }
+    assert periods == {"q": 180 * 900, "d": 180 * 86_400, "f": 6 * 3600, "o": 180 * 900}

@@ -21,6 +21,7 @@ from mbusgw.gateway.clock import WallClock, sleep_until_wall
 from mbusgw.gateway.cron import CronSchedule
 from mbusgw.gateway.errors import ReportError
 from mbusgw.gateway.events import CYCLE_FINISHED, REPORT_FAILED, Event, EventBus
+from mbusgw.gateway.services.reports.catalog import EVENT_KINDS
 from mbusgw.gateway.services.reports.checks import split_events
 from mbusgw.gateway.services.reports.conventions import Conventions
 from mbusgw.gateway.services.reports.retries import policy_for
@@ -148,11 +149,12 @@ class ReportService:
             if event.kind == CYCLE_FINISHED:
                 self.cycles.finished(event.at)
                 continue
+            if event.kind not in EVENT_KINDS:
+                continue  # internal events (readings stored ...) are not reported
             settings = self.settings()
             for name, send in self._event_queues.items():
                 config = settings.reports.reports.get(name)
-                wanted = split_events(config.events) if config else []
-                if config is None or (wanted and event.kind not in wanted):
+                if config is None or event.kind not in (split_events(config.events) or EVENT_KINDS):
                     continue
                 try:
                     send.send_nowait(event)
