@@ -48,6 +48,7 @@ from mbusgw.gateway.search import SearchJob, SearchRequest, run_search
 from mbusgw.gateway.services.modbus import ModbusService, choose_source
 from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, ModbusSource
 from mbusgw.gateway.services.modbus_stored import StoredValuesSource
+from mbusgw.gateway.services.reports.service import ReportService
 from mbusgw.gateway.settings import InterfaceConfig, Settings, StartupConfig
 from mbusgw.gateway.store import (
     CompactionService,
@@ -110,6 +111,7 @@ class Gateway:
         self._read_at_start_done = False
         self.read_schedule: ScheduledJob | None = None
         self.modbus: ModbusService | None = None
+        self.reports: ReportService | None = None  # push reports: status, test and on-demand
         self.pipeline = ReadingPipeline(
             {}, self.clock, events=self.events, live=self.live, health=self.health
         )
@@ -217,8 +219,22 @@ class Gateway:
             CompactionService(store_writer),
             RetentionService(store_writer),
             FunctionService("not-seen-watch", self._watch_not_seen),
+            self._report_service(store_writer),
         ]
         return services
+
+    def _report_service(self, writer: StoreWriter) -> ReportService:
+        # made before DEVICE_STARTED is published: it subscribes to the events when made
+        self.reports = ReportService(
+            store=self._store(),
+            writer=writer,
+            settings=lambda: self.settings,
+            clock=self.clock,
+            events=self.events,
+            read_all=self.read_all,
+            meters=lambda: {meter.key: meter for meter in self.meters},
+        )
+        return self.reports
 
     def _modbus_meters(self) -> list[Meter]:
         return self.meters
@@ -340,6 +356,8 @@ class Gateway:
             restart += ["read-schedule", "continuous", "modbus"]
         if "modbus" in touched:
             restart.append("modbus")
+        if touched & ReportService.settings_sections:
+            restart.append(ReportService.name)
         if "capacity" in touched:
             await self._save_meters(installing.apply_capacity(self.meters, after.capacity))
         self.supervisor.restart(sorted(set(restart)))

@@ -78,3 +78,15 @@ class InvalidReading(StoreError, ValueError):
 
 class BackupError(StoreError):
     """A backup file is missing, truncated, corrupt or from an incompatible version."""
+
+
+class ReportError(GatewayError):
+    """A push report could not be made or delivered."""
+
+
+class DeliveryError(ReportError):
+    """The receiver was unreachable or did not accept the report; the values stay pending."""
+
+
+class UnknownReport(ReportError, LookupError):
+    """No report of that name is configured (or it is of another kind)."""
