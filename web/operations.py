@@ -1,0 +1,616 @@
+"""The operations of the API, shared by REST (``api_v1``), JSON-RPC (``jsonrpc``) and the pages.
+
+Each takes the gateway and plain arguments and returns plain data (dicts, lists, str, int,
+exact ``Decimal``), so the three front doors cannot disagree. Bad arguments raise the typed
+errors of ``web.errors``; nothing is changed before every argument has been checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import socket
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from mbusgw.gateway.health import MeterHealth
+from mbusgw.gateway.meters import Meter, template_csv
+from mbusgw.web.errors import BadRequest, NotFound
+from mbusgw.web.handle import GatewayHandle
+
+LEVEL_NAMES = {-1: "debug", 0: "info", 1: "warning", 2: "error"}
+MAX_SERIES_PAGE = 100_000
+DEFAULT_SERIES_PAGE = 50_000
+MAX_LOG_ENTRIES = 10_000
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("mbusgw")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def iso(seconds: float | int | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(float(seconds), UTC).isoformat(timespec="seconds")
+
+
+def plain(value: Any) -> Any:
+    """A decoded value as JSON data: exact numbers stay exact, dates become ISO text."""
+    if value is None or isinstance(value, bool | int | float | str | Decimal):
+        return value
+    if isinstance(value, bytes):
+        return value.hex()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------- device
+
+
+def network_addresses() -> list[dict[str, str]]:
+    """The host's addresses (what a field engineer types into a browser)."""
+    found = []
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None)
+    except OSError:
+        infos = []
+    for family, _, _, _, address in infos:
+        text = address[0]
+        entry = {"interface": socket.gethostname(), "address": text, "family": family.name}
+        if entry not in found:
+            found.append(entry)
+    return found
+
+
+def device_info(gw: GatewayHandle) -> dict[str, Any]:
+    now = gw.clock.now()
+    identity = gw.settings.identity
+    return {
+        "name": identity.device_name,
+        "contact": identity.contact,
+        "version": version(),
+        "hostname": socket.gethostname(),
+        "now": now.isoformat(timespec="seconds"),
+        "started_at": gw.started_at.isoformat(timespec="seconds"),
+        "uptime_s": round((now - gw.started_at).total_seconds(), 3),
+        "timezone": gw.settings.timezone,
+        "capacity": gw.settings.capacity,
+        "python": platform.python_version(),
+        "addresses": network_addresses(),
+    }
+
+
+def meter_counts(gw: GatewayHandle) -> dict[str, int]:
+    counts = {"installed": 0, "active": 0, "passive": 0, "ok": 0, "failed": 0, "never": 0}
+    for meter in gw.meters:
+        counts["installed"] += 1
+        counts["active" if meter.active else "passive"] += 1
+        if meter.active:
+            counts[health_of(gw, meter.key).status] += 1
+    return counts
+
+
+def device_status(gw: GatewayHandle) -> dict[str, Any]:
+    counts = meter_counts(gw)
+    services = [
+        {
+            "name": s.name,
+            "state": s.state,
+            "restarts": s.restarts,
+            "crashes": s.crashes,
+            "last_error": s.last_error,
+        }
+        for s in gw.supervisor.states.values()
+    ]
+    if counts["active"] and counts["failed"] == counts["active"]:
+        status = "error"
+    elif counts["failed"] or any(s["state"] == "waiting" for s in services):
+        status = "warning"
+    else:
+        status = "ok"
+    store = dataclasses.asdict(gw.store.stats())
+    store.pop("tables", None)
+    return {
+        "status": status,
+        "meters": counts,
+        "services": services,
+        "store": store,
+        "continuous": gw.settings.reading.continuous,
+    }
+
+
+# ---------------------------------------------------------------------------------- meters
+
+
+def health_of(gw: GatewayHandle, key: str) -> MeterHealth:
+    return gw.health.get(key) or MeterHealth(key)
+
+
+def find_meter(gw: GatewayHandle, key: str) -> Meter:
+    for meter in gw.meters:
+        if meter.key == key:
+            return meter
+    raise NotFound(f"no meter {key!r} is installed")
+
+
+def meter_dict(gw: GatewayHandle, meter: Meter, latest: dict | None = None) -> dict[str, Any]:
+    modbus = gw.settings.modbus
+    per_meter = modbus.meters.get(meter.key)
+    return {
+        "key": meter.key,
+        "position": meter.position,
+        "secondary_address": meter.secondary_address,
+        "primary_address": meter.primary_address,
+        "enhanced_address": meter.enhanced_address,
+        "baud": meter.baud,
+        "addressing": [str(mode) for mode in meter.addressing],
+        "interface": meter.interface,
+        "state": "active" if meter.active else "passive",
+        "enabled": meter.enabled,
+        "multi_telegram": str(meter.multi_telegram),
+        "multi_telegram_limit": meter.multi_telegram_limit,
+        "key_linked": meter.key_id is not None,
+        "manufacturer": meter.manufacturer,
+        "version": meter.version,
+        "medium": meter.medium,
+        "timing": dict(meter.timing),
+        "modbus_enabled": modbus.enabled and (per_meter.enabled if per_meter else True),
+        "health": health_of(gw, meter.key).as_dict(),
+        "latest": latest,
+    }
+
+
+def list_meters(gw: GatewayHandle, passive: bool = True) -> dict[str, Any]:
+    meters = [m for m in gw.meters if passive or m.active]
+    latest = latest_by_meter(gw, [m.key for m in meters])
+    rows = [meter_dict(gw, m, latest.get(m.key)) for m in meters]
+    active = sum(1 for m in gw.meters if m.active)
+    return {
+        "meters": rows,
+        "total": len(gw.meters),
+        "active": active,
+        "passive": len(gw.meters) - active,
+        "capacity": gw.settings.capacity,
+    }
+
+
+def get_meter(gw: GatewayHandle, key: str) -> dict[str, Any]:
+    meter = find_meter(gw, key)
+    return meter_dict(gw, meter, latest_by_meter(gw, [key]).get(key))
+
+
+def install_result(gw: GatewayHandle, installed: Sequence[Meter]) -> dict[str, Any]:
+    active = sum(1 for m in gw.meters if m.active)
+    return {
+        "installed": len(installed),
+        "active": active,
+        "passive": len(gw.meters) - active,
+        "meters": [meter_dict(gw, m) for m in installed],
+    }
+
+
+async def install_meters(gw: GatewayHandle, csv: str) -> dict[str, Any]:
+    if not isinstance(csv, str):
+        raise BadRequest("the meter list must be CSV text")
+    installed = await gw.install_meter_list(csv)
+    keys = {m.key for m in installed}
+    return install_result(gw, [m for m in gw.meters if m.key in keys])
+
+
+def meter_template() -> str:
+    return template_csv()
+
+
+METER_FIELDS = {
+    "position",
+    "enabled",
+    "baud",
+    "addressing",
+    "primary_address",
+    "interface",
+    "multi_telegram",
+    "multi_telegram_limit",
+    "timing",
+}
+
+
+async def update_meter(gw: GatewayHandle, key: str, changes: dict[str, Any]) -> dict[str, Any]:
+    find_meter(gw, key)
+    if not isinstance(changes, dict) or not changes:
+        raise BadRequest("send the settings to change as an object")
+    unknown = {name: "unknown meter setting" for name in changes if name not in METER_FIELDS}
+    if unknown:
+        raise BadRequest("the meter settings were refused; nothing was changed", unknown)
+    meter = await gw.update_meter(key, changes)
+    return get_meter(gw, meter.key)
+
+
+async def remove_meter(gw: GatewayHandle, key: str) -> dict[str, Any]:
+    find_meter(gw, key)
+    await gw.remove_meters([key])
+    return {"ok": True, "message": f"meter {key} removed"}
+
+
+async def read_now(gw: GatewayHandle, key: str) -> dict[str, Any]:
+    find_meter(gw, key)
+    reading = await gw.read_now(key)
+    values: list[dict[str, Any]] = []
+    for telegram in getattr(reading, "telegrams", ()) or ():
+        for record in telegram.records:
+            values.append(
+                {
+                    "series": 0,
+                    "quantity": str(record.quantity),
+                    "unit": str(record.unit),
+                    "value": plain(record.value),
+                    "description": str(record.function),
+                }
+            )
+    read_at = getattr(reading, "read_at", None)
+    return {
+        "meter": key,
+        "ok": bool(getattr(reading, "ok", False)),
+        "read_at": read_at.isoformat(timespec="seconds") if read_at else None,
+        "error": getattr(reading, "error", None),
+        "values": values,
+    }
+
+
+# ---------------------------------------------------------------------------------- values
+
+
+def series_names(gw: GatewayHandle, meter: str | None = None) -> dict[int, Any]:
+    return {info.id: info for info in gw.store.series(meter)}
+
+
+def value_dicts(table: Any, names: dict[int, Any]) -> list[dict[str, Any]]:
+    """One dict per value of a ``ValueTable`` (with the series' name and unit)."""
+    out = []
+    for i in range(len(table)):
+        info = names.get(int(table.series[i]))
+        meter_time = int(table.meter_time[i])
+        out.append(
+            {
+                "series": int(table.series[i]),
+                "signature": info.signature.hex().upper() if info else "",
+                "quantity": info.quantity if info else "",
+                "unit": info.unit if info else "",
+                "description": info.description if info else "",
+                "value": plain(table.value(i)),
+                "read_at": iso(int(table.received_at[i])),
+                "meter_time": iso(meter_time) if meter_time > -(2**62) else None,
+                "invalid": bool(int(table.flags[i]) & 1),
+            }
+        )
+    return out
+
+
+def latest_by_meter(gw: GatewayHandle, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The newest stored values of the given meters, grouped by meter."""
+    keys = list(keys)
+    if not keys:
+        return {}
+    known = {m.name for m in gw.store.meters()}
+    wanted = [k for k in keys if k in known]
+    if not wanted:
+        return {}
+    table = gw.store.latest(wanted)
+    names = series_names(gw)
+    grouped: dict[str, dict[str, Any]] = {}
+    for value in value_dicts(table, names):
+        info = names.get(value["series"])
+        if info is None:
+            continue
+        entry = grouped.setdefault(info.meter, {"read_at": value["read_at"], "values": []})
+        entry["values"].append(value)
+        entry["read_at"] = max(entry["read_at"], value["read_at"])
+    return grouped
+
+
+def latest_values(gw: GatewayHandle) -> dict[str, Any]:
+    meters = list(gw.meters)
+    latest = latest_by_meter(gw, [m.key for m in meters])
+    return {
+        "meters": [
+            {
+                "key": m.key,
+                "position": m.position,
+                "read_at": latest.get(m.key, {}).get("read_at"),
+                "values": latest.get(m.key, {}).get("values", []),
+            }
+            for m in meters
+        ]
+    }
+
+
+def meter_series(gw: GatewayHandle, key: str) -> dict[str, Any]:
+    find_meter(gw, key)
+    return {
+        "meter": key,
+        "series": [
+            {
+                "id": info.id,
+                "signature": info.signature.hex().upper(),
+                "quantity": info.quantity,
+                "unit": info.unit,
+                "description": info.description,
+                "numeric": info.unit != "" or info.quantity not in ("text", "bytes"),
+            }
+            for info in gw.store.series(key)
+        ],
+    }
+
+
+def series_info(gw: GatewayHandle, key: str, series: int) -> Any:
+    for info in gw.store.series(key):
+        if info.id == series:
+            return info
+    raise NotFound(f"meter {key!r} has no series {series}")
+
+
+def series_values(
+    gw: GatewayHandle,
+    key: str,
+    series: int,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int = DEFAULT_SERIES_PAGE,
+    as_float: bool = False,
+) -> tuple[dict[str, Any], Any]:
+    """A page of one series: ``times`` (epoch s) and ``values``; ``next`` is the ``since`` of
+    the following page (or None). Returns the JSON data and the page's ``ValueTable``."""
+    find_meter(gw, key)
+    info = series_info(gw, key, series)
+    if not 1 <= limit <= MAX_SERIES_PAGE:
+        raise BadRequest(f"limit must be 1-{MAX_SERIES_PAGE}", {"limit": "out of range"})
+    table = gw.store.values(series, since, until)
+    following = None
+    if len(table) > limit:
+        following = str(int(table.received_at[limit]))
+        table = _head(table, limit)
+    times = table.received_at.tolist()
+    if as_float:
+        floats = table.as_float()
+        values: list[Any] = [None if np.isnan(v) else v for v in floats.tolist()]
+    else:
+        values = [plain(v) for v in table.values()]
+    data = {
+        "meter": key,
+        "series": {
+            "id": info.id,
+            "signature": info.signature.hex().upper(),
+            "quantity": info.quantity,
+            "unit": info.unit,
+            "description": info.description,
+        },
+        "since": iso(since),
+        "until": iso(until),
+        "times": times,
+        "values": values,
+        "next": following,
+    }
+    return data, table
+
+
+def _head(table: Any, n: int) -> Any:
+    blobs = table.blobs[:n] if table.blobs is not None else None
+    columns = {name: getattr(table, name)[:n] for name in table.COLUMNS}
+    return type(table)(**columns, blobs=blobs)
+
+
+def live_snapshot(gw: GatewayHandle) -> dict[str, Any]:
+    now = gw.clock.now()
+    meters = []
+    for meter in gw.meters:
+        reading = gw.live.latest(meter.key)
+        if reading is None:
+            continue
+        good = gw.live.last_good(meter.key) or reading
+        values = []
+        for telegram in good.telegrams:
+            for record in telegram.records:
+                values.append(
+                    {
+                        "series": 0,
+                        "quantity": str(record.quantity),
+                        "unit": str(record.unit),
+                        "value": plain(record.value),
+                    }
+                )
+        meters.append(
+            {
+                "key": meter.key,
+                "ok": reading.ok,
+                "read_at": good.read_at.isoformat(timespec="seconds"),
+                "age_s": round((now - good.read_at).total_seconds(), 3),
+                "error": reading.error,
+                "values": values,
+            }
+        )
+    return {
+        "continuous": gw.settings.reading.continuous,
+        "version": gw.live.version,
+        "meters": meters,
+    }
+
+
+# ---------------------------------------------------------------------------------- logs
+
+
+def meter_log(
+    gw: GatewayHandle, key: str, since: float | None = None, until: float | None = None
+) -> dict[str, Any]:
+    find_meter(gw, key)
+    if key not in {m.name for m in gw.store.meters()}:
+        return {"meter": key, "entries": []}
+    entries = [
+        {
+            "read_at": iso(e.received_at),
+            "status": e.status.name.lower(),
+            "duration_ms": e.duration_ms,
+            "retries": e.retries,
+            "status_byte": e.status_byte,
+            "error": e.error,
+        }
+        for e in gw.store.meter_log(key, since, until)
+    ]
+    entries.reverse()  # newest first, as a person reads a log
+    return {"meter": key, "entries": entries}
+
+
+def log_filter(
+    since: float | None = None,
+    until: float | None = None,
+    min_level: int | None = None,
+    max_level: int | None = None,
+    origin: str | None = None,
+) -> Any:
+    from mbusgw.gateway.store import LogFilter
+
+    for name, level in (("min_level", min_level), ("max_level", max_level)):
+        if level is not None and level not in LEVEL_NAMES:
+            raise BadRequest(f"{name} must be -1, 0, 1 or 2", {name: "out of range"})
+    return LogFilter(since, until, min_level, max_level, origin or None)
+
+
+def system_log(gw: GatewayHandle, limit: int = 1000, **filters: Any) -> dict[str, Any]:
+    if not 1 <= limit <= MAX_LOG_ENTRIES:
+        raise BadRequest(f"limit must be 1-{MAX_LOG_ENTRIES}", {"limit": "out of range"})
+    entries = gw.store.system_log(log_filter(**filters), limit=limit + 1)
+    truncated = len(entries) > limit
+    entries = sorted(entries, key=lambda e: e.time, reverse=True)[:limit]
+    return {
+        "entries": [
+            {
+                "time": datetime.fromtimestamp(e.time, UTC).isoformat(timespec="milliseconds"),
+                "level": e.level,
+                "level_name": LEVEL_NAMES.get(e.level, str(e.level)),
+                "origin": e.origin,
+                "text": e.text,
+            }
+            for e in entries
+        ],
+        "truncated": truncated,
+    }
+
+
+# ---------------------------------------------------------------------------------- settings
+
+
+def get_settings(gw: GatewayHandle, section: str | None = None) -> dict[str, Any]:
+    data = gw.settings.to_dict()
+    return data if section is None else data[section]
+
+
+async def update_settings(
+    gw: GatewayHandle, changes: dict[str, Any], section: str | None = None
+) -> dict[str, Any]:
+    if not isinstance(changes, dict):
+        raise BadRequest("send the settings to change as an object")
+    await gw.update_settings({section: changes} if section else changes)
+    return get_settings(gw, section)
+
+
+# ---------------------------------------------------------------------------------- keys
+
+
+def key_listing(gw: GatewayHandle) -> dict[str, Any]:
+    return gw.keys.listing()
+
+
+def add_key(gw: GatewayHandle, entry: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+        raise BadRequest("send the key as 32 hex digits in 'key'", {"key": "required"})
+    unknown = set(entry) - {"key", "address", "manufacturer", "device_type", "version"}
+    if unknown:
+        raise BadRequest("unknown fields", {name: "unknown field" for name in unknown})
+    gw.keys.add(
+        entry["key"],
+        address=entry.get("address"),
+        manufacturer=entry.get("manufacturer"),
+        device_type=entry.get("device_type"),
+        version=entry.get("version"),
+    )
+    return key_listing(gw)
+
+
+def import_keys(gw: GatewayHandle, data: bytes, filename: str, replace: bool) -> dict:
+    added = gw.keys.import_file(data, filename or "keys.csv", replace_all=replace)
+    return {"added": added}
+
+
+def remove_key(gw: GatewayHandle, entry_id: int) -> dict[str, Any]:
+    try:
+        gw.keys.remove(entry_id)
+    except KeyError:
+        raise NotFound(f"no key entry {entry_id}") from None
+    return key_listing(gw)
+
+
+def _meter_id(gw: GatewayHandle, key: str) -> Any:
+    from mbusgw.core.wmbus import MeterId
+
+    meter = find_meter(gw, key)
+    if not meter.secondary_address:
+        raise BadRequest("only meters with a secondary address can have a linked key")
+    return MeterId(
+        meter.manufacturer or "@@@",
+        meter.secondary_address,
+        meter.version or 0,
+        meter.medium or 0,
+    )
+
+
+def link_key(gw: GatewayHandle, key: str, aes_key: str) -> dict[str, Any]:
+    if not isinstance(aes_key, str):
+        raise BadRequest("send the key as 32 hex digits in 'key'", {"key": "required"})
+    gw.keys.link(_meter_id(gw, key), aes_key)
+    return key_listing(gw)
+
+
+def unlink_key(gw: GatewayHandle, key: str) -> dict[str, Any]:
+    gw.keys.unlink(_meter_id(gw, key))
+    return key_listing(gw)
+
+
+# ---------------------------------------------------------------------------------- jobs
+
+
+def job_dict(job: Any) -> dict[str, Any]:
+    if hasattr(job, "as_dict"):
+        return job.as_dict()
+    return dict(job)
+
+
+def list_jobs(gw: GatewayHandle) -> dict[str, Any]:
+    return {"jobs": [job_dict(job) for job in gw.jobs()]}
+
+
+def get_job(gw: GatewayHandle, job_id: str) -> dict[str, Any]:
+    for job in gw.jobs():
+        if job_dict(job)["id"] == job_id:
+            return job_dict(job)
+    raise NotFound(f"no job {job_id!r}")
+
+
+SCAN_FIELDS = {"kind", "interfaces", "baud", "expected", "addressing", "install"}
+
+
+def start_scan(gw: GatewayHandle, params: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(params, dict):
+        raise BadRequest("send the search parameters as an object")
+    unknown = {name: "unknown parameter" for name in params if name not in SCAN_FIELDS}
+    if unknown:
+        raise BadRequest("the search was refused", unknown)
+    return job_dict(gw.start_search(params))
