@@ -11,6 +11,10 @@ from collections.abc import Sequence
 COMMAND_MODULES: list[str] = [
     "mbusgw.gateway.commands.decode",
     "mbusgw.gateway.commands.listen",
+    "mbusgw.gateway.commands.backup",
+    "mbusgw.gateway.commands.restore",
+    "mbusgw.gateway.commands.config",
+    "mbusgw.gateway.commands.store",
 ]
 
 

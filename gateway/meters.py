@@ -26,7 +26,7 @@ COLUMNS = (
 )
 REQUIRED_COLUMNS = COLUMNS[:4]
 MAX_ROWS = 4096
-SECONDARY_PATTERN = re.compile(r"^[0-9A-Fa-f]{8}$")
+SECONDARY_PATTERN = re.compile(r"[0-9A-Fa-f]{8}")
 
 
 class AddressingMode(StrEnum):
@@ -167,7 +167,7 @@ def _parse_row(cell, line: int, interface: str) -> tuple[Meter | None, list[RowE
     if len(position) > 128:
         errors.append(RowError(line, "Position", "longer than 128 characters"))
     secondary = cell("SecondaryAddress") or None
-    if secondary is not None and not SECONDARY_PATTERN.match(secondary):
+    if secondary is not None and not SECONDARY_PATTERN.fullmatch(secondary):
         errors.append(RowError(line, "SecondaryAddress", f"{secondary!r} is not 8 digits"))
     baud_text = cell("BaudRate") or "2400"
     baud = int(baud_text) if baud_text.isdigit() else None

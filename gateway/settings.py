@@ -2,14 +2,15 @@
 
 Two layers: ``StartupConfig`` is read from a TOML file before anything opens (data directory,
 interfaces, ports); ``Settings`` is everything else, kept in the store, edited through the UI and
-APIs, exported in the configuration file. Validation reports every bad field with its dotted
-path, and a rejected change changes nothing.
+APIs, exported in the configuration file (but for fields marked ``device_specific``). Validation
+reports every bad field with its dotted path, and a rejected change changes nothing.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import sys
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -97,7 +98,7 @@ class ModbusSeriesSettings:
     constant: str = field(default="", metadata={"constant": "optional"})
 
 
-SERIES_KEY = re.compile(r"^(?:[0-9A-Fa-f]{2}){1,12}$")
+SERIES_KEY = re.compile(r"(?:[0-9A-Fa-f]{2}){1,12}")
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,21 @@ class ModbusMeterSettings:
     constant: str = field(default="", metadata={"constant": "optional"})
     series: dict[str, ModbusSeriesSettings] = field(
         default_factory=dict, metadata={"key": SERIES_KEY, "key_note": "the DIF/VIF bytes in hex"}
+    )
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Caps and ages of the store (docs/store.md); ``max_bytes`` depends on the device's disk."""
+
+    log_max_bytes: int = _bounded(100_000_000, 65_536, 10 * 2**30, note="system log size cap")
+    log_max_days: int = _bounded(31, 1, 3660, note="system log age cap")
+    raw_days: int = _bounded(92, 0, 36_600, note="raw telegrams; 0 = until space runs out")
+    value_days: int = _bounded(0, 0, 36_600, note="values; 0 = until space runs out")
+    compact_after_hours: int = _bounded(1, 0, 168, note="grace after a UTC day before compaction")
+    # 32-bit processes map ~1.1 GiB at most (py-lmdb): one environment stays below that
+    max_bytes: int = _bounded(
+        4 * 2**30 if sys.maxsize > 2**32 else 2**30, 2**20, 2**44, device_specific=True
     )
 
 
@@ -128,7 +144,7 @@ class ModbusSettings:
     invalid_addresses: str = _choice("exception", "exception", "zero_fill")
     word_order: str = _choice("big", *WORD_ORDERS)
     meters: dict[str, ModbusMeterSettings] = field(
-        default_factory=dict, metadata={"key": re.compile(r"^\S{1,64}$"), "key_note": "a meter key"}
+        default_factory=dict, metadata={"key": re.compile(r"\S{1,64}"), "key_note": "a meter key"}
     )
 
     def cross_check(self) -> dict[str, str]:
@@ -158,6 +174,7 @@ class Settings:
     conventions: ConventionSettings = field(default_factory=ConventionSettings)
     log: LogSettings = field(default_factory=LogSettings)
     modbus: ModbusSettings = field(default_factory=ModbusSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -231,7 +248,7 @@ def _build_mapping(cls: type, data: Any, path: str, meta: Any, errors: dict[str,
         return {}
     result = {}
     for key, value in data.items():
-        if not isinstance(key, str) or not meta["key"].match(key):
+        if not isinstance(key, str) or not meta["key"].fullmatch(key):
             errors[f"{path}.{key}"] = f"not {meta['key_note']}"
             continue
         result[key] = _build(cls, value, f"{path}.{key}.", errors)

@@ -1,0 +1,76 @@
+"""What the store's commands share: the data directory option, opening, times, errors."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from mbusgw.gateway.errors import GatewayError
+from mbusgw.gateway.settings import ConfigError
+from mbusgw.gateway.store import Store, store_path
+
+DATA_DIR_ENV = "MBUSGW_DATA_DIR"
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get(DATA_DIR_ENV, "var")),
+        help=f"the gateway's data directory (default: ${DATA_DIR_ENV} or ./var)",
+    )
+
+
+def open_store(args: argparse.Namespace, *, readonly: bool) -> Store:
+    return Store.open(store_path(args.data_dir), readonly=readonly)
+
+
+def reports_errors(command: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable]:
+    """Turn the gateway's own errors into one line on stderr and exit status 1."""
+
+    def wrap(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        @functools.wraps(run)
+        def checked(args: argparse.Namespace) -> int:
+            try:
+                return run(args)
+            except (GatewayError, ConfigError, OSError) as error:
+                print(f"mbusgw {command}: error: {error}", file=sys.stderr)
+                return 1
+
+        return checked
+
+    return wrap
+
+
+def parse_time(text: str, *, end_of_day: bool = False) -> int:
+    """An ISO 8601 date or date-time as seconds since the epoch (UTC unless an offset is given).
+
+    A bare date as the end of a range means the end of that day, so ``--to 2024-01-31`` includes
+    the 31st.
+    """
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            moment = dt.datetime.combine(day, dt.time(), dt.UTC)
+            return int(moment.timestamp()) + (86_400 if end_of_day else 0)
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp())
+
+
+def iso(seconds: int | float | None) -> str:
+    if seconds is None:
+        return ""
+    return (
+        dt.datetime.fromtimestamp(seconds, dt.UTC)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z")
+    )

@@ -1,0 +1,33 @@
+"""``mbusgw backup FILE``: a consistent, compacted copy of the store, also while it runs."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from mbusgw.gateway.commands._store_common import add_data_dir, open_store, reports_errors
+from mbusgw.gateway.store.backup import create_backup
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "backup",
+        help="write a backup of all values, logs and settings",
+        description="Write a backup of the whole store (values, logs, all settings) to FILE. "
+        "Safe while the gateway runs; restore it with `mbusgw restore FILE`.",
+    )
+    parser.add_argument("file", type=Path, help="the backup file to write (replaced if it exists)")
+    add_data_dir(parser)
+    parser.set_defaults(func=run)
+
+
+@reports_errors("backup")
+def run(args: argparse.Namespace) -> int:
+    with open_store(args, readonly=True) as store:
+        info = create_backup(store.env, args.file, time.time())
+    print(
+        f"backup written to {args.file}: {info.meters} meters, {info.series} series, "
+        f"{info.readings} readings, {info.values} values, {info.data_bytes / 2**20:.1f} MiB"
+    )
+    return 0

@@ -1,0 +1,48 @@
+"""``mbusgw config export|import FILE``: settings that are not device-specific, as TOML."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from mbusgw.gateway.commands._store_common import add_data_dir, open_store, reports_errors
+from mbusgw.gateway.store.configfile import export_config, read_config
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "config",
+        help="export or import a configuration file",
+        description="A configuration file holds every setting that is not specific to one device "
+        "(not the network address, not the store size), to restore it or to clone gateways.",
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = actions.add_parser("export", help="write the configuration file")
+    export.add_argument("file", type=Path)
+    add_data_dir(export)
+    export.set_defaults(func=run_export)
+    load = actions.add_parser(
+        "import", help="check a configuration file completely, then apply all of it"
+    )
+    load.add_argument("file", type=Path)
+    add_data_dir(load)
+    load.set_defaults(func=run_import)
+
+
+@reports_errors("config export")
+def run_export(args: argparse.Namespace) -> int:
+    with open_store(args, readonly=True) as store:
+        export_config(store.stored_settings(), args.file, time.time())
+    print(f"settings written to {args.file}")
+    return 0
+
+
+@reports_errors("config import")
+def run_import(args: argparse.Namespace) -> int:
+    changes = read_config(args.file)  # every name and value checked before the store is opened
+    with open_store(args, readonly=False) as store:
+        store.log.info("store", f"configuration imported from {args.file.name}")
+        store.update_settings(changes)  # one transaction: all settings and the log entry
+    print(f"settings imported from {args.file}")
+    return 0
