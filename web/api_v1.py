@@ -93,7 +93,7 @@ def gw() -> Any:
 # ---------------------------------------------------------------------------- the document
 
 
-@route("GET", "/openapi.json", "This document", "meta", access="public")
+@route("GET", "/openapi.json", "This document", "meta", access="public", response="OpenApi")
 async def openapi_document() -> Response:
     web = state()
     if web.openapi is None:
@@ -510,3 +510,47 @@ async def tls_trust_store() -> Response:
     data, _ = await uploaded_file()
     state().tls.set_trust_store(data)
     return reply(state().tls.status())
+
+
+# ---------------------------------------------------------------------------- files
+
+
+@route("GET", "/config", "The configuration file (every setting that is not device-specific)",
+       "device", media="toml")  # fmt: skip
+async def config_download() -> Response:
+    from mbusgw.web.transfer import export_config
+
+    return download(export_config(gw()), "application/toml", "mbusgw-config.toml")
+
+
+@route("PUT", "/config", "Import a configuration file (checked completely, then applied)",
+       "device", access="admin", body="file", response="Settings")  # fmt: skip
+async def config_upload() -> Response:
+    from mbusgw.web.transfer import import_config
+
+    data, _ = await uploaded_file()
+    return reply(await import_config(gw(), text_of(data)))
+
+
+@route("GET", "/backup", "A backup of all values and settings", "device", access="admin",
+       media="binary")  # fmt: skip
+async def backup_download() -> Response:
+    from mbusgw.web.transfer import backup_file, stream_and_remove
+
+    path = await backup_file(gw())
+    stamp = gw().clock.now().strftime("%Y%m%d-%H%M")
+    response = Response(stream_and_remove(path), mimetype="application/octet-stream")
+    response.headers["Content-Disposition"] = f'attachment; filename="mbusgw-{stamp}.backup"'
+    return response
+
+
+@route("POST", "/backup", "Restore a backup (checked first; the gateway restarts)", "device",
+       access="admin", body="file", response="Ok", status=202)  # fmt: skip
+async def backup_restore() -> Response:
+    from quart import request
+
+    from mbusgw.web.transfer import stage_restore
+
+    path = await stage_restore(gw(), request.body)
+    await gw().restore_backup(path)
+    return reply({"ok": True, "message": "backup checked; restoring and restarting"}, 202)

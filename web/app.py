@@ -9,6 +9,7 @@ with the security headers below.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from quart import Quart, Response, current_app, redirect, request
@@ -65,7 +66,9 @@ class _StoreRecords:
 def create_app(gateway: GatewayHandle) -> Quart:
     from mbusgw.web import api_v1, jsonrpc, pages
 
-    app = QuartTrio("mbusgw.web")
+    here = Path(__file__).parent
+    # root and instance paths given: the package finder does not follow editable installs
+    app = QuartTrio("mbusgw.web", root_path=str(here), instance_path=str(here / "instance"))
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES,
         JSON_SORT_KEYS=False,

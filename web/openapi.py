@@ -245,9 +245,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "DeviceStatus": obj(
         ("status",),
         status={"type": "string", "enum": ["ok", "warning", "error"]},
-        meters=obj(
-            installed=INT, active=INT, passive=INT, ok=INT, failed=INT, never=INT
-        ),
+        meters=obj(installed=INT, active=INT, passive=INT, ok=INT, failed=INT, never=INT),
         services=array(SERVICE),
         store=nullable({"type": "object"}),
         continuous=BOOL,
@@ -399,7 +397,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "Certificate": CERTIFICATE,
     "SelfSigned": obj(hostname={"type": "string", "maxLength": 64}),
-    "Decoded": {"type": "object"},
+    "OpenApi": {"type": "object", "required": ["openapi", "info", "paths"]},
     "FrameHex": obj(("hex",), hex={"type": "string", "maxLength": 2048}),
 }
 
@@ -444,8 +442,8 @@ def build_document(routes: list[Any]) -> dict[str, Any]:
                 "The M-Bus gateway's REST API. Authenticate with an API token "
                 "(`Authorization: Bearer mbgw.…`, created under Users), HTTP basic auth, or a "
                 "browser session (then send the session's CSRF token as `X-CSRF-Token` with "
-                "every change). Errors are JSON: `{\"error\": {\"code\", \"message\", "
-                "\"details\"}}`. The same operations are offered over JSON-RPC 2.0 at "
+                'every change). Errors are JSON: `{"error": {"code", "message", '
+                '"details"}}`. The same operations are offered over JSON-RPC 2.0 at '
                 "`/api/jsonrpc`."
             ),
         },

@@ -56,9 +56,7 @@ class WebService:
 
     name = "web"
 
-    def __init__(
-        self, gateway: GatewayHandle, host: str = "127.0.0.1", port: int = 8080
-    ) -> None:
+    def __init__(self, gateway: GatewayHandle, host: str = "127.0.0.1", port: int = 8080) -> None:
         self.gateway = gateway
         self.host = host
         self.port = port

@@ -330,4 +330,3 @@ class UserDirectory:
 
     def _stamp(self) -> str:
         return self._now().isoformat(timespec="seconds")
-
