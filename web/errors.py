@@ -14,7 +14,7 @@ from typing import Any
 from quart import Quart, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from mbusgw.core.errors import DecodeError, DecryptError, FrameError
+from mbusgw.core.errors import DecodeError, DecryptError, EncodeError, FrameError
 from mbusgw.gateway.keys import KeyFileError
 from mbusgw.gateway.meters import MeterListError, RowError
 from mbusgw.gateway.settings import ConfigError
@@ -134,6 +134,8 @@ def as_api_error(exc: BaseException) -> ApiError | None:
         return InvalidKeyFile(
             "the key file or entry was refused; nothing was changed", _row_details(exc.errors)
         )
+    if isinstance(exc, EncodeError):
+        return BadRequest(str(exc))
     if isinstance(exc, FrameError | DecodeError | DecryptError):
         return UndecodableFrame(str(exc), {"offset": exc.offset, "kind": type(exc).__name__})
     return None

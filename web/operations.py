@@ -19,7 +19,7 @@ import numpy as np
 
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.meters import Meter, template_csv
-from mbusgw.web.errors import BadRequest, NotFound
+from mbusgw.web.errors import BadRequest, Conflict, NotFound
 from mbusgw.web.handle import GatewayHandle
 
 LEVEL_NAMES = {-1: "debug", 0: "info", 1: "warning", 2: "error"}
@@ -564,12 +564,12 @@ def _meter_id(gw: GatewayHandle, key: str) -> Any:
     meter = find_meter(gw, key)
     if not meter.secondary_address:
         raise BadRequest("only meters with a secondary address can have a linked key")
-    return MeterId(
-        meter.manufacturer or "@@@",
-        meter.secondary_address,
-        meter.version or 0,
-        meter.medium or 0,
-    )
+    if meter.manufacturer is None or meter.version is None or meter.medium is None:
+        raise Conflict(
+            "the meter's manufacturer, version and medium are learnt from its first reply; "
+            "read it once, or add the key with its address as the match criterion"
+        )
+    return MeterId(meter.manufacturer, meter.secondary_address, meter.version, meter.medium)
 
 
 def link_key(gw: GatewayHandle, key: str, aes_key: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ the real clock; servers listen only on 127.0.0.1.
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Any
 import pytest
 import trio
 from argon2 import PasswordHasher
-from webrig import OpenApiChecker, RigGateway, open_rig
+from werkzeug.datastructures import FileStorage
+from webrig import METER_CSV, OpenApiChecker, RigGateway, open_rig
 
 from mbusgw.web.app import create_app
 
@@ -79,6 +81,10 @@ class Client:
 
     def use_token(self, token: str) -> None:
         self.headers["Authorization"] = f"Bearer {token}"
+
+
+def csv_upload(text: str = METER_CSV, name: str = "meters.csv") -> dict[str, FileStorage]:
+    return {"file": FileStorage(io.BytesIO(text.encode()), filename=name, content_type="text/csv")}
 
 
 def body(response: Any) -> Any:
