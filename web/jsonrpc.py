@@ -49,8 +49,15 @@ def _users() -> Any:
     return state().auth.users
 
 
-async def _series(key: str, series: int, **kw: Any) -> dict[str, Any]:
-    return ops.series_values(_gw(), key, series, **kw)[0]
+async def _series(
+    key: str,
+    series: int,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int = ops.DEFAULT_SERIES_PAGE,
+    as_float: bool = False,
+) -> dict[str, Any]:
+    return ops.series_values(_gw(), key, series, since, until, limit, as_float)[0]
 
 
 async def _read_all() -> dict[str, Any]:
@@ -191,15 +198,15 @@ async def _run(method: Method, params: dict[str, Any]) -> Any:
         bound = signature.bind(**params)
     except TypeError as exc:
         raise BadRequest(f"invalid params: {exc}") from None
+    for name in method.times:
+        value = bound.arguments.get(name)
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            bound.arguments[name] = parse_time(str(value), name)
     for name, value in bound.arguments.items():
         expected = signature.parameters[name].annotation
         if not _fits(value, expected):
             raise BadRequest(f"invalid params: {name} must be {expected}", {name: "wrong type"})
-    for name in method.times:
-        value = bound.arguments.get(name)
-        if value is not None:
-            bound.arguments[name] = parse_time(str(value), name)
-    result = method.fn(*bound.args, **bound.kwargs)
+    result = method.fn(**bound.arguments)
     if inspect.isawaitable(result):
         result = await result
     return result

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import trio
 from argon2 import PasswordHasher
-from werkzeug.datastructures import FileStorage
 from webrig import METER_CSV, OpenApiChecker, RigGateway, open_rig
+from werkzeug.datastructures import FileStorage
 
 from mbusgw.web.app import create_app
 

@@ -103,7 +103,9 @@ async def test_form_posts_without_csrf_are_refused(admin: Client, app) -> None:
     api = await browser.patch("/api/v1/settings", json={"log": {"min_level": 1}})
     assert api.status_code == 403
     browser.csrf = csrf_of(home)
-    assert (await browser.patch("/api/v1/settings", json={"log": {"min_level": 1}})).status_code == 200
+    assert (
+        await browser.patch("/api/v1/settings", json={"log": {"min_level": 1}})
+    ).status_code == 200
 
 
 async def test_login_without_csrf_refused(app) -> None:

@@ -189,7 +189,7 @@ class OpenApiChecker:
         ]
         assert matches, f"{method} {path} is not in the OpenAPI document"
         # a literal path beats a template (/meters/template.csv before /meters/{key})
-        matches.sort(key=lambda item: item[0].count("{"))
+        matches.sort(key=lambda item: (item[0].count("{"), -len(item[0])))
         return matches[0]
 
     def check(self, method: str, url: str, status: int, content_type: str, body: bytes) -> None:
