@@ -164,7 +164,10 @@ async def test_backup_download_and_restore_check(admin: Client, gateway: RigGate
 
 
 async def test_key_file_upload(admin: Client) -> None:
-    good = "Address,Key,Manufacturer,DeviceType,Version\n12345678,000102030405060708090A0B0C0D0E0F,KAM,-1,-1\n"
+    good = (
+        "Address,Key,Manufacturer,DeviceType,Version\n"
+        "12345678,000102030405060708090A0B0C0D0E0F,KAM,-1,-1\n"
+    )
     response = await admin.post(
         "/api/v1/keys/import?filename=keys.csv", data=good, headers={"Content-Type": "text/csv"}
     )
