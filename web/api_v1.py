@@ -466,7 +466,7 @@ async def tls_status() -> Response:
 async def tls_update() -> Response:
     web = state()
     web.tls_settings = web.tls.update_settings(await json_body())
-    web.gateway.supervisor.restart(["web"])
+    web.reload_server()
     return reply(web.tls.status())
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from quart import Quart, Response, current_app, redirect, request
@@ -41,6 +42,7 @@ class WebState:
     tls: TlsFiles
     tls_settings: TlsSettings = field(default_factory=TlsSettings)
     openapi: dict[str, Any] | None = None
+    reload_server: Callable[[], None] = lambda: None  # set by the web service
 
 
 def state() -> WebState:

@@ -516,7 +516,7 @@ async def device_action(action: str) -> Any:
         if error is not None:
             return back("pages.device", f"Refused: {_detail(error)}")
         state().tls_settings = settings
-        gateway.supervisor.restart(["web"])
+        state().reload_server()
         return back("pages.device", "HTTPS settings saved; the web server restarts")
     if action == "config":
         data, _ = await uploaded_file()

@@ -4,7 +4,7 @@ HTTP always listens on the start-up file's host and port. With HTTPS switched on
 in the data directory, see ``web/tls.py``) HTTPS listens on its own port with the stored
 certificate and, when client certificates are required, only clients whose certificate was
 issued by the trust store complete the handshake. A change of the HTTPS settings restarts this
-service (``supervisor.restart(["web"])``); the app, and with it the signed-in sessions, stays.
+service in place (``WebService.reload``); the app, and with it the signed-in sessions, stays.
 """
 
 from __future__ import annotations
@@ -52,7 +52,12 @@ def server_config(host: str, port: int, tls: TlsFiles) -> Config:
 
 
 class WebService:
-    """Service ``web``: ready (``task_status.started(urls)``) once every socket listens."""
+    """Service ``web``: ready (``task_status.started(urls)``) once every socket listens.
+
+    ``reload()`` (a change of the HTTPS settings) stops accepting, lets the requests in flight
+    finish (the one that asked for the reload gets its answer), and serves again with the new
+    settings; the app and its sessions stay.
+    """
 
     name = "web"
 
@@ -61,18 +66,31 @@ class WebService:
         self.host = host
         self.port = port
         self.urls: list[str] = []
+        self.reloads = 0
         self._app: Quart | None = None
+        self._reload = trio.Event()
 
     @property
     def app(self) -> Quart:
         if self._app is None:
             self._app = create_app(self.gateway)
+            self._app.extensions["mbusgw"].reload_server = self.reload
         return self._app
+
+    def reload(self) -> None:
+        self._reload.set()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         tls = self.app.extensions["mbusgw"].tls
-        config = server_config(self.host, self.port, tls)
-        async with trio.open_nursery() as nursery:
-            self.urls = await nursery.start(partial(serve, self.app, config))
-            log.info("web interface on %s", ", ".join(self.urls))
-            task_status.started(self.urls)
+        while True:
+            self._reload = trio.Event()
+            config = server_config(self.host, self.port, tls)
+            async with trio.open_nursery() as nursery:
+                self.urls = await nursery.start(
+                    partial(serve, self.app, config, shutdown_trigger=self._reload.wait)
+                )
+                log.info("web interface on %s", ", ".join(self.urls))
+                if task_status is not None:
+                    task_status.started(self.urls)
+                    task_status = None
+            self.reloads += 1
