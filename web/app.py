@@ -8,9 +8,9 @@ with the security headers below.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from quart import Quart, Response, current_app, redirect, request
