@@ -8,6 +8,8 @@ from conftest import ADMIN, Client, body, csv_upload
 from test_api_data import T0
 from test_security import csrf_of, sign_in
 
+from mbusgw.web.pages import TIMING_FIELDS
+
 PAGES = ("/", "/system", "/meters", "/meters?passive=1", "/meters/12345678",
          "/meters/12345678?range=30d", "/search", "/settings/mbus", "/log", "/keys", "/users",
          "/device", "/account")  # fmt: skip
@@ -72,8 +74,7 @@ async def test_forms_change_settings(app, admin: Client, gateway) -> None:
     assert gateway.settings.reading.schedule == "?1-30 0 * * *"
     form = {"csrf_token": token, "multi_telegram": "off", "multi_telegram_limit": "4"}
     for group in ("timing", "multi_telegram_timing"):
-        for name in ("response_timeout_ms", "read_retries", "select_retries",
-                     "wait_after_init_ms", "collision_recovery_ms", "inter_frame_gap_ms"):  # fmt: skip
+        for name, _ in TIMING_FIELDS:
             form[f"{group}.{name}"] = "3"
     assert (await browser.post("/settings/mbus", form=form)).status_code == 303
     assert gateway.settings.mbus.timing.collision_recovery_ms == 3
