@@ -51,7 +51,11 @@ extensions = [
 setup(
     packages=packages,
     package_dir={f"mbusgw.{top}": top for top in TOP_LEVEL},
-    package_data={"mbusgw.core": ["*.pxd", "*.pyi"], "mbusgw.web": ["templates/*", "static/*"]},
+    package_data={
+        "mbusgw.core": ["*.pxd", "*.pyi"],
+        "mbusgw.gateway.simulator": ["frames/*"],
+        "mbusgw.web": ["templates/*", "static/*"],
+    },
     ext_modules=cythonize(
         extensions,
         compiler_directives=directives,

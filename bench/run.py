@@ -2,7 +2,8 @@
 
 Each module defines ``main(argv: list[str]) -> dict``: it runs its workloads on our code and on
 the peers installed beside it in the same process, prints a table with ratios, and returns the
-numbers. ``python -m bench.run store`` runs only the modules whose name contains ``store``.
+numbers. ``python -m bench.run store`` runs ``bench_store`` alone; a word that is no module's
+area (``python -m bench.run mod``) runs every module whose name contains it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ BENCH_DIR = Path(__file__).parent
 def main(argv: list[str]) -> int:
     wanted = [arg for arg in argv if not arg.startswith("-")]
     modules = sorted(path.stem for path in BENCH_DIR.glob("bench_*.py"))
-    selected = [name for name in modules if not wanted or any(w in name for w in wanted)]
+    # an exact area name (``bus``) selects that module alone; otherwise a part of a name selects
+    # every module containing it
+    exact = [name for name in modules if name.removeprefix("bench_") in wanted]
+    selected = exact or [name for name in modules if not wanted or any(w in name for w in wanted)]
     if not selected:
         print(f"no benchmark module matches {wanted}; there are: {', '.join(modules)}")
         return 2

@@ -9,12 +9,16 @@ from collections.abc import Sequence
 
 # Modules that add a command: each defines register(subparsers) and sets a ``func`` default.
 COMMAND_MODULES: list[str] = [
+    "mbusgw.gateway.commands.run",
     "mbusgw.gateway.commands.decode",
     "mbusgw.gateway.commands.listen",
     "mbusgw.gateway.commands.backup",
     "mbusgw.gateway.commands.restore",
     "mbusgw.gateway.commands.config",
     "mbusgw.gateway.commands.store",
+    "mbusgw.gateway.commands.simulate",
+    "mbusgw.gateway.commands.scan",
+    "mbusgw.gateway.commands.read",
 ]
 
 

@@ -1,10 +1,51 @@
-"""Errors of the trio program. ``ValueError`` subclasses are the caller's fault."""
+"""Errors of the gateway program (settings errors are ``settings.ConfigError``).
+
+``ValueError`` subclasses are the caller's fault. ``BusError`` and its subclasses are what an
+exchange on a wired line can end in; they carry the address they were about and how many
+attempts were made, so the caller can log the reading as failed without guessing.
+"""
 
 from __future__ import annotations
 
 
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""
+
+
+class BusError(GatewayError):
+    """An exchange on an M-Bus line failed."""
+
+
+class NoResponse(BusError):
+    """No meter answered within the response timeout, on every attempt."""
+
+    def __init__(self, address: int | str, attempts: int) -> None:
+        super().__init__(f"no response from {address} after {attempts} attempt(s)")
+        self.address = address
+        self.attempts = attempts
+
+    def __reduce__(self):
+        return (type(self), (self.address, self.attempts))
+
+
+class Collision(BusError):
+    """The answer was garbled on every attempt: several meters answered at once, or the line
+    corrupts bytes (noise, a bad converter)."""
+
+    def __init__(self, address: int | str, attempts: int, detail: str = "") -> None:
+        message = f"garbled answer from {address} after {attempts} attempt(s)"
+        super().__init__(f"{message}: {detail}" if detail else message)
+        self.address = address
+        self.attempts = attempts
+        self.detail = detail
+
+    def __reduce__(self):
+        return (type(self), (self.address, self.attempts, self.detail))
+
+
+class LineDown(BusError):
+    """The serial port or the TCP connection to the converter is not usable; ``__cause__``
+    holds the transport's error."""
 
 
 class StoreError(GatewayError):

@@ -6,7 +6,7 @@ from here; ``wait_for_change`` lets a consumer follow updates without polling.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +20,8 @@ class LiveReading:
     ok: bool
     telegrams: tuple[Any, ...] = ()  # decoded telegrams of the reading (multi-telegram: several)
     error: str | None = None
-    reply_ended: float = 0.0  # trio time when the reply ended (latency of the snapshot)
+    reply_ended: float = 0.0  # trio time when the reply ended
+    published: float = 0.0  # trio time it became visible here (minus reply_ended: the latency)
 
 
 class LiveSnapshot:
@@ -31,6 +32,7 @@ class LiveSnapshot:
         self._changed = trio.Event()
 
     def update(self, reading: LiveReading) -> None:
+        reading = replace(reading, published=trio.current_time())
         self._readings[reading.meter_key] = reading
         if reading.ok:
             self._last_good[reading.meter_key] = reading

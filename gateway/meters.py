@@ -253,3 +253,20 @@ def apply_capacity(meters: list[Meter], capacity: int) -> list[Meter]:
         active += keep
         result.append(meter if meter.active == keep else replace(meter, active=keep))
     return result
+
+
+def meter_to_record(meter: Meter) -> dict:
+    """The meter as plain JSON data for the store's installation table."""
+    record = {f: getattr(meter, f) for f in Meter.__dataclass_fields__}
+    record["addressing"] = [mode.value for mode in meter.addressing]
+    record["multi_telegram"] = meter.multi_telegram.value
+    return record
+
+
+def meter_from_record(record: dict) -> Meter:
+    """Inverse of ``meter_to_record``; fields added in later versions take their defaults."""
+    known = {k: v for k, v in record.items() if k in Meter.__dataclass_fields__}
+    known["addressing"] = tuple(AddressingMode(mode) for mode in known["addressing"])
+    if "multi_telegram" in known:
+        known["multi_telegram"] = MultiTelegram(known["multi_telegram"])
+    return Meter(**known)

@@ -63,6 +63,7 @@ class ReadingSettings:
     enabled: bool = True
     schedule: str = field(default="every_15_minutes", metadata={"cron": True})
     continuous: bool = False
+    read_at_start: bool = True  # one reading right after start-up, so values are fresh at once
 
 
 @dataclass(frozen=True)

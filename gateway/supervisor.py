@@ -96,6 +96,19 @@ class Supervisor:
             raise RuntimeError("the supervisor is not running")
         await self._nursery.start(self._supervise, service)
 
+    def start_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run a one-off task (a manual reading, a search) beside the services; it ends with
+        the tree. Its errors are logged, never raised into the tree."""
+        if self._nursery is None:
+            raise RuntimeError("the supervisor is not running")
+        self._nursery.start_soon(self._contained, fn, args)
+
+    async def _contained(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            await fn(*args)
+        except Exception as exc:
+            self._log(ERROR, getattr(fn, "__name__", "task"), f"task failed: {describe(exc)}")
+
     def restart(self, names: Iterable[str]) -> list[str]:
         """Restart the named services now (a settings change); returns the names not known."""
         unknown = []

@@ -38,6 +38,7 @@ DB_NAMES = (
     "users",  # user name -> JSON record
     "keys",  # key id -> JSON record (AES keys: secrets)
     "cursors",  # push report id -> JSON delivery cursor
+    "installation",  # meter key -> JSON of the installed meter and its per-meter settings
 )
 
 _U64 = struct.Struct("<Q")
@@ -60,6 +61,7 @@ class Databases:
     users: lmdb._Database
     keys: lmdb._Database
     cursors: lmdb._Database
+    installation: lmdb._Database
 
     def all(self) -> dict[str, lmdb._Database]:
         return {name: getattr(self, name) for name in DB_NAMES}

@@ -1,4 +1,4 @@
-"""Named JSON records: users, keys and push-report delivery cursors.
+"""Named JSON records: users, keys, push-report delivery cursors and the installed meters.
 
 The store keeps them atomically and durably; what a record holds is the business of the part
 that owns it (passwords arrive hashed, AES keys are secrets: the store never logs them).
@@ -16,7 +16,7 @@ from mbusgw.gateway.store.env import Databases
 from mbusgw.gateway.store.keys import text_key
 from mbusgw.gateway.store.model import MAX_NAME
 
-RECORD_TABLES = ("users", "keys", "cursors")
+RECORD_TABLES = ("users", "keys", "cursors", "installation")
 
 
 def table(db: Databases, name: str) -> lmdb._Database:

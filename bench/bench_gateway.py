@@ -1,0 +1,170 @@
+"""The gateway in continuous read mode: 512 meters on 8 lines at 2400 baud (issue goals: CPU
+≤ 1 % of one core, resident memory ≤ 100 MB, a reading in the snapshot ≤ 5 ms after its reply).
+
+The simulated lines run in a separate process (``mbusgw simulate``) so that only the gateway's
+own CPU time and memory are measured. ``python -m bench.run gateway --seconds 60``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import trio
+
+from mbusgw.gateway.app import Gateway
+from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
+from mbusgw.gateway.store import Store, store_path
+
+LINES, METERS_PER_LINE, BAUD = 8, 64, 2400
+GOALS = {"cpu_percent": 1.0, "rss_mb": 100.0, "snapshot_latency_ms": 5.0}
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_simulator() -> tuple[subprocess.Popen, list[int]]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mbusgw.gateway.cli",
+            "simulate",
+            "--tcp",
+            "127.0.0.1:0",
+            "--lines",
+            str(LINES),
+            "--meters",
+            str(METERS_PER_LINE),
+            "--baud",
+            str(BAUD),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    ports = []
+    for _ in range(LINES):
+        ready = json.loads(process.stdout.readline())
+        ports.append(int(ready["tcp"].rsplit(":", 1)[1]))
+    return process, ports
+
+
+async def measure(data_dir: Path, ports: list[int], seconds: float, warmup: float) -> dict:
+    interfaces = tuple(
+        InterfaceConfig(name=f"line{k}", kind="tcp", host="127.0.0.1", port=port, baud=BAUD)
+        for k, port in enumerate(ports)
+    )
+    gateway = Gateway(StartupConfig(data_dir, interfaces=interfaces))
+    latencies: list[float] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gateway.run)
+        header = "Position,SecondaryAddress,BaudRate,AddressingMode,PrimaryAddress\n"
+        for line in gateway.lines:
+            rows = "".join(
+                f"{line}-{p},,{BAUD},primary,{p}\n" for p in range(1, METERS_PER_LINE + 1)
+            )
+            await gateway.install_meter_list(header + rows, interface=line)
+        await gateway.update_settings({"reading": {"continuous": True}})
+
+        async def follow() -> None:
+            seen: set[tuple[str, float]] = set()
+            version = gateway.live.version
+            while True:
+                version = await gateway.live.wait_for_change(version)
+                for reading in gateway.live.all_last_good().values():
+                    if (reading.meter_key, reading.published) not in seen:
+                        seen.add((reading.meter_key, reading.published))
+                        latencies.append(reading.published - reading.reply_ended)
+
+        await trio.sleep(warmup)
+        nursery.start_soon(follow)
+        reads_before = sum(h.readings for h in gateway.health.values())
+        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        wall_before = time.monotonic()
+        await trio.sleep(seconds)
+        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+        wall = time.monotonic() - wall_before
+        reads = sum(h.readings for h in gateway.health.values()) - reads_before
+        failures = sum(h.failures for h in gateway.health.values())
+        memory = rss_mb()
+        gateway.stop()
+        nursery.cancel_scope.cancel()
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    lat = np.array(latencies) * 1000 if latencies else np.array([np.nan])
+    return {
+        "meters": LINES * METERS_PER_LINE,
+        "lines": LINES,
+        "baud": BAUD,
+        "seconds": round(wall, 1),
+        "meter_reads": reads,
+        "reads_per_second": round(reads / wall, 1),
+        "failed_reads": failures,
+        "cpu_seconds": round(cpu, 3),
+        "cpu_percent": round(100 * cpu / wall, 3),
+        "cpu_ms_per_read": round(1000 * cpu / max(reads, 1), 3),
+        "rss_mb": round(memory, 1),
+        "snapshot_latency_ms": {
+            "p50": round(float(np.percentile(lat, 50)), 3),
+            "p99": round(float(np.percentile(lat, 99)), 3),
+            "max": round(float(lat.max()), 3),
+        },
+    }
+
+
+def main(argv: list[str]) -> dict:
+    parser = argparse.ArgumentParser(prog="bench_gateway")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--warmup", type=float, default=10.0)
+    args, _ = parser.parse_known_args(argv)
+    simulator, ports = start_simulator()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            data_dir = Path(tmp)
+            store = Store.open(store_path(data_dir))
+            store.update_settings(
+                {
+                    "modbus": {"enabled": False},
+                    "reading": {"read_at_start": False, "schedule": "0 0 1 1 *"},
+                }
+            )
+            store.close()
+            result = trio.run(measure, data_dir, ports, args.seconds, args.warmup)
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=10)
+    latency = result["snapshot_latency_ms"]
+    print(
+        f"{result['meters']} meters on {LINES} lines at {BAUD} baud, continuous mode, "
+        f"{result['seconds']} s measured"
+    )
+    print(
+        f"  reads/s            {result['reads_per_second']:>10}  ({result['failed_reads']} failed)"
+    )
+    print(
+        f"  gateway CPU        {result['cpu_percent']:>9}%  of one core "
+        f"(goal ≤ {GOALS['cpu_percent']} %; "
+        f"ratio {result['cpu_percent'] / GOALS['cpu_percent']:.2f})"
+    )
+    print(f"  CPU per read       {result['cpu_ms_per_read']:>8} ms")
+    print(f"  resident memory    {result['rss_mb']:>8} MB  (goal ≤ {GOALS['rss_mb']:.0f} MB)")
+    print(
+        f"  reply → snapshot   p50 {latency['p50']} ms, p99 {latency['p99']} ms, "
+        f"max {latency['max']} ms (goal ≤ {GOALS['snapshot_latency_ms']} ms)"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

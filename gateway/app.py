@@ -1,0 +1,401 @@
+"""The gateway program: the store, the lines, the reading pipeline and the services, as one
+supervised tree (STYLE.md). ``Gateway`` is also the handle the web, the API and the services use
+to reach the running gateway.
+
+Lifetime, outermost first: the store writer (started first, stopped last) → the supervisor with
+the simulators, the bus masters, the read schedule, continuous mode, Modbus, the store's
+compaction and retention, and what else is configured. ``stop()`` lets it all end cleanly: the
+services are cancelled, then the writer commits what it holds, then the store is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import trio
+
+from mbusgw.core import ChecksumError, DecodeError, DecryptError, FrameError
+from mbusgw.gateway import meters as installing
+from mbusgw.gateway.clock import SystemClock, WallClock
+from mbusgw.gateway.cron import CronSchedule
+from mbusgw.gateway.errors import Collision, NoResponse
+from mbusgw.gateway.events import DEVICE_STARTED, Event, EventBus
+from mbusgw.gateway.health import MeterHealth
+from mbusgw.gateway.lines import (
+    BusLine,
+    SimulatorService,
+    meters_on,
+    open_line,
+    simulated_line,
+)
+from mbusgw.gateway.live import LiveSnapshot
+from mbusgw.gateway.meters import Meter, meter_from_record, meter_to_record
+from mbusgw.gateway.reading import CycleResult, MeterReading, ReadingPipeline
+from mbusgw.gateway.scheduler import JobFailed, ScheduledJob
+from mbusgw.gateway.services.modbus import ModbusService
+from mbusgw.gateway.services.modbus_source import LiveSnapshotSource
+from mbusgw.gateway.settings import InterfaceConfig, Settings, StartupConfig
+from mbusgw.gateway.store import (
+    CompactionService,
+    Reading,
+    ReadingStatus,
+    RetentionService,
+    Store,
+    StoreWriter,
+    store_path,
+)
+from mbusgw.gateway.store.records import delete_record, put_record
+from mbusgw.gateway.store.telegrams import SeriesNames, reading_from_telegrams
+from mbusgw.gateway.supervisor import INFO, WARNING, FunctionService, Supervisor
+
+logger = logging.getLogger("mbusgw.gateway")
+
+# With no interface configured, the gateway runs on two simulated lines of a realistic mix.
+EMBEDDED_DEFAULT = (
+    InterfaceConfig(name="sim1", kind="simulator", baud=2400, meters=8),
+    InterfaceConfig(name="sim2", kind="simulator", baud=2400, meters=8),
+)
+SHUTDOWN_GRACE = 10.0
+# How a failed reading is written to the meter log, most specific first.
+FAILURE_STATUS = (
+    (NoResponse, ReadingStatus.NO_RESPONSE),
+    (Collision, ReadingStatus.COLLISION),
+    (ChecksumError, ReadingStatus.BAD_FRAME),
+    (FrameError, ReadingStatus.BAD_FRAME),
+    (DecryptError, ReadingStatus.DECRYPT_ERROR),
+    (DecodeError, ReadingStatus.DECODE_ERROR),
+)
+
+
+class Gateway:
+    def __init__(self, startup: StartupConfig, *, clock: WallClock | None = None) -> None:
+        self.startup = startup
+        self.clock = clock or SystemClock()
+        self.live = LiveSnapshot()
+        self.events = EventBus()
+        self.health: dict[str, MeterHealth] = {}
+        self.supervisor = Supervisor(self.log)
+        self.interfaces = startup.interfaces or EMBEDDED_DEFAULT
+        self.simulators: dict[str, SimulatorService] = {}
+        self.lines: dict[str, BusLine] = {}
+        self.meters: list[Meter] = []
+        self.store: Store | None = None
+        self.writer: StoreWriter | None = None
+        self.started_at: datetime | None = None
+        self.last_cycle: CycleResult | None = None
+        self.ready = trio.Event()
+        self._stopping = trio.Event()
+        self._names = SeriesNames()
+        self._retry_meters: dict[datetime, list[Meter]] = {}
+        self._read_at_start_done = False
+        self.read_schedule: ScheduledJob | None = None
+        self.pipeline = ReadingPipeline(
+            {}, self.clock, events=self.events, live=self.live, health=self.health
+        )
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def settings(self) -> Settings:
+        return self._store().settings
+
+    def active_meters(self, interface: str | None = None) -> list[Meter]:
+        return [
+            m for m in self.meters if m.active and (interface is None or m.interface == interface)
+        ]
+
+    def meter(self, key: str) -> Meter | None:
+        return next((m for m in self.meters if m.key == key), None)
+
+    def log(self, level: int, origin: str, text: str) -> None:
+        """Write to the system log (and the console); usable before the store opens."""
+        logger.log(
+            {-1: logging.DEBUG, 0: logging.INFO, 1: logging.WARNING}.get(level, 40),
+            "%s: %s",
+            origin,
+            text,
+        )
+        if self.store is not None:
+            self.store.log.log(level, origin, text)
+
+    def _store(self) -> Store:
+        if self.store is None:
+            raise RuntimeError("the gateway is not running")
+        return self.store
+
+    def _writer(self) -> StoreWriter:
+        if self.writer is None:
+            raise RuntimeError("the gateway is not running")
+        return self.writer
+
+    # ------------------------------------------------------------------ lifetime
+
+    def stop(self) -> None:
+        """Ask the gateway to shut down cleanly (signal handlers call this)."""
+        self._stopping.set()
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        data_dir = self.startup.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store.open(store_path(data_dir), clock=self.clock)
+        self.writer = StoreWriter(self.store)
+        try:
+            async with trio.open_nursery() as outer:
+                await outer.start(self.writer.run)
+                async with trio.open_nursery() as services:
+                    await services.start(self._start, services)
+                    task_status.started()
+                    await self._stopping.wait()
+                    services.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE
+                    services.cancel_scope.cancel()
+                with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
+                    for line in self.lines.values():
+                        await trio.aclose_forcefully(line.transport)  # free the serial ports
+                    self.log(INFO, "gateway", "stopped")
+                    await self.writer.flush()
+                outer.cancel_scope.cancel()
+        finally:
+            self.store.close()
+
+    async def _start(self, services: trio.Nursery, *, task_status: Any) -> None:
+        self.started_at = self.clock.now()
+        self._load_meters()
+        for index, config in enumerate(self.interfaces):
+            simulator = None
+            if config.kind == "simulator":
+                simulator = SimulatorService(simulated_line(config, seed=index + 1))
+                self.simulators[config.name] = simulator
+            line = open_line(config, simulator)
+            line.mbus = self.settings.mbus
+            self.lines[config.name] = line
+        self.pipeline.lines = dict(self.lines)
+        if not self.meters and self.simulators:
+            await self._install_simulated_meters()
+        await services.start(self.supervisor.run, self._services())
+        self.events.publish(Event(DEVICE_STARTED, self.clock.now()))
+        self.log(
+            INFO,
+            "gateway",
+            f"started with {len(self.lines)} line(s) and "
+            f"{len(self.active_meters())} active meter(s)",
+        )
+        self.ready.set()
+        task_status.started()
+
+    def _services(self) -> list[Any]:
+        store_writer = self._writer()
+        services: list[Any] = list(self.simulators.values())
+        services += [_BusService(line) for line in self.lines.values()]
+        services += [
+            FunctionService("read-schedule", self._run_read_schedule),
+            FunctionService("continuous", self._run_continuous),
+            ModbusService(
+                lambda: self.settings.modbus,
+                lambda: LiveSnapshotSource(self.live, self._modbus_meters, self.clock),
+                self.clock,
+            ),
+            CompactionService(store_writer),
+            RetentionService(store_writer),
+        ]
+        return services
+
+    def _modbus_meters(self) -> list[Meter]:
+        return self.meters
+
+    # ------------------------------------------------------------------ meters
+
+    def _load_meters(self) -> None:
+        records = sorted(self._store().records("installation").values(), key=lambda r: r["order"])
+        meters = [meter_from_record(record) for record in records]
+        self.meters = installing.apply_capacity(meters, self.settings.capacity)
+
+    async def _save_meters(self, meters: list[Meter]) -> None:
+        """Replace the installed meter list in one transaction: all of it or nothing."""
+        gone = {m.key for m in self.meters} - {m.key for m in meters}
+
+        def save(ctx: Any) -> None:
+            for order, meter in enumerate(meters):
+                put_record(
+                    ctx, "installation", meter.key, {**meter_to_record(meter), "order": order}
+                )
+            for key in gone:
+                delete_record(ctx, "installation", key)
+
+        await self._writer().submit(save)
+        self.meters = meters
+        self.live.forget(gone)
+
+    async def _install_simulated_meters(self) -> None:
+        found = [meter for sim in self.simulators.values() for meter in meters_on(sim.line)]
+        await self._save_meters(installing.install([], found, self.settings.capacity))
+        self.log(
+            INFO,
+            "installation",
+            f"installed {len(found)} meter(s) of the built-in "
+            "simulated bus (no interface is configured)",
+        )
+
+    async def install_meter_list(self, text: str, interface: str | None = None) -> list[Meter]:
+        """Install a meter list (CSV); all or nothing. Returns the whole new meter list."""
+        interface = interface or next(iter(self.lines), "default")
+        if interface not in self.lines:
+            raise installing.MeterListError(
+                [installing.RowError(1, None, f"interface {interface!r} is not configured")]
+            )
+        new = installing.parse_meter_list(text, interface=interface)
+        meters = installing.install(self.meters, new, self.settings.capacity)
+        await self._save_meters(meters)
+        self.log(INFO, "installation", f"meter list installed: {len(new)} meter(s)")
+        return meters
+
+    async def update_meter(self, key: str, **changes: Any) -> Meter:
+        meter = self.meter(key)
+        if meter is None:
+            raise KeyError(key)
+        updated = replace(meter, **changes)
+        meters = [updated if m.key == key else m for m in self.meters]
+        await self._save_meters(installing.apply_capacity(meters, self.settings.capacity))
+        return self.meter(key) or updated
+
+    async def remove_meters(self, keys: set[str]) -> None:
+        await self._save_meters([m for m in self.meters if m.key not in keys])
+
+    # ------------------------------------------------------------------ settings
+
+    async def update_settings(self, changes: dict[str, Any]) -> Settings:
+        """Validate and store a settings change; restart only the services it touches."""
+        before = self.settings
+        after = await self._writer().update_settings(changes)
+        touched = after.changed_sections(before)
+        for line in self.lines.values():
+            line.mbus = after.mbus
+        restart = []
+        if touched & {"reading", "timezone"}:
+            restart += ["read-schedule", "continuous", "modbus"]
+        if "modbus" in touched:
+            restart.append("modbus")
+        if "capacity" in touched:
+            await self._save_meters(installing.apply_capacity(self.meters, after.capacity))
+        self.supervisor.restart(sorted(set(restart)))
+        if touched:
+            self.log(INFO, "settings", f"changed: {', '.join(sorted(touched))}")
+        return after
+
+    # ------------------------------------------------------------------ reading
+
+    async def read_all(self, meters: Sequence[Meter] | None = None) -> CycleResult:
+        """Read (by default every active meter) and store the values: "read all & store"."""
+        result = await self.pipeline.read_cycle(self.active_meters() if meters is None else meters)
+        await self._store_cycle(result.readings)
+        self.last_cycle = result
+        return result
+
+    async def read_meter(self, key: str) -> MeterReading:
+        """Read one meter now and store its values."""
+        meter = self.meter(key)
+        if meter is None:
+            raise KeyError(key)
+        reading = await self.pipeline.read_one(meter)
+        await self._store_cycle([reading])
+        return reading
+
+    async def _store_cycle(self, readings: Sequence[MeterReading]) -> None:
+        rows = [self._row(reading) for reading in readings]
+        if rows:
+            await self._writer().put_readings(rows)
+
+    def _row(self, reading: MeterReading) -> Reading:
+        received_at = int(reading.read_at.timestamp())
+        retries = max(reading.attempts - 1, 0)
+        duration_ms = int(reading.duration * 1000)
+        if reading.ok:
+            return reading_from_telegrams(
+                reading.meter.key,
+                reading.telegrams,
+                received_at,
+                names=self._names,
+                frames=reading.frames,
+                duration_ms=duration_ms,
+                retries=retries,
+            )
+        failure = reading.failure or Exception
+        status = next(
+            (code for kind, code in FAILURE_STATUS if issubclass(failure, kind)),
+            ReadingStatus.OTHER_ERROR,
+        )
+        return Reading(
+            reading.meter.key,
+            received_at,
+            frames=reading.frames,
+            status=status,
+            duration_ms=duration_ms,
+            retries=retries,
+            error=reading.error or "",
+        )
+
+    async def _scheduled_read(self, fire: datetime) -> None:
+        meters = self._retry_meters.pop(fire, None) or self.active_meters()
+        for stale in [t for t in self._retry_meters if t < fire]:
+            del self._retry_meters[stale]
+        result = await self.read_all(meters)
+        failed = [reading.meter for reading in result.failed]
+        if failed:
+            self._retry_meters[fire] = failed
+            raise JobFailed(f"{len(failed)} of {len(meters)} meter(s) were not read")
+
+    async def _run_read_schedule(self, *, task_status: Any) -> None:
+        settings = self.settings
+        if settings.reading.read_at_start and self.active_meters():
+            self._start_read_at_start()
+        if not settings.reading.enabled:
+            task_status.started()
+            await trio.sleep_forever()
+        job = ScheduledJob(
+            "read-schedule",
+            CronSchedule(settings.reading.schedule, seed=str(self.startup.data_dir)),
+            self._scheduled_read,
+            clock=self.clock,
+            zone=ZoneInfo(settings.timezone),
+            log=self.log,
+            max_retries=settings.jobs.max_retries,
+            retry_offset=settings.jobs.retry_offset_s,
+        )
+        self.read_schedule = job
+        await job.run(task_status=task_status)
+
+    def _start_read_at_start(self) -> None:
+        if not self._read_at_start_done:
+            self._read_at_start_done = True
+            self.supervisor.start_soon(self._read_now_logged)
+
+    async def _read_now_logged(self) -> None:
+        result = await self.read_all()
+        level = WARNING if result.failed else INFO
+        self.log(
+            level,
+            "read-schedule",
+            f"read at start: {len(result.readings)} meter(s), {len(result.failed)} failed",
+        )
+
+    async def _run_continuous(self, *, task_status: Any) -> None:
+        if not self.settings.reading.continuous:
+            task_status.started()
+            await trio.sleep_forever()
+        self.log(INFO, "continuous", "continuous read mode on: values go to memory only")
+        await self.pipeline.run_continuous(self.active_meters, task_status=task_status)
+
+
+class _BusService:
+    """The bus master of one line as a supervised service."""
+
+    def __init__(self, line: BusLine) -> None:
+        self.line = line
+        self.name = f"bus:{line.name}"
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await self.line.master.run(task_status=task_status)

@@ -1,0 +1,950 @@
+"""The wired M-Bus master: one task owns a line and does every exchange on it.
+
+Other tasks call ``BusMaster.read``/``ping``/``probe_*``/…; each call puts a request on a
+bounded memory channel and waits for the answer, so exchanges never interleave on the wire (a
+secondary selection and the read that follows it stay together). The bus task:
+
+* keeps the inter-frame gap after the line's last activity, drops bytes that arrived since the
+  last exchange (late answers, noise), and sends the request shielded from cancellation (half a
+  frame on the wire would confuse every meter);
+* times the answer from the end of the request on the wire (``len × 11 bit``): silence until
+  the response timeout plus one character means no answer (EN 13757-2: a slave answers within
+  330 bit times + 50 ms). A complete, valid frame ends the reception at once, without waiting
+  for a timeout: that is what keeps the line busy with useful characters when reading back to
+  back. Anything else (a bad checksum, two frames, bytes left over) is a garbled answer, i.e. a
+  collision; then the master waits until the answer window has closed, and sends again only
+  after the line has been silent for the collision recovery time, so late bytes cannot spill
+  into the next exchange. Scan probes listen until the window closes even after a clean answer:
+  a second, slower meter must not go unnoticed;
+* removes the echo of its own request that some converters send back;
+* retries per the timing settings (EN 13757-2 §5.4: at most two repetitions by default),
+  toggles the FCB for each further telegram of a multi-telegram answer and repeats it after a
+  lost answer, and falls back through the meter's addressing modes.
+
+All waiting is on the trio clock, so the timing rules are tested under ``MockClock``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import outcome
+import trio
+
+from mbusgw.core import decode
+from mbusgw.core.errors import MBusError
+from mbusgw.core.frame import (
+    Discarded,
+    FrameParser,
+    LongFrame,
+    ShortFrame,
+    SingleChar,
+    application_reset,
+    req_ud2,
+    select_secondary,
+    snd_nke,
+)
+from mbusgw.gateway.errors import BusError, Collision, LineDown, NoResponse
+from mbusgw.gateway.meters import AddressingMode, MultiTelegram
+from mbusgw.gateway.settings import ConfigError, LineTiming
+from mbusgw.gateway.transport import ReconnectingLine, Transport, check_baudrate
+
+ADDRESS_SELECTED = 0xFD
+LONG_START = 0x68
+COLLISION_QUIET_CHARS = 20
+BITS_PER_CHAR = 11
+RSP_UD_FUNCTION = 0x08  # C field of a slave's user data, without the ACD/DFC bits
+
+
+@dataclass(frozen=True)
+class MeterAddress:
+    """How a meter can be reached. ``secondary`` is the 8-digit identification number."""
+
+    primary: int | None = None
+    secondary: str | None = None
+    manufacturer: str | None = None
+    version: int | None = None
+    medium: int | None = None
+    fabrication: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.primary is not None and not 0 <= self.primary <= 250:
+            raise ConfigError({"primary_address": f"{self.primary} is outside 0-250"})
+        for name in ("secondary", "fabrication"):
+            value = getattr(self, name)
+            if value is not None and (
+                len(value) != 8 or any(c not in "0123456789ABCDEFabcdef" for c in value)
+            ):
+                raise ConfigError({f"{name}_address": f"{value!r} is not 8 hexadecimal digits"})
+
+    def supports(self, mode: AddressingMode) -> bool:
+        if mode is AddressingMode.PRIMARY:
+            return self.primary is not None
+        if mode is AddressingMode.SECONDARY:
+            return self.secondary is not None
+        return self.secondary is not None and self.fabrication is not None
+
+    def label(self, mode: AddressingMode | None = None) -> str:
+        if mode is AddressingMode.PRIMARY or (mode is None and self.secondary is None):
+            return f"primary {self.primary}"
+        return f"secondary {self.secondary}"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """SPEC table 8. Times in seconds. ``None`` derives the value from the baud rate:
+    ``response_timeout`` = 330 bit times + 50 ms (EN 13757-2), ``inter_frame_gap`` = 11 bit
+    times, ``collision_recovery`` = 20 characters. After a garbled answer the master sends
+    again only once the line has been silent for the collision recovery time: meters talking
+    over each other can hold the line low (a break) for several characters, and the garble
+    must be over before the next request. ``latency`` is what the converter or USB adapter
+    may add (waited for in addition, and allowed as jitter between the characters of one
+    answer)."""
+
+    response_timeout: float | None = None
+    read_attempts: int = 3
+    select_attempts: int = 3
+    wait_after_init: float = 0.0
+    collision_recovery: float | None = None
+    inter_frame_gap: float | None = None
+    latency: float = 0.015
+
+    def __post_init__(self) -> None:
+        for name in ("read_attempts", "select_attempts"):
+            if not 1 <= getattr(self, name) <= 10:
+                raise ConfigError({f"timing.{name}": "must be between 1 and 10"})
+        for name in ("response_timeout", "wait_after_init", "collision_recovery"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 60:
+                raise ConfigError({f"timing.{name}": "must be between 0 and 60 s"})
+        if self.inter_frame_gap is not None and not 0 <= self.inter_frame_gap <= 10:
+            raise ConfigError({"timing.inter_frame_gap": "must be between 0 and 10 s"})
+        if not 0 <= self.latency <= 5:
+            raise ConfigError({"timing.latency": "must be between 0 and 5 s"})
+
+    @classmethod
+    def from_settings(cls, line: LineTiming, overrides: dict[str, float] | None = None) -> Timing:
+        """From the stored settings (table 8 in ms, retries counted after the first try), with
+        a meter's overrides (same field names) applied; 0 ms timeout/gap = derived."""
+        values = {**asdict(line), **(overrides or {})}
+        unknown = set(values) - {f.name for f in fields(LineTiming)}
+        if unknown:
+            raise ConfigError({f"timing.{name}": "unknown setting" for name in sorted(unknown)})
+        return cls(
+            response_timeout=values["response_timeout_ms"] / 1000 or None,
+            read_attempts=int(values["read_retries"]) + 1,
+            select_attempts=int(values["select_retries"]) + 1,
+            wait_after_init=values["wait_after_init_ms"] / 1000,
+            collision_recovery=values["collision_recovery_ms"] / 1000 or None,
+            inter_frame_gap=values["inter_frame_gap_ms"] / 1000 or None,
+        )
+
+
+def response_bound(baud: int) -> float:
+    """EN 13757-2: the latest a slave may start its answer after the request, 330 bit + 50 ms."""
+    return 330 / baud + 0.050
+
+
+@dataclass(frozen=True)
+class LineTimes:
+    """``Timing`` resolved for one baud rate."""
+
+    char: float  # one character: 11 bit times
+    response: float
+    latency: float
+    gap: float
+    recovery: float
+    after_init: float
+    read_attempts: int
+    select_attempts: int
+
+    @property
+    def char_gap(self) -> float:
+        """Silence that ends an answer: no pauses are allowed inside a telegram."""
+        return 2 * self.char + self.latency
+
+    @property
+    def no_answer(self) -> float:
+        """From the end of the request until silence means "no answer"."""
+        return self.response + self.char + self.latency
+
+
+@functools.lru_cache(maxsize=256)
+def resolve(timing: Timing, baud: int) -> LineTimes:
+    char = BITS_PER_CHAR / baud
+    return LineTimes(
+        char=char,
+        response=(
+            response_bound(baud) if timing.response_timeout is None else timing.response_timeout
+        ),
+        latency=timing.latency,
+        gap=char if timing.inter_frame_gap is None else timing.inter_frame_gap,
+        recovery=(
+            COLLISION_QUIET_CHARS * char
+            if timing.collision_recovery is None
+            else timing.collision_recovery
+        ),
+        after_init=timing.wait_after_init,
+        read_attempts=timing.read_attempts,
+        select_attempts=timing.select_attempts,
+    )
+
+
+@dataclass(frozen=True)
+class ReadSettings:
+    """How to read one meter (the per-meter settings of SPEC §1.3). ``timing``/``follow_up``
+    None: the bus's timing; ``follow_up`` applies to the second and later telegrams."""
+
+    modes: tuple[AddressingMode, ...] = (AddressingMode.PRIMARY,)
+    multi_telegram: MultiTelegram = MultiTelegram.AUTO
+    telegram_limit: int = 10
+    init: bool = True  # SND_NKE before a primary read (resets the meter's telegram sequence)
+    baud: int | None = None  # switch the line to this rate for the read
+    timing: Timing | None = None
+    follow_up: Timing | None = None
+
+    def __post_init__(self) -> None:
+        if not self.modes:
+            raise ConfigError({"addressing_mode": "at least one addressing mode is needed"})
+        if not 1 <= self.telegram_limit <= 64:
+            raise ConfigError({"multi_telegram_limit": "must be between 1 and 64"})
+        if self.baud is not None:
+            check_baudrate(self.baud)
+
+
+class Outcome(enum.Enum):
+    ANSWER = "answer"
+    SILENT = "silent"
+    GARBLED = "garbled"
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request on the wire and what came back. Times on the trio clock."""
+
+    request: bytes
+    outcome: Outcome
+    frames: tuple[bytes, ...]  # the valid frames received (one for a clean answer)
+    sent_at: float
+    request_end: float  # when the request's last character left, computed from the baud rate
+    first_byte_at: float | None
+    done_at: float
+    echo: bool = False  # the converter echoed the request
+    stray: int = 0  # bytes from earlier exchanges dropped before sending
+    detail: str = ""
+
+    @property
+    def frame(self) -> bytes:
+        return self.frames[0]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The raw telegrams of one meter reading, in order."""
+
+    address: MeterAddress
+    mode: AddressingMode
+    frames: tuple[bytes, ...]
+    attempts: int  # requests sent in total (selection, init, every REQ_UD2 and its retries)
+    started: float
+    finished: float
+    durations: tuple[float, ...]  # per telegram, retries included
+    complete: bool  # False when the telegram limit stopped a meter that had more to send
+
+    @property
+    def duration(self) -> float:
+        return self.finished - self.started
+
+
+class ProbeKind(enum.Enum):
+    EMPTY = "empty"  # nobody answered
+    FOUND = "found"  # exactly one meter, with its telegram
+    COLLISION = "collision"  # several meters (or noise): narrow the search
+    UNREADABLE = "unreadable"  # acknowledged, but gave no readable telegram
+
+
+@dataclass(frozen=True)
+class Probe:
+    kind: ProbeKind
+    frame: bytes | None = None
+    requests: int = 0
+    duration: float = 0.0
+
+
+@dataclass
+class BusStats:
+    exchanges: int = 0
+    answers: int = 0
+    silent: int = 0
+    garbled: int = 0
+    echoes: int = 0
+    stray_bytes: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+
+def more_records_follow(raw: bytes) -> bool:
+    """Whether the telegram ends with DIF 0x1F ("more records follow"), per the decoder."""
+    try:
+        return bool(decode(raw).more_records_follow)
+    except MBusError:
+        return False  # an undecodable telegram: do not ask for more; the caller sees the error
+
+
+class EchoCanceller:
+    """Drops the echo of the request that some converters send back before the answer. Bytes
+    are held while they match the request; on a mismatch they were an answer after all and are
+    given back."""
+
+    def __init__(self, request: bytes) -> None:
+        self._expected = request
+        self._matched = 0
+        self._active = True
+        self.seen = False
+
+    def filter(self, data: bytes) -> bytes:
+        if not self._active:
+            return data
+        expected = self._expected
+        i = 0
+        while i < len(data) and self._matched < len(expected):
+            if data[i] != expected[self._matched]:
+                self._active = False
+                return expected[: self._matched] + data[i:]
+            i += 1
+            self._matched += 1
+        if self._matched == len(expected):
+            self._active = False
+            self.seen = True
+            return data[i:]
+        return b""
+
+
+@dataclass(frozen=True)
+class _Ping:
+    address: int
+
+
+@dataclass(frozen=True)
+class _Read:
+    address: MeterAddress
+    settings: ReadSettings
+    on_telegram: Callable[[int], None] | None = None
+
+
+@dataclass(frozen=True)
+class _ProbePrimary:
+    address: int
+
+
+@dataclass(frozen=True)
+class _ProbeSecondary:
+    mask: str
+    manufacturer: str | None
+    version: int | None
+    medium: int | None
+    fabrication: str | None
+
+
+@dataclass(frozen=True)
+class _ApplicationReset:
+    address: MeterAddress
+    subcode: int | None
+    mode: AddressingMode
+
+
+@dataclass(frozen=True)
+class _Transfer:
+    frame: bytes
+    expect_ack: bool | None
+
+
+@dataclass(frozen=True)
+class _SetBaud:
+    baud: int
+
+
+@dataclass
+class _Reply:
+    done: trio.Event = field(default_factory=trio.Event)
+    result: outcome.Outcome | None = None
+
+
+@dataclass
+class _Reception:
+    events: list = field(default_factory=list)
+    first_at: float | None = None
+    last_at: float | None = None
+    garbled: bool = False
+    head: bytes = b""  # the first two bytes: a long frame's length is in the second
+    count: int = 0  # bytes received
+    paced: bool = False
+
+
+def _expected_kind(event: object, expect_ack: bool | None) -> bool:
+    if expect_ack is None:
+        return not isinstance(event, Discarded)
+    if expect_ack:
+        return isinstance(event, SingleChar)
+    return isinstance(event, LongFrame) and event.control & 0x0F == RSP_UD_FUNCTION
+
+
+def _raw(event: object) -> bytes:
+    if isinstance(event, SingleChar):
+        return b"\xe5"
+    if isinstance(event, ShortFrame):
+        control, address = event.control, event.address
+        return bytes((0x10, control, address, (control + address) & 0xFF, 0x16))
+    return event.raw  # type: ignore[attr-defined]
+
+
+class BusMaster:
+    """The master of one line. Start ``run`` in a nursery (``await nursery.start(bus.run)``),
+    then call the request methods from any task."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        timing: Timing | None = None,
+        name: str | None = None,
+        queue: int = 16,
+        on_exchange: Callable[[Exchange], None] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.on_exchange = on_exchange  # sees every exchange (a bus monitor, statistics)
+        self.timing = timing or Timing()
+        self.name = name or transport.name
+        self.stats = BusStats()
+        self._requests, self._incoming = trio.open_memory_channel[tuple[Any, Any]](queue)
+        self._rx_send, self._rx = trio.open_memory_channel[tuple[float, Any]](math.inf)
+        self._running = False
+        self._quiet_at = -math.inf
+        self._pace_until = -math.inf
+        self._listening = False
+        self._processed = trio.Event()
+        self._garbled = False
+        self._fcb: dict[Any, bool] = {}
+        self._handlers = {
+            _Ping: self._handle_ping,
+            _Read: self._handle_read,
+            _ProbePrimary: self._handle_probe_primary,
+            _ProbeSecondary: self._handle_probe_secondary,
+            _ApplicationReset: self._handle_application_reset,
+            _Transfer: self._handle_transfer,
+            _SetBaud: self._handle_set_baud,
+        }
+
+    # ------------------------------------------------------------------ the bus task
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the line until cancelled: read it continuously, serve requests one by one.
+        When it stops, the request in hand and those queued fail with LineDown."""
+        reply: _Reply | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._receive_forever)
+                self._running = True
+                task_status.started()
+                async for request, reply in self._incoming:
+                    handler = self._handlers[type(request)]
+                    try:
+                        reply.result = outcome.Value(await handler(request))
+                    except trio.BrokenResourceError as exc:
+                        error = LineDown(f"{self.name}: {exc}")
+                        error.__cause__ = exc
+                        reply.result = outcome.Error(error)
+                    except Exception as exc:  # the caller gets it; the line keeps serving
+                        reply.result = outcome.Error(exc)
+                    reply.done.set()  # a caller that gave up waiting simply never looks
+        finally:
+            self._running = False
+            stopped = LineDown(f"{self.name}: the bus task stopped")
+            waiting = [reply] if reply is not None and not reply.done.is_set() else []
+            while True:
+                try:
+                    waiting.append(self._incoming.receive_nowait()[1])
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            for pending in waiting:
+                pending.result = outcome.Error(stopped)
+                pending.done.set()
+
+    async def _receive_forever(self) -> None:
+        reconnects = isinstance(self.transport, ReconnectingLine)
+        while True:
+            try:
+                data = await self.transport.receive_some(4096)
+            except trio.ClosedResourceError:
+                return
+            except trio.BrokenResourceError as exc:
+                self._rx_send.send_nowait((trio.current_time(), exc))
+                if reconnects:
+                    continue  # the next receive waits for the next connection
+                return
+            if not data:
+                eof = trio.BrokenResourceError(f"{self.name}: closed by the other end")
+                self._rx_send.send_nowait((trio.current_time(), eof))
+                return
+            processed = self._processed = trio.Event()
+            self._rx_send.send_nowait((trio.current_time(), data))
+            if self._listening:
+                await processed.wait()  # the exchange looks at the bytes first
+            if self._pace_until > trio.current_time():
+                # the rest of a long frame is still on the wire: let it gather in the
+                # kernel's buffer instead of waking for every byte (CPU on weak hardware)
+                await trio.sleep_until(self._pace_until)
+
+    async def submit(self, request: Any) -> Any:
+        if not self._running:
+            raise LineDown(f"{self.name}: the bus task is not running")
+        reply = _Reply()
+        await self._requests.send((request, reply))
+        await reply.done.wait()
+        return reply.result.unwrap()
+
+    # ------------------------------------------------------------------ public requests
+
+    async def ping(self, address: int) -> Exchange:
+        """SND_NKE to a primary address (or 0xFD, 0xFE); expects E5, returns the exchange."""
+        return await self.submit(_Ping(address))
+
+    async def read(
+        self,
+        address: MeterAddress,
+        settings: ReadSettings | None = None,
+        *,
+        on_telegram: Callable[[int], None] | None = None,
+    ) -> Reading:
+        """Read one meter completely (every telegram, up to the limit). ``on_telegram(n)`` is
+        called in the bus task after each telegram (a progress display)."""
+        return await self.submit(_Read(address, settings or ReadSettings(), on_telegram))
+
+    async def probe_primary(self, address: int) -> Probe:
+        """Scan step: is there one meter at ``address`` (0-250), several, or none?"""
+        return await self.submit(_ProbePrimary(address))
+
+    async def probe_secondary(
+        self,
+        mask: str,
+        manufacturer: str | None = None,
+        version: int | None = None,
+        medium: int | None = None,
+        fabrication: str | None = None,
+    ) -> Probe:
+        """Scan step: select with ``mask`` (F = any digit) and see who answers."""
+        return await self.submit(
+            _ProbeSecondary(mask.upper(), manufacturer, version, medium, fabrication)
+        )
+
+    async def select(
+        self,
+        mask: str,
+        manufacturer: str | None = None,
+        version: int | None = None,
+        medium: int | None = None,
+        fabrication: str | None = None,
+    ) -> Exchange:
+        """One secondary selection, one try; the outcome says who answered. The selected meter
+        stays selected for requests to address 0xFD until another selection."""
+        request = select_secondary(mask.upper(), manufacturer, version, medium, fabrication)
+        return await self.transfer(request, expect_ack=True)
+
+    async def application_reset(
+        self,
+        address: MeterAddress,
+        subcode: int | None = None,
+        mode: AddressingMode = AddressingMode.PRIMARY,
+    ) -> Exchange:
+        return await self.submit(_ApplicationReset(address, subcode, mode))
+
+    async def transfer(self, frame: bytes, *, expect_ack: bool | None = None) -> Exchange:
+        """Send any frame and collect the answer (for transparent M-Bus and tools);
+        ``expect_ack``: True for E5, False for RSP_UD, None for any valid frame."""
+        return await self.submit(_Transfer(bytes(frame), expect_ack))
+
+    async def set_baudrate(self, baud: int) -> None:
+        await self.submit(_SetBaud(baud))
+
+    # ------------------------------------------------------------------ one exchange
+
+    def _times(self, timing: Timing | None = None) -> LineTimes:
+        return resolve(timing or self.timing, self.transport.baudrate)
+
+    def _drain(self) -> int:
+        stray = 0
+        while True:
+            try:
+                _, data = self._rx.receive_nowait()
+            except trio.WouldBlock:
+                return stray
+            if isinstance(data, BaseException):
+                continue  # a break that happened between exchanges: the send will tell
+            stray += len(data)
+
+    async def exchange(
+        self,
+        request: bytes,
+        times: LineTimes,
+        *,
+        expect_ack: bool | None,
+        strict: bool = False,
+    ) -> Exchange:
+        """Send ``request`` and receive the answer. ``strict`` listens until the answer window
+        has closed even after a complete frame (a scan must notice a second, late meter)."""
+        if self._quiet_at + times.gap > trio.current_time():
+            await trio.sleep_until(self._quiet_at + times.gap)
+        if self._garbled:
+            await self._settle(times.recovery)
+        stray = self._drain()
+        self.stats.stray_bytes += stray
+        with trio.CancelScope(shield=True):
+            sent_at = trio.current_time()
+            try:
+                await self.transport.send_all(request)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise LineDown(f"{self.name}: {exc}") from exc
+        request_end = sent_at + len(request) * times.char
+        self.stats.bytes_sent += len(request)
+        echo = EchoCanceller(request)
+        window_end = request_end + times.no_answer
+        reception = await self._receive(echo, window_end, times, expect_ack, strict)
+        got = reception.events
+        frames = tuple(_raw(e) for e in got if not isinstance(e, Discarded))
+        detail = ""
+        if reception.first_at is None:
+            result = Outcome.SILENT
+        elif reception.garbled or len(got) != 1 or not _expected_kind(got[0], expect_ack):
+            result = Outcome.GARBLED
+            detail = ", ".join(type(e).__name__ for e in got)
+        else:
+            result = Outcome.ANSWER
+        done_at = trio.current_time()
+        self._quiet_at = max(request_end, reception.last_at or -math.inf)
+        self._garbled = result is Outcome.GARBLED
+        self.stats.exchanges += 1
+        self.stats.echoes += echo.seen
+        if result is Outcome.SILENT:
+            self.stats.silent += 1
+        elif result is Outcome.GARBLED:
+            self.stats.garbled += 1
+        else:
+            self.stats.answers += 1
+        exchange = Exchange(
+            request,
+            result,
+            frames,
+            sent_at,
+            request_end,
+            reception.first_at,
+            done_at,
+            echo=echo.seen,
+            stray=stray,
+            detail=detail,
+        )
+        if self.on_exchange is not None:
+            self.on_exchange(exchange)
+        return exchange
+
+    def _pace(self, rec: _Reception, at: float, times: LineTimes) -> None:
+        """Once the length of the long frame being received is known, tell the receiving task
+        when the frame can be complete (once: if bytes are still missing then, it reads them
+        as they come)."""
+        head = rec.head
+        if rec.paced or len(head) < 2:
+            self._pace_until = -math.inf
+            return
+        rec.paced = True
+        if head[0] == LONG_START:
+            self._pace_until = at + (head[1] + 6 - rec.count) * times.char
+
+    async def _settle(self, quiet: float) -> None:
+        """Wait until nothing has arrived for ``quiet`` seconds (the end of a garble)."""
+        since = self._quiet_at
+        while True:
+            with trio.move_on_at(since + quiet):
+                at, data = await self._rx.receive()
+                if not isinstance(data, BaseException):
+                    self.stats.stray_bytes += len(data)
+                since = at
+                continue
+            return
+
+    async def _receive(
+        self,
+        echo: EchoCanceller,
+        window_end: float,
+        times: LineTimes,
+        expect_ack: bool | None,
+        strict: bool,
+    ) -> _Reception:
+        self._listening = True
+        try:
+            return await self._collect(echo, window_end, times, expect_ack, strict)
+        finally:
+            self._listening = False
+            self._pace_until = -math.inf
+            self._processed.set()
+
+    async def _collect(
+        self,
+        echo: EchoCanceller,
+        window_end: float,
+        times: LineTimes,
+        expect_ack: bool | None,
+        strict: bool,
+    ) -> _Reception:
+        parser = FrameParser()
+        rec = _Reception()
+        deadline = window_end
+        while True:
+            with trio.move_on_at(deadline):
+                at, data = await self._rx.receive()
+                try:
+                    complete = self._take(rec, parser, echo, at, data, times, expect_ack)
+                finally:
+                    self._processed.set()  # the receiving task may go on (or pace itself)
+                if complete and not strict:
+                    return rec
+                # wait for the rest (which the receiving task may gather while paced); once
+                # garbled (or listening strictly) also for late meters
+                if rec.last_at is not None:
+                    deadline = max(rec.last_at, self._pace_until) + times.char_gap
+                if rec.garbled or strict:
+                    deadline = max(deadline, window_end)
+                continue
+            # silence until the deadline
+            if parser.buffered and not rec.garbled:
+                rec.garbled = True  # a truncated answer: make sure no late meter is still coming
+                if deadline < window_end:
+                    deadline = window_end
+                    continue
+            rec.events += parser.flush()
+            if any(isinstance(e, Discarded) for e in rec.events):
+                rec.garbled = True
+            return rec
+
+    def _take(
+        self,
+        rec: _Reception,
+        parser: FrameParser,
+        echo: EchoCanceller,
+        at: float,
+        data: Any,
+        times: LineTimes,
+        expect_ack: bool | None,
+    ) -> bool:
+        """One chunk from the line; True once it completes a clean answer of the kind asked."""
+        if isinstance(data, BaseException):
+            raise LineDown(str(data)) from data
+        data = echo.filter(data)
+        if not data:
+            return False
+        self.stats.bytes_received += len(data)
+        if rec.first_at is None:
+            rec.first_at = at
+        rec.last_at = at
+        parser.feed(data)
+        if len(rec.head) < 2:
+            rec.head += data[: 2 - len(rec.head)]
+        rec.count += len(data)
+        self._pace(rec, at, times)
+        rec.events += parser.events()
+        events = rec.events
+        if any(isinstance(e, Discarded) for e in events) or len(events) > 1:
+            rec.garbled = True
+        clean = not rec.garbled and parser.buffered == 0 and len(events) == 1
+        return clean and _expected_kind(events[0], expect_ack)
+
+    # ------------------------------------------------------------------ exchanges with retries
+
+    async def _attempts(
+        self,
+        request: bytes,
+        times: LineTimes,
+        attempts: int,
+        label: str,
+        *,
+        expect_ack: bool,
+    ) -> tuple[Exchange, int]:
+        """Up to ``attempts`` tries; returns the answering exchange and the tries used."""
+        garbled = 0
+        last: Exchange | None = None
+        for attempt in range(1, attempts + 1):
+            last = await self.exchange(request, times, expect_ack=expect_ack)
+            if last.outcome is Outcome.ANSWER:
+                return last, attempt
+            if last.outcome is Outcome.GARBLED:
+                garbled += 1
+        if garbled:
+            raise Collision(label, attempts, last.detail if last else "")
+        raise NoResponse(label, attempts)
+
+    async def _handle_ping(self, request: _Ping) -> Exchange:
+        times = self._times()
+        exchange, _ = await self._attempts(
+            snd_nke(request.address),
+            times,
+            times.read_attempts,
+            str(request.address),
+            expect_ack=True,
+        )
+        return exchange
+
+    async def _handle_transfer(self, request: _Transfer) -> Exchange:
+        return await self.exchange(request.frame, self._times(), expect_ack=request.expect_ack)
+
+    async def _handle_set_baud(self, request: _SetBaud) -> None:
+        self.transport.set_baudrate(request.baud)
+
+    async def _address(
+        self, address: MeterAddress, mode: AddressingMode, times: LineTimes, init: bool
+    ) -> tuple[int, int]:
+        """Make the meter addressable: select it (secondary) or reset its link (primary, if
+        ``init``). Returns the link address to use and the requests spent."""
+        label = address.label(mode)
+        if mode is AddressingMode.PRIMARY:
+            assert address.primary is not None
+            if not init:
+                return address.primary, 0
+            _, used = await self._attempts(
+                snd_nke(address.primary), times, times.read_attempts, label, expect_ack=True
+            )
+            if times.after_init:
+                await trio.sleep(times.after_init)
+            return address.primary, used
+        assert address.secondary is not None
+        selection = select_secondary(
+            address.secondary,
+            address.manufacturer,
+            address.version,
+            address.medium,
+            address.fabrication if mode is AddressingMode.ESECONDARY else None,
+        )
+        _, used = await self._attempts(
+            selection, times, times.select_attempts, label, expect_ack=True
+        )
+        return ADDRESS_SELECTED, used
+
+    async def _handle_read(self, request: _Read) -> Reading:
+        settings = request.settings
+        if settings.baud is not None and settings.baud != self.transport.baudrate:
+            self.transport.set_baudrate(settings.baud)
+        modes = [m for m in settings.modes if request.address.supports(m)]
+        if not modes:
+            raise ConfigError({"address": f"{request.address} has no address for {settings.modes}"})
+        failures: list[BusError] = []
+        for mode in modes:
+            try:
+                return await self._read_with(request, mode)
+            except (NoResponse, Collision) as exc:
+                failures.append(exc)  # fall back to the next addressing mode
+        raise failures[-1]
+
+    async def _read_with(self, request: _Read, mode: AddressingMode) -> Reading:
+        address, settings = request.address, request.settings
+        times = self._times(settings.timing)
+        follow = self._times(settings.follow_up or settings.timing)
+        started = trio.current_time()
+        link, requests = await self._address(address, mode, times, settings.init)
+        key = (mode, address.primary if mode is AddressingMode.PRIMARY else address.secondary)
+        reset = mode is not AddressingMode.PRIMARY or settings.init
+        fcb = True if reset else not self._fcb.get(key, False)
+        limit = 1 if settings.multi_telegram is MultiTelegram.OFF else settings.telegram_limit
+        frames: list[bytes] = []
+        durations: list[float] = []
+        complete = True
+        label = address.label(mode)
+        for index in range(limit):
+            step = times if index == 0 else follow
+            begun = trio.current_time()
+            exchange, used = await self._attempts(
+                req_ud2(link, fcb), step, step.read_attempts, label, expect_ack=False
+            )
+            requests += used
+            self._fcb[key] = fcb
+            fcb = not fcb
+            frames.append(exchange.frame)
+            durations.append(trio.current_time() - begun)
+            if request.on_telegram is not None:
+                request.on_telegram(len(frames))
+            complete = not more_records_follow(exchange.frame)
+            if complete:
+                break
+        return Reading(
+            address,
+            mode,
+            tuple(frames),
+            requests,
+            started,
+            trio.current_time(),
+            tuple(durations),
+            complete,
+        )
+
+    async def _handle_application_reset(self, request: _ApplicationReset) -> Exchange:
+        times = self._times()
+        link, _ = await self._address(request.address, request.mode, times, init=False)
+        exchange, _ = await self._attempts(
+            application_reset(link, request.subcode),
+            times,
+            times.read_attempts,
+            request.address.label(request.mode),
+            expect_ack=True,
+        )
+        return exchange
+
+    # ------------------------------------------------------------------ scan probes
+
+    async def _identify(self, link: int, times: LineTimes, requests: int, begun: float) -> Probe:
+        """After an E5: read the telegram strictly; garbage means several meters answered."""
+        for _ in range(times.read_attempts):
+            request = req_ud2(link, True)
+            exchange = await self.exchange(request, times, expect_ack=False, strict=True)
+            requests += 1
+            if exchange.outcome is Outcome.ANSWER:
+                return Probe(ProbeKind.FOUND, exchange.frame, requests, trio.current_time() - begun)
+            if exchange.outcome is Outcome.GARBLED:
+                return Probe(ProbeKind.COLLISION, None, requests, trio.current_time() - begun)
+        return Probe(ProbeKind.UNREADABLE, None, requests, trio.current_time() - begun)
+
+    async def _handle_probe_primary(self, request: _ProbePrimary) -> Probe:
+        times = self._times()
+        begun = trio.current_time()
+        requests = 0
+        for _ in range(times.select_attempts):
+            request_frame = snd_nke(request.address)
+            exchange = await self.exchange(request_frame, times, expect_ack=True, strict=True)
+            requests += 1
+            if exchange.outcome is Outcome.SILENT:
+                return Probe(ProbeKind.EMPTY, None, requests, trio.current_time() - begun)
+            if exchange.outcome is Outcome.ANSWER:
+                return await self._identify(request.address, times, requests, begun)
+        return Probe(ProbeKind.COLLISION, None, requests, trio.current_time() - begun)
+
+    async def _handle_probe_secondary(self, request: _ProbeSecondary) -> Probe:
+        times = self._times()
+        begun = trio.current_time()
+        selection = select_secondary(
+            request.mask,
+            request.manufacturer,
+            request.version,
+            request.medium,
+            request.fabrication,
+        )
+        # One try only: silence is a definitive "nobody", garbage the signal to narrow down.
+        # Listen until the window closes: a slower meter's E5 may still come, and a meter
+        # still waiting to send its E5 would not hear the REQ_UD2 that follows.
+        exchange = await self.exchange(selection, times, expect_ack=True, strict=True)
+        if exchange.outcome is Outcome.SILENT:
+            return Probe(ProbeKind.EMPTY, None, 1, trio.current_time() - begun)
+        if exchange.outcome is Outcome.GARBLED:
+            return Probe(ProbeKind.COLLISION, None, 1, trio.current_time() - begun)
+        # A clean E5 can still be several identical E5s on top of each other: the telegrams
+        # that follow cannot be identical, so the read decides.
+        return await self._identify(ADDRESS_SELECTED, times, 1, begun)

@@ -1,0 +1,55 @@
+"""``mbusgw run``: the gateway, until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from pathlib import Path
+
+import trio
+
+from mbusgw.gateway.app import Gateway
+from mbusgw.gateway.settings import ConfigError, load_startup
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the gateway",
+        description="Run the gateway. With no interface configured it runs on a built-in "
+        "simulated M-Bus with meters on it.",
+    )
+    parser.add_argument("--config", type=Path, help="start-up file (TOML): interfaces, ports")
+    parser.add_argument("--data-dir", type=Path, help="where the store lives (default: var)")
+    parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    try:
+        startup = load_startup(args.config, data_dir=args.data_dir)
+    except ConfigError as exc:
+        for path, message in exc.errors.items():
+            print(f"mbusgw: {path}: {message}")
+        return 2
+    trio.run(serve, Gateway(startup))
+    return 0
+
+
+async def serve(gateway: Gateway) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signal, gateway)
+        await gateway.run()
+        nursery.cancel_scope.cancel()
+
+
+async def _stop_on_signal(gateway: Gateway) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            logging.getLogger("mbusgw").info("%s: stopping", signal.Signals(signum).name)
+            gateway.stop()

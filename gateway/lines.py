@@ -1,0 +1,132 @@
+"""The configured M-Bus lines: a bus master per interface, and built-in simulated lines.
+
+A simulated line is served as an M-Bus/TCP converter on a loopback port and read through the
+same TCP transport as a real converter, so the embedded default exercises the real code path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from mbusgw.gateway.bus import BusMaster, MeterAddress, ReadSettings, Timing
+from mbusgw.gateway.meters import AddressingMode, Meter
+from mbusgw.gateway.reading import BusReply
+from mbusgw.gateway.settings import InterfaceConfig, MBusSettings
+from mbusgw.gateway.simulator import SimLine
+from mbusgw.gateway.simulator.population import default_meters
+from mbusgw.gateway.simulator.serve import serve_tcp
+from mbusgw.gateway.transport import ReconnectingLine, serial_line, tcp_line
+
+LOOPBACK = "127.0.0.1"
+
+
+class SimulatorService:
+    """Serves a simulated line on a loopback TCP port; keeps the port across restarts."""
+
+    def __init__(self, line: SimLine) -> None:
+        self.line = line
+        self.name = f"simulator:{line.name}"
+        self.port = 0
+        self.ready = trio.Event()
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self.port = await nursery.start(serve_tcp, self.line, LOOPBACK, self.port)
+            self.ready.set()
+            task_status.started()
+
+
+class BusLine:
+    """One interface: its bus master (the service that owns the line) and how to read a meter
+    on it with the current M-Bus settings."""
+
+    def __init__(self, config: InterfaceConfig, transport: ReconnectingLine) -> None:
+        self.config = config
+        self.name = config.name
+        self.transport = transport
+        self.master = BusMaster(transport, name=config.name)
+        self.mbus = MBusSettings()
+        self._plans: dict[str, tuple[Meter, MBusSettings, MeterAddress, ReadSettings]] = {}
+
+    async def read_meter(self, meter: Meter) -> BusReply:
+        address, settings = self._read_plan(meter)
+        reading = await self.master.read(address, settings)
+        return BusReply(reading.frames, reading.attempts, reading.duration, reading.finished)
+
+    def _read_plan(self, meter: Meter) -> tuple[MeterAddress, ReadSettings]:
+        """How to read ``meter``; kept until the meter or the M-Bus settings are replaced
+        (both are immutable), so a read does not rebuild it."""
+        cached = self._plans.get(meter.key)
+        if cached is not None and cached[0] is meter and cached[1] is self.mbus:
+            return cached[2], cached[3]
+        settings = ReadSettings(
+            modes=meter.addressing,
+            multi_telegram=meter.multi_telegram,
+            telegram_limit=meter.multi_telegram_limit,
+            baud=None if meter.baud == self.transport.baudrate else meter.baud,
+            timing=Timing.from_settings(self.mbus.timing, meter.timing),
+            follow_up=Timing.from_settings(self.mbus.multi_telegram_timing, meter.timing),
+        )
+        address = address_of(meter)
+        self._plans[meter.key] = (meter, self.mbus, address, settings)
+        return address, settings
+
+
+def address_of(meter: Meter) -> MeterAddress:
+    """Everything the bus needs to reach ``meter`` in each of its addressing modes. The
+    enhanced mode selects with the fabrication number as well (EnhancedAddress)."""
+    enhanced = meter.enhanced_address
+    wired_fabrication = (
+        enhanced
+        if AddressingMode.ESECONDARY in meter.addressing and enhanced and len(enhanced) == 8
+        else None
+    )
+    return MeterAddress(
+        primary=meter.primary_address,
+        secondary=meter.secondary_address,
+        fabrication=wired_fabrication,
+    )
+
+
+def open_line(config: InterfaceConfig, simulator: SimulatorService | None = None) -> BusLine:
+    if config.kind == "serial":
+        return BusLine(config, serial_line(config.device or "", config.baud))
+    if config.kind == "tcp":
+        return BusLine(config, tcp_line(config.host or "", config.port or 0, config.baud))
+    if simulator is None:
+        raise ValueError(f"interface {config.name}: a simulated line needs its simulator")
+
+    async def connect_to_simulator(_baud: int) -> trio.abc.Stream:
+        await simulator.ready.wait()
+        return await trio.open_tcp_stream(LOOPBACK, simulator.port)
+
+    transport = ReconnectingLine(
+        connect_to_simulator, config.baud, name=f"simulated {config.name}", fixed_baud=True
+    )
+    return BusLine(config, transport)
+
+
+def simulated_line(config: InterfaceConfig, seed: int) -> SimLine:
+    return SimLine(default_meters(config.meters, seed=seed), config.baud, name=config.name)
+
+
+def meters_on(line: SimLine) -> list[Meter]:
+    """The simulated meters as an installer would enter them: by secondary address with the
+    primary address as fallback."""
+    return [
+        Meter(
+            key=sim.identity.id,
+            position=f"{sim.template.name} {sim.identity.id}",
+            secondary_address=sim.identity.id,
+            baud=line.baud,
+            addressing=(AddressingMode.SECONDARY, AddressingMode.PRIMARY),
+            primary_address=sim.primary,
+            interface=line.name,
+            manufacturer=sim.identity.manufacturer,
+            version=sim.identity.version,
+            medium=sim.identity.medium,
+        )
+        for sim in line.meters
+    ]

@@ -1,0 +1,226 @@
+"""The reading pipeline: meters → their lines' bus masters → decode → one store batch per cycle,
+with the meter log, health, events and the continuous-read snapshot kept up to date.
+
+Lines are read in parallel; meters on one line are read one after the other (one master owns a
+line). A scheduled cycle is stored as one batch; continuous mode reads back to back and writes
+only to the in-memory snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import trio
+
+from mbusgw.core import MBusError, decode
+from mbusgw.gateway.clock import WallClock
+from mbusgw.gateway.events import CYCLE_FINISHED, Event, EventBus
+from mbusgw.gateway.health import MeterHealth
+from mbusgw.gateway.live import LiveReading, LiveSnapshot
+from mbusgw.gateway.meters import Meter
+
+
+@dataclass(frozen=True)
+class BusReply:
+    """What a line's master got for one meter: the raw frames (several for multi-telegram)."""
+
+    frames: tuple[bytes, ...]
+    attempts: int = 1
+    duration: float = 0.0  # seconds on the line
+    reply_ended: float = 0.0  # trio time the last reply byte arrived
+
+
+class LineReader(Protocol):
+    """The part of a bus master the pipeline uses; raises ``Exception`` when a read fails."""
+
+    async def read_meter(self, meter: Meter) -> BusReply: ...
+
+
+@dataclass
+class MeterReading:
+    """The outcome of reading one meter, ready for the store, the meter log and the snapshot."""
+
+    meter: Meter
+    read_at: datetime
+    ok: bool
+    frames: tuple[bytes, ...] = ()
+    telegrams: tuple[Any, ...] = ()
+    attempts: int = 0
+    duration: float = 0.0
+    reply_ended: float = 0.0
+    error: str | None = None
+    status_byte: int | None = None
+    failure: type[BaseException] | None = None  # the kind of error that failed the reading
+
+
+MetersOfLine = Callable[[str], list[Meter]]
+"""The active meters of a line, asked afresh each round (installations change)."""
+
+ReadingSink = Callable[[Sequence[MeterReading]], Awaitable[None]]
+"""Stores one cycle's readings durably; returns once they are committed."""
+
+
+@dataclass
+class CycleResult:
+    started: datetime
+    finished: datetime
+    readings: list[MeterReading] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[MeterReading]:
+        return [r for r in self.readings if not r.ok]
+
+
+def decode_reply(meter: Meter, reply: BusReply, read_at: datetime) -> MeterReading:
+    """Decode every telegram of a reply; a frame that does not decode fails the reading, but
+    its raw bytes are kept (the store keeps raw telegrams to re-decode later)."""
+    try:
+        telegrams = tuple(decode(frame) for frame in reply.frames)
+    except MBusError as exc:
+        return MeterReading(
+            meter,
+            read_at,
+            False,
+            reply.frames,
+            (),
+            reply.attempts,
+            reply.duration,
+            reply.reply_ended,
+            f"{type(exc).__name__}: {exc}",
+            failure=type(exc),
+        )
+    status = telegrams[0].header.status if telegrams else None
+    return MeterReading(
+        meter,
+        read_at,
+        bool(telegrams),
+        reply.frames,
+        telegrams,
+        reply.attempts,
+        reply.duration,
+        reply.reply_ended,
+        None if telegrams else "no telegram",
+        status,
+    )
+
+
+class ReadingPipeline:
+    """Reads meters through their lines and accounts for every outcome."""
+
+    def __init__(
+        self,
+        lines: dict[str, LineReader],
+        clock: WallClock,
+        *,
+        events: EventBus,
+        live: LiveSnapshot,
+        health: dict[str, MeterHealth] | None = None,
+    ) -> None:
+        self.lines = lines
+        self.clock = clock
+        self.events = events
+        self.live = live
+        self.health = health if health is not None else {}
+
+    async def read_one(self, meter: Meter) -> MeterReading:
+        line = self.lines.get(meter.interface)
+        if line is None:
+            reading = MeterReading(
+                meter,
+                self.clock.now(),
+                False,
+                error=f"interface {meter.interface!r} is not configured",
+            )
+        else:
+            try:
+                reply = await line.read_meter(meter)
+            except Exception as exc:
+                reading = MeterReading(
+                    meter,
+                    self.clock.now(),
+                    False,
+                    error=f"{type(exc).__name__}: {exc}",
+                    attempts=getattr(exc, "attempts", 0),
+                    failure=type(exc),
+                )
+            else:
+                reading = decode_reply(meter, reply, self.clock.now())
+        self._account(reading)
+        return reading
+
+    def _account(self, reading: MeterReading) -> None:
+        key = reading.meter.key
+        health = self.health.setdefault(key, MeterHealth(key))
+        event = health.record(
+            reading.read_at,
+            reading.ok,
+            retries=max(reading.attempts - 1, 0),
+            response_ms=reading.duration * 1000 if reading.ok else None,
+            error=reading.error,
+        )
+        if event is not None:
+            self.events.publish(event)
+        self.live.update(
+            LiveReading(
+                key,
+                reading.read_at,
+                reading.ok,
+                reading.telegrams,
+                reading.error,
+                reading.reply_ended,
+            )
+        )
+
+    async def read_cycle(self, meters: Iterable[Meter]) -> CycleResult:
+        """Read the given meters once, the lines in parallel."""
+        started = self.clock.now()
+        by_line: dict[str, list[Meter]] = {}
+        for meter in meters:
+            by_line.setdefault(meter.interface, []).append(meter)
+        readings: list[MeterReading] = []
+
+        async def read_line(line_meters: list[Meter]) -> None:
+            for meter in line_meters:
+                readings.append(await self.read_one(meter))
+
+        async with trio.open_nursery() as nursery:
+            for line_meters in by_line.values():
+                nursery.start_soon(read_line, line_meters)
+        result = CycleResult(started, self.clock.now(), readings)
+        self.events.publish(
+            Event(
+                CYCLE_FINISHED,
+                result.finished,
+                None,
+                {"meters": len(readings), "failed": len(result.failed)},
+            )
+        )
+        return result
+
+    async def run_continuous(
+        self,
+        meters_of_line: Callable[[str], list[Meter]],
+        *,
+        task_status: Any = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Continuous read mode: every line reads its active meters back to back, for ever.
+        Values go to the snapshot only, never to the store."""
+        async with trio.open_nursery() as nursery:
+            for name in self.lines:
+                nursery.start_soon(self._continuous_line, name, meters_of_line)
+            task_status.started()
+
+    async def _continuous_line(
+        self, name: str, meters_of_line: Callable[[str], list[Meter]]
+    ) -> None:
+        while True:
+            meters = meters_of_line(name)
+            if not meters:
+                await trio.sleep(1.0)  # nothing installed on this line yet
+                continue
+            for meter in meters:
+                await self.read_one(meter)
+            await trio.sleep(0)  # let the scheduled cycle and the services in between

@@ -1,0 +1,107 @@
+"""The reading pipeline's accounting: decode, health, events, snapshot, parallel lines.
+
+The lines here replay real frames (libmbus vectors); the bus masters themselves are tested
+against the simulator in their own tests and end to end in the gateway tests.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import trio
+import trio.testing
+
+from mbusgw.gateway.clock import TrioWallClock
+from mbusgw.gateway.events import CYCLE_FINISHED, METER_FAILED, METER_RECOVERED, EventBus
+from mbusgw.gateway.live import LiveSnapshot
+from mbusgw.gateway.meters import AddressingMode, Meter
+from mbusgw.gateway.reading import BusReply, ReadingPipeline
+
+DATA = Path(__file__).parent.parent / "data"
+FRAME = bytes.fromhex((DATA / "libmbus/test-frames/ELV-Elvaco-CMa10.hex").read_text())
+
+
+class ReplayLine:
+    """A line that answers after ``delay`` seconds with a fixed frame, or fails on demand."""
+
+    def __init__(self, delay: float, failing: set[str] = frozenset()) -> None:
+        self.delay = delay
+        self.failing = set(failing)
+        self.reads: list[tuple[str, float]] = []
+
+    async def read_meter(self, meter: Meter) -> BusReply:
+        self.reads.append((meter.key, trio.current_time()))
+        await trio.sleep(self.delay)
+        if meter.key in self.failing:
+            raise TimeoutError(f"no response from {meter.key}")
+        return BusReply((FRAME,), attempts=1, duration=self.delay, reply_ended=trio.current_time())
+
+
+def meter(key: str, line: str) -> Meter:
+    return Meter(
+        key=key,
+        position=key,
+        secondary_address=key,
+        baud=2400,
+        addressing=(AddressingMode.SECONDARY,),
+        interface=line,
+    )
+
+
+async def test_cycle_reads_lines_in_parallel_and_accounts(autojump_clock) -> None:
+    clock = TrioWallClock(datetime(2026, 11, 24, tzinfo=UTC))
+    lines = {"a": ReplayLine(0.5), "b": ReplayLine(0.5, failing={"B2"})}
+    events = EventBus()
+    subscriber = events.subscribe()
+    live = LiveSnapshot()
+    pipeline = ReadingPipeline(lines, clock, events=events, live=live)
+    meters = [
+        meter("A1", "a"),
+        meter("A2", "a"),
+        meter("B1", "b"),
+        meter("B2", "b"),
+        meter("C1", "nowhere"),
+    ]
+    result = await pipeline.read_cycle(meters)
+    # two lines in parallel, two meters each in series: one second in all
+    assert (result.finished - result.started).total_seconds() == 1.0
+    assert {r.meter.key for r in result.failed} == {"B2", "C1"}
+    good = next(r for r in result.readings if r.meter.key == "A1")
+    assert good.telegrams[0].header.id == "24011561" and good.status_byte == 0
+    assert "not configured" in next(r.error for r in result.readings if r.meter.key == "C1")
+    kinds = [subscriber.receive_nowait().kind for _ in range(3)]
+    assert kinds.count(METER_FAILED) == 2 and kinds[-1] == CYCLE_FINISHED
+    assert live.last_good("A1").telegrams[0].header.manufacturer == "ELV"
+    assert pipeline.health["B2"].status == "failed"
+
+    lines["b"].failing.clear()
+    await pipeline.read_cycle([meter("B2", "b")])
+    assert pipeline.health["B2"].status == "ok"
+    assert subscriber.receive_nowait().kind == METER_RECOVERED
+
+
+async def test_corrupt_reply_fails_the_reading_but_keeps_the_bytes(autojump_clock) -> None:
+    class BadLine(ReplayLine):
+        async def read_meter(self, meter: Meter) -> BusReply:
+            truncated = FRAME[:6] + FRAME[7:]  # the CI byte is gone: checksum and length fail
+            return BusReply((truncated,))
+
+    clock = TrioWallClock(datetime(2026, 11, 24, tzinfo=UTC))
+    pipeline = ReadingPipeline({"a": BadLine(0)}, clock, events=EventBus(), live=LiveSnapshot())
+    reading = await pipeline.read_one(meter("A1", "a"))
+    assert not reading.ok and reading.frames and reading.error.startswith("FrameError")
+
+
+async def test_continuous_mode_reads_back_to_back_into_the_snapshot(autojump_clock) -> None:
+    clock = TrioWallClock(datetime(2026, 11, 24, tzinfo=UTC))
+    line = ReplayLine(0.25)
+    live = LiveSnapshot()
+    pipeline = ReadingPipeline({"a": line}, clock, events=EventBus(), live=live)
+    meters = [meter("A1", "a"), meter("A2", "a")]
+    with trio.move_on_after(10.1):
+        await pipeline.run_continuous(lambda name: meters)
+    # reads start every 0.25 s with no gap: 41 started by 10.1 s, 40 of them finished
+    starts = [t for _, t in line.reads]
+    assert starts == [i * 0.25 for i in range(41)]
+    assert live.version == 40
