@@ -26,6 +26,7 @@ from mbusgw.gateway.cron import CronSchedule
 from mbusgw.gateway.errors import Collision, NoResponse
 from mbusgw.gateway.events import DEVICE_STARTED, Event, EventBus
 from mbusgw.gateway.health import MeterHealth
+from mbusgw.gateway.lifecycle import AfterStop
 from mbusgw.gateway.lines import (
     BusLine,
     SimulatorService,
@@ -52,6 +53,7 @@ from mbusgw.gateway.store import (
 from mbusgw.gateway.store.records import delete_record, put_record
 from mbusgw.gateway.store.telegrams import SeriesNames, reading_from_telegrams
 from mbusgw.gateway.supervisor import INFO, WARNING, FunctionService, Supervisor
+from mbusgw.web.serve import WebService
 
 logger = logging.getLogger("mbusgw.gateway")
 
@@ -94,6 +96,7 @@ class Gateway:
         self._retry_meters: dict[datetime, list[Meter]] = {}
         self._read_at_start_done = False
         self.read_schedule: ScheduledJob | None = None
+        self.after_stop: AfterStop | None = None  # what ``mbusgw run`` does once stopped
         self.pipeline = ReadingPipeline(
             {}, self.clock, events=self.events, live=self.live, health=self.health
         )
@@ -201,6 +204,7 @@ class Gateway:
             ),
             CompactionService(store_writer),
             RetentionService(store_writer),
+            WebService(self, self.startup.web_host, self.startup.web_port),
         ]
         return services
 

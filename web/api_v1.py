@@ -117,15 +117,13 @@ async def device_status() -> Response:
 @route("POST", "/device/restart", "Restart the gateway", "device", access="admin",
        response="Ok", status=202)  # fmt: skip
 async def device_restart() -> Response:
-    await gw().restart()
-    return reply({"ok": True, "message": "restarting"}, 202)
+    return reply(ops.stop_for(gw(), "restart"), 202)
 
 
 @route("POST", "/device/factory-reset", "Factory reset: clear logs, values and settings",
        "device", access="admin", response="Ok", status=202)  # fmt: skip
 async def device_factory_reset() -> Response:
-    await gw().factory_reset()
-    return reply({"ok": True, "message": "reset to factory state; restarting"}, 202)
+    return reply(ops.stop_for(gw(), "factory_reset"), 202)
 
 
 # ---------------------------------------------------------------------------- meters
@@ -246,13 +244,13 @@ async def meter_log(key: str) -> Response:
        access="admin", params=(METER,), body="KeyLink", response="KeyListing")  # fmt: skip
 async def meter_key_link(key: str) -> Response:
     body = await json_body()
-    return reply(ops.link_key(gw(), key, body.get("key")))
+    return reply(ops.link_key(state(), key, body.get("key")))
 
 
 @route("DELETE", "/meters/{key}/key", "Remove the meter's linked key", "keys",
        access="admin", params=(METER,), response="KeyListing")  # fmt: skip
 async def meter_key_unlink(key: str) -> Response:
-    return reply(ops.unlink_key(gw(), key))
+    return reply(ops.unlink_key(state(), key))
 
 
 # ---------------------------------------------------------------------------- values
@@ -273,7 +271,7 @@ async def values_live() -> Response:
 @route("POST", "/values/read", "Read all meters and store (a job)", "values", access="admin",
        response="Job", status=202)  # fmt: skip
 async def values_read_all() -> Response:
-    return reply(ops.job_dict(await gw().read_now(None)), 202)
+    return reply(ops.read_all(state()), 202)
 
 
 # ---------------------------------------------------------------------------- logs
@@ -309,19 +307,26 @@ async def system_log_csv() -> Response:
 @route("POST", "/scans", "Start a meter search (primary, secondary or wireless)", "jobs",
        access="admin", body="ScanRequest", response="Job", status=202)  # fmt: skip
 async def scan_start() -> Response:
-    return reply(ops.start_scan(gw(), await json_body()), 202)
+    return reply(ops.start_scan(state(), await json_body()), 202)
 
 
 @route("GET", "/jobs", "Searches and reading jobs with their progress", "jobs",
        response="JobList")  # fmt: skip
 async def jobs_list() -> Response:
-    return reply(ops.list_jobs(gw()))
+    return reply(ops.list_jobs(state()))
 
 
 @route("GET", "/jobs/{job}", "One job", "jobs",
        params=(Param("job", STR, "job id", where="path"),), response="Job")  # fmt: skip
 async def job_get(job: str) -> Response:
-    return reply(ops.get_job(gw(), job))
+    return reply(ops.get_job(state(), job))
+
+
+@route("DELETE", "/jobs/{job}", "Cancel a job", "jobs", access="admin",
+       params=(Param("job", STR, "job id", where="path"),), response="Job")  # fmt: skip
+async def job_cancel(job: str) -> Response:
+    state().jobs.cancel(job)
+    return reply(ops.get_job(state(), job))
 
 
 # ---------------------------------------------------------------------------- settings
@@ -344,13 +349,13 @@ async def settings_update() -> Response:
 @route("GET", "/keys", "Wireless M-Bus keys (masked)", "keys", access="admin",
        response="KeyListing")  # fmt: skip
 async def keys_list() -> Response:
-    return reply(ops.key_listing(gw()))
+    return reply(ops.key_listing(state()))
 
 
 @route("POST", "/keys", "Add a key with match criteria", "keys", access="admin",
        body="KeyEntry", response="KeyListing")  # fmt: skip
 async def keys_add() -> Response:
-    return reply(ops.add_key(gw(), await json_body()))
+    return reply(ops.add_key(state(), await json_body()))
 
 
 @route("POST", "/keys/import", "Upload a key file (CSV, XLSX or XLS; manual table 7)", "keys",
@@ -358,7 +363,7 @@ async def keys_add() -> Response:
        params=(Param("replace", BOOL, "replace all existing entries"),))  # fmt: skip
 async def keys_import() -> Response:
     data, filename = await uploaded_file()
-    return reply(ops.import_keys(gw(), data, filename, arg_bool("replace")))
+    return reply(ops.import_keys(state(), data, filename, arg_bool("replace")))
 
 
 @route("DELETE", "/keys/{entry}", "Remove a key entry", "keys", access="admin",
@@ -366,7 +371,7 @@ async def keys_import() -> Response:
 async def keys_remove(entry: str) -> Response:
     if not entry.isdigit():
         raise BadRequest("the entry id must be a number", {"entry": "not a number"})
-    return reply(ops.remove_key(gw(), int(entry)))
+    return reply(ops.remove_key(state(), int(entry)))
 
 
 # ---------------------------------------------------------------------------- users
@@ -552,5 +557,4 @@ async def backup_restore() -> Response:
     from mbusgw.web.transfer import stage_restore
 
     path = await stage_restore(gw(), request.body)
-    await gw().restore_backup(path)
-    return reply({"ok": True, "message": "backup checked; restoring and restarting"}, 202)
+    return reply(ops.stop_for(gw(), "restore", path), 202)

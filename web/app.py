@@ -16,9 +16,11 @@ from typing import Any
 from quart import Quart, Response, current_app, redirect, request
 from quart_trio import QuartTrio
 
+from mbusgw.gateway.keys import KeyStore
 from mbusgw.web.auth import Auth
 from mbusgw.web.errors import install_error_handlers
 from mbusgw.web.handle import GatewayHandle
+from mbusgw.web.jobs import JobBoard
 from mbusgw.web.tls import TlsFiles, TlsSettings
 from mbusgw.web.users import UserDirectory
 
@@ -41,6 +43,8 @@ class WebState:
     auth: Auth
     tls: TlsFiles
     tls_settings: TlsSettings = field(default_factory=TlsSettings)
+    keys: KeyStore = field(default_factory=KeyStore)
+    jobs: Any = None  # a JobBoard
     openapi: dict[str, Any] | None = None
     reload_server: Callable[[], None] = lambda: None  # set by the web service
 
@@ -78,8 +82,11 @@ def create_app(gateway: GatewayHandle) -> Quart:
     )
     app.json.sort_keys = False
     users = UserDirectory(_StoreRecords(gateway), gateway.clock.now)
-    tls = TlsFiles(gateway.data_dir / "tls")
+    tls = TlsFiles(gateway.startup.data_dir / "tls")
     web = WebState(gateway=gateway, auth=Auth(users), tls=tls, tls_settings=tls.settings())
+    # the gateway's key store when it has one (receivers), else the web's own
+    web.keys = getattr(gateway, "keys", None) or web.keys
+    web.jobs = JobBoard(gateway, app.add_background_task)
     app.extensions["mbusgw"] = web
     app.secret_key = None
 

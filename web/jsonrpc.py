@@ -60,10 +60,6 @@ async def _series(
     return ops.series_values(_gw(), key, series, since, until, limit, as_float)[0]
 
 
-async def _read_all() -> dict[str, Any]:
-    return ops.job_dict(await _gw().read_now(None))
-
-
 async def _users_list() -> dict[str, Any]:
     return {"users": [u.public() for u in _users().all()]}
 
@@ -85,21 +81,12 @@ async def _users_delete(name: str) -> dict[str, Any]:
     return {"ok": True}
 
 
-async def _restart() -> dict[str, Any]:
-    await _gw().restart()
-    return {"ok": True, "message": "restarting"}
-
-
-async def _factory_reset() -> dict[str, Any]:
-    await _gw().factory_reset()
-    return {"ok": True, "message": "reset to factory state; restarting"}
-
-
-def _with_gateway(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """An operation of ``web.operations`` with the gateway as its first argument."""
+def _with_gateway(fn: Callable[..., Any], first: Callable[[], Any] = _gw) -> Callable[..., Any]:
+    """An operation of ``web.operations`` with the gateway (or the web state) as its first
+    argument."""
 
     def call(**params: Any) -> Any:
-        return fn(_gw(), **params)
+        return fn(first(), **params)
 
     call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         list(inspect.signature(fn).parameters.values())[1:]
@@ -110,8 +97,8 @@ def _with_gateway(fn: Callable[..., Any]) -> Callable[..., Any]:
 METHODS: dict[str, Method] = {
     "device.info": Method(_with_gateway(ops.device_info)),
     "device.status": Method(_with_gateway(ops.device_status)),
-    "device.restart": Method(_restart, admin=True),
-    "device.factoryReset": Method(_factory_reset, admin=True),
+    "device.restart": Method(lambda: ops.stop_for(_gw(), "restart"), admin=True),
+    "device.factoryReset": Method(lambda: ops.stop_for(_gw(), "factory_reset"), admin=True),
     "meters.list": Method(_with_gateway(ops.list_meters)),
     "meters.get": Method(_with_gateway(ops.get_meter)),
     "meters.install": Method(_with_gateway(ops.install_meters), admin=True),
@@ -123,19 +110,19 @@ METHODS: dict[str, Method] = {
     "values.latest": Method(_with_gateway(ops.latest_values)),
     "values.series": Method(_series, times=("since", "until")),
     "values.live": Method(_with_gateway(ops.live_snapshot)),
-    "values.readAll": Method(_read_all, admin=True),
+    "values.readAll": Method(_with_gateway(ops.read_all, state), admin=True),
     "log.meter": Method(_with_gateway(ops.meter_log), times=("since", "until")),
     "log.system": Method(_with_gateway(ops.system_log), times=("since", "until")),
-    "jobs.list": Method(_with_gateway(ops.list_jobs)),
-    "jobs.get": Method(_with_gateway(ops.get_job)),
-    "scans.start": Method(_with_gateway(ops.start_scan), admin=True),
+    "jobs.list": Method(_with_gateway(ops.list_jobs, state)),
+    "jobs.get": Method(_with_gateway(ops.get_job, state)),
+    "scans.start": Method(_with_gateway(ops.start_scan, state), admin=True),
     "settings.get": Method(_with_gateway(ops.get_settings)),
     "settings.update": Method(_with_gateway(ops.update_settings), admin=True),
-    "keys.list": Method(_with_gateway(ops.key_listing), admin=True),
-    "keys.add": Method(_with_gateway(ops.add_key), admin=True),
-    "keys.remove": Method(_with_gateway(ops.remove_key), admin=True),
-    "keys.link": Method(_with_gateway(ops.link_key), admin=True),
-    "keys.unlink": Method(_with_gateway(ops.unlink_key), admin=True),
+    "keys.list": Method(_with_gateway(ops.key_listing, state), admin=True),
+    "keys.add": Method(_with_gateway(ops.add_key, state), admin=True),
+    "keys.remove": Method(_with_gateway(ops.remove_key, state), admin=True),
+    "keys.link": Method(_with_gateway(ops.link_key, state), admin=True),
+    "keys.unlink": Method(_with_gateway(ops.unlink_key, state), admin=True),
     "users.list": Method(_users_list, admin=True),
     "users.add": Method(_users_add, admin=True),
     "users.update": Method(_users_update, admin=True),

@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 
 from mbusgw.gateway.health import MeterHealth
-from mbusgw.gateway.meters import Meter, template_csv
+from mbusgw.gateway.meters import (
+    BAUD_RATES,
+    AddressingMode,
+    Meter,
+    MultiTelegram,
+    parse_meter_list,
+    template_csv,
+)
 from mbusgw.web.errors import BadRequest, Conflict, NotFound
 from mbusgw.web.handle import GatewayHandle
 
@@ -203,48 +210,118 @@ def install_result(gw: GatewayHandle, installed: Sequence[Meter]) -> dict[str, A
 async def install_meters(gw: GatewayHandle, csv: str) -> dict[str, Any]:
     if not isinstance(csv, str):
         raise BadRequest("the meter list must be CSV text")
-    installed = await gw.install_meter_list(csv)
-    keys = {m.key for m in installed}
-    return install_result(gw, [m for m in gw.meters if m.key in keys])
+    rows = parse_meter_list(csv)  # the same check the gateway makes, for the rows' identities
+    await gw.install_meter_list(csv)
+    secondary = {row.secondary_address for row in rows if row.secondary_address}
+    primary = {row.primary_address for row in rows if not row.secondary_address}
+    return install_result(
+        gw,
+        [
+            m
+            for m in gw.meters
+            if m.secondary_address in secondary
+            or (not m.secondary_address and m.primary_address in primary)
+        ],
+    )
 
 
 def meter_template() -> str:
     return template_csv()
 
 
-METER_FIELDS = {
-    "position",
-    "enabled",
-    "baud",
-    "addressing",
-    "primary_address",
-    "interface",
-    "multi_telegram",
-    "multi_telegram_limit",
-    "timing",
+TIMING_NAMES = {
+    "response_timeout_ms",
+    "read_retries",
+    "select_retries",
+    "wait_after_init_ms",
+    "collision_recovery_ms",
+    "inter_frame_gap_ms",
 }
 
 
-async def update_meter(gw: GatewayHandle, key: str, changes: dict[str, Any]) -> dict[str, Any]:
-    find_meter(gw, key)
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def meter_changes(gw: GatewayHandle, changes: Any) -> dict[str, Any]:
+    """Check a change of one meter's settings; every problem is reported at once."""
     if not isinstance(changes, dict) or not changes:
         raise BadRequest("send the settings to change as an object")
-    unknown = {name: "unknown meter setting" for name in changes if name not in METER_FIELDS}
-    if unknown:
-        raise BadRequest("the meter settings were refused; nothing was changed", unknown)
-    meter = await gw.update_meter(key, changes)
-    return get_meter(gw, meter.key)
+    checked: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, value in changes.items():
+        if name == "position":
+            if not isinstance(value, str) or len(value) > 128:
+                errors[name] = "text of at most 128 characters"
+            checked[name] = value
+        elif name == "enabled":
+            if not isinstance(value, bool):
+                errors[name] = "true or false"
+            checked[name] = value
+        elif name == "baud":
+            if value not in BAUD_RATES or isinstance(value, bool):
+                errors[name] = "300, 2400 or 9600"
+            checked[name] = value
+        elif name == "addressing":
+            modes = [m for m in AddressingMode if isinstance(value, list) and m.value in value]
+            if not isinstance(value, list) or not value or len(modes) != len(value):
+                errors[name] = "a list of primary, secondary, esecondary (first = preferred)"
+            checked[name] = tuple(AddressingMode(m) for m in value) if not errors.get(name) else ()
+        elif name == "primary_address":
+            if value is not None and not (_is_int(value) and 0 <= value <= 250):
+                errors[name] = "0-250 or null"
+            checked[name] = value
+        elif name == "interface":
+            if value not in gw.lines:
+                errors[name] = f"one of {', '.join(gw.lines)}"
+            checked[name] = value
+        elif name == "multi_telegram":
+            if value not in {m.value for m in MultiTelegram}:
+                errors[name] = "off or auto"
+            else:
+                checked[name] = MultiTelegram(value)
+        elif name == "multi_telegram_limit":
+            if not (_is_int(value) and 1 <= value <= 64):
+                errors[name] = "1-64"
+            checked[name] = value
+        elif name == "timing":
+            if not isinstance(value, dict) or any(
+                k not in TIMING_NAMES or not _is_int(v) or not 0 <= v <= 60_000
+                for k, v in value.items()
+            ):
+                errors[name] = f"an object of {', '.join(sorted(TIMING_NAMES))}: 0-60000"
+            checked[name] = value
+        else:
+            errors[name] = "unknown meter setting"
+    if errors:
+        raise BadRequest("the meter settings were refused; nothing was changed", errors)
+    return checked
+
+
+async def update_meter(gw: GatewayHandle, key: str, changes: dict[str, Any]) -> dict[str, Any]:
+    meter = find_meter(gw, key)
+    checked = meter_changes(gw, changes)
+    modes = checked.get("addressing", meter.addressing)
+    primary = checked.get("primary_address", meter.primary_address)
+    if AddressingMode.PRIMARY in modes and primary is None:
+        raise BadRequest(
+            "primary addressing needs a primary address", {"primary_address": "required"}
+        )
+    if set(modes) - {AddressingMode.PRIMARY} and not meter.secondary_address:
+        raise BadRequest("secondary addressing needs a secondary address", {"addressing": "no ID"})
+    updated = await gw.update_meter(key, **checked)
+    return get_meter(gw, updated.key)
 
 
 async def remove_meter(gw: GatewayHandle, key: str) -> dict[str, Any]:
     find_meter(gw, key)
-    await gw.remove_meters([key])
+    await gw.remove_meters({key})
     return {"ok": True, "message": f"meter {key} removed"}
 
 
 async def read_now(gw: GatewayHandle, key: str) -> dict[str, Any]:
     find_meter(gw, key)
-    reading = await gw.read_now(key)
+    reading = await gw.read_meter(key)
     values: list[dict[str, Any]] = []
     for telegram in getattr(reading, "telegrams", ()) or ():
         for record in telegram.records:
@@ -523,39 +600,40 @@ async def update_settings(
 
 
 # ---------------------------------------------------------------------------------- keys
+# (the key store and the job board belong to the web state: ``web`` is a ``WebState``)
 
 
-def key_listing(gw: GatewayHandle) -> dict[str, Any]:
-    return gw.keys.listing()
+def key_listing(web: Any) -> dict[str, Any]:
+    return web.keys.listing()
 
 
-def add_key(gw: GatewayHandle, entry: dict[str, Any]) -> dict[str, Any]:
+def add_key(web: Any, entry: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
         raise BadRequest("send the key as 32 hex digits in 'key'", {"key": "required"})
     unknown = set(entry) - {"key", "address", "manufacturer", "device_type", "version"}
     if unknown:
         raise BadRequest("unknown fields", {name: "unknown field" for name in unknown})
-    gw.keys.add(
+    web.keys.add(
         entry["key"],
         address=entry.get("address"),
         manufacturer=entry.get("manufacturer"),
         device_type=entry.get("device_type"),
         version=entry.get("version"),
     )
-    return key_listing(gw)
+    return key_listing(web)
 
 
-def import_keys(gw: GatewayHandle, data: bytes, filename: str, replace: bool) -> dict:
-    added = gw.keys.import_file(data, filename or "keys.csv", replace_all=replace)
+def import_keys(web: Any, data: bytes, filename: str, replace: bool) -> dict:
+    added = web.keys.import_file(data, filename or "keys.csv", replace_all=replace)
     return {"added": added}
 
 
-def remove_key(gw: GatewayHandle, entry_id: int) -> dict[str, Any]:
+def remove_key(web: Any, entry_id: int) -> dict[str, Any]:
     try:
-        gw.keys.remove(entry_id)
+        web.keys.remove(entry_id)
     except KeyError:
         raise NotFound(f"no key entry {entry_id}") from None
-    return key_listing(gw)
+    return key_listing(web)
 
 
 def _meter_id(gw: GatewayHandle, key: str) -> Any:
@@ -572,45 +650,64 @@ def _meter_id(gw: GatewayHandle, key: str) -> Any:
     return MeterId(meter.manufacturer, meter.secondary_address, meter.version, meter.medium)
 
 
-def link_key(gw: GatewayHandle, key: str, aes_key: str) -> dict[str, Any]:
+def link_key(web: Any, key: str, aes_key: str) -> dict[str, Any]:
     if not isinstance(aes_key, str):
         raise BadRequest("send the key as 32 hex digits in 'key'", {"key": "required"})
-    gw.keys.link(_meter_id(gw, key), aes_key)
-    return key_listing(gw)
+    web.keys.link(_meter_id(web.gateway, key), aes_key)
+    return key_listing(web)
 
 
-def unlink_key(gw: GatewayHandle, key: str) -> dict[str, Any]:
-    gw.keys.unlink(_meter_id(gw, key))
-    return key_listing(gw)
+def unlink_key(web: Any, key: str) -> dict[str, Any]:
+    web.keys.unlink(_meter_id(web.gateway, key))
+    return key_listing(web)
 
 
 # ---------------------------------------------------------------------------------- jobs
 
 
-def job_dict(job: Any) -> dict[str, Any]:
-    if hasattr(job, "as_dict"):
-        return job.as_dict()
-    return dict(job)
+def list_jobs(web: Any) -> dict[str, Any]:
+    return {"jobs": [job.as_dict() for job in web.jobs.all()]}
 
 
-def list_jobs(gw: GatewayHandle) -> dict[str, Any]:
-    return {"jobs": [job_dict(job) for job in gw.jobs()]}
-
-
-def get_job(gw: GatewayHandle, job_id: str) -> dict[str, Any]:
-    for job in gw.jobs():
-        if job_dict(job)["id"] == job_id:
-            return job_dict(job)
-    raise NotFound(f"no job {job_id!r}")
+def get_job(web: Any, job_id: str) -> dict[str, Any]:
+    job = web.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return job.as_dict()
 
 
 SCAN_FIELDS = {"kind", "interfaces", "baud", "expected", "addressing", "install"}
 
 
-def start_scan(gw: GatewayHandle, params: dict[str, Any]) -> dict[str, Any]:
+def start_scan(web: Any, params: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise BadRequest("send the search parameters as an object")
     unknown = {name: "unknown parameter" for name in params if name not in SCAN_FIELDS}
     if unknown:
         raise BadRequest("the search was refused", unknown)
-    return job_dict(gw.start_search(params))
+    return web.jobs.scan(params).as_dict()
+
+
+def read_all(web: Any) -> dict[str, Any]:
+    return web.jobs.read_all().as_dict()
+
+
+# ---------------------------------------------------------------------------------- device
+
+
+def stop_for(gw: GatewayHandle, action: str, backup: Any = None) -> dict[str, Any]:
+    """Restart, factory reset or restore: the gateway stops, and ``mbusgw run`` carries the
+    action out once the store is closed, then starts the gateway again."""
+    from mbusgw.gateway.lifecycle import AfterStop
+
+    if gw.after_stop is not None:
+        raise Conflict(f"a {gw.after_stop.action.replace('_', ' ')} is under way already")
+    gw.after_stop = AfterStop(action, backup)
+    gw.store.log.warning("web", f"{action.replace('_', ' ')} requested; stopping")
+    gw.stop()
+    messages = {
+        "restart": "restarting",
+        "factory_reset": "stopping; everything is cleared, then the gateway starts afresh",
+        "restore": "backup checked; stopping to restore it, then starting again",
+    }
+    return {"ok": True, "message": messages[action]}

@@ -180,7 +180,7 @@ async def installation() -> str:
         counts=ops.meter_counts(gateway),
         reading=settings.reading,
         schedules=SCHEDULE_CHOICES,
-        jobs=ops.list_jobs(gateway)["jobs"][-5:],
+        jobs=ops.list_jobs(state())["jobs"][-5:],
     )
 
 
@@ -224,7 +224,7 @@ async def schedule() -> Any:
 @blueprint.post("/read-all")
 @admin_only
 async def read_all() -> Response:
-    job = ops.job_dict(await gw().read_now(None))
+    job = ops.read_all(state())
     return back("pages.job", "Reading all meters", job=job["id"])
 
 
@@ -350,16 +350,16 @@ async def search() -> Any:
         if error is None:
             return back("pages.job", "Search started", job=job["id"])
         return back("pages.search", f"Search refused: {_detail(error)}")
-    return await page("search.html", jobs=ops.list_jobs(gw())["jobs"])
+    return await page("search.html", jobs=ops.list_jobs(state())["jobs"])
 
 
 async def _start_scan(params: dict[str, Any]) -> dict[str, Any]:
-    return ops.start_scan(gw(), params)
+    return ops.start_scan(state(), params)
 
 
 @blueprint.get("/jobs/<job>")
 async def job(job: str) -> str:
-    return await page("job.html", job=ops.get_job(gw(), job))
+    return await page("job.html", job=ops.get_job(state(), job))
 
 
 # ------------------------------------------------------------------------------ settings
@@ -421,23 +421,23 @@ async def keys() -> Any:
         form = await request.form
         if form.get("action") == "remove":
             entry = form.get("entry", "")
-            _, error = await attempt(lambda: _async(ops.remove_key, gw(), int(entry or -1)))
+            _, error = await attempt(lambda: _async(ops.remove_key, state(), int(entry or -1)))
             if error is None:
                 return back("pages.keys", f"Key entry {entry} removed")
         elif form.get("action") == "upload":
             data, name = await uploaded_file()
             result, error = await attempt(
-                lambda: _async(ops.import_keys, gw(), data, name, form.get("replace") == "on")
+                lambda: _async(ops.import_keys, state(), data, name, form.get("replace") == "on")
             )
             if error is None:
                 return back("pages.keys", f"{result['added']} keys added")
         else:
             entry = {k: form.get(k) or None for k in ("address", "manufacturer")}
             entry["key"] = form.get("key", "")
-            _, error = await attempt(lambda: _async(ops.add_key, gw(), entry))
+            _, error = await attempt(lambda: _async(ops.add_key, state(), entry))
             if error is None:
                 return back("pages.keys", "Key added")
-    return await page("keys.html", listing=ops.key_listing(gw()), error=error), (
+    return await page("keys.html", listing=ops.key_listing(state()), error=error), (
         error.status if error else 200
     )
 
@@ -493,14 +493,12 @@ async def device() -> str:
 async def device_action(action: str) -> Any:
     gateway = gw()
     if action == "restart":
-        await gateway.restart()
-        return back("pages.device", "Restarting")
+        return back("pages.device", ops.stop_for(gateway, "restart")["message"])
     if action == "factory-reset":
         form = await request.form
         if form.get("confirm") != "RESET":
             return back("pages.device", "Type RESET to confirm a factory reset")
-        await gateway.factory_reset()
-        return back("pages.device", "Reset to factory state")
+        return back("pages.device", ops.stop_for(gateway, "factory_reset")["message"])
     if action == "self-signed":
         await trio.to_thread.run_sync(state().tls.generate_self_signed, None)
         return back("pages.device", "Self-signed certificate generated")

@@ -9,6 +9,7 @@ the data directory while the gateway runs and streamed from there. An uploaded b
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -18,7 +19,7 @@ from typing import Any
 import trio
 
 from mbusgw.gateway.errors import BackupError
-from mbusgw.gateway.store.backup import create_backup, read_backup_info
+from mbusgw.gateway.store.backup import HEADER_SIZE, create_backup, read_backup_info
 from mbusgw.gateway.store.configfile import MAX_FILE_BYTES, parse_config, render_config
 from mbusgw.web.errors import BadRequest
 from mbusgw.web.handle import GatewayHandle
@@ -43,7 +44,7 @@ async def import_config(gw: GatewayHandle, text: str) -> dict[str, Any]:
 
 
 def _work_dir(gw: GatewayHandle) -> Path:
-    path = gw.data_dir / "transfer"
+    path = gw.startup.data_dir / "transfer"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -81,7 +82,19 @@ async def stage_restore(gw: GatewayHandle, chunks: AsyncIterator[bytes]) -> Path
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    if os.path.getsize(path) < info.data_bytes:
+    if not await trio.to_thread.run_sync(_intact, path, info):
         path.unlink(missing_ok=True)
-        raise InvalidBackup("the backup is truncated")
+        raise InvalidBackup("the backup is truncated or damaged (its checksum does not match)")
     return path
+
+
+def _intact(path: Path, info: Any) -> bool:
+    """Size and SHA-256 as the backup's manifest states them."""
+    if os.path.getsize(path) != HEADER_SIZE + info.data_bytes:
+        return False
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        file.seek(HEADER_SIZE)
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest() == info.sha256

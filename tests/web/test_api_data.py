@@ -6,6 +6,7 @@ import csv
 import io
 from datetime import UTC, datetime
 
+import trio.testing
 from conftest import Client, body
 from openpyxl import load_workbook
 from webrig import METER_CSV, RigGateway
@@ -112,10 +113,15 @@ async def test_live_snapshot_and_jobs(admin: Client, gateway: RigGateway) -> Non
     assert live["meters"] == []
     job = await admin.post("/api/v1/values/read")
     assert job.status_code == 202
-    assert body(job)["state"] == "done"
-    scan = body(await admin.post("/api/v1/scans", json={"kind": "primary"}))
-    assert body(await admin.get(f"/api/v1/jobs/{scan['id']}"))["kind"] == "scan_primary"
-    assert len(body(await admin.get("/api/v1/jobs"))["jobs"]) == 2
+    job_id = body(job)["id"]
+    await trio.testing.wait_all_tasks_blocked()
+    finished = body(await admin.get(f"/api/v1/jobs/{job_id}"))
+    assert (finished["state"], finished["found"], finished["progress"]) == ("done", 3, 1.0)
+    wireless = await admin.post("/api/v1/scans", json={"kind": "wireless"})
+    assert wireless.status_code == 400
+    elsewhere = await admin.post("/api/v1/scans", json={"kind": "primary", "interfaces": ["x"]})
+    assert body(elsewhere)["error"]["details"] == {"interfaces": "configured: default"}
+    assert len(body(await admin.get("/api/v1/jobs"))["jobs"]) == 1
     latest = body(await admin.get("/api/v1/values/latest"))
     assert all(m["values"] for m in latest["meters"] if m["key"] != "default:p5")
 
@@ -146,12 +152,13 @@ async def test_backup_download_and_restore_check(admin: Client, gateway: RigGate
     assert backup.status_code == 200
     data = backup.body_bytes
     assert data.startswith(b"MBUSGW-BACKUP")
-    assert not list((gateway.data_dir / "transfer").iterdir())
+    assert not list((gateway.startup.data_dir / "transfer").iterdir())
     damaged = data[:-10] + b"0123456789"
     refused = await admin.post(
         "/api/v1/backup", data=damaged, headers={"Content-Type": "application/octet-stream"}
     )
-    assert refused.status_code in (202, 400)
+    assert refused.status_code == 400
+    assert body(refused)["error"]["code"] == "invalid_backup"
     truncated = await admin.post(
         "/api/v1/backup", data=data[:5000], headers={"Content-Type": "application/octet-stream"}
     )
@@ -160,7 +167,10 @@ async def test_backup_download_and_restore_check(admin: Client, gateway: RigGate
         "/api/v1/backup", data=data, headers={"Content-Type": "application/octet-stream"}
     )
     assert accepted.status_code == 202
-    assert gateway.restored[-1].read_bytes() == data
+    assert gateway.after_stop.action == "restore" and gateway.stopped == 1
+    assert gateway.after_stop.backup.read_bytes() == data
+    again = await admin.post("/api/v1/device/restart")
+    assert again.status_code == 409
 
 
 async def test_key_file_upload(admin: Client) -> None:

@@ -122,7 +122,7 @@ async def test_http_then_https_with_client_certificates(gateway, tmp_path: Path,
 async def test_self_signed_certificate(gateway) -> None:
     from mbusgw.web.tls import TlsFiles
 
-    files = TlsFiles(gateway.data_dir / "tls")
+    files = TlsFiles(gateway.startup.data_dir / "tls")
     info = await trio.to_thread.run_sync(files.generate_self_signed, "gw.example")
     assert info["self_signed"] and "gw.example" in info["subject"]
     assert (files.key_path.stat().st_mode & 0o777) == 0o600

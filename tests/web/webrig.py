@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,9 @@ import trio
 from mbusgw.gateway.clock import SystemClock
 from mbusgw.gateway.events import EventBus
 from mbusgw.gateway.health import MeterHealth
-from mbusgw.gateway.keys import KeyStore
 from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.meters import Meter, apply_capacity, install, parse_meter_list
-from mbusgw.gateway.settings import Settings
+from mbusgw.gateway.settings import Settings, StartupConfig
 from mbusgw.gateway.store import Reading, SeriesSpec, Store, StoreWriter, store_path
 from mbusgw.gateway.supervisor import Supervisor
 
@@ -37,126 +37,90 @@ METER_CSV = (
 
 
 @dataclass
-class Job:
-    id: str
-    kind: str
-    state: str = "running"
-    progress: float = 0.0
-    found: int = 0
-    message: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "state": self.state,
-            "progress": self.progress,
-            "found": self.found,
-            "message": self.message,
-            "started": None,
-            "finished": None,
-            "result": None,
-        }
-
-
-@dataclass
 class RigGateway:
-    """The web layer's view of a gateway; meters are "read" by storing synthetic readings."""
+    """The real ``Gateway``'s interface over a real store; meters are "read" by storing
+    synthetic readings, so the data the tests look at is exact."""
 
     store: Store
     writer: StoreWriter
-    data_dir: Path
+    startup: StartupConfig
     clock: SystemClock = field(default_factory=SystemClock)
     live: LiveSnapshot = field(default_factory=LiveSnapshot)
     events: EventBus = field(default_factory=EventBus)
     health: dict[str, MeterHealth] = field(default_factory=dict)
-    keys: KeyStore = field(default_factory=KeyStore)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    restarts: int = 0
-    resets: int = 0
-    restored: list[Path] = field(default_factory=list)
-    _meters: list[Meter] = field(default_factory=list)
-    _jobs: list[Job] = field(default_factory=list)
+    meters: list[Meter] = field(default_factory=list)
+    lines: dict[str, Any] = field(default_factory=lambda: {"default": None})
+    after_stop: Any = None
+    stopped: int = 0
 
     def __post_init__(self) -> None:
         self.supervisor = Supervisor(self.store.log.log)
-        self.settings: Settings = self.store.settings
 
     @property
-    def meters(self) -> Sequence[Meter]:
-        return self._meters
+    def settings(self) -> Settings:
+        return self.store.settings
 
-    async def install_meter_list(self, text: str) -> list[Meter]:
-        new = parse_meter_list(text)
-        self._meters = install(self._meters, new, self.settings.capacity)
-        return new
+    async def install_meter_list(self, text: str, interface: str | None = None) -> list[Meter]:
+        new = parse_meter_list(text, interface=interface or "default")
+        self.meters = install(self.meters, new, self.settings.capacity)
+        return self.meters
 
     async def update_settings(self, changes: dict[str, Any]) -> Settings:
-        self.settings = await self.writer.update_settings(changes)
-        self._meters = apply_capacity(self._meters, self.settings.capacity)
-        return self.settings
+        settings = await self.writer.update_settings(changes)
+        self.meters = apply_capacity(self.meters, settings.capacity)
+        return settings
 
-    async def update_meter(self, key: str, changes: dict[str, Any]) -> Meter:
-        index = next(i for i, m in enumerate(self._meters) if m.key == key)
-        self._meters[index] = replace(self._meters[index], **changes)
-        self._meters = apply_capacity(self._meters, self.settings.capacity)
-        return self._meters[index]
+    async def update_meter(self, key: str, **changes: Any) -> Meter:
+        index = next(i for i, m in enumerate(self.meters) if m.key == key)
+        self.meters[index] = replace(self.meters[index], **changes)
+        self.meters = apply_capacity(self.meters, self.settings.capacity)
+        return self.meters[index]
 
-    async def remove_meters(self, keys: Sequence[str]) -> int:
-        before = len(self._meters)
-        self._meters = [m for m in self._meters if m.key not in keys]
-        return before - len(self._meters)
+    async def remove_meters(self, keys: set[str]) -> None:
+        self.meters = [m for m in self.meters if m.key not in keys]
 
     async def store_reading(self, key: str, at: int, energy: int, volume: str) -> None:
-        from decimal import Decimal
-
         reading = Reading.of(key, at, [(HEAT, energy), (VOLUME, Decimal(volume))])
         await self.writer.put_readings([reading])
         health = self.health.setdefault(key, MeterHealth(key))
         health.record(datetime.fromtimestamp(at, UTC), True, response_ms=120.0)
 
-    async def read_now(self, key: str | None = None) -> Any:
+    async def read_meter(self, key: str) -> RigReading:
         now = int(self.clock.now().timestamp())
-        keys = [m.key for m in self._meters if m.active] if key is None else [key]
-        for index, meter_key in enumerate(keys):
-            await self.store_reading(meter_key, now, 1000 + index, "12.345")
-        if key is None:
-            job = Job(f"read-{len(self._jobs) + 1}", "read_all", "done", 1.0, len(keys))
-            self._jobs.append(job)
-            return job
-        return _Reading(datetime.fromtimestamp(now, UTC))
+        await self.store_reading(key, now, 1000, "12.345")
+        return RigReading(datetime.fromtimestamp(now, UTC))
 
-    def start_search(self, params: dict[str, Any]) -> Job:
-        job = Job(f"scan-{len(self._jobs) + 1}", f"scan_{params.get('kind', 'secondary')}")
-        self._jobs.append(job)
-        return job
+    async def read_all(self, meters: Sequence[Meter] | None = None) -> RigCycle:
+        chosen = [m for m in self.meters if m.active] if meters is None else list(meters)
+        return RigCycle([await self.read_meter(m.key) for m in chosen])
 
-    def jobs(self) -> list[Job]:
-        return list(self._jobs)
-
-    async def restart(self) -> None:
-        self.restarts += 1
-
-    async def factory_reset(self) -> None:
-        self.resets += 1
-
-    async def restore_backup(self, path: Path) -> None:
-        self.restored.append(path)
+    def stop(self) -> None:
+        self.stopped += 1
 
 
 @dataclass
-class _Reading:
+class RigReading:
     read_at: datetime
     ok: bool = True
     error: str | None = None
     telegrams: tuple = ()
 
 
+@dataclass
+class RigCycle:
+    readings: list[RigReading]
+
+    @property
+    def failed(self) -> list[RigReading]:
+        return [r for r in self.readings if not r.ok]
+
+
 async def open_rig(nursery: trio.Nursery, tmp_path: Path) -> RigGateway:
     store = Store.open(store_path(tmp_path))
     writer = StoreWriter(store, in_thread=False)
     await nursery.start(writer.run)
-    return RigGateway(store=store, writer=writer, data_dir=tmp_path)
+    return RigGateway(store=store, writer=writer, startup=StartupConfig(data_dir=tmp_path))
 
 
 class OpenApiChecker:
