@@ -69,6 +69,13 @@ class _StoreRecords:
         return await self._gateway.writer.delete_record(table, name)
 
 
+def _when(iso_time: str | None) -> str:
+    """An ISO 8601 time as a person reads it: date and time to the second (UTC)."""
+    if not iso_time:
+        return ""
+    return iso_time[:19].replace("T", " ")
+
+
 def create_app(gateway: GatewayHandle) -> Quart:
     from mbusgw.web import api_v1, jsonrpc, pages
 
@@ -109,6 +116,7 @@ def create_app(gateway: GatewayHandle) -> Quart:
             response.headers["Cache-Control"] = "no-store"
         return web.auth.set_cookie(response)
 
+    app.add_template_filter(_when, "when")
     install_error_handlers(app)
     app.register_blueprint(api_v1.blueprint)
     app.register_blueprint(jsonrpc.blueprint)

@@ -422,7 +422,7 @@ def meter_series(gw: GatewayHandle, key: str) -> dict[str, Any]:
                 "quantity": info.quantity,
                 "unit": info.unit,
                 "description": info.description,
-                "numeric": info.unit != "" or info.quantity not in ("text", "bytes"),
+                "numeric": info.unit != "",
             }
             for info in gw.store.series(key)
         ],

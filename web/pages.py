@@ -174,9 +174,13 @@ async def account() -> Any:
 async def installation() -> str:
     gateway = gw()
     settings = gateway.settings
+    info = ops.device_info(gateway)
+    server = request.scope.get("server")
+    if server and server[0] not in {a["address"] for a in info["addresses"]}:
+        info["addresses"].insert(0, {"interface": "this connection", "address": server[0]})
     return await page(
         "installation.html",
-        info=ops.device_info(gateway),
+        info=info,
         counts=ops.meter_counts(gateway),
         reading=settings.reading,
         schedules=SCHEDULE_CHOICES,
@@ -274,7 +278,8 @@ async def meter(key: str) -> str:
     gateway = gw()
     data = ops.get_meter(gateway, key)
     series = ops.meter_series(gateway, key)["series"] if _stored(key) else []
-    chosen = arg_int("series", series[0]["id"] if series else None, 0)
+    measured = [s for s in series if s["numeric"]] or series
+    chosen = arg_int("series", measured[0]["id"] if measured else None, 0)
     span = request.args.get("range", "7d")
     days = next((d for name, _, d in RANGES if name == span), 7)
     since = (gateway.clock.now() - timedelta(days=days)).timestamp()
