@@ -197,8 +197,9 @@ SERIES_PARAMS = (
 @route("GET", "/meters/{key}/series/{series}", "One series over a time range (paginated)",
        "values", params=SERIES_PARAMS, response="SeriesValues")  # fmt: skip
 async def meter_series_values(key: str, series: str) -> Response:
-    data, _ = _series_page(key, series)
-    return reply(data)
+    as_float = arg_bool("float")
+    data, table = _series_page(key, series, materialize=False)
+    return Response(ops.series_json(data, table, as_float), mimetype="application/json")
 
 
 @route("GET", "/meters/{key}/series/{series}.csv", "One series over a time range as CSV",
@@ -217,7 +218,7 @@ async def meter_series_csv(key: str, series: str) -> Response:
     return response
 
 
-def _series_page(key: str, series: str) -> tuple[dict[str, Any], Any]:
+def _series_page(key: str, series: str, materialize: bool = True) -> tuple[dict[str, Any], Any]:
     try:
         series_id = int(series)
     except ValueError:
@@ -230,6 +231,7 @@ def _series_page(key: str, series: str) -> tuple[dict[str, Any], Any]:
         until=arg_time("until", end_of_day=True),
         limit=arg_int("limit", ops.DEFAULT_SERIES_PAGE, 1, ops.MAX_SERIES_PAGE),
         as_float=arg_bool("float"),
+        materialize=materialize,
     )
 
 
@@ -259,7 +261,7 @@ async def meter_key_unlink(key: str) -> Response:
 @route("GET", "/values/latest", "The latest stored values of every meter", "values",
        response="LatestValues")  # fmt: skip
 async def values_latest() -> Response:
-    return reply(ops.latest_values(gw()))
+    return Response(ops.latest_values_json(gw()), mimetype="application/json")
 
 
 @route("GET", "/values/live", "The continuous-read snapshot (in memory)", "values",

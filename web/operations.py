@@ -8,8 +8,10 @@ errors of ``web.errors``; nothing is changed before every argument has been chec
 from __future__ import annotations
 
 import dataclasses
+import math
 import platform
 import socket
+import weakref
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mbusgw.core.jsonout import dumps
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.meters import (
     BAUD_RATES,
@@ -28,6 +31,7 @@ from mbusgw.gateway.meters import (
 )
 from mbusgw.web.errors import BadRequest, Conflict, NotFound
 from mbusgw.web.handle import GatewayHandle
+from mbusgw.web.numbers import value_texts
 
 LEVEL_NAMES = {-1: "debug", 0: "info", 1: "warning", 2: "error"}
 MAX_SERIES_PAGE = 100_000
@@ -347,29 +351,66 @@ async def read_now(gw: GatewayHandle, key: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- values
 
 
-def series_names(gw: GatewayHandle, meter: str | None = None) -> dict[int, Any]:
-    return {info.id: info for info in gw.store.series(meter)}
+class SeriesCatalog:
+    """Every stored series by id, read once: a series never changes once stored, so the
+    catalog is read again only when an id appears that it does not know."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, Any] = {}
+        self.prefix: dict[int, str] = {}  # the JSON text of a value up to ``"value":``
+
+    def refresh(self, store: Any, wanted: Iterable[int]) -> dict[int, Any]:
+        if any(series not in self.by_id for series in wanted):
+            self.by_id = {info.id: info for info in store.series()}
+            self.prefix = {
+                info.id: dumps(
+                    {
+                        "series": info.id,
+                        "quantity": info.quantity,
+                        "unit": info.unit,
+                        "description": info.description,
+                    }
+                )[:-1]
+                + ',"value":'
+                for info in self.by_id.values()
+            }
+        return self.by_id
+
+
+_catalogs: weakref.WeakKeyDictionary[Any, SeriesCatalog] = weakref.WeakKeyDictionary()
+
+
+def catalog(gw: GatewayHandle) -> SeriesCatalog:
+    """The series catalog of the gateway's store (kept as long as the store is open)."""
+    found = _catalogs.get(gw.store)
+    if found is None:
+        found = _catalogs[gw.store] = SeriesCatalog()
+    return found
+
+
+def series_names(gw: GatewayHandle, table: Any) -> dict[int, Any]:
+    return catalog(gw).refresh(gw.store, np.unique(table.series).tolist())
 
 
 def value_dicts(table: Any, names: dict[int, Any]) -> list[dict[str, Any]]:
-    """One dict per value of a ``ValueTable`` (with the series' name and unit)."""
+    """One dict per value of a ``ValueTable`` (with the series' name and unit); the same
+    fields, in the same order, as ``latest_values_json`` writes."""
     out = []
     for i in range(len(table)):
         info = names.get(int(table.series[i]))
-        meter_time = int(table.meter_time[i])
-        out.append(
-            {
-                "series": int(table.series[i]),
-                "signature": info.signature.hex().upper() if info else "",
-                "quantity": info.quantity if info else "",
-                "unit": info.unit if info else "",
-                "description": info.description if info else "",
-                "value": plain(table.value(i)),
-                "read_at": iso(int(table.received_at[i])),
-                "meter_time": iso(meter_time) if meter_time > -(2**62) else None,
-                "invalid": bool(int(table.flags[i]) & 1),
-            }
-        )
+        if info is None:
+            continue
+        value = {
+            "series": info.id,
+            "quantity": info.quantity,
+            "unit": info.unit,
+            "description": info.description,
+            "value": plain(table.value(i)),
+        }
+        if int(table.flags[i]) & 1:
+            value["invalid"] = True
+        value["read_at"] = iso(int(table.received_at[i]))
+        out.append(value)
     return out
 
 
@@ -383,7 +424,7 @@ def latest_by_meter(gw: GatewayHandle, keys: Iterable[str]) -> dict[str, dict[st
     if not wanted:
         return {}
     table = gw.store.latest(wanted)
-    names = series_names(gw)
+    names = series_names(gw, table)
     grouped: dict[str, dict[str, Any]] = {}
     for value in value_dicts(table, names):
         info = names.get(value["series"])
@@ -409,6 +450,40 @@ def latest_values(gw: GatewayHandle) -> dict[str, Any]:
             for m in meters
         ]
     }
+
+
+def latest_values_json(gw: GatewayHandle) -> str:
+    """``latest_values`` as JSON text, written from the store's columns (the API's hot path:
+    512 meters of ten values each)."""
+    meters = list(gw.meters)
+    known = {m.name for m in gw.store.meters()}
+    wanted = [m.key for m in meters if m.key in known]
+    table = gw.store.latest(wanted) if wanted else None
+    per_meter: dict[str, list[str]] = {}
+    newest: dict[str, int] = {}
+    if table is not None and len(table):
+        cat = catalog(gw)
+        names = cat.refresh(gw.store, np.unique(table.series).tolist())
+        texts = value_texts(table, plain)
+        stamps = table.received_at.tolist()
+        when = {t: f',"read_at":"{iso(t)}"}}' for t in set(stamps)}
+        for series, text, stamp, flags in zip(
+            table.series.tolist(), texts, stamps, table.flags.tolist(), strict=True
+        ):
+            info = names.get(series)
+            if info is None:
+                continue
+            value = cat.prefix[series] + text + (',"invalid":true' if flags & 1 else "")
+            per_meter.setdefault(info.meter, []).append(value + when[stamp])
+            newest[info.meter] = max(newest.get(info.meter, 0), stamp)
+    parts = []
+    for m in meters:
+        read_at = dumps(iso(newest[m.key])) if m.key in newest else "null"
+        parts.append(
+            f'{{"key":{dumps(m.key)},"position":{dumps(m.position)},"read_at":{read_at},'
+            f'"values":[{",".join(per_meter.get(m.key, ()))}]}}'
+        )
+    return '{"meters":[' + ",".join(parts) + "]}"
 
 
 def meter_series(gw: GatewayHandle, key: str) -> dict[str, Any]:
@@ -444,9 +519,11 @@ def series_values(
     until: float | None = None,
     limit: int = DEFAULT_SERIES_PAGE,
     as_float: bool = False,
+    materialize: bool = True,
 ) -> tuple[dict[str, Any], Any]:
     """A page of one series: ``times`` (epoch s) and ``values``; ``next`` is the ``since`` of
-    the following page (or None). Returns the JSON data and the page's ``ValueTable``."""
+    the following page (or None). Returns the JSON data and the page's ``ValueTable``
+    (``materialize=False``: without ``times`` and ``values``, for ``series_json``)."""
     find_meter(gw, key)
     info = series_info(gw, key, series)
     if not 1 <= limit <= MAX_SERIES_PAGE:
@@ -456,12 +533,14 @@ def series_values(
     if len(table) > limit:
         following = str(int(table.received_at[limit]))
         table = _head(table, limit)
-    times = table.received_at.tolist()
-    if as_float:
-        floats = table.as_float()
-        values: list[Any] = [None if np.isnan(v) else v for v in floats.tolist()]
-    else:
-        values = [plain(v) for v in table.values()]
+    times: list[int] = []
+    values: list[Any] = []
+    if materialize:
+        times = table.received_at.tolist()
+        if as_float:
+            values = [v if math.isfinite(v) else None for v in table.as_float().tolist()]
+        else:
+            values = [plain(v) for v in table.values()]
     data = {
         "meter": key,
         "series": {
@@ -478,6 +557,19 @@ def series_values(
         "next": following,
     }
     return data, table
+
+
+def series_json(data: dict[str, Any], table: Any, as_float: bool) -> str:
+    """``series_values`` as JSON text, the values written from the store's columns."""
+    head = {k: v for k, v in data.items() if k not in ("times", "values")}
+    times = ",".join(map(str, table.received_at.tolist()))
+    if as_float:
+        values = ",".join(
+            repr(v) if math.isfinite(v) else "null" for v in table.as_float().tolist()
+        )
+    else:
+        values = ",".join(value_texts(table, plain))
+    return dumps(head)[:-1] + f',"times":[{times}],"values":[{values}]}}'
 
 
 def _head(table: Any, n: int) -> Any:
