@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from mbusgw.web import operations as ops
 from mbusgw.web.app import state
 from mbusgw.web.auth import admin_only, public, self_service
 from mbusgw.web.errors import BadRequest, Unauthorized
+from mbusgw.web.numbers import value_texts
 from mbusgw.web.openapi import BOOL, INT, STR, Param, build_document
 from mbusgw.web.params import (
     arg_bool,
@@ -205,17 +207,26 @@ async def meter_series_values(key: str, series: str) -> Response:
 @route("GET", "/meters/{key}/series/{series}.csv", "One series over a time range as CSV",
        "values", params=SERIES_PARAMS[:5], media="csv")  # fmt: skip
 async def meter_series_csv(key: str, series: str) -> Response:
-    data, _ = _series_page(key, series)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(["time", "value", "quantity", "unit"])
+    data, table = _series_page(key, series, materialize=False)
     info = data["series"]
-    for t, v in zip(data["times"], data["values"], strict=True):
-        writer.writerow([ops.iso(t), v, info["quantity"], info["unit"]])
-    response = download(out.getvalue(), "text/csv", f"{key}-{info['id']}.csv")
+    times = table.received_at.astype("datetime64[s]").astype(str).tolist()
+    tail = "," + ",".join(_csv_cell(info[k]) for k in ("quantity", "unit")) + "\r\n"
+    values = [
+        v if v[:1] != '"' else _csv_cell(json.loads(v)) for v in value_texts(table, ops.plain)
+    ]
+    lines = [f"{t}Z,{v}{tail}" for t, v in zip(times, values, strict=True)]
+    response = download(
+        "time,value,quantity,unit\r\n" + "".join(lines), "text/csv", f"{key}-{info['id']}.csv"
+    )
     if data["next"]:
         response.headers["X-Next-Since"] = data["next"]
     return response
+
+
+def _csv_cell(text: str) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow([text])
+    return out.getvalue()
 
 
 def _series_page(key: str, series: str, materialize: bool = True) -> tuple[dict[str, Any], Any]:

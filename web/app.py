@@ -25,6 +25,7 @@ from mbusgw.web.tls import TlsFiles, TlsSettings
 from mbusgw.web.users import UserDirectory
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a backup of a large store is uploaded in one request
+BODY_TIMEOUT_S = 15  # a client that announces a body and does not send it is cut off
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -84,6 +85,7 @@ def create_app(gateway: GatewayHandle) -> Quart:
     app = QuartTrio("mbusgw.web", root_path=str(here), instance_path=str(here / "instance"))
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES,
+        BODY_TIMEOUT=BODY_TIMEOUT_S,
         JSON_SORT_KEYS=False,
         TEMPLATES_AUTO_RELOAD=False,
     )

@@ -8,6 +8,7 @@ Parameters are given by name (an object). Batches are answered as batches; notif
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -235,9 +236,10 @@ def _answer(call_id: Any, *, result: Any = None, error: Any = None) -> dict[str,
 @blueprint.post("/api/jsonrpc")
 @self_service
 async def endpoint() -> Response:
+    raw = await request.get_data(as_text=False)
     try:
-        payload = await request.get_json(force=True)
-    except Exception:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
         payload = ...
     if payload is ...:
         return _reply(_answer(None, error=_error(PARSE_ERROR, "the body is not JSON")))

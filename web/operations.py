@@ -263,7 +263,7 @@ def meter_changes(gw: GatewayHandle, changes: Any) -> dict[str, Any]:
                 errors[name] = "true or false"
             checked[name] = value
         elif name == "baud":
-            if value not in BAUD_RATES or isinstance(value, bool):
+            if not _is_int(value) or value not in BAUD_RATES:
                 errors[name] = "300, 2400 or 9600"
             checked[name] = value
         elif name == "addressing":
@@ -276,11 +276,11 @@ def meter_changes(gw: GatewayHandle, changes: Any) -> dict[str, Any]:
                 errors[name] = "0-250 or null"
             checked[name] = value
         elif name == "interface":
-            if value not in gw.lines:
+            if not isinstance(value, str) or value not in gw.lines:
                 errors[name] = f"one of {', '.join(gw.lines)}"
             checked[name] = value
         elif name == "multi_telegram":
-            if value not in {m.value for m in MultiTelegram}:
+            if not isinstance(value, str) or value not in {m.value for m in MultiTelegram}:
                 errors[name] = "off or auto"
             else:
                 checked[name] = MultiTelegram(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,7 +70,11 @@ def arg_choice(name: str, choices: tuple[str, ...], default: str) -> str:
 
 
 async def json_body(kind: type = dict) -> Any:
-    data = await request.get_json(force=True, silent=True)
+    raw = await request.get_data(as_text=False)
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        data = None
     if not isinstance(data, kind):
         raise BadRequest(f"the request body must be a JSON {kind.__name__}")
     return data

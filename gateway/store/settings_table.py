@@ -60,7 +60,10 @@ def update_settings(ctx: WriteContext, changes: dict[str, Any]) -> Settings:
 
 
 def portable(value: Any) -> Any:
-    """A settings dataclass as a dict without its device-specific fields (configuration files)."""
+    """A settings dataclass as a dict without its device-specific fields (configuration files);
+    tables of named entries (per-meter Modbus settings) are converted entry by entry."""
+    if isinstance(value, dict):
+        return {key: portable(entry) for key, entry in value.items()}
     if not is_dataclass(value):
         return value
     return {
