@@ -323,21 +323,25 @@ async def remove_meter(gw: GatewayHandle, key: str) -> dict[str, Any]:
     return {"ok": True, "message": f"meter {key} removed"}
 
 
+def record_values(telegrams: Any) -> list[dict[str, Any]]:
+    """The records of decoded telegrams (not stored: no series id) as values."""
+    return [
+        {
+            "series": 0,
+            "quantity": str(record.quantity),
+            "unit": str(record.unit),
+            "description": str(record.function),
+            "value": plain(record.value),
+        }
+        for telegram in telegrams
+        for record in telegram.records
+    ]
+
+
 async def read_now(gw: GatewayHandle, key: str) -> dict[str, Any]:
     find_meter(gw, key)
     reading = await gw.read_meter(key)
-    values: list[dict[str, Any]] = []
-    for telegram in getattr(reading, "telegrams", ()) or ():
-        for record in telegram.records:
-            values.append(
-                {
-                    "series": 0,
-                    "quantity": str(record.quantity),
-                    "unit": str(record.unit),
-                    "value": plain(record.value),
-                    "description": str(record.function),
-                }
-            )
+    values = record_values(getattr(reading, "telegrams", ()) or ())
     read_at = getattr(reading, "read_at", None)
     return {
         "meter": key,
@@ -586,17 +590,7 @@ def live_snapshot(gw: GatewayHandle) -> dict[str, Any]:
         if reading is None:
             continue
         good = gw.live.last_good(meter.key) or reading
-        values = []
-        for telegram in good.telegrams:
-            for record in telegram.records:
-                values.append(
-                    {
-                        "series": 0,
-                        "quantity": str(record.quantity),
-                        "unit": str(record.unit),
-                        "value": plain(record.value),
-                    }
-                )
+        values = record_values(good.telegrams)
         meters.append(
             {
                 "key": meter.key,
