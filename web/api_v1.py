@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from mbusgw.web.params import (
 )
 
 blueprint = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+HOSTNAME = re.compile(r"^(?=.{1,64}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$")
 
 
 @dataclass(frozen=True)
@@ -516,8 +518,8 @@ async def tls_certificate() -> Response:
 async def tls_self_signed() -> Response:
     body = await json_body()
     hostname = body.get("hostname")
-    if hostname is not None and not isinstance(hostname, str):
-        raise BadRequest("hostname must be text", {"hostname": "not text"})
+    if hostname is not None and not (isinstance(hostname, str) and HOSTNAME.match(hostname)):
+        raise BadRequest("not a host name", {"hostname": "letters, digits, '-' and '.'"})
     cert = await trio.to_thread.run_sync(state().tls.generate_self_signed, hostname or None)
     return reply(cert)
 

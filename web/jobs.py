@@ -152,7 +152,9 @@ class JobBoard:
         if kind not in SCAN_KINDS:
             raise BadRequest("unknown search kind", {"kind": f"one of {', '.join(SCAN_KINDS)}"})
         lines = params.get("interfaces") or list(gateway.lines)
-        if not isinstance(lines, list) or any(name not in gateway.lines for name in lines):
+        if not isinstance(lines, list) or any(
+            not isinstance(name, str) or name not in gateway.lines for name in lines
+        ):
             raise BadRequest(
                 "unknown interface", {"interfaces": f"configured: {', '.join(gateway.lines)}"}
             )
