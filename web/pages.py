@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import trio
 from quart import Blueprint, Response, g, redirect, render_template, request, url_for
 
+from mbusgw.gateway.cron import PREDEFINED
 from mbusgw.gateway.settings import ConfigError
 from mbusgw.web import operations as ops
 from mbusgw.web.app import state
@@ -188,14 +189,9 @@ async def installation() -> str:
     )
 
 
-SCHEDULE_CHOICES = (
-    ("every_minute", "Every minute"),
-    ("every_5_minutes", "Every 5 minutes"),
-    ("every_15_minutes", "Every 15 minutes"),
-    ("every_30_minutes", "Every 30 minutes"),
-    ("hourly", "Every hour"),
-    ("daily", "Daily"),
-)
+SCHEDULE_CHOICES = tuple(
+    (name, name.replace("_", " ").capitalize()) for name in PREDEFINED
+)  # the manual's predefined read schedules; anything else is a cron expression
 
 
 @blueprint.post("/install")
