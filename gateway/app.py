@@ -33,6 +33,7 @@ from mbusgw.gateway.events import (
 )
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.installation import load_meters, replace_meters
+from mbusgw.gateway.lifecycle import AfterStop
 from mbusgw.gateway.lines import (
     BusLine,
     SimulatorService,
@@ -61,6 +62,7 @@ from mbusgw.gateway.store import (
 )
 from mbusgw.gateway.store.telegrams import SeriesNames, reading_from_telegrams
 from mbusgw.gateway.supervisor import INFO, WARNING, FunctionService, Supervisor
+from mbusgw.web.serve import WebService
 
 logger = logging.getLogger("mbusgw.gateway")
 
@@ -112,6 +114,7 @@ class Gateway:
         self.read_schedule: ScheduledJob | None = None
         self.modbus: ModbusService | None = None
         self.reports: ReportService | None = None  # push reports: status, test and on-demand
+        self.after_stop: AfterStop | None = None  # what ``mbusgw run`` does once stopped
         self.pipeline = ReadingPipeline(
             {}, self.clock, events=self.events, live=self.live, health=self.health
         )
@@ -220,6 +223,7 @@ class Gateway:
             RetentionService(store_writer),
             FunctionService("not-seen-watch", self._watch_not_seen),
             self._report_service(store_writer),
+            WebService(self, self.startup.web_host, self.startup.web_port),
         ]
         return services
 

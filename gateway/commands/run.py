@@ -10,6 +10,7 @@ from pathlib import Path
 import trio
 
 from mbusgw.gateway.app import Gateway
+from mbusgw.gateway.lifecycle import apply_after_stop
 from mbusgw.gateway.settings import ConfigError, load_startup
 
 
@@ -37,8 +38,13 @@ def run(args: argparse.Namespace) -> int:
         for path, message in exc.errors.items():
             print(f"mbusgw: {path}: {message}")
         return 2
-    trio.run(serve, Gateway(startup))
-    return 0
+    while True:
+        gateway = Gateway(startup)
+        trio.run(serve, gateway)
+        if gateway.after_stop is None:
+            return 0
+        note = apply_after_stop(gateway.after_stop, startup.data_dir)
+        logging.getLogger("mbusgw").info("%s; starting again", note)
 
 
 async def serve(gateway: Gateway) -> None:

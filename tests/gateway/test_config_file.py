@@ -135,3 +135,12 @@ def same(a: object, b: object) -> bool:
 @given(TABLES)
 def test_the_toml_writer_round_trips_through_tomllib(document: dict) -> None:
     assert same(tomllib.loads(dumps(document)), document)
+
+
+def test_per_meter_modbus_settings_round_trip() -> None:
+    from mbusgw.gateway.settings import Settings
+    from mbusgw.gateway.store.configfile import parse_config, render_config
+
+    settings = Settings().updated({"modbus": {"meters": {"12345678": {"unit_id": 7}}}})
+    text = render_config(settings, 1_700_000_000)
+    assert parse_config(text)["modbus"]["meters"]["12345678"]["unit_id"] == 7

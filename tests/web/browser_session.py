@@ -1,0 +1,110 @@
+"""The browser side of ``test_browser.py``, run as a process of its own: the gateway's
+asyncio bridge (trio-asyncio) takes over the event loop policy of any process that imports it,
+and Playwright needs plain asyncio. Prints nothing; writes what it saw to ``<work>/seen.json``.
+
+Usage: python browser_session.py BASE_URL WORK_DIR   (WORK_DIR holds meters.csv)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTEFACTS = Path(__file__).resolve().parents[2] / "test-artefacts" / "screenshots"
+USER, PASSWORD = "fieldeng", "Install2024"
+
+
+def drive_browser(base: str, work: Path) -> dict:
+    """The whole session in the browser; returns what the test checks afterwards."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    csv_file = work / "meters.csv"
+    seen: dict = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        page.set_default_timeout(60_000)
+
+        def shot(name: str) -> None:
+            page.screenshot(path=str(ARTEFACTS / f"{name}.png"), full_page=True)
+
+        page.goto(base + "/")
+        expect(page).to_have_url(f"{base}/login?next=/")
+        shot("01-login")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", "admin")
+        page.click("button:has-text('Sign in')")
+        expect(page).to_have_url(base + "/first-login")
+        shot("02-first-login")
+        page.fill("input[name=new_username]", USER)
+        page.fill("input[name=new_password]", PASSWORD)
+        page.fill("input[name=repeat_password]", PASSWORD)
+        page.click("button:has-text('Save')")
+        expect(page.locator("h1")).to_have_text("Installation")
+
+        page.set_input_files("input[name=file][accept*=csv]", str(csv_file))
+        page.click("button:has-text('Install')")
+        expect(page.locator(".notice")).to_contain_text("Installed 6 meters")
+        page.goto(base + "/")
+        shot("03-installation")
+        page.click("button:has-text('Read all')")
+        expect(page.locator("[data-field=state]")).to_have_text("done", timeout=120_000)
+        seen["job"] = page.locator("[data-field=message]").inner_text()
+        shot("04-read-all-job")
+
+        page.goto(base + "/meters")
+        expect(page.locator("table.meters tbody tr")).to_have_count(6)
+        seen["statuses"] = page.locator("table.meters tbody .badge").all_inner_texts()
+        seen["positions"] = page.locator("table.meters tbody td:first-child").all_inner_texts()
+        shot("05-meters")
+
+        page.click("text=Flat 1")
+        graph = page.locator("figure.graph svg")
+        expect(graph).to_be_visible()
+        seen["points"] = int(page.locator("figure.graph").get_attribute("data-drawn"))
+        seen["caption"] = page.locator("figure.graph figcaption").inner_text()
+        shot("06-meter")
+
+        page.goto(base + "/log")
+        shot("07-system-log")
+        with page.expect_download() as download_info:
+            page.click("text=Export CSV")
+        download = download_info.value
+        saved = work / "log.csv"
+        download.save_as(str(saved))
+        seen["log_csv"] = saved.read_text()
+
+        for name, path in (("08-system", "/system"), ("09-search", "/search"),
+                           ("10-mbus-settings", "/settings/mbus"), ("11-device", "/device"),
+                           ("12-users", "/users"), ("13-keys", "/keys")):  # fmt: skip
+            page.goto(base + path)
+            shot(name)
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(base + "/meters")
+        shot("14-meters-phone")
+
+        page.click("button:has-text('Sign out')")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", "admin")
+        page.click("button:has-text('Sign in')")
+        seen["old_login"] = page.locator(".error").inner_text()
+        browser.close()
+    return seen
+
+
+if __name__ == "__main__":
+    seen = drive_browser(sys.argv[1], Path(sys.argv[2]))
+    Path(sys.argv[2], "seen.json").write_text(json.dumps(seen))

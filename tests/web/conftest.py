@@ -1,0 +1,138 @@
+"""Web tests: the app in-process against a gateway of real parts in a temporary directory.
+
+Rules (as in the gateway tests): every I/O test has a ``trio.fail_after``; nothing sleeps on
+the real clock; servers listen only on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from argon2 import PasswordHasher
+from webrig import METER_CSV, OpenApiChecker, RigGateway, open_rig
+from werkzeug.datastructures import FileStorage
+
+from mbusgw.web.app import create_app
+
+ADMIN = ("operator", "Meter2024")
+
+
+@pytest.fixture(autouse=True)
+def fast_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2 with small parameters: the same algorithm, quick enough for hundreds of logins."""
+    import mbusgw.web.users as users
+
+    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    original = users.UserDirectory.__init__
+
+    def init(self: Any, table: Any, now: Any, *, hasher: Any = None) -> None:
+        original(self, table, now, hasher=hasher or fast)
+
+    monkeypatch.setattr(users.UserDirectory, "__init__", init)
+
+
+class Client:
+    """A test client that checks every /api/v1 response against the OpenAPI document."""
+
+    def __init__(self, app: Any, checker: OpenApiChecker | None) -> None:
+        self.app = app
+        self.http = app.test_client()
+        self.checker = checker
+        self.headers: dict[str, str] = {}
+        self.csrf: str | None = None
+
+    async def request(self, method: str, url: str, **kw: Any) -> Any:
+        headers = {**self.headers, **kw.pop("headers", {})}
+        if self.csrf and method not in ("GET", "HEAD"):
+            headers.setdefault("X-CSRF-Token", self.csrf)
+        with trio.fail_after(30):
+            response = await self.http.open(url, method=method, headers=headers, **kw)
+        body = await response.get_data()
+        if self.checker and url.startswith("/api/v1/"):
+            self.checker.check(method, url, response.status_code, response.content_type or "", body)
+        response.body_bytes = body
+        return response
+
+    async def get(self, url: str, **kw: Any) -> Any:
+        return await self.request("GET", url, **kw)
+
+    async def post(self, url: str, **kw: Any) -> Any:
+        return await self.request("POST", url, **kw)
+
+    async def patch(self, url: str, **kw: Any) -> Any:
+        return await self.request("PATCH", url, **kw)
+
+    async def put(self, url: str, **kw: Any) -> Any:
+        return await self.request("PUT", url, **kw)
+
+    async def delete(self, url: str, **kw: Any) -> Any:
+        return await self.request("DELETE", url, **kw)
+
+    def use_basic(self, name: str, password: str) -> None:
+        token = base64.b64encode(f"{name}:{password}".encode()).decode()
+        self.headers["Authorization"] = f"Basic {token}"
+
+    def use_token(self, token: str) -> None:
+        self.headers["Authorization"] = f"Bearer {token}"
+
+
+def csv_upload(text: str = METER_CSV, name: str = "meters.csv") -> dict[str, FileStorage]:
+    return {"file": FileStorage(io.BytesIO(text.encode()), filename=name, content_type="text/csv")}
+
+
+def body(response: Any) -> Any:
+    return json.loads(response.body_bytes)
+
+
+@pytest.fixture
+async def gateway(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[RigGateway]:
+    rig = await open_rig(nursery, tmp_path)
+    yield rig
+    rig.writer.close()
+
+
+@pytest.fixture
+async def app(gateway: RigGateway) -> AsyncIterator[Any]:
+    application = create_app(gateway)
+    async with application.test_app():
+        yield application
+
+
+@pytest.fixture
+async def checker(app: Any) -> OpenApiChecker:
+    from mbusgw.web.api_v1 import ROUTES
+    from mbusgw.web.openapi import build_document
+
+    return OpenApiChecker(build_document(ROUTES))
+
+
+@pytest.fixture
+async def anonymous(app: Any, checker: OpenApiChecker) -> Client:
+    return Client(app, checker)
+
+
+async def complete_first_login(client: Client) -> None:
+    """admin/admin → the account the tests use, through the API."""
+    client.use_basic("admin", "admin")
+    response = await client.post(
+        "/api/v1/me/password",
+        json={"current_password": "admin", "new_password": ADMIN[1], "new_username": ADMIN[0]},
+    )
+    assert response.status_code == 200, response.body_bytes
+    client.use_basic(*ADMIN)
+
+
+@pytest.fixture
+async def admin(app: Any, checker: OpenApiChecker) -> Client:
+    client = Client(app, checker)
+    await complete_first_login(client)
+    token = body(await client.post("/api/v1/me/tokens", json={"label": "tests"}))["token"]
+    client.use_token(token)
+    return client

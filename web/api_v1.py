@@ -1,0 +1,575 @@
+"""Every REST route of ``/api/v1`` in one place; the OpenAPI document is built from this table.
+
+Each route is declared with ``@route(method, path, …)``: the path in OpenAPI form, who may call
+it, its parameters, request body and response schema (names from ``web/openapi.py``). The views
+only read arguments and call ``web/operations.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from quart import Blueprint, Response, g
+
+from mbusgw.core.jsonout import dumps
+from mbusgw.web import operations as ops
+from mbusgw.web.app import state
+from mbusgw.web.auth import admin_only, public, self_service
+from mbusgw.web.errors import BadRequest, Unauthorized
+from mbusgw.web.numbers import value_texts
+from mbusgw.web.openapi import BOOL, INT, STR, Param, build_document
+from mbusgw.web.params import (
+    arg_bool,
+    arg_int,
+    arg_time,
+    json_body,
+    query_filters,
+    text_of,
+    uploaded_file,
+)
+
+blueprint = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+HOSTNAME = re.compile(r"^(?=.{1,64}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    name: str
+    summary: str
+    tag: str
+    access: str = "user"  # public | user | admin | self
+    params: tuple[Param, ...] = ()
+    body: str | None = None  # a schema name, "csv" or "file"
+    response: str | None = None
+    media: str = "json"
+    status: int = 200
+    response_description: str = ""
+
+
+ROUTES: list[Route] = []
+
+SINCE = Param("since", STR, "start of the range (ISO 8601 or epoch s), inclusive")
+UNTIL = Param("until", STR, "end of the range, exclusive; a bare date includes that day")
+METER = Param("key", STR, "the meter's key (its secondary address)", where="path")
+
+
+def route(method: str, path: str, summary: str, tag: str, **options: Any) -> Callable:
+    def register(view: Callable) -> Callable:
+        access = options.get("access", "user")
+        if access == "public":
+            public(view)
+        elif access == "admin":
+            admin_only(view)
+        elif access == "self":
+            self_service(view)
+        rule = path.replace("{", "<").replace("}", ">")
+        blueprint.add_url_rule(rule, view.__name__, view, methods=[method])
+        ROUTES.append(Route(method, path, view.__name__, summary, tag, **options))
+        return view
+
+    return register
+
+
+def reply(data: Any, status: int = 200) -> Response:
+    """JSON with exact decimals (``core.jsonout``: never through float)."""
+    return Response(dumps(data), status=status, mimetype="application/json")
+
+
+def download(body: str | bytes, media: str, filename: str) -> Response:
+    response = Response(body, mimetype=media)
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def gw() -> Any:
+    return state().gateway
+
+
+# ---------------------------------------------------------------------------- the document
+
+
+@route("GET", "/openapi.json", "This document", "meta", access="public", response="OpenApi")
+async def openapi_document() -> Response:
+    web = state()
+    if web.openapi is None:
+        web.openapi = build_document(ROUTES)
+    return reply(web.openapi)
+
+
+# ---------------------------------------------------------------------------- device
+
+
+@route("GET", "/device", "Device information", "device", response="DeviceInfo")
+async def device_info() -> Response:
+    return reply(ops.device_info(gw()))
+
+
+@route("GET", "/device/status", "Device status", "device", response="DeviceStatus")
+async def device_status() -> Response:
+    return reply(ops.device_status(gw()))
+
+
+@route("POST", "/device/restart", "Restart the gateway", "device", access="admin",
+       response="Ok", status=202)  # fmt: skip
+async def device_restart() -> Response:
+    return reply(ops.stop_for(gw(), "restart"), 202)
+
+
+@route("POST", "/device/factory-reset", "Factory reset: clear logs, values and settings",
+       "device", access="admin", response="Ok", status=202)  # fmt: skip
+async def device_factory_reset() -> Response:
+    return reply(ops.stop_for(gw(), "factory_reset"), 202)
+
+
+# ---------------------------------------------------------------------------- meters
+
+
+@route("GET", "/meters", "Installed meters with state, health and latest reading", "meters",
+       params=(Param("passive", BOOL, "include passive meters (default true)"),),
+       response="MeterList")  # fmt: skip
+async def meters_list() -> Response:
+    return reply(ops.list_meters(gw(), passive=arg_bool("passive", True)))
+
+
+@route("POST", "/meters", "Install meters from a meter list (CSV, manual table 5)", "meters",
+       access="admin", body="csv", response="InstallResult")  # fmt: skip
+async def meters_install() -> Response:
+    data, _ = await uploaded_file()
+    return reply(await ops.install_meters(gw(), text_of(data)))
+
+
+@route("GET", "/meters/template.csv", "Meter list template", "meters", media="csv")
+async def meters_template() -> Response:
+    return download(ops.meter_template(), "text/csv", "meter-list-template.csv")
+
+
+@route("GET", "/meters/settings-report.csv", "Meter settings report", "meters", media="csv")
+async def meters_settings_report() -> Response:
+    from mbusgw.web.reports import meter_settings_csv
+
+    return download(meter_settings_csv(gw()), "text/csv", "meter-settings.csv")
+
+
+@route("GET", "/meters/{key}", "One meter", "meters", params=(METER,), response="Meter")
+async def meter_get(key: str) -> Response:
+    return reply(ops.get_meter(gw(), key))
+
+
+@route("PATCH", "/meters/{key}", "Change a meter's settings", "meters", access="admin",
+       params=(METER,), body="MeterChange", response="Meter")  # fmt: skip
+async def meter_update(key: str) -> Response:
+    return reply(await ops.update_meter(gw(), key, await json_body()))
+
+
+@route("DELETE", "/meters/{key}", "Uninstall a meter", "meters", access="admin",
+       params=(METER,), response="Ok")  # fmt: skip
+async def meter_delete(key: str) -> Response:
+    return reply(await ops.remove_meter(gw(), key))
+
+
+@route("POST", "/meters/{key}/read", "Read the meter now", "meters", access="admin",
+       params=(METER,), response="ReadResult")  # fmt: skip
+async def meter_read(key: str) -> Response:
+    return reply(await ops.read_now(gw(), key))
+
+
+@route("GET", "/meters/{key}/series", "The meter's stored series", "values", params=(METER,),
+       response="SeriesList")  # fmt: skip
+async def meter_series_list(key: str) -> Response:
+    return reply(ops.meter_series(gw(), key))
+
+
+SERIES_PARAMS = (
+    METER,
+    Param("series", INT, "the series id", where="path"),
+    SINCE,
+    UNTIL,
+    Param("limit", INT, f"values per page (1-{ops.MAX_SERIES_PAGE})"),
+    Param("float", BOOL, "values as floating point numbers (for graphs)"),
+)
+
+
+@route("GET", "/meters/{key}/series/{series}", "One series over a time range (paginated)",
+       "values", params=SERIES_PARAMS, response="SeriesValues")  # fmt: skip
+async def meter_series_values(key: str, series: str) -> Response:
+    as_float = arg_bool("float")
+    data, table = _series_page(key, series, materialize=False)
+    return Response(ops.series_json(data, table, as_float), mimetype="application/json")
+
+
+@route("GET", "/meters/{key}/series/{series}.csv", "One series over a time range as CSV",
+       "values", params=SERIES_PARAMS[:5], media="csv")  # fmt: skip
+async def meter_series_csv(key: str, series: str) -> Response:
+    data, table = _series_page(key, series, materialize=False)
+    info = data["series"]
+    times = table.received_at.astype("datetime64[s]").astype(str).tolist()
+    tail = "," + ",".join(_csv_cell(info[k]) for k in ("quantity", "unit")) + "\r\n"
+    values = [
+        v if v[:1] != '"' else _csv_cell(json.loads(v)) for v in value_texts(table, ops.plain)
+    ]
+    lines = [f"{t}Z,{v}{tail}" for t, v in zip(times, values, strict=True)]
+    response = download(
+        "time,value,quantity,unit\r\n" + "".join(lines), "text/csv", f"{key}-{info['id']}.csv"
+    )
+    if data["next"]:
+        response.headers["X-Next-Since"] = data["next"]
+    return response
+
+
+def _csv_cell(text: str) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow([text])
+    return out.getvalue()
+
+
+def _series_page(key: str, series: str, materialize: bool = True) -> tuple[dict[str, Any], Any]:
+    try:
+        series_id = int(series)
+    except ValueError:
+        raise BadRequest("the series id must be a number", {"series": "not a number"}) from None
+    return ops.series_values(
+        gw(),
+        key,
+        series_id,
+        since=arg_time("since"),
+        until=arg_time("until", end_of_day=True),
+        limit=arg_int("limit", ops.DEFAULT_SERIES_PAGE, 1, ops.MAX_SERIES_PAGE),
+        as_float=arg_bool("float"),
+        materialize=materialize,
+    )
+
+
+@route("GET", "/meters/{key}/log", "The meter log (reading status of each reading)", "logs",
+       params=(METER, SINCE, UNTIL), response="MeterLog")  # fmt: skip
+async def meter_log(key: str) -> Response:
+    since, until = arg_time("since"), arg_time("until", end_of_day=True)
+    return reply(ops.meter_log(gw(), key, since, until))
+
+
+@route("PUT", "/meters/{key}/key", "Link a wireless M-Bus key to the meter", "keys",
+       access="admin", params=(METER,), body="KeyLink", response="KeyListing")  # fmt: skip
+async def meter_key_link(key: str) -> Response:
+    body = await json_body()
+    return reply(ops.link_key(state(), key, body.get("key")))
+
+
+@route("DELETE", "/meters/{key}/key", "Remove the meter's linked key", "keys",
+       access="admin", params=(METER,), response="KeyListing")  # fmt: skip
+async def meter_key_unlink(key: str) -> Response:
+    return reply(ops.unlink_key(state(), key))
+
+
+# ---------------------------------------------------------------------------- values
+
+
+@route("GET", "/values/latest", "The latest stored values of every meter", "values",
+       response="LatestValues")  # fmt: skip
+async def values_latest() -> Response:
+    return Response(ops.latest_values_json(gw()), mimetype="application/json")
+
+
+@route("GET", "/values/live", "The continuous-read snapshot (in memory)", "values",
+       response="LiveSnapshot")  # fmt: skip
+async def values_live() -> Response:
+    return reply(ops.live_snapshot(gw()))
+
+
+@route("POST", "/values/read", "Read all meters and store (a job)", "values", access="admin",
+       response="Job", status=202)  # fmt: skip
+async def values_read_all() -> Response:
+    return reply(ops.read_all(state()), 202)
+
+
+# ---------------------------------------------------------------------------- logs
+
+LOG_PARAMS = (
+    SINCE,
+    UNTIL,
+    Param("min_level", {"type": "integer", "minimum": -1, "maximum": 2}, "lowest level"),
+    Param("max_level", {"type": "integer", "minimum": -1, "maximum": 2}, "highest level"),
+    Param("origin", STR, "only entries of this origin"),
+)
+
+
+@route("GET", "/log", "The system log, newest first", "logs",
+       params=(*LOG_PARAMS, Param("limit", INT, f"at most this many (1-{ops.MAX_LOG_ENTRIES})")),
+       response="SystemLog")  # fmt: skip
+async def system_log() -> Response:
+    limit = arg_int("limit", 1000, 1, ops.MAX_LOG_ENTRIES)
+    return reply(ops.system_log(gw(), limit=limit, **query_filters()))
+
+
+@route("GET", "/log.csv", "The system log as CSV", "logs", params=LOG_PARAMS, media="csv")
+async def system_log_csv() -> Response:
+    where = ops.log_filter(**query_filters())
+    out = io.StringIO()
+    await trio.to_thread.run_sync(gw().store.export_system_log, out, where)
+    return download(out.getvalue(), "text/csv", "system-log.csv")
+
+
+# ---------------------------------------------------------------------------- scans and jobs
+
+
+@route("POST", "/scans", "Start a meter search (primary, secondary or wireless)", "jobs",
+       access="admin", body="ScanRequest", response="Job", status=202)  # fmt: skip
+async def scan_start() -> Response:
+    return reply(ops.start_scan(state(), await json_body()), 202)
+
+
+@route("GET", "/jobs", "Searches and reading jobs with their progress", "jobs",
+       response="JobList")  # fmt: skip
+async def jobs_list() -> Response:
+    return reply(ops.list_jobs(state()))
+
+
+@route("GET", "/jobs/{job}", "One job", "jobs",
+       params=(Param("job", STR, "job id", where="path"),), response="Job")  # fmt: skip
+async def job_get(job: str) -> Response:
+    return reply(ops.get_job(state(), job))
+
+
+@route("DELETE", "/jobs/{job}", "Cancel a job", "jobs", access="admin",
+       params=(Param("job", STR, "job id", where="path"),), response="Job")  # fmt: skip
+async def job_cancel(job: str) -> Response:
+    state().jobs.cancel(job)
+    return reply(ops.get_job(state(), job))
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+@route("GET", "/settings", "All settings", "settings", response="Settings")
+async def settings_get() -> Response:
+    return reply(ops.get_settings(gw()))
+
+
+@route("PATCH", "/settings", "Change settings (only what changes; all or nothing)", "settings",
+       access="admin", body="SettingsChange", response="Settings")  # fmt: skip
+async def settings_update() -> Response:
+    return reply(await ops.update_settings(gw(), await json_body()))
+
+
+# ---------------------------------------------------------------------------- keys
+
+
+@route("GET", "/keys", "Wireless M-Bus keys (masked)", "keys", access="admin",
+       response="KeyListing")  # fmt: skip
+async def keys_list() -> Response:
+    return reply(ops.key_listing(state()))
+
+
+@route("POST", "/keys", "Add a key with match criteria", "keys", access="admin",
+       body="KeyEntry", response="KeyListing")  # fmt: skip
+async def keys_add() -> Response:
+    return reply(ops.add_key(state(), await json_body()))
+
+
+@route("POST", "/keys/import", "Upload a key file (CSV, XLSX or XLS; manual table 7)", "keys",
+       access="admin", body="file", response="KeyImport",
+       params=(Param("replace", BOOL, "replace all existing entries"),))  # fmt: skip
+async def keys_import() -> Response:
+    data, filename = await uploaded_file()
+    return reply(ops.import_keys(state(), data, filename, arg_bool("replace")))
+
+
+@route("DELETE", "/keys/{entry}", "Remove a key entry", "keys", access="admin",
+       params=(Param("entry", INT, "entry id", where="path"),), response="KeyListing")  # fmt: skip
+async def keys_remove(entry: str) -> Response:
+    if not entry.isdigit():
+        raise BadRequest("the entry id must be a number", {"entry": "not a number"})
+    return reply(ops.remove_key(state(), int(entry)))
+
+
+# ---------------------------------------------------------------------------- users
+
+
+def _users() -> Any:
+    return state().auth.users
+
+
+@route("GET", "/users", "Accounts", "users", access="admin", response="UserList")
+async def users_list() -> Response:
+    return reply({"users": [u.public() for u in _users().all()]})
+
+
+@route("POST", "/users", "Add an account", "users", access="admin", body="NewUser",
+       response="User", status=201)  # fmt: skip
+async def users_add() -> Response:
+    body = await json_body()
+    user = await _users().add(body.get("name"), body.get("password"), body.get("role"))
+    return reply(user.public(), 201)
+
+
+USER = Param("name", STR, "user name", where="path")
+
+
+@route("PATCH", "/users/{name}", "Change an account's password or role", "users",
+       access="admin", params=(USER,), body="UserChange", response="User")  # fmt: skip
+async def users_update(name: str) -> Response:
+    body = await json_body()
+    unknown = set(body) - {"password", "role"}
+    if unknown:
+        raise BadRequest("unknown fields", {n: "unknown field" for n in unknown})
+    user = await _users().update(name, password=body.get("password"), role=body.get("role"))
+    if "password" in body:
+        state().auth.sessions.drop_user(name)
+    return reply(user.public())
+
+
+@route("DELETE", "/users/{name}", "Delete an account", "users", access="admin",
+       params=(USER,), response="Ok")  # fmt: skip
+async def users_delete(name: str) -> Response:
+    await _users().delete(name)
+    state().auth.sessions.drop_user(name)
+    return reply({"ok": True, "message": f"user {name} deleted"})
+
+
+@route("GET", "/me", "The signed-in account", "users", access="self", response="User")
+async def me() -> Response:
+    return reply(g.user.public())
+
+
+@route("POST", "/me/password", "Change the own password (and, on the first login, the name)",
+       "users", access="self", body="PasswordChange", response="User")  # fmt: skip
+async def me_password() -> Response:
+    body = await json_body()
+    web = state()
+    user = g.user
+    if await web.auth.users.verify(user.name, str(body.get("current_password", ""))) is None:
+        raise Unauthorized("the current password is wrong")
+    if user.must_change:
+        new_name = body.get("new_username")
+        updated = await web.auth.users.complete_first_login(
+            user.name, new_name, body.get("new_password")
+        )
+    else:
+        updated = await web.auth.users.update(user.name, password=body.get("new_password"))
+    web.auth.sessions.drop_user(user.name)
+    return reply(updated.public())
+
+
+@route("POST", "/me/tokens", "Create an API token (shown once)", "users", access="self",
+       body="NewToken", response="Token", status=201)  # fmt: skip
+async def me_token_create() -> Response:
+    body = await json_body()
+    token = await state().auth.users.create_token(g.user.name, str(body.get("label", "")))
+    return reply({"token": token, "warning": "shown only now; store it safely"}, 201)
+
+
+@route("DELETE", "/me/tokens/{token}", "Revoke an API token", "users", access="self",
+       params=(Param("token", STR, "token id", where="path"),), response="User")  # fmt: skip
+async def me_token_delete(token: str) -> Response:
+    await state().auth.users.delete_token(g.user.name, token)
+    return reply(state().auth.users.require(g.user.name).public())
+
+
+# ---------------------------------------------------------------------------- HTTPS
+
+
+@route("GET", "/tls", "HTTPS settings, server certificate and client trust store", "https",
+       access="admin", response="TlsStatus")  # fmt: skip
+async def tls_status() -> Response:
+    return reply(state().tls.status())
+
+
+@route("PATCH", "/tls", "Change the HTTPS settings (restarts the web server)", "https",
+       access="admin", body="TlsSettingsChange", response="TlsStatus")  # fmt: skip
+async def tls_update() -> Response:
+    web = state()
+    web.tls_settings = web.tls.update_settings(await json_body())
+    web.reload_server()
+    return reply(web.tls.status())
+
+
+@route("POST", "/tls/certificate", "Upload the server certificate (PEM with key, or PKCS#12)",
+       "https", access="admin", body="file", response="Certificate")  # fmt: skip
+async def tls_certificate() -> Response:
+    from quart import request
+
+    tls = state().tls
+    if request.mimetype == "multipart/form-data":
+        form, files = await request.form, await request.files
+        password = (form.get("password") or "").encode() or None
+        cert = files.get("file")
+        key = files.get("key")
+        if cert is None:
+            raise BadRequest("no certificate file", {"file": "required"})
+        if key is not None:
+            return reply(tls.install_pem(cert.read(), key.read(), password))
+        data = cert.read()
+    else:
+        data, password = await request.get_data(as_text=False), None
+    if b"-----BEGIN" in data:
+        return reply(tls.install_pem(data, data, password))
+    return reply(tls.install_pkcs12(data, password))
+
+
+@route("POST", "/tls/self-signed", "Generate a self-signed server certificate", "https",
+       access="admin", body="SelfSigned", response="Certificate")  # fmt: skip
+async def tls_self_signed() -> Response:
+    body = await json_body()
+    hostname = body.get("hostname")
+    if hostname is not None and not (isinstance(hostname, str) and HOSTNAME.match(hostname)):
+        raise BadRequest("not a host name", {"hostname": "letters, digits, '-' and '.'"})
+    cert = await trio.to_thread.run_sync(state().tls.generate_self_signed, hostname or None)
+    return reply(cert)
+
+
+@route("PUT", "/tls/trust-store", "Replace the client-certificate trust store (PEM)", "https",
+       access="admin", body="file", response="TlsStatus")  # fmt: skip
+async def tls_trust_store() -> Response:
+    data, _ = await uploaded_file()
+    state().tls.set_trust_store(data)
+    return reply(state().tls.status())
+
+
+# ---------------------------------------------------------------------------- files
+
+
+@route("GET", "/config", "The configuration file (every setting that is not device-specific)",
+       "device", media="toml")  # fmt: skip
+async def config_download() -> Response:
+    from mbusgw.web.transfer import export_config
+
+    return download(export_config(gw()), "application/toml", "mbusgw-config.toml")
+
+
+@route("PUT", "/config", "Import a configuration file (checked completely, then applied)",
+       "device", access="admin", body="file", response="Settings")  # fmt: skip
+async def config_upload() -> Response:
+    from mbusgw.web.transfer import import_config
+
+    data, _ = await uploaded_file()
+    return reply(await import_config(gw(), text_of(data)))
+
+
+@route("GET", "/backup", "A backup of all values and settings", "device", access="admin",
+       media="binary")  # fmt: skip
+async def backup_download() -> Response:
+    from mbusgw.web.transfer import backup_file, stream_and_remove
+
+    path = await backup_file(gw())
+    stamp = gw().clock.now().strftime("%Y%m%d-%H%M")
+    response = Response(stream_and_remove(path), mimetype="application/octet-stream")
+    response.headers["Content-Disposition"] = f'attachment; filename="mbusgw-{stamp}.backup"'
+    return response
+
+
+@route("POST", "/backup", "Restore a backup (checked first; the gateway restarts)", "device",
+       access="admin", body="file", response="Ok", status=202)  # fmt: skip
+async def backup_restore() -> Response:
+    from quart import request
+
+    from mbusgw.web.transfer import stage_restore
+
+    path = await stage_restore(gw(), request.body)
+    return reply(ops.stop_for(gw(), "restore", path), 202)

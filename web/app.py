@@ -1,0 +1,126 @@
+"""The Quart-Trio application: ``create_app(gateway)`` builds a fresh app with its own state.
+
+Nothing is kept in module globals: the gateway, the accounts and sessions, and the HTTPS files
+hang off ``app.extensions["mbusgw"]`` (a ``WebState``), so tests build as many apps as they
+like. Every request passes one gate (``Auth.check_request``: who, may they, CSRF) and leaves
+with the security headers below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from quart import Quart, Response, current_app, redirect, request
+from quart_trio import QuartTrio
+
+from mbusgw.gateway.keys import KeyStore
+from mbusgw.web.auth import Auth
+from mbusgw.web.errors import install_error_handlers
+from mbusgw.web.handle import GatewayHandle
+from mbusgw.web.jobs import JobBoard
+from mbusgw.web.tls import TlsFiles, TlsSettings
+from mbusgw.web.users import UserDirectory
+
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a backup of a large store is uploaded in one request
+BODY_TIMEOUT_S = 15  # a client that announces a body and does not send it is cut off
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+@dataclass
+class WebState:
+    gateway: GatewayHandle
+    auth: Auth
+    tls: TlsFiles
+    tls_settings: TlsSettings = field(default_factory=TlsSettings)
+    keys: KeyStore = field(default_factory=KeyStore)
+    jobs: Any = None  # a JobBoard
+    openapi: dict[str, Any] | None = None
+    reload_server: Callable[[], None] = lambda: None  # set by the web service
+
+
+def state() -> WebState:
+    return current_app.extensions["mbusgw"]
+
+
+class _StoreRecords:
+    """The store's record tables, read from the store and written through its writer."""
+
+    def __init__(self, gateway: GatewayHandle) -> None:
+        self._gateway = gateway
+
+    def records(self, table: str) -> dict[str, object]:
+        return self._gateway.store.records(table)
+
+    async def put_record(self, table: str, name: str, record: object) -> None:
+        await self._gateway.writer.put_record(table, name, record)
+
+    async def delete_record(self, table: str, name: str) -> bool:
+        return await self._gateway.writer.delete_record(table, name)
+
+
+def _when(iso_time: str | None) -> str:
+    """An ISO 8601 time as a person reads it: date and time to the second (UTC)."""
+    if not iso_time:
+        return ""
+    return iso_time[:19].replace("T", " ")
+
+
+def create_app(gateway: GatewayHandle) -> Quart:
+    from mbusgw.web import api_v1, jsonrpc, pages
+
+    here = Path(__file__).parent
+    # root and instance paths given: the package finder does not follow editable installs
+    app = QuartTrio("mbusgw.web", root_path=str(here), instance_path=str(here / "instance"))
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES,
+        BODY_TIMEOUT=BODY_TIMEOUT_S,
+        JSON_SORT_KEYS=False,
+        TEMPLATES_AUTO_RELOAD=False,
+    )
+    app.json.sort_keys = False
+    users = UserDirectory(_StoreRecords(gateway), gateway.clock.now)
+    tls = TlsFiles(gateway.startup.data_dir / "tls")
+    web = WebState(gateway=gateway, auth=Auth(users), tls=tls, tls_settings=tls.settings())
+    # the gateway's key store when it has one (receivers), else the web's own
+    web.keys = getattr(gateway, "keys", None) or web.keys
+    web.jobs = JobBoard(gateway, app.add_background_task)
+    app.extensions["mbusgw"] = web
+    app.secret_key = None
+
+    @app.before_serving
+    async def load_accounts() -> None:
+        await users.load()
+
+    @app.before_request
+    async def gate() -> Any:
+        settings = web.tls_settings
+        if settings.https and settings.redirect_http and request.scheme == "http":
+            host = request.host.rsplit(":", 1)[0] if "]" not in request.host else request.host
+            return redirect(f"https://{host}:{settings.https_port}{request.full_path}", 308)
+        return await web.auth.check_request()
+
+    @app.after_request
+    async def finish(response: Response) -> Response:
+        response.headers.update(SECURITY_HEADERS)
+        if "Cache-Control" not in response.headers and not request.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"
+        return web.auth.set_cookie(response)
+
+    app.add_template_filter(_when, "when")
+    install_error_handlers(app)
+    app.register_blueprint(api_v1.blueprint)
+    app.register_blueprint(jsonrpc.blueprint)
+    app.register_blueprint(pages.blueprint)
+    return app

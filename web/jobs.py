@@ -1,0 +1,203 @@
+"""Long operations started from the web as jobs with progress: "read all & store" and meter
+searches (primary or secondary scans of each line, found meters installed automatically).
+
+A job runs as a background task of the app; its state is polled through ``/api/v1/jobs/{id}``
+and shown live on the job page. At most one job of each kind runs at a time, and the board keeps
+the last ``KEEP`` jobs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import trio
+
+from mbusgw.gateway.meters import BAUD_RATES, COLUMNS
+from mbusgw.gateway.scan import ScanProgress, scan_line
+from mbusgw.web.errors import BadRequest, Conflict
+from mbusgw.web.handle import GatewayHandle
+
+KEEP = 50
+SCAN_KINDS = ("primary", "secondary")
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    state: str = "queued"  # queued | running | done | failed | cancelled
+    progress: float = 0.0
+    found: int = 0
+    message: str = ""
+    started: datetime | None = None
+    finished: datetime | None = None
+    result: dict[str, Any] | None = None
+    cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope, repr=False)
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("queued", "running")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "state": self.state,
+            "progress": round(self.progress, 4),
+            "found": self.found,
+            "message": self.message,
+            "started": self.started.isoformat(timespec="seconds") if self.started else None,
+            "finished": self.finished.isoformat(timespec="seconds") if self.finished else None,
+            "result": self.result,
+        }
+
+
+class JobBoard:
+    def __init__(self, gateway: GatewayHandle, spawn: Callable[[Any], None]) -> None:
+        self._gateway = gateway
+        self._spawn = spawn
+        self._jobs: list[Job] = []
+        self._numbers = itertools.count(1)
+
+    def all(self) -> list[Job]:
+        return list(self._jobs)
+
+    def get(self, job_id: str) -> Job | None:
+        return next((job for job in self._jobs if job.id == job_id), None)
+
+    def _start(self, kind: str, work: Callable[[Job], Awaitable[None]]) -> Job:
+        if any(job.running and job.kind == kind for job in self._jobs):
+            raise Conflict(f"a {kind.replace('_', ' ')} job is running already")
+        job = Job(f"{kind}-{next(self._numbers)}", kind)
+        self._jobs = [*self._jobs, job][-KEEP:]
+
+        async def run() -> None:
+            clock = self._gateway.clock
+            job.state, job.started = "running", clock.now()
+            try:
+                with job.cancel_scope:
+                    await work(job)
+                    job.state, job.progress = "done", 1.0
+                if job.cancel_scope.cancelled_caught:
+                    job.state = "cancelled"
+            except Exception as exc:
+                job.state, job.message = "failed", f"{type(exc).__name__}: {exc}"
+                self._gateway.store.log.error("web", f"job {job.id} failed: {job.message}")
+            finally:
+                job.finished = clock.now()
+
+        self._spawn(run)
+        return job
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job is None:
+            raise BadRequest(f"no job {job_id!r}")
+        job.cancel_scope.cancel()
+        return job
+
+    # -- read all & store
+
+    def read_all(self) -> Job:
+        gateway = self._gateway
+
+        async def work(job: Job) -> None:
+            meters = [m for m in gateway.meters if m.active]
+            begun = gateway.clock.now()
+
+            def attempted() -> int:
+                return sum(
+                    1
+                    for m in meters
+                    if (h := gateway.health.get(m.key))
+                    and h.last_attempt
+                    and h.last_attempt >= begun
+                )
+
+            async with trio.open_nursery() as nursery:
+
+                async def follow() -> None:
+                    while True:
+                        job.progress = attempted() / max(1, len(meters))
+                        job.message = f"{attempted()} of {len(meters)} meters read"
+                        await trio.sleep(0.5)
+
+                nursery.start_soon(follow)
+                result = await gateway.read_all()
+                nursery.cancel_scope.cancel()
+            failed = len(result.failed)
+            job.found = len(result.readings) - failed
+            job.message = f"{job.found} of {len(result.readings)} meters read, {failed} failed"
+            job.result = {"read": len(result.readings), "failed": failed}
+
+        return self._start("read_all", work)
+
+    # -- searches
+
+    def scan(self, params: dict[str, Any]) -> Job:
+        gateway = self._gateway
+        kind = params.get("kind", "secondary")
+        if kind == "wireless":
+            raise BadRequest(
+                "wireless meters are not searched: they are installed from a meter list or "
+                "heard by a receiver",
+                {"kind": "wireless is not a bus search"},
+            )
+        if kind not in SCAN_KINDS:
+            raise BadRequest("unknown search kind", {"kind": f"one of {', '.join(SCAN_KINDS)}"})
+        lines = params.get("interfaces") or list(gateway.lines)
+        if not isinstance(lines, list) or any(
+            not isinstance(name, str) or name not in gateway.lines for name in lines
+        ):
+            raise BadRequest(
+                "unknown interface", {"interfaces": f"configured: {', '.join(gateway.lines)}"}
+            )
+        baud = params.get("baud")
+        if baud is not None and baud not in BAUD_RATES:
+            raise BadRequest("unknown baud rate", {"baud": "300, 2400 or 9600"})
+        install = params.get("install", True)
+        if not isinstance(install, bool):
+            raise BadRequest("install must be true or false", {"install": "not a boolean"})
+
+        async def work(job: Job) -> None:
+            found_rows: dict[str, list[dict[str, str]]] = {}
+            for index, name in enumerate(lines):
+
+                def progress(update: ScanProgress, index: int = index, name: str = name) -> None:
+                    job.progress = (index + update.done) / len(lines)
+                    job.found = sum(len(r) for r in found_rows.values()) + update.found
+                    eta = f", about {int(update.eta)} s left" if update.eta else ""
+                    job.message = f"{name}: {update.mode} {update.current}{eta}"
+
+                report = await scan_line(
+                    gateway.lines[name].master,
+                    kind,
+                    bauds=[baud] if baud else None,
+                    progress=progress,
+                )
+                found_rows[name] = [meter.install_row() for meter in report.found]
+                job.found = sum(len(r) for r in found_rows.values())
+            installed = 0
+            if install:
+                for name, rows in found_rows.items():
+                    if rows:
+                        await gateway.install_meter_list(_meter_list(rows), interface=name)
+                        installed += len(rows)
+            job.message = f"found {job.found} meter(s), installed {installed}"
+            job.result = {"found": job.found, "installed": installed}
+
+        return self._start(f"scan_{kind}", work)
+
+
+def _meter_list(rows: list[dict[str, str]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

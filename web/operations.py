@@ -1,0 +1,799 @@
+"""The operations of the API, shared by REST (``api_v1``), JSON-RPC (``jsonrpc``) and the pages.
+
+Each takes the gateway and plain arguments and returns plain data (dicts, lists, str, int,
+exact ``Decimal``), so the three front doors cannot disagree. Bad arguments raise the typed
+errors of ``web.errors``; nothing is changed before every argument has been checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+import socket
+import weakref
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from mbusgw.core.jsonout import dumps
+from mbusgw.gateway.health import MeterHealth
+from mbusgw.gateway.meters import (
+    BAUD_RATES,
+    AddressingMode,
+    Meter,
+    MultiTelegram,
+    parse_meter_list,
+    template_csv,
+)
+from mbusgw.web.errors import BadRequest, Conflict, NotFound
+from mbusgw.web.handle import GatewayHandle
+from mbusgw.web.numbers import value_texts
+
+LEVEL_NAMES = {-1: "debug", 0: "info", 1: "warning", 2: "error"}
+MAX_SERIES_PAGE = 100_000
+DEFAULT_SERIES_PAGE = 50_000
+MAX_LOG_ENTRIES = 10_000
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("mbusgw")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def iso(seconds: float | int | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(float(seconds), UTC).isoformat(timespec="seconds")
+
+
+def plain(value: Any) -> Any:
+    """A decoded value as JSON data: exact numbers stay exact, dates become ISO text."""
+    if value is None or isinstance(value, bool | int | float | str | Decimal):
+        return value
+    if isinstance(value, bytes):
+        return value.hex()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------- device
+
+
+def network_addresses() -> list[dict[str, str]]:
+    """The host's addresses (what a field engineer types into a browser)."""
+    found = []
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None)
+    except OSError:
+        infos = []
+    for family, _, _, _, address in infos:
+        text = address[0]
+        entry = {"interface": socket.gethostname(), "address": text, "family": family.name}
+        if entry not in found:
+            found.append(entry)
+    return found
+
+
+def device_info(gw: GatewayHandle) -> dict[str, Any]:
+    now = gw.clock.now()
+    identity = gw.settings.identity
+    return {
+        "name": identity.device_name,
+        "contact": identity.contact,
+        "version": version(),
+        "hostname": socket.gethostname(),
+        "now": now.isoformat(timespec="seconds"),
+        "started_at": gw.started_at.isoformat(timespec="seconds"),
+        "uptime_s": round((now - gw.started_at).total_seconds(), 3),
+        "timezone": gw.settings.timezone,
+        "capacity": gw.settings.capacity,
+        "python": platform.python_version(),
+        "addresses": network_addresses(),
+    }
+
+
+def meter_counts(gw: GatewayHandle) -> dict[str, int]:
+    counts = {"installed": 0, "active": 0, "passive": 0, "ok": 0, "failed": 0, "never": 0}
+    for meter in gw.meters:
+        counts["installed"] += 1
+        counts["active" if meter.active else "passive"] += 1
+        if meter.active:
+            counts[health_of(gw, meter.key).status] += 1
+    return counts
+
+
+def device_status(gw: GatewayHandle) -> dict[str, Any]:
+    counts = meter_counts(gw)
+    services = [
+        {
+            "name": s.name,
+            "state": s.state,
+            "restarts": s.restarts,
+            "crashes": s.crashes,
+            "last_error": s.last_error,
+        }
+        for s in gw.supervisor.states.values()
+    ]
+    if counts["active"] and counts["failed"] == counts["active"]:
+        status = "error"
+    elif counts["failed"] or any(s["state"] == "waiting" for s in services):
+        status = "warning"
+    else:
+        status = "ok"
+    store = dataclasses.asdict(gw.store.stats())
+    store.pop("tables", None)
+    return {
+        "status": status,
+        "meters": counts,
+        "services": services,
+        "store": store,
+        "continuous": gw.settings.reading.continuous,
+    }
+
+
+# ---------------------------------------------------------------------------------- meters
+
+
+def health_of(gw: GatewayHandle, key: str) -> MeterHealth:
+    return gw.health.get(key) or MeterHealth(key)
+
+
+def find_meter(gw: GatewayHandle, key: str) -> Meter:
+    for meter in gw.meters:
+        if meter.key == key:
+            return meter
+    raise NotFound(f"no meter {key!r} is installed")
+
+
+def meter_dict(gw: GatewayHandle, meter: Meter, latest: dict | None = None) -> dict[str, Any]:
+    modbus = gw.settings.modbus
+    per_meter = modbus.meters.get(meter.key)
+    return {
+        "key": meter.key,
+        "position": meter.position,
+        "secondary_address": meter.secondary_address,
+        "primary_address": meter.primary_address,
+        "enhanced_address": meter.enhanced_address,
+        "baud": meter.baud,
+        "addressing": [str(mode) for mode in meter.addressing],
+        "interface": meter.interface,
+        "state": "active" if meter.active else "passive",
+        "enabled": meter.enabled,
+        "multi_telegram": str(meter.multi_telegram),
+        "multi_telegram_limit": meter.multi_telegram_limit,
+        "key_linked": meter.key_id is not None,
+        "manufacturer": meter.manufacturer,
+        "version": meter.version,
+        "medium": meter.medium,
+        "timing": dict(meter.timing),
+        "modbus_enabled": modbus.enabled and (per_meter.enabled if per_meter else True),
+        "health": health_of(gw, meter.key).as_dict(),
+        "latest": latest,
+    }
+
+
+def list_meters(gw: GatewayHandle, passive: bool = True) -> dict[str, Any]:
+    meters = [m for m in gw.meters if passive or m.active]
+    latest = latest_by_meter(gw, [m.key for m in meters])
+    rows = [meter_dict(gw, m, latest.get(m.key)) for m in meters]
+    active = sum(1 for m in gw.meters if m.active)
+    return {
+        "meters": rows,
+        "total": len(gw.meters),
+        "active": active,
+        "passive": len(gw.meters) - active,
+        "capacity": gw.settings.capacity,
+    }
+
+
+def get_meter(gw: GatewayHandle, key: str) -> dict[str, Any]:
+    meter = find_meter(gw, key)
+    return meter_dict(gw, meter, latest_by_meter(gw, [key]).get(key))
+
+
+def install_result(gw: GatewayHandle, installed: Sequence[Meter]) -> dict[str, Any]:
+    active = sum(1 for m in gw.meters if m.active)
+    return {
+        "installed": len(installed),
+        "active": active,
+        "passive": len(gw.meters) - active,
+        "meters": [meter_dict(gw, m) for m in installed],
+    }
+
+
+async def install_meters(gw: GatewayHandle, csv: str) -> dict[str, Any]:
+    if not isinstance(csv, str):
+        raise BadRequest("the meter list must be CSV text")
+    rows = parse_meter_list(csv)  # the same check the gateway makes, for the rows' identities
+    await gw.install_meter_list(csv)
+    secondary = {row.secondary_address for row in rows if row.secondary_address}
+    primary = {row.primary_address for row in rows if not row.secondary_address}
+    return install_result(
+        gw,
+        [
+            m
+            for m in gw.meters
+            if m.secondary_address in secondary
+            or (not m.secondary_address and m.primary_address in primary)
+        ],
+    )
+
+
+def meter_template() -> str:
+    return template_csv()
+
+
+TIMING_NAMES = {
+    "response_timeout_ms",
+    "read_retries",
+    "select_retries",
+    "wait_after_init_ms",
+    "collision_recovery_ms",
+    "inter_frame_gap_ms",
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def meter_changes(gw: GatewayHandle, changes: Any) -> dict[str, Any]:
+    """Check a change of one meter's settings; every problem is reported at once."""
+    if not isinstance(changes, dict) or not changes:
+        raise BadRequest("send the settings to change as an object")
+    checked: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, value in changes.items():
+        if name == "position":
+            if not isinstance(value, str) or len(value) > 128:
+                errors[name] = "text of at most 128 characters"
+            checked[name] = value
+        elif name == "enabled":
+            if not isinstance(value, bool):
+                errors[name] = "true or false"
+            checked[name] = value
+        elif name == "baud":
+            if not _is_int(value) or value not in BAUD_RATES:
+                errors[name] = "300, 2400 or 9600"
+            checked[name] = value
+        elif name == "addressing":
+            modes = [m for m in AddressingMode if isinstance(value, list) and m.value in value]
+            if not isinstance(value, list) or not value or len(modes) != len(value):
+                errors[name] = "a list of primary, secondary, esecondary (first = preferred)"
+            checked[name] = tuple(AddressingMode(m) for m in value) if not errors.get(name) else ()
+        elif name == "primary_address":
+            if value is not None and not (_is_int(value) and 0 <= value <= 250):
+                errors[name] = "0-250 or null"
+            checked[name] = value
+        elif name == "interface":
+            if not isinstance(value, str) or value not in gw.lines:
+                errors[name] = f"one of {', '.join(gw.lines)}"
+            checked[name] = value
+        elif name == "multi_telegram":
+            if not isinstance(value, str) or value not in {m.value for m in MultiTelegram}:
+                errors[name] = "off or auto"
+            else:
+                checked[name] = MultiTelegram(value)
+        elif name == "multi_telegram_limit":
+            if not (_is_int(value) and 1 <= value <= 64):
+                errors[name] = "1-64"
+            checked[name] = value
+        elif name == "timing":
+            if not isinstance(value, dict) or any(
+                k not in TIMING_NAMES or not _is_int(v) or not 0 <= v <= 60_000
+                for k, v in value.items()
+            ):
+                errors[name] = f"an object of {', '.join(sorted(TIMING_NAMES))}: 0-60000"
+            checked[name] = value
+        else:
+            errors[name] = "unknown meter setting"
+    if errors:
+        raise BadRequest("the meter settings were refused; nothing was changed", errors)
+    return checked
+
+
+async def update_meter(gw: GatewayHandle, key: str, changes: dict[str, Any]) -> dict[str, Any]:
+    meter = find_meter(gw, key)
+    checked = meter_changes(gw, changes)
+    modes = checked.get("addressing", meter.addressing)
+    primary = checked.get("primary_address", meter.primary_address)
+    if AddressingMode.PRIMARY in modes and primary is None:
+        raise BadRequest(
+            "primary addressing needs a primary address", {"primary_address": "required"}
+        )
+    if set(modes) - {AddressingMode.PRIMARY} and not meter.secondary_address:
+        raise BadRequest("secondary addressing needs a secondary address", {"addressing": "no ID"})
+    updated = await gw.update_meter(key, **checked)
+    return get_meter(gw, updated.key)
+
+
+async def remove_meter(gw: GatewayHandle, key: str) -> dict[str, Any]:
+    find_meter(gw, key)
+    await gw.remove_meters({key})
+    return {"ok": True, "message": f"meter {key} removed"}
+
+
+def record_values(telegrams: Any) -> list[dict[str, Any]]:
+    """The records of decoded telegrams (not stored: no series id) as values."""
+    return [
+        {
+            "series": 0,
+            "quantity": str(record.quantity),
+            "unit": str(record.unit),
+            "description": str(record.function),
+            "value": plain(record.value),
+        }
+        for telegram in telegrams
+        for record in telegram.records
+    ]
+
+
+async def read_now(gw: GatewayHandle, key: str) -> dict[str, Any]:
+    find_meter(gw, key)
+    reading = await gw.read_meter(key)
+    values = record_values(getattr(reading, "telegrams", ()) or ())
+    read_at = getattr(reading, "read_at", None)
+    return {
+        "meter": key,
+        "ok": bool(getattr(reading, "ok", False)),
+        "read_at": read_at.isoformat(timespec="seconds") if read_at else None,
+        "error": getattr(reading, "error", None),
+        "values": values,
+    }
+
+
+# ---------------------------------------------------------------------------------- values
+
+
+class SeriesCatalog:
+    """Every stored series by id, read once: a series never changes once stored, so the
+    catalog is read again only when an id appears that it does not know."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, Any] = {}
+        self.prefix: dict[int, str] = {}  # the JSON text of a value up to ``"value":``
+
+    def refresh(self, store: Any, wanted: Iterable[int]) -> dict[int, Any]:
+        if any(series not in self.by_id for series in wanted):
+            self.by_id = {info.id: info for info in store.series()}
+            self.prefix = {
+                info.id: dumps(
+                    {
+                        "series": info.id,
+                        "quantity": info.quantity,
+                        "unit": info.unit,
+                        "description": info.description,
+                    }
+                )[:-1]
+                + ',"value":'
+                for info in self.by_id.values()
+            }
+        return self.by_id
+
+
+_catalogs: weakref.WeakKeyDictionary[Any, SeriesCatalog] = weakref.WeakKeyDictionary()
+
+
+def catalog(gw: GatewayHandle) -> SeriesCatalog:
+    """The series catalog of the gateway's store (kept as long as the store is open)."""
+    found = _catalogs.get(gw.store)
+    if found is None:
+        found = _catalogs[gw.store] = SeriesCatalog()
+    return found
+
+
+def series_names(gw: GatewayHandle, table: Any) -> dict[int, Any]:
+    return catalog(gw).refresh(gw.store, np.unique(table.series).tolist())
+
+
+def value_dicts(table: Any, names: dict[int, Any]) -> list[dict[str, Any]]:
+    """One dict per value of a ``ValueTable`` (with the series' name and unit); the same
+    fields, in the same order, as ``latest_values_json`` writes."""
+    out = []
+    for i in range(len(table)):
+        info = names.get(int(table.series[i]))
+        if info is None:
+            continue
+        value = {
+            "series": info.id,
+            "quantity": info.quantity,
+            "unit": info.unit,
+            "description": info.description,
+            "value": plain(table.value(i)),
+        }
+        if int(table.flags[i]) & 1:
+            value["invalid"] = True
+        value["read_at"] = iso(int(table.received_at[i]))
+        out.append(value)
+    return out
+
+
+def latest_by_meter(gw: GatewayHandle, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The newest stored values of the given meters, grouped by meter."""
+    keys = list(keys)
+    if not keys:
+        return {}
+    known = {m.name for m in gw.store.meters()}
+    wanted = [k for k in keys if k in known]
+    if not wanted:
+        return {}
+    table = gw.store.latest(wanted)
+    names = series_names(gw, table)
+    grouped: dict[str, dict[str, Any]] = {}
+    for value in value_dicts(table, names):
+        info = names.get(value["series"])
+        if info is None:
+            continue
+        entry = grouped.setdefault(info.meter, {"read_at": value["read_at"], "values": []})
+        entry["values"].append(value)
+        entry["read_at"] = max(entry["read_at"], value["read_at"])
+    return grouped
+
+
+def latest_values(gw: GatewayHandle) -> dict[str, Any]:
+    meters = list(gw.meters)
+    latest = latest_by_meter(gw, [m.key for m in meters])
+    return {
+        "meters": [
+            {
+                "key": m.key,
+                "position": m.position,
+                "read_at": latest.get(m.key, {}).get("read_at"),
+                "values": latest.get(m.key, {}).get("values", []),
+            }
+            for m in meters
+        ]
+    }
+
+
+def latest_values_json(gw: GatewayHandle) -> str:
+    """``latest_values`` as JSON text, written from the store's columns (the API's hot path:
+    512 meters of ten values each)."""
+    meters = list(gw.meters)
+    known = {m.name for m in gw.store.meters()}
+    wanted = [m.key for m in meters if m.key in known]
+    table = gw.store.latest(wanted) if wanted else None
+    per_meter: dict[str, list[str]] = {}
+    newest: dict[str, int] = {}
+    if table is not None and len(table):
+        cat = catalog(gw)
+        names = cat.refresh(gw.store, np.unique(table.series).tolist())
+        texts = value_texts(table, plain)
+        stamps = table.received_at.tolist()
+        when = {t: f',"read_at":"{iso(t)}"}}' for t in set(stamps)}
+        for series, text, stamp, flags in zip(
+            table.series.tolist(), texts, stamps, table.flags.tolist(), strict=True
+        ):
+            info = names.get(series)
+            if info is None:
+                continue
+            value = cat.prefix[series] + text + (',"invalid":true' if flags & 1 else "")
+            per_meter.setdefault(info.meter, []).append(value + when[stamp])
+            newest[info.meter] = max(newest.get(info.meter, 0), stamp)
+    parts = []
+    for m in meters:
+        read_at = dumps(iso(newest[m.key])) if m.key in newest else "null"
+        parts.append(
+            f'{{"key":{dumps(m.key)},"position":{dumps(m.position)},"read_at":{read_at},'
+            f'"values":[{",".join(per_meter.get(m.key, ()))}]}}'
+        )
+    return '{"meters":[' + ",".join(parts) + "]}"
+
+
+def meter_series(gw: GatewayHandle, key: str) -> dict[str, Any]:
+    find_meter(gw, key)
+    return {
+        "meter": key,
+        "series": [
+            {
+                "id": info.id,
+                "signature": info.signature.hex().upper(),
+                "quantity": info.quantity,
+                "unit": info.unit,
+                "description": info.description,
+                "numeric": info.unit != "",
+            }
+            for info in gw.store.series(key)
+        ],
+    }
+
+
+def series_info(gw: GatewayHandle, key: str, series: int) -> Any:
+    for info in gw.store.series(key):
+        if info.id == series:
+            return info
+    raise NotFound(f"meter {key!r} has no series {series}")
+
+
+def series_values(
+    gw: GatewayHandle,
+    key: str,
+    series: int,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int = DEFAULT_SERIES_PAGE,
+    as_float: bool = False,
+    materialize: bool = True,
+) -> tuple[dict[str, Any], Any]:
+    """A page of one series: ``times`` (epoch s) and ``values``; ``next`` is the ``since`` of
+    the following page (or None). Returns the JSON data and the page's ``ValueTable``
+    (``materialize=False``: without ``times`` and ``values``, for ``series_json``)."""
+    find_meter(gw, key)
+    info = series_info(gw, key, series)
+    if not 1 <= limit <= MAX_SERIES_PAGE:
+        raise BadRequest(f"limit must be 1-{MAX_SERIES_PAGE}", {"limit": "out of range"})
+    table = gw.store.values(series, since, until)
+    following = None
+    if len(table) > limit:
+        following = str(int(table.received_at[limit]))
+        table = _head(table, limit)
+    times: list[int] = []
+    values: list[Any] = []
+    if materialize:
+        times = table.received_at.tolist()
+        if as_float:
+            values = [v if math.isfinite(v) else None for v in table.as_float().tolist()]
+        else:
+            values = [plain(v) for v in table.values()]
+    data = {
+        "meter": key,
+        "series": {
+            "id": info.id,
+            "signature": info.signature.hex().upper(),
+            "quantity": info.quantity,
+            "unit": info.unit,
+            "description": info.description,
+        },
+        "since": iso(since),
+        "until": iso(until),
+        "times": times,
+        "values": values,
+        "next": following,
+    }
+    return data, table
+
+
+def series_json(data: dict[str, Any], table: Any, as_float: bool) -> str:
+    """``series_values`` as JSON text, the values written from the store's columns."""
+    head = {k: v for k, v in data.items() if k not in ("times", "values")}
+    times = ",".join(map(str, table.received_at.tolist()))
+    if as_float:
+        values = ",".join(
+            repr(v) if math.isfinite(v) else "null" for v in table.as_float().tolist()
+        )
+    else:
+        values = ",".join(value_texts(table, plain))
+    return dumps(head)[:-1] + f',"times":[{times}],"values":[{values}]}}'
+
+
+def _head(table: Any, n: int) -> Any:
+    blobs = table.blobs[:n] if table.blobs is not None else None
+    columns = {name: getattr(table, name)[:n] for name in table.COLUMNS}
+    return type(table)(**columns, blobs=blobs)
+
+
+def live_snapshot(gw: GatewayHandle) -> dict[str, Any]:
+    now = gw.clock.now()
+    meters = []
+    for meter in gw.meters:
+        reading = gw.live.latest(meter.key)
+        if reading is None:
+            continue
+        good = gw.live.last_good(meter.key) or reading
+        values = record_values(good.telegrams)
+        meters.append(
+            {
+                "key": meter.key,
+                "ok": reading.ok,
+                "read_at": good.read_at.isoformat(timespec="seconds"),
+                "age_s": round((now - good.read_at).total_seconds(), 3),
+                "error": reading.error,
+                "values": values,
+            }
+        )
+    return {
+        "continuous": gw.settings.reading.continuous,
+        "version": gw.live.version,
+        "meters": meters,
+    }
+
+
+# ---------------------------------------------------------------------------------- logs
+
+
+def meter_log(
+    gw: GatewayHandle, key: str, since: float | None = None, until: float | None = None
+) -> dict[str, Any]:
+    find_meter(gw, key)
+    if key not in {m.name for m in gw.store.meters()}:
+        return {"meter": key, "entries": []}
+    entries = [
+        {
+            "read_at": iso(e.received_at),
+            "status": e.status.name.lower(),
+            "duration_ms": e.duration_ms,
+            "retries": e.retries,
+            "status_byte": e.status_byte,
+            "error": e.error,
+        }
+        for e in gw.store.meter_log(key, since, until)
+    ]
+    entries.reverse()  # newest first, as a person reads a log
+    return {"meter": key, "entries": entries}
+
+
+def log_filter(
+    since: float | None = None,
+    until: float | None = None,
+    min_level: int | None = None,
+    max_level: int | None = None,
+    origin: str | None = None,
+) -> Any:
+    from mbusgw.gateway.store import LogFilter
+
+    for name, level in (("min_level", min_level), ("max_level", max_level)):
+        if level is not None and level not in LEVEL_NAMES:
+            raise BadRequest(f"{name} must be -1, 0, 1 or 2", {name: "out of range"})
+    return LogFilter(since, until, min_level, max_level, origin or None)
+
+
+def system_log(gw: GatewayHandle, limit: int = 1000, **filters: Any) -> dict[str, Any]:
+    if not 1 <= limit <= MAX_LOG_ENTRIES:
+        raise BadRequest(f"limit must be 1-{MAX_LOG_ENTRIES}", {"limit": "out of range"})
+    entries = gw.store.system_log(log_filter(**filters), limit=limit + 1)
+    truncated = len(entries) > limit
+    entries = sorted(entries, key=lambda e: e.time, reverse=True)[:limit]
+    return {
+        "entries": [
+            {
+                "time": datetime.fromtimestamp(e.time, UTC).isoformat(timespec="milliseconds"),
+                "level": e.level,
+                "level_name": LEVEL_NAMES.get(e.level, str(e.level)),
+                "origin": e.origin,
+                "text": e.text,
+            }
+            for e in entries
+        ],
+        "truncated": truncated,
+    }
+
+
+# ---------------------------------------------------------------------------------- settings
+
+
+def get_settings(gw: GatewayHandle, section: str | None = None) -> dict[str, Any]:
+    data = gw.settings.to_dict()
+    return data if section is None else data[section]
+
+
+async def update_settings(
+    gw: GatewayHandle, changes: dict[str, Any], section: str | None = None
+) -> dict[str, Any]:
+    if not isinstance(changes, dict):
+        raise BadRequest("send the settings to change as an object")
+    await gw.update_settings({section: changes} if section else changes)
+    return get_settings(gw, section)
+
+
+# ---------------------------------------------------------------------------------- keys
+# (the key store and the job board belong to the web state: ``web`` is a ``WebState``)
+
+
+def key_listing(web: Any) -> dict[str, Any]:
+    return web.keys.listing()
+
+
+def add_key(web: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+        raise BadRequest("send the key as 32 hex digits in 'key'", {"key": "required"})
+    unknown = set(entry) - {"key", "address", "manufacturer", "device_type", "version"}
+    if unknown:
+        raise BadRequest("unknown fields", {name: "unknown field" for name in unknown})
+    web.keys.add(
+        entry["key"],
+        address=entry.get("address"),
+        manufacturer=entry.get("manufacturer"),
+        device_type=entry.get("device_type"),
+        version=entry.get("version"),
+    )
+    return key_listing(web)
+
+
+def import_keys(web: Any, data: bytes, filename: str, replace: bool) -> dict:
+    added = web.keys.import_file(data, filename or "keys.csv", replace_all=replace)
+    return {"added": added}
+
+
+def remove_key(web: Any, entry_id: int) -> dict[str, Any]:
+    try:
+        web.keys.remove(entry_id)
+    except KeyError:
+        raise NotFound(f"no key entry {entry_id}") from None
+    return key_listing(web)
+
+
+def _meter_id(gw: GatewayHandle, key: str) -> Any:
+    from mbusgw.core.wmbus import MeterId
+
+    meter = find_meter(gw, key)
+    if not meter.secondary_address:
+        raise BadRequest("only meters with a secondary address can have a linked key")
+    if meter.manufacturer is None or meter.version is None or meter.medium is None:
+        raise Conflict(
+            "the meter's manufacturer, version and medium are learnt from its first reply; "
+            "read it once, or add the key with its address as the match criterion"
+        )
+    return MeterId(meter.manufacturer, meter.secondary_address, meter.version, meter.medium)
+
+
+def link_key(web: Any, key: str, aes_key: str) -> dict[str, Any]:
+    if not isinstance(aes_key, str):
+        raise BadRequest("send the key as 32 hex digits in 'key'", {"key": "required"})
+    web.keys.link(_meter_id(web.gateway, key), aes_key)
+    return key_listing(web)
+
+
+def unlink_key(web: Any, key: str) -> dict[str, Any]:
+    web.keys.unlink(_meter_id(web.gateway, key))
+    return key_listing(web)
+
+
+# ---------------------------------------------------------------------------------- jobs
+
+
+def list_jobs(web: Any) -> dict[str, Any]:
+    return {"jobs": [job.as_dict() for job in web.jobs.all()]}
+
+
+def get_job(web: Any, job_id: str) -> dict[str, Any]:
+    job = web.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return job.as_dict()
+
+
+SCAN_FIELDS = {"kind", "interfaces", "baud", "expected", "addressing", "install"}
+
+
+def start_scan(web: Any, params: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(params, dict):
+        raise BadRequest("send the search parameters as an object")
+    unknown = {name: "unknown parameter" for name in params if name not in SCAN_FIELDS}
+    if unknown:
+        raise BadRequest("the search was refused", unknown)
+    return web.jobs.scan(params).as_dict()
+
+
+def read_all(web: Any) -> dict[str, Any]:
+    return web.jobs.read_all().as_dict()
+
+
+# ---------------------------------------------------------------------------------- device
+
+
+def stop_for(gw: GatewayHandle, action: str, backup: Any = None) -> dict[str, Any]:
+    """Restart, factory reset or restore: the gateway stops, and ``mbusgw run`` carries the
+    action out once the store is closed, then starts the gateway again."""
+    from mbusgw.gateway.lifecycle import AfterStop
+
+    if gw.after_stop is not None:
+        raise Conflict(f"a {gw.after_stop.action.replace('_', ' ')} is under way already")
+    gw.after_stop = AfterStop(action, backup)
+    gw.store.log.warning("web", f"{action.replace('_', ' ')} requested; stopping")
+    gw.stop()
+    messages = {
+        "restart": "restarting",
+        "factory_reset": "stopping; everything is cleared, then the gateway starts afresh",
+        "restore": "backup checked; stopping to restore it, then starting again",
+    }
+    return {"ok": True, "message": messages[action]}

@@ -1,0 +1,563 @@
+"""The HTML pages: server-rendered, every action a plain form post (CSRF-protected), so the
+interface works without JavaScript. Two small scripts of our own add the graphs (drawn from
+the API) and the live progress of searches; without them the pages still show tables.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import trio
+from quart import Blueprint, Response, g, redirect, render_template, request, url_for
+
+from mbusgw.gateway.cron import PREDEFINED
+from mbusgw.gateway.settings import ConfigError
+from mbusgw.web import operations as ops
+from mbusgw.web.app import state
+from mbusgw.web.auth import admin_only, public, self_service
+from mbusgw.web.errors import ApiError, BadRequest, as_api_error
+from mbusgw.web.params import arg_bool, arg_int, query_filters, text_of, uploaded_file
+
+blueprint = Blueprint("pages", __name__)
+
+NAVIGATION = (
+    ("pages.installation", "Installation"),
+    ("pages.system", "System"),
+    ("pages.meters", "Meters"),
+    ("pages.search", "Search"),
+    ("pages.mbus_settings", "M-Bus"),
+    ("pages.system_log", "Log"),
+    ("pages.keys", "Keys"),
+    ("pages.users", "Users"),
+    ("pages.device", "Device"),
+)
+
+
+def gw() -> Any:
+    return state().gateway
+
+
+async def page(template: str, **context: Any) -> str:
+    """Render with what every page needs: user, CSRF token, navigation, flash message."""
+    session = state().auth.ensure_session()
+    return await render_template(
+        template,
+        user=g.get("user"),
+        csrf_token=session.csrf,
+        navigation=NAVIGATION,
+        device_name=gw().settings.identity.device_name,
+        notice=request.args.get("notice"),
+        **context,
+    )
+
+
+def back(endpoint: str, notice: str, **values: Any) -> Response:
+    """After a form post: redirect (so reloading does not post again) with a notice."""
+    return redirect(url_for(endpoint, notice=notice, **values), 303)
+
+
+async def attempt(action: Any) -> tuple[Any, ApiError | None]:
+    """Run an action of a form; a refusal is shown on the page instead of an error page."""
+    try:
+        return await action(), None
+    except Exception as exc:
+        error = as_api_error(exc)
+        if error is None or error.status >= 500:
+            raise
+        return None, error
+
+
+def safe_next(target: str | None) -> str:
+    """Only a local path may follow a login (no open redirect)."""
+    if target and target.startswith("/") and not target.startswith("//"):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
+    return url_for("pages.installation")
+
+
+# ------------------------------------------------------------------------------ sign in
+
+
+@blueprint.route("/login", methods=["GET", "POST"])
+@public
+async def login() -> Any:
+    error = None
+    if request.method == "POST":
+        form = await request.form
+        name, password = form.get("username", ""), form.get("password", "")
+        user, error = await attempt(lambda: state().auth.login(name, password))
+        if user is not None:
+            state().auth.start_session(user)
+            if user.must_change:
+                return redirect(url_for("pages.first_login"), 303)
+            return redirect(safe_next(form.get("next")), 303)
+    status = error.status if error else 200
+    return await page("login.html", error=error, next=request.args.get("next", "")), status
+
+
+@blueprint.post("/logout")
+@self_service
+async def logout() -> Response:
+    state().auth.end_session()
+    return redirect(url_for("pages.login"), 303)
+
+
+@blueprint.route("/first-login", methods=["GET", "POST"])
+@self_service
+async def first_login() -> Any:
+    user = g.user
+    if not user.must_change:
+        return redirect(url_for("pages.installation"))
+    error = None
+    if request.method == "POST":
+        form = await request.form
+        web = state()
+        if form.get("new_password") != form.get("repeat_password"):
+            error = BadRequest("the two passwords differ", {"repeat_password": "differs"})
+        else:
+            updated, error = await attempt(
+                lambda: web.auth.users.complete_first_login(
+                    user.name, form.get("new_username", ""), form.get("new_password", "")
+                )
+            )
+            if updated is not None:
+                web.auth.sessions.drop_user(user.name)
+                web.auth.start_session(updated)
+                return back("pages.installation", "Account saved. Welcome!")
+    return await page("first_login.html", error=error), 400 if error else 200
+
+
+@blueprint.route("/account", methods=["GET", "POST"])
+@self_service
+async def account() -> Any:
+    error = None
+    token = None
+    if request.method == "POST":
+        form = await request.form
+        web = state()
+        action = form.get("action")
+        if action == "password":
+            current = await web.auth.users.verify(g.user.name, form.get("current_password", ""))
+            if current is None:
+                error = BadRequest("the current password is wrong")
+            elif form.get("new_password") != form.get("repeat_password"):
+                error = BadRequest("the two passwords differ")
+            else:
+                updated, error = await attempt(
+                    lambda: web.auth.users.update(g.user.name, password=form["new_password"])
+                )
+                if updated is not None:
+                    web.auth.sessions.drop_user(g.user.name)
+                    web.auth.start_session(updated)
+                    return back("pages.account", "Password changed")
+        elif action == "token":
+            token, error = await attempt(
+                lambda: web.auth.users.create_token(g.user.name, form.get("label", ""))
+            )
+        elif action == "revoke":
+            _, error = await attempt(
+                lambda: web.auth.users.delete_token(g.user.name, form.get("token", ""))
+            )
+            if error is None:
+                return back("pages.account", "Token revoked")
+    user = state().auth.users.require(g.user.name)
+    return await page("account.html", account=user, error=error, token=token)
+
+
+# ------------------------------------------------------------------------------ panels
+
+
+@blueprint.get("/")
+async def installation() -> str:
+    gateway = gw()
+    settings = gateway.settings
+    info = ops.device_info(gateway)
+    server = request.scope.get("server")
+    if server and server[0] not in {a["address"] for a in info["addresses"]}:
+        info["addresses"].insert(0, {"interface": "this connection", "address": server[0]})
+    return await page(
+        "installation.html",
+        info=info,
+        counts=ops.meter_counts(gateway),
+        reading=settings.reading,
+        schedules=SCHEDULE_CHOICES,
+        jobs=ops.list_jobs(state())["jobs"][-5:],
+    )
+
+
+SCHEDULE_CHOICES = tuple(
+    (name, name.replace("_", " ").capitalize()) for name in PREDEFINED
+)  # the manual's predefined read schedules; anything else is a cron expression
+
+
+@blueprint.post("/install")
+@admin_only
+async def install_meters() -> Any:
+    data, _ = await uploaded_file()
+    result, error = await attempt(lambda: ops.install_meters(gw(), text_of(data)))
+    if error is not None:
+        return await page("install_error.html", error=error), error.status
+    return back(
+        "pages.meters",
+        f"Installed {result['installed']} meters ({result['active']} active, "
+        f"{result['passive']} passive)",
+    )
+
+
+@blueprint.post("/schedule")
+@admin_only
+async def schedule() -> Any:
+    form = await request.form
+    choice = form.get("schedule", "")
+    expression = form.get("cron", "").strip() if choice == "cron" else choice
+    changes = {"reading": {"schedule": expression, "enabled": form.get("enabled") == "on"}}
+    _, error = await attempt(lambda: gw().update_settings(changes))
+    if error is not None:
+        return back("pages.installation", f"Schedule refused: {_detail(error)}")
+    return back("pages.installation", "Read schedule saved")
+
+
+@blueprint.post("/read-all")
+@admin_only
+async def read_all() -> Response:
+    job = ops.read_all(state())
+    return back("pages.job", "Reading all meters", job=job["id"])
+
+
+@blueprint.get("/install-report.xlsx")
+async def install_report() -> Response:
+    from mbusgw.web.reports import installation_report
+
+    data = await trio.to_thread.run_sync(installation_report, gw())
+    response = Response(data, mimetype=ops_media("xlsx"))
+    stamp = gw().clock.now().strftime("%Y%m%d-%H%M")
+    response.headers["Content-Disposition"] = f'attachment; filename="install-report-{stamp}.xlsx"'
+    return response
+
+
+def ops_media(kind: str) -> str:
+    from mbusgw.web.openapi import MEDIA
+
+    return MEDIA[kind]
+
+
+@blueprint.get("/system")
+async def system() -> str:
+    gateway = gw()
+    return await page(
+        "system.html",
+        info=ops.device_info(gateway),
+        status=ops.device_status(gateway),
+    )
+
+
+# ------------------------------------------------------------------------------ meters
+
+
+@blueprint.get("/meters")
+async def meters() -> str:
+    show_passive = arg_bool("passive", False)
+    listing = ops.list_meters(gw(), passive=show_passive)
+    return await page("meters.html", listing=listing, show_passive=show_passive)
+
+
+RANGES = (("1d", "24 hours", 1), ("7d", "7 days", 7), ("30d", "30 days", 30),
+          ("365d", "1 year", 365))  # fmt: skip
+
+
+@blueprint.get("/meters/<key>")
+async def meter(key: str) -> str:
+    gateway = gw()
+    data = ops.get_meter(gateway, key)
+    series = ops.meter_series(gateway, key)["series"] if _stored(key) else []
+    measured = [s for s in series if s["numeric"]] or series
+    chosen = arg_int("series", measured[0]["id"] if measured else None, 0)
+    span = request.args.get("range", "7d")
+    days = next((d for name, _, d in RANGES if name == span), 7)
+    since = (gateway.clock.now() - timedelta(days=days)).timestamp()
+    rows: list[tuple[str, Any]] = []
+    if chosen is not None and any(s["id"] == chosen for s in series):
+        values, _ = ops.series_values(gateway, key, chosen, since=since, limit=100_000)
+        pairs = list(zip(values["times"], values["values"], strict=True))[-50:]
+        rows = [(ops.iso(t), v) for t, v in reversed(pairs)]
+    log = ops.meter_log(gateway, key, since=since)["entries"][:50]
+    return await page(
+        "meter.html",
+        meter=data,
+        series=series,
+        chosen=chosen,
+        ranges=RANGES,
+        span=span,
+        since=int(since),
+        rows=rows,
+        log=log,
+    )
+
+
+def _stored(key: str) -> bool:
+    return gw().store.meter(key) is not None
+
+
+@blueprint.post("/meters/<key>/read")
+@admin_only
+async def meter_read(key: str) -> Response:
+    result = await ops.read_now(gw(), key)
+    text = "Read OK" if result["ok"] else f"Reading failed: {result['error']}"
+    return back("pages.meter", text, key=key)
+
+
+@blueprint.post("/meters/<key>/settings")
+@admin_only
+async def meter_settings(key: str) -> Response:
+    form = await request.form
+    changes: dict[str, Any] = {
+        "position": form.get("position", ""),
+        "enabled": form.get("enabled") == "on",
+        "multi_telegram": form.get("multi_telegram", "auto"),
+    }
+    for name in ("baud", "multi_telegram_limit"):
+        if form.get(name, "").isdigit():
+            changes[name] = int(form[name])
+    _, error = await attempt(lambda: ops.update_meter(gw(), key, changes))
+    return back("pages.meter", f"Refused: {_detail(error)}" if error else "Saved", key=key)
+
+
+@blueprint.post("/meters/<key>/remove")
+@admin_only
+async def meter_remove(key: str) -> Response:
+    await ops.remove_meter(gw(), key)
+    return back("pages.meters", f"Meter {key} removed")
+
+
+# ------------------------------------------------------------------------------ search
+
+
+@blueprint.route("/search", methods=["GET", "POST"])
+async def search() -> Any:
+    if request.method == "POST":
+        if not g.user.is_admin:
+            raise BadRequest("only an administrator can start a search")
+        form = await request.form
+        params: dict[str, Any] = {"kind": form.get("kind", "secondary")}
+        if form.get("baud", "").isdigit():
+            params["baud"] = int(form["baud"])
+        if form.get("expected", "").isdigit():
+            params["expected"] = int(form["expected"])
+        job, error = await attempt(lambda: _start_scan(params))
+        if error is None:
+            return back("pages.job", "Search started", job=job["id"])
+        return back("pages.search", f"Search refused: {_detail(error)}")
+    return await page("search.html", jobs=ops.list_jobs(state())["jobs"])
+
+
+async def _start_scan(params: dict[str, Any]) -> dict[str, Any]:
+    return ops.start_scan(state(), params)
+
+
+@blueprint.get("/jobs/<job>")
+async def job(job: str) -> str:
+    return await page("job.html", job=ops.get_job(state(), job))
+
+
+# ------------------------------------------------------------------------------ settings
+
+
+TIMING_FIELDS = (
+    ("response_timeout_ms", "Response timeout (ms)"),
+    ("read_retries", "Read retries"),
+    ("select_retries", "Select retries"),
+    ("wait_after_init_ms", "Wait after init (ms)"),
+    ("collision_recovery_ms", "Collision recovery (ms)"),
+    ("inter_frame_gap_ms", "Inter-frame gap (ms)"),
+)
+
+
+@blueprint.route("/settings/mbus", methods=["GET", "POST"])
+async def mbus_settings() -> Any:
+    error = None
+    if request.method == "POST":
+        if not g.user.is_admin:
+            raise BadRequest("only an administrator can change settings")
+        form = await request.form
+        changes: dict[str, Any] = {"timing": {}, "multi_telegram_timing": {}}
+        try:
+            for group in ("timing", "multi_telegram_timing"):
+                for name, _ in TIMING_FIELDS:
+                    changes[group][name] = int(form.get(f"{group}.{name}", ""))
+            changes["multi_telegram"] = form.get("multi_telegram", "auto")
+            changes["multi_telegram_limit"] = int(form.get("multi_telegram_limit", ""))
+        except ValueError:
+            error = BadRequest("every field needs a whole number")
+        if error is None:
+            _, error = await attempt(lambda: gw().update_settings({"mbus": changes}))
+            if error is None:
+                return back("pages.mbus_settings", "M-Bus settings saved")
+    return await page(
+        "mbus_settings.html", mbus=gw().settings.mbus, fields=TIMING_FIELDS, error=error
+    ), (error.status if error else 200)
+
+
+# ------------------------------------------------------------------------------ logs
+
+
+@blueprint.get("/log")
+async def system_log() -> str:
+    filters = query_filters()
+    entries = ops.system_log(gw(), limit=500, **filters)
+    return await page("log.html", log=entries, args=request.args)
+
+
+# ------------------------------------------------------------------------------ keys
+
+
+@blueprint.route("/keys", methods=["GET", "POST"])
+@admin_only
+async def keys() -> Any:
+    error = None
+    if request.method == "POST":
+        form = await request.form
+        if form.get("action") == "remove":
+            entry = form.get("entry", "")
+            _, error = await attempt(lambda: _async(ops.remove_key, state(), int(entry or -1)))
+            if error is None:
+                return back("pages.keys", f"Key entry {entry} removed")
+        elif form.get("action") == "upload":
+            data, name = await uploaded_file()
+            result, error = await attempt(
+                lambda: _async(ops.import_keys, state(), data, name, form.get("replace") == "on")
+            )
+            if error is None:
+                return back("pages.keys", f"{result['added']} keys added")
+        else:
+            entry = {k: form.get(k) or None for k in ("address", "manufacturer")}
+            entry["key"] = form.get("key", "")
+            _, error = await attempt(lambda: _async(ops.add_key, state(), entry))
+            if error is None:
+                return back("pages.keys", "Key added")
+    return await page("keys.html", listing=ops.key_listing(state()), error=error), (
+        error.status if error else 200
+    )
+
+
+async def _async(fn: Any, *args: Any) -> Any:
+    return fn(*args)
+
+
+# ------------------------------------------------------------------------------ users
+
+
+@blueprint.route("/users", methods=["GET", "POST"])
+@admin_only
+async def users() -> Any:
+    error = None
+    directory = state().auth.users
+    if request.method == "POST":
+        form = await request.form
+        action, name = form.get("action"), form.get("name", "")
+        if action == "add":
+            _, error = await attempt(
+                lambda: directory.add(name, form.get("password", ""), form.get("role", ""))
+            )
+            notice = f"User {name} added"
+        elif action == "delete":
+            _, error = await attempt(lambda: directory.delete(name))
+            notice = f"User {name} deleted"
+        else:
+            password = form.get("password") or None
+            _, error = await attempt(
+                lambda: directory.update(name, password=password, role=form.get("role"))
+            )
+            notice = f"User {name} saved"
+        if error is None:
+            if action == "delete" or form.get("password"):
+                state().auth.sessions.drop_user(name)
+            return back("pages.users", notice)
+    return await page("users.html", accounts=directory.all(), error=error), (
+        error.status if error else 200
+    )
+
+
+# ------------------------------------------------------------------------------ device
+
+
+@blueprint.get("/device")
+async def device() -> str:
+    return await page("device.html", info=ops.device_info(gw()), tls=state().tls.status())
+
+
+@blueprint.post("/device/<action>")
+@admin_only
+async def device_action(action: str) -> Any:
+    gateway = gw()
+    if action == "restart":
+        return back("pages.device", ops.stop_for(gateway, "restart")["message"])
+    if action == "factory-reset":
+        form = await request.form
+        if form.get("confirm") != "RESET":
+            return back("pages.device", "Type RESET to confirm a factory reset")
+        return back("pages.device", ops.stop_for(gateway, "factory_reset")["message"])
+    if action == "self-signed":
+        await trio.to_thread.run_sync(state().tls.generate_self_signed, None)
+        return back("pages.device", "Self-signed certificate generated")
+    if action == "https":
+        form = await request.form
+        changes = {
+            "https": form.get("https") == "on",
+            "client_certificates": form.get("client_certificates", "off"),
+        }
+        if form.get("https_port", "").isdigit():
+            changes["https_port"] = int(form["https_port"])
+        settings, error = await attempt(lambda: _async(state().tls.update_settings, changes))
+        if error is not None:
+            return back("pages.device", f"Refused: {_detail(error)}")
+        state().tls_settings = settings
+        state().reload_server()
+        return back("pages.device", "HTTPS settings saved; the web server restarts")
+    if action == "config":
+        data, _ = await uploaded_file()
+        _, error = await attempt(lambda: _import_config(text_of(data)))
+        if error is not None:
+            return back("pages.device", f"Configuration refused: {_detail(error)}")
+        return back("pages.device", "Configuration imported")
+    raise BadRequest(f"unknown device action {action!r}")
+
+
+async def _import_config(text: str) -> None:
+    from mbusgw.web.transfer import import_config
+
+    await import_config(gw(), text)
+
+
+@blueprint.get("/device/configuration.toml")
+async def configuration_file() -> Response:
+    from mbusgw.web.transfer import export_config
+
+    response = Response(export_config(gw()), mimetype="application/toml")
+    response.headers["Content-Disposition"] = 'attachment; filename="mbusgw-config.toml"'
+    return response
+
+
+@blueprint.get("/log.csv")
+async def system_log_csv() -> Response:
+    out = io.StringIO()
+    where = ops.log_filter(**query_filters())
+    await trio.to_thread.run_sync(gw().store.export_system_log, out, where)
+    response = Response(out.getvalue(), mimetype="text/csv")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    response.headers["Content-Disposition"] = f'attachment; filename="system-log-{stamp}.csv"'
+    return response
+
+
+def _detail(error: ApiError | ConfigError | None) -> str:
+    if error is None:
+        return ""
+    details = getattr(error, "details", None)
+    if isinstance(details, dict) and details:
+        return "; ".join(f"{k}: {v}" for k, v in details.items())
+    if isinstance(details, list) and details:
+        return "; ".join(str(d.get("message", d)) for d in details[:5])
+    return error.message if isinstance(error, ApiError) else str(error)

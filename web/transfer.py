@@ -1,0 +1,100 @@
+"""Configuration files and backups through the web: download, upload, checked before use.
+
+A configuration file (TOML, ``gateway/store/configfile.py``) holds every setting that is not
+specific to one device; an upload is checked completely and then applied in one change. A
+backup (``gateway/store/backup.py``) holds all values and settings; it is written to a file in
+the data directory while the gateway runs and streamed from there. An uploaded backup is checked
+(header, size, checksum) before the gateway is asked to restore it, which needs the store closed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from mbusgw.gateway.errors import BackupError
+from mbusgw.gateway.store.backup import HEADER_SIZE, create_backup, read_backup_info
+from mbusgw.gateway.store.configfile import MAX_FILE_BYTES, parse_config, render_config
+from mbusgw.web.errors import BadRequest
+from mbusgw.web.handle import GatewayHandle
+
+CHUNK = 256 * 1024
+
+
+class InvalidBackup(BadRequest):
+    code = "invalid_backup"
+
+
+def export_config(gw: GatewayHandle) -> str:
+    return render_config(gw.settings, gw.clock.now().timestamp())
+
+
+async def import_config(gw: GatewayHandle, text: str) -> dict[str, Any]:
+    if len(text.encode()) > MAX_FILE_BYTES:
+        raise BadRequest(f"a configuration file has at most {MAX_FILE_BYTES} bytes")
+    changes = parse_config(text, "file")
+    await gw.update_settings(changes)
+    return gw.settings.to_dict()
+
+
+def _work_dir(gw: GatewayHandle) -> Path:
+    path = gw.startup.data_dir / "transfer"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+async def backup_file(gw: GatewayHandle) -> Path:
+    """A fresh backup in the data directory (the caller streams it, then removes it)."""
+    path = _work_dir(gw) / f"backup-{secrets.token_hex(4)}.mbgw"
+    env = gw.store.env
+    created = gw.clock.now().timestamp()
+    await trio.to_thread.run_sync(create_backup, env, path, created)
+    return path
+
+
+async def stream_and_remove(path: Path) -> AsyncIterator[bytes]:
+    try:
+        async with await trio.open_file(path, "rb") as file:
+            while chunk := await file.read(CHUNK):
+                yield chunk
+    finally:
+        path.unlink(missing_ok=True)
+
+
+async def stage_restore(gw: GatewayHandle, chunks: AsyncIterator[bytes]) -> Path:
+    """Write an uploaded backup to the data directory and check its header; ``BadRequest``
+    and no file left behind when it is not a good backup."""
+    path = _work_dir(gw) / f"restore-{secrets.token_hex(4)}.mbgw"
+    try:
+        async with await trio.open_file(path, "wb") as out:
+            async for chunk in chunks:
+                await out.write(chunk)
+        info = await trio.to_thread.run_sync(read_backup_info, path)
+    except BackupError as exc:
+        path.unlink(missing_ok=True)
+        raise InvalidBackup(f"not a usable backup: {exc}") from None
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if not await trio.to_thread.run_sync(_intact, path, info):
+        path.unlink(missing_ok=True)
+        raise InvalidBackup("the backup is truncated or damaged (its checksum does not match)")
+    return path
+
+
+def _intact(path: Path, info: Any) -> bool:
+    """Size and SHA-256 as the backup's manifest states them."""
+    if os.path.getsize(path) != HEADER_SIZE + info.data_bytes:
+        return False
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        file.seek(HEADER_SIZE)
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest() == info.sha256
