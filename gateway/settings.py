@@ -355,6 +355,36 @@ class Settings:
         return {f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)}
 
 
+SECRET_MASK = "********"
+
+
+def masked(value: Any) -> Any:
+    """Settings as plain data for an API: a set password shows as ``SECRET_MASK``, an unset
+    one as ""; the secret itself never leaves."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: (
+                (SECRET_MASK if getattr(value, f.name) else "")
+                if f.metadata.get("secret")
+                else masked(getattr(value, f.name))
+            )
+            for f in fields(value)
+        }
+    if isinstance(value, dict):
+        return {key: masked(entry) for key, entry in value.items()}
+    if isinstance(value, list | tuple):
+        return [masked(entry) for entry in value]
+    return value
+
+
+def without_masks(changes: Any) -> Any:
+    """A change as a client sends it back after reading ``masked`` settings: a password given
+    as the mask means "keep the stored one", so it is left out of the change."""
+    if isinstance(changes, dict):
+        return {k: without_masks(v) for k, v in changes.items() if v != SECRET_MASK}
+    return changes
+
+
 def settings_from_dict(data: dict[str, Any]) -> Settings:
     errors: dict[str, str] = {}
     result = _build(Settings, data, "", errors)

@@ -22,7 +22,7 @@ from mbusgw.core.jsonout import dumps
 from mbusgw.web import operations as ops
 from mbusgw.web.app import state
 from mbusgw.web.auth import admin_only, public, self_service
-from mbusgw.web.errors import BadRequest, Unauthorized
+from mbusgw.web.errors import BadRequest, Conflict, NotFound, Unauthorized
 from mbusgw.web.numbers import value_texts
 from mbusgw.web.openapi import BOOL, INT, STR, Param, build_document
 from mbusgw.web.params import (
@@ -573,3 +573,64 @@ async def backup_restore() -> Response:
 
     path = await stage_restore(gw(), request.body)
     return reply(ops.stop_for(gw(), "restore", path), 202)
+
+
+# ---------------------------------------------------------------------------- push reports
+
+REPORT = Param("name", STR, "the report's name (a key of the reports settings)", where="path")
+
+
+def report_service() -> Any:
+    service = gw().reports
+    if service is None:
+        raise Conflict("the push-report service is not running")
+    return service
+
+
+def outcome_reply(outcome: Any) -> Response:
+    return reply(
+        {"ok": outcome.ok, "values": outcome.values, "reply": outcome.reply, "error": outcome.error}
+    )
+
+
+async def report_call(call: Callable[[], Any]) -> Response:
+    from mbusgw.gateway.errors import DeliveryError, ReportError, UnknownReport
+
+    try:
+        return outcome_reply(await call())
+    except UnknownReport as exc:
+        raise NotFound(str(exc)) from None
+    except DeliveryError as exc:
+        return reply({"ok": False, "values": 0, "reply": "", "error": str(exc)})
+    except ReportError as exc:
+        raise Conflict(str(exc)) from None
+
+
+@route("GET", "/reports", "Push reports and their delivery status", "reports",
+       response="ReportList")  # fmt: skip
+async def reports_list() -> Response:
+    return reply({"reports": [status.as_dict() for status in report_service().status()]})
+
+
+@route("POST", "/reports/{name}/test", "Send a test report now (its cursor does not move)",
+       "reports", access="admin", params=(REPORT,), response="ReportOutcome")  # fmt: skip
+async def report_send_test(name: str) -> Response:
+    return await report_call(lambda: report_service().send_test(name))
+
+
+@route("POST", "/reports/{name}/run", "Read every meter, then send this on-demand report",
+       "reports", access="admin", params=(REPORT,), response="ReportOutcome")  # fmt: skip
+async def report_run_on_demand(name: str) -> Response:
+    return await report_call(lambda: report_service().run_on_demand(name))
+
+
+# ---------------------------------------------------------------------------- Modbus
+
+
+@route("GET", "/modbus/map.csv", "The Modbus register map of the installed meters (CSV)",
+       "modbus", media="csv")  # fmt: skip
+async def modbus_map() -> Response:
+    service = gw().modbus
+    if service is None:
+        raise Conflict("the Modbus service is not running")
+    return download(service.map_csv(), "text/csv", "modbus-map.csv")

@@ -322,6 +322,33 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "MeterLog": obj(("meter", "entries"), meter=STR, entries=array(METER_LOG_ENTRY)),
     "SystemLog": obj(("entries",), entries=array(LOG_ENTRY), truncated=BOOL),
     "Job": JOB,
+    "ReportList": obj(
+        ("reports",),
+        reports=array(
+            obj(
+                ("name", "status"),
+                name=STR,
+                kind=STR,
+                template=INT,
+                protocol=STR,
+                enabled=BOOL,
+                target=STR,
+                state=STR,
+                status=INT,
+                next_run=nullable(TIME),
+                last_attempt=nullable(TIME),
+                last_success=nullable(TIME),
+                last_error=nullable(STR),
+                last_reply=nullable(STR),
+                values_pending=nullable(INT),
+                values_delivered=INT,
+                delivered_until=nullable(TIME),
+                attempts=INT,
+                failures=INT,
+            )
+        ),
+    ),
+    "ReportOutcome": obj(("ok", "values"), ok=BOOL, values=INT, reply=STR, error=STR),
     "JobList": obj(("jobs",), jobs=array(ref("Job"))),
     "ScanRequest": obj(
         kind={"type": "string", "enum": ["primary", "secondary", "wireless"]},

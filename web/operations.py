@@ -29,6 +29,7 @@ from mbusgw.gateway.meters import (
     parse_meter_list,
     template_csv,
 )
+from mbusgw.gateway.settings import masked, without_masks
 from mbusgw.web.errors import BadRequest, Conflict, NotFound
 from mbusgw.web.handle import GatewayHandle
 from mbusgw.web.numbers import value_texts
@@ -672,7 +673,7 @@ def system_log(gw: GatewayHandle, limit: int = 1000, **filters: Any) -> dict[str
 
 
 def get_settings(gw: GatewayHandle, section: str | None = None) -> dict[str, Any]:
-    data = gw.settings.to_dict()
+    data = masked(gw.settings)
     return data if section is None else data[section]
 
 
@@ -681,6 +682,7 @@ async def update_settings(
 ) -> dict[str, Any]:
     if not isinstance(changes, dict):
         raise BadRequest("send the settings to change as an object")
+    changes = without_masks(changes)
     await gw.update_settings({section: changes} if section else changes)
     return get_settings(gw, section)
 

@@ -12,6 +12,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
+from mbusgw.gateway.settings import masked
 from mbusgw.web import operations as ops
 from mbusgw.web.handle import GatewayHandle
 
@@ -88,7 +89,7 @@ def installation_report(gw: GatewayHandle) -> bytes:
         ("device.report_time", info["now"]),
         ("device.addresses", ", ".join(a["address"] for a in info["addresses"])),
     ]
-    _flatten("", gw.settings.to_dict(), device)
+    _flatten("", masked(gw.settings), device)
     _sheet(book, "Device settings", ["Setting", "Value"], [list(r) for r in device])
 
     listing = ops.list_meters(gw, passive=True)

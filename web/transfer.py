@@ -19,6 +19,7 @@ from typing import Any
 import trio
 
 from mbusgw.gateway.errors import BackupError
+from mbusgw.gateway.settings import masked
 from mbusgw.gateway.store.backup import HEADER_SIZE, create_backup, read_backup_info
 from mbusgw.gateway.store.configfile import MAX_FILE_BYTES, parse_config, render_config
 from mbusgw.web.errors import BadRequest
@@ -40,7 +41,7 @@ async def import_config(gw: GatewayHandle, text: str) -> dict[str, Any]:
         raise BadRequest(f"a configuration file has at most {MAX_FILE_BYTES} bytes")
     changes = parse_config(text, "file")
     await gw.update_settings(changes)
-    return gw.settings.to_dict()
+    return masked(gw.settings)
 
 
 def _work_dir(gw: GatewayHandle) -> Path:

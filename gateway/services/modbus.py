@@ -40,7 +40,7 @@ from pymodbus.simulator import SimData, SimDevice
 from pymodbus.transport import CommParams, CommType, ModbusProtocol
 
 from mbusgw.gateway.clock import WallClock
-from mbusgw.gateway.services.modbus_map import ExceptionCode, MapConfig, RegisterMap
+from mbusgw.gateway.services.modbus_map import ExceptionCode, MapConfig, RegisterMap, map_csv
 from mbusgw.gateway.services.modbus_source import ModbusSource
 from mbusgw.gateway.settings import ModbusSettings
 
@@ -312,6 +312,13 @@ class ModbusService:
     def stats(self) -> ModbusStats | None:
         """Connection and request counters of the running server (None while it is down)."""
         return self.server.stats if self.server is not None else None
+
+    def map_csv(self) -> str:
+        """The register map of the installed meters with the current settings, as CSV (the
+        download of docs/modbus.md)."""
+        settings = self._settings()
+        register_map = RegisterMap(MapConfig(settings), self._source(), self._clock)
+        return map_csv(register_map.rows(), settings.word_order)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         settings = self._settings()
