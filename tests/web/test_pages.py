@@ -19,6 +19,7 @@ async def browser_with_meters(app, admin: Client, gateway) -> Client:
     browser = Client(app, None)
     await sign_in(browser, *ADMIN)
     home = (await (await browser.get("/")).get_data()).decode()
+    assert "/api/v1/modbus/map.csv" in home  # the register map is a download from the UI
     browser.form_token = csrf_of(home)
     await browser.post("/install", files=csv_upload(), form={"csrf_token": browser.form_token})
     for i in range(10):
