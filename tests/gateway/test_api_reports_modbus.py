@@ -9,24 +9,23 @@ from pathlib import Path
 
 import httpx
 import trio
+from gatewaykit import seed_settings
 from report_receivers import HttpReceiver, free_port, start_http_receiver
 
 from mbusgw.gateway.app import Gateway
 from mbusgw.gateway.settings import SECRET_MASK, InterfaceConfig, StartupConfig
-from mbusgw.gateway.store import Store, store_path
 
 PASSWORD = "s3cret-report-pw"
 
 
 async def test_reports_and_modbus_map_over_the_api(tmp_path: Path) -> None:
-    store = Store.open(store_path(tmp_path))
-    store.update_settings(
+    seed_settings(
+        tmp_path,
         {
             "modbus": {"host": "127.0.0.1", "port": 0},
             "reading": {"read_at_start": False, "schedule": "0 0 1 1 *"},
-        }
+        },
     )
-    store.close()
     port = free_port()
     line = InterfaceConfig(name="sim1", kind="simulator", baud=9600, meters=3)
     startup = StartupConfig(tmp_path, web_host="127.0.0.1", web_port=port, interfaces=(line,))

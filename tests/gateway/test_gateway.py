@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from gatewaykit import seed_settings
 
 from mbusgw.gateway.app import Gateway
 from mbusgw.gateway.meters import MeterListError
@@ -24,15 +25,6 @@ from mbusgw.gateway.store import ReadingStatus, Store, store_path
 from mbusgw.gateway.supervisor import FunctionService
 
 QUIET = {"modbus": {"enabled": False}, "reading": {"schedule": "0 0 1 1 *"}}
-
-
-def seed_settings(data_dir: Path, changes: dict) -> None:
-    """Settings as a user would have saved them before this start."""
-    store = Store.open(store_path(data_dir))
-    try:
-        store.update_settings(changes)
-    finally:
-        store.close()
 
 
 def stored(data_dir: Path) -> tuple[int, dict[str, int]]:

@@ -8,20 +8,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import trio
+from gatewaykit import seed_settings
 
 from mbusgw.gateway.app import Gateway
 from mbusgw.gateway.events import METER_NOT_SEEN
 from mbusgw.gateway.search import SearchRequest
 from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
-from mbusgw.gateway.store import Store, store_path
-
-
-def seed_settings(data_dir: Path, changes: dict) -> None:
-    store = Store.open(store_path(data_dir))
-    try:
-        store.update_settings(changes)
-    finally:
-        store.close()
 
 
 def mbusgw(*args: str) -> subprocess.CompletedProcess:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 import trio
+from webrig import free_port
 
 from mbusgw.gateway.app import Gateway
 from mbusgw.gateway.lines import meters_on, simulated_line
@@ -25,12 +25,6 @@ from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
 LINE = InterfaceConfig(name="sim1", kind="simulator", baud=2400, meters=6)
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def meter_list() -> str:

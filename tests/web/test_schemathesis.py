@@ -4,13 +4,13 @@ and every response must match the document."""
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
+from webrig import free_port
 
 from mbusgw.gateway.app import Gateway
 from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
@@ -23,12 +23,6 @@ CHECKS = ",".join(
     ("not_a_server_error", "status_code_conformance", "content_type_conformance")
     + ("response_schema_conformance",)
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_no_server_errors(tmp_path: Path) -> None:

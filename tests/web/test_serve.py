@@ -3,7 +3,6 @@ HTTP, switching to HTTPS through the API, and client-certificate authentication.
 
 from __future__ import annotations
 
-import socket
 import ssl
 from pathlib import Path
 
@@ -12,14 +11,9 @@ import pytest
 import trio
 import trustme
 from conftest import ADMIN
+from webrig import free_port
 
 from mbusgw.web.serve import WebService
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def wait_for_reload(service: WebService, reloads: int, url: str) -> None:

@@ -5,6 +5,7 @@ check every API response against the OpenAPI document."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -177,3 +178,10 @@ def _split_template(path: str) -> list[str]:
     import re
 
     return [part for part in re.split(r"(\{[^}]+\})", path) if part]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (for a served gateway)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
