@@ -40,10 +40,6 @@ from mbusgw.core import decode
 from mbusgw.core.errors import MBusError
 from mbusgw.core.frame import (
     Discarded,
-    FrameParser,
-    LongFrame,
-    ShortFrame,
-    SingleChar,
     application_reset,
     req_ud2,
     select_secondary,
@@ -51,14 +47,13 @@ from mbusgw.core.frame import (
 )
 from mbusgw.gateway.errors import BusError, Collision, LineDown, NoResponse
 from mbusgw.gateway.meters import AddressingMode, MultiTelegram
+from mbusgw.gateway.reception import Reception, expected_kind, raw_frame
 from mbusgw.gateway.settings import ConfigError, LineTiming
 from mbusgw.gateway.transport import ReconnectingLine, Transport, check_baudrate
 
 ADDRESS_SELECTED = 0xFD
-LONG_START = 0x68
 COLLISION_QUIET_CHARS = 20
 BITS_PER_CHAR = 11
-RSP_UD_FUNCTION = 0x08  # C field of a slave's user data, without the ACD/DFC bits
 
 
 @dataclass(frozen=True)
@@ -296,35 +291,6 @@ def more_records_follow(raw: bytes) -> bool:
         return False  # an undecodable telegram: do not ask for more; the caller sees the error
 
 
-class EchoCanceller:
-    """Drops the echo of the request that some converters send back before the answer. Bytes
-    are held while they match the request; on a mismatch they were an answer after all and are
-    given back."""
-
-    def __init__(self, request: bytes) -> None:
-        self._expected = request
-        self._matched = 0
-        self._active = True
-        self.seen = False
-
-    def filter(self, data: bytes) -> bytes:
-        if not self._active:
-            return data
-        expected = self._expected
-        i = 0
-        while i < len(data) and self._matched < len(expected):
-            if data[i] != expected[self._matched]:
-                self._active = False
-                return expected[: self._matched] + data[i:]
-            i += 1
-            self._matched += 1
-        if self._matched == len(expected):
-            self._active = False
-            self.seen = True
-            return data[i:]
-        return b""
-
-
 @dataclass(frozen=True)
 class _Ping:
     address: int
@@ -375,34 +341,6 @@ class _Reply:
     result: outcome.Outcome | None = None
 
 
-@dataclass
-class _Reception:
-    events: list = field(default_factory=list)
-    first_at: float | None = None
-    last_at: float | None = None
-    garbled: bool = False
-    head: bytes = b""  # the first two bytes: a long frame's length is in the second
-    count: int = 0  # bytes received
-    paced: bool = False
-
-
-def _expected_kind(event: object, expect_ack: bool | None) -> bool:
-    if expect_ack is None:
-        return not isinstance(event, Discarded)
-    if expect_ack:
-        return isinstance(event, SingleChar)
-    return isinstance(event, LongFrame) and event.control & 0x0F == RSP_UD_FUNCTION
-
-
-def _raw(event: object) -> bytes:
-    if isinstance(event, SingleChar):
-        return b"\xe5"
-    if isinstance(event, ShortFrame):
-        control, address = event.control, event.address
-        return bytes((0x10, control, address, (control + address) & 0xFF, 0x16))
-    return event.raw  # type: ignore[attr-defined]
-
-
 class BusMaster:
     """The master of one line. Start ``run`` in a nursery (``await nursery.start(bus.run)``),
     then call the request methods from any task."""
@@ -422,12 +360,12 @@ class BusMaster:
         self.name = name or transport.name
         self.stats = BusStats()
         self._requests, self._incoming = trio.open_memory_channel[tuple[Any, Any]](queue)
-        self._rx_send, self._rx = trio.open_memory_channel[tuple[float, Any]](math.inf)
         self._running = False
-        self._quiet_at = -math.inf
-        self._pace_until = -math.inf
-        self._listening = False
-        self._processed = trio.Event()
+        self._quiet_at = -math.inf  # when the line's last activity ended
+        self._reception: Reception | None = None  # the answer being received
+        self._threshold = False  # the stream holds bytes back until a frame's rest is there
+        self._stray = 0  # bytes received since the last exchange
+        self._stray_at = -math.inf  # when the last of them came
         self._garbled = False
         self._fcb: dict[Any, bool] = {}
         self._handlers = {
@@ -476,6 +414,8 @@ class BusMaster:
                 pending.done.set()
 
     async def _receive_forever(self) -> None:
+        """Read the line for as long as the bus runs. Bytes go to the answer being received;
+        between exchanges they are stray (late answers, noise) and only counted."""
         reconnects = isinstance(self.transport, ReconnectingLine)
         while True:
             try:
@@ -483,22 +423,33 @@ class BusMaster:
             except trio.ClosedResourceError:
                 return
             except trio.BrokenResourceError as exc:
-                self._rx_send.send_nowait((trio.current_time(), exc))
+                self._line_failed(exc)
                 if reconnects:
                     continue  # the next receive waits for the next connection
                 return
+            at = trio.current_time()
             if not data:
-                eof = trio.BrokenResourceError(f"{self.name}: closed by the other end")
-                self._rx_send.send_nowait((trio.current_time(), eof))
+                self._line_failed(trio.BrokenResourceError(f"{self.name}: closed by the other end"))
                 return
-            processed = self._processed = trio.Event()
-            self._rx_send.send_nowait((trio.current_time(), data))
-            if self._listening:
-                await processed.wait()  # the exchange looks at the bytes first
-            if self._pace_until > trio.current_time():
-                # the rest of a long frame is still on the wire: let it gather in the
-                # kernel's buffer instead of waking for every byte (CPU on weak hardware)
-                await trio.sleep_until(self._pace_until)
+            reception = self._reception
+            if reception is None:
+                self._stray += len(data)
+                self._stray_at = at
+                continue
+            reception.take(at, data)
+            if reception.remaining and reception.pace_until > at and not reception.done.is_set():
+                # the rest of a long frame is still on the wire: let it gather in the kernel's
+                # buffer instead of waking for every few bytes (CPU on weak hardware)
+                if self.transport.set_receive_threshold(reception.remaining):
+                    self._threshold = True
+                else:
+                    await trio.sleep_until(reception.pace_until)
+
+    def _line_failed(self, error: trio.BrokenResourceError) -> None:
+        """A break while an answer is awaited fails the exchange; between exchanges the next
+        send tells."""
+        if self._reception is not None:
+            self._reception.fail(error)
 
     async def submit(self, request: Any) -> Any:
         if not self._running:
@@ -576,17 +527,6 @@ class BusMaster:
     def _times(self, timing: Timing | None = None) -> LineTimes:
         return resolve(timing or self.timing, self.transport.baudrate)
 
-    def _drain(self) -> int:
-        stray = 0
-        while True:
-            try:
-                _, data = self._rx.receive_nowait()
-            except trio.WouldBlock:
-                return stray
-            if isinstance(data, BaseException):
-                continue  # a break that happened between exchanges: the send will tell
-            stray += len(data)
-
     async def exchange(
         self,
         request: bytes,
@@ -601,40 +541,53 @@ class BusMaster:
             await trio.sleep_until(self._quiet_at + times.gap)
         if self._garbled:
             await self._settle(times.recovery)
-        stray = self._drain()
+        stray, self._stray = self._stray, 0
         self.stats.stray_bytes += stray
-        with trio.CancelScope(shield=True):
-            sent_at = trio.current_time()
-            try:
-                await self.transport.send_all(request)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise LineDown(f"{self.name}: {exc}") from exc
+        sent_at = trio.current_time()
         request_end = sent_at + len(request) * times.char
-        self.stats.bytes_sent += len(request)
-        echo = EchoCanceller(request)
-        window_end = request_end + times.no_answer
-        reception = await self._receive(echo, window_end, times, expect_ack, strict)
+        reception = self._reception = Reception(
+            request,
+            request_end + times.no_answer,
+            char=times.char,
+            char_gap=times.char_gap,
+            expect_ack=expect_ack,
+            strict=strict,
+        )
+        try:
+            await self._send(request)
+            await self._await_answer(reception)
+        finally:
+            self._reception = None
+            if self._threshold:
+                self._threshold = False
+                self.transport.set_receive_threshold(1)
+        if reception.error is not None:
+            raise LineDown(str(reception.error)) from reception.error
         got = reception.events
-        frames = tuple(_raw(e) for e in got if not isinstance(e, Discarded))
+        frames = tuple(raw_frame(e) for e in got if not isinstance(e, Discarded))
         detail = ""
         if reception.first_at is None:
             result = Outcome.SILENT
-        elif reception.garbled or len(got) != 1 or not _expected_kind(got[0], expect_ack):
+        elif reception.garbled or len(got) != 1 or not expected_kind(got[0], expect_ack):
             result = Outcome.GARBLED
             detail = ", ".join(type(e).__name__ for e in got)
         else:
             result = Outcome.ANSWER
         done_at = trio.current_time()
-        self._quiet_at = max(request_end, reception.last_at or -math.inf)
+        last_at = reception.last_at
+        self._quiet_at = request_end if last_at is None else max(request_end, last_at)
         self._garbled = result is Outcome.GARBLED
-        self.stats.exchanges += 1
-        self.stats.echoes += echo.seen
+        stats = self.stats
+        stats.exchanges += 1
+        stats.bytes_sent += len(request)
+        stats.bytes_received += reception.count
+        stats.echoes += reception.echo_seen
         if result is Outcome.SILENT:
-            self.stats.silent += 1
+            stats.silent += 1
         elif result is Outcome.GARBLED:
-            self.stats.garbled += 1
+            stats.garbled += 1
         else:
-            self.stats.answers += 1
+            stats.answers += 1
         exchange = Exchange(
             request,
             result,
@@ -643,7 +596,7 @@ class BusMaster:
             request_end,
             reception.first_at,
             done_at,
-            echo=echo.seen,
+            echo=reception.echo_seen,
             stray=stray,
             detail=detail,
         )
@@ -651,115 +604,53 @@ class BusMaster:
             self.on_exchange(exchange)
         return exchange
 
-    def _pace(self, rec: _Reception, at: float, times: LineTimes) -> None:
-        """Once the length of the long frame being received is known, tell the receiving task
-        when the frame can be complete (once: if bytes are still missing then, it reads them
-        as they come)."""
-        head = rec.head
-        if rec.paced or len(head) < 2:
-            self._pace_until = -math.inf
+    async def _send(self, request: bytes) -> None:
+        """Put the request on the line, shielded from cancellation (half a frame on the wire
+        would confuse every meter). A stream that can take it at once is not waited on."""
+        try:
+            sent = self.transport.send_now(request)
+            if sent < len(request):
+                with trio.CancelScope(shield=True):
+                    await self.transport.send_all(request[sent:])
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise LineDown(f"{self.name}: {exc}") from exc
+
+    async def _await_answer(self, reception: Reception) -> None:
+        """Wait until the answer is complete, or until the line has been silent long enough:
+        the receiving task moves the deadline as bytes come in."""
+        grace = True
+        while True:
+            with trio.CancelScope(deadline=reception.deadline) as scope:
+                reception.scope = scope
+                await reception.done.wait()
+            reception.scope = None
+            if reception.done.is_set():
+                return
+            if trio.current_time() < reception.deadline:
+                continue  # bytes came in as the deadline passed: it moved on
+            if self._threshold and grace:
+                # the stream held back an incomplete rest of a frame: hand over what is there
+                # and give it the silence that ends an answer to arrive
+                grace = False
+                self._threshold = False
+                self.transport.set_receive_threshold(1)
+                reception.move_deadline(trio.current_time() + reception.char_gap)
+                continue
+            if reception.buffered and not reception.garbled:
+                reception.garbled = True  # a truncated answer: is a late meter still coming?
+                if reception.deadline < reception.window_end:
+                    reception.move_deadline(reception.window_end)
+                    continue
+            reception.finish()
             return
-        rec.paced = True
-        if head[0] == LONG_START:
-            self._pace_until = at + (head[1] + 6 - rec.count) * times.char
 
     async def _settle(self, quiet: float) -> None:
         """Wait until nothing has arrived for ``quiet`` seconds (the end of a garble)."""
-        since = self._quiet_at
         while True:
-            with trio.move_on_at(since + quiet):
-                at, data = await self._rx.receive()
-                if not isinstance(data, BaseException):
-                    self.stats.stray_bytes += len(data)
-                since = at
-                continue
-            return
-
-    async def _receive(
-        self,
-        echo: EchoCanceller,
-        window_end: float,
-        times: LineTimes,
-        expect_ack: bool | None,
-        strict: bool,
-    ) -> _Reception:
-        self._listening = True
-        try:
-            return await self._collect(echo, window_end, times, expect_ack, strict)
-        finally:
-            self._listening = False
-            self._pace_until = -math.inf
-            self._processed.set()
-
-    async def _collect(
-        self,
-        echo: EchoCanceller,
-        window_end: float,
-        times: LineTimes,
-        expect_ack: bool | None,
-        strict: bool,
-    ) -> _Reception:
-        parser = FrameParser()
-        rec = _Reception()
-        deadline = window_end
-        while True:
-            with trio.move_on_at(deadline):
-                at, data = await self._rx.receive()
-                try:
-                    complete = self._take(rec, parser, echo, at, data, times, expect_ack)
-                finally:
-                    self._processed.set()  # the receiving task may go on (or pace itself)
-                if complete and not strict:
-                    return rec
-                # wait for the rest (which the receiving task may gather while paced); once
-                # garbled (or listening strictly) also for late meters
-                if rec.last_at is not None:
-                    deadline = max(rec.last_at, self._pace_until) + times.char_gap
-                if rec.garbled or strict:
-                    deadline = max(deadline, window_end)
-                continue
-            # silence until the deadline
-            if parser.buffered and not rec.garbled:
-                rec.garbled = True  # a truncated answer: make sure no late meter is still coming
-                if deadline < window_end:
-                    deadline = window_end
-                    continue
-            rec.events += parser.flush()
-            if any(isinstance(e, Discarded) for e in rec.events):
-                rec.garbled = True
-            return rec
-
-    def _take(
-        self,
-        rec: _Reception,
-        parser: FrameParser,
-        echo: EchoCanceller,
-        at: float,
-        data: Any,
-        times: LineTimes,
-        expect_ack: bool | None,
-    ) -> bool:
-        """One chunk from the line; True once it completes a clean answer of the kind asked."""
-        if isinstance(data, BaseException):
-            raise LineDown(str(data)) from data
-        data = echo.filter(data)
-        if not data:
-            return False
-        self.stats.bytes_received += len(data)
-        if rec.first_at is None:
-            rec.first_at = at
-        rec.last_at = at
-        parser.feed(data)
-        if len(rec.head) < 2:
-            rec.head += data[: 2 - len(rec.head)]
-        rec.count += len(data)
-        self._pace(rec, at, times)
-        rec.events += parser.events()
-        events = rec.events
-        if any(isinstance(e, Discarded) for e in events) or len(events) > 1:
-            rec.garbled = True
-        clean = not rec.garbled and parser.buffered == 0 and len(events) == 1
-        return clean and _expected_kind(events[0], expect_ack)
+            until = max(self._quiet_at, self._stray_at) + quiet
+            if until <= trio.current_time():
+                return
+            await trio.sleep_until(until)
 
     # ------------------------------------------------------------------ exchanges with retries
 

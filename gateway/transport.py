@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import socket
 import termios
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable
@@ -52,6 +53,53 @@ class Transport(trio.abc.Stream):
         if baud != self.baudrate:
             raise ConfigError({"baudrate": f"{self.name} runs at a fixed {self.baudrate} baud"})
 
+    def send_now(self, data: bytes) -> int:
+        """Write what the stream takes without waiting; returns how many bytes that was (0
+        where the stream cannot tell). A request of a few bytes then costs no task switch."""
+        return 0
+
+    def set_receive_threshold(self, count: int) -> bool:
+        """Ask the stream not to end ``receive_some`` before ``count`` bytes are waiting (1:
+        as soon as there is any), so the rest of a long frame arrives in one piece; a caller
+        that stops waiting sets 1 again and then gets what is there. False where the stream
+        cannot (the caller then paces itself)."""
+        return False
+
+
+def _descriptor(stream: trio.abc.Stream | None) -> int | None:
+    """The non-blocking descriptor under a TCP connection or a serial port, if any."""
+    if isinstance(stream, trio.SocketStream):
+        return stream.socket.fileno()
+    if isinstance(stream, trio.lowlevel.FdStream):
+        return stream.fileno()
+    if isinstance(stream, StreamTransport):
+        return _descriptor(stream._io)
+    return None
+
+
+def _write_now(stream: trio.abc.Stream | None, data: bytes) -> int:
+    """Bytes of ``data`` written to ``stream``'s descriptor without blocking (0: it would
+    block, there is no descriptor, or it failed: ``send_all`` then says how). Only the task
+    that owns the sending side may call this."""
+    fd = _descriptor(stream)
+    if fd is None or fd < 0:
+        return 0
+    try:
+        return os.write(fd, data)
+    except OSError:
+        return 0
+
+
+def _receive_low_water(stream: trio.abc.Stream | None, count: int) -> bool:
+    """SO_RCVLOWAT on a TCP connection: readable (and woken) only once ``count`` bytes wait."""
+    if not isinstance(stream, trio.SocketStream):
+        return False
+    try:
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, count))
+    except OSError:
+        return False
+    return True
+
 
 class StreamTransport(Transport):
     """Any trio stream (a TCP connection, a memory stream in tests) at a fixed baud rate."""
@@ -73,6 +121,12 @@ class StreamTransport(Transport):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         return await self._io.receive_some(max_bytes)
+
+    def send_now(self, data: bytes) -> int:
+        return _write_now(self._io, data)
+
+    def set_receive_threshold(self, count: int) -> bool:
+        return _receive_low_water(self._io, count)
 
     async def aclose(self) -> None:
         await self._io.aclose()
@@ -256,6 +310,13 @@ class ReconnectingLine(Transport):
     async def wait_send_all_might_not_block(self) -> None:
         stream = await self.connect()
         await stream.wait_send_all_might_not_block()
+
+    def send_now(self, data: bytes) -> int:
+        # not connected: send_all connects (or says why it cannot)
+        return _write_now(self._stream, data)
+
+    def set_receive_threshold(self, count: int) -> bool:
+        return _receive_low_water(self._stream, count)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         """Bytes from the line; while the line is down this waits for the next connection."""

@@ -10,7 +10,6 @@ import trio.testing
 from mbusgw.core import decode
 from mbusgw.gateway.bus import (
     BusMaster,
-    EchoCanceller,
     MeterAddress,
     ProbeKind,
     ReadSettings,
@@ -20,6 +19,7 @@ from mbusgw.gateway.bus import (
 )
 from mbusgw.gateway.errors import Collision, LineDown, NoResponse
 from mbusgw.gateway.meters import AddressingMode, MultiTelegram
+from mbusgw.gateway.reception import EchoCanceller
 from mbusgw.gateway.settings import ConfigError, LineTiming
 from mbusgw.gateway.simulator import MEDIAN_TEMPLATE, SimLine, make_meter
 from mbusgw.gateway.transport import StreamTransport
