@@ -126,18 +126,24 @@ class Timing:
     def from_settings(cls, line: LineTiming, overrides: dict[str, float] | None = None) -> Timing:
         """From the stored settings (table 8 in ms, retries counted after the first try), with
         a meter's overrides (same field names) applied; 0 ms timeout/gap = derived."""
-        values = {**asdict(line), **(overrides or {})}
-        unknown = set(values) - {f.name for f in fields(LineTiming)}
-        if unknown:
-            raise ConfigError({f"timing.{name}": "unknown setting" for name in sorted(unknown)})
-        return cls(
-            response_timeout=values["response_timeout_ms"] / 1000 or None,
-            read_attempts=int(values["read_retries"]) + 1,
-            select_attempts=int(values["select_retries"]) + 1,
-            wait_after_init=values["wait_after_init_ms"] / 1000,
-            collision_recovery=values["collision_recovery_ms"] / 1000 or None,
-            inter_frame_gap=values["inter_frame_gap_ms"] / 1000 or None,
-        )
+        return _timing_from_settings(line, tuple(sorted((overrides or {}).items())))
+
+
+@functools.lru_cache(maxsize=1024)
+def _timing_from_settings(line: LineTiming, overrides: tuple[tuple[str, float], ...]) -> Timing:
+    """One ``Timing`` per distinct setting (the meters of a line mostly share one)."""
+    values = {**asdict(line), **dict(overrides)}
+    unknown = set(values) - {f.name for f in fields(LineTiming)}
+    if unknown:
+        raise ConfigError({f"timing.{name}": "unknown setting" for name in sorted(unknown)})
+    return Timing(
+        response_timeout=values["response_timeout_ms"] / 1000 or None,
+        read_attempts=int(values["read_retries"]) + 1,
+        select_attempts=int(values["select_retries"]) + 1,
+        wait_after_init=values["wait_after_init_ms"] / 1000,
+        collision_recovery=values["collision_recovery_ms"] / 1000 or None,
+        inter_frame_gap=values["inter_frame_gap_ms"] / 1000 or None,
+    )
 
 
 def response_bound(baud: int) -> float:
