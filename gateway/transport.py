@@ -90,6 +90,27 @@ def _write_now(stream: trio.abc.Stream | None, data: bytes) -> int:
         return 0
 
 
+async def _receive(stream: trio.abc.Stream, max_bytes: int | None) -> bytes | bytearray:
+    """``stream.receive_some``, on a descriptor the lean way: wait until it is readable, then
+    read once (trio's own way tries a read first and yields once more, which on an idle line
+    only costs time: the bytes of an answer are never there yet)."""
+    fd = _descriptor(stream)
+    if fd is None:
+        return await stream.receive_some(max_bytes)
+    while True:
+        if fd < 0:
+            raise trio.ClosedResourceError("the stream was closed")
+        await trio.lowlevel.wait_readable(fd)
+        try:
+            return os.read(fd, max_bytes or 65536)
+        except BlockingIOError:
+            continue
+        except OSError as exc:
+            if exc.errno == errno.EBADF:
+                raise trio.ClosedResourceError("the stream was closed") from None
+            raise trio.BrokenResourceError(f"receiving failed: {exc}") from exc
+
+
 def _receive_low_water(stream: trio.abc.Stream | None, count: int) -> bool:
     """SO_RCVLOWAT on a TCP connection: readable (and woken) only once ``count`` bytes wait."""
     if not isinstance(stream, trio.SocketStream):
@@ -120,7 +141,7 @@ class StreamTransport(Transport):
         await self._io.wait_send_all_might_not_block()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self._io.receive_some(max_bytes)
+        return await _receive(self._io, max_bytes)
 
     def send_now(self, data: bytes) -> int:
         return _write_now(self._io, data)
@@ -328,7 +349,7 @@ class ReconnectingLine(Transport):
                 await self._connected.wait()
                 continue
             try:
-                data = await stream.receive_some(max_bytes)
+                data = await _receive(stream, max_bytes)
             except trio.ClosedResourceError:
                 continue  # dropped by a sender meanwhile; wait for the next connection
             except (trio.BrokenResourceError, OSError) as exc:
