@@ -307,6 +307,7 @@ class _Read:
     address: MeterAddress
     settings: ReadSettings
     on_telegram: Callable[[int], None] | None = None
+    keep_link: bool = False
 
 
 @dataclass(frozen=True)
@@ -373,7 +374,8 @@ class BusMaster:
         self._stray = 0  # bytes received since the last exchange
         self._stray_at = -math.inf  # when the last of them came
         self._garbled = False
-        self._fcb: dict[Any, bool] = {}
+        self._fcb: dict[Any, bool] = {}  # (mode, address) → the FCB of the last REQ_UD2
+        self._linked: set[Any] = set()  # (mode, address) whose last read left a known state
         self._handlers = {
             _Ping: self._handle_ping,
             _Read: self._handle_read,
@@ -395,7 +397,13 @@ class BusMaster:
                 nursery.start_soon(self._receive_forever)
                 self._running = True
                 task_status.started()
-                async for request, reply in self._incoming:
+                while True:
+                    try:
+                        request, reply = self._incoming.receive_nowait()
+                    except trio.WouldBlock:
+                        request, reply = await self._incoming.receive()
+                    if type(request) is not _Read:
+                        self._linked.clear()  # anything else may reach any meter's link
                     handler = self._handlers[type(request)]
                     try:
                         reply.result = outcome.Value(await handler(request))
@@ -461,7 +469,10 @@ class BusMaster:
         if not self._running:
             raise LineDown(f"{self.name}: the bus task is not running")
         reply = _Reply()
-        await self._requests.send((request, reply))
+        try:
+            self._requests.send_nowait((request, reply))  # no extra task switch
+        except trio.WouldBlock:
+            await self._requests.send((request, reply))
         await reply.done.wait()
         return reply.result.unwrap()
 
@@ -477,10 +488,15 @@ class BusMaster:
         settings: ReadSettings | None = None,
         *,
         on_telegram: Callable[[int], None] | None = None,
+        keep_link: bool = False,
     ) -> Reading:
         """Read one meter completely (every telegram, up to the limit). ``on_telegram(n)`` is
-        called in the bus task after each telegram (a progress display)."""
-        return await self.submit(_Read(address, settings or ReadSettings(), on_telegram))
+        called in the bus task after each telegram (a progress display). ``keep_link`` (reading
+        back to back) leaves out the SND_NKE of a primary read while this master knows the
+        meter's link state: its previous request to the meter was this master's read, one
+        complete telegram, answered."""
+        settings = settings or ReadSettings()
+        return await self.submit(_Read(address, settings, on_telegram, keep_link))
 
     async def probe_primary(self, address: int) -> Probe:
         """Scan step: is there one meter at ``address`` (0-250), several, or none?"""
@@ -732,6 +748,7 @@ class BusMaster:
         settings = request.settings
         if settings.baud is not None and settings.baud != self.transport.baudrate:
             self.transport.set_baudrate(settings.baud)
+            self._linked.clear()
         modes = [m for m in settings.modes if request.address.supports(m)]
         if not modes:
             raise ConfigError({"address": f"{request.address} has no address for {settings.modes}"})
@@ -748,9 +765,15 @@ class BusMaster:
         times = self._times(settings.timing)
         follow = self._times(settings.follow_up or settings.timing)
         started = trio.current_time()
-        link, requests = await self._address(address, mode, times, settings.init)
-        key = (mode, address.primary if mode is AddressingMode.PRIMARY else address.secondary)
-        reset = mode is not AddressingMode.PRIMARY or settings.init
+        primary = mode is AddressingMode.PRIMARY
+        key = (mode, address.primary if primary else address.secondary)
+        # the meter's primary link state is unknown after this read until it has succeeded
+        linked = request.keep_link and key in self._linked
+        self._linked.discard(key)
+        self._linked.discard((AddressingMode.PRIMARY, address.primary))
+        init = settings.init and not linked
+        link, requests = await self._address(address, mode, times, init)
+        reset = not primary or init
         fcb = True if reset else not self._fcb.get(key, False)
         limit = 1 if settings.multi_telegram is MultiTelegram.OFF else settings.telegram_limit
         frames: list[bytes] = []
@@ -773,6 +796,10 @@ class BusMaster:
             complete = not more_records_follow(exchange.frame)
             if complete:
                 break
+        if primary and complete and len(frames) == 1:
+            # the next REQ_UD2 with the other FCB asks this meter for a new telegram; after a
+            # multi-telegram answer only SND_NKE surely starts again at the first
+            self._linked.add(key)
         return Reading(
             address,
             mode,

@@ -50,9 +50,11 @@ class BusLine:
         self.mbus = MBusSettings()
         self._plans: dict[str, tuple[Meter, MBusSettings, MeterAddress, ReadSettings]] = {}
 
-    async def read_meter(self, meter: Meter) -> BusReply:
+    async def read_meter(self, meter: Meter, *, continuous: bool = False) -> BusReply:
+        """``continuous``: read back to back, so the meter's link state from its previous
+        read is fresh (no SND_NKE while it is known)."""
         address, settings = self._read_plan(meter)
-        reading = await self.master.read(address, settings)
+        reading = await self.master.read(address, settings, keep_link=continuous)
         return BusReply(reading.frames, reading.attempts, reading.duration, reading.finished)
 
     def _read_plan(self, meter: Meter) -> tuple[MeterAddress, ReadSettings]:

@@ -36,7 +36,9 @@ class BusReply:
 class LineReader(Protocol):
     """The part of a bus master the pipeline uses; raises ``Exception`` when a read fails."""
 
-    async def read_meter(self, meter: Meter) -> BusReply: ...
+    async def read_meter(self, meter: Meter, *, continuous: bool = False) -> BusReply:
+        """``continuous``: one of the back-to-back reads of continuous mode."""
+        ...
 
 
 @dataclass
@@ -125,7 +127,7 @@ class ReadingPipeline:
         self.live = live
         self.health = health if health is not None else {}
 
-    async def read_one(self, meter: Meter) -> MeterReading:
+    async def read_one(self, meter: Meter, *, continuous: bool = False) -> MeterReading:
         line = self.lines.get(meter.interface)
         if line is None:
             reading = MeterReading(
@@ -136,7 +138,7 @@ class ReadingPipeline:
             )
         else:
             try:
-                reply = await line.read_meter(meter)
+                reply = await line.read_meter(meter, continuous=continuous)
             except Exception as exc:
                 reading = MeterReading(
                     meter,
@@ -227,5 +229,5 @@ class ReadingPipeline:
                 await trio.sleep(1.0)  # nothing installed on this line yet
                 continue
             for meter in meters:
-                await self.read_one(meter)
+                await self.read_one(meter, continuous=True)
             await trio.sleep(0)  # let the scheduled cycle and the services in between

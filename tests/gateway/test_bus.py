@@ -214,6 +214,30 @@ async def test_a_lost_follow_up_answer_is_asked_for_again(sim_bus, autojump_cloc
             await bus.read(at(1), strict_follow_up, on_telegram=lose_next_answer)
 
 
+async def test_reading_back_to_back_keeps_a_known_link(sim_bus, autojump_clock) -> None:
+    meters = [meter(1), meter(2, "22222222", template="abb_delta", telegrams=3)]
+    async with sim_bus(meters) as (bus, line):
+        first = await bus.read(at(1), keep_link=True)
+        again = await bus.read(at(1), keep_link=True)
+        assert (first.attempts, again.attempts) == (2, 1)  # SND_NKE + REQ_UD2, then REQ_UD2
+        # the other FCB: a new telegram, not the previous one repeated
+        access = [decode(r.frames[0]).header.access_number for r in (first, again)]
+        assert access[1] == (access[0] + 1) % 256
+        # a scheduled read (and any other request) initialises, and the link is unknown again
+        assert (await bus.read(at(1))).attempts == 2
+        await bus.ping(1)
+        assert (await bus.read(at(1), keep_link=True)).attempts == 2
+        # a read that failed leaves the link state unknown
+        line.meters[0].ignore_next = 3
+        with pytest.raises(NoResponse):
+            await bus.read(at(1), keep_link=True)
+        assert (await bus.read(at(1), keep_link=True)).attempts == 2
+        # a multi-telegram meter starts again at its first telegram only after SND_NKE
+        for _ in range(2):
+            multi = await bus.read(at(2), keep_link=True)
+            assert multi.attempts == 4 and len(multi.frames) == 3 and multi.complete
+
+
 async def test_secondary_enhanced_and_fallback_addressing(sim_bus, autojump_clock) -> None:
     device = meter(7, "1234567A", fabrication="00112233")
     async with sim_bus([device]) as (bus, _):

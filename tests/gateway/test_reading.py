@@ -29,9 +29,11 @@ class ReplayLine:
         self.delay = delay
         self.failing = set(failing)
         self.reads: list[tuple[str, float]] = []
+        self.continuous: list[bool] = []
 
-    async def read_meter(self, meter: Meter) -> BusReply:
+    async def read_meter(self, meter: Meter, *, continuous: bool = False) -> BusReply:
         self.reads.append((meter.key, trio.current_time()))
+        self.continuous.append(continuous)
         await trio.sleep(self.delay)
         if meter.key in self.failing:
             raise TimeoutError(f"no response from {meter.key}")
@@ -64,6 +66,7 @@ async def test_cycle_reads_lines_in_parallel_and_accounts(autojump_clock) -> Non
         meter("C1", "nowhere"),
     ]
     result = await pipeline.read_cycle(meters)
+    assert not any(lines["a"].continuous)
     # two lines in parallel, two meters each in series: one second in all
     assert (result.finished - result.started).total_seconds() == 1.0
     assert {r.meter.key for r in result.failed} == {"B2", "C1"}
@@ -83,7 +86,7 @@ async def test_cycle_reads_lines_in_parallel_and_accounts(autojump_clock) -> Non
 
 async def test_corrupt_reply_fails_the_reading_but_keeps_the_bytes(autojump_clock) -> None:
     class BadLine(ReplayLine):
-        async def read_meter(self, meter: Meter) -> BusReply:
+        async def read_meter(self, meter: Meter, *, continuous: bool = False) -> BusReply:
             truncated = FRAME[:6] + FRAME[7:]  # the CI byte is gone: checksum and length fail
             return BusReply((truncated,))
 
@@ -105,3 +108,4 @@ async def test_continuous_mode_reads_back_to_back_into_the_snapshot(autojump_clo
     starts = [t for _, t in line.reads]
     assert starts == [i * 0.25 for i in range(41)]
     assert live.version == 40
+    assert all(line.continuous)  # the lines may keep the meters' link state between reads
