@@ -369,6 +369,7 @@ class BusMaster:
         self._requests, self._incoming = trio.open_memory_channel[tuple[Any, Any]](queue)
         self._running = False
         self._quiet_at = -math.inf  # when the line's last activity ended
+        self._gap = 0.0  # the inter-frame gap of the last exchange
         self._reception: Reception | None = None  # the answer being received
         self._threshold = False  # the stream holds bytes back until a frame's rest is there
         self._stray = 0  # bytes received since the last exchange
@@ -414,6 +415,10 @@ class BusMaster:
                     except Exception as exc:  # the caller gets it; the line keeps serving
                         reply.result = outcome.Error(exc)
                     reply.done.set()  # a caller that gave up waiting simply never looks
+                    # keep the inter-frame gap now: the next request (a caller reading back
+                    # to back sends it meanwhile) then goes out without another wake-up
+                    if self._quiet_at + self._gap > trio.current_time():
+                        await trio.sleep_until(self._quiet_at + self._gap)
         finally:
             self._running = False
             stopped = LineDown(f"{self.name}: the bus task stopped")
@@ -559,6 +564,7 @@ class BusMaster:
     ) -> Exchange:
         """Send ``request`` and receive the answer. ``strict`` listens until the answer window
         has closed even after a complete frame (a scan must notice a second, late meter)."""
+        self._gap = times.gap
         if self._quiet_at + times.gap > trio.current_time():
             await trio.sleep_until(self._quiet_at + times.gap)
         if self._garbled:
