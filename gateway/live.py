@@ -1,16 +1,21 @@
 """The continuous-read snapshot: the latest reading of each meter, in memory only.
 
 Continuous read mode writes here and never to the database. REST, Modbus and JSON-RPC read
-from here; ``wait_for_change`` lets a consumer follow updates without polling.
+from here; ``wait_for_change`` lets a consumer follow updates without polling, and
+``changes_since`` tells it which readings are new without going through every meter.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import trio
+
+RECENT = 256  # updates kept for ``changes_since``
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +35,14 @@ class LiveSnapshot:
         self._last_good: dict[str, LiveReading] = {}
         self.version = 0
         self._changed = trio.Event()
+        self._recent: deque[LiveReading] = deque(maxlen=RECENT)
 
     def update(self, reading: LiveReading) -> None:
         self._readings[reading.meter_key] = reading
         if reading.ok:
             self._last_good[reading.meter_key] = reading
         self.version += 1
+        self._recent.append(reading)
         self._changed.set()
         self._changed = trio.Event()
 
@@ -49,6 +56,14 @@ class LiveSnapshot:
 
     def all_last_good(self) -> dict[str, LiveReading]:
         return dict(self._last_good)
+
+    def changes_since(self, version: int) -> list[LiveReading]:
+        """The updates after ``version``, oldest first; at most the last ``RECENT`` of them (a
+        consumer that has fallen further behind reads the whole snapshot instead)."""
+        count = min(self.version - version, len(self._recent))
+        if count <= 0:
+            return []
+        return list(itertools.islice(self._recent, len(self._recent) - count, None))
 
     def forget(self, meter_keys: set[str]) -> None:
         """Drop meters that were uninstalled."""

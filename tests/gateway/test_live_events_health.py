@@ -9,7 +9,7 @@ import trio.testing
 
 from mbusgw.gateway.events import METER_FAILED, METER_RECOVERED, Event, EventBus
 from mbusgw.gateway.health import MeterHealth
-from mbusgw.gateway.live import LiveReading, LiveSnapshot
+from mbusgw.gateway.live import RECENT, LiveReading, LiveSnapshot
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -36,6 +36,19 @@ async def test_snapshot_keeps_last_good_and_wakes_followers() -> None:
     assert snapshot.last_good("A").telegrams == ("telegram",)
     snapshot.forget({"A"})
     assert snapshot.latest("A") is None and snapshot.all_last_good() == {}
+
+
+def test_snapshot_tells_what_changed_since_a_version() -> None:
+    snapshot = LiveSnapshot()
+    assert snapshot.changes_since(0) == []
+    for k in range(3):
+        snapshot.update(LiveReading(f"M{k}", T0, k != 1))
+    assert [r.meter_key for r in snapshot.changes_since(1)] == ["M1", "M2"]
+    assert snapshot.changes_since(snapshot.version) == []
+    for k in range(RECENT + 10):
+        snapshot.update(LiveReading(f"N{k}", T0, True))
+    behind = snapshot.changes_since(0)  # only the most recent ones are kept
+    assert len(behind) == RECENT and behind[-1].meter_key == f"N{RECENT + 9}"
 
 
 async def test_event_bus_fans_out_and_counts_what_a_slow_subscriber_loses() -> None:
