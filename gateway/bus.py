@@ -52,6 +52,7 @@ from mbusgw.gateway.settings import ConfigError, LineTiming
 from mbusgw.gateway.transport import ReconnectingLine, Transport, check_baudrate
 
 ADDRESS_SELECTED = 0xFD
+ADDRESS_BROADCAST = 0xFF  # every meter listens, none answers
 COLLISION_QUIET_CHARS = 20
 BITS_PER_CHAR = 11
 
@@ -348,6 +349,43 @@ class _Reply:
     result: outcome.Outcome | None = None
 
 
+class LinkStates:
+    """What a master knows of its meters' link layer (the FCB and the telegram sequence), so
+    that reading back to back can leave out the SND_NKE before each primary read. A meter is
+    *known* after a read of one complete telegram (the next REQ_UD2 with the other FCB asks for
+    a new telegram), and *fresh* after a broadcast SND_NKE until it is read. Anything else the
+    master sends may reach any meter: then nothing is known any more."""
+
+    def __init__(self) -> None:
+        self.known: set[Any] = set()  # (PRIMARY, address)
+        self.broadcast_sent = False  # since the last time everything was forgotten
+        self._fresh = False  # the broadcast was sent, and nobody answered it
+        self._touched: set[Any] = set()  # read since the broadcast
+
+    def is_known(self, key: Any) -> bool:
+        return key in self.known
+
+    def is_fresh(self, key: Any) -> bool:
+        return self._fresh and key not in self._touched
+
+    def reset_by_broadcast(self, clean: bool) -> None:
+        self.known.clear()
+        self._touched.clear()
+        self.broadcast_sent = True
+        self._fresh = clean
+
+    def reading(self, key: Any) -> None:
+        """A request to the meter is about to go out: its state is unknown until it is read."""
+        self.known.discard(key)
+        self._touched.add(key)
+
+    def forget_all(self) -> None:
+        self.known.clear()
+        self._touched.clear()
+        self.broadcast_sent = False
+        self._fresh = False
+
+
 class BusMaster:
     """The master of one line. Start ``run`` in a nursery (``await nursery.start(bus.run)``),
     then call the request methods from any task."""
@@ -376,7 +414,7 @@ class BusMaster:
         self._stray_at = -math.inf  # when the last of them came
         self._garbled = False
         self._fcb: dict[Any, bool] = {}  # (mode, address) → the FCB of the last REQ_UD2
-        self._linked: set[Any] = set()  # (mode, address) whose last read left a known state
+        self._links = LinkStates()
         self._handlers = {
             _Ping: self._handle_ping,
             _Read: self._handle_read,
@@ -404,7 +442,7 @@ class BusMaster:
                     except trio.WouldBlock:
                         request, reply = await self._incoming.receive()
                     if type(request) is not _Read:
-                        self._linked.clear()  # anything else may reach any meter's link
+                        self._links.forget_all()  # anything else may reach any meter's link
                     handler = self._handlers[type(request)]
                     try:
                         reply.result = outcome.Value(await handler(request))
@@ -754,7 +792,7 @@ class BusMaster:
         settings = request.settings
         if settings.baud is not None and settings.baud != self.transport.baudrate:
             self.transport.set_baudrate(settings.baud)
-            self._linked.clear()
+            self._links.forget_all()
         modes = [m for m in settings.modes if request.address.supports(m)]
         if not modes:
             raise ConfigError({"address": f"{request.address} has no address for {settings.modes}"})
@@ -773,13 +811,20 @@ class BusMaster:
         started = trio.current_time()
         primary = mode is AddressingMode.PRIMARY
         key = (mode, address.primary if primary else address.secondary)
-        # the meter's primary link state is unknown after this read until it has succeeded
-        linked = request.keep_link and key in self._linked
-        self._linked.discard(key)
-        self._linked.discard((AddressingMode.PRIMARY, address.primary))
-        init = settings.init and not linked
-        link, requests = await self._address(address, mode, times, init)
-        reset = not primary or init
+        links = self._links
+        requests = 0
+        known = fresh = False
+        if primary and request.keep_link:
+            if not links.is_known(key) and not links.broadcast_sent:
+                requests += await self._reset_line(times)  # one SND_NKE for every meter
+            known, fresh = links.is_known(key), links.is_fresh(key)
+        links.reading(key)
+        if address.primary is not None:
+            links.reading((AddressingMode.PRIMARY, address.primary))
+        init = settings.init and not (known or fresh)
+        link, used = await self._address(address, mode, times, init)
+        requests += used
+        reset = not primary or init or fresh  # the meter expects FCB 1 next
         fcb = True if reset else not self._fcb.get(key, False)
         limit = 1 if settings.multi_telegram is MultiTelegram.OFF else settings.telegram_limit
         frames: list[bytes] = []
@@ -805,7 +850,7 @@ class BusMaster:
         if primary and complete and len(frames) == 1:
             # the next REQ_UD2 with the other FCB asks this meter for a new telegram; after a
             # multi-telegram answer only SND_NKE surely starts again at the first
-            self._linked.add(key)
+            links.known.add(key)
         return Reading(
             address,
             mode,
@@ -816,6 +861,15 @@ class BusMaster:
             tuple(durations),
             complete,
         )
+
+    async def _reset_line(self, times: LineTimes) -> int:
+        """SND_NKE to every meter of the line at once (no meter answers a broadcast); returns
+        the requests sent."""
+        exchange = await self.exchange(snd_nke(ADDRESS_BROADCAST), times, expect_ack=None)
+        self._links.reset_by_broadcast(clean=exchange.outcome is Outcome.SILENT)
+        if times.after_init:
+            await trio.sleep(times.after_init)
+        return 1
 
     async def _handle_application_reset(self, request: _ApplicationReset) -> Exchange:
         times = self._times()

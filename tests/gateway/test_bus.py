@@ -8,6 +8,7 @@ import trio
 import trio.testing
 
 from mbusgw.core import decode
+from mbusgw.core.frame import req_ud2, snd_nke
 from mbusgw.gateway.bus import (
     BusMaster,
     MeterAddress,
@@ -217,22 +218,35 @@ async def test_a_lost_follow_up_answer_is_asked_for_again(sim_bus, autojump_cloc
 async def test_reading_back_to_back_keeps_a_known_link(sim_bus, autojump_clock) -> None:
     meters = [meter(1), meter(2, "22222222", template="abb_delta", telegrams=3)]
     async with sim_bus(meters) as (bus, line):
+        sent: list[bytes] = []
+        bus.on_exchange = lambda exchange: sent.append(exchange.request)
         first = await bus.read(at(1), keep_link=True)
         again = await bus.read(at(1), keep_link=True)
-        assert (first.attempts, again.attempts) == (2, 1)  # SND_NKE + REQ_UD2, then REQ_UD2
+        # one SND_NKE to every meter (broadcast, unanswered), then REQ_UD2 only
+        assert sent == [snd_nke(0xFF), req_ud2(1, True), req_ud2(1, False)]
+        assert (first.attempts, again.attempts) == (2, 1)
         # the other FCB: a new telegram, not the previous one repeated
         access = [decode(r.frames[0]).header.access_number for r in (first, again)]
         assert access[1] == (access[0] + 1) % 256
-        # a scheduled read (and any other request) initialises, and the link is unknown again
+        # a scheduled read initialises the meter itself, and the link stays known
         assert (await bus.read(at(1))).attempts == 2
+        assert (await bus.read(at(1), keep_link=True)).attempts == 1
+        # any other request may have reached any meter: the next read starts afresh
         await bus.ping(1)
+        sent.clear()
         assert (await bus.read(at(1), keep_link=True)).attempts == 2
-        # a read that failed leaves the link state unknown
+        assert sent[0] == snd_nke(0xFF)
+        # a read that failed leaves the link state unknown: that meter gets its own SND_NKE
         line.meters[0].ignore_next = 3
         with pytest.raises(NoResponse):
             await bus.read(at(1), keep_link=True)
+        sent.clear()
         assert (await bus.read(at(1), keep_link=True)).attempts == 2
-        # a multi-telegram meter starts again at its first telegram only after SND_NKE
+        assert sent == [snd_nke(1), req_ud2(1, True)]
+        # a multi-telegram meter: fresh from the broadcast, then only SND_NKE surely starts
+        # it again at its first telegram
+        fresh = await bus.read(at(2), keep_link=True)
+        assert fresh.attempts == 3 and len(fresh.frames) == 3 and fresh.complete
         for _ in range(2):
             multi = await bus.read(at(2), keep_link=True)
             assert multi.attempts == 4 and len(multi.frames) == 3 and multi.complete
