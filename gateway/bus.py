@@ -352,18 +352,17 @@ class _Reply:
 class LinkStates:
     """What a master knows of its meters' link layer (the FCB and the telegram sequence), so
     that reading back to back can leave out the SND_NKE before each primary read. A meter is
-    *known* after a read of one complete telegram (the next REQ_UD2 with the other FCB asks for
-    a new telegram), and *fresh* after a broadcast SND_NKE until it is read. Anything else the
-    master sends may reach any meter: then nothing is known any more."""
+    *known* after a complete read: the next REQ_UD2 with the other FCB asks it for a new
+    telegram, the first of its sequence (a meter that sends its last telegram again instead is
+    noticed, and from then on gets its SND_NKE). It is *fresh* after a broadcast SND_NKE until
+    it is read. Anything else the master sends may reach any meter: then nothing is known."""
 
     def __init__(self) -> None:
-        self.known: set[Any] = set()  # (PRIMARY, address)
+        self.known: dict[Any, int] = {}  # (PRIMARY, address) → telegrams of its last read
+        self.no_restart: set[Any] = set()  # meters that need SND_NKE to start over
         self.broadcast_sent = False  # since the last time everything was forgotten
         self._fresh = False  # the broadcast was sent, and nobody answered it
         self._touched: set[Any] = set()  # read since the broadcast
-
-    def is_known(self, key: Any) -> bool:
-        return key in self.known
 
     def is_fresh(self, key: Any) -> bool:
         return self._fresh and key not in self._touched
@@ -376,8 +375,12 @@ class LinkStates:
 
     def reading(self, key: Any) -> None:
         """A request to the meter is about to go out: its state is unknown until it is read."""
-        self.known.discard(key)
+        self.known.pop(key, None)
         self._touched.add(key)
+
+    def read_completely(self, key: Any, telegrams: int) -> None:
+        if telegrams == 1 or key not in self.no_restart:
+            self.known[key] = telegrams
 
     def forget_all(self) -> None:
         self.known.clear()
@@ -807,29 +810,65 @@ class BusMaster:
     async def _read_with(self, request: _Read, mode: AddressingMode) -> Reading:
         address, settings = request.address, request.settings
         times = self._times(settings.timing)
-        follow = self._times(settings.follow_up or settings.timing)
         started = trio.current_time()
         primary = mode is AddressingMode.PRIMARY
         key = (mode, address.primary if primary else address.secondary)
         links = self._links
         requests = 0
-        known = fresh = False
+        expected = 0  # telegrams of the meter's last read, when its link state is known
+        fresh = False
         if primary and request.keep_link:
-            if not links.is_known(key) and not links.broadcast_sent:
+            if key not in links.known and not links.broadcast_sent:
                 requests += await self._reset_line(times)  # one SND_NKE for every meter
-            known, fresh = links.is_known(key), links.is_fresh(key)
+            expected, fresh = links.known.get(key, 0), links.is_fresh(key)
         links.reading(key)
         if address.primary is not None:
             links.reading((AddressingMode.PRIMARY, address.primary))
-        init = settings.init and not (known or fresh)
-        link, used = await self._address(address, mode, times, init)
+        init = settings.init and not (expected or fresh)
+        frames, durations, used, complete = await self._read_telegrams(
+            request, mode, key, times, init, fresh
+        )
         requests += used
-        reset = not primary or init or fresh  # the meter expects FCB 1 next
+        if settings.init and expected > 1 and len(frames) == 1 and complete:
+            # it sent its last telegram again instead of starting over: only SND_NKE does that
+            links.no_restart.add(key)
+            frames, durations, used, complete = await self._read_telegrams(
+                request, mode, key, times, True, False
+            )
+            requests += used
+        if primary and complete:
+            links.read_completely(key, len(frames))
+        return Reading(
+            address,
+            mode,
+            tuple(frames),
+            requests,
+            started,
+            trio.current_time(),
+            tuple(durations),
+            complete,
+        )
+
+    async def _read_telegrams(
+        self,
+        request: _Read,
+        mode: AddressingMode,
+        key: Any,
+        times: LineTimes,
+        init: bool,
+        fresh: bool,
+    ) -> tuple[list[bytes], list[float], int, bool]:
+        """Address the meter (SND_NKE first if ``init``) and read its telegrams, up to the
+        limit. Returns the telegrams, the time each took, the requests sent, and whether the
+        meter had no more (False: the limit stopped it)."""
+        address, settings = request.address, request.settings
+        follow = self._times(settings.follow_up or settings.timing)
+        link, requests = await self._address(address, mode, times, init)
+        reset = mode is not AddressingMode.PRIMARY or init or fresh  # it expects FCB 1 next
         fcb = True if reset else not self._fcb.get(key, False)
         limit = 1 if settings.multi_telegram is MultiTelegram.OFF else settings.telegram_limit
         frames: list[bytes] = []
         durations: list[float] = []
-        complete = True
         label = address.label(mode)
         for index in range(limit):
             step = times if index == 0 else follow
@@ -844,23 +883,9 @@ class BusMaster:
             durations.append(trio.current_time() - begun)
             if request.on_telegram is not None:
                 request.on_telegram(len(frames))
-            complete = not more_records_follow(exchange.frame)
-            if complete:
-                break
-        if primary and complete and len(frames) == 1:
-            # the next REQ_UD2 with the other FCB asks this meter for a new telegram; after a
-            # multi-telegram answer only SND_NKE surely starts again at the first
-            links.known.add(key)
-        return Reading(
-            address,
-            mode,
-            tuple(frames),
-            requests,
-            started,
-            trio.current_time(),
-            tuple(durations),
-            complete,
-        )
+            if not more_records_follow(exchange.frame):
+                return frames, durations, requests, True
+        return frames, durations, requests, False
 
     async def _reset_line(self, times: LineTimes) -> int:
         """SND_NKE to every meter of the line at once (no meter answers a broadcast); returns

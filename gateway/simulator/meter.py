@@ -4,9 +4,10 @@
 None. It keeps the state a real meter keeps: its primary address, whether a secondary selection
 picked it, the frame count bit of the last REQ_UD2 (a repeated FCB means "your answer was lost:
 send it again"), and where it is in a multi-telegram sequence (DIF 0x1F in every telegram but
-the last). Faults are switched on by setting attributes: ``silent`` (never answers),
-``ignore_next`` (ignores that many requests, then answers), ``corrupt_next`` (flips one bit in
-that many answers), ``extra_delay`` (a slow meter).
+the last; after the last it starts over with the first, or with ``restarts=False`` sends the
+last one again until SND_NKE). Faults are switched on by setting attributes: ``silent`` (never
+answers), ``ignore_next`` (ignores that many requests, then answers), ``corrupt_next`` (flips one
+bit in that many answers), ``extra_delay`` (a slow meter).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class SimMeter:
     baud: int | None = None  # None: answers at any rate (auto-baud)
     answer_delay: float | None = None  # after the request ends; None: 11 bit times
     answer_jitter: float = 0.0  # up to this much later, at random, for each answer
+    restarts: bool = True  # after the last telegram: the first again (False: the last again)
     seed: int = 0
     evolution: Evolution = field(default_factory=Evolution)
     # faults on demand
@@ -156,7 +158,10 @@ class SimMeter:
         if counted and self._current is not None and fcb == self._last_fcb:
             return self._current  # the master missed our answer: the same telegram again
         index = self._next_telegram
-        self._next_telegram = (index + 1) % self.telegrams
+        if index + 1 < self.telegrams:
+            self._next_telegram = index + 1
+        elif self.restarts:
+            self._next_telegram = 0
         self._last_fcb = fcb if counted else None
         self.access = (self.access + 1) & 0xFF
         self._current = render(

@@ -243,13 +243,25 @@ async def test_reading_back_to_back_keeps_a_known_link(sim_bus, autojump_clock) 
         sent.clear()
         assert (await bus.read(at(1), keep_link=True)).attempts == 2
         assert sent == [snd_nke(1), req_ud2(1, True)]
-        # a multi-telegram meter: fresh from the broadcast, then only SND_NKE surely starts
-        # it again at its first telegram
-        fresh = await bus.read(at(2), keep_link=True)
-        assert fresh.attempts == 3 and len(fresh.frames) == 3 and fresh.complete
-        for _ in range(2):
+        # a multi-telegram meter starts over at its first telegram after its last one
+        for _ in range(3):
             multi = await bus.read(at(2), keep_link=True)
-            assert multi.attempts == 4 and len(multi.frames) == 3 and multi.complete
+            assert multi.attempts == 3 and len(multi.frames) == 3 and multi.complete
+            assert decode(multi.frames[0]).more_records_follow
+
+
+async def test_a_meter_that_does_not_start_over_gets_its_snd_nke(sim_bus, autojump_clock) -> None:
+    device = meter(2, template="abb_delta", telegrams=3)
+    device.restarts = False
+    async with sim_bus([device]) as (bus, _):
+        layouts = []
+        for attempts in (4, 5, 4):  # broadcast + 3; its last telegram again, SND_NKE + 3; …
+            reading = await bus.read(at(2), keep_link=True)
+            assert reading.attempts == attempts and reading.complete
+            telegrams = [decode(raw) for raw in reading.frames]
+            assert [t.more_records_follow for t in telegrams] == [True, True, False]
+            layouts.append([[r.dif_vif for r in t.records] for t in telegrams])
+        assert layouts[0] == layouts[1] == layouts[2]
 
 
 async def test_secondary_enhanced_and_fallback_addressing(sim_bus, autojump_clock) -> None:
