@@ -476,10 +476,11 @@ class BusMaster:
     async def _receive_forever(self) -> None:
         """Read the line for as long as the bus runs. Bytes go to the answer being received;
         between exchanges they are stray (late answers, noise) and only counted."""
-        reconnects = isinstance(self.transport, ReconnectingLine)
+        transport = self.transport
+        reconnects = isinstance(transport, ReconnectingLine)
         while True:
             try:
-                data = await self.transport.receive_some(4096)
+                data = await transport.receive_some(4096)
             except trio.ClosedResourceError:
                 return
             except trio.BrokenResourceError as exc:
@@ -496,11 +497,10 @@ class BusMaster:
                 self._stray += len(data)
                 self._stray_at = at
                 continue
-            reception.take(at, data)
-            if reception.remaining and reception.pace_until > at and not reception.done.is_set():
+            if reception.take(at, data):
                 # the rest of a long frame is still on the wire: let it gather in the kernel's
                 # buffer instead of waking for every few bytes (CPU on weak hardware)
-                if self.transport.set_receive_threshold(reception.remaining):
+                if transport.set_receive_threshold(reception.remaining):
                     self._threshold = True
                 else:
                     await trio.sleep_until(reception.pace_until)

@@ -136,11 +136,12 @@ class Reception:
     def buffered(self) -> int:
         return self._parser.buffered
 
-    def take(self, at: float, data: bytes) -> None:
-        """One chunk from the line, received at ``at``."""
+    def take(self, at: float, data: bytes) -> bool:
+        """One chunk from the line, received at ``at``. True while the rest of a long frame is
+        still on the wire: ``remaining`` bytes, complete at ``pace_until``."""
         data = self._echo.filter(data)
         if not data:
-            return
+            return False
         if self.first_at is None:
             self.first_at = at
         self.last_at = at
@@ -151,24 +152,26 @@ class Reception:
             self._pace(at, data)
         elif self.remaining:
             self.remaining = max(0, self.remaining - len(data))
+        new = parser.events()
         events = self.events
-        events += parser.events()
-        if len(events) > 1 or any(isinstance(e, Discarded) for e in events):
+        events += new
+        if len(events) > 1 or any(isinstance(e, Discarded) for e in new):
             self.garbled = True
         elif (
             not self.garbled
+            and events
             and parser.buffered == 0
-            and len(events) == 1
-            and expected_kind(events[0], self._expect_ack)
             and not self.strict
+            and expected_kind(events[0], self._expect_ack)
         ):
             self.done.set()
-            return
+            return False
         # wait for the rest; once garbled (or listening strictly) also for late meters
         deadline = max(at, self.pace_until) + self.char_gap
         if self.garbled or self.strict:
             deadline = max(deadline, self.window_end)
         self.move_deadline(deadline)
+        return self.remaining > 0 and self.pace_until > at
 
     def _pace(self, at: float, data: bytes) -> None:
         """Once the length of a long frame is known: when it can be complete, and how many of

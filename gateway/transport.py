@@ -66,60 +66,69 @@ class Transport(trio.abc.Stream):
         return False
 
 
-def _descriptor(stream: trio.abc.Stream | None) -> int | None:
-    """The non-blocking descriptor under a TCP connection or a serial port, if any."""
+def _descriptor(stream: trio.abc.Stream) -> int:
+    """The non-blocking descriptor under a TCP connection or a serial port (-1: none)."""
     if isinstance(stream, trio.SocketStream):
         return stream.socket.fileno()
     if isinstance(stream, trio.lowlevel.FdStream):
         return stream.fileno()
     if isinstance(stream, StreamTransport):
-        return _descriptor(stream._io)
-    return None
+        return stream._direct.fd
+    return -1
 
 
-def _write_now(stream: trio.abc.Stream | None, data: bytes) -> int:
-    """Bytes of ``data`` written to ``stream``'s descriptor without blocking (0: it would
-    block, there is no descriptor, or it failed: ``send_all`` then says how). Only the task
-    that owns the sending side may call this."""
-    fd = _descriptor(stream)
-    if fd is None or fd < 0:
-        return 0
-    try:
-        return os.write(fd, data)
-    except OSError:
-        return 0
+class _Direct:
+    """The descriptor under a stream, for I/O without trio's stream layers: a request of a few
+    bytes written at once, a read only once the descriptor is readable (trio's own way tries a
+    read first and yields once more, which on an idle line only costs time), and the TCP
+    receive low-water mark. Only the task that owns a direction may use it for that direction.
+    """
 
+    __slots__ = ("_socket", "_threshold", "fd", "stream")
 
-async def _receive(stream: trio.abc.Stream, max_bytes: int | None) -> bytes | bytearray:
-    """``stream.receive_some``, on a descriptor the lean way: wait until it is readable, then
-    read once (trio's own way tries a read first and yields once more, which on an idle line
-    only costs time: the bytes of an answer are never there yet)."""
-    fd = _descriptor(stream)
-    if fd is None:
-        return await stream.receive_some(max_bytes)
-    while True:
-        if fd < 0:
-            raise trio.ClosedResourceError("the stream was closed")
-        await trio.lowlevel.wait_readable(fd)
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.fd = _descriptor(stream)
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._threshold = 1
+
+    def write_now(self, data: bytes) -> int:
+        """Bytes written without blocking (0: it would block, there is no descriptor, or it
+        failed: ``send_all`` then says how)."""
+        if self.fd < 0:
+            return 0
         try:
-            return os.read(fd, max_bytes or 65536)
-        except BlockingIOError:
-            continue
-        except OSError as exc:
-            if exc.errno == errno.EBADF:
-                raise trio.ClosedResourceError("the stream was closed") from None
-            raise trio.BrokenResourceError(f"receiving failed: {exc}") from exc
+            return os.write(self.fd, data)
+        except OSError:
+            return 0
 
+    async def receive(self, max_bytes: int | None) -> bytes | bytearray:
+        fd = self.fd
+        if fd < 0:
+            return await self.stream.receive_some(max_bytes)
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                return os.read(fd, max_bytes or 65536)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                if exc.errno == errno.EBADF:
+                    raise trio.ClosedResourceError("the stream was closed") from None
+                raise trio.BrokenResourceError(f"receiving failed: {exc}") from exc
 
-def _receive_low_water(stream: trio.abc.Stream | None, count: int) -> bool:
-    """SO_RCVLOWAT on a TCP connection: readable (and woken) only once ``count`` bytes wait."""
-    if not isinstance(stream, trio.SocketStream):
-        return False
-    try:
-        stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, count))
-    except OSError:
-        return False
-    return True
+    def set_threshold(self, count: int) -> bool:
+        """SO_RCVLOWAT on a TCP connection: readable (and woken) once ``count`` bytes wait."""
+        if self._socket is None:
+            return False
+        count = max(1, count)
+        if count != self._threshold:
+            try:
+                self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, count)
+            except OSError:
+                return False
+            self._threshold = count
+        return True
 
 
 class StreamTransport(Transport):
@@ -127,6 +136,7 @@ class StreamTransport(Transport):
 
     def __init__(self, stream: trio.abc.Stream, baudrate: int, name: str = "stream") -> None:
         self._io = stream
+        self._direct = _Direct(stream)
         self._baudrate = check_baudrate(baudrate)
         self.name = name
 
@@ -141,13 +151,13 @@ class StreamTransport(Transport):
         await self._io.wait_send_all_might_not_block()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await _receive(self._io, max_bytes)
+        return await self._direct.receive(max_bytes)
 
     def send_now(self, data: bytes) -> int:
-        return _write_now(self._io, data)
+        return self._direct.write_now(data)
 
     def set_receive_threshold(self, count: int) -> bool:
-        return _receive_low_water(self._io, count)
+        return self._direct.set_threshold(count)
 
     async def aclose(self) -> None:
         await self._io.aclose()
@@ -259,6 +269,7 @@ class ReconnectingLine(Transport):
         self._delay = backoff
         self._retry_at = -math.inf
         self._stream: trio.abc.Stream | None = None
+        self._direct: _Direct | None = None  # for the current stream
         self._connected = trio.Event()
         self._lock = trio.Lock()
         self._closed = False
@@ -306,6 +317,7 @@ class ReconnectingLine(Transport):
                 self._delay = min(self._delay * 2, self._backoff_cap)
                 raise trio.BrokenResourceError(f"cannot open {self.name}: {exc}") from exc
             self._stream = stream
+            self._direct = _Direct(stream)
             self._delay = self._backoff_initial
             self.connects += 1
             self._connected.set()
@@ -315,7 +327,7 @@ class ReconnectingLine(Transport):
         if self._stream is not stream:
             return  # another task already dropped it
         self.last_error = exc
-        self._stream = None
+        self._stream = self._direct = None
         self._connected = trio.Event()
         self._retry_at = trio.current_time()  # the first reconnection is immediate
         await trio.aclose_forcefully(stream)
@@ -334,22 +346,22 @@ class ReconnectingLine(Transport):
 
     def send_now(self, data: bytes) -> int:
         # not connected: send_all connects (or says why it cannot)
-        return _write_now(self._stream, data)
+        return 0 if self._direct is None else self._direct.write_now(data)
 
     def set_receive_threshold(self, count: int) -> bool:
-        return _receive_low_water(self._stream, count)
+        return self._direct is not None and self._direct.set_threshold(count)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         """Bytes from the line; while the line is down this waits for the next connection."""
         while True:
             if self._closed:
                 raise trio.ClosedResourceError(f"{self.name} was closed")
-            stream = self._stream
-            if stream is None:
+            stream, direct = self._stream, self._direct
+            if stream is None or direct is None:
                 await self._connected.wait()
                 continue
             try:
-                data = await _receive(stream, max_bytes)
+                data = await direct.receive(max_bytes)
             except trio.ClosedResourceError:
                 continue  # dropped by a sender meanwhile; wait for the next connection
             except (trio.BrokenResourceError, OSError) as exc:
@@ -363,7 +375,7 @@ class ReconnectingLine(Transport):
 
     async def aclose(self) -> None:
         self._closed = True
-        stream, self._stream = self._stream, None
+        stream, self._stream, self._direct = self._stream, None, None
         self._connected.set()  # wake a waiting receiver so it sees the close
         if stream is not None:
             await trio.aclose_forcefully(stream)
