@@ -155,7 +155,9 @@ class ReadingPipeline:
 
     def _account(self, reading: MeterReading) -> None:
         key = reading.meter.key
-        health = self.health.setdefault(key, MeterHealth(key))
+        health = self.health.get(key)
+        if health is None:
+            health = self.health[key] = MeterHealth(key)
         event = health.record(
             reading.read_at,
             reading.ok,
