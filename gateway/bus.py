@@ -19,9 +19,13 @@ secondary selection and the read that follows it stay together). The bus task:
 * removes the echo of its own request that some converters send back;
 * retries per the timing settings (EN 13757-2 §5.4: at most two repetitions by default),
   toggles the FCB for each further telegram of a multi-telegram answer and repeats it after a
-  lost answer, and falls back through the meter's addressing modes.
+  lost answer, and falls back through the meter's addressing modes;
+* reading back to back (``keep_link``), leaves out the SND_NKE before a primary read while it
+  knows the meter's link state (``LinkStates``), after one broadcast SND_NKE for the line.
 
-All waiting is on the trio clock, so the timing rules are tested under ``MockClock``.
+A receiving task reads the line all the time and feeds the answer being awaited (a
+``Reception``); the exchange wakes once per answer. All waiting is on the trio clock, so the
+timing rules are tested under ``MockClock``.
 """
 
 from __future__ import annotations
