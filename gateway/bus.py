@@ -508,6 +508,9 @@ class BusMaster:
                     self._threshold = True
                 else:
                     await trio.sleep_until(reception.pace_until)
+            elif self._threshold:  # the frame is in: whatever follows it must be seen at once
+                self._threshold = False
+                transport.set_receive_threshold(1)
 
     def _line_failed(self, error: trio.BrokenResourceError) -> None:
         """A break while an answer is awaited fails the exchange; between exchanges the next

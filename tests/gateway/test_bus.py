@@ -309,6 +309,47 @@ async def test_a_late_second_answer_is_noticed_by_a_probe(sim_bus, autojump_cloc
     assert probe.kind is ProbeKind.COLLISION
 
 
+class ThresholdLine(StreamTransport):
+    """A memory line that says it holds bytes back like TCP's SO_RCVLOWAT (it does not: the
+    bytes come as they come), and records the thresholds asked for."""
+
+    def __init__(self, stream: trio.abc.Stream, baud: int) -> None:
+        super().__init__(stream, baud)
+        self.thresholds: list[tuple[float, int]] = []
+
+    def set_receive_threshold(self, count: int) -> bool:
+        self.thresholds.append((trio.current_time(), count))
+        return True
+
+
+async def test_a_held_back_frame_rest_is_asked_for_then_released(autojump_clock) -> None:
+    line = SimLine([meter(1)], 2400)
+    master_end, line_end = trio.testing.memory_stream_pair()
+    transport = ThresholdLine(master_end, 2400)
+    bus = BusMaster(transport)
+    exchanges = []
+    bus.on_exchange = exchanges.append
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(line.serve, line_end)
+        await nursery.start(bus.run)
+        await bus.read(at(1), ReadSettings(init=False))
+        probe = await bus.probe_primary(1)  # the read after its E5 listens to the window's end
+        nursery.cancel_scope.cancel()
+    assert probe.kind is ProbeKind.FOUND
+    read, probe_read = exchanges[0], exchanges[-1]
+    during = [(t, count) for t, count in transport.thresholds if t <= read.done_at]
+    # what is still missing of the 87-byte frame, asked for once its length was known (again
+    # as bytes come in: this line does not hold them back), and released once the frame is in
+    assert during[0][0] == read.first_byte_at and during[-1] == (read.done_at, 1)
+    missing = [count for _, count in during[:-1]]
+    assert 0 < missing[-1] < missing[0] < 87 and missing == sorted(missing, reverse=True)
+    # listening on after a complete frame: released as soon as the frame is in, so that a late
+    # second meter is seen at once (and not only when the window has closed)
+    released = [t for t, count in transport.thresholds if count == 1]
+    frame_end = probe_read.request_end + (1 + 87) * CHAR  # turnaround, then the 87 characters
+    assert released[-1] == pytest.approx(frame_end, abs=1e-9) and probe_read.done_at > frame_end
+
+
 async def test_a_broken_line_is_line_down(autojump_clock) -> None:
     line = SimLine([meter()], 2400)
     master_end, line_end = trio.testing.memory_stream_pair()
