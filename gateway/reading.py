@@ -151,6 +151,10 @@ class ReadingPipeline:
         self._account(reading)
         return reading
 
+    def record(self, reading: MeterReading) -> None:
+        """Account a reading that came another way (a wireless telegram) like one read here."""
+        self._account(reading)
+
     def _account(self, reading: MeterReading) -> None:
         key = reading.meter.key
         health = self.health.setdefault(key, MeterHealth(key))

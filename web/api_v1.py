@@ -159,6 +159,22 @@ async def meters_settings_report() -> Response:
     return download(meter_settings_csv(gw()), "text/csv", "meter-settings.csv")
 
 
+@route("POST", "/meters/reinstall",
+       "Re-install: bind wireless meters to the receiver that hears them best", "meters",
+       access="admin", response="ReinstallResult",
+       params=(Param("meter", STR, "only this wireless meter (default: all)"),))  # fmt: skip
+async def meters_reinstall() -> Response:
+    from quart import request
+
+    return reply(await ops.reinstall(gw(), request.args.get("meter") or None))
+
+
+@route("GET", "/wireless", "Wireless receivers and every meter they hear (installed or not)",
+       "meters", response="WirelessStatus")  # fmt: skip
+async def wireless_status() -> Response:
+    return reply(ops.wireless_status(gw()))
+
+
 @route("GET", "/meters/{key}", "One meter", "meters", params=(METER,), response="Meter")
 async def meter_get(key: str) -> Response:
     return reply(ops.get_meter(gw(), key))
@@ -259,13 +275,13 @@ async def meter_log(key: str) -> Response:
        access="admin", params=(METER,), body="KeyLink", response="KeyListing")  # fmt: skip
 async def meter_key_link(key: str) -> Response:
     body = await json_body()
-    return reply(ops.link_key(state(), key, body.get("key")))
+    return reply(await ops.link_key(state(), key, body.get("key")))
 
 
 @route("DELETE", "/meters/{key}/key", "Remove the meter's linked key", "keys",
        access="admin", params=(METER,), response="KeyListing")  # fmt: skip
 async def meter_key_unlink(key: str) -> Response:
-    return reply(ops.unlink_key(state(), key))
+    return reply(await ops.unlink_key(state(), key))
 
 
 # ---------------------------------------------------------------------------- values
@@ -370,7 +386,7 @@ async def keys_list() -> Response:
 @route("POST", "/keys", "Add a key with match criteria", "keys", access="admin",
        body="KeyEntry", response="KeyListing")  # fmt: skip
 async def keys_add() -> Response:
-    return reply(ops.add_key(state(), await json_body()))
+    return reply(await ops.add_key(state(), await json_body()))
 
 
 @route("POST", "/keys/import", "Upload a key file (CSV, XLSX or XLS; manual table 7)", "keys",
@@ -378,7 +394,7 @@ async def keys_add() -> Response:
        params=(Param("replace", BOOL, "replace all existing entries"),))  # fmt: skip
 async def keys_import() -> Response:
     data, filename = await uploaded_file()
-    return reply(ops.import_keys(state(), data, filename, arg_bool("replace")))
+    return reply(await ops.import_keys(state(), data, filename, arg_bool("replace")))
 
 
 @route("DELETE", "/keys/{entry}", "Remove a key entry", "keys", access="admin",
@@ -386,7 +402,7 @@ async def keys_import() -> Response:
 async def keys_remove(entry: str) -> Response:
     if not entry.isdigit():
         raise BadRequest("the entry id must be a number", {"entry": "not a number"})
-    return reply(ops.remove_key(state(), int(entry)))
+    return reply(await ops.remove_key(state(), int(entry)))
 
 
 # ---------------------------------------------------------------------------- users

@@ -1,5 +1,6 @@
 """Long operations started from the web as jobs with progress: "read all & store" and meter
-searches (primary or secondary scans of each line, found meters installed automatically).
+searches (primary or secondary scans of each line, or listening to the wireless receivers;
+found meters installed automatically).
 
 A job runs as a background task of the app; its state is polled through ``/api/v1/jobs/{id}``
 and shown live on the job page. At most one job of each kind runs at a time, and the board keeps
@@ -25,6 +26,7 @@ from mbusgw.web.handle import GatewayHandle
 
 KEEP = 50
 SCAN_KINDS = ("primary", "secondary")
+WIRELESS_LISTEN_S = 120  # a wireless search listens this long unless told otherwise
 
 
 @dataclass
@@ -144,11 +146,7 @@ class JobBoard:
         gateway = self._gateway
         kind = params.get("kind", "secondary")
         if kind == "wireless":
-            raise BadRequest(
-                "wireless meters are not searched: they are installed from a meter list or "
-                "heard by a receiver",
-                {"kind": "wireless is not a bus search"},
-            )
+            return self._wireless_search(params)
         if kind not in SCAN_KINDS:
             raise BadRequest("unknown search kind", {"kind": f"one of {', '.join(SCAN_KINDS)}"})
         lines = params.get("interfaces") or list(gateway.lines)
@@ -193,6 +191,38 @@ class JobBoard:
             job.result = {"found": job.found, "installed": installed}
 
         return self._start(f"scan_{kind}", work)
+
+    def _wireless_search(self, params: dict[str, Any]) -> Job:
+        gateway = self._gateway
+        if gateway.wireless is None:
+            raise BadRequest(
+                "no wireless M-Bus receiver is configured", {"kind": "no receiver to listen to"}
+            )
+        seconds = params.get("duration_s", WIRELESS_LISTEN_S)
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or not 1 <= seconds <= 3600:
+            raise BadRequest("listen for 1-3600 seconds", {"duration_s": "1-3600"})
+        install = params.get("install", True)
+        if not isinstance(install, bool):
+            raise BadRequest("install must be true or false", {"install": "not a boolean"})
+        expected = params.get("expected")
+
+        async def work(job: Job) -> None:
+            def progress(done: float, found: int) -> None:
+                job.progress, job.found = done, found
+                left = seconds * (1 - done)
+                job.message = f"listening: {found} meter(s) heard, {left:.0f} s left"
+
+            result = await gateway.search_wireless(seconds, install=install, progress=progress)
+            job.found = result["found"]
+            job.message = (
+                f"heard {result['found']} meter(s), {result['new']} not installed before, "
+                f"installed {result['installed']}"
+            )
+            if isinstance(expected, int) and expected and result["found"] < expected:
+                job.message += f"; {expected} expected"
+            job.result = result
+
+        return self._start("scan_wireless", work)
 
 
 def _meter_list(rows: list[dict[str, str]]) -> str:

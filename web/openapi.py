@@ -137,6 +137,7 @@ METER = obj(
     version=nullable(INT),
     medium=nullable(INT),
     timing={"type": "object", "additionalProperties": NUM},
+    wireless=BOOL,
     modbus_enabled=BOOL,
     health=HEALTH,
     latest=nullable(
@@ -357,6 +358,54 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         expected={"type": "integer", "minimum": 0, "maximum": 4096},
         addressing=array({"type": "string", "enum": ["primary", "secondary", "esecondary"]}),
         install=BOOL,
+        duration_s={"type": "integer", "minimum": 1, "maximum": 3600},
+    ),
+    "ReinstallResult": obj(
+        ("meters", "moved", "not_heard"),
+        meters=INT,
+        moved=array(
+            obj(
+                ("meter", "new"),
+                meter=STR,
+                old=nullable(STR),
+                new=STR,
+                old_rssi=nullable(NUM),
+                new_rssi=NUM,
+            )
+        ),
+        not_heard=array(STR),
+    ),
+    "WirelessStatus": obj(
+        ("configured", "receivers", "heard"),
+        configured=BOOL,
+        simulated=BOOL,
+        receivers=array(
+            obj(
+                ("name", "kind", "state"),
+                name=STR,
+                kind=STR,
+                link_mode=STR,
+                state=STR,
+                frames=INT,
+                last_frame=nullable(TIME),
+                last_error=nullable(STR),
+            )
+        ),
+        stats={"type": "object", "additionalProperties": INT},
+        unattributed={"type": "object", "additionalProperties": INT},
+        heard=array(
+            obj(
+                ("meter", "key", "installed", "status"),
+                meter=obj(manufacturer=STR, id=STR, version=INT, device_type=INT),
+                key=STR,
+                installed=BOOL,
+                status=STR,
+                counts={"type": "object", "additionalProperties": INT},
+                last_heard=nullable(TIME),
+                rssi={"type": "object", "additionalProperties": NUM},
+                best_receiver=nullable(STR),
+            )
+        ),
     ),
     "Settings": settings_schema(Settings, partial=False),
     "SettingsChange": settings_schema(Settings, partial=True),

@@ -1,6 +1,6 @@
 """A gateway assembled from the real parts (store in a temporary directory, live snapshot,
-key store, supervisor, meter list rules) for testing the web layer in-process, and helpers to
-check every API response against the OpenAPI document."""
+key store in the store, supervisor, meter list rules) for testing the web layer in-process,
+and helpers to check every API response against the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ import trio
 from mbusgw.gateway.clock import SystemClock
 from mbusgw.gateway.events import EventBus
 from mbusgw.gateway.health import MeterHealth
+from mbusgw.gateway.key_records import StoreKeyBackend
+from mbusgw.gateway.keys import KeyStore
 from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.meters import Meter, apply_capacity, install, parse_meter_list
 from mbusgw.gateway.settings import Settings, StartupConfig
@@ -52,11 +55,14 @@ class RigGateway:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     meters: list[Meter] = field(default_factory=list)
     lines: dict[str, Any] = field(default_factory=lambda: {"default": None})
+    wireless: Any = None  # no receivers (the wireless API is tested on a real gateway)
     after_stop: Any = None
     stopped: int = 0
 
     def __post_init__(self) -> None:
         self.supervisor = Supervisor(self.store.log.log)
+        report = partial(self.store.log.error, "keys")
+        self.keys = KeyStore(StoreKeyBackend(self.store, self.writer, report))
 
     @property
     def settings(self) -> Settings:
