@@ -7,6 +7,8 @@ bound and waits for what it needs rather than for a time.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -273,3 +275,35 @@ async def test_meter_list_rows_for_wireless_meters(tmp_path: Path) -> None:
             assert [(e.line, e.column) for e in caught.value.errors] == [(2, "EnhancedAddress")]
             assert len(gateway.meters) == 3
             gateway.stop()
+
+
+def test_search_command_listens_and_installs(tmp_path: Path) -> None:
+    config = tmp_path / "mbusgw.toml"
+    config.write_text(
+        "".join(
+            f'[[interfaces]]\nname = "{c.name}"\nkind = "simulated_receiver"\n'
+            f'protocol = "{c.protocol}"\ninterval = 0.2\n'
+            for c in RECEIVERS
+        )
+    )
+    common = ["--data-dir", str(tmp_path / "data")]
+    found = mbusgw(
+        "search", "--mode", "wireless", "--listen", "1.5", "--config", str(config), *common
+    )
+    assert found.returncode == 0, found.stderr
+    assert "5 meter(s) heard, 5 newly installed" in found.stdout
+    listing = mbusgw("meters", "list", *common)
+    assert listing.stdout.count("esecondary") == 5, listing.stdout
+    bare = tmp_path / "wired.toml"
+    bare.write_text('[[interfaces]]\nname = "a"\nkind = "simulator"\n')
+    refused = mbusgw("search", "--mode", "wireless", "--config", str(bare), *common)
+    assert refused.returncode == 2 and "no wireless M-Bus receiver" in refused.stderr
+
+
+def mbusgw(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mbusgw.gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
