@@ -82,6 +82,11 @@ async def test_simulated_receivers_install_read_and_store(tmp_path: Path) -> Non
             with pytest.raises(ValueError, match="wireless"):
                 await gateway.read_meter(meter.key)
             assert (await gateway.read_all()).readings == []  # nothing wired to read
+            await gateway.writer.flush()
+            await wait_until(lambda: all(gateway.store.meter(k) for k in installed))
+            register_map = gateway.modbus.map_csv()  # Modbus serves the stored values
+            for key in installed:
+                assert f",{key}," in register_map
             gateway.stop()
     stored = []
     while True:
