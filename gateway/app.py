@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -268,10 +269,8 @@ class Gateway:
         if not self.background:
             return services
         if self.wireless is not None:
-            sink = self._store_wireless
-            services.append(
-                FunctionService("wireless-store", lambda **kw: self.wireless.run_store(sink, **kw))
-            )
+            store_batches = partial(self.wireless.run_store, self._store_wireless)
+            services.append(FunctionService("wireless-store", store_batches))
         self.modbus = ModbusService(lambda: self.settings.modbus, self._modbus_source, self.clock)
         services += [
             FunctionService("read-schedule", self._run_read_schedule),

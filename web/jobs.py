@@ -110,7 +110,7 @@ class JobBoard:
         gateway = self._gateway
 
         async def work(job: Job) -> None:
-            meters = [m for m in gateway.meters if m.active]
+            meters = [m for m in gateway.meters if m.active and not m.wireless]
             begun = gateway.clock.now()
 
             def attempted() -> int:
