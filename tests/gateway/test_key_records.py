@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import trio
+from test_keys import ELS, GOOD, N21, OTHER
 
 from mbusgw.core.wireless_decoder import WirelessDecoder
-from mbusgw.core.wmbus import MeterId
 from mbusgw.gateway.key_records import (
     StoreKeyBackend,
     snapshot_from_records,
@@ -21,13 +21,7 @@ from mbusgw.gateway.keys import KeyFileError, KeyStore
 from mbusgw.gateway.store import Store, StoreWriter, store_path
 from mbusgw.gateway.store.configfile import render_config
 
-N21 = bytes.fromhex(
-    "2E4493157856341233037A2A0020255923C95AAA26D1B2E7493B013EC4A6F6D3529B520EDFF0EA6DEFC99D6D69EBF3"
-)
-GOOD = "0102030405060708090A0B0C0D0E0F11"
-OTHER = "000102030405060708090A0B0C0D0E0F"
 DES = "0011223344556677"
-ELS = MeterId("ELS", "12345678", 51, 3)
 HEADER = "Address,Key,Manufacturer,DeviceType,Version\n"
 
 

@@ -7,14 +7,14 @@ bound and waits for what it needs rather than for a time.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 import trio
 from gatewaykit import seed_settings
+from test_search_and_meter_commands import mbusgw
 
 from mbusgw.gateway.app import Gateway
 from mbusgw.gateway.events import READINGS_STORED
@@ -35,6 +35,18 @@ RECEIVERS = (
 
 def startup(data_dir: Path, *interfaces: InterfaceConfig) -> StartupConfig:
     return StartupConfig(data_dir, web_port=0, interfaces=interfaces or RECEIVERS)
+
+
+@asynccontextmanager
+async def running(data_dir: Path, *interfaces: InterfaceConfig) -> AsyncIterator[Gateway]:
+    """A gateway on ``data_dir`` (the simulated receivers unless told otherwise), stopped at
+    the end of the block; at most a minute."""
+    gateway = Gateway(startup(data_dir, *interfaces))
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gateway.run)
+            yield gateway
+            gateway.stop()
 
 
 async def wait_until(check: Callable[[], bool], step: float = 0.05) -> None:
@@ -116,26 +128,22 @@ async def test_a_missing_or_wrong_key_is_a_decrypt_error_with_no_values(tmp_path
         store.put_record("keys", "state", {"format": 1, "next_id": 7})
     finally:
         store.close()
-    gateway = Gateway(startup(tmp_path))
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(gateway.run)
-            assert gateway.keys.entries() == ()
-            (missing, key), (wrong, _) = field_of(gateway).installer_keys()
-            missing, wrong = missing.id, wrong.id
-            await gateway.keys.add("00" * 16, address=wrong)
+    async with running(tmp_path) as gateway:
+        assert gateway.keys.entries() == ()
+        (missing, key), (wrong, _) = field_of(gateway).installer_keys()
+        missing, wrong = missing.id, wrong.id
+        await gateway.keys.add("00" * 16, address=wrong)
 
-            def failing(key: str, times: int = 2) -> bool:
-                health = gateway.health.get(key)
-                return health is not None and health.consecutive_failures >= times
+        def failing(key: str, times: int = 2) -> bool:
+            health = gateway.health.get(key)
+            return health is not None and health.consecutive_failures >= times
 
-            await wait_until(lambda: failing(missing) and failing(wrong, 4))
-            assert "MissingKeyError" in (gateway.health[missing].last_error or "")
-            assert "wrong key" in (gateway.health[wrong].last_error or "")
-            failures_before = gateway.health[missing].failures
-            await gateway.keys.add(key, address=missing)
-            await wait_until(lambda: gateway.health[missing].status == "ok")
-            gateway.stop()
+        await wait_until(lambda: failing(missing) and failing(wrong, 4))
+        assert "MissingKeyError" in (gateway.health[missing].last_error or "")
+        assert "wrong key" in (gateway.health[wrong].last_error or "")
+        failures_before = gateway.health[missing].failures
+        await gateway.keys.add(key, address=missing)
+        await wait_until(lambda: gateway.health[missing].status == "ok")
     store = open_store(tmp_path)
     try:
         missing_log = list(store.meter_log(missing))
@@ -157,42 +165,38 @@ async def test_a_missing_or_wrong_key_is_a_decrypt_error_with_no_values(tmp_path
 
 async def test_reinstall_moves_a_meter_to_the_stronger_receiver(tmp_path: Path) -> None:
     seed_settings(tmp_path, QUIET)
-    gateway = Gateway(startup(tmp_path))
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(gateway.run)
-            field = field_of(gateway)
-            wireless = gateway.wireless
-            assert wireless is not None
-            near_rx1, near_rx2 = (m for m in gateway.meters if m.interface == "rx1")
-            for meter in gateway.meters:
-                await wait_until(lambda m=meter: good_readings(gateway, m.key) >= 1)
-            assert (await gateway.reinstall_wireless())["moved"] == []
-            # one meter moved next to rx2, another only a little stronger there
-            field.set_level(near_rx1.key, "rx1", -90.0)
-            field.set_level(near_rx1.key, "rx2", -50.0)
-            level = field.level(near_rx2.key, "rx1")
-            field.set_level(near_rx2.key, "rx2", level + 0.5)
-            identity = gateway.meter(near_rx1.key)
+    async with running(tmp_path) as gateway:
+        field = field_of(gateway)
+        wireless = gateway.wireless
+        assert wireless is not None
+        near_rx1, near_rx2 = (m for m in gateway.meters if m.interface == "rx1")
+        for meter in gateway.meters:
+            await wait_until(lambda m=meter: good_readings(gateway, m.key) >= 1)
+        assert (await gateway.reinstall_wireless())["moved"] == []
+        # one meter moved next to rx2, another only a little stronger there
+        field.set_level(near_rx1.key, "rx1", -90.0)
+        field.set_level(near_rx1.key, "rx2", -50.0)
+        level = field.level(near_rx2.key, "rx1")
+        field.set_level(near_rx2.key, "rx2", level + 0.5)
+        identity = gateway.meter(near_rx1.key)
 
-            def heard_at(key: str, receiver: str, low: float) -> bool:
-                ids = [m for m in wireless.service.heard_meters() if m.id == key]
-                return bool(ids) and wireless.service.rssi_by_receiver(ids[0])[receiver] >= low
+        def heard_at(key: str, receiver: str, low: float) -> bool:
+            ids = [m for m in wireless.service.heard_meters() if m.id == key]
+            return bool(ids) and wireless.service.rssi_by_receiver(ids[0])[receiver] >= low
 
-            await wait_until(lambda: heard_at(near_rx1.key, "rx2", -52.0))
-            await wait_until(lambda: heard_at(near_rx2.key, "rx2", level - 0.5))
-            result = await gateway.reinstall_wireless()
-            assert [(m["meter"], m["old"], m["new"]) for m in result["moved"]] == [
-                (near_rx1.key, "rx1", "rx2")
-            ]
-            assert result["meters"] == 4 and result["not_heard"] == []
-            moved = gateway.meter(near_rx1.key)
-            assert (moved.interface, moved.enhanced_address) == ("rx2", "rx2")
-            assert identity.manufacturer == moved.manufacturer
-            assert gateway.meter(near_rx2.key).interface == "rx1"
-            with pytest.raises(KeyError):
-                await gateway.reinstall_wireless("00000000")
-            gateway.stop()
+        await wait_until(lambda: heard_at(near_rx1.key, "rx2", -52.0))
+        await wait_until(lambda: heard_at(near_rx2.key, "rx2", level - 0.5))
+        result = await gateway.reinstall_wireless()
+        assert [(m["meter"], m["old"], m["new"]) for m in result["moved"]] == [
+            (near_rx1.key, "rx1", "rx2")
+        ]
+        assert result["meters"] == 4 and result["not_heard"] == []
+        moved = gateway.meter(near_rx1.key)
+        assert (moved.interface, moved.enhanced_address) == ("rx2", "rx2")
+        assert identity.manufacturer == moved.manufacturer
+        assert gateway.meter(near_rx2.key).interface == "rx1"
+        with pytest.raises(KeyError):
+            await gateway.reinstall_wireless("00000000")
     store = open_store(tmp_path)
     try:
         assert store.record("installation", near_rx1.key)["interface"] == "rx2"
@@ -213,12 +217,8 @@ async def test_stopping_loses_no_telegram(tmp_path: Path) -> None:
         InterfaceConfig(name=c.name, kind=c.kind, protocol=c.protocol, meters=4, interval=0.05)
         for c in RECEIVERS
     )
-    gateway = Gateway(startup(tmp_path, *fast))
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(gateway.run)
-            await wait_until(lambda: sum(h.readings for h in gateway.health.values()) >= 40)
-            gateway.stop()
+    async with running(tmp_path, *fast) as gateway:
+        await wait_until(lambda: sum(h.readings for h in gateway.health.values()) >= 40)
     accounted = {key: health.readings for key, health in gateway.health.items()}
     store = open_store(tmp_path)
     try:
@@ -230,56 +230,48 @@ async def test_stopping_loses_no_telegram(tmp_path: Path) -> None:
 
 async def test_wireless_search_installs_what_is_heard(tmp_path: Path) -> None:
     seed_settings(tmp_path, QUIET)
-    gateway = Gateway(startup(tmp_path))
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(gateway.run)
-            await gateway.remove_meters({m.key for m in gateway.meters})
-            updates: list[tuple[float, int]] = []
-            result = await gateway.search_wireless(
-                1.5, progress=lambda done, found: updates.append((done, found))
-            )
-            field = field_of(gateway)
-            assert result["found"] == result["new"] == result["installed"] == 5
-            done = [fraction for fraction, _ in updates]
-            assert len(done) >= 2 and done == sorted(done) and 0 <= done[0] < done[-1] < 1
-            assert len(gateway.meters) == 5 and all(m.wireless for m in gateway.meters)
-            for meter in gateway.meters:
-                assert meter.interface == gateway.wireless.best_for(
-                    next(m.meter_id for m in field.meters if m.identity.id == meter.key)
-                )
-                assert meter.manufacturer is not None and meter.medium is not None
-            again = await gateway.search_wireless(0.5, install=False)
-            assert again["new"] == 0 and again["installed"] == 0
-            gateway.stop()
+    async with running(tmp_path) as gateway:
+        await gateway.remove_meters({m.key for m in gateway.meters})
+        updates: list[tuple[float, int]] = []
+        result = await gateway.search_wireless(
+            1.5, progress=lambda done, found: updates.append((done, found))
+        )
+        field = field_of(gateway)
+        assert result["found"] == result["new"] == result["installed"] == 5
+        done = [fraction for fraction, _ in updates]
+        assert len(done) >= 2 and done == sorted(done) and 0 <= done[0] < done[-1] < 1
+        assert len(gateway.meters) == 5 and all(m.wireless for m in gateway.meters)
+        neighbour = next(m for m in field.meters if not m.installed).identity.id
+        for meter in gateway.meters:  # bound to the strongest (the neighbour: equal at both)
+            strongest = field.strongest(meter.key, ["rx1", "rx2"])
+            assert meter.interface in (("rx1", "rx2") if meter.key == neighbour else (strongest,))
+            assert meter.manufacturer is not None and meter.medium is not None
+        again = await gateway.search_wireless(0.5, install=False)
+        assert again["new"] == 0 and again["installed"] == 0
 
 
 async def test_meter_list_rows_for_wireless_meters(tmp_path: Path) -> None:
     seed_settings(tmp_path, {**QUIET, "reading": {"read_at_start": False}})
     wired = InterfaceConfig(name="line", kind="simulator", baud=9600, meters=2)
-    gateway = Gateway(startup(tmp_path, wired, *RECEIVERS))
     header = "Position,SecondaryAddress,BaudRate,AddressingMode,PrimaryAddress,EnhancedAddress\n"
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(gateway.run)
-            field = field_of(gateway)
-            first, second, third = (m.identity.id for m in field.meters[:3])
-            await gateway.remove_meters({m.key for m in gateway.meters})
-            await wait_until(lambda: len(gateway.wireless.heard()) >= 3)
-            rows = (
-                f"Flat 1,{first},2400,esecondary,,wireless\n"
-                f"Flat 2,{second},2400,esecondary,,rx2\n"
-                f"Flat 3,{third},2400,esecondary,,\n"
-            )
-            meters = {m.key: m for m in await gateway.install_meter_list(header + rows)}
-            assert meters[first].wireless and meters[first].interface == "rx1"
-            assert (meters[second].interface, meters[second].enhanced_address) == ("rx2", "rx2")
-            assert not meters[third].wireless and meters[third].interface == "line"
-            with pytest.raises(MeterListError) as caught:
-                await gateway.install_meter_list(header + "Flat 4,12345678,2400,primary,4,rx3\n")
-            assert [(e.line, e.column) for e in caught.value.errors] == [(2, "EnhancedAddress")]
-            assert len(gateway.meters) == 3
-            gateway.stop()
+    async with running(tmp_path, wired, *RECEIVERS) as gateway:
+        field = field_of(gateway)
+        first, second, third = (m.identity.id for m in field.meters[:3])
+        await gateway.remove_meters({m.key for m in gateway.meters})
+        await wait_until(lambda: len(gateway.wireless.heard()) >= 3)
+        rows = (
+            f"Flat 1,{first},2400,esecondary,,wireless\n"
+            f"Flat 2,{second},2400,esecondary,,rx2\n"
+            f"Flat 3,{third},2400,esecondary,,\n"
+        )
+        meters = {m.key: m for m in await gateway.install_meter_list(header + rows)}
+        assert meters[first].wireless and meters[first].interface == "rx1"
+        assert (meters[second].interface, meters[second].enhanced_address) == ("rx2", "rx2")
+        assert not meters[third].wireless and meters[third].interface == "line"
+        with pytest.raises(MeterListError) as caught:
+            await gateway.install_meter_list(header + "Flat 4,12345678,2400,primary,4,rx3\n")
+        assert [(e.line, e.column) for e in caught.value.errors] == [(2, "EnhancedAddress")]
+        assert len(gateway.meters) == 3
 
 
 def test_search_command_listens_and_installs(tmp_path: Path) -> None:
@@ -303,12 +295,3 @@ def test_search_command_listens_and_installs(tmp_path: Path) -> None:
     bare.write_text('[[interfaces]]\nname = "a"\nkind = "simulator"\n')
     refused = mbusgw("search", "--mode", "wireless", "--config", str(bare), *common)
     assert refused.returncode == 2 and "no wireless M-Bus receiver" in refused.stderr
-
-
-def mbusgw(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mbusgw.gateway.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
