@@ -373,8 +373,8 @@ class Gateway:
 
     async def read_all(self, meters: Sequence[Meter] | None = None) -> CycleResult:
         """Read (by default every active meter) and store the values: "read all & store"."""
-        result = await self.pipeline.read_cycle(self.active_meters() if meters is None else meters)
-        await self._store_cycle(result.readings)
+        chosen = self.active_meters() if meters is None else meters
+        result = await self.pipeline.read_cycle(chosen, store=self._store_cycle)
         self.last_cycle = result
         return result
 
