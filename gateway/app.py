@@ -315,7 +315,10 @@ class Gateway:
         job = job or SearchJob(request, self.clock.now())
         self.searches[job.id] = job
         buses = {name: line.master for name, line in self.lines.items()}
-        return await run_search(job, buses, self._install_found, self.clock.now)
+        await run_search(job, buses, self._install_found, self.clock.now)
+        if job.warning:
+            self.log(WARNING, "search", f"search {job.id}: {job.warning}")
+        return job
 
     async def _watch_not_seen(self, *, task_status: Any) -> None:
         task_status.started()

@@ -172,6 +172,8 @@ JOB = obj(
     progress=NUM,
     message=STR,
     found=INT,
+    expected=nullable(INT),
+    warning=nullable(STR),
     started=nullable(TIME),
     finished=nullable(TIME),
     result=nullable({"type": "object"}),
@@ -354,7 +356,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         kind={"type": "string", "enum": ["primary", "secondary", "wireless"]},
         interfaces=array(STR),
         baud={"type": "integer", "enum": [300, 2400, 9600]},
-        expected={"type": "integer", "minimum": 0, "maximum": 4096},
+        expected={
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 4096,
+            "description": "meters to find (0 = unknown): the search stops once that many are "
+            "found, and warns when it ends with fewer",
+        },
         addressing=array({"type": "string", "enum": ["primary", "secondary", "esecondary"]}),
         install=BOOL,
     ),

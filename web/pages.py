@@ -347,11 +347,15 @@ async def search() -> Any:
             params["baud"] = int(form["baud"])
         if form.get("expected", "").isdigit():
             params["expected"] = int(form["expected"])
+        if form.getlist("interfaces"):
+            params["interfaces"] = form.getlist("interfaces")
         job, error = await attempt(lambda: _start_scan(params))
         if error is None:
             return back("pages.job", "Search started", job=job["id"])
         return back("pages.search", f"Search refused: {_detail(error)}")
-    return await page("search.html", jobs=ops.list_jobs(state())["jobs"])
+    return await page(
+        "search.html", jobs=ops.list_jobs(state())["jobs"], interfaces=list(gw().lines)
+    )
 
 
 async def _start_scan(params: dict[str, Any]) -> dict[str, Any]:

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import logging
-import re
 
 import pytest
 from conftest import ADMIN, Client, body, complete_first_login, csv_upload
-from webrig import METER_CSV
+from webrig import METER_CSV, csrf_of
 
 KEY = "000102030405060708090A0B0C0D0E0F"
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, "the page has no CSRF token"
-    return match.group(1)
 
 
 async def sign_in(client: Client, name: str, password: str) -> object:

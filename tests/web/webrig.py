@@ -5,23 +5,27 @@ check every API response against the OpenAPI document."""
 from __future__ import annotations
 
 import json
+import re
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import trio
 
+from mbusgw.gateway.app import Gateway
 from mbusgw.gateway.clock import SystemClock
 from mbusgw.gateway.events import EventBus
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.meters import Meter, apply_capacity, install, parse_meter_list
-from mbusgw.gateway.settings import Settings, StartupConfig
+from mbusgw.gateway.settings import InterfaceConfig, Settings, StartupConfig
 from mbusgw.gateway.store import Reading, SeriesSpec, Store, StoreWriter, store_path
 from mbusgw.gateway.supervisor import Supervisor
 
@@ -185,3 +189,50 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+SERVED_ADMIN = ("engineer", "Install2024")
+QUIET = {"modbus": {"enabled": False}, "reading": {"read_at_start": False, "schedule": "0 0 1 1 *"}}
+
+
+@asynccontextmanager
+async def served_gateway(
+    data_dir: Path, *lines: InterfaceConfig
+) -> AsyncIterator[tuple[Gateway, httpx.AsyncClient]]:
+    """The real gateway on simulated ``lines``, its web service on a loopback port, the first
+    login done (``SERVED_ADMIN``) and no scheduled reading or Modbus port; yields the gateway
+    and an HTTP client (cookies kept, like a browser's) for its base URL."""
+    port = free_port()
+    startup = StartupConfig(data_dir, web_host="127.0.0.1", web_port=port, interfaces=lines)
+    gateway = Gateway(startup)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gateway.run)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            first = await http.post(
+                "/api/v1/me/password",
+                auth=("admin", "admin"),
+                json={"current_password": "admin", "new_username": SERVED_ADMIN[0]}
+                | {"new_password": SERVED_ADMIN[1]},
+            )
+            assert first.status_code == 200, first.text
+            await gateway.update_settings(QUIET)
+            try:
+                yield gateway, http
+            finally:
+                gateway.stop()
+
+
+async def sign_in_over_http(http: httpx.AsyncClient, name: str, password: str) -> str:
+    """Sign in through the login form; returns the session's CSRF token for form posts."""
+    token = csrf_of((await http.get("/login")).text)
+    signed_in = await http.post(
+        "/login", data={"username": name, "password": password, "csrf_token": token}
+    )
+    assert signed_in.status_code == 303, signed_in.text
+    return csrf_of((await http.get("/account")).text)
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "the page has no CSRF token"
+    return match.group(1)

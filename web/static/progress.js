@@ -13,7 +13,10 @@
       field("progress").value = job.progress;
       field("percent").textContent = Math.round(job.progress * 100) + " %";
       field("found").textContent = job.found ?? 0;
+      field("expected").textContent = job.expected ? ` of ${job.expected} expected` : "";
       field("message").textContent = job.message || "";
+      field("warning").textContent = job.warning || "";
+      field("warning").hidden = !job.warning;
       if (job.state === "queued" || job.state === "running") setTimeout(poll, 1000);
     } catch (err) {
       setTimeout(poll, 3000);
