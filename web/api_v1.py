@@ -535,12 +535,17 @@ async def tls_trust_store() -> Response:
 # ---------------------------------------------------------------------------- files
 
 
+PASSWORDS = Param("passwords", BOOL, "include passwords (admin only). Default false: a set "
+                  "password is written as ******** and an import keeps the stored one")  # fmt: skip
+
+
 @route("GET", "/config", "The configuration file (every setting that is not device-specific)",
-       "device", media="toml")  # fmt: skip
+       "device", media="toml", params=(PASSWORDS,))  # fmt: skip
 async def config_download() -> Response:
     from mbusgw.web.transfer import export_config
 
-    return download(export_config(gw()), "application/toml", "mbusgw-config.toml")
+    text = export_config(gw(), arg_bool("passwords", False))
+    return download(text, "application/toml", "mbusgw-config.toml")
 
 
 @route("PUT", "/config", "Import a configuration file (checked completely, then applied)",

@@ -682,8 +682,7 @@ async def update_settings(
 ) -> dict[str, Any]:
     if not isinstance(changes, dict):
         raise BadRequest("send the settings to change as an object")
-    changes = without_masks(changes)
-    await gw.update_settings({section: changes} if section else changes)
+    await gw.update_settings(without_masks({section: changes} if section else changes))
     return get_settings(gw, section)
 
 

@@ -540,7 +540,7 @@ async def _import_config(text: str) -> None:
 async def configuration_file() -> Response:
     from mbusgw.web.transfer import export_config
 
-    response = Response(export_config(gw()), mimetype="application/toml")
+    response = Response(export_config(gw(), arg_bool("passwords")), mimetype="application/toml")
     response.headers["Content-Disposition"] = 'attachment; filename="mbusgw-config.toml"'
     return response
 
