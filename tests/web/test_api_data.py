@@ -7,9 +7,9 @@ import io
 from datetime import UTC, datetime
 
 import trio.testing
-from conftest import ADMIN, Client, body
 from openpyxl import load_workbook
 from test_security import REPORT_PASSWORD, REPORT_RECEIVER, sign_in
+from webclient import ADMIN, Client, body
 from webrig import METER_CSV, RigGateway
 
 from mbusgw.web.jsonrpc import METHODS

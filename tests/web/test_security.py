@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import ADMIN, Client, body, complete_first_login, csv_upload
+from webclient import ADMIN, Client, body, complete_first_login, csv_upload
 from webrig import METER_CSV, csrf_of
 
 KEY = "000102030405060708090A0B0C0D0E0F"

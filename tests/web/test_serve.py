@@ -10,8 +10,9 @@ import h11
 import httpx
 import pytest
 import trio
+import trio.testing
 import trustme
-from conftest import ADMIN
+from webclient import ADMIN
 from webrig import free_port
 
 from mbusgw.web.serve import WebService
@@ -175,7 +176,7 @@ async def test_requests_answered_before_their_body_arrived(gateway, nursery) -> 
         await nursery.start(gateway.supervisor.run, [service])
         client = RawHttp(await trio.open_tcp_stream("127.0.0.1", port))
         await client.send_head("POST", "/api/v1/users", len(body))
-        await trio.sleep(0.3)  # the server could answer from the headers in the meantime
+        await trio.testing.wait_all_tasks_blocked()  # the server has done what it would do
         await client.send_body(body)
         refused, _ = await client.response()
         client.next_cycle()
