@@ -462,12 +462,16 @@ def _build(cls: type, data: Any, prefix: str, errors: dict[str, str]) -> Any:
 
 
 def _build_mapping(cls: type, data: Any, path: str, meta: Any, errors: dict[str, str]) -> dict:
-    """A table of named entries of one kind (per-meter settings, per-series overrides)."""
+    """A table of named entries of one kind (per-meter settings, per-series overrides,
+    reports). An entry given as None is removed (a change ``{"reports": {"reports": {"r":
+    None}}}`` deletes report r, as in a JSON merge patch)."""
     if not isinstance(data, dict):
         errors[path] = "must be a table of settings"
         return {}
     result = {}
     for key, value in data.items():
+        if value is None:
+            continue
         if not isinstance(key, str) or not meta["key"].fullmatch(key):
             errors[f"{path}.{key}"] = f"not {meta['key_note']}"
             continue

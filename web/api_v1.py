@@ -586,10 +586,7 @@ REPORT = Param("name", STR, "the report's name (a key of the reports settings)",
 
 
 def report_service() -> Any:
-    service = gw().reports
-    if service is None:
-        raise Conflict("the push-report service is not running")
-    return service
+    return ops.report_service(gw())
 
 
 def outcome_reply(outcome: Any) -> Response:
@@ -614,7 +611,18 @@ async def report_call(call: Callable[[], Any]) -> Response:
 @route("GET", "/reports", "Push reports and their delivery status", "reports",
        response="ReportList")  # fmt: skip
 async def reports_list() -> Response:
+    return reports_list_reply()
+
+
+def reports_list_reply() -> Response:
     return reply({"reports": [status.as_dict() for status in report_service().status()]})
+
+
+@route("DELETE", "/reports/{name}", "Remove a report: its settings and its delivery cursor",
+       "reports", access="admin", params=(REPORT,), response="ReportList")  # fmt: skip
+async def report_delete(name: str) -> Response:
+    await ops.delete_report(gw(), name)
+    return reports_list_reply()
 
 
 @route("POST", "/reports/{name}/test", "Send a test report now (its cursor does not move)",

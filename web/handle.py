@@ -35,6 +35,7 @@ class GatewayHandle(Protocol):
     meters: list[Meter]
     lines: dict[str, Any]  # interface name → BusLine (its ``master`` scans)
     after_stop: Any  # gateway.lifecycle.AfterStop | None
+    reports: Any  # gateway.services.reports.ReportService | None (push reports)
 
     @property
     def settings(self) -> Settings: ...

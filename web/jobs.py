@@ -1,5 +1,6 @@
-"""Long operations started from the web as jobs with progress: "read all & store" and meter
-searches (primary or secondary scans of each line, found meters installed automatically). A
+"""Long operations started from the web as jobs with progress: "read all & store", meter
+searches (primary or secondary scans of each line, found meters installed automatically) and
+sending a push report now (a test report, or an on-demand report after reading every meter). A
 search for a number of meters expected stops once that many are found and warns (job, API and
 system log) when it ends with fewer.
 
@@ -20,10 +21,11 @@ from typing import Any
 
 import trio
 
+from mbusgw.gateway.errors import UnknownReport
 from mbusgw.gateway.meters import BAUD_RATES, COLUMNS
 from mbusgw.gateway.scan import ScanProgress, scan_line
 from mbusgw.gateway.search import quota_for, shortfall
-from mbusgw.web.errors import BadRequest, Conflict
+from mbusgw.web.errors import BadRequest, Conflict, NotFound
 from mbusgw.web.handle import GatewayHandle
 
 KEEP = 50
@@ -146,6 +148,37 @@ class JobBoard:
             job.result = {"read": len(result.readings), "failed": failed}
 
         return self._start("read_all", work)
+
+    # -- push reports
+
+    def report(self, name: str, action: str) -> Job:
+        """ "Send test" (the next report's values marked as a test; the cursor stays) or "send
+        now" (an on-demand report: every meter read first) as a job; the receiver's answer or
+        the error is the job's message."""
+        service = self._gateway.reports
+        if service is None:
+            raise Conflict("the push-report service is not running")
+        if action == "test":
+            send, what, kinds = service.send_test, "test report", ()
+        elif action == "run":
+            send, what, kinds = service.run_on_demand, "report", ("on_demand",)
+        else:
+            raise BadRequest(f"unknown report action {action!r}")
+        try:
+            service.runner.config(name, service.settings(), *kinds)
+        except UnknownReport as exc:
+            raise NotFound(str(exc)) from None
+
+        async def work(job: Job) -> None:
+            job.message = f"sending the {what} {name!r}"
+            outcome = await send(name)  # DeliveryError, ReportError: the job failed, saying why
+            job.found = outcome.values
+            job.message = f"{what} {name!r} delivered with {outcome.values} value(s): " + (
+                outcome.reply or "accepted"
+            )
+            job.result = {"report": name, "values": outcome.values, "reply": outcome.reply}
+
+        return self._start(f"report_{action}", work)
 
     # -- searches
 

@@ -65,10 +65,12 @@ def _field_schema(kind: Any, meta: Any, partial: bool) -> dict[str, Any]:
         return settings_schema(kind, partial)
     origin = get_origin(kind)
     if origin is dict:
-        value = get_args(kind)[1]
+        entry = settings_schema(get_args(kind)[1], partial)
+        if partial:  # a change may remove an entry
+            entry = {"anyOf": [entry, {"type": "null", "description": "removes the entry"}]}
         return {
             "type": "object",
-            "additionalProperties": settings_schema(value, partial),
+            "additionalProperties": entry,
             "propertyNames": {"pattern": meta["key"].pattern},
         }
     if origin in (Union, types.UnionType):

@@ -29,6 +29,7 @@ NAVIGATION = (
     ("pages.meters", "Meters"),
     ("pages.search", "Search"),
     ("pages.mbus_settings", "M-Bus"),
+    ("report_pages.reports", "Reports"),
     ("pages.system_log", "Log"),
     ("pages.keys", "Keys"),
     ("pages.users", "Users"),

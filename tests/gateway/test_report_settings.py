@@ -179,3 +179,14 @@ def test_only_a_password_given_as_the_mask_is_left_out_of_a_change() -> None:
         "reports": {"http": {"username": "u"}},
         "modbus": {"meters": {"m1": {"constant": "2"}}},
     }
+
+
+def test_an_entry_given_as_none_is_removed_from_its_table() -> None:
+    five = Settings().updated({"reports": GOOD})
+    fewer = five.updated({"reports": {"reports": {"mail": None, "now": None}}})
+    assert sorted(fewer.reports.reports) == ["alarms", "files", "post"]
+    assert fewer.reports.reports["files"] == five.reports.reports["files"]
+    with pytest.raises(ConfigError, match="reports.adaptive_retries: must be true or false"):
+        fewer.updated({"reports": {"adaptive_retries": None}})
+    with pytest.raises(ConfigError, match="reports.reports: must be a table"):
+        fewer.updated({"reports": {"reports": None}})

@@ -9,19 +9,11 @@ from typing import Any
 
 import httpx
 import trio
-from webrig import SERVED_ADMIN, served_gateway, sign_in_over_http
+from webrig import SERVED_ADMIN, finished_job, served_gateway, sign_in_over_http
 
 from mbusgw.gateway.settings import InterfaceConfig
 
 LINE = InterfaceConfig(name="sim1", kind="simulator", baud=9600, meters=4)
-
-
-async def finished(http: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    while True:
-        job = (await http.get(f"/api/v1/jobs/{job_id}", auth=SERVED_ADMIN)).json()
-        if job["state"] not in ("queued", "running"):
-            return job
-        await trio.sleep(0.1)
 
 
 async def logged(http: httpx.AsyncClient, origin: str, ending: str) -> dict[str, Any]:
@@ -44,7 +36,7 @@ async def test_a_search_stops_once_the_expected_meters_are_found(tmp_path: Path)
             )
             assert started.status_code == 202, started.text
             assert started.json()["expected"] == 2
-            job = await finished(http, started.json()["id"])
+            job = await finished_job(http, started.json()["id"])
             requests = wire.requests - before
     assert job["state"] == "done" and job["warning"] is None
     assert job["found"] == 2 and job["result"] == {"found": 2, "expected": 2, "installed": 2}
@@ -60,7 +52,7 @@ async def test_fewer_meters_than_expected_is_a_warning_everywhere(tmp_path: Path
             started = await http.post(
                 "/api/v1/scans", auth=SERVED_ADMIN, json={"kind": "secondary", "expected": 6}
             )
-            job = await finished(http, started.json()["id"])
+            job = await finished_job(http, started.json()["id"])
             warned = await logged(http, "search", "6 meter(s) expected, only 4 found")
 
             token = await sign_in_over_http(http, *SERVED_ADMIN)
@@ -72,7 +64,7 @@ async def test_fewer_meters_than_expected_is_a_warning_everywhere(tmp_path: Path
             )
             assert posted.status_code == 303
             job_page = posted.headers["location"]
-            page_job = await finished(http, job_page.split("/jobs/")[1].split("?")[0])
+            page_job = await finished_job(http, job_page.split("/jobs/")[1].split("?")[0])
             page = (await http.get(job_page)).text
             listing = (await http.get("/search")).text
     assert job["state"] == "done" and job["found"] == 4 and job["expected"] == 6

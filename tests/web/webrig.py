@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ class RigGateway:
     meters: list[Meter] = field(default_factory=list)
     lines: dict[str, Any] = field(default_factory=lambda: {"default": None})
     after_stop: Any = None
+    reports: Any = None  # no push-report service in the rig
     stopped: int = 0
 
     def __post_init__(self) -> None:
@@ -222,6 +224,15 @@ async def served_gateway(
                 gateway.stop()
 
 
+async def finished_job(http: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    """A web job (``/api/v1/jobs/{id}``) once it has ended."""
+    while True:
+        job = (await http.get(f"/api/v1/jobs/{job_id}", auth=SERVED_ADMIN)).json()
+        if job["state"] not in ("queued", "running"):
+            return job
+        await trio.sleep(0.1)
+
+
 async def sign_in_over_http(http: httpx.AsyncClient, name: str, password: str) -> str:
     """Sign in through the login form; returns the session's CSRF token for form posts."""
     token = csrf_of((await http.get("/login")).text)
@@ -236,3 +247,54 @@ def csrf_of(html: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert match, "the page has no CSRF token"
     return match.group(1)
+
+
+class _FormReader(HTMLParser):
+    def __init__(self, action: str | None) -> None:
+        super().__init__()
+        self.action = action
+        self.inside = False
+        self.values: dict[str, str] = {}
+        self._select: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form" and (self.action is None or a.get("action", "") == self.action):
+            self.inside = a.get("method", "get").lower() == "post"
+        if not self.inside or "disabled" in a:
+            return
+        if tag == "input" and a.get("name"):
+            if a.get("type") == "checkbox":
+                if "checked" in a:
+                    self.values[a["name"]] = "on"
+            else:
+                self.values[a["name"]] = a.get("value", "")
+        elif tag == "select":
+            self._select = a.get("name")
+        elif tag == "option" and self._select:
+            if "selected" in a or self._select not in self.values:  # else the first is chosen
+                self.values[self._select] = a.get("value", "")
+        elif tag == "textarea":
+            self._textarea = a.get("name")
+            self.values[self._textarea or ""] = ""
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            self.values[self._textarea] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.inside = False
+        elif tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+
+def form_values(html: str, action: str | None = None) -> dict[str, str]:
+    """What a browser would post from the page's (first, or ``action``'s) POST form as it is
+    shown: text and hidden inputs, checked boxes, selected options, text areas."""
+    reader = _FormReader(action)
+    reader.feed(html)
+    return reader.values
