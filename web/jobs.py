@@ -172,7 +172,6 @@ class JobBoard:
         async def work(job: Job) -> None:
             job.message = f"sending the {what} {name!r}"
             outcome = await send(name)  # DeliveryError, ReportError: the job failed, saying why
-            job.found = outcome.values
             job.message = f"{what} {name!r} delivered with {outcome.values} value(s): " + (
                 outcome.reply or "accepted"
             )
