@@ -142,7 +142,8 @@ async def save_report(
         _, problem = await attempt(lambda: gw().update_settings(change))
         if problem is None:
             return back("report_pages.reports", f"Report {name} {'added' if created else 'saved'}")
-        errors, others = field_errors(problem.details, f"reports.reports.{name}.")
+        inputs = report_fields(stored)
+        errors, others = field_errors(problem.details, f"reports.reports.{name}.", inputs)
     shown = as_submitted(stored, changes)
     errors |= retyped_passwords(report_fields(stored), changes)
     if created:
@@ -180,7 +181,8 @@ async def report_settings() -> Any:
             _, problem = await attempt(lambda: gw().update_settings(change))
             if problem is None:
                 return back("report_pages.report_settings", "Report settings saved")
-            errors, others = field_errors(problem.details, "reports.")
+            inputs = form_fields(ReportSettings, settings)
+            errors, others = field_errors(problem.details, "reports.", inputs)
         shown = as_submitted(settings, changes)
         errors |= retyped_passwords(form_fields(ReportSettings, settings), changes)
     html = await page(

@@ -143,14 +143,18 @@ def changes_from_form(
     return changes, errors
 
 
-def field_errors(details: Any, prefix: str) -> tuple[dict[str, str], dict[str, str]]:
-    """Refused settings (dotted path → message) as errors of the form's inputs (the paths
+def field_errors(
+    details: Any, prefix: str, shown: list[FormField]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Refused settings (dotted path → message) as errors of the ``shown`` inputs (the paths
     below ``prefix``) and the others (the section as a whole, or what it affects elsewhere)."""
+    inputs = {field.name for field in shown}
     by_input: dict[str, str] = {}
     others: dict[str, str] = {}
     for path, message in (details or {}).items():
-        if path.startswith(prefix) and path != prefix.rstrip("."):
-            by_input[path[len(prefix) :]] = message
+        name = path[len(prefix) :] if path.startswith(prefix) else None
+        if name in inputs:
+            by_input[name] = message
         else:
             others[path] = message
     return by_input, others

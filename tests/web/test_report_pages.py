@@ -16,7 +16,14 @@ import trio
 from report_receivers import HttpReceiver, start_http_receiver
 from webrig import SERVED_ADMIN, finished_job, form_values, served_gateway, sign_in_over_http
 
-from mbusgw.gateway.settings import SECRET_MASK, InterfaceConfig
+from mbusgw.gateway.settings import (
+    SECRET_MASK,
+    InterfaceConfig,
+    ReportSettings,
+    Settings,
+    without_masks,
+)
+from mbusgw.web.settings_form import changes_from_form, form_fields
 
 LINE = InterfaceConfig(name="sim1", kind="simulator", baud=9600, meters=2)
 PASSWORD = "Rcv-secret-77"
@@ -200,3 +207,27 @@ async def test_send_test_send_now_and_the_delivery_status(tmp_path: Path) -> Non
         "daily"
     ]
     assert delivered_cursor["until"] and cursor is None
+
+
+def test_a_settings_form_sent_back_as_shown_changes_nothing() -> None:
+    """Every field of the model is on the form, and reading the form back gives the same
+    settings (passwords come back as the mask: the stored ones stay)."""
+    settings = Settings().updated(
+        {
+            "reports": {
+                "adaptive_retries": False,
+                "timeouts": {"http_s": -1},
+                "ftp": {"host": "ftp.example.com", "username": "u", "password": "secret-1"},
+                "trusted_certificates": "",
+            }
+        }
+    )
+    shown = form_fields(ReportSettings, settings.reports)
+    posted = {f.name: str(f.value) for f in shown if f.kind != "checkbox"}
+    posted |= {f.name: "on" for f in shown if f.kind == "checkbox" and f.value}
+    assert posted["ftp.password"] == SECRET_MASK and "secret-1" not in posted.values()
+    changes, errors = changes_from_form(ReportSettings, posted)
+    assert errors == {}
+    assert settings.updated(without_masks({"reports": changes})) == settings
+    changes, errors = changes_from_form(ReportSettings, posted | {"ftp.port": "21x"})
+    assert errors == {"ftp.port": "must be a whole number"}
