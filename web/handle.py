@@ -1,10 +1,10 @@
 """What the web interface needs from the running gateway (``gateway.app.Gateway``).
 
 The web layer reads these attributes and calls these operations; it never reaches into bus
-masters' or the store writer's internals. Searches and "read all" run as jobs of the web
-(``web/jobs.py``); restart, factory reset and restoring a backup are asked of the gateway
-through ``after_stop`` (``gateway/lifecycle.py``) and happen between two runs, when the store
-is closed.
+masters' or the store writer's internals. Searches, "read all" and sending a push report now
+run as jobs of the web (``web/jobs.py``); restart, factory reset and restoring a backup are
+asked of the gateway through ``after_stop`` (``gateway/lifecycle.py``) and happen between two
+runs, when the store is closed.
 """
 
 from __future__ import annotations
