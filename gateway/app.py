@@ -525,7 +525,10 @@ class Gateway:
         job = job or SearchJob(request, self.clock.now())
         self.searches[job.id] = job
         buses = {name: line.master for name, line in self.lines.items()}
-        return await run_search(job, buses, self._install_found, self.clock.now)
+        await run_search(job, buses, self._install_found, self.clock.now)
+        if job.warning:
+            self.log(WARNING, "search", f"search {job.id}: {job.warning}")
+        return job
 
     async def _watch_not_seen(self, *, task_status: Any) -> None:
         task_status.started()
@@ -585,8 +588,8 @@ class Gateway:
     async def read_all(self, meters: Sequence[Meter] | None = None) -> CycleResult:
         """Read (by default every active wired meter) and store the values: "read all &
         store"."""
-        result = await self.pipeline.read_cycle(self.wired_meters() if meters is None else meters)
-        await self._store_cycle(result.readings)
+        chosen = self.wired_meters() if meters is None else meters
+        result = await self.pipeline.read_cycle(chosen, store=self._store_cycle)
         self.last_cycle = result
         return result
 

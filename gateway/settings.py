@@ -358,13 +358,18 @@ class Settings:
 SECRET_MASK = "********"
 
 
+def masked_secret(secret: str) -> str:
+    """What is shown of a password: ``SECRET_MASK`` when one is set, "" when none is."""
+    return SECRET_MASK if secret else ""
+
+
 def masked(value: Any) -> Any:
     """Settings as plain data for an API: a set password shows as ``SECRET_MASK``, an unset
     one as ""; the secret itself never leaves."""
     if is_dataclass(value) and not isinstance(value, type):
         return {
             f.name: (
-                (SECRET_MASK if getattr(value, f.name) else "")
+                masked_secret(getattr(value, f.name))
                 if f.metadata.get("secret")
                 else masked(getattr(value, f.name))
             )
@@ -377,12 +382,31 @@ def masked(value: Any) -> Any:
     return value
 
 
-def without_masks(changes: Any) -> Any:
-    """A change as a client sends it back after reading ``masked`` settings: a password given
-    as the mask means "keep the stored one", so it is left out of the change."""
-    if isinstance(changes, dict):
-        return {k: without_masks(v) for k, v in changes.items() if v != SECRET_MASK}
-    return changes
+def without_masks(changes: Any, cls: type | None = None) -> Any:
+    """A change (nested, from ``cls``, default ``Settings``, down) as a client sends it back
+    after reading ``masked`` settings: a password given as the mask means "keep the stored
+    one", so it is left out of the change. Only password fields are looked at."""
+    cls = cls or Settings
+    if not isinstance(changes, dict):
+        return changes
+    known = {f.name: f for f in fields(cls)}
+    hints = get_type_hints(cls)
+    kept = {}
+    for name, value in changes.items():
+        f = known.get(name)
+        if f is None:  # an unknown setting: the settings check names it
+            kept[name] = value
+        elif f.metadata.get("secret"):
+            if value != SECRET_MASK:
+                kept[name] = value
+        elif is_dataclass(hints[name]):
+            kept[name] = without_masks(value, hints[name])
+        elif get_origin(hints[name]) is dict and isinstance(value, dict):
+            entry = get_args(hints[name])[1]  # the tables hold settings dataclasses
+            kept[name] = {key: without_masks(item, entry) for key, item in value.items()}
+        else:
+            kept[name] = value
+    return kept
 
 
 def settings_from_dict(data: dict[str, Any]) -> Settings:
@@ -438,12 +462,16 @@ def _build(cls: type, data: Any, prefix: str, errors: dict[str, str]) -> Any:
 
 
 def _build_mapping(cls: type, data: Any, path: str, meta: Any, errors: dict[str, str]) -> dict:
-    """A table of named entries of one kind (per-meter settings, per-series overrides)."""
+    """A table of named entries of one kind (per-meter settings, per-series overrides,
+    reports). An entry given as None is removed (a change ``{"reports": {"reports": {"r":
+    None}}}`` deletes report r, as in a JSON merge patch)."""
     if not isinstance(data, dict):
         errors[path] = "must be a table of settings"
         return {}
     result = {}
     for key, value in data.items():
+        if value is None:
+            continue
         if not isinstance(key, str) or not meta["key"].fullmatch(key):
             errors[f"{path}.{key}"] = f"not {meta['key_note']}"
             continue

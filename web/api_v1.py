@@ -551,12 +551,17 @@ async def tls_trust_store() -> Response:
 # ---------------------------------------------------------------------------- files
 
 
+PASSWORDS = Param("passwords", BOOL, "include passwords (admin only). Default false: a set "
+                  "password is written as ******** and an import keeps the stored one")  # fmt: skip
+
+
 @route("GET", "/config", "The configuration file (every setting that is not device-specific)",
-       "device", media="toml")  # fmt: skip
+       "device", media="toml", params=(PASSWORDS,))  # fmt: skip
 async def config_download() -> Response:
     from mbusgw.web.transfer import export_config
 
-    return download(export_config(gw()), "application/toml", "mbusgw-config.toml")
+    text = export_config(gw(), arg_bool("passwords", False))
+    return download(text, "application/toml", "mbusgw-config.toml")
 
 
 @route("PUT", "/config", "Import a configuration file (checked completely, then applied)",
@@ -597,10 +602,7 @@ REPORT = Param("name", STR, "the report's name (a key of the reports settings)",
 
 
 def report_service() -> Any:
-    service = gw().reports
-    if service is None:
-        raise Conflict("the push-report service is not running")
-    return service
+    return ops.report_service(gw())
 
 
 def outcome_reply(outcome: Any) -> Response:
@@ -625,7 +627,18 @@ async def report_call(call: Callable[[], Any]) -> Response:
 @route("GET", "/reports", "Push reports and their delivery status", "reports",
        response="ReportList")  # fmt: skip
 async def reports_list() -> Response:
+    return reports_list_reply()
+
+
+def reports_list_reply() -> Response:
     return reply({"reports": [status.as_dict() for status in report_service().status()]})
+
+
+@route("DELETE", "/reports/{name}", "Remove a report: its settings and its delivery cursor",
+       "reports", access="admin", params=(REPORT,), response="ReportList")  # fmt: skip
+async def report_delete(name: str) -> Response:
+    await ops.delete_report(gw(), name)
+    return reports_list_reply()
 
 
 @route("POST", "/reports/{name}/test", "Send a test report now (its cursor does not move)",

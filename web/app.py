@@ -82,7 +82,7 @@ def _when(iso_time: str | None) -> str:
 
 
 def create_app(gateway: GatewayHandle) -> Quart:
-    from mbusgw.web import api_v1, jsonrpc, pages
+    from mbusgw.web import api_v1, jsonrpc, pages, report_pages
 
     here = Path(__file__).parent
     # root and instance paths given: the package finder does not follow editable installs
@@ -125,4 +125,5 @@ def create_app(gateway: GatewayHandle) -> Quart:
     app.register_blueprint(api_v1.blueprint)
     app.register_blueprint(jsonrpc.blueprint)
     app.register_blueprint(pages.blueprint)
+    app.register_blueprint(report_pages.blueprint)
     return app

@@ -1,9 +1,9 @@
 """What the web interface needs from the running gateway (``gateway.app.Gateway``).
 
 The web layer reads these attributes and calls these operations; it never reaches into bus
-masters' or the store writer's internals. Searches and "read all" run as jobs of the web
-(``web/jobs.py``; a wireless search listens through ``search_wireless``); restart, factory
-reset and restoring a backup are asked of the gateway through ``after_stop``
+masters' or the store writer's internals. Searches, "read all" and sending a push report now
+run as jobs of the web (``web/jobs.py``; a wireless search listens through ``search_wireless``);
+restart, factory reset and restoring a backup are asked of the gateway through ``after_stop``
 (``gateway/lifecycle.py``) and happen between two runs, when the store is closed.
 """
 
@@ -37,6 +37,7 @@ class GatewayHandle(Protocol):
     lines: dict[str, Any]  # interface name → BusLine (its ``master`` scans)
     wireless: Any  # gateway.wireless.WirelessNetwork, or None without receivers
     after_stop: Any  # gateway.lifecycle.AfterStop | None
+    reports: Any  # gateway.services.reports.ReportService | None (push reports)
 
     @property
     def keys(self) -> KeyStore:

@@ -65,10 +65,12 @@ def _field_schema(kind: Any, meta: Any, partial: bool) -> dict[str, Any]:
         return settings_schema(kind, partial)
     origin = get_origin(kind)
     if origin is dict:
-        value = get_args(kind)[1]
+        entry = settings_schema(get_args(kind)[1], partial)
+        if partial:  # a change may remove an entry
+            entry = {"anyOf": [entry, {"type": "null", "description": "removes the entry"}]}
         return {
             "type": "object",
-            "additionalProperties": settings_schema(value, partial),
+            "additionalProperties": entry,
             "propertyNames": {"pattern": meta["key"].pattern},
         }
     if origin in (Union, types.UnionType):
@@ -173,6 +175,8 @@ JOB = obj(
     progress=NUM,
     message=STR,
     found=INT,
+    expected=nullable(INT),
+    warning=nullable(STR),
     started=nullable(TIME),
     finished=nullable(TIME),
     result=nullable({"type": "object"}),
@@ -355,7 +359,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         kind={"type": "string", "enum": ["primary", "secondary", "wireless"]},
         interfaces=array(STR),
         baud={"type": "integer", "enum": [300, 2400, 9600]},
-        expected={"type": "integer", "minimum": 0, "maximum": 4096},
+        expected={
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 4096,
+            "description": "meters to find (0 = unknown): the search stops once that many are "
+            "found, and warns when it ends with fewer",
+        },
         addressing=array({"type": "string", "enum": ["primary", "secondary", "esecondary"]}),
         install=BOOL,
         duration_s={"type": "integer", "minimum": 1, "maximum": 3600},

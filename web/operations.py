@@ -698,9 +698,30 @@ async def update_settings(
 ) -> dict[str, Any]:
     if not isinstance(changes, dict):
         raise BadRequest("send the settings to change as an object")
-    changes = without_masks(changes)
-    await gw.update_settings({section: changes} if section else changes)
+    await gw.update_settings(without_masks({section: changes} if section else changes))
     return get_settings(gw, section)
+
+
+# ---------------------------------------------------------------------------------- reports
+
+
+def report_service(gw: GatewayHandle) -> Any:
+    """The running push-report service (``Conflict`` when the gateway has none)."""
+    service = getattr(gw, "reports", None)
+    if service is None:
+        raise Conflict("the push-report service is not running")
+    return service
+
+
+async def delete_report(gw: GatewayHandle, name: str) -> None:
+    """Remove a report's settings and its delivery cursor (a report made again under the
+    name starts afresh from its value period)."""
+    from mbusgw.gateway.services.reports.cursors import TABLE
+
+    if name not in gw.settings.reports.reports:
+        raise NotFound(f"no report {name!r} is configured")
+    await gw.update_settings({"reports": {"reports": {name: None}}})
+    await gw.writer.delete_record(TABLE, name)
 
 
 # ---------------------------------------------------------------------------------- keys

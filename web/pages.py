@@ -30,6 +30,7 @@ NAVIGATION = (
     ("pages.wireless", "Wireless"),
     ("pages.search", "Search"),
     ("pages.mbus_settings", "M-Bus"),
+    ("report_pages.reports", "Reports"),
     ("pages.system_log", "Log"),
     ("pages.keys", "Keys"),
     ("pages.users", "Users"),
@@ -372,13 +373,17 @@ async def search() -> Any:
             params["baud"] = int(form["baud"])
         if form.get("expected", "").isdigit():
             params["expected"] = int(form["expected"])
+        if form.getlist("interfaces"):
+            params["interfaces"] = form.getlist("interfaces")
         if params["kind"] == "wireless" and form.get("duration_s", "").isdigit():
             params["duration_s"] = int(form["duration_s"])
         job, error = await attempt(lambda: _start_scan(params))
         if error is None:
             return back("pages.job", "Search started", job=job["id"])
         return back("pages.search", f"Search refused: {_detail(error)}")
-    return await page("search.html", jobs=ops.list_jobs(state())["jobs"])
+    return await page(
+        "search.html", jobs=ops.list_jobs(state())["jobs"], interfaces=list(gw().lines)
+    )
 
 
 async def _start_scan(params: dict[str, Any]) -> dict[str, Any]:
@@ -563,7 +568,7 @@ async def _import_config(text: str) -> None:
 async def configuration_file() -> Response:
     from mbusgw.web.transfer import export_config
 
-    response = Response(export_config(gw()), mimetype="application/toml")
+    response = Response(export_config(gw(), arg_bool("passwords")), mimetype="application/toml")
     response.headers["Content-Disposition"] = 'attachment; filename="mbusgw-config.toml"'
     return response
 

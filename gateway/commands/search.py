@@ -27,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--interface", action="append", default=[], help="only this line")
     parser.add_argument("--baud", type=int, action="append", default=[], help="scan at this rate")
     parser.add_argument("--hex", action="store_true", help="IDs may contain the digits A-E")
-    parser.add_argument("--expected", type=int, help="how many meters you expect")
+    parser.add_argument(
+        "--expected", type=int, help="how many meters to find: stop once found, warn if fewer"
+    )
     parser.add_argument("--no-install", action="store_true", help="only list what is found")
     parser.add_argument("--config", type=Path, help="start-up file (TOML) with the interfaces")
     parser.add_argument("--data-dir", type=Path, help="where the store lives (default: var)")

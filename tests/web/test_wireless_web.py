@@ -10,9 +10,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
-from conftest import ADMIN, Client, body, complete_first_login
-from test_security import csrf_of, sign_in
-from webrig import OpenApiChecker
+from test_security import sign_in
+from webclient import ADMIN, Client, body, complete_first_login
+from webrig import OpenApiChecker, csrf_of
 from werkzeug.datastructures import FileStorage
 
 from mbusgw.gateway.app import Gateway
