@@ -63,6 +63,7 @@ class BenchGateway:
     events: EventBus = field(default_factory=EventBus)
     health: dict[str, MeterHealth] = field(default_factory=dict)
     lines: dict[str, Any] = field(default_factory=dict)
+    wireless: Any = None  # no receivers
     after_stop: Any = None
 
     def __post_init__(self) -> None:

@@ -96,6 +96,11 @@ cdef class _Key:
     def __reduce__(self):
         raise TypeError("keys are not pickled")
 
+    def material_for_storage(self) -> str:
+        """The key as hex digits, for the key store to persist it: the one way key material
+        leaves a key object. Never log, list or return what it gives."""
+        return self._key.hex().upper()
+
     cdef bytes _material(self, material, int size, str name):
         key = parse_key(material)
         if len(key) != size:

@@ -17,7 +17,7 @@ DEVICE_STARTED = "device_started"
 METER_FAILED = "meter_failed"
 METER_RECOVERED = "meter_recovered"
 METER_NOT_SEEN = "meter_not_seen"
-CYCLE_FINISHED = "cycle_finished"  # detail: meters, failed, duration_s
+CYCLE_FINISHED = "cycle_finished"  # its readings are stored; detail: meters, failed, duration_s
 READINGS_STORED = "readings_stored"  # durably committed; detail: meters (their keys)
 REPORT_FAILED = "report_failed"
 

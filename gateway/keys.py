@@ -15,8 +15,9 @@ more criteria an entry names, the more specific it is). The decoder tries them i
 remembers the one that worked.
 
 Keys are secrets: they are never logged, and every listing shows them masked. Entries live in a
-``KeyBackend``; ``MemoryKeyBackend`` keeps them in memory, and the store's LMDB backend plugs in
-through the same two methods.
+``KeyBackend``: ``MemoryKeyBackend`` keeps them in memory (command-line tools), and
+``gateway.key_records.StoreKeyBackend`` in the store's ``keys`` table (the running gateway).
+Changes are async and all or nothing: saved first, then in force.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+import trio
 
 from mbusgw.core.crypto import AesKey, DesKey, make_key, mask_key
 from mbusgw.core.errors import EncodeError
@@ -35,6 +38,7 @@ from mbusgw.core.wmbus import MeterId
 from mbusgw.gateway.meters import RowError
 
 log = logging.getLogger("mbusgw.keys")
+T = TypeVar("T")
 
 COLUMNS = ("Address", "Key", "Manufacturer", "DeviceType", "Version")
 ANY_MARKS = ("", "*", "-1")
@@ -112,21 +116,24 @@ class KeySnapshot:
 
 
 class KeyBackend(Protocol):
-    """Where the key store keeps its snapshot (memory now, LMDB with the store)."""
+    """Where the key store keeps its snapshot: ``load`` once at start, ``save`` every change
+    (durably, before the change takes effect; a failing ``save`` changes nothing)."""
 
     def load(self) -> KeySnapshot: ...
 
-    def save(self, snapshot: KeySnapshot) -> None: ...
+    async def save(self, snapshot: KeySnapshot) -> None: ...
 
 
 class MemoryKeyBackend:
-    def __init__(self) -> None:
-        self._snapshot = KeySnapshot()
+    """Keys for one run only (command-line tools, tests)."""
+
+    def __init__(self, snapshot: KeySnapshot | None = None) -> None:
+        self._snapshot = snapshot or KeySnapshot()
 
     def load(self) -> KeySnapshot:
         return self._snapshot
 
-    def save(self, snapshot: KeySnapshot) -> None:
+    async def save(self, snapshot: KeySnapshot) -> None:
         self._snapshot = snapshot
 
 
@@ -333,16 +340,47 @@ def _key_object(key: str | bytes | Key, errors: list[RowError]) -> Key | None:
 # ---------------------------------------------------------------- the store
 
 
+def with_entries(
+    snapshot: KeySnapshot, new: Iterable[KeyEntry], *, replace_all: bool = False
+) -> tuple[KeySnapshot, list[KeyEntry]]:
+    """``snapshot`` with ``new`` entries numbered and added (an entry with the same criteria
+    and key as one kept is not added twice); returns it and the entries added."""
+    kept = () if replace_all else snapshot.entries
+    existing = {(entry.criteria, entry.key) for entry in kept}
+    next_id = snapshot.next_id
+    added: list[KeyEntry] = []
+    for entry in new:
+        if (entry.criteria, entry.key) in existing:
+            continue
+        existing.add((entry.criteria, entry.key))
+        added.append(replace(entry, id=next_id))
+        next_id += 1
+    return replace(snapshot, entries=kept + tuple(added), next_id=next_id), added
+
+
+Change = Callable[[KeySnapshot], tuple[KeySnapshot, T, str]]
+
+
 class KeyStore:
-    """Keys with match criteria and per-meter links; ``keys_for`` is the decoder's key source."""
+    """Keys with match criteria and per-meter links; ``keys_for`` is the decoder's key source.
+
+    Every change is async: the new snapshot is saved through the backend first and takes
+    effect only once saved, so a rejected file or a failed save changes nothing. Changes are
+    serialised, so two at once cannot lose one another."""
 
     def __init__(self, backend: KeyBackend | None = None) -> None:
         self._backend = backend or MemoryKeyBackend()
         self._snapshot = self._backend.load()
         self._cache: dict[MeterId, list[Key]] = {}
         self._listeners: list[Callable[[], None]] = []
+        self._lock = trio.Lock()
 
     # -- reading
+
+    @property
+    def pristine(self) -> bool:
+        """Nothing was ever added (ids are never reused, so removing keys does not count)."""
+        return self._snapshot.next_id == 1 and not self._snapshot.links
 
     def entries(self) -> tuple[KeyEntry, ...]:
         return self._snapshot.entries
@@ -390,45 +428,39 @@ class KeyStore:
         """Call ``listener`` after every change (decoders drop their cached key matches)."""
         self._listeners.append(listener)
 
-    def _commit(self, snapshot: KeySnapshot, what: str) -> None:
-        self._backend.save(snapshot)
-        self._snapshot = snapshot
-        self._cache.clear()
+    async def _change(self, change: Change[T]) -> T:
+        async with self._lock:
+            snapshot, result, what = change(self._snapshot)
+            await self._backend.save(snapshot)
+            self._snapshot = snapshot
+            self._cache.clear()
         log.info(
             "key store: %s (%d entries, %d links)", what, len(snapshot.entries), len(snapshot.links)
         )
         for listener in self._listeners:
             listener()
+        return result
 
-    def import_file(self, data: bytes, filename: str, *, replace_all: bool = False) -> int:
+    async def import_file(self, data: bytes, filename: str, *, replace_all: bool = False) -> int:
         """Validate a key file and add its entries (an entry with the same criteria and key is
         not added twice); ``replace_all`` drops the previous entries. Returns the number of new
         entries. A bad file raises ``KeyFileError`` and changes nothing."""
         parsed = parse_key_file(data, filename)
-        added = self.add_entries(parsed, replace_all=replace_all, what=f"imported {filename}")
+        added = await self.add_entries(parsed, replace_all=replace_all, what=f"imported {filename}")
         return len(added)
 
-    def add_entries(
+    async def add_entries(
         self, new: Iterable[KeyEntry], *, replace_all: bool = False, what: str = "added keys"
     ) -> list[KeyEntry]:
-        snapshot = self._snapshot
-        kept = () if replace_all else snapshot.entries
-        existing = {(entry.criteria, entry.key) for entry in kept}
-        next_id = snapshot.next_id
-        added: list[KeyEntry] = []
-        for entry in new:
-            if (entry.criteria, entry.key) in existing:
-                continue
-            existing.add((entry.criteria, entry.key))
-            added.append(replace(entry, id=next_id))
-            next_id += 1
-        self._commit(
-            replace(snapshot, entries=kept + tuple(added), next_id=next_id),
-            f"{what}: {len(added)} new",
-        )
-        return added
+        new = list(new)
 
-    def add(
+        def change(snapshot: KeySnapshot) -> tuple[KeySnapshot, list[KeyEntry], str]:
+            changed, added = with_entries(snapshot, new, replace_all=replace_all)
+            return changed, added, f"{what}: {len(added)} new"
+
+        return await self._change(change)
+
+    async def add(
         self,
         key: str | bytes | Key,
         *,
@@ -452,26 +484,34 @@ class KeyStore:
         if errors or key_object is None:
             raise KeyFileError("invalid key entry", errors)
         entry = KeyEntry(key=key_object, source=source, **criteria)
-        return self.add_entries([entry], what="entered a key")
+        return await self.add_entries([entry], what="entered a key")
 
-    def remove(self, entry_id: int) -> None:
-        kept = tuple(entry for entry in self._snapshot.entries if entry.id != entry_id)
-        if len(kept) == len(self._snapshot.entries):
-            raise KeyError(f"no key entry {entry_id}")
-        self._commit(replace(self._snapshot, entries=kept), f"removed entry {entry_id}")
+    async def remove(self, entry_id: int) -> None:
+        def change(snapshot: KeySnapshot) -> tuple[KeySnapshot, None, str]:
+            kept = tuple(entry for entry in snapshot.entries if entry.id != entry_id)
+            if len(kept) == len(snapshot.entries):
+                raise KeyError(f"no key entry {entry_id}")
+            return replace(snapshot, entries=kept), None, f"removed entry {entry_id}"
 
-    def link(self, meter: MeterId, key: str | bytes | Key) -> None:
+        await self._change(change)
+
+    async def link(self, meter: MeterId, key: str | bytes | Key) -> None:
         """Link a key to one meter: it is tried first for that meter, whatever the criteria."""
         errors: list[RowError] = []
         key_object = _key_object(key, errors)
         if errors or key_object is None:
             raise KeyFileError("invalid key", errors)
-        links = tuple((m, k) for m, k in self._snapshot.links if m != meter)
-        self._commit(
-            replace(self._snapshot, links=links + ((meter, key_object),)),
-            f"linked a key to {meter}",
-        )
 
-    def unlink(self, meter: MeterId) -> None:
-        links = tuple((m, k) for m, k in self._snapshot.links if m != meter)
-        self._commit(replace(self._snapshot, links=links), f"unlinked {meter}")
+        def change(snapshot: KeySnapshot) -> tuple[KeySnapshot, None, str]:
+            links = tuple((m, k) for m, k in snapshot.links if m != meter)
+            linked = replace(snapshot, links=links + ((meter, key_object),))
+            return linked, None, f"linked a key to {meter}"
+
+        await self._change(change)
+
+    async def unlink(self, meter: MeterId) -> None:
+        def change(snapshot: KeySnapshot) -> tuple[KeySnapshot, None, str]:
+            links = tuple((m, k) for m, k in snapshot.links if m != meter)
+            return replace(snapshot, links=links), None, f"unlinked {meter}"
+
+        await self._change(change)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -27,6 +27,8 @@ COLUMNS = (
 REQUIRED_COLUMNS = COLUMNS[:4]
 MAX_ROWS = 4096
 SECONDARY_PATTERN = re.compile(r"[0-9A-Fa-f]{8}")
+# EnhancedAddress of a wireless meter whose receiver the gateway chooses (the strongest).
+WIRELESS = "wireless"
 
 
 class AddressingMode(StrEnum):
@@ -61,6 +63,8 @@ class Meter:
     version: int | None = None
     medium: int | None = None
     timing: dict[str, float] = field(default_factory=dict)  # per-meter table 8 overrides
+    wireless: bool = False  # heard through a receiver; ``interface`` is the receiver it is
+    # bound to (the one that hears it best; "" before one is known)
 
     @property
     def mode(self) -> AddressingMode:
@@ -101,15 +105,28 @@ def template_csv() -> str:
         COLUMNS,
         ("Heat meter, flat 3", "12345678", "2400", "secondary", "", ""),
         ("Water meter, cellar", "", "2400", "primary", "5", ""),
-        ("Water meter, flat 4 (wireless)", "87654321", "2400", "esecondary", "", ""),
+        ("Water meter, flat 4 (wireless)", "87654321", "2400", "esecondary", "", WIRELESS),
     ]
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerows(rows)
     return out.getvalue()
 
 
-def parse_meter_list(text: str, *, interface: str = "default") -> list[Meter]:
-    """Parse a meter list (comma or semicolon separated, as spreadsheets save it)."""
+def parse_meter_list(
+    text: str,
+    *,
+    interface: str = "default",
+    receivers: Collection[str] = (),
+    wireless_by_default: bool = False,
+) -> list[Meter]:
+    """Parse a meter list (comma or semicolon separated, as spreadsheets save it).
+
+    ``EnhancedAddress`` says how a meter is reached: empty, or the 8-digit fabrication number
+    of an enhanced secondary selection, on the wired line ``interface``; ``wireless`` (the
+    gateway binds it to the receiver hearing it best) or the name of one of ``receivers`` for
+    a wireless meter. With ``wireless_by_default`` (a gateway with receivers and no wired
+    line) an esecondary row with no EnhancedAddress is a wireless meter, as in the manual.
+    """
     text = text.lstrip("\ufeff")
     if not text.strip():
         raise MeterListError([RowError(1, None, "the file is empty")])
@@ -143,7 +160,7 @@ def parse_meter_list(text: str, *, interface: str = "default") -> list[Meter]:
             index = lowered.get(name.lower())
             return row[index].strip() if index is not None and index < len(row) else ""
 
-        meter, row_errors = _parse_row(cell, line, interface)
+        meter, row_errors = _parse_row(cell, line, interface, receivers, wireless_by_default)
         errors += row_errors
         if meter is None:
             continue
@@ -161,7 +178,13 @@ def parse_meter_list(text: str, *, interface: str = "default") -> list[Meter]:
     return meters
 
 
-def _parse_row(cell, line: int, interface: str) -> tuple[Meter | None, list[RowError]]:
+def _parse_row(
+    cell: Callable[[str], str],
+    line: int,
+    interface: str,
+    receivers: Collection[str] = (),
+    wireless_by_default: bool = False,
+) -> tuple[Meter | None, list[RowError]]:
     errors: list[RowError] = []
     position = cell("Position")
     if len(position) > 128:
@@ -193,6 +216,20 @@ def _parse_row(cell, line: int, interface: str) -> tuple[Meter | None, list[RowE
     if wants_secondary and secondary is None:
         errors.append(RowError(line, "SecondaryAddress", "required for secondary addressing"))
     enhanced = cell("EnhancedAddress") or None
+    receiver = _wireless_receiver(enhanced, modes, receivers, wireless_by_default)
+    if receiver is not None and modes and AddressingMode.PRIMARY in modes:
+        errors.append(
+            RowError(line, "AddressingMode", "a wireless meter is addressed by its secondary ID")
+        )
+    if receiver is None and enhanced is not None and not SECONDARY_PATTERN.fullmatch(enhanced):
+        known = ", ".join((WIRELESS, *receivers))
+        errors.append(
+            RowError(
+                line,
+                "EnhancedAddress",
+                f"{enhanced!r} is neither a fabrication number (8 digits) nor {known}",
+            )
+        )
     if errors or modes is None or baud is None:
         return None, errors
     meter = Meter(
@@ -200,12 +237,28 @@ def _parse_row(cell, line: int, interface: str) -> tuple[Meter | None, list[RowE
         position=position or (secondary or f"primary {primary}"),
         secondary_address=secondary.upper() if secondary else None,
         baud=baud,
-        addressing=modes,
+        addressing=(AddressingMode.ESECONDARY,) if receiver is not None else modes,
         primary_address=primary,
-        enhanced_address=enhanced,
-        interface=interface,
+        enhanced_address=receiver or enhanced,
+        interface=interface if receiver is None else receiver,
+        wireless=receiver is not None,
     )
     return meter, []
+
+
+def _wireless_receiver(
+    enhanced: str | None,
+    modes: tuple[AddressingMode, ...] | None,
+    receivers: Collection[str],
+    wireless_by_default: bool,
+) -> str | None:
+    """The receiver a row names ("" = the gateway chooses), or None for a wired meter."""
+    if enhanced is None:
+        wireless = wireless_by_default and modes == (AddressingMode.ESECONDARY,)
+        return "" if wireless else None
+    if enhanced.lower() == WIRELESS:
+        return ""
+    return enhanced if enhanced in receivers else None
 
 
 def _parse_modes(text: str) -> tuple[AddressingMode, ...] | None:
@@ -240,6 +293,7 @@ def install(existing: Iterable[Meter], new: Iterable[Meter], capacity: int) -> l
                 primary_address=meter.primary_address,
                 enhanced_address=meter.enhanced_address,
                 interface=meter.interface,
+                wireless=meter.wireless,
             )
     return apply_capacity(list(merged.values()), capacity)
 

@@ -153,6 +153,10 @@ class ReadingPipeline:
         self._account(reading)
         return reading
 
+    def record(self, reading: MeterReading) -> None:
+        """Account a reading that came another way (a wireless telegram) like one read here."""
+        self._account(reading)
+
     def _account(self, reading: MeterReading) -> None:
         key = reading.meter.key
         health = self.health.get(key)
@@ -179,8 +183,11 @@ class ReadingPipeline:
             )
         )
 
-    async def read_cycle(self, meters: Iterable[Meter]) -> CycleResult:
-        """Read the given meters once, the lines in parallel."""
+    async def read_cycle(
+        self, meters: Iterable[Meter], store: ReadingSink | None = None
+    ) -> CycleResult:
+        """Read the given meters once, the lines in parallel. With ``store``, the readings are
+        committed before ``CYCLE_FINISHED`` is published, so a subscriber finds them stored."""
         started = self.clock.now()
         by_line: dict[str, list[Meter]] = {}
         for meter in meters:
@@ -195,6 +202,8 @@ class ReadingPipeline:
             for line_meters in by_line.values():
                 nursery.start_soon(read_line, line_meters)
         result = CycleResult(started, self.clock.now(), readings)
+        if store is not None:
+            await store(readings)
         self.events.publish(
             Event(
                 CYCLE_FINISHED,

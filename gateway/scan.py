@@ -9,7 +9,9 @@ collides then is reported as unresolved. The walk is a ``SecondaryScan`` state o
 with ``to_dict`` and resume later with ``from_dict``.
 
 Progress (found, probes, share of the space settled, estimated time left) goes to an optional
-callback after every probe. Found meters carry their identity from the telegram they sent.
+callback after every probe. Found meters carry their identity from the telegram they sent. A
+``Quota`` (the advanced search's number of meters expected, manual 6.21) ends the scans of a
+search once that many different meters are found, on whichever lines and rates.
 """
 
 from __future__ import annotations
@@ -107,6 +109,26 @@ def _eta(elapsed: float, done: float) -> float | None:
 
 
 @dataclass
+class Quota:
+    """The number of meters a search is to find; shared by all its scans, which stop before
+    their next probe once it is met. Meters are counted once however often they answer."""
+
+    wanted: int
+    seen: set[MeterIdentity] = field(default_factory=set)
+
+    def count(self, meter: FoundMeter) -> None:
+        self.seen.add(meter.identity)
+
+    @property
+    def met(self) -> bool:
+        return len(self.seen) >= self.wanted
+
+
+def _stop(quota: Quota | None) -> bool:
+    return quota is not None and quota.met
+
+
+@dataclass
 class _Node:
     mask: str
     medium: int | None = None
@@ -125,7 +147,9 @@ class ScanState:
     elapsed: float = 0.0
     done: float = 0.0
 
-    def _add(self, meter: FoundMeter) -> bool:
+    def _add(self, meter: FoundMeter, quota: Quota | None) -> bool:
+        if quota is not None:
+            quota.count(meter)
         if any(m.identity == meter.identity for m in self.found):
             return False
         self.found.append(meter)
@@ -177,10 +201,13 @@ class PrimaryScan(ScanState):
         scan._load_base(data)
         return scan
 
-    async def run(self, bus: BusMaster, progress: ProgressCallback | None = None) -> PrimaryScan:
-        """Probe the remaining addresses (resumes where a saved state stopped)."""
+    async def run(
+        self, bus: BusMaster, progress: ProgressCallback | None = None, quota: Quota | None = None
+    ) -> PrimaryScan:
+        """Probe the remaining addresses (resumes where a saved state stopped); stops early
+        once ``quota`` is met."""
         baud = bus.transport.baudrate
-        while not self.finished:
+        while not self.finished and not _stop(quota):
             address = self.addresses[self.next_index]
             begun = trio.current_time()
             probe = await bus.probe_primary(address)
@@ -191,7 +218,7 @@ class PrimaryScan(ScanState):
                 meter = FoundMeter(
                     identity, AddressingMode.PRIMARY, address, baud, bus.name, probe.frame
                 )
-                self._add(meter)
+                self._add(meter, quota)
             elif probe.kind in (ProbeKind.COLLISION, ProbeKind.UNREADABLE):
                 self.unresolved.append(f"primary {address}: {probe.kind.value}")
             self.next_index += 1
@@ -272,9 +299,11 @@ class SecondaryScan(ScanState):
         )
         return exchange.outcome is Outcome.ANSWER
 
-    async def run(self, bus: BusMaster, progress: ProgressCallback | None = None) -> SecondaryScan:
+    async def run(
+        self, bus: BusMaster, progress: ProgressCallback | None = None, quota: Quota | None = None
+    ) -> SecondaryScan:
         baud = bus.transport.baudrate
-        while self.pending:
+        while self.pending and not _stop(quota):
             node = self.pending[-1]  # taken off only once probed: a cancelled probe is redone
             begun = trio.current_time()
             probe = await bus.probe_secondary(
@@ -291,7 +320,8 @@ class SecondaryScan(ScanState):
                     kind = ProbeKind.COLLISION
                 else:
                     mode = AddressingMode.SECONDARY
-                    self._add(FoundMeter(identity, mode, None, baud, bus.name, probe.frame))
+                    found = FoundMeter(identity, mode, None, baud, bus.name, probe.frame)
+                    self._add(found, quota)
             if kind in (ProbeKind.COLLISION, ProbeKind.UNREADABLE):
                 children = self._split(node)
                 if children is None:
@@ -349,12 +379,15 @@ async def scan_line(
     hex_digits: bool = False,
     addresses: Iterable[int] = range(251),
     progress: ProgressCallback | None = None,
+    quota: Quota | None = None,
 ) -> ScanReport:
     """Scan one line at each baud rate in ``bauds`` (default: the line's own); every meter
     found is reported once (at the first rate it answered). ``addresses``: the primary
-    addresses to probe."""
+    addresses to probe. The scan ends early once ``quota`` is met."""
     report = ScanReport()
     for baud in bauds or [bus.transport.baudrate]:
+        if _stop(quota):
+            break
         if baud != bus.transport.baudrate:
             await bus.set_baudrate(baud)
         scan: PrimaryScan | SecondaryScan
@@ -362,7 +395,7 @@ async def scan_line(
             scan = PrimaryScan(addresses=list(addresses))
         else:
             scan = SecondaryScan.start(hex_digits=hex_digits)
-        await scan.run(bus, progress)
+        await scan.run(bus, progress, quota)
         report.add(scan, f"{bus.name} at {baud} baud")
     return report
 
@@ -374,14 +407,16 @@ async def scan_lines(
     bauds: Sequence[int] | None = None,
     hex_digits: bool = False,
     progress: ProgressCallback | None = None,
+    quota: Quota | None = None,
 ) -> ScanReport:
-    """Scan several lines at once (each line's own bus task; they do not wait for each other)."""
+    """Scan several lines at once (each line's own bus task; they do not wait for each other);
+    all of them end once ``quota`` is met."""
     buses = list(buses)
     reports = [ScanReport() for _ in buses]
 
     async def one(index: int) -> None:
         reports[index] = await scan_line(
-            buses[index], mode, bauds=bauds, hex_digits=hex_digits, progress=progress
+            buses[index], mode, bauds=bauds, hex_digits=hex_digits, progress=progress, quota=quota
         )
 
     async with trio.open_nursery() as nursery:

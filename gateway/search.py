@@ -1,6 +1,10 @@
 """Automatic and advanced meter search (manual 6.5.3, 6.21): scan the lines, install what is
 found. A search runs as a job whose progress (found, probes, estimated time left) can be
-followed while it runs; it can take many minutes on a real bus."""
+followed while it runs; it can take many minutes on a real bus.
+
+The advanced search's number of meters (manual 6.21: "the number of meters to install") ends
+the search as soon as that many are found; finding fewer gives a warning. 0 or none: unknown,
+the whole address space is searched."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import trio
 
 from mbusgw.gateway.bus import BusMaster
 from mbusgw.gateway.meters import AddressingMode, Meter, meter_key
-from mbusgw.gateway.scan import FoundMeter, ScanProgress, scan_lines
+from mbusgw.gateway.scan import FoundMeter, Quota, ScanProgress, scan_lines
 from mbusgw.gateway.supervisor import describe
 
 _ids = itertools.count(1)
@@ -25,7 +29,7 @@ class SearchRequest:
     interfaces: tuple[str, ...] = ()  # empty: every line
     bauds: tuple[int, ...] = ()  # empty: each line's own rate
     hex_digits: bool = False  # IDs may contain A-E (secondary)
-    expected: int | None = None  # meters the installer expects (a warning when fewer are found)
+    expected: int | None = None  # meters to find: stop once found, a warning when fewer
     install: bool = True
 
     def __post_init__(self) -> None:
@@ -61,11 +65,24 @@ class SearchJob:
             "probes": sum(p.probes for p in progress),
             "done": min((p.done for p in progress), default=0.0),
             "eta_s": max((p.eta for p in progress if p.eta is not None), default=None),
+            "expected": self.request.expected or None,
             "installed": self.installed,
             "error": self.error,
             "warning": self.warning,
             "meters": [meter.to_dict() for meter in self.found],
         }
+
+
+def quota_for(expected: int | None) -> Quota | None:
+    """The stop condition of a search for ``expected`` meters (none when it is unknown)."""
+    return Quota(expected) if expected else None
+
+
+def shortfall(expected: int | None, found: int) -> str | None:
+    """The warning of a search that ended with fewer meters than expected."""
+    if expected and found < expected:
+        return f"{expected} meter(s) expected, only {found} found"
+    return None
 
 
 def meter_from_found(found: FoundMeter) -> Meter:
@@ -116,10 +133,10 @@ async def run_search(
             bauds=request.bauds or None,
             hex_digits=request.hex_digits,
             progress=progress,
+            quota=quota_for(request.expected),
         )
         job.found = list(report.found)
-        if request.expected is not None and len(job.found) < request.expected:
-            job.warning = f"{request.expected} meter(s) expected, {len(job.found)} found"
+        job.warning = shortfall(request.expected, len(job.found))
         if report.unresolved:
             job.warning = (job.warning + "; " if job.warning else "") + (
                 f"{len(report.unresolved)} address(es) answered by meters that could not be "

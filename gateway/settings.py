@@ -358,13 +358,18 @@ class Settings:
 SECRET_MASK = "********"
 
 
+def masked_secret(secret: str) -> str:
+    """What is shown of a password: ``SECRET_MASK`` when one is set, "" when none is."""
+    return SECRET_MASK if secret else ""
+
+
 def masked(value: Any) -> Any:
     """Settings as plain data for an API: a set password shows as ``SECRET_MASK``, an unset
     one as ""; the secret itself never leaves."""
     if is_dataclass(value) and not isinstance(value, type):
         return {
             f.name: (
-                (SECRET_MASK if getattr(value, f.name) else "")
+                masked_secret(getattr(value, f.name))
                 if f.metadata.get("secret")
                 else masked(getattr(value, f.name))
             )
@@ -377,12 +382,31 @@ def masked(value: Any) -> Any:
     return value
 
 
-def without_masks(changes: Any) -> Any:
-    """A change as a client sends it back after reading ``masked`` settings: a password given
-    as the mask means "keep the stored one", so it is left out of the change."""
-    if isinstance(changes, dict):
-        return {k: without_masks(v) for k, v in changes.items() if v != SECRET_MASK}
-    return changes
+def without_masks(changes: Any, cls: type | None = None) -> Any:
+    """A change (nested, from ``cls``, default ``Settings``, down) as a client sends it back
+    after reading ``masked`` settings: a password given as the mask means "keep the stored
+    one", so it is left out of the change. Only password fields are looked at."""
+    cls = cls or Settings
+    if not isinstance(changes, dict):
+        return changes
+    known = {f.name: f for f in fields(cls)}
+    hints = get_type_hints(cls)
+    kept = {}
+    for name, value in changes.items():
+        f = known.get(name)
+        if f is None:  # an unknown setting: the settings check names it
+            kept[name] = value
+        elif f.metadata.get("secret"):
+            if value != SECRET_MASK:
+                kept[name] = value
+        elif is_dataclass(hints[name]):
+            kept[name] = without_masks(value, hints[name])
+        elif get_origin(hints[name]) is dict and isinstance(value, dict):
+            entry = get_args(hints[name])[1]  # the tables hold settings dataclasses
+            kept[name] = {key: without_masks(item, entry) for key, item in value.items()}
+        else:
+            kept[name] = value
+    return kept
 
 
 def settings_from_dict(data: dict[str, Any]) -> Settings:
@@ -438,12 +462,16 @@ def _build(cls: type, data: Any, prefix: str, errors: dict[str, str]) -> Any:
 
 
 def _build_mapping(cls: type, data: Any, path: str, meta: Any, errors: dict[str, str]) -> dict:
-    """A table of named entries of one kind (per-meter settings, per-series overrides)."""
+    """A table of named entries of one kind (per-meter settings, per-series overrides,
+    reports). An entry given as None is removed (a change ``{"reports": {"reports": {"r":
+    None}}}`` deletes report r, as in a JSON merge patch)."""
     if not isinstance(data, dict):
         errors[path] = "must be a table of settings"
         return {}
     result = {}
     for key, value in data.items():
+        if value is None:
+            continue
         if not isinstance(key, str) or not meta["key"].fullmatch(key):
             errors[f"{path}.{key}"] = f"not {meta['key_note']}"
             continue
@@ -504,15 +532,24 @@ def _check(kind: Any, value: Any, meta: Any) -> str | None:
 
 @dataclass(frozen=True)
 class InterfaceConfig:
-    """One M-Bus line: a serial port, an M-Bus/TCP converter, or a built-in simulated line."""
+    """One interface: an M-Bus line (a serial port, an M-Bus/TCP converter, a built-in
+    simulated line) or a wireless M-Bus receiver (an iM871A or AMB8465 stick on a serial
+    device, hex lines over TCP, or a built-in simulated receiver)."""
 
     name: str
-    kind: str  # serial | tcp | simulator
-    device: str | None = None  # serial
-    host: str | None = None  # tcp
-    port: int | None = None  # tcp
-    baud: int = 2400
-    meters: int = 8  # simulator: how many meters on the line
+    kind: str  # serial | tcp | simulator | im871a | amb8465 | hex_tcp | simulated_receiver
+    device: str | None = None  # serial, im871a, amb8465
+    host: str | None = None  # tcp, hex_tcp
+    port: int | None = None  # tcp, hex_tcp
+    baud: int = 2400  # receivers: 57600 (iM871A) or 9600 (AMB8465) unless given
+    meters: int = 8  # simulator: meters on the line; simulated_receiver: wireless meters
+    link_mode: str = "T1+C1"  # receivers: S1, T1, C1 or T1+C1
+    protocol: str = "im871a"  # simulated_receiver: the stick it behaves as
+    interval: float = 30.0  # simulated_receiver: seconds between a meter's telegrams
+
+    @property
+    def wireless(self) -> bool:
+        return self.kind in RECEIVER_KINDS
 
 
 @dataclass(frozen=True)
@@ -523,7 +560,13 @@ class StartupConfig:
     interfaces: tuple[InterfaceConfig, ...] = ()
 
 
-INTERFACE_KINDS = ("serial", "tcp", "simulator")
+LINE_KINDS = ("serial", "tcp", "simulator")
+RECEIVER_KINDS = ("im871a", "amb8465", "hex_tcp", "simulated_receiver")
+INTERFACE_KINDS = LINE_KINDS + RECEIVER_KINDS
+RECEIVER_BAUDS = {"im871a": 57600, "amb8465": 9600}
+SERIAL_BAUDS = (300, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+RECEIVER_ONLY = ("link_mode", "protocol", "interval")
+LINK_MODES = ("S1", "T1", "C1", "T1+C1")
 
 
 def load_startup(path: Path | None, *, data_dir: Path | None = None) -> StartupConfig:
@@ -573,13 +616,61 @@ def _interface(item: Any, path: str, errors: dict[str, str]) -> InterfaceConfig 
         errors[f"{path}.name"] = "required"
     if kind not in INTERFACE_KINDS:
         errors[f"{path}.kind"] = f"must be one of {', '.join(INTERFACE_KINDS)}"
-    if kind == "serial" and not item.get("device"):
-        errors[f"{path}.device"] = "required for a serial interface"
-    if kind == "tcp" and not (item.get("host") and isinstance(item.get("port"), int)):
-        errors[f"{path}.host"] = "host and port are required for a TCP interface"
-    if item.get("baud", 2400) not in (300, 2400, 9600, 19200, 38400):
-        errors[f"{path}.baud"] = "must be 300, 2400 or 9600 (19200/38400 for fast converters)"
+    if kind in ("serial", "im871a", "amb8465") and not isinstance(item.get("device"), str):
+        errors[f"{path}.device"] = f"required for a {kind} interface (e.g. /dev/ttyUSB0)"
+    if kind in ("tcp", "hex_tcp") and not (
+        isinstance(item.get("host"), str) and _is_port(item.get("port"))
+    ):
+        errors[f"{path}.host"] = f"host and port (1-65535) are required for a {kind} interface"
+    if kind in RECEIVER_KINDS:
+        _check_receiver(item, kind, path, errors)
+    else:
+        for key in set(RECEIVER_ONLY) & set(item):
+            errors[f"{path}.{key}"] = "only for wireless M-Bus receivers"
+        if item.get("baud", 2400) not in (300, 2400, 9600, 19200, 38400):
+            errors[f"{path}.baud"] = "must be 300, 2400 or 9600 (19200/38400 for fast converters)"
     if unknown or f"{path}.name" in errors or f"{path}.kind" in errors:
         return None
     defaults = {f.name: f.default for f in fields(InterfaceConfig) if f.default is not MISSING}
-    return InterfaceConfig(**{**defaults, **item})
+    if kind in RECEIVER_BAUDS:
+        defaults["baud"] = RECEIVER_BAUDS[kind]
+    elif kind == "simulated_receiver":
+        defaults["meters"] = 4
+    values = {**defaults, **item}
+    if isinstance(values.get("link_mode"), str):
+        values["link_mode"] = values["link_mode"].upper().replace("C1+T1", "T1+C1")
+    return InterfaceConfig(**values)
+
+
+def _is_port(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 65535
+
+
+def _check_receiver(item: dict[str, Any], kind: str, path: str, errors: dict[str, str]) -> None:
+    link_mode = item.get("link_mode", "T1+C1")
+    if (
+        not isinstance(link_mode, str)
+        or link_mode.upper().replace("C1+T1", "T1+C1") not in LINK_MODES
+    ):
+        errors[f"{path}.link_mode"] = f"must be one of {', '.join(LINK_MODES)}"
+    if "baud" in item and (kind not in RECEIVER_BAUDS or item["baud"] not in SERIAL_BAUDS):
+        errors[f"{path}.baud"] = (
+            f"one of {', '.join(map(str, SERIAL_BAUDS))}"
+            if kind in RECEIVER_BAUDS
+            else f"a {kind} interface has no baud rate"
+        )
+    if kind != "simulated_receiver":
+        for key in ("protocol", "interval", "meters"):
+            if key in item:
+                errors[f"{path}.{key}"] = "only for a simulated_receiver"
+        return
+    if item.get("protocol", "im871a") not in RECEIVER_BAUDS:
+        errors[f"{path}.protocol"] = f"must be one of {', '.join(RECEIVER_BAUDS)}"
+    interval = item.get("interval", 30.0)
+    if isinstance(interval, bool) or not isinstance(interval, int | float):
+        errors[f"{path}.interval"] = "must be a number of seconds"
+    elif not 0.05 <= interval <= 3600:
+        errors[f"{path}.interval"] = "must be between 0.05 and 3600 seconds"
+    meters = item.get("meters", 4)
+    if isinstance(meters, bool) or not isinstance(meters, int) or not 1 <= meters <= 64:
+        errors[f"{path}.meters"] = "must be a whole number 1-64"

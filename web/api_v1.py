@@ -159,6 +159,22 @@ async def meters_settings_report() -> Response:
     return download(meter_settings_csv(gw()), "text/csv", "meter-settings.csv")
 
 
+@route("POST", "/meters/reinstall",
+       "Re-install: bind wireless meters to the receiver that hears them best", "meters",
+       access="admin", response="ReinstallResult",
+       params=(Param("meter", STR, "only this wireless meter (default: all)"),))  # fmt: skip
+async def meters_reinstall() -> Response:
+    from quart import request
+
+    return reply(await ops.reinstall(gw(), request.args.get("meter") or None))
+
+
+@route("GET", "/wireless", "Wireless receivers and every meter they hear (installed or not)",
+       "meters", response="WirelessStatus")  # fmt: skip
+async def wireless_status() -> Response:
+    return reply(ops.wireless_status(gw()))
+
+
 @route("GET", "/meters/{key}", "One meter", "meters", params=(METER,), response="Meter")
 async def meter_get(key: str) -> Response:
     return reply(ops.get_meter(gw(), key))
@@ -259,13 +275,13 @@ async def meter_log(key: str) -> Response:
        access="admin", params=(METER,), body="KeyLink", response="KeyListing")  # fmt: skip
 async def meter_key_link(key: str) -> Response:
     body = await json_body()
-    return reply(ops.link_key(state(), key, body.get("key")))
+    return reply(await ops.link_key(state(), key, body.get("key")))
 
 
 @route("DELETE", "/meters/{key}/key", "Remove the meter's linked key", "keys",
        access="admin", params=(METER,), response="KeyListing")  # fmt: skip
 async def meter_key_unlink(key: str) -> Response:
-    return reply(ops.unlink_key(state(), key))
+    return reply(await ops.unlink_key(state(), key))
 
 
 # ---------------------------------------------------------------------------- values
@@ -370,7 +386,7 @@ async def keys_list() -> Response:
 @route("POST", "/keys", "Add a key with match criteria", "keys", access="admin",
        body="KeyEntry", response="KeyListing")  # fmt: skip
 async def keys_add() -> Response:
-    return reply(ops.add_key(state(), await json_body()))
+    return reply(await ops.add_key(state(), await json_body()))
 
 
 @route("POST", "/keys/import", "Upload a key file (CSV, XLSX or XLS; manual table 7)", "keys",
@@ -378,7 +394,7 @@ async def keys_add() -> Response:
        params=(Param("replace", BOOL, "replace all existing entries"),))  # fmt: skip
 async def keys_import() -> Response:
     data, filename = await uploaded_file()
-    return reply(ops.import_keys(state(), data, filename, arg_bool("replace")))
+    return reply(await ops.import_keys(state(), data, filename, arg_bool("replace")))
 
 
 @route("DELETE", "/keys/{entry}", "Remove a key entry", "keys", access="admin",
@@ -386,7 +402,7 @@ async def keys_import() -> Response:
 async def keys_remove(entry: str) -> Response:
     if not entry.isdigit():
         raise BadRequest("the entry id must be a number", {"entry": "not a number"})
-    return reply(ops.remove_key(state(), int(entry)))
+    return reply(await ops.remove_key(state(), int(entry)))
 
 
 # ---------------------------------------------------------------------------- users
@@ -535,12 +551,17 @@ async def tls_trust_store() -> Response:
 # ---------------------------------------------------------------------------- files
 
 
+PASSWORDS = Param("passwords", BOOL, "include passwords (admin only). Default false: a set "
+                  "password is written as ******** and an import keeps the stored one")  # fmt: skip
+
+
 @route("GET", "/config", "The configuration file (every setting that is not device-specific)",
-       "device", media="toml")  # fmt: skip
+       "device", media="toml", params=(PASSWORDS,))  # fmt: skip
 async def config_download() -> Response:
     from mbusgw.web.transfer import export_config
 
-    return download(export_config(gw()), "application/toml", "mbusgw-config.toml")
+    text = export_config(gw(), arg_bool("passwords", False))
+    return download(text, "application/toml", "mbusgw-config.toml")
 
 
 @route("PUT", "/config", "Import a configuration file (checked completely, then applied)",
@@ -581,10 +602,7 @@ REPORT = Param("name", STR, "the report's name (a key of the reports settings)",
 
 
 def report_service() -> Any:
-    service = gw().reports
-    if service is None:
-        raise Conflict("the push-report service is not running")
-    return service
+    return ops.report_service(gw())
 
 
 def outcome_reply(outcome: Any) -> Response:
@@ -609,7 +627,18 @@ async def report_call(call: Callable[[], Any]) -> Response:
 @route("GET", "/reports", "Push reports and their delivery status", "reports",
        response="ReportList")  # fmt: skip
 async def reports_list() -> Response:
+    return reports_list_reply()
+
+
+def reports_list_reply() -> Response:
     return reply({"reports": [status.as_dict() for status in report_service().status()]})
+
+
+@route("DELETE", "/reports/{name}", "Remove a report: its settings and its delivery cursor",
+       "reports", access="admin", params=(REPORT,), response="ReportList")  # fmt: skip
+async def report_delete(name: str) -> Response:
+    await ops.delete_report(gw(), name)
+    return reports_list_reply()
 
 
 @route("POST", "/reports/{name}/test", "Send a test report now (its cursor does not move)",

@@ -44,10 +44,14 @@ class WebState:
     auth: Auth
     tls: TlsFiles
     tls_settings: TlsSettings = field(default_factory=TlsSettings)
-    keys: KeyStore = field(default_factory=KeyStore)
     jobs: Any = None  # a JobBoard
     openapi: dict[str, Any] | None = None
     reload_server: Callable[[], None] = lambda: None  # set by the web service
+
+    @property
+    def keys(self) -> KeyStore:
+        """The gateway's key store (persistent: in the store)."""
+        return self.gateway.keys
 
 
 def state() -> WebState:
@@ -78,7 +82,7 @@ def _when(iso_time: str | None) -> str:
 
 
 def create_app(gateway: GatewayHandle) -> Quart:
-    from mbusgw.web import api_v1, jsonrpc, pages
+    from mbusgw.web import api_v1, jsonrpc, pages, report_pages
 
     here = Path(__file__).parent
     # root and instance paths given: the package finder does not follow editable installs
@@ -93,8 +97,6 @@ def create_app(gateway: GatewayHandle) -> Quart:
     users = UserDirectory(_StoreRecords(gateway), gateway.clock.now)
     tls = TlsFiles(gateway.startup.data_dir / "tls")
     web = WebState(gateway=gateway, auth=Auth(users), tls=tls, tls_settings=tls.settings())
-    # the gateway's key store when it has one (receivers), else the web's own
-    web.keys = getattr(gateway, "keys", None) or web.keys
     web.jobs = JobBoard(gateway, app.add_background_task)
     app.extensions["mbusgw"] = web
     app.secret_key = None
@@ -123,4 +125,5 @@ def create_app(gateway: GatewayHandle) -> Quart:
     app.register_blueprint(api_v1.blueprint)
     app.register_blueprint(jsonrpc.blueprint)
     app.register_blueprint(pages.blueprint)
+    app.register_blueprint(report_pages.blueprint)
     return app

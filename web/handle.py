@@ -1,10 +1,10 @@
 """What the web interface needs from the running gateway (``gateway.app.Gateway``).
 
 The web layer reads these attributes and calls these operations; it never reaches into bus
-masters' or the store writer's internals. Searches and "read all" run as jobs of the web
-(``web/jobs.py``); restart, factory reset and restoring a backup are asked of the gateway
-through ``after_stop`` (``gateway/lifecycle.py``) and happen between two runs, when the store
-is closed.
+masters' or the store writer's internals. Searches, "read all" and sending a push report now
+run as jobs of the web (``web/jobs.py``; a wireless search listens through ``search_wireless``);
+restart, factory reset and restoring a backup are asked of the gateway through ``after_stop``
+(``gateway/lifecycle.py``) and happen between two runs, when the store is closed.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.events import EventBus
 from mbusgw.gateway.health import MeterHealth
+from mbusgw.gateway.keys import KeyStore
 from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.settings import Settings, StartupConfig
@@ -34,7 +35,14 @@ class GatewayHandle(Protocol):
     started_at: datetime | None
     meters: list[Meter]
     lines: dict[str, Any]  # interface name → BusLine (its ``master`` scans)
+    wireless: Any  # gateway.wireless.WirelessNetwork, or None without receivers
     after_stop: Any  # gateway.lifecycle.AfterStop | None
+    reports: Any  # gateway.services.reports.ReportService | None (push reports)
+
+    @property
+    def keys(self) -> KeyStore:
+        """The wireless M-Bus key store; changes are saved before they take effect."""
+        ...
 
     @property
     def settings(self) -> Settings: ...
@@ -52,5 +60,16 @@ class GatewayHandle(Protocol):
     async def read_all(self, meters: Sequence[Meter] | None = None) -> Any: ...
 
     async def read_meter(self, key: str) -> Any: ...
+
+    async def reinstall_wireless(self, meter: str | None = None) -> dict[str, Any]:
+        """Bind wireless meters to the receiver hearing them best; ValueError without
+        receivers, KeyError for an unknown meter."""
+        ...
+
+    async def search_wireless(
+        self, seconds: float, *, install: bool = True, progress: Any = None
+    ) -> dict[str, Any]:
+        """Listen, then install the wireless meters heard; ValueError without receivers."""
+        ...
 
     def stop(self) -> None: ...

@@ -1,5 +1,8 @@
-"""Long operations started from the web as jobs with progress: "read all & store" and meter
-searches (primary or secondary scans of each line, found meters installed automatically).
+"""Long operations started from the web as jobs with progress: "read all & store", meter
+searches (primary or secondary scans of each line, or listening to the wireless receivers;
+found meters installed automatically) and sending a push report now (a test report, or an
+on-demand report after reading every meter). A search for a number of meters expected stops
+once that many are found and warns (job, API and system log) when it ends with fewer.
 
 A job runs as a background task of the app; its state is polled through ``/api/v1/jobs/{id}``
 and shown live on the job page. At most one job of each kind runs at a time, and the board keeps
@@ -18,13 +21,16 @@ from typing import Any
 
 import trio
 
+from mbusgw.gateway.errors import UnknownReport
 from mbusgw.gateway.meters import BAUD_RATES, COLUMNS
 from mbusgw.gateway.scan import ScanProgress, scan_line
-from mbusgw.web.errors import BadRequest, Conflict
+from mbusgw.gateway.search import quota_for, shortfall
+from mbusgw.web.errors import BadRequest, Conflict, NotFound
 from mbusgw.web.handle import GatewayHandle
 
 KEEP = 50
 SCAN_KINDS = ("primary", "secondary")
+WIRELESS_LISTEN_S = 120  # a wireless search listens this long unless told otherwise
 
 
 @dataclass
@@ -34,7 +40,9 @@ class Job:
     state: str = "queued"  # queued | running | done | failed | cancelled
     progress: float = 0.0
     found: int = 0
+    expected: int | None = None  # searches: the number of meters expected
     message: str = ""
+    warning: str | None = None
     started: datetime | None = None
     finished: datetime | None = None
     result: dict[str, Any] | None = None
@@ -51,7 +59,9 @@ class Job:
             "state": self.state,
             "progress": round(self.progress, 4),
             "found": self.found,
+            "expected": self.expected,
             "message": self.message,
+            "warning": self.warning,
             "started": self.started.isoformat(timespec="seconds") if self.started else None,
             "finished": self.finished.isoformat(timespec="seconds") if self.finished else None,
             "result": self.result,
@@ -71,10 +81,12 @@ class JobBoard:
     def get(self, job_id: str) -> Job | None:
         return next((job for job in self._jobs if job.id == job_id), None)
 
-    def _start(self, kind: str, work: Callable[[Job], Awaitable[None]]) -> Job:
+    def _start(
+        self, kind: str, work: Callable[[Job], Awaitable[None]], expected: int | None = None
+    ) -> Job:
         if any(job.running and job.kind == kind for job in self._jobs):
             raise Conflict(f"a {kind.replace('_', ' ')} job is running already")
-        job = Job(f"{kind}-{next(self._numbers)}", kind)
+        job = Job(f"{kind}-{next(self._numbers)}", kind, expected=expected)
         self._jobs = [*self._jobs, job][-KEEP:]
 
         async def run() -> None:
@@ -108,7 +120,7 @@ class JobBoard:
         gateway = self._gateway
 
         async def work(job: Job) -> None:
-            meters = [m for m in gateway.meters if m.active]
+            meters = [m for m in gateway.meters if m.active and not m.wireless]
             begun = gateway.clock.now()
 
             def attempted() -> int:
@@ -138,17 +150,43 @@ class JobBoard:
 
         return self._start("read_all", work)
 
+    # -- push reports
+
+    def report(self, name: str, action: str) -> Job:
+        """ "Send test" (the next report's values marked as a test; the cursor stays) or "send
+        now" (an on-demand report: every meter read first) as a job; the receiver's answer or
+        the error is the job's message."""
+        service = self._gateway.reports
+        if service is None:
+            raise Conflict("the push-report service is not running")
+        if action == "test":
+            send, what, kinds = service.send_test, "test report", ()
+        elif action == "run":
+            send, what, kinds = service.run_on_demand, "report", ("on_demand",)
+        else:
+            raise BadRequest(f"unknown report action {action!r}")
+        try:
+            service.runner.config(name, service.settings(), *kinds)
+        except UnknownReport as exc:
+            raise NotFound(str(exc)) from None
+
+        async def work(job: Job) -> None:
+            job.message = f"sending the {what} {name!r}"
+            outcome = await send(name)  # DeliveryError, ReportError: the job failed, saying why
+            job.message = f"{what} {name!r} delivered with {outcome.values} value(s): " + (
+                outcome.reply or "accepted"
+            )
+            job.result = {"report": name, "values": outcome.values, "reply": outcome.reply}
+
+        return self._start(f"report_{action}", work)
+
     # -- searches
 
     def scan(self, params: dict[str, Any]) -> Job:
         gateway = self._gateway
         kind = params.get("kind", "secondary")
         if kind == "wireless":
-            raise BadRequest(
-                "wireless meters are not searched: they are installed from a meter list or "
-                "heard by a receiver",
-                {"kind": "wireless is not a bus search"},
-            )
+            return self._wireless_search(params)
         if kind not in SCAN_KINDS:
             raise BadRequest("unknown search kind", {"kind": f"one of {', '.join(SCAN_KINDS)}"})
         lines = params.get("interfaces") or list(gateway.lines)
@@ -164,10 +202,22 @@ class JobBoard:
         install = params.get("install", True)
         if not isinstance(install, bool):
             raise BadRequest("install must be true or false", {"install": "not a boolean"})
+        expected = params.get("expected")
+        if expected is not None and (
+            not isinstance(expected, int) or isinstance(expected, bool) or not 0 <= expected <= 4096
+        ):
+            raise BadRequest(
+                "the number of meters expected is a whole number 0-4096",
+                {"expected": "0 (unknown) to 4096"},
+            )
+        expected = expected or None  # 0: unknown
+        quota = quota_for(expected)
 
         async def work(job: Job) -> None:
             found_rows: dict[str, list[dict[str, str]]] = {}
             for index, name in enumerate(lines):
+                if quota is not None and quota.met:
+                    break
 
                 def progress(update: ScanProgress, index: int = index, name: str = name) -> None:
                     job.progress = (index + update.done) / len(lines)
@@ -180,6 +230,7 @@ class JobBoard:
                     kind,
                     bauds=[baud] if baud else None,
                     progress=progress,
+                    quota=quota,
                 )
                 found_rows[name] = [meter.install_row() for meter in report.found]
                 job.found = sum(len(r) for r in found_rows.values())
@@ -190,9 +241,46 @@ class JobBoard:
                         await gateway.install_meter_list(_meter_list(rows), interface=name)
                         installed += len(rows)
             job.message = f"found {job.found} meter(s), installed {installed}"
-            job.result = {"found": job.found, "installed": installed}
+            if quota is not None and quota.met:
+                job.message += f" (stopped: the {expected} expected were found)"
+            job.warning = shortfall(expected, job.found)
+            if job.warning:
+                gateway.store.log.warning("search", f"search {job.id}: {job.warning}")
+            job.result = {"found": job.found, "expected": expected, "installed": installed}
 
-        return self._start(f"scan_{kind}", work)
+        return self._start(f"scan_{kind}", work, expected)
+
+    def _wireless_search(self, params: dict[str, Any]) -> Job:
+        gateway = self._gateway
+        if gateway.wireless is None:
+            raise BadRequest(
+                "no wireless M-Bus receiver is configured", {"kind": "no receiver to listen to"}
+            )
+        seconds = params.get("duration_s", WIRELESS_LISTEN_S)
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or not 1 <= seconds <= 3600:
+            raise BadRequest("listen for 1-3600 seconds", {"duration_s": "1-3600"})
+        install = params.get("install", True)
+        if not isinstance(install, bool):
+            raise BadRequest("install must be true or false", {"install": "not a boolean"})
+        expected = params.get("expected")
+
+        async def work(job: Job) -> None:
+            def progress(done: float, found: int) -> None:
+                job.progress, job.found = done, found
+                left = seconds * (1 - done)
+                job.message = f"listening: {found} meter(s) heard, {left:.0f} s left"
+
+            result = await gateway.search_wireless(seconds, install=install, progress=progress)
+            job.found = result["found"]
+            job.message = (
+                f"heard {result['found']} meter(s), {result['new']} not installed before, "
+                f"installed {result['installed']}"
+            )
+            if isinstance(expected, int) and expected and result["found"] < expected:
+                job.message += f"; {expected} expected"
+            job.result = result
+
+        return self._start("scan_wireless", work)
 
 
 def _meter_list(rows: list[dict[str, str]]) -> str:

@@ -107,6 +107,8 @@ METHODS: dict[str, Method] = {
     "meters.update": Method(_with_gateway(ops.update_meter), admin=True),
     "meters.remove": Method(_with_gateway(ops.remove_meter), admin=True),
     "meters.read": Method(_with_gateway(ops.read_now), admin=True),
+    "meters.reinstall": Method(_with_gateway(ops.reinstall), admin=True),
+    "wireless.status": Method(_with_gateway(ops.wireless_status)),
     "meters.series": Method(_with_gateway(ops.meter_series)),
     "values.latest": Method(_with_gateway(ops.latest_values)),
     "values.series": Method(_series, times=("since", "until")),

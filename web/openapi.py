@@ -65,10 +65,12 @@ def _field_schema(kind: Any, meta: Any, partial: bool) -> dict[str, Any]:
         return settings_schema(kind, partial)
     origin = get_origin(kind)
     if origin is dict:
-        value = get_args(kind)[1]
+        entry = settings_schema(get_args(kind)[1], partial)
+        if partial:  # a change may remove an entry
+            entry = {"anyOf": [entry, {"type": "null", "description": "removes the entry"}]}
         return {
             "type": "object",
-            "additionalProperties": settings_schema(value, partial),
+            "additionalProperties": entry,
             "propertyNames": {"pattern": meta["key"].pattern},
         }
     if origin in (Union, types.UnionType):
@@ -137,6 +139,7 @@ METER = obj(
     version=nullable(INT),
     medium=nullable(INT),
     timing={"type": "object", "additionalProperties": NUM},
+    wireless=BOOL,
     modbus_enabled=BOOL,
     health=HEALTH,
     latest=nullable(
@@ -172,6 +175,8 @@ JOB = obj(
     progress=NUM,
     message=STR,
     found=INT,
+    expected=nullable(INT),
+    warning=nullable(STR),
     started=nullable(TIME),
     finished=nullable(TIME),
     result=nullable({"type": "object"}),
@@ -354,9 +359,63 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         kind={"type": "string", "enum": ["primary", "secondary", "wireless"]},
         interfaces=array(STR),
         baud={"type": "integer", "enum": [300, 2400, 9600]},
-        expected={"type": "integer", "minimum": 0, "maximum": 4096},
+        expected={
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 4096,
+            "description": "meters to find (0 = unknown): the search stops once that many are "
+            "found, and warns when it ends with fewer",
+        },
         addressing=array({"type": "string", "enum": ["primary", "secondary", "esecondary"]}),
         install=BOOL,
+        duration_s={"type": "integer", "minimum": 1, "maximum": 3600},
+    ),
+    "ReinstallResult": obj(
+        ("meters", "moved", "not_heard"),
+        meters=INT,
+        moved=array(
+            obj(
+                ("meter", "new"),
+                meter=STR,
+                old=nullable(STR),
+                new=STR,
+                old_rssi=nullable(NUM),
+                new_rssi=NUM,
+            )
+        ),
+        not_heard=array(STR),
+    ),
+    "WirelessStatus": obj(
+        ("configured", "receivers", "heard"),
+        configured=BOOL,
+        simulated=BOOL,
+        receivers=array(
+            obj(
+                ("name", "kind", "state"),
+                name=STR,
+                kind=STR,
+                link_mode=STR,
+                state=STR,
+                frames=INT,
+                last_frame=nullable(TIME),
+                last_error=nullable(STR),
+            )
+        ),
+        stats={"type": "object", "additionalProperties": INT},
+        unattributed={"type": "object", "additionalProperties": INT},
+        heard=array(
+            obj(
+                ("meter", "key", "installed", "status"),
+                meter=obj(manufacturer=STR, id=STR, version=INT, device_type=INT),
+                key=STR,
+                installed=BOOL,
+                status=STR,
+                counts={"type": "object", "additionalProperties": INT},
+                last_heard=nullable(TIME),
+                rssi={"type": "object", "additionalProperties": NUM},
+                best_receiver=nullable(STR),
+            )
+        ),
     ),
     "Settings": settings_schema(Settings, partial=False),
     "SettingsChange": settings_schema(Settings, partial=True),

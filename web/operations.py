@@ -177,6 +177,7 @@ def meter_dict(gw: GatewayHandle, meter: Meter, latest: dict | None = None) -> d
         "version": meter.version,
         "medium": meter.medium,
         "timing": dict(meter.timing),
+        "wireless": meter.wireless,
         "modbus_enabled": modbus.enabled and (per_meter.enabled if per_meter else True),
         "health": health_of(gw, meter.key).as_dict(),
         "latest": latest,
@@ -215,7 +216,11 @@ def install_result(gw: GatewayHandle, installed: Sequence[Meter]) -> dict[str, A
 async def install_meters(gw: GatewayHandle, csv: str) -> dict[str, Any]:
     if not isinstance(csv, str):
         raise BadRequest("the meter list must be CSV text")
-    rows = parse_meter_list(csv)  # the same check the gateway makes, for the rows' identities
+    receivers = list(gw.wireless.receivers) if gw.wireless is not None else []
+    # the same check the gateway makes, for the rows' identities
+    rows = parse_meter_list(
+        csv, receivers=receivers, wireless_by_default=bool(receivers) and not gw.lines
+    )
     await gw.install_meter_list(csv)
     secondary = {row.secondary_address for row in rows if row.secondary_address}
     primary = {row.primary_address for row in rows if not row.secondary_address}
@@ -248,8 +253,12 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def meter_changes(gw: GatewayHandle, changes: Any) -> dict[str, Any]:
-    """Check a change of one meter's settings; every problem is reported at once."""
+def meter_changes(
+    gw: GatewayHandle, changes: Any, interfaces: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """Check a change of one meter's settings; every problem is reported at once.
+    ``interfaces``: those the meter may move to (default: the wired lines)."""
+    allowed = list(gw.lines if interfaces is None else interfaces)
     if not isinstance(changes, dict) or not changes:
         raise BadRequest("send the settings to change as an object")
     checked: dict[str, Any] = {}
@@ -277,8 +286,8 @@ def meter_changes(gw: GatewayHandle, changes: Any) -> dict[str, Any]:
                 errors[name] = "0-250 or null"
             checked[name] = value
         elif name == "interface":
-            if not isinstance(value, str) or value not in gw.lines:
-                errors[name] = f"one of {', '.join(gw.lines)}"
+            if not isinstance(value, str) or value not in allowed:
+                errors[name] = f"one of {', '.join(allowed)}" if allowed else "none is configured"
             checked[name] = value
         elif name == "multi_telegram":
             if not isinstance(value, str) or value not in {m.value for m in MultiTelegram}:
@@ -305,7 +314,10 @@ def meter_changes(gw: GatewayHandle, changes: Any) -> dict[str, Any]:
 
 async def update_meter(gw: GatewayHandle, key: str, changes: dict[str, Any]) -> dict[str, Any]:
     meter = find_meter(gw, key)
-    checked = meter_changes(gw, changes)
+    receivers = list(gw.wireless.receivers) if gw.wireless is not None else []
+    checked = meter_changes(gw, changes, receivers if meter.wireless else None)
+    if meter.wireless and "interface" in checked:
+        checked["enhanced_address"] = checked["interface"]  # the receiver chain
     modes = checked.get("addressing", meter.addressing)
     primary = checked.get("primary_address", meter.primary_address)
     if AddressingMode.PRIMARY in modes and primary is None:
@@ -340,7 +352,11 @@ def record_values(telegrams: Any) -> list[dict[str, Any]]:
 
 
 async def read_now(gw: GatewayHandle, key: str) -> dict[str, Any]:
-    find_meter(gw, key)
+    if find_meter(gw, key).wireless:
+        raise Conflict(
+            f"meter {key} is wireless: it sends on its own and cannot be read on demand; "
+            "its latest telegram is in its readings"
+        )
     reading = await gw.read_meter(key)
     values = record_values(getattr(reading, "telegrams", ()) or ())
     read_at = getattr(reading, "read_at", None)
@@ -682,9 +698,30 @@ async def update_settings(
 ) -> dict[str, Any]:
     if not isinstance(changes, dict):
         raise BadRequest("send the settings to change as an object")
-    changes = without_masks(changes)
-    await gw.update_settings({section: changes} if section else changes)
+    await gw.update_settings(without_masks({section: changes} if section else changes))
     return get_settings(gw, section)
+
+
+# ---------------------------------------------------------------------------------- reports
+
+
+def report_service(gw: GatewayHandle) -> Any:
+    """The running push-report service (``Conflict`` when the gateway has none)."""
+    service = getattr(gw, "reports", None)
+    if service is None:
+        raise Conflict("the push-report service is not running")
+    return service
+
+
+async def delete_report(gw: GatewayHandle, name: str) -> None:
+    """Remove a report's settings and its delivery cursor (a report made again under the
+    name starts afresh from its value period)."""
+    from mbusgw.gateway.services.reports.cursors import TABLE
+
+    if name not in gw.settings.reports.reports:
+        raise NotFound(f"no report {name!r} is configured")
+    await gw.update_settings({"reports": {"reports": {name: None}}})
+    await gw.writer.delete_record(TABLE, name)
 
 
 # ---------------------------------------------------------------------------------- keys
@@ -695,13 +732,13 @@ def key_listing(web: Any) -> dict[str, Any]:
     return web.keys.listing()
 
 
-def add_key(web: Any, entry: dict[str, Any]) -> dict[str, Any]:
+async def add_key(web: Any, entry: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
         raise BadRequest("send the key as 32 hex digits in 'key'", {"key": "required"})
     unknown = set(entry) - {"key", "address", "manufacturer", "device_type", "version"}
     if unknown:
         raise BadRequest("unknown fields", {name: "unknown field" for name in unknown})
-    web.keys.add(
+    await web.keys.add(
         entry["key"],
         address=entry.get("address"),
         manufacturer=entry.get("manufacturer"),
@@ -711,14 +748,14 @@ def add_key(web: Any, entry: dict[str, Any]) -> dict[str, Any]:
     return key_listing(web)
 
 
-def import_keys(web: Any, data: bytes, filename: str, replace: bool) -> dict:
-    added = web.keys.import_file(data, filename or "keys.csv", replace_all=replace)
+async def import_keys(web: Any, data: bytes, filename: str, replace: bool) -> dict:
+    added = await web.keys.import_file(data, filename or "keys.csv", replace_all=replace)
     return {"added": added}
 
 
-def remove_key(web: Any, entry_id: int) -> dict[str, Any]:
+async def remove_key(web: Any, entry_id: int) -> dict[str, Any]:
     try:
-        web.keys.remove(entry_id)
+        await web.keys.remove(entry_id)
     except KeyError:
         raise NotFound(f"no key entry {entry_id}") from None
     return key_listing(web)
@@ -738,16 +775,35 @@ def _meter_id(gw: GatewayHandle, key: str) -> Any:
     return MeterId(meter.manufacturer, meter.secondary_address, meter.version, meter.medium)
 
 
-def link_key(web: Any, key: str, aes_key: str) -> dict[str, Any]:
+async def link_key(web: Any, key: str, aes_key: str) -> dict[str, Any]:
     if not isinstance(aes_key, str):
         raise BadRequest("send the key as 32 hex digits in 'key'", {"key": "required"})
-    web.keys.link(_meter_id(web.gateway, key), aes_key)
+    await web.keys.link(_meter_id(web.gateway, key), aes_key)
     return key_listing(web)
 
 
-def unlink_key(web: Any, key: str) -> dict[str, Any]:
-    web.keys.unlink(_meter_id(web.gateway, key))
+async def unlink_key(web: Any, key: str) -> dict[str, Any]:
+    await web.keys.unlink(_meter_id(web.gateway, key))
     return key_listing(web)
+
+
+# ---------------------------------------------------------------------------------- wireless
+
+
+def wireless_status(gw: GatewayHandle) -> dict[str, Any]:
+    """The receivers, and every meter heard (installed or not) with its signal levels."""
+    if gw.wireless is None:
+        return {"configured": False, "receivers": [], "heard": []}
+    return {"configured": True, **gw.wireless.status(), "heard": gw.wireless.heard()}
+
+
+async def reinstall(gw: GatewayHandle, meter: str | None = None) -> dict[str, Any]:
+    """Re-install: bind wireless meters (all, or ``meter``) to their strongest receiver."""
+    if gw.wireless is None:
+        raise Conflict("no wireless M-Bus receiver is configured")
+    if meter is not None and not any(m.key == meter and m.wireless for m in gw.meters):
+        raise NotFound(f"no wireless meter {meter!r} is installed")
+    return await gw.reinstall_wireless(meter)
 
 
 # ---------------------------------------------------------------------------------- jobs
@@ -764,7 +820,7 @@ def get_job(web: Any, job_id: str) -> dict[str, Any]:
     return job.as_dict()
 
 
-SCAN_FIELDS = {"kind", "interfaces", "baud", "expected", "addressing", "install"}
+SCAN_FIELDS = {"kind", "interfaces", "baud", "expected", "addressing", "install", "duration_s"}
 
 
 def start_scan(web: Any, params: dict[str, Any]) -> dict[str, Any]:

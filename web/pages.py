@@ -27,8 +27,10 @@ NAVIGATION = (
     ("pages.installation", "Installation"),
     ("pages.system", "System"),
     ("pages.meters", "Meters"),
+    ("pages.wireless", "Wireless"),
     ("pages.search", "Search"),
     ("pages.mbus_settings", "M-Bus"),
+    ("report_pages.reports", "Reports"),
     ("pages.system_log", "Log"),
     ("pages.keys", "Keys"),
     ("pages.users", "Users"),
@@ -262,7 +264,31 @@ async def system() -> str:
 async def meters() -> str:
     show_passive = arg_bool("passive", False)
     listing = ops.list_meters(gw(), passive=show_passive)
-    return await page("meters.html", listing=listing, show_passive=show_passive)
+    wireless = gw().wireless is not None
+    return await page("meters.html", listing=listing, show_passive=show_passive, wireless=wireless)
+
+
+@blueprint.post("/meters/reinstall")
+@admin_only
+async def meters_reinstall() -> Response:
+    form = await request.form
+    meter = form.get("meter") or None
+    result, error = await attempt(lambda: ops.reinstall(gw(), meter))
+    if error is not None:
+        return back("pages.meters", f"Re-install refused: {_detail(error)}")
+    moved = "; ".join(f"{m['meter']}: {m['old'] or 'none'} → {m['new']}" for m in result["moved"])
+    text = f"Re-install: {len(result['moved'])} of {result['meters']} wireless meter(s) moved"
+    text += f" ({moved})" if moved else ""
+    if result["not_heard"]:
+        text += f", {len(result['not_heard'])} not heard in the last hour"
+    if meter is not None:
+        return back("pages.meter", text, key=meter)
+    return back("pages.meters", text)
+
+
+@blueprint.get("/wireless")
+async def wireless() -> str:
+    return await page("wireless.html", status=ops.wireless_status(gw()))
 
 
 RANGES = (("1d", "24 hours", 1), ("7d", "7 days", 7), ("30d", "30 days", 30),
@@ -347,11 +373,17 @@ async def search() -> Any:
             params["baud"] = int(form["baud"])
         if form.get("expected", "").isdigit():
             params["expected"] = int(form["expected"])
+        if form.getlist("interfaces"):
+            params["interfaces"] = form.getlist("interfaces")
+        if params["kind"] == "wireless" and form.get("duration_s", "").isdigit():
+            params["duration_s"] = int(form["duration_s"])
         job, error = await attempt(lambda: _start_scan(params))
         if error is None:
             return back("pages.job", "Search started", job=job["id"])
         return back("pages.search", f"Search refused: {_detail(error)}")
-    return await page("search.html", jobs=ops.list_jobs(state())["jobs"])
+    return await page(
+        "search.html", jobs=ops.list_jobs(state())["jobs"], interfaces=list(gw().lines)
+    )
 
 
 async def _start_scan(params: dict[str, Any]) -> dict[str, Any]:
@@ -422,20 +454,20 @@ async def keys() -> Any:
         form = await request.form
         if form.get("action") == "remove":
             entry = form.get("entry", "")
-            _, error = await attempt(lambda: _async(ops.remove_key, state(), int(entry or -1)))
+            _, error = await attempt(lambda: ops.remove_key(state(), int(entry or -1)))
             if error is None:
                 return back("pages.keys", f"Key entry {entry} removed")
         elif form.get("action") == "upload":
             data, name = await uploaded_file()
             result, error = await attempt(
-                lambda: _async(ops.import_keys, state(), data, name, form.get("replace") == "on")
+                lambda: ops.import_keys(state(), data, name, form.get("replace") == "on")
             )
             if error is None:
                 return back("pages.keys", f"{result['added']} keys added")
         else:
             entry = {k: form.get(k) or None for k in ("address", "manufacturer")}
             entry["key"] = form.get("key", "")
-            _, error = await attempt(lambda: _async(ops.add_key, state(), entry))
+            _, error = await attempt(lambda: ops.add_key(state(), entry))
             if error is None:
                 return back("pages.keys", "Key added")
     return await page("keys.html", listing=ops.key_listing(state()), error=error), (
@@ -536,7 +568,7 @@ async def _import_config(text: str) -> None:
 async def configuration_file() -> Response:
     from mbusgw.web.transfer import export_config
 
-    response = Response(export_config(gw()), mimetype="application/toml")
+    response = Response(export_config(gw(), arg_bool("passwords")), mimetype="application/toml")
     response.headers["Content-Disposition"] = 'attachment; filename="mbusgw-config.toml"'
     return response
 

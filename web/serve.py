@@ -19,7 +19,8 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from quart import Quart
 
-from mbusgw.web.app import create_app
+from mbusgw.web.app import BODY_TIMEOUT_S, MAX_UPLOAD_BYTES, create_app
+from mbusgw.web.bodies import BodyBeforeResponse
 from mbusgw.web.handle import GatewayHandle
 from mbusgw.web.tls import TlsFiles
 
@@ -75,6 +76,10 @@ class WebService:
         if self._app is None:
             self._app = create_app(self.gateway)
             self._app.extensions["mbusgw"].reload_server = self.reload
+            # hypercorn cannot reuse a connection answered before its request body arrived
+            self._app.asgi_app = BodyBeforeResponse(
+                self._app.asgi_app, BODY_TIMEOUT_S, MAX_UPLOAD_BYTES
+            )
         return self._app
 
     def reload(self) -> None:

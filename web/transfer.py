@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from quart import g
 
 from mbusgw.gateway.errors import BackupError
 from mbusgw.gateway.settings import masked
 from mbusgw.gateway.store.backup import HEADER_SIZE, create_backup, read_backup_info
 from mbusgw.gateway.store.configfile import MAX_FILE_BYTES, parse_config, render_config
-from mbusgw.web.errors import BadRequest
+from mbusgw.web.errors import BadRequest, Forbidden
 from mbusgw.web.handle import GatewayHandle
 
 CHUNK = 256 * 1024
@@ -32,8 +33,12 @@ class InvalidBackup(BadRequest):
     code = "invalid_backup"
 
 
-def export_config(gw: GatewayHandle) -> str:
-    return render_config(gw.settings, gw.clock.now().timestamp())
+def export_config(gw: GatewayHandle, passwords: bool = False) -> str:
+    """The configuration file; passwords only when asked for (and only an administrator may
+    ask): without them, importing the file keeps the passwords the gateway has."""
+    if passwords and not g.user.is_admin:
+        raise Forbidden("only an administrator can export passwords")
+    return render_config(gw.settings, gw.clock.now().timestamp(), secrets=passwords)
 
 
 async def import_config(gw: GatewayHandle, text: str) -> dict[str, Any]:

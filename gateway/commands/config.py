@@ -20,6 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     export = actions.add_parser("export", help="write the configuration file")
     export.add_argument("file", type=Path)
+    export.add_argument(
+        "--with-passwords",
+        action="store_true",
+        help="include passwords (to clone a gateway); without, an import keeps the stored ones",
+    )
     add_data_dir(export)
     export.set_defaults(func=run_export)
     load = actions.add_parser(
@@ -33,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 @reports_errors("config export")
 def run_export(args: argparse.Namespace) -> int:
     with open_store(args, readonly=True) as store:
-        export_config(store.stored_settings(), args.file, time.time())
+        export_config(store.stored_settings(), args.file, time.time(), secrets=args.with_passwords)
     print(f"settings written to {args.file}")
     return 0
 

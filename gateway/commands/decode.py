@@ -30,7 +30,14 @@ from mbusgw.core.jsonout import dumps
 from mbusgw.core.units import medium_name
 from mbusgw.core.wireless_decoder import WirelessDecoder
 from mbusgw.core.wmbus import FRAME_FORMATS, decode_transport, security_mode_name, strip_crc
-from mbusgw.gateway.keys import KeyFileError, KeyStore
+from mbusgw.gateway.keys import (
+    KeyFileError,
+    KeySnapshot,
+    KeyStore,
+    MemoryKeyBackend,
+    parse_key_file,
+    with_entries,
+)
 
 HEX_DIGITS = set(string.hexdigits)
 
@@ -307,16 +314,16 @@ def load_keys(args: argparse.Namespace, err: TextIO):
             raise ValueError(f"--key: {error}") from None
     if not args.keys:
         return explicit or None
-    store = KeyStore()
     try:
         with open(args.keys, "rb") as handle:
-            store.import_file(handle.read(), args.keys)
+            entries = parse_key_file(handle.read(), args.keys)
     except OSError as error:
         raise ValueError(f"--keys: {error.strerror}: {args.keys}") from None
     except KeyFileError as error:
         for row in error.errors:
             print(f"{args.keys}: {row}", file=err)
         raise ValueError(f"--keys: {error}") from None
+    store = KeyStore(MemoryKeyBackend(with_entries(KeySnapshot(), entries)[0]))
 
     def lookup(meter):
         return store.keys_for(meter) + explicit

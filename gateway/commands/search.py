@@ -1,4 +1,5 @@
-"""``mbusgw search``: scan the configured lines and install the meters found."""
+"""``mbusgw search``: scan the configured lines and install the meters found; with ``--mode
+wireless``, listen to the configured receivers and install the meters heard."""
 
 from __future__ import annotations
 
@@ -19,11 +20,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="find meters on the configured lines and install them",
         description="Automatic/advanced search (the gateway must not be running on this store).",
     )
-    parser.add_argument("--mode", choices=("primary", "secondary"), default="secondary")
+    parser.add_argument("--mode", choices=("primary", "secondary", "wireless"), default="secondary")
+    parser.add_argument(
+        "--listen", type=float, default=120.0, help="wireless: seconds to listen (default 120)"
+    )
     parser.add_argument("--interface", action="append", default=[], help="only this line")
     parser.add_argument("--baud", type=int, action="append", default=[], help="scan at this rate")
     parser.add_argument("--hex", action="store_true", help="IDs may contain the digits A-E")
-    parser.add_argument("--expected", type=int, help="how many meters you expect")
+    parser.add_argument(
+        "--expected", type=int, help="how many meters to find: stop once found, warn if fewer"
+    )
     parser.add_argument("--no-install", action="store_true", help="only list what is found")
     parser.add_argument("--config", type=Path, help="start-up file (TOML) with the interfaces")
     parser.add_argument("--data-dir", type=Path, help="where the store lives (default: var)")
@@ -33,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         startup = load_startup(args.config, data_dir=args.data_dir)
+        if args.mode == "wireless":
+            return _wireless(Gateway(startup, background=False), args)
         request = SearchRequest(
             args.mode,
             tuple(args.interface),
@@ -85,3 +93,36 @@ async def _show_progress(job: SearchJob) -> None:
         with trio.move_on_after(0.5):
             await job.done_event.wait()
     print(file=sys.stderr)
+
+
+def _wireless(gateway: Gateway, args: argparse.Namespace) -> int:
+    if not any(config.wireless for config in gateway.interfaces):
+        print("mbusgw: no wireless M-Bus receiver is configured (--config)", file=sys.stderr)
+        return 2
+    if not 1 <= args.listen <= 86_400:
+        print("mbusgw: --listen takes 1 to 86400 seconds", file=sys.stderr)
+        return 2
+    result = trio.run(_listen, gateway, args.listen, not args.no_install)
+    for meter in result["meters"]:
+        print(
+            f"{meter['id']} {meter['manufacturer']} v{meter['version']} "
+            f"type {meter['device_type']} (wireless)"
+        )
+    if args.expected is not None and result["found"] < args.expected:
+        print(
+            f"warning: {args.expected} meter(s) expected, {result['found']} heard", file=sys.stderr
+        )
+    print(f"{result['found']} meter(s) heard, {result['installed']} newly installed")
+    return 0
+
+
+async def _listen(gateway: Gateway, seconds: float, install: bool) -> dict:
+    def progress(done: float, found: int) -> None:
+        print(f"\r{done * 100:5.1f} %  {found} heard   ", end="", file=sys.stderr, flush=True)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gateway.run)
+        result = await gateway.search_wireless(seconds, install=install, progress=progress)
+        print(file=sys.stderr)
+        gateway.stop()
+    return result

@@ -7,8 +7,9 @@ the best receiver per meter, and the decoder.
   ``mbusgw.receivers``).
 * **Duplicates.** The same telegram heard again within ``dedupe_window`` seconds (a repeat, or a
   second receiver) is decoded once.
-* **Best receiver.** For every meter the RSSI seen by each receiver is kept (including for
-  suppressed copies), so the receiver that hears a meter best is known ("re-install").
+* **Best receiver.** For every meter the RSSI each receiver last heard it with, and when, is
+  kept (including for suppressed copies), so the receiver that hears a meter best — now, not
+  an hour ago — is known ("re-install").
 
 Time for timeouts and windows is trio's clock; ``received_at`` stamps (in the decoder's
 diagnosis) come from the wall ``clock``. The service fits the supervisor: it has a ``name`` and
@@ -20,6 +21,8 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 import trio
 
@@ -34,6 +37,26 @@ log = logging.getLogger("mbusgw.receivers")
 TelegramHandler = Callable[[object, RadioFrame], None]
 ErrorHandler = Callable[[MBusError, RadioFrame], None]
 LINE_ERRORS = (OSError, ReceiverError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+@dataclass
+class ReceiverState:
+    """What a receiver is doing, for the status pages."""
+
+    kind: str
+    state: str = "starting"  # starting | opening | listening | failed | finished
+    frames: int = 0
+    last_frame: datetime | None = None
+    last_error: str | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "state": self.state,
+            "frames": self.frames,
+            "last_frame": self.last_frame.isoformat() if self.last_frame else None,
+            "last_error": self.last_error,
+        }
 
 
 class WirelessService:
@@ -65,8 +88,9 @@ class WirelessService:
         self.max_recent = max_recent
         self.name = name
         self._recent: OrderedDict[bytes, float] = OrderedDict()
-        self._rssi: OrderedDict[MeterId, dict[str, float]] = OrderedDict()
+        self._rssi: OrderedDict[MeterId, dict[str, tuple[float, float]]] = OrderedDict()
         self.stats = {"frames": 0, "duplicates": 0, "decoded": 0, "failed": 0, "reopened": 0}
+        self.receiver_state = {r.name: ReceiverState(r.kind) for r in receivers}
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -78,9 +102,12 @@ class WirelessService:
 
     async def run_receiver(self, receiver: Receiver) -> None:
         """Keep one receiver open and feed its frames in, reopening it when needed."""
+        state = self.receiver_state[receiver.name]
         while True:
             try:
+                state.state = "opening"
                 await receiver.open()
+                state.state = "listening"
                 log.info(
                     "receiver %s (%s) listening in %s",
                     receiver.name,
@@ -95,9 +122,12 @@ class WirelessService:
                     self.silence_timeout,
                 )
             except LINE_ERRORS as error:
+                state.last_error = str(error)
                 if not receiver.restartable:
+                    state.state = "finished"
                     log.info("receiver %s finished: %s", receiver.name, error)
                     return
+                state.state = "failed"
                 self.stats["reopened"] += 1
                 log.error(
                     "receiver %s failed (%s); reopening in %g s",
@@ -129,13 +159,17 @@ class WirelessService:
         """Account for one frame and decode it unless it is a duplicate; returns the decoded
         telegram, or None (duplicate or failure: the decoder's diagnosis has the reason)."""
         self.stats["frames"] += 1
+        state = self.receiver_state.get(frame.receiver)
+        if state is not None:
+            state.frames += 1
+            state.last_frame = self.clock.now()
         try:
             canonical, _, _ = strip_crc(frame.data, frame.frame_format)
             meter = meter_from_dll(canonical)
         except MBusError:
             canonical, meter = frame.data, None
         if meter is not None and frame.rssi is not None:
-            self._rssi.setdefault(meter, {})[frame.receiver] = frame.rssi
+            self._rssi.setdefault(meter, {})[frame.receiver] = (frame.rssi, trio.current_time())
             self._rssi.move_to_end(meter)
             if len(self._rssi) > self.decoder.max_meters:
                 self._rssi.popitem(last=False)
@@ -171,12 +205,24 @@ class WirelessService:
 
     # ---------------------------------------------------------------- best receiver
 
-    def rssi_by_receiver(self, meter: MeterId) -> dict[str, float]:
-        return dict(self._rssi.get(meter, {}))
+    def heard_meters(self) -> list[MeterId]:
+        """Every meter some receiver has heard with a signal level (most recent last)."""
+        return list(self._rssi)
 
-    def best_receiver(self, meter: MeterId) -> str | None:
-        """The receiver that last heard ``meter`` with the strongest signal."""
-        heard = self._rssi.get(meter)
+    def rssi_by_receiver(self, meter: MeterId, within: float | None = None) -> dict[str, float]:
+        """The level each receiver last heard ``meter`` with (dBm); with ``within``, only
+        receivers that heard it in the last ``within`` seconds."""
+        now = trio.current_time()
+        return {
+            name: rssi
+            for name, (rssi, at) in self._rssi.get(meter, {}).items()
+            if within is None or now - at <= within
+        }
+
+    def best_receiver(self, meter: MeterId, within: float | None = None) -> str | None:
+        """The receiver that last heard ``meter`` with the strongest signal (with ``within``:
+        among those that heard it in the last ``within`` seconds)."""
+        heard = self.rssi_by_receiver(meter, within)
         if not heard:
             return None
         return max(heard.items(), key=lambda item: item[1])[0]

@@ -3,7 +3,8 @@
 ``SimulatedIm871a`` and ``SimulatedAmb8465`` serve the device side of a trio stream (the master
 side of a pty, so the receiver under test opens a real serial device path): they answer the
 configuration requests as the sticks do and send telegrams with RSSI when told to. They can also
-fall silent, to exercise the watchdog.
+fall silent, to exercise the watchdog. ``SimulatedRadio`` puts sticks on ptys and lets the
+meters of a radio field transmit to them: the gateway's built-in wireless setup.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import abc
 import os
 import tty
+from typing import Any
 
 import trio
 
 from mbusgw.gateway.receivers import amb8465, im871a
+from mbusgw.gateway.simulator.radio import RadioField
 
 
 class PtyPair:
@@ -42,6 +45,23 @@ class SimulatedStick(abc.ABC):
         self.stream = stream
         self.resets = 0
         self.silent = False
+        self._sending = trio.Lock()  # answers and telegrams share the line
+
+    async def _send(self, data: bytes) -> None:
+        async with self._sending:
+            await self.stream.send_all(data)
+
+    @abc.abstractmethod
+    async def transmit(self, telegram: bytes, rssi_raw: int) -> None: ...
+
+    @staticmethod
+    @abc.abstractmethod
+    def raw_rssi(dbm: float) -> int:
+        """The stick's RSSI byte for a signal of ``dbm``."""
+
+    async def hear(self, telegram: bytes, dbm: float) -> None:
+        """A telegram (CRC-free, L-field first) arrives over the air at ``dbm``."""
+        await self.transmit(telegram, self.raw_rssi(dbm))
 
     @abc.abstractmethod
     def _codec(self): ...
@@ -84,18 +104,20 @@ class SimulatedIm871a(SimulatedStick):
         elif request.message_id == im871a.RESET_REQ:
             self.resets += 1
             answer = b"\x00"
-        await self.stream.send_all(
-            im871a.build_frame(request.endpoint, request.message_id + 1, answer)
-        )
+        await self._send(im871a.build_frame(request.endpoint, request.message_id + 1, answer))
 
     async def transmit(self, telegram: bytes, rssi_raw: int = 180) -> None:
         """A telegram heard over the air (CRC-free, L-field first)."""
         if not self.silent:
-            await self.stream.send_all(
+            await self._send(
                 im871a.build_frame(
                     im871a.RADIOLINK, im871a.WMBUSMSG_IND, telegram[1:], rssi=rssi_raw
                 )
             )
+
+    @staticmethod
+    def raw_rssi(dbm: float) -> int:
+        return max(0, min(255, round(45 + (dbm + 100.0) * 2)))
 
 
 class SimulatedAmb8465(SimulatedStick):
@@ -124,7 +146,7 @@ class SimulatedAmb8465(SimulatedStick):
             self.mode = request.payload[0]
         elif request.command == amb8465.RESET:
             self.resets += 1
-        await self.stream.send_all(amb8465.command(request.command | amb8465.CONFIRM, answer))
+        await self._send(amb8465.command(request.command | amb8465.CONFIRM, answer))
 
     async def transmit(self, telegram: bytes, rssi_raw: int = 0xF0) -> None:
         """A telegram heard over the air (CRC-free, L-field first)."""
@@ -134,6 +156,73 @@ class SimulatedAmb8465(SimulatedStick):
         if self.command_output:
             body = bytes((amb8465.START, amb8465.DATA_IND, len(telegram) - 1)) + telegram[1:]
             body += tail
-            await self.stream.send_all(body + bytes((amb8465.checksum(body),)))
+            await self._send(body + bytes((amb8465.checksum(body),)))
         else:
-            await self.stream.send_all(telegram + tail)
+            await self._send(telegram + tail)
+
+    @staticmethod
+    def raw_rssi(dbm: float) -> int:
+        return max(-128, min(127, round((dbm + 74.0) * 2))) & 0xFF
+
+
+STICKS: dict[str, type[SimulatedStick]] = {"im871a": SimulatedIm871a, "amb8465": SimulatedAmb8465}
+QUEUED_TELEGRAMS = 32  # per stick; more while its receiver is away are lost, as on the air
+
+
+class SimulatedRadio:
+    """Simulated receivers hearing a radio field (``gateway.simulator.radio``): a pty and a
+    simulated stick per receiver, so the gateway opens real serial devices and speaks the
+    sticks' protocols. A supervised service; the ptys stay across restarts (``aclose`` at the
+    end). Each stick is fed through its own queue, so a stick whose receiver is closed (and
+    whose pty fills up) never holds up the others."""
+
+    name = "radio-simulator"
+
+    def __init__(self, field: RadioField, protocols: dict[str, str]) -> None:
+        self.field = field
+        self.ptys = {name: PtyPair() for name in protocols}
+        self.sticks = {
+            name: STICKS[protocol](self.ptys[name].stream) for name, protocol in protocols.items()
+        }
+        self.sent = 0
+        self.lost = 0
+
+    def device(self, receiver: str) -> str:
+        """The serial device the gateway opens for ``receiver``."""
+        return self.ptys[receiver].path
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        queues = {}
+        async with trio.open_nursery() as nursery:
+            for name, stick in self.sticks.items():
+                send, receive = trio.open_memory_channel[tuple[bytes, float]](QUEUED_TELEGRAMS)
+                queues[name] = send
+                nursery.start_soon(stick.serve)
+                nursery.start_soon(self._feed, stick, receive)
+            task_status.started()
+            await self._transmit(queues)
+
+    @staticmethod
+    async def _feed(stick: SimulatedStick, receive: trio.MemoryReceiveChannel) -> None:
+        async for telegram, dbm in receive:
+            await stick.hear(telegram, dbm)
+
+    async def _transmit(self, queues: dict[str, trio.MemorySendChannel]) -> None:
+        start = trio.current_time()
+        receivers = list(self.sticks)
+        due = {id(meter): meter.phase for meter in self.field.meters}
+        while True:
+            meter = min(self.field.meters, key=lambda m: due[id(m)])
+            t = due[id(meter)]
+            await trio.sleep_until(start + t)
+            due[id(meter)] = t + meter.interval
+            for name, telegram, dbm in self.field.transmit(meter, t, receivers):
+                try:
+                    queues[name].send_nowait((telegram, dbm))
+                    self.sent += 1
+                except trio.WouldBlock:
+                    self.lost += 1
+
+    async def aclose(self) -> None:
+        for pty in self.ptys.values():
+            await pty.aclose()

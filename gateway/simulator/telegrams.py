@@ -229,6 +229,23 @@ class Evolution:
         return field.base + round(abs(field.base) * self.swing * math.sin(angle))
 
 
+def render_records(
+    records: tuple[Record, ...], t: float, evolution: Evolution, fabrication: str | None = None
+) -> bytearray:
+    """The data records at time ``t``, live values animated (wired and wireless telegrams)."""
+    body = bytearray()
+    for record in records:
+        start = len(body)
+        body += record.raw
+        field = record.live
+        if field is not None:
+            at = start + field.offset
+            body[at : at + field.length] = _encode(field, evolution.value(field, t))
+        elif fabrication is not None and record.raw[:2] == b"\x0c\x78":
+            body[start + 2 : start + 6] = bytes.fromhex(fabrication)[::-1]
+    return body
+
+
 def render(
     template: Template,
     records: tuple[Record, ...],
@@ -243,16 +260,7 @@ def render(
 ) -> bytes:
     """The RSP_UD long frame of one telegram at time ``t`` (seconds since the meter started)."""
     header = identity.header_bytes(access, template.header[9], template.header[10:12])
-    body = bytearray(header)
-    for record in records:
-        start = len(body)
-        body += record.raw
-        field = record.live
-        if field is not None:
-            at = start + field.offset
-            body[at : at + field.length] = _encode(field, evolution.value(field, t))
-        elif fabrication is not None and record.raw[:2] == b"\x0c\x78":
-            body[start + 2 : start + 6] = bytes.fromhex(fabrication)[::-1]
+    body = bytearray(header) + render_records(records, t, evolution, fabrication)
     body += bytes((DIF_MORE_RECORDS,)) if more_follow else template.tail
     user = bytes((RSP_UD, address, CI_VARIABLE)) + body
     length = len(user)

@@ -1,9 +1,11 @@
 """Configuration files: every setting that is not device-specific, as TOML (SPEC §6).
 
-Export writes the effective ``Settings`` without the fields marked device-specific. Import
-parses the whole file and checks the header, every name and every value (``Settings.updated``)
-before anything is applied; applying is one transaction (``update_settings``). Every problem is
-a ``ConfigError`` naming the setting (dotted path) or the file, and changes nothing.
+Export writes the effective ``Settings`` without the fields marked device-specific, and by
+default without passwords: a set one is written as ``SECRET_MASK``, which on import means "keep
+the password stored here" (a file to clone gateways can include them). Import parses the whole
+file and checks the header, every name and every value (``Settings.updated``) before anything is
+applied; applying is one transaction (``update_settings``). Every problem is a ``ConfigError``
+naming the setting (dotted path) or the file, and changes nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from mbusgw.gateway.settings import ConfigError, Settings
+from mbusgw.gateway.settings import SECRET_MASK, ConfigError, Settings, without_masks
 from mbusgw.gateway.store.settings_table import device_specific_paths, portable
 from mbusgw.gateway.store.toml_writer import dumps
 
@@ -23,26 +25,32 @@ FORMAT_VERSION = 1
 MAX_FILE_BYTES = 4 * 1024 * 1024
 
 
-def render_config(settings: Settings, exported: float) -> str:
-    """The text of a configuration file for ``settings``."""
+def render_config(settings: Settings, exported: float, *, secrets: bool = False) -> str:
+    """The text of a configuration file for ``settings``; passwords only with ``secrets``."""
     when = dt.datetime.fromtimestamp(exported, dt.UTC).isoformat(timespec="seconds")
     head = (
         "# mbusgw configuration file: the settings that are not specific to one device.\n"
         "# Import it with `mbusgw config import FILE`; every value is checked before any is used.\n"
     )
+    if secrets:
+        head += "# It holds passwords: keep it safe.\n"
+    else:
+        head += f'# Passwords are left out: "{SECRET_MASK}" keeps the one the gateway has.\n'
     document = {
         "mbusgw": {"file": FILE_KIND, "version": FORMAT_VERSION, "exported": when},
-        "settings": portable(settings),
+        "settings": portable(settings, secrets=secrets),
     }
     return head + dumps(document)
 
 
-def export_config(settings: Settings, path: str | os.PathLike[str], exported: float) -> None:
+def export_config(
+    settings: Settings, path: str | os.PathLike[str], exported: float, *, secrets: bool = False
+) -> None:
     """Write the configuration file atomically (a partial file never takes its place)."""
     path = Path(path)
     partial = path.with_name(path.name + ".part")
     with open(partial, "w", encoding="utf-8") as file:
-        file.write(render_config(settings, exported))
+        file.write(render_config(settings, exported, secrets=secrets))
         file.flush()
         os.fsync(file.fileno())
     os.replace(partial, path)
@@ -73,7 +81,7 @@ def parse_config(text: str, source: str = "configuration file") -> dict[str, Any
     if errors:
         raise ConfigError(errors)
     Settings().updated(tree)  # every name and value, all errors at once
-    return tree
+    return without_masks(tree)  # a password left out keeps the stored one
 
 
 def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:

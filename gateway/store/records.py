@@ -46,3 +46,14 @@ def put_record(ctx: WriteContext, name: str, key: str, record: object) -> None:
 
 def delete_record(ctx: WriteContext, name: str, key: str) -> bool:
     return ctx.txn.delete(text_key(key), db=table(ctx.db, name))
+
+
+def replace_records(ctx: WriteContext, name: str, records: dict[str, object]) -> None:
+    """Make table ``name`` hold exactly ``records`` (within the caller's transaction)."""
+    db = table(ctx.db, name)
+    wanted = {text_key(key) for key in records}
+    stale = [key for key in ctx.txn.cursor(db=db).iternext(values=False) if key not in wanted]
+    for key in stale:
+        ctx.txn.delete(key, db=db)
+    for key, record in records.items():
+        put_record(ctx, name, key, record)

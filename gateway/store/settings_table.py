@@ -13,7 +13,7 @@ from typing import Any, get_type_hints
 
 import lmdb
 
-from mbusgw.gateway.settings import ConfigError, Settings, settings_from_dict
+from mbusgw.gateway.settings import ConfigError, Settings, masked_secret, settings_from_dict
 from mbusgw.gateway.store.context import WriteContext
 
 
@@ -59,15 +59,20 @@ def update_settings(ctx: WriteContext, changes: dict[str, Any]) -> Settings:
     return updated
 
 
-def portable(value: Any) -> Any:
+def portable(value: Any, *, secrets: bool = True) -> Any:
     """A settings dataclass as a dict without its device-specific fields (configuration files);
-    tables of named entries (per-meter settings, reports) are followed into."""
+    tables of named entries (per-meter settings, reports) are followed into. Without
+    ``secrets``, a set password is written as ``SECRET_MASK`` ("keep the stored one")."""
     if isinstance(value, dict):
-        return {key: portable(entry) for key, entry in value.items()}
+        return {key: portable(entry, secrets=secrets) for key, entry in value.items()}
     if not is_dataclass(value):
         return value
     return {
-        f.name: portable(getattr(value, f.name))
+        f.name: (
+            masked_secret(getattr(value, f.name))
+            if f.metadata.get("secret") and not secrets
+            else portable(getattr(value, f.name), secrets=secrets)
+        )
         for f in fields(value)
         if not f.metadata.get("device_specific")
     }

@@ -18,6 +18,7 @@ import trio
 from gatewaykit import seed_settings
 
 from mbusgw.gateway.app import Gateway
+from mbusgw.gateway.events import CYCLE_FINISHED, Event
 from mbusgw.gateway.meters import MeterListError
 from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
 from mbusgw.gateway.simulator import SimLine, default_meters, serve_pty, serve_tcp
@@ -137,6 +138,26 @@ async def test_silent_meter_fails_others_are_read_and_health_follows(tmp_path: P
         assert "no response" in log.errors[0].lower() and log.errors[1] == ""
     finally:
         store.close()
+
+
+async def test_cycle_finished_is_published_once_the_cycle_is_stored(tmp_path: Path) -> None:
+    seed_settings(tmp_path, {**QUIET, "reading": {"read_at_start": False}})
+    interfaces = (InterfaceConfig(name="a", kind="simulator", baud=9600, meters=2),)
+    stored_when_published: list[int] = []
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            gateway = await run_gateway(nursery, StartupConfig(tmp_path, interfaces=interfaces))
+            publish = gateway.events.publish
+
+            def watching(event: Event) -> None:
+                if event.kind == CYCLE_FINISHED:  # what a subscriber could read at this moment
+                    stored_when_published.append(gateway.store.stats().readings)
+                publish(event)
+
+            gateway.events.publish = watching  # type: ignore[method-assign]
+            await gateway.read_all()
+            gateway.stop()
+    assert stored_when_published == [2]
 
 
 async def test_crashed_service_is_restarted_and_reading_goes_on(tmp_path: Path) -> None:

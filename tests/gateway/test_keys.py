@@ -54,9 +54,9 @@ def test_csv_with_any_marks_and_semicolons() -> None:
     assert entries[0].source == "keys.csv row 2"
 
 
-def test_most_specific_key_comes_first_and_links_beat_everything() -> None:
+async def test_most_specific_key_comes_first_and_links_beat_everything() -> None:
     store = KeyStore()
-    store.import_file(
+    await store.import_file(
         csv_bytes(
             "Address,Key,Manufacturer,DeviceType,Version",
             f"-1,{THIRD},*,-1,-1",
@@ -68,9 +68,9 @@ def test_most_specific_key_comes_first_and_links_beat_everything() -> None:
     )
     order = [key.masked for key in store.keys_for(ELS)]
     assert order == [mask(GOOD), mask(OTHER), mask(THIRD)]
-    store.link(ELS, THIRD)
+    await store.link(ELS, THIRD)
     assert store.best_key(ELS).masked == mask(THIRD)
-    store.unlink(ELS)
+    await store.unlink(ELS)
     assert store.best_key(ELS).masked == mask(GOOD)
     assert store.keys_for(MeterId("KAM", "00000001", 1, 7))[0].masked == mask(THIRD)
 
@@ -79,15 +79,15 @@ def mask(key: str) -> str:
     return key[0] + "*" * 30 + key[-1]
 
 
-def test_a_bad_file_lists_every_bad_row_and_changes_nothing() -> None:
+async def test_a_bad_file_lists_every_bad_row_and_changes_nothing() -> None:
     store = KeyStore()
-    store.import_file(
+    await store.import_file(
         csv_bytes("Address,Key,Manufacturer,DeviceType,Version", f"12345678,{GOOD},ELS,3,51"),
         "first.csv",
     )
     before = store.listing()
     with pytest.raises(KeyFileError) as caught:
-        store.import_file(
+        await store.import_file(
             csv_bytes(
                 "Address,Key,Manufacturer,DeviceType,Version",
                 f"1234567890,{OTHER},ELS,3,51",
@@ -155,55 +155,55 @@ def test_unreadable_workbooks_are_key_file_errors() -> None:
         parse_key_file(b"\xd0\xcf\x11\xe0 not really an OLE file", "keys.xls")
 
 
-def test_keys_are_never_logged_or_listed(caplog) -> None:
+async def test_keys_are_never_logged_or_listed(caplog) -> None:
     caplog.set_level(logging.DEBUG)
     store = KeyStore()
-    store.import_file(
+    await store.import_file(
         csv_bytes("Address,Key,Manufacturer,DeviceType,Version", f"12345678,{GOOD},ELS,3,51"),
         "keys.csv",
     )
-    store.link(ELS, OTHER)
-    store.add(THIRD, manufacturer="KAM")
+    await store.link(ELS, OTHER)
+    await store.add(THIRD, manufacturer="KAM")
     text = caplog.text + repr(store.listing()) + repr(store.entries()) + repr(store.links())
     for secret in (GOOD, OTHER, THIRD):
         assert secret not in text.upper()
     assert "imported keys.csv" in caplog.text
 
 
-def test_a_failing_backend_leaves_the_store_unchanged() -> None:
+async def test_a_failing_backend_leaves_the_store_unchanged() -> None:
     class Broken(MemoryKeyBackend):
-        def save(self, snapshot: KeySnapshot) -> None:
+        async def save(self, snapshot: KeySnapshot) -> None:
             raise OSError("disk full")
 
     store = KeyStore(Broken())
     with pytest.raises(OSError):
-        store.add(GOOD, address="12345678")
+        await store.add(GOOD, address="12345678")
     assert store.entries() == ()
     assert store.keys_for(ELS) == []
 
 
-def test_entries_by_hand_are_validated_and_removable() -> None:
+async def test_entries_by_hand_are_validated_and_removable() -> None:
     store = KeyStore()
-    (entry,) = store.add(GOOD, address=12345678, device_type=3)
-    assert store.add(GOOD, address="12345678", device_type=3) == []
+    (entry,) = await store.add(GOOD, address=12345678, device_type=3)
+    assert await store.add(GOOD, address="12345678", device_type=3) == []
     with pytest.raises(KeyFileError):
-        store.add("12", address="12345678")
+        await store.add("12", address="12345678")
     with pytest.raises(KeyFileError):
-        store.link(ELS, "not a key")
-    store.remove(entry.id)
+        await store.link(ELS, "not a key")
+    await store.remove(entry.id)
     assert store.entries() == ()
     with pytest.raises(KeyError):
-        store.remove(entry.id)
+        await store.remove(entry.id)
 
 
-def test_the_store_is_the_decoders_key_source() -> None:
+async def test_the_store_is_the_decoders_key_source() -> None:
     store = KeyStore()
     decoder = WirelessDecoder(keys=store)
     store.on_change(lambda: decoder.set_keys(store))
-    store.add(OTHER, manufacturer="ELS")
+    await store.add(OTHER, manufacturer="ELS")
     with pytest.raises(Exception, match="wrong key"):
         decoder.decode(N21)
-    store.add(GOOD, address="12345678")
+    await store.add(GOOD, address="12345678")
     assert decoder.decode(N21).payload[:2] == b"\x2f\x2f"
     assert decoder.diagnosis(ELS).counts["wrong_key"] == 1
 

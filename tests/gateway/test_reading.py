@@ -84,6 +84,29 @@ async def test_cycle_reads_lines_in_parallel_and_accounts(autojump_clock) -> Non
     assert subscriber.receive_nowait().kind == METER_RECOVERED
 
 
+async def test_a_cycle_is_announced_after_its_readings_are_stored(autojump_clock) -> None:
+    clock = TrioWallClock(datetime(2026, 11, 24, tzinfo=UTC))
+    events = EventBus()
+    pipeline = ReadingPipeline({"a": ReplayLine(0.5)}, clock, events=events, live=LiveSnapshot())
+    committed: list[str] = []
+    seen_at_announcement: list[list[str]] = []
+
+    async def store(readings) -> None:
+        await trio.sleep(2)  # a slow commit
+        committed.extend(r.meter.key for r in readings)
+
+    async def watch(subscriber) -> None:
+        async for event in subscriber:
+            if event.kind == CYCLE_FINISHED:
+                seen_at_announcement.append(list(committed))
+                return
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch, events.subscribe())
+        await pipeline.read_cycle([meter("A1", "a"), meter("A2", "a")], store=store)
+    assert seen_at_announcement == [["A1", "A2"]]
+
+
 async def test_corrupt_reply_fails_the_reading_but_keeps_the_bytes(autojump_clock) -> None:
     class BadLine(ReplayLine):
         async def read_meter(self, meter: Meter, *, continuous: bool = False) -> BusReply:

@@ -8,7 +8,7 @@ import pytest
 from report_receivers import make_certificates
 from storekit import T0, FixedClock, open_store
 
-from mbusgw.gateway.settings import ConfigError, Settings
+from mbusgw.gateway.settings import SECRET_MASK, ConfigError, Settings, without_masks
 from mbusgw.gateway.store.configfile import export_config, read_config
 
 GOOD = {
@@ -143,6 +143,50 @@ def test_a_refused_change_changes_nothing(tmp_path: Path) -> None:
 def test_reports_and_trust_store_survive_a_configuration_file(tmp_path: Path) -> None:
     certs = make_certificates(tmp_path)
     settings = Settings().updated({"reports": GOOD | {"trusted_certificates": certs.ca_pem}})
-    export_config(settings, tmp_path / "gw.toml", T0)
+    export_config(settings, tmp_path / "gw.toml", T0, secrets=True)
     changes = read_config(tmp_path / "gw.toml")
     assert Settings().updated(changes).reports == settings.reports
+
+
+def test_a_configuration_file_without_passwords_keeps_the_stored_ones(tmp_path: Path) -> None:
+    source = open_store(tmp_path / "a", FixedClock(T0))
+    source.update_settings({"reports": GOOD})
+    path = tmp_path / "gw.toml"
+    export_config(source.stored_settings(), path, T0)  # passwords are left out by default
+    text = path.read_text()
+    assert 'password = "p"' not in text and f'password = "{SECRET_MASK}"' in text
+    source.update_settings({"reports": {"ftp": {"directory": "elsewhere"}}})
+    source.update_settings(read_config(path))
+    restored = source.stored_settings().reports
+    assert restored.ftp.password == "p" and restored.ftp.directory == GOOD["ftp"].get(
+        "directory", ""
+    )
+    # a gateway that has no password to keep refuses the file, naming the setting
+    other = open_store(tmp_path / "b", FixedClock(T0))
+    with pytest.raises(ConfigError, match="reports.ftp.username: a user name needs a password"):
+        other.update_settings(read_config(path))
+    assert other.stored_settings() == Settings()
+
+
+def test_only_a_password_given_as_the_mask_is_left_out_of_a_change() -> None:
+    change = {
+        "identity": {"device_name": SECRET_MASK},
+        "reports": {"http": {"password": SECRET_MASK, "username": "u"}},
+        "modbus": {"meters": {"m1": {"constant": "2"}}},
+    }
+    assert without_masks(change) == {
+        "identity": {"device_name": SECRET_MASK},
+        "reports": {"http": {"username": "u"}},
+        "modbus": {"meters": {"m1": {"constant": "2"}}},
+    }
+
+
+def test_an_entry_given_as_none_is_removed_from_its_table() -> None:
+    five = Settings().updated({"reports": GOOD})
+    fewer = five.updated({"reports": {"reports": {"mail": None, "now": None}}})
+    assert sorted(fewer.reports.reports) == ["alarms", "files", "post"]
+    assert fewer.reports.reports["files"] == five.reports.reports["files"]
+    with pytest.raises(ConfigError, match="reports.adaptive_retries: must be true or false"):
+        fewer.updated({"reports": {"adaptive_retries": None}})
+    with pytest.raises(ConfigError, match="reports.reports: must be a table"):
+        fewer.updated({"reports": {"reports": None}})

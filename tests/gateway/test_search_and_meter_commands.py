@@ -42,12 +42,24 @@ async def test_search_finds_every_meter_installs_them_and_reports_progress(tmp_p
             }
             assert job.state == "done", job.error
             assert {found.identity.id for found in job.found} == simulated
-            assert job.installed == 7 and job.warning == "8 meter(s) expected, 7 found"
+            assert job.installed == 7 and job.warning == "8 meter(s) expected, only 7 found"
             assert {m.key for m in gateway.meters} == simulated
             assert job.as_dict()["done"] > 0.999 and job.as_dict()["probes"] > 7
+            await gateway.writer.flush()
+            warnings = [e.text for e in gateway.store.system_log() if e.origin == "search"]
+            assert f"search {job.id}: 8 meter(s) expected, only 7 found" in warnings
             # searching one line again finds its meters: nothing new is installed
             again = await gateway.search(SearchRequest("secondary", interfaces=("b",)))
             assert len(again.found) == 3 and again.installed == 0
+            # as many as expected: the search ends there, without a warning
+            wire = gateway.simulators["a"].line.stats
+            before, whole = wire.requests, job.as_dict()["probes"]
+            enough = await gateway.search(
+                SearchRequest("secondary", interfaces=("a",), hex_digits=True, expected=2)
+            )
+            assert len(enough.found) == 2 and enough.warning is None
+            assert enough.as_dict()["expected"] == 2 and enough.as_dict()["done"] < 1
+            assert wire.requests - before < whole
             bad = await gateway.search(SearchRequest("secondary", interfaces=("nope",)))
             assert bad.state == "failed" and "no such interface: nope" in bad.error
             result = await gateway.read_all()

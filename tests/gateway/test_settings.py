@@ -88,3 +88,49 @@ def test_bad_startup_files(tmp_path: Path, text: str, path: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_startup(file)
     assert any(key.endswith(path) for key in caught.value.errors), caught.value.errors
+
+
+def test_wireless_receivers_in_the_startup_file(tmp_path: Path) -> None:
+    path = tmp_path / "mbusgw.toml"
+    path.write_text(
+        '[[interfaces]]\nname = "stick"\nkind = "im871a"\ndevice = "/dev/ttyUSB0"\n'
+        'link_mode = "c1+t1"\n'
+        '[[interfaces]]\nname = "amber"\nkind = "amb8465"\ndevice = "/dev/ttyUSB1"\n'
+        'baud = 115200\nlink_mode = "T1"\n'
+        '[[interfaces]]\nname = "radio"\nkind = "hex_tcp"\nhost = "::1"\nport = 5000\n'
+        '[[interfaces]]\nname = "sim"\nkind = "simulated_receiver"\nprotocol = "amb8465"\n'
+        "interval = 2.5\n"
+    )
+    config = load_startup(path)
+    got = [(i.name, i.kind, i.baud, i.link_mode, i.wireless) for i in config.interfaces]
+    assert got == [
+        ("stick", "im871a", 57600, "T1+C1", True),
+        ("amber", "amb8465", 115200, "T1", True),
+        ("radio", "hex_tcp", 2400, "T1+C1", True),
+        ("sim", "simulated_receiver", 2400, "T1+C1", True),
+    ]
+    sim = config.interfaces[-1]
+    assert (sim.protocol, sim.interval, sim.meters) == ("amb8465", 2.5, 4)
+
+
+@pytest.mark.parametrize(
+    ("interface", "errors"),
+    [
+        ('kind = "im871a"', {"device"}),
+        ('kind = "amb8465"\ndevice = "/dev/x"\nlink_mode = "N2"', {"link_mode"}),
+        ('kind = "im871a"\ndevice = "/dev/x"\nbaud = 1234', {"baud"}),
+        ('kind = "hex_tcp"\nhost = "h"\nport = 0', {"host"}),
+        ('kind = "hex_tcp"\nhost = "h"\nport = 1\nbaud = 9600\ninterval = 3', {"baud", "interval"}),
+        ('kind = "simulated_receiver"\nprotocol = "rtl"\ninterval = 0\nmeters = 99', None),
+        ('kind = "serial"\ndevice = "/dev/x"\nlink_mode = "T1"', {"link_mode"}),
+    ],
+)
+def test_bad_receivers_are_refused_naming_each_field(
+    tmp_path: Path, interface: str, errors: set[str] | None
+) -> None:
+    file = tmp_path / "mbusgw.toml"
+    file.write_text(f'[[interfaces]]\nname = "r"\n{interface}\n')
+    with pytest.raises(ConfigError) as caught:
+        load_startup(file)
+    named = {key.rsplit(".", 1)[1] for key in caught.value.errors}
+    assert named == (errors or {"protocol", "interval", "meters"}), caught.value.errors

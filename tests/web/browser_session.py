@@ -89,9 +89,28 @@ def drive_browser(base: str, work: Path) -> dict:
 
         for name, path in (("08-system", "/system"), ("09-search", "/search"),
                            ("10-mbus-settings", "/settings/mbus"), ("11-device", "/device"),
-                           ("12-users", "/users"), ("13-keys", "/keys")):  # fmt: skip
+                           ("12-users", "/users"), ("13-keys", "/keys"),
+                           ("17-report-receivers", "/settings/reports")):  # fmt: skip
             page.goto(base + path)
             shot(name)
+
+        # a push report to a receiver that is down: its test fails, and the status says why
+        page.click("nav >> text=Reports")
+        page.click("text=Add a report")
+        shot("16-report-new")
+        page.fill("input[name=name]", "daily")
+        page.select_option("select[name=template]", "3101")
+        page.fill("input[name='http.uri']", "http://127.0.0.1:9/reports")
+        page.click("button:has-text('Add report')")
+        expect(page.locator(".notice")).to_contain_text("Report daily added")
+        page.click("tr[data-report=daily] button:has-text('Send test')")
+        expect(page.locator("[data-field=state]")).to_have_text("failed")
+        seen["report_job"] = page.locator("[data-field=message]").inner_text()
+        page.goto(base + "/reports")
+        seen["report_error"] = page.locator(
+            "tr[data-report=daily] [data-field=last_error]"
+        ).inner_text()
+        shot("15-reports")
         page.set_viewport_size({"width": 390, "height": 844})
         page.goto(base + "/meters")
         shot("14-meters-phone")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import body
+from webclient import body
 from webrig import METER_CSV
 
 

@@ -7,8 +7,9 @@ import io
 from datetime import UTC, datetime
 
 import trio.testing
-from conftest import Client, body
 from openpyxl import load_workbook
+from test_security import REPORT_PASSWORD, REPORT_RECEIVER, sign_in
+from webclient import ADMIN, Client, body
 from webrig import METER_CSV, RigGateway
 
 from mbusgw.web.jsonrpc import METHODS
@@ -145,6 +146,42 @@ async def test_configuration_file_round_trip(admin: Client, gateway: RigGateway)
     assert refused.status_code == 400
     assert "identity.device_name" in body(refused)["error"]["details"]
     assert gateway.settings.identity.device_name == "Block C"
+
+
+async def test_configuration_file_leaves_passwords_out_unless_asked(
+    app, admin: Client, gateway: RigGateway
+) -> None:
+    await admin.patch("/api/v1/settings", json={"reports": {"http": REPORT_RECEIVER}})
+    plain = (await admin.get("/api/v1/config")).body_bytes.decode()
+    assert REPORT_PASSWORD not in plain and 'password = "********"' in plain
+    # an import of that file keeps the stored password, and changes the rest
+    await admin.patch("/api/v1/settings", json={"reports": {"http": {"username": "other"}}})
+    restored = await admin.put(
+        "/api/v1/config", data=plain, headers={"Content-Type": "application/toml"}
+    )
+    assert restored.status_code == 200, restored.body_bytes
+    receiver = gateway.settings.reports.http
+    assert (receiver.username, receiver.password) == ("gw", REPORT_PASSWORD)
+    whole = (await admin.get("/api/v1/config?passwords=true")).body_bytes.decode()
+    assert f'password = "{REPORT_PASSWORD}"' in whole
+    # a read-only user gets the file without passwords, never with them
+    await admin.post(
+        "/api/v1/users", json={"name": "viewer", "password": "Viewer123", "role": "read-only"}
+    )
+    viewer = Client(app, admin.checker)
+    viewer.use_basic("viewer", "Viewer123")
+    assert (await viewer.get("/api/v1/config")).status_code == 200
+    refused = await viewer.get("/api/v1/config?passwords=true")
+    assert refused.status_code == 403 and REPORT_PASSWORD not in refused.body_bytes.decode()
+    # the device page offers the same download
+    browser = Client(app, None)
+    await sign_in(browser, *ADMIN)
+    device = (await (await browser.get("/device")).get_data()).decode()
+    assert 'name="passwords"' in device
+    page_file = await (await browser.get("/device/configuration.toml")).get_data()
+    assert REPORT_PASSWORD.encode() not in page_file and b'"********"' in page_file
+    with_passwords = await (await browser.get("/device/configuration.toml?passwords=1")).get_data()
+    assert REPORT_PASSWORD.encode() in with_passwords
 
 
 async def test_backup_download_and_restore_check(admin: Client, gateway: RigGateway) -> None:

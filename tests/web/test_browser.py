@@ -2,7 +2,8 @@
 temporary directory, the simulator as the bus, the web service in the gateway's tree.
 
 The browser signs in with admin/admin, must choose a new account, uploads a meter list, reads
-all meters, sees them read, opens a meter page with its graph and exports the system log.
+all meters, sees them read, opens a meter page with its graph, exports the system log, and adds
+a push report whose test fails against a receiver that is down, with the error in its status.
 Screenshots of the main pages go to ``test-artefacts/screenshots`` (git-ignored).
 """
 
@@ -62,3 +63,4 @@ async def test_field_engineer_session(tmp_path: Path) -> None:
     assert header == ["time", "level", "level_name", "origin", "text"]
     assert any("meter list installed" in row[-1] for row in rows)
     assert "wrong user name or password" in seen["old_login"]
+    assert "DeliveryError" in seen["report_job"] and seen["report_error"]

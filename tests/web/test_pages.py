@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 
-from conftest import ADMIN, Client, body, csv_upload
 from test_api_data import T0
 from test_security import csrf_of, sign_in
+from webclient import ADMIN, Client, body, csv_upload
 
 from mbusgw.web.pages import TIMING_FIELDS
 
 PAGES = ("/", "/system", "/meters", "/meters?passive=1", "/meters/12345678",
          "/meters/12345678?range=30d", "/search", "/settings/mbus", "/log", "/keys", "/users",
-         "/device", "/account")  # fmt: skip
+         "/device", "/account", "/reports", "/reports/new", "/settings/reports")  # fmt: skip
 
 
 async def browser_with_meters(app, admin: Client, gateway) -> Client:

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import logging
-import re
 
 import pytest
-from conftest import ADMIN, Client, body, complete_first_login, csv_upload
-from webrig import METER_CSV
+from webclient import ADMIN, Client, body, complete_first_login, csv_upload
+from webrig import METER_CSV, csrf_of
 
 KEY = "000102030405060708090A0B0C0D0E0F"
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, "the page has no CSRF token"
-    return match.group(1)
+REPORT_PASSWORD = "report-Secret-42"
+REPORT_RECEIVER = {
+    "uri": "http://127.0.0.1:9/reports",
+    "auth": "basic",
+    "username": "gw",
+    "password": REPORT_PASSWORD,
+}
 
 
 async def sign_in(client: Client, name: str, password: str) -> object:
@@ -188,6 +188,7 @@ async def test_secrets_never_in_responses_or_logs(
     await admin.post(
         "/api/v1/users", json={"name": "second", "password": "Second123", "role": "admin"}
     )
+    await admin.patch("/api/v1/settings", json={"reports": {"http": REPORT_RECEIVER}})
     responses = []
     for url in (
         "/api/v1/keys",
@@ -204,12 +205,12 @@ async def test_secrets_never_in_responses_or_logs(
         responses.append(response.body_bytes.decode())
     browser = Client(app, None)
     await sign_in(browser, *ADMIN)
-    for url in ("/keys", "/users", "/account", "/device", "/log"):
+    for url in ("/keys", "/users", "/account", "/device", "/log", "/device/configuration.toml"):
         responses.append((await (await browser.get(url)).get_data()).decode())
     await gateway.writer.flush()
     stored_log = "\n".join(e.text for e in gateway.store.system_log())
     everything = "\n".join(responses) + stored_log + caplog.text
-    for secret in (KEY, KEY.lower(), ADMIN[1], "Second123", "$argon2"):
+    for secret in (KEY, KEY.lower(), ADMIN[1], "Second123", "$argon2", REPORT_PASSWORD):
         assert secret not in everything, secret
     masked = body(await admin.get("/api/v1/keys"))["entries"][0]["key"]
     assert masked == "0" + "*" * 30 + "F"

@@ -6,11 +6,13 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
+import h11
 import httpx
 import pytest
 import trio
+import trio.testing
 import trustme
-from conftest import ADMIN
+from webclient import ADMIN
 from webrig import free_port
 
 from mbusgw.web.serve import WebService
@@ -121,3 +123,69 @@ async def test_self_signed_certificate(gateway) -> None:
     assert info["self_signed"] and "gw.example" in info["subject"]
     assert (files.key_path.stat().st_mode & 0o777) == 0o600
     assert files.status()["certificate"]["sha256"] == info["sha256"]
+
+
+class RawHttp:
+    """One keep-alive HTTP/1.1 connection driven byte by byte (h11 parses the answers)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.http = h11.Connection(h11.CLIENT)
+
+    async def send_head(self, method: str, target: str, length: int | None = None) -> None:
+        headers = [("Host", "gateway"), ("Content-Type", "application/json")]
+        if length is not None:
+            headers.append(("Content-Length", str(length)))
+        request = h11.Request(method=method, target=target, headers=headers)
+        await self.stream.send_all(self.http.send(request))
+        if length is None:
+            await self.stream.send_all(self.http.send(h11.EndOfMessage()))
+
+    async def send_body(self, body: bytes) -> None:
+        await self.stream.send_all(self.http.send(h11.Data(data=body)))
+        await self.stream.send_all(self.http.send(h11.EndOfMessage()))
+
+    async def response(self) -> tuple[h11.Response, bytes]:
+        head, body = None, b""
+        while True:
+            event = self.http.next_event()
+            if event is h11.NEED_DATA:
+                self.http.receive_data(await self.stream.receive_some(65536))
+            elif isinstance(event, h11.Response):
+                head = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                assert head is not None
+                return head, body
+            elif isinstance(event, h11.ConnectionClosed):
+                raise AssertionError("the server closed the connection without an answer")
+
+    def next_cycle(self) -> None:
+        self.http.start_next_cycle()
+
+
+async def test_requests_answered_before_their_body_arrived(gateway, nursery) -> None:
+    """A request refused from its headers alone (here: no credentials) is
+    answered once its body has arrived, so the connection serves the next request; a body
+    announced larger than any upload is not waited for, and the connection is closed."""
+    port = free_port()
+    service = WebService(gateway, "127.0.0.1", port)
+    body = b'{"name": "x", "password": "y"}'
+    with trio.fail_after(10):
+        await nursery.start(gateway.supervisor.run, [service])
+        client = RawHttp(await trio.open_tcp_stream("127.0.0.1", port))
+        await client.send_head("POST", "/api/v1/users", len(body))
+        await trio.testing.wait_all_tasks_blocked()  # the server has done what it would do
+        await client.send_body(body)
+        refused, _ = await client.response()
+        client.next_cycle()
+        await client.send_head("GET", "/api/v1/openapi.json")
+        document, text = await client.response()
+
+        huge = RawHttp(await trio.open_tcp_stream("127.0.0.1", port))
+        await huge.send_head("POST", "/api/v1/users", 10**10)
+        closing, _ = await huge.response()
+    assert refused.status_code == 401 and (b"connection", b"close") not in refused.headers
+    assert document.status_code == 200 and b'"openapi"' in text
+    assert closing.status_code == 401 and (b"connection", b"close") in closing.headers

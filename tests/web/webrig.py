@@ -1,27 +1,35 @@
 """A gateway assembled from the real parts (store in a temporary directory, live snapshot,
-key store, supervisor, meter list rules) for testing the web layer in-process, and helpers to
-check every API response against the OpenAPI document."""
+key store in the store, supervisor, meter list rules) for testing the web layer in-process,
+and helpers to check every API response against the OpenAPI document."""
 
 from __future__ import annotations
 
 import json
+import re
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import trio
 
+from mbusgw.gateway.app import Gateway
 from mbusgw.gateway.clock import SystemClock
 from mbusgw.gateway.events import EventBus
 from mbusgw.gateway.health import MeterHealth
+from mbusgw.gateway.key_records import StoreKeyBackend
+from mbusgw.gateway.keys import KeyStore
 from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.meters import Meter, apply_capacity, install, parse_meter_list
-from mbusgw.gateway.settings import Settings, StartupConfig
+from mbusgw.gateway.settings import InterfaceConfig, Settings, StartupConfig
 from mbusgw.gateway.store import Reading, SeriesSpec, Store, StoreWriter, store_path
 from mbusgw.gateway.supervisor import Supervisor
 
@@ -52,11 +60,15 @@ class RigGateway:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     meters: list[Meter] = field(default_factory=list)
     lines: dict[str, Any] = field(default_factory=lambda: {"default": None})
+    wireless: Any = None  # no receivers (the wireless API is tested on a real gateway)
     after_stop: Any = None
+    reports: Any = None  # no push-report service in the rig
     stopped: int = 0
 
     def __post_init__(self) -> None:
         self.supervisor = Supervisor(self.store.log.log)
+        report = partial(self.store.log.error, "keys")
+        self.keys = KeyStore(StoreKeyBackend(self.store, self.writer, report))
 
     @property
     def settings(self) -> Settings:
@@ -185,3 +197,110 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+SERVED_ADMIN = ("engineer", "Install2024")
+QUIET = {"modbus": {"enabled": False}, "reading": {"read_at_start": False, "schedule": "0 0 1 1 *"}}
+
+
+@asynccontextmanager
+async def served_gateway(
+    data_dir: Path, *lines: InterfaceConfig
+) -> AsyncIterator[tuple[Gateway, httpx.AsyncClient]]:
+    """The real gateway on simulated ``lines``, its web service on a loopback port, the first
+    login done (``SERVED_ADMIN``) and no scheduled reading or Modbus port; yields the gateway
+    and an HTTP client (cookies kept, like a browser's) for its base URL."""
+    port = free_port()
+    startup = StartupConfig(data_dir, web_host="127.0.0.1", web_port=port, interfaces=lines)
+    gateway = Gateway(startup)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gateway.run)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            first = await http.post(
+                "/api/v1/me/password",
+                auth=("admin", "admin"),
+                json={"current_password": "admin", "new_username": SERVED_ADMIN[0]}
+                | {"new_password": SERVED_ADMIN[1]},
+            )
+            assert first.status_code == 200, first.text
+            await gateway.update_settings(QUIET)
+            try:
+                yield gateway, http
+            finally:
+                gateway.stop()
+
+
+async def finished_job(http: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    """A web job (``/api/v1/jobs/{id}``) once it has ended."""
+    while True:
+        job = (await http.get(f"/api/v1/jobs/{job_id}", auth=SERVED_ADMIN)).json()
+        if job["state"] not in ("queued", "running"):
+            return job
+        await trio.sleep(0.1)
+
+
+async def sign_in_over_http(http: httpx.AsyncClient, name: str, password: str) -> str:
+    """Sign in through the login form; returns the session's CSRF token for form posts."""
+    token = csrf_of((await http.get("/login")).text)
+    signed_in = await http.post(
+        "/login", data={"username": name, "password": password, "csrf_token": token}
+    )
+    assert signed_in.status_code == 303, signed_in.text
+    return csrf_of((await http.get("/account")).text)
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "the page has no CSRF token"
+    return match.group(1)
+
+
+class _FormReader(HTMLParser):
+    def __init__(self, action: str | None) -> None:
+        super().__init__()
+        self.action = action
+        self.inside = False
+        self.values: dict[str, str] = {}
+        self._select: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form" and (self.action is None or a.get("action", "") == self.action):
+            self.inside = a.get("method", "get").lower() == "post"
+        if not self.inside or "disabled" in a:
+            return
+        if tag == "input" and a.get("name"):
+            if a.get("type") == "checkbox":
+                if "checked" in a:
+                    self.values[a["name"]] = "on"
+            else:
+                self.values[a["name"]] = a.get("value", "")
+        elif tag == "select":
+            self._select = a.get("name")
+        elif tag == "option" and self._select:
+            if "selected" in a or self._select not in self.values:  # else the first is chosen
+                self.values[self._select] = a.get("value", "")
+        elif tag == "textarea":
+            self._textarea = a.get("name")
+            self.values[self._textarea or ""] = ""
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            self.values[self._textarea] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.inside = False
+        elif tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+
+def form_values(html: str, action: str | None = None) -> dict[str, str]:
+    """What a browser would post from the page's (first, or ``action``'s) POST form as it is
+    shown: text and hidden inputs, checked boxes, selected options, text areas."""
+    reader = _FormReader(action)
+    reader.feed(html)
+    return reader.values

@@ -1,19 +1,27 @@
-// Follows a job (search or reading) from the REST API and updates the page once a second.
+// Follows a job (search, reading or report) from the REST API and updates the page once a second.
 "use strict";
 (function () {
   const box = document.querySelector("[data-job]");
   if (!box) return;
-  const field = name => box.querySelector(`[data-field="${name}"]`);
+  // a field the page does not show (a report job has no meters found) is skipped
+  const show = (name, text) => {
+    const element = box.querySelector(`[data-field="${name}"]`);
+    if (element) element.textContent = text;
+    return element;
+  };
   async function poll() {
     try {
       const response = await fetch(box.dataset.job, { credentials: "same-origin" });
       if (!response.ok) return;
       const job = await response.json();
-      field("state").textContent = job.state;
-      field("progress").value = job.progress;
-      field("percent").textContent = Math.round(job.progress * 100) + " %";
-      field("found").textContent = job.found ?? 0;
-      field("message").textContent = job.message || "";
+      show("state", job.state);
+      box.querySelector('[data-field="progress"]').value = job.progress;
+      show("percent", Math.round(job.progress * 100) + " %");
+      show("found", job.found ?? 0);
+      show("expected", job.expected ? ` of ${job.expected} expected` : "");
+      show("message", job.message || "");
+      const warning = show("warning", job.warning || "");
+      if (warning) warning.hidden = !job.warning;
       if (job.state === "queued" || job.state === "running") setTimeout(poll, 1000);
     } catch (err) {
       setTimeout(poll, 3000);

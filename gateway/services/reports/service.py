@@ -210,7 +210,8 @@ class ReportService:
     async def _wait_for_reading(
         self, fire: dt.datetime, following: dt.datetime, settings: Settings, status: ReportStatus
     ) -> None:
-        """Wait for the reading cycle that started at or before ``fire`` to finish."""
+        """Wait for the reading cycle that started at or before ``fire`` to finish (its
+        readings are committed by then: ``CYCLE_FINISHED`` follows the store's commit)."""
         reading = settings.reading
         if not reading.enabled or reading.continuous:
             return
@@ -224,10 +225,6 @@ class ReportService:
             self.runner.log(
                 WARNING, status.name, "the reading did not finish in time; sending what is stored"
             )
-            return
-        # the cycle's readings may still be on their way to the store: what was queued before
-        # this point is on disk once the writer has flushed
-        await self.runner.writer.flush()
 
     async def _run(
         self,
