@@ -265,6 +265,23 @@ class LiveSnapshotSource:
     def last_cycle(self) -> CycleInfo | None:
         return self._cycle
 
+    def _drop_updated(
+        self, seen: dict[str, LiveReading | None], previous: int, version: int
+    ) -> bool:
+        """Remove from ``seen`` the meters with a new reading since ``previous``: from the
+        snapshot's list of recent updates, or by comparing every meter if it fell behind that.
+        Returns whether any was removed."""
+        count = len(seen)
+        updates = self._snapshot.changes_since(previous)
+        if len(updates) == version - previous:
+            for reading in updates:
+                seen.pop(reading.meter_key, None)
+        else:
+            for key, before in list(seen.items()):
+                if self._snapshot.latest(key) is not before:
+                    del seen[key]
+        return len(seen) < count
+
     async def follow(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """A cycle ends when every active meter has had a new attempt since the cycle began
         (meters removed or made passive meanwhile no longer count)."""
@@ -274,10 +291,12 @@ class LiveSnapshotSource:
         while True:
             seen = {m.key: self._snapshot.latest(m.key) for m in self.meters() if m.active}
             while seen:
+                previous = version
                 version = await self._snapshot.wait_for_change(version)
-                active = {m.key for m in self.meters() if m.active}
-                for key, before in list(seen.items()):
-                    if key not in active or self._snapshot.latest(key) is not before:
+                if not self._drop_updated(seen, previous, version):
+                    # A meter read again while others are missing: maybe they are gone or passive.
+                    active = {m.key for m in self.meters() if m.active}
+                    for key in seen.keys() - active:
                         del seen[key]
             if not any(m.active for m in self.meters()):
                 await trio.sleep(1.0)  # nothing to read: check the meter list again later

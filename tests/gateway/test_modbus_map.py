@@ -26,7 +26,7 @@ from modbus_rig import (
 )
 
 from mbusgw.gateway.clock import TrioWallClock
-from mbusgw.gateway.live import LiveReading, LiveSnapshot
+from mbusgw.gateway.live import RECENT, LiveReading, LiveSnapshot
 from mbusgw.gateway.services.modbus_encoding import DataType, Number, decode_registers
 from mbusgw.gateway.services.modbus_map import (
     BLOCK_SIZE,
@@ -337,6 +337,24 @@ async def test_a_cycle_completes_when_a_meter_goes_passive(autojump_clock) -> No
         await trio.testing.wait_all_tasks_blocked()
         nursery.cancel_scope.cancel()
     assert source.last_cycle().duration_s == pytest.approx(2.0)
+
+
+async def test_a_cycle_completes_when_the_follower_falls_behind(autojump_clock) -> None:
+    """More updates than the snapshot keeps arrive before the follower runs: it compares
+    every meter instead."""
+    meters = [meter("00000001"), meter("00000002")]
+    snapshot = LiveSnapshot()
+    clock = TrioWallClock(T0)
+    source = LiveSnapshotSource(snapshot, lambda: meters, clock, read_values)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(source.follow)
+        await trio.sleep(1)
+        for _ in range(RECENT + 10):
+            snapshot.update(LiveReading("00000001", clock.now(), True, ((IDENTITY, (ENERGY,)),)))
+        snapshot.update(LiveReading("00000002", clock.now(), True, ((IDENTITY, (ENERGY,)),)))
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert source.last_cycle().duration_s == pytest.approx(1.0)
 
 
 def test_a_failed_attempt_keeps_the_decoded_values() -> None:
