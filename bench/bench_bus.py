@@ -46,6 +46,7 @@ from mbusgw.core.frame import snd_nke
 from mbusgw.gateway.bus import BusMaster, Exchange, MeterAddress, Outcome, ReadSettings
 from mbusgw.gateway.scan import PrimaryScan, SecondaryScan
 from mbusgw.gateway.simulator import SimLine, scan_population
+from mbusgw.gateway.simulator.serve import socket_pair
 from mbusgw.gateway.transport import StreamTransport, serial_line, tcp_line
 
 GOALS = {
@@ -247,7 +248,7 @@ def limits_minimum(probes: int, hits: int, baud: int, alphabet: int = 10) -> flo
 async def _mock_scan(count: int, style: str, baud: int, seed: int) -> dict:
     meters = scan_population(count, seed=seed, style=style)
     line = SimLine(meters, baud)
-    master_end, line_end = trio.testing.memory_stream_pair()
+    master_end, line_end = socket_pair()
     bus = BusMaster(StreamTransport(master_end, baud))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(line.serve, line_end)

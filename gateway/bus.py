@@ -23,9 +23,9 @@ secondary selection and the read that follows it stay together). The bus task:
 * reading back to back (``keep_link``), leaves out the SND_NKE before a primary read while it
   knows the meter's link state (``LinkStates``), after one broadcast SND_NKE for the line.
 
-A receiving task reads the line all the time and feeds the answer being awaited (a
-``Reception``); the exchange wakes once per answer. All waiting is on the trio clock, so the
-timing rules are tested under ``MockClock``.
+The exchange reads the line itself and feeds what comes into the answer being awaited (a
+``Reception``); what came between exchanges is read without waiting just before the next
+request. All waiting is on the trio clock, so the timing rules are tested under ``MockClock``.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from mbusgw.gateway.errors import BusError, Collision, LineDown, NoResponse
 from mbusgw.gateway.meters import AddressingMode, MultiTelegram
 from mbusgw.gateway.reception import Reception, expected_kind, raw_frame
 from mbusgw.gateway.settings import ConfigError, LineTiming
-from mbusgw.gateway.transport import ReconnectingLine, Transport, check_baudrate
+from mbusgw.gateway.transport import Transport, check_baudrate
 
 ADDRESS_SELECTED = 0xFD
 ADDRESS_BROADCAST = 0xFF  # every meter listens, none answers
@@ -415,7 +415,6 @@ class BusMaster:
         self._running = False
         self._quiet_at = -math.inf  # when the line's last activity ended
         self._gap = 0.0  # the inter-frame gap of the last exchange
-        self._reception: Reception | None = None  # the answer being received
         self._threshold = False  # the stream holds bytes back until a frame's rest is there
         self._stray = 0  # bytes received since the last exchange
         self._stray_at = -math.inf  # when the last of them came
@@ -435,35 +434,35 @@ class BusMaster:
     # ------------------------------------------------------------------ the bus task
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own the line until cancelled: read it continuously, serve requests one by one.
-        When it stops, the request in hand and those queued fail with LineDown."""
+        """Own the line until cancelled: serve requests one by one; an exchange reads the line
+        itself, and what came in between exchanges (late answers, noise) is read and counted
+        before the next one. When it stops, the request in hand and those queued fail with
+        LineDown."""
         reply: _Reply | None = None
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._receive_forever)
-                self._running = True
-                task_status.started()
-                while True:
-                    try:
-                        request, reply = self._incoming.receive_nowait()
-                    except trio.WouldBlock:
-                        request, reply = await self._incoming.receive()
-                    if type(request) is not _Read:
-                        self._links.forget_all()  # anything else may reach any meter's link
-                    handler = self._handlers[type(request)]
-                    try:
-                        reply.result = outcome.Value(await handler(request))
-                    except trio.BrokenResourceError as exc:
-                        error = LineDown(f"{self.name}: {exc}")
-                        error.__cause__ = exc
-                        reply.result = outcome.Error(error)
-                    except Exception as exc:  # the caller gets it; the line keeps serving
-                        reply.result = outcome.Error(exc)
-                    reply.done.set()  # a caller that gave up waiting simply never looks
-                    # keep the inter-frame gap now: the next request (a caller reading back
-                    # to back sends it meanwhile) then goes out without another wake-up
-                    if self._quiet_at + self._gap > trio.current_time():
-                        await trio.sleep_until(self._quiet_at + self._gap)
+            self._running = True
+            task_status.started()
+            while True:
+                try:
+                    request, reply = self._incoming.receive_nowait()
+                except trio.WouldBlock:
+                    request, reply = await self._incoming.receive()
+                if type(request) is not _Read:
+                    self._links.forget_all()  # anything else may reach any meter's link
+                handler = self._handlers[type(request)]
+                try:
+                    reply.result = outcome.Value(await handler(request))
+                except trio.BrokenResourceError as exc:
+                    error = LineDown(f"{self.name}: {exc}")
+                    error.__cause__ = exc
+                    reply.result = outcome.Error(error)
+                except Exception as exc:  # the caller gets it; the line keeps serving
+                    reply.result = outcome.Error(exc)
+                reply.done.set()  # a caller that gave up waiting simply never looks
+                # keep the inter-frame gap now: the next request (a caller reading back to
+                # back sends it meanwhile) then goes out without another wake-up
+                if self._quiet_at + self._gap > trio.current_time():
+                    await trio.sleep_until(self._quiet_at + self._gap)
         finally:
             self._running = False
             stopped = LineDown(f"{self.name}: the bus task stopped")
@@ -476,47 +475,6 @@ class BusMaster:
             for pending in waiting:
                 pending.result = outcome.Error(stopped)
                 pending.done.set()
-
-    async def _receive_forever(self) -> None:
-        """Read the line for as long as the bus runs. Bytes go to the answer being received;
-        between exchanges they are stray (late answers, noise) and only counted."""
-        transport = self.transport
-        reconnects = isinstance(transport, ReconnectingLine)
-        while True:
-            try:
-                data = await transport.receive_some(4096)
-            except trio.ClosedResourceError:
-                return
-            except trio.BrokenResourceError as exc:
-                self._line_failed(exc)
-                if reconnects:
-                    continue  # the next receive waits for the next connection
-                return
-            at = trio.current_time()
-            if not data:
-                self._line_failed(trio.BrokenResourceError(f"{self.name}: closed by the other end"))
-                return
-            reception = self._reception
-            if reception is None:
-                self._stray += len(data)
-                self._stray_at = at
-                continue
-            if reception.take(at, data):
-                # the rest of a long frame is still on the wire: let it gather in the kernel's
-                # buffer instead of waking for every few bytes (CPU on weak hardware)
-                if transport.set_receive_threshold(reception.remaining):
-                    self._threshold = True
-                else:
-                    await trio.sleep_until(reception.pace_until)
-            elif self._threshold:  # the frame is in: whatever follows it must be seen at once
-                self._threshold = False
-                transport.set_receive_threshold(1)
-
-    def _line_failed(self, error: trio.BrokenResourceError) -> None:
-        """A break while an answer is awaited fails the exchange; between exchanges the next
-        send tells."""
-        if self._reception is not None:
-            self._reception.fail(error)
 
     async def submit(self, request: Any) -> Any:
         if not self._running:
@@ -615,13 +573,14 @@ class BusMaster:
         self._gap = times.gap
         if self._quiet_at + times.gap > trio.current_time():
             await trio.sleep_until(self._quiet_at + times.gap)
+        await self._collect_stray()
         if self._garbled:
             await self._settle(times.recovery)
         stray, self._stray = self._stray, 0
         self.stats.stray_bytes += stray
         sent_at = trio.current_time()
         request_end = sent_at + len(request) * times.char
-        reception = self._reception = Reception(
+        reception = Reception(
             request,
             request_end + times.no_answer,
             char=times.char,
@@ -633,7 +592,6 @@ class BusMaster:
             await self._send(request)
             await self._await_answer(reception)
         finally:
-            self._reception = None
             if self._threshold:
                 self._threshold = False
                 self.transport.set_receive_threshold(1)
@@ -692,32 +650,64 @@ class BusMaster:
             raise LineDown(f"{self.name}: {exc}") from exc
 
     async def _await_answer(self, reception: Reception) -> None:
-        """Wait until the answer is complete, or until the line has been silent long enough:
-        the receiving task moves the deadline as bytes come in."""
+        """Receive until the answer is complete, or until the line has been silent long
+        enough: each chunk that comes in moves the deadline."""
+        transport = self.transport
         grace = True
-        while True:
-            with trio.CancelScope(deadline=reception.deadline) as scope:
-                reception.scope = scope
-                await reception.done.wait()
-            reception.scope = None
-            if reception.done.is_set():
-                return
-            if trio.current_time() < reception.deadline:
-                continue  # bytes came in as the deadline passed: it moved on
+        while not reception.done:
+            data = None
+            with trio.move_on_at(reception.deadline):
+                try:
+                    data = await transport.receive_some(4096)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    reception.fail(exc)
+                    return
+            if data is not None:
+                if self._take(reception, data):
+                    await trio.sleep_until(reception.pace_until)
+                continue
             if self._threshold and grace:
-                # the stream held back an incomplete rest of a frame: hand over what is there
-                # and give it the silence that ends an answer to arrive
+                # the stream held back an incomplete rest of a frame: take what is there and
+                # give it the silence that ends an answer to arrive
                 grace = False
                 self._threshold = False
-                self.transport.set_receive_threshold(1)
-                reception.move_deadline(trio.current_time() + reception.char_gap)
+                transport.set_receive_threshold(1)
+                reception.deadline = trio.current_time() + reception.char_gap
                 continue
             if reception.buffered and not reception.garbled:
                 reception.garbled = True  # a truncated answer: is a late meter still coming?
                 if reception.deadline < reception.window_end:
-                    reception.move_deadline(reception.window_end)
+                    reception.deadline = reception.window_end
                     continue
             reception.finish()
+            return
+
+    def _take(self, reception: Reception, data: bytes) -> bool:
+        """Feed a chunk to the answer; True: wait until the rest of the frame can be there
+        before reading again (a line that cannot hold it back itself)."""
+        transport = self.transport
+        if not data:
+            reception.fail(trio.BrokenResourceError(f"{self.name}: closed by the other end"))
+        elif reception.take(trio.current_time(), data):
+            # the rest of a long frame is still on the wire: let it gather in the kernel's
+            # buffer instead of waking for every few bytes (CPU on weak hardware)
+            if not transport.set_receive_threshold(reception.remaining):
+                return True
+            self._threshold = True
+        elif self._threshold:  # the frame is in: whatever follows it must be seen at once
+            self._threshold = False
+            transport.set_receive_threshold(1)
+        return False
+
+    async def _collect_stray(self) -> None:
+        """Count what came in since the last exchange (a late answer, noise). A break found
+        here is left to the send, which reconnects or tells."""
+        transport = self.transport
+        try:
+            while data := await transport.receive_waiting(4096):
+                self._stray += len(data)
+                self._stray_at = trio.current_time()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
 
     async def _settle(self, quiet: float) -> None:
@@ -726,7 +716,15 @@ class BusMaster:
             until = max(self._quiet_at, self._stray_at) + quiet
             if until <= trio.current_time():
                 return
-            await trio.sleep_until(until)
+            with trio.move_on_at(until):
+                try:
+                    data = await self.transport.receive_some(4096)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return  # the send tells
+                if not data:
+                    return
+                self._stray += len(data)
+                self._stray_at = trio.current_time()
 
     # ------------------------------------------------------------------ exchanges with retries
 

@@ -1,18 +1,14 @@
 """Receiving one answer on a wired M-Bus line, sans I/O: the bytes that came back for a request,
 when they came, and when the answer is over.
 
-The bus master's receiving task feeds each chunk of the line into the current ``Reception`` as
-it arrives (``take``); the exchange waits until ``done`` is set (a complete, clean answer of the
-kind asked for) or until ``deadline`` passes (silence: no answer, or the end of an answer that
-is not clean). Keeping this work in the receiving task means the exchange itself wakes once per
-answer, not once per chunk.
+The exchange feeds each chunk of the line into its ``Reception`` as it arrives (``take``) and
+receives until ``done`` (a complete, clean answer of the kind asked for) or until ``deadline``
+passes (silence: no answer, or the end of an answer that is not clean).
 """
 
 from __future__ import annotations
 
 import math
-
-import trio
 
 from mbusgw.core.frame import Discarded, FrameParser, LongFrame, ShortFrame, SingleChar
 
@@ -93,7 +89,6 @@ class Reception:
         "last_at",
         "pace_until",
         "remaining",
-        "scope",
         "strict",
         "window_end",
     )
@@ -124,9 +119,8 @@ class Reception:
         self.count = 0  # bytes received (after echo removal)
         self.remaining = 0  # bytes still missing from the long frame being received
         self.pace_until = -math.inf  # when that long frame can be complete
-        self.done = trio.Event()  # a clean answer is complete (or the line failed)
+        self.done = False  # a clean answer is complete (or the line failed)
         self.error: BaseException | None = None
-        self.scope: trio.CancelScope | None = None  # the waiting exchange's, to move its deadline
 
     @property
     def echo_seen(self) -> bool:
@@ -164,13 +158,13 @@ class Reception:
             and not self.strict
             and expected_kind(events[0], self._expect_ack)
         ):
-            self.done.set()
+            self.done = True
             return False
         # wait for the rest; once garbled (or listening strictly) also for late meters
         deadline = max(at, self.pace_until) + self.char_gap
         if self.garbled or self.strict:
             deadline = max(deadline, self.window_end)
-        self.move_deadline(deadline)
+        self.deadline = deadline
         return self.remaining > 0 and self.pace_until > at
 
     def _pace(self, at: float, data: bytes) -> None:
@@ -182,15 +176,10 @@ class Reception:
         self.remaining = max(0, self._head[1] + LONG_OVERHEAD - self.count)
         self.pace_until = at + self.remaining * self.char
 
-    def move_deadline(self, deadline: float) -> None:
-        self.deadline = deadline
-        if self.scope is not None:
-            self.scope.deadline = deadline
-
     def fail(self, error: BaseException) -> None:
         """The line broke while receiving."""
         self.error = error
-        self.done.set()
+        self.done = True
 
     def finish(self) -> None:
         """Silence until the deadline: whatever is incomplete now is garbage."""

@@ -5,6 +5,8 @@ Every line is a ``Transport``: a ``trio.abc.Stream`` that also knows its baud ra
 master times every exchange from it. Serial ports are opened and configured by pyserial (baud,
 8 data bits, even parity, 1 stop bit); the bytes then go through trio on a non-blocking file
 descriptor, so no thread sits in a blocking read and any number of lines can be open at once.
+A line's stream must have a descriptor (a socket, a serial port, a pseudo-terminal): the bus
+master reads what is already waiting without waiting for more (``receive_waiting``).
 
 ``ReconnectingLine`` opens its stream on first use and again after the line breaks, with a
 doubling back-off between failed attempts. It never blocks a caller on the back-off: an exchange
@@ -58,6 +60,11 @@ class Transport(trio.abc.Stream):
         where the stream cannot tell). A request of a few bytes then costs no task switch."""
         return 0
 
+    @abstractmethod
+    async def receive_waiting(self, max_bytes: int = 4096) -> bytes:
+        """What has already arrived, without waiting for more (b"": nothing). A line closed by
+        the other end or failed raises BrokenResourceError."""
+
     def set_receive_threshold(self, count: int) -> bool:
         """Ask the stream not to end ``receive_some`` before ``count`` bytes are waiting (1:
         as soon as there is any), so the rest of a long frame arrives in one piece; a caller
@@ -67,7 +74,8 @@ class Transport(trio.abc.Stream):
 
 
 def _descriptor(stream: trio.abc.Stream) -> int:
-    """The non-blocking descriptor under a TCP connection or a serial port (-1: none)."""
+    """The non-blocking descriptor under a TCP connection, a socket pair or a serial port (-1:
+    none)."""
     if isinstance(stream, trio.SocketStream):
         return stream.socket.fileno()
     if isinstance(stream, trio.lowlevel.FdStream):
@@ -80,8 +88,9 @@ def _descriptor(stream: trio.abc.Stream) -> int:
 class _Direct:
     """The descriptor under a stream, for I/O without trio's stream layers: a request of a few
     bytes written at once, a read only once the descriptor is readable (trio's own way tries a
-    read first and yields once more, which on an idle line only costs time), and the TCP
-    receive low-water mark. Only the task that owns a direction may use it for that direction.
+    read first and yields once more, which on an idle line only costs time), a read of what is
+    waiting, and the TCP receive low-water mark. Only the task that owns a direction may use it
+    for that direction.
     """
 
     __slots__ = ("_socket", "_threshold", "fd", "stream")
@@ -89,23 +98,24 @@ class _Direct:
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.fd = _descriptor(stream)
+        if self.fd < 0:
+            raise TypeError(
+                f"an M-Bus line needs a stream with a descriptor (a socket, a serial port), "
+                f"not {type(stream).__name__}"
+            )
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
         self._threshold = 1
 
     def write_now(self, data: bytes) -> int:
-        """Bytes written without blocking (0: it would block, there is no descriptor, or it
-        failed: ``send_all`` then says how)."""
-        if self.fd < 0:
-            return 0
+        """Bytes written without blocking (0: it would block, or it failed: ``send_all`` then
+        says how)."""
         try:
             return os.write(self.fd, data)
         except OSError:
             return 0
 
-    async def receive(self, max_bytes: int | None) -> bytes | bytearray:
+    async def receive(self, max_bytes: int | None) -> bytes:
         fd = self.fd
-        if fd < 0:
-            return await self.stream.receive_some(max_bytes)
         while True:
             await trio.lowlevel.wait_readable(fd)
             try:
@@ -113,9 +123,19 @@ class _Direct:
             except BlockingIOError:
                 continue
             except OSError as exc:
-                if exc.errno == errno.EBADF:
-                    raise trio.ClosedResourceError("the stream was closed") from None
-                raise trio.BrokenResourceError(f"receiving failed: {exc}") from exc
+                raise _receive_error(exc) from exc
+
+    def read_waiting(self, max_bytes: int) -> bytes:
+        """What is waiting (b"": nothing); the end of the stream is BrokenResourceError."""
+        try:
+            data = os.read(self.fd, max_bytes)
+        except BlockingIOError:
+            return b""
+        except OSError as exc:
+            raise _receive_error(exc) from exc
+        if not data:
+            raise trio.BrokenResourceError("closed by the other end")
+        return data
 
     def set_threshold(self, count: int) -> bool:
         """SO_RCVLOWAT on a TCP connection: readable (and woken) once ``count`` bytes wait."""
@@ -131,8 +151,15 @@ class _Direct:
         return True
 
 
+def _receive_error(exc: OSError) -> trio.ClosedResourceError | trio.BrokenResourceError:
+    if exc.errno == errno.EBADF:
+        return trio.ClosedResourceError("the stream was closed")
+    return trio.BrokenResourceError(f"receiving failed: {exc}")
+
+
 class StreamTransport(Transport):
-    """Any trio stream (a TCP connection, a memory stream in tests) at a fixed baud rate."""
+    """A trio stream with a descriptor (a TCP connection, a socket pair in tests) at a fixed
+    baud rate."""
 
     def __init__(self, stream: trio.abc.Stream, baudrate: int, name: str = "stream") -> None:
         self._io = stream
@@ -150,8 +177,11 @@ class StreamTransport(Transport):
     async def wait_send_all_might_not_block(self) -> None:
         await self._io.wait_send_all_might_not_block()
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
         return await self._direct.receive(max_bytes)
+
+    async def receive_waiting(self, max_bytes: int = 4096) -> bytes:
+        return self._direct.read_waiting(max_bytes)
 
     def send_now(self, data: bytes) -> int:
         return self._direct.write_now(data)
@@ -316,8 +346,12 @@ class ReconnectingLine(Transport):
                 self._retry_at = now + self._delay
                 self._delay = min(self._delay * 2, self._backoff_cap)
                 raise trio.BrokenResourceError(f"cannot open {self.name}: {exc}") from exc
-            self._stream = stream
-            self._direct = _Direct(stream)
+            try:
+                direct = _Direct(stream)
+            except TypeError:
+                await trio.aclose_forcefully(stream)
+                raise
+            self._stream, self._direct = stream, direct
             self._delay = self._backoff_initial
             self.connects += 1
             self._connected.set()
@@ -351,7 +385,19 @@ class ReconnectingLine(Transport):
     def set_receive_threshold(self, count: int) -> bool:
         return self._direct is not None and self._direct.set_threshold(count)
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+    async def receive_waiting(self, max_bytes: int = 4096) -> bytes:
+        """What is waiting; nothing while the line is down. A break found here drops the
+        connection (the next send opens a new one) and raises BrokenResourceError."""
+        stream, direct = self._stream, self._direct
+        if stream is None or direct is None:
+            return b""
+        try:
+            return direct.read_waiting(max_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            await self._drop(stream, exc)
+            raise trio.BrokenResourceError(f"{self.name}: {exc}") from exc
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Bytes from the line; while the line is down this waits for the next connection."""
         while True:
             if self._closed:

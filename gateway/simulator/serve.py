@@ -1,5 +1,6 @@
 """Serving a simulated line the way real lines are reached: as an M-Bus/TCP converter (raw bytes
-over TCP) or as a serial device (a pseudo-terminal whose other end is the line).
+over TCP), as a serial device (a pseudo-terminal whose other end is the line), or on one end of a
+socket pair (a bus master and its simulated line in one process, on the mock clock).
 
 On a pty the master's serial settings are real: the simulator reads the baud rate the master set
 with termios before each request, so a scan at several baud rates works as on a physical port
@@ -27,6 +28,12 @@ _SPEEDS = {getattr(termios, f"B{rate}"): rate for rate in MBUS_BAUD_RATES}
 def pty_baudrate(fd: int) -> int | None:
     """The M-Bus baud rate a terminal is set to (None for other rates)."""
     return _SPEEDS.get(termios.tcgetattr(fd)[5])
+
+
+def socket_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    """Two connected streams: the master's end and the line's end (``SimLine.serve``)."""
+    master_end, line_end = trio.socket.socketpair()
+    return trio.SocketStream(master_end), trio.SocketStream(line_end)
 
 
 async def serve_tcp(

@@ -13,10 +13,10 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
 import trio
-import trio.testing
 
 from mbusgw.gateway.bus import BusMaster, Timing
 from mbusgw.gateway.simulator import SimLine, SimMeter
+from mbusgw.gateway.simulator.serve import socket_pair
 from mbusgw.gateway.transport import StreamTransport
 
 SimBus = Callable[..., AbstractAsyncContextManager[tuple[BusMaster, SimLine]]]
@@ -25,7 +25,7 @@ SimBus = Callable[..., AbstractAsyncContextManager[tuple[BusMaster, SimLine]]]
 @pytest.fixture
 def sim_bus() -> SimBus:
     """``async with sim_bus(meters, baud, timing=…, echo=…) as (bus, line)``: a bus master on a
-    simulated line joined by an in-memory stream."""
+    simulated line joined by a socket pair."""
 
     @asynccontextmanager
     async def open_bus(
@@ -36,7 +36,7 @@ def sim_bus() -> SimBus:
         **line_options: object,
     ) -> AsyncIterator[tuple[BusMaster, SimLine]]:
         line = SimLine(meters, baud, **line_options)
-        master_end, line_end = trio.testing.memory_stream_pair()
+        master_end, line_end = socket_pair()
         bus = BusMaster(StreamTransport(master_end, baud, name="memory"), timing=timing)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(line.serve, line_end)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import trio
-import trio.testing
 
 from mbusgw.core import decode
 from mbusgw.core.frame import req_ud2, snd_nke
@@ -23,6 +22,7 @@ from mbusgw.gateway.meters import AddressingMode, MultiTelegram
 from mbusgw.gateway.reception import EchoCanceller
 from mbusgw.gateway.settings import ConfigError, LineTiming
 from mbusgw.gateway.simulator import MEDIAN_TEMPLATE, SimLine, make_meter
+from mbusgw.gateway.simulator.serve import socket_pair
 from mbusgw.gateway.transport import StreamTransport
 
 CHAR = 11 / 2400
@@ -310,8 +310,8 @@ async def test_a_late_second_answer_is_noticed_by_a_probe(sim_bus, autojump_cloc
 
 
 class ThresholdLine(StreamTransport):
-    """A memory line that says it holds bytes back like TCP's SO_RCVLOWAT (it does not: the
-    bytes come as they come), and records the thresholds asked for."""
+    """A socket-pair line that says it holds bytes back like TCP's SO_RCVLOWAT (it does not:
+    the bytes come as they come), and records the thresholds asked for."""
 
     def __init__(self, stream: trio.abc.Stream, baud: int) -> None:
         super().__init__(stream, baud)
@@ -324,7 +324,7 @@ class ThresholdLine(StreamTransport):
 
 async def test_a_held_back_frame_rest_is_asked_for_then_released(autojump_clock) -> None:
     line = SimLine([meter(1)], 2400)
-    master_end, line_end = trio.testing.memory_stream_pair()
+    master_end, line_end = socket_pair()
     transport = ThresholdLine(master_end, 2400)
     bus = BusMaster(transport)
     exchanges = []
@@ -352,7 +352,7 @@ async def test_a_held_back_frame_rest_is_asked_for_then_released(autojump_clock)
 
 async def test_a_broken_line_is_line_down(autojump_clock) -> None:
     line = SimLine([meter()], 2400)
-    master_end, line_end = trio.testing.memory_stream_pair()
+    master_end, line_end = socket_pair()
     bus = BusMaster(StreamTransport(master_end, 2400))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(line.serve, line_end)
@@ -376,7 +376,7 @@ async def test_a_caller_that_gives_up_does_not_disturb_the_line(sim_bus, autojum
 
 async def test_callers_are_not_left_waiting_when_the_bus_stops(autojump_clock) -> None:
     line = SimLine([meter()], 2400)
-    master_end, line_end = trio.testing.memory_stream_pair()
+    master_end, line_end = socket_pair()
     bus = BusMaster(StreamTransport(master_end, 2400))
     with pytest.raises(LineDown, match="not running"):
         await bus.read(at(1))

@@ -13,6 +13,7 @@ import trio
 import trio.testing
 
 from mbusgw.gateway.settings import ConfigError
+from mbusgw.gateway.simulator.serve import socket_pair
 from mbusgw.gateway.transport import (
     ReconnectingLine,
     StreamTransport,
@@ -102,6 +103,60 @@ async def test_tcp_line_reconnects_after_the_converter_drops_it() -> None:
             nursery.cancel_scope.cancel()
 
 
+async def test_what_came_between_exchanges_is_read_without_waiting() -> None:
+    accepted: list[trio.SocketStream] = []
+
+    async def converter(stream: trio.SocketStream) -> None:
+        accepted.append(stream)
+        async with stream:
+            await stream.receive_some()
+            await stream.send_all(b"\x68\x03")
+            if len(accepted) == 1:
+                return  # the first connection is closed after its answer
+            await trio.sleep(0.05)
+            await stream.send_all(b"\xe5")  # then a late byte on the second
+            await trio.sleep_forever()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            serve = partial(trio.serve_tcp, converter, 0, host="127.0.0.1")
+            listeners = await nursery.start(serve)
+            port = listeners[0].socket.getsockname()[1]
+            line = tcp_line("127.0.0.1", port, 2400)
+            assert await line.receive_waiting() == b""  # not connected: nothing waits
+            await line.send_all(b"\x10")
+            assert await line.receive_some() == b"\x68\x03"
+            while line.is_connected:  # the close is found without waiting for bytes
+                try:
+                    assert await line.receive_waiting() == b""
+                except trio.BrokenResourceError as exc:
+                    assert "closed by the other end" in str(exc)
+                await trio.sleep(0.01)
+            await line.send_all(b"\x10")  # the next send opens a new connection
+            assert await line.receive_some() == b"\x68\x03"
+            with trio.fail_after(1):
+                while not (late := await line.receive_waiting()):
+                    await trio.sleep(0.01)
+            assert late == b"\xe5" and await line.receive_waiting() == b""
+            assert line.connects == 2
+            await line.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_line_needs_a_stream_with_a_descriptor() -> None:
+    left, _right = trio.testing.memory_stream_pair()
+    with pytest.raises(TypeError, match="needs a stream with a descriptor"):
+        StreamTransport(left, 2400)
+
+    async def opener(baud: int) -> trio.abc.Stream:
+        return left
+
+    line = ReconnectingLine(opener, 2400, name="memory", fixed_baud=True)
+    with pytest.raises(TypeError, match="MemoryStream|StapledStream"):
+        await line.send_all(b"\x10")
+    assert not line.is_connected
+
+
 async def test_tcp_line_backs_off_after_a_failed_connection() -> None:
     # a port that refuses: bind one and close it again
     with trio.socket.socket() as probe:
@@ -119,7 +174,7 @@ async def test_tcp_line_backs_off_after_a_failed_connection() -> None:
 
 
 async def test_reconnecting_line_waits_for_a_connection_before_receiving(autojump_clock) -> None:
-    left, right = trio.testing.memory_stream_pair()
+    left, right = socket_pair()
 
     async def opener(baud: int) -> trio.abc.Stream:
         return left
@@ -160,7 +215,7 @@ def test_baud_rates_and_addresses_are_checked() -> None:
 
 
 async def test_a_converter_line_cannot_change_its_rate() -> None:
-    left, _right = trio.testing.memory_stream_pair()
+    left, _right = socket_pair()
     fixed = StreamTransport(left, 2400)
     fixed.set_baudrate(2400)
     with pytest.raises(ConfigError, match="fixed 2400 baud"):
