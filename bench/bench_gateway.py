@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import trio
 
+from bench import io_floor
 from mbusgw.gateway.app import Gateway
 from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
 from mbusgw.gateway.store import Store, store_path
@@ -62,12 +63,17 @@ def start_simulator() -> tuple[subprocess.Popen, list[int]]:
     return process, ports
 
 
+def exchanges(gateway: Gateway) -> int:
+    return sum(line.master.stats.exchanges for line in gateway.lines.values())
+
+
 async def measure(data_dir: Path, ports: list[int], seconds: float, warmup: float) -> dict:
     interfaces = tuple(
         InterfaceConfig(name=f"line{k}", kind="tcp", host="127.0.0.1", port=port, baud=BAUD)
         for k, port in enumerate(ports)
     )
-    gateway = Gateway(StartupConfig(data_dir, interfaces=interfaces))
+    # the web interface runs as it does for a user, on a free port (runs side by side can't clash)
+    gateway = Gateway(StartupConfig(data_dir, interfaces=interfaces, web_port=0))
     latencies: list[float] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(gateway.run)
@@ -95,12 +101,14 @@ async def measure(data_dir: Path, ports: list[int], seconds: float, warmup: floa
         await trio.sleep(warmup)
         nursery.start_soon(follow)
         reads_before = sum(h.readings for h in gateway.health.values())
+        exchanges_before = exchanges(gateway)
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         wall_before = time.monotonic()
         await trio.sleep(seconds)
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         wall = time.monotonic() - wall_before
         reads = sum(h.readings for h in gateway.health.values()) - reads_before
+        exchange_count = exchanges(gateway) - exchanges_before
         failures = sum(h.failures for h in gateway.health.values())
         memory = rss_mb()
         gateway.stop()
@@ -116,8 +124,11 @@ async def measure(data_dir: Path, ports: list[int], seconds: float, warmup: floa
         "reads_per_second": round(reads / wall, 1),
         "failed_reads": failures,
         "cpu_seconds": round(cpu, 3),
+        "cpu_user_seconds": round(cpu_after.ru_utime - cpu_before.ru_utime, 3),
         "cpu_percent": round(100 * cpu / wall, 3),
         "cpu_ms_per_read": round(1000 * cpu / max(reads, 1), 3),
+        "exchanges": exchange_count,
+        "cpu_ms_per_exchange": round(1000 * cpu / max(exchange_count, 1), 3),
         "rss_mb": round(memory, 1),
         "snapshot_latency_ms": {
             "p50": round(float(np.percentile(lat, 50)), 3),
@@ -131,6 +142,7 @@ def main(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser(prog="bench_gateway")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--peer-seconds", type=float, default=20.0)
     args, _ = parser.parse_known_args(argv)
     simulator, ports = start_simulator()
     try:
@@ -145,6 +157,11 @@ def main(argv: list[str]) -> dict:
             )
             store.close()
             result = trio.run(measure, data_dir, ports, args.seconds, args.warmup)
+        peer_warmup = min(args.warmup, 3.0)
+        result["peers"] = {
+            "trio_io_only": io_floor.trio_peer(ports, BAUD, args.peer_seconds, peer_warmup),
+            "threads_io_only": io_floor.thread_peer(ports, BAUD, args.peer_seconds, peer_warmup),
+        }
     finally:
         simulator.terminate()
         simulator.wait(timeout=10)
@@ -167,6 +184,19 @@ def main(argv: list[str]) -> dict:
         f"  reply → snapshot   p50 {latency['p50']} ms, p99 {latency['p99']} ms, "
         f"max {latency['max']} ms (goal ≤ {GOALS['snapshot_latency_ms']} ms)"
     )
+    print("CPU per exchange on the same lines (peers: the protocol's I/O and nothing else)")
+    own = result["cpu_ms_per_exchange"]
+    rate = result["exchanges"] / result["seconds"]
+    print(f"  gateway            {own:>8} ms  ({rate:.1f} exchanges/s)")
+    peers = (("trio_io_only", "I/O only, trio"), ("threads_io_only", "I/O only, threads"))
+    for name, label in peers:
+        peer = result["peers"][name]
+        per = peer["cpu_ms_per_exchange"]
+        print(
+            f"  {label:<18} {per:>8} ms  gateway ratio {own / max(per, 1e-9):.2f}; "
+            f"at the gateway's rate {per * rate / 10:.2f} % of one core "
+            f"({peer['silent']} of {peer['exchanges']} unanswered)"
+        )
     return result
 
 

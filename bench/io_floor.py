@@ -1,0 +1,185 @@
+"""What the protocol's I/O alone costs: the peers of the gateway bench.
+
+Both peers read the simulated lines the way continuous mode does, with the same timing rules
+(a broadcast SND_NKE per line, then REQ_UD2 to primary addresses 1-64 back to back, the
+no-answer bound, the rest of a long frame held back with ``SO_RCVLOWAT``, the inter-frame gap
+before the next request), but nothing else: no decoding, no accounting, no snapshot. One peer
+waits on trio (one task per line, as the gateway does), the other in one blocking OS thread per
+line. Their CPU per exchange is the least a program with that waiting model can spend.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import trio
+
+from mbusgw.core.frame import req_ud2, snd_nke
+from mbusgw.gateway.bus import response_bound
+from mbusgw.gateway.simulator.wire import BITS_PER_CHAR
+
+ADDRESSES = range(1, 65)
+LONG_START = 0x68
+LATENCY = 0.015  # what the bus master allows a converter to add (Timing.latency)
+
+
+class Rules:
+    """The timing of one line at ``baud``."""
+
+    def __init__(self, baud: int) -> None:
+        self.char = BITS_PER_CHAR / baud
+        self.gap = self.char
+        self.no_answer = response_bound(baud) + LATENCY
+
+    def first_byte_within(self, request: bytes) -> float:
+        return len(request) * self.char + self.no_answer
+
+    def frame_length(self, head: bytes) -> int:
+        """The length of the answer that starts with ``head`` (a long frame or a single char)."""
+        if head[0] == LONG_START and len(head) > 1:
+            return head[1] + 6
+        return 1
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.exchanges = 0
+        self.silent = 0
+        self.lock = threading.Lock()
+
+    def count(self, answered: bool) -> None:
+        with self.lock:
+            self.exchanges += 1
+            self.silent += not answered
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _result(tally: Tally, start: tuple[int, int, float, float], wall_end: float) -> dict:
+    exchanges_before, silent_before, cpu_before, wall_before = start
+    cpu = _cpu() - cpu_before
+    wall = wall_end - wall_before
+    exchanges = tally.exchanges - exchanges_before
+    return {
+        "seconds": round(wall, 1),
+        "exchanges": exchanges,
+        "silent": tally.silent - silent_before,
+        "cpu_percent": round(100 * cpu / wall, 3),
+        "cpu_ms_per_exchange": round(1000 * cpu / max(exchanges, 1), 3),
+    }
+
+
+# ---------------------------------------------------------------------- trio
+
+
+async def _trio_line(port: int, rules: Rules, tally: Tally) -> None:
+    sock = trio.socket.socket()
+    await sock.connect(("127.0.0.1", port))
+    fd = sock.fileno()
+    fcb: dict[int, bool] = {}
+
+    async def exchange(request: bytes) -> bool:
+        os.write(fd, request)  # non-blocking, as the gateway writes a request
+        got = b""
+        with trio.move_on_after(rules.first_byte_within(request)):
+            await trio.lowlevel.wait_readable(fd)
+            got = os.read(fd, 4096)
+        if got:
+            length = rules.frame_length(got)
+            with trio.move_on_after((length - len(got)) * rules.char + 0.5):
+                while len(got) < length:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, length - len(got))
+                    await trio.lowlevel.wait_readable(fd)
+                    got += os.read(fd, 4096)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+        await trio.sleep(rules.gap)
+        return bool(got)
+
+    with sock:
+        await exchange(snd_nke(0xFF))
+        while True:
+            for address in ADDRESSES:
+                fcb[address] = not fcb.get(address, False)
+                tally.count(await exchange(req_ud2(address, fcb[address])))
+
+
+async def _trio_peer(ports: list[int], baud: int, seconds: float, warmup: float) -> dict:
+    rules, tally = Rules(baud), Tally()
+    async with trio.open_nursery() as nursery:
+        for port in ports:
+            nursery.start_soon(_trio_line, port, rules, tally)
+        await trio.sleep(warmup)
+        start = (tally.exchanges, tally.silent, _cpu(), time.monotonic())
+        await trio.sleep(seconds)
+        result = _result(tally, start, time.monotonic())
+        nursery.cancel_scope.cancel()
+    return result
+
+
+def trio_peer(ports: list[int], baud: int, seconds: float, warmup: float) -> dict:
+    return trio.run(_trio_peer, ports, baud, seconds, warmup)
+
+
+# ---------------------------------------------------------------------- threads
+
+
+def _thread_line(port: int, rules: Rules, tally: Tally, running: Callable[[], bool]) -> None:
+    fcb: dict[int, bool] = {}
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+
+        def exchange(request: bytes) -> bool:
+            sock.sendall(request)
+            sock.settimeout(rules.first_byte_within(request))
+            try:
+                got = sock.recv(4096)
+            except TimeoutError:
+                got = b""
+            if got:
+                length = rules.frame_length(got)
+                sock.settimeout((length - len(got)) * rules.char + 0.5)
+                try:
+                    while len(got) < length:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, length - len(got))
+                        got += sock.recv(4096)
+                except TimeoutError:
+                    pass
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+            time.sleep(rules.gap)
+            return bool(got)
+
+        exchange(snd_nke(0xFF))
+        while running():
+            for address in ADDRESSES:
+                if not running():
+                    break
+                fcb[address] = not fcb.get(address, False)
+                tally.count(exchange(req_ud2(address, fcb[address])))
+
+
+def thread_peer(ports: list[int], baud: int, seconds: float, warmup: float) -> dict:
+    rules, tally = Rules(baud), Tally()
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=_thread_line, args=(port, rules, tally, lambda: not stop.is_set()))
+        for port in ports
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(warmup)
+        start = (tally.exchanges, tally.silent, _cpu(), time.monotonic())
+        time.sleep(seconds)
+        result = _result(tally, start, time.monotonic())
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    return result
