@@ -6,15 +6,14 @@ from __future__ import annotations
 import csv
 import io
 from decimal import Decimal
-from typing import Any
-
-from openpyxl import Workbook
-from openpyxl.styles import Font
-from openpyxl.utils import get_column_letter
+from typing import TYPE_CHECKING, Any
 
 from mbusgw.gateway.settings import masked
 from mbusgw.web import operations as ops
 from mbusgw.web.handle import GatewayHandle
+
+if TYPE_CHECKING:
+    from openpyxl import Workbook
 
 SETTINGS_COLUMNS = (
     "Key", "Position", "SecondaryAddress", "PrimaryAddress", "EnhancedAddress", "BaudRate",
@@ -65,6 +64,9 @@ def _cell(value: Any) -> Any:
 
 
 def _sheet(book: Workbook, title: str, header: list[str], rows: list[list[Any]]) -> None:
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
     sheet = book.create_sheet(title)
     sheet.append(header)
     for cell in sheet[1]:
@@ -79,6 +81,8 @@ def _sheet(book: Workbook, title: str, header: list[str], rows: list[list[Any]])
 
 def installation_report(gw: GatewayHandle) -> bytes:
     """Four tabs: device settings, installed meters, latest reading per meter, Modbus."""
+    from openpyxl import Workbook  # imported when needed: it is large and rarely used
+
     book = Workbook()
     book.remove(book.active)
     info = ops.device_info(gw)

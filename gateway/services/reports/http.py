@@ -9,8 +9,6 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Callable
 
-import httpx
-
 from mbusgw.gateway.errors import DeliveryError
 from mbusgw.gateway.services.reports.delivery import explain, within
 from mbusgw.gateway.services.reports.templates import Rendered
@@ -34,6 +32,8 @@ class HttpDelivery:
         return await within(self.timeout, f"HTTP to {self.target}", lambda: self._post(rendered))
 
     async def _post(self, rendered: Rendered) -> str:
+        import httpx  # imported when needed: a gateway without HTTP reports never loads it
+
         r = self.receiver
         auth = httpx.BasicAuth(r.username, r.password) if r.auth == "basic" else None
         headers = {

@@ -9,10 +9,8 @@ gateway's local time (Excel has no time zones; the summary names the zone).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import IO, Any
-
-from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from mbusgw.core.units import ValueKind
 from mbusgw.gateway.services.reports.context import ReportContext, WideColumns
@@ -21,10 +19,12 @@ from mbusgw.gateway.store import ValueTable
 from mbusgw.gateway.store.model import NO_TIME
 
 _EPOCH = dt.datetime(1970, 1, 1)
+# the control characters XML 1.0 does not allow (its Char production), which a cell cannot hold
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def _text(value: str) -> str:
-    return ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+    return _NOT_XML.sub("\ufffd", value)
 
 
 def cell_values(table: ValueTable) -> list[Any]:
@@ -51,6 +51,8 @@ def cell_values(table: ValueTable) -> list[Any]:
 
 
 def render_workbook(ctx: ReportContext, selection: Selection, out: IO[bytes]) -> None:
+    from openpyxl import Workbook  # imported when needed: it is large and rarely used
+
     c = ctx.conventions
     book = Workbook(write_only=True)
     summary = book.create_sheet(c.heading("summary_sheet"))
