@@ -6,6 +6,8 @@ import os
 import pty
 import termios
 import tty
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from functools import partial
 
 import pytest
@@ -73,6 +75,22 @@ async def test_opening_a_missing_serial_port_is_an_os_error() -> None:
         await open_serial("/dev/mbusgw-no-such-port", 2400)
 
 
+@asynccontextmanager
+async def converter_line(
+    converter: Callable[[trio.SocketStream], Awaitable[None]],
+) -> AsyncIterator[ReconnectingLine]:
+    """A TCP line to ``converter``, served on a loopback port; five seconds at the most."""
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            serve = partial(trio.serve_tcp, converter, 0, host="127.0.0.1")
+            listeners = await nursery.start(serve)
+            port = listeners[0].socket.getsockname()[1]
+            line = tcp_line("127.0.0.1", port, 2400)
+            yield line
+            await line.aclose()
+            nursery.cancel_scope.cancel()
+
+
 async def test_tcp_line_reconnects_after_the_converter_drops_it() -> None:
     accepted: list[trio.SocketStream] = []
 
@@ -85,22 +103,15 @@ async def test_tcp_line_reconnects_after_the_converter_drops_it() -> None:
             if len(accepted) > 1:
                 await trio.sleep_forever()
 
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            serve = partial(trio.serve_tcp, converter, 0, host="127.0.0.1")
-            listeners = await nursery.start(serve)
-            port = listeners[0].socket.getsockname()[1]
-            line = tcp_line("127.0.0.1", port, 2400)
-            await line.send_all(b"ab")
-            assert await line.receive_some() == b"ba"
-            with pytest.raises(trio.BrokenResourceError):
-                await line.receive_some()  # the converter closed the connection
-            assert not line.is_connected
-            await line.send_all(b"cd")  # opens a new connection at once
-            assert await line.receive_some() == b"dc"
-            assert line.connects == 2
-            await line.aclose()
-            nursery.cancel_scope.cancel()
+    async with converter_line(converter) as line:
+        await line.send_all(b"ab")
+        assert await line.receive_some() == b"ba"
+        with pytest.raises(trio.BrokenResourceError):
+            await line.receive_some()  # the converter closed the connection
+        assert not line.is_connected
+        await line.send_all(b"cd")  # opens a new connection at once
+        assert await line.receive_some() == b"dc"
+        assert line.connects == 2
 
 
 async def test_what_came_between_exchanges_is_read_without_waiting() -> None:
@@ -117,30 +128,22 @@ async def test_what_came_between_exchanges_is_read_without_waiting() -> None:
             await stream.send_all(b"\xe5")  # then a late byte on the second
             await trio.sleep_forever()
 
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            serve = partial(trio.serve_tcp, converter, 0, host="127.0.0.1")
-            listeners = await nursery.start(serve)
-            port = listeners[0].socket.getsockname()[1]
-            line = tcp_line("127.0.0.1", port, 2400)
-            assert await line.receive_waiting() == b""  # not connected: nothing waits
-            await line.send_all(b"\x10")
-            assert await line.receive_some() == b"\x68\x03"
-            while line.is_connected:  # the close is found without waiting for bytes
-                try:
-                    assert await line.receive_waiting() == b""
-                except trio.BrokenResourceError as exc:
-                    assert "closed by the other end" in str(exc)
-                await trio.sleep(0.01)
-            await line.send_all(b"\x10")  # the next send opens a new connection
-            assert await line.receive_some() == b"\x68\x03"
-            with trio.fail_after(1):
-                while not (late := await line.receive_waiting()):
-                    await trio.sleep(0.01)
-            assert late == b"\xe5" and await line.receive_waiting() == b""
-            assert line.connects == 2
-            await line.aclose()
-            nursery.cancel_scope.cancel()
+    async with converter_line(converter) as line:
+        assert await line.receive_waiting() == b""  # not connected: nothing waits
+        await line.send_all(b"\x10")
+        assert await line.receive_some() == b"\x68\x03"
+        while line.is_connected:  # the close is found without waiting for bytes
+            try:
+                assert await line.receive_waiting() == b""
+            except trio.BrokenResourceError as exc:
+                assert "closed by the other end" in str(exc)
+            await trio.sleep(0.01)
+        await line.send_all(b"\x10")  # the next send opens a new connection
+        assert await line.receive_some() == b"\x68\x03"
+        while not (late := await line.receive_waiting()):
+            await trio.sleep(0.01)
+        assert late == b"\xe5" and await line.receive_waiting() == b""
+        assert line.connects == 2
 
 
 async def test_a_line_needs_a_stream_with_a_descriptor() -> None:
