@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -293,21 +295,38 @@ def test_csv_export() -> None:
     assert next(r for r in own if r["field"] == "value_3")["data_type"] == "uint32"
 
 
+class Following:
+    """A snapshot, the wall clock and a live source following the snapshot for ``meters``."""
+
+    def __init__(self, meters: list) -> None:
+        self.snapshot = LiveSnapshot()
+        self.clock = TrioWallClock(T0)
+        self.source = LiveSnapshotSource(self.snapshot, lambda: meters, self.clock, read_values)
+
+    def read(self, key: str, ok: bool = True) -> None:
+        telegrams = ((IDENTITY, (ENERGY,)),) if ok else ()
+        self.snapshot.update(LiveReading(key, self.clock.now(), ok, telegrams))
+
+
+@asynccontextmanager
+async def following(meters: list) -> AsyncIterator[Following]:
+    live = Following(meters)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(live.source.follow)
+        yield live
+        nursery.cancel_scope.cancel()
+
+
 @pytest.mark.parametrize("meters_count", [2])
 async def test_cycle_time_follows_the_snapshot(autojump_clock, meters_count) -> None:
     meters = [meter(f"{i:08d}") for i in range(1, meters_count + 1)]
-    snapshot = LiveSnapshot()
-    clock = TrioWallClock(T0)
-    source = LiveSnapshotSource(snapshot, lambda: meters, clock, read_values)
-    rig_map = RegisterMap(MapConfig(ModbusSettings()), source, clock)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(source.follow)
+    async with following(meters) as live:
+        source, clock = live.source, live.clock
+        rig_map = RegisterMap(MapConfig(ModbusSettings()), source, clock)
         for second in range(4):
             await trio.sleep(1.5)
-            key = meters[second % 2].key
-            snapshot.update(LiveReading(key, clock.now(), True, ((IDENTITY, (ENERGY,)),)))
+            live.read(meters[second % 2].key)
             await trio.testing.wait_all_tasks_blocked()
-        nursery.cancel_scope.cancel()
     cycle = source.last_cycle()
     assert cycle is not None and cycle.duration_s == pytest.approx(3.0)
     block = rig_map.device_block(clock.now())
@@ -323,38 +342,27 @@ def test_the_documented_tables_match_the_layout() -> None:
 
 async def test_a_cycle_completes_when_a_meter_goes_passive(autojump_clock) -> None:
     meters = [meter("00000001"), meter("00000002")]
-    snapshot = LiveSnapshot()
-    clock = TrioWallClock(T0)
-    source = LiveSnapshotSource(snapshot, lambda: meters, clock, read_values)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(source.follow)
+    async with following(meters) as live:
         await trio.sleep(2)
-        snapshot.update(LiveReading("00000001", clock.now(), True, ((IDENTITY, (ENERGY,)),)))
+        live.read("00000001")
         await trio.testing.wait_all_tasks_blocked()
-        assert source.last_cycle() is None  # meter 2 has not been read
+        assert live.source.last_cycle() is None  # meter 2 has not been read
         meters[1] = meter("00000002", active=False)
-        snapshot.update(LiveReading("00000001", clock.now(), False))
+        live.read("00000001", ok=False)
         await trio.testing.wait_all_tasks_blocked()
-        nursery.cancel_scope.cancel()
-    assert source.last_cycle().duration_s == pytest.approx(2.0)
+    assert live.source.last_cycle().duration_s == pytest.approx(2.0)
 
 
 async def test_a_cycle_completes_when_the_follower_falls_behind(autojump_clock) -> None:
     """More updates than the snapshot keeps arrive before the follower runs: it compares
     every meter instead."""
-    meters = [meter("00000001"), meter("00000002")]
-    snapshot = LiveSnapshot()
-    clock = TrioWallClock(T0)
-    source = LiveSnapshotSource(snapshot, lambda: meters, clock, read_values)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(source.follow)
+    async with following([meter("00000001"), meter("00000002")]) as live:
         await trio.sleep(1)
         for _ in range(RECENT + 10):
-            snapshot.update(LiveReading("00000001", clock.now(), True, ((IDENTITY, (ENERGY,)),)))
-        snapshot.update(LiveReading("00000002", clock.now(), True, ((IDENTITY, (ENERGY,)),)))
+            live.read("00000001")
+        live.read("00000002")
         await trio.testing.wait_all_tasks_blocked()
-        nursery.cancel_scope.cancel()
-    assert source.last_cycle().duration_s == pytest.approx(1.0)
+    assert live.source.last_cycle().duration_s == pytest.approx(1.0)
 
 
 def test_a_failed_attempt_keeps_the_decoded_values() -> None:
