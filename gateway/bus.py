@@ -592,9 +592,7 @@ class BusMaster:
             await self._send(request)
             await self._await_answer(reception)
         finally:
-            if self._threshold:
-                self._threshold = False
-                self.transport.set_receive_threshold(1)
+            self._release_threshold()
         if reception.error is not None:
             raise LineDown(str(reception.error)) from reception.error
         got = reception.events
@@ -670,8 +668,7 @@ class BusMaster:
                 # the stream held back an incomplete rest of a frame: take what is there and
                 # give it the silence that ends an answer to arrive
                 grace = False
-                self._threshold = False
-                transport.set_receive_threshold(1)
+                self._release_threshold()
                 reception.deadline = trio.current_time() + reception.char_gap
                 continue
             if reception.buffered and not reception.garbled:
@@ -685,28 +682,33 @@ class BusMaster:
     def _take(self, reception: Reception, data: bytes) -> bool:
         """Feed a chunk to the answer; True: wait until the rest of the frame can be there
         before reading again (a line that cannot hold it back itself)."""
-        transport = self.transport
         if not data:
             reception.fail(trio.BrokenResourceError(f"{self.name}: closed by the other end"))
         elif reception.take(trio.current_time(), data):
             # the rest of a long frame is still on the wire: let it gather in the kernel's
             # buffer instead of waking for every few bytes (CPU on weak hardware)
-            if not transport.set_receive_threshold(reception.remaining):
+            if not self.transport.set_receive_threshold(reception.remaining):
                 return True
             self._threshold = True
-        elif self._threshold:  # the frame is in: whatever follows it must be seen at once
-            self._threshold = False
-            transport.set_receive_threshold(1)
+        else:  # the frame is in: whatever follows it must be seen at once
+            self._release_threshold()
         return False
+
+    def _release_threshold(self) -> None:
+        if self._threshold:
+            self._threshold = False
+            self.transport.set_receive_threshold(1)
+
+    def _count_stray(self, data: bytes) -> None:
+        self._stray += len(data)
+        self._stray_at = trio.current_time()
 
     async def _collect_stray(self) -> None:
         """Count what came in since the last exchange (a late answer, noise). A break found
         here is left to the send, which reconnects or tells."""
-        transport = self.transport
         try:
-            while data := await transport.receive_waiting(4096):
-                self._stray += len(data)
-                self._stray_at = trio.current_time()
+            while data := await self.transport.receive_waiting(4096):
+                self._count_stray(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
 
@@ -723,8 +725,7 @@ class BusMaster:
                     return  # the send tells
                 if not data:
                     return
-                self._stray += len(data)
-                self._stray_at = trio.current_time()
+                self._count_stray(data)
 
     # ------------------------------------------------------------------ exchanges with retries
 
