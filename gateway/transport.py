@@ -93,10 +93,9 @@ class _Direct:
     for that direction.
     """
 
-    __slots__ = ("_socket", "_threshold", "fd", "stream")
+    __slots__ = ("_socket", "_threshold", "fd")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
         self.fd = _descriptor(stream)
         if self.fd < 0:
             raise TypeError(
