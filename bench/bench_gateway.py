@@ -124,7 +124,6 @@ async def measure(data_dir: Path, ports: list[int], seconds: float, warmup: floa
         "reads_per_second": round(reads / wall, 1),
         "failed_reads": failures,
         "cpu_seconds": round(cpu, 3),
-        "cpu_user_seconds": round(cpu_after.ru_utime - cpu_before.ru_utime, 3),
         "cpu_percent": round(100 * cpu / wall, 3),
         "cpu_ms_per_read": round(1000 * cpu / max(reads, 1), 3),
         "exchanges": exchange_count,

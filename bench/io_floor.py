@@ -20,21 +20,20 @@ from collections.abc import Callable
 import trio
 
 from mbusgw.core.frame import req_ud2, snd_nke
-from mbusgw.gateway.bus import response_bound
-from mbusgw.gateway.simulator.wire import BITS_PER_CHAR
+from mbusgw.gateway.bus import Timing, resolve
+from mbusgw.gateway.reception import LONG_OVERHEAD, LONG_START
 
 ADDRESSES = range(1, 65)
-LONG_START = 0x68
-LATENCY = 0.015  # what the bus master allows a converter to add (Timing.latency)
 
 
 class Rules:
-    """The timing of one line at ``baud``."""
+    """The bus master's default timing for one line at ``baud``."""
 
     def __init__(self, baud: int) -> None:
-        self.char = BITS_PER_CHAR / baud
-        self.gap = self.char
-        self.no_answer = response_bound(baud) + LATENCY
+        times = resolve(Timing(), baud)
+        self.char = times.char
+        self.gap = times.gap
+        self.no_answer = times.no_answer
 
     def first_byte_within(self, request: bytes) -> float:
         return len(request) * self.char + self.no_answer
@@ -42,7 +41,7 @@ class Rules:
     def frame_length(self, head: bytes) -> int:
         """The length of the answer that starts with ``head`` (a long frame or a single char)."""
         if head[0] == LONG_START and len(head) > 1:
-            return head[1] + 6
+            return head[1] + LONG_OVERHEAD
         return 1
 
 
