@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -102,10 +101,10 @@ async def measure(data_dir: Path, ports: list[int], seconds: float, warmup: floa
         nursery.start_soon(follow)
         reads_before = sum(h.readings for h in gateway.health.values())
         exchanges_before = exchanges(gateway)
-        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_before = io_floor.cpu_seconds()
         wall_before = time.monotonic()
         await trio.sleep(seconds)
-        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = io_floor.cpu_seconds() - cpu_before
         wall = time.monotonic() - wall_before
         reads = sum(h.readings for h in gateway.health.values()) - reads_before
         exchange_count = exchanges(gateway) - exchanges_before
@@ -113,7 +112,6 @@ async def measure(data_dir: Path, ports: list[int], seconds: float, warmup: floa
         memory = rss_mb()
         gateway.stop()
         nursery.cancel_scope.cancel()
-    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     lat = np.array(latencies) * 1000 if latencies else np.array([np.nan])
     return {
         "meters": LINES * METERS_PER_LINE,

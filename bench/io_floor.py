@@ -57,14 +57,15 @@ class Tally:
             self.silent += not answered
 
 
-def _cpu() -> float:
+def cpu_seconds() -> float:
+    """CPU time of this process so far, user and kernel, all threads."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
 def _result(tally: Tally, start: tuple[int, int, float, float], wall_end: float) -> dict:
     exchanges_before, silent_before, cpu_before, wall_before = start
-    cpu = _cpu() - cpu_before
+    cpu = cpu_seconds() - cpu_before
     wall = wall_end - wall_before
     exchanges = tally.exchanges - exchanges_before
     return {
@@ -116,7 +117,7 @@ async def _trio_peer(ports: list[int], baud: int, seconds: float, warmup: float)
         for port in ports:
             nursery.start_soon(_trio_line, port, rules, tally)
         await trio.sleep(warmup)
-        start = (tally.exchanges, tally.silent, _cpu(), time.monotonic())
+        start = (tally.exchanges, tally.silent, cpu_seconds(), time.monotonic())
         await trio.sleep(seconds)
         result = _result(tally, start, time.monotonic())
         nursery.cancel_scope.cancel()
@@ -174,7 +175,7 @@ def thread_peer(ports: list[int], baud: int, seconds: float, warmup: float) -> d
         thread.start()
     try:
         time.sleep(warmup)
-        start = (tally.exchanges, tally.silent, _cpu(), time.monotonic())
+        start = (tally.exchanges, tally.silent, cpu_seconds(), time.monotonic())
         time.sleep(seconds)
         result = _result(tally, start, time.monotonic())
     finally:
