@@ -7,6 +7,7 @@ import pytest
 import trio
 
 from mbusgw.core import decode
+from mbusgw.core.busproto import EchoCanceller
 from mbusgw.core.frame import req_ud2, snd_nke
 from mbusgw.gateway.bus import (
     BusMaster,
@@ -19,7 +20,6 @@ from mbusgw.gateway.bus import (
 )
 from mbusgw.gateway.errors import Collision, LineDown, NoResponse
 from mbusgw.gateway.meters import AddressingMode, MultiTelegram
-from mbusgw.gateway.reception import EchoCanceller
 from mbusgw.gateway.settings import ConfigError, LineTiming
 from mbusgw.gateway.simulator import MEDIAN_TEMPLATE, SimLine, make_meter
 from mbusgw.gateway.simulator.serve import socket_pair
