@@ -55,7 +55,10 @@ class BusLine:
         read is fresh (no SND_NKE while it is known)."""
         address, settings = self._read_plan(meter)
         reading = await self.master.read(address, settings, keep_link=continuous)
-        return BusReply(reading.frames, reading.attempts, reading.duration, reading.finished)
+        # attempts: the first try plus the retries (health and the meter log show the retries:
+        # none for a clean read, however many requests its telegrams took)
+        attempts = reading.retries + 1
+        return BusReply(reading.frames, attempts, reading.duration, reading.finished)
 
     def _read_plan(self, meter: Meter) -> tuple[MeterAddress, ReadSettings]:
         """How to read ``meter``; kept until the meter or the M-Bus settings are replaced

@@ -18,7 +18,7 @@ from mbusgw.gateway.bus import (
     resolve,
     response_bound,
 )
-from mbusgw.gateway.errors import Collision, LineDown, NoResponse
+from mbusgw.gateway.errors import Collision, LineDown, LineNoisy, NoResponse
 from mbusgw.gateway.meters import AddressingMode, MultiTelegram
 from mbusgw.gateway.settings import ConfigError, LineTiming
 from mbusgw.gateway.simulator import MEDIAN_TEMPLATE, SimLine, make_meter
@@ -424,3 +424,41 @@ def test_timing_settings() -> None:
         MeterAddress(primary=251)
     with pytest.raises(ConfigError):
         MeterAddress(secondary="1234")
+
+
+@pytest.mark.parametrize("fault", ["noise", "flood"])
+async def test_a_line_that_never_goes_quiet_fails_each_read_in_bounded_time(
+    sim_bus, autojump_clock, fault
+) -> None:
+    async with sim_bus([meter(1), meter(2, "22222222")]) as (bus, line):
+        if fault == "noise":
+            line.noise = (0.005, 0.05)
+        else:
+            line.flood = True
+        for primary in (1, 2):
+            start = trio.current_time()
+            with pytest.raises(LineNoisy, match="line noisy at primary"):
+                await bus.read(at(primary))
+            # one attempt (request, window, longest frame, the silence after it), the gap,
+            # then the recovery plus one longest frame waiting for the line to go quiet
+            longest = 261 * CHAR + 2 * CHAR + 0.015
+            bound = (5 * CHAR + NO_ANSWER + longest) + CHAR + (20 * CHAR + longest)
+            assert trio.current_time() - start <= bound + 0.011  # + the converter's chunking
+        line.noise = None
+        line.flood = False
+        await trio.sleep(1)
+        reading = await bus.read(at(2))
+        assert decode(reading.frames[0]).header.id == "22222222"
+        assert bus.stats.noisy == 2 and bus.stats.stray_bytes > 0
+
+
+async def test_retries_count_repeated_requests_only(sim_bus, autojump_clock) -> None:
+    multi = meter(2, "22222222", template="abb_delta", telegrams=3)
+    async with sim_bus([meter(1), multi]) as (bus, line):
+        single = await bus.read(at(1))
+        assert (single.attempts, single.retries) == (2, 0)  # SND_NKE, REQ_UD2
+        three = await bus.read(at(2))
+        assert (three.attempts, three.retries) == (4, 0)  # SND_NKE and three telegrams
+        line.meters[1].ignore_next = 1
+        again = await bus.read(at(2))
+        assert (again.attempts, again.retries) == (5, 1)
