@@ -581,24 +581,13 @@ class BusMaster:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the send reconnects, or tells
         finish = self.begin(request, trio.current_time())
-        failed = None
         try:
             while True:
                 out = protocol.take_output()
                 if out:
                     await self._send(out)
-                for event in protocol.pop_events():
-                    if type(event) is Exchange:
-                        if self.on_exchange is not None:
-                            self.on_exchange(event)
-                    elif type(event) is Telegram:
-                        if on_telegram is not None:
-                            on_telegram(event.count)
-                    elif type(event) is Done:
-                        return finish(event.value)
-                    else:
-                        failed = event
-                if failed is not None:
+                ended = self.dispatch(protocol.pop_events(), on_telegram, _call)
+                if ended is not None:
                     break
                 if protocol.receiving:
                     await self._receive_answer()
@@ -609,7 +598,35 @@ class BusMaster:
             raise
         finally:
             self._release_threshold()
-        raise failure_error(failed)
+        return self.result(ended, finish)
+
+    def dispatch(
+        self,
+        events: list[Any],
+        on_telegram: Callable[[int], None] | None,
+        call: Callable[..., None],
+    ) -> Done | Failed | None:
+        """Pass the protocol's events on (``call(callback, argument)`` runs a callback where
+        the driver's caller lives); returns the job's end, if it is among them."""
+        ended = None
+        for event in events:
+            kind = type(event)
+            if kind is Exchange:
+                if self.on_exchange is not None:
+                    call(self.on_exchange, event)
+            elif kind is Telegram:
+                if on_telegram is not None:
+                    call(on_telegram, event.count)
+            else:
+                ended = event
+        return ended
+
+    @staticmethod
+    def result(ended: Done | Failed, finish: Callable[[Any], Any]) -> Any:
+        """The caller's result of a job that ended, or its error raised."""
+        if type(ended) is Done:
+            return finish(ended.value)
+        raise failure_error(ended)
 
     async def _send(self, request: bytes) -> None:
         """Put the request on the line, shielded from cancellation (half a frame on the wire
@@ -681,3 +698,7 @@ class BusMaster:
 
 def _same(value: Any) -> Any:
     return value
+
+
+def _call(callback: Callable[..., None], *args: Any) -> None:
+    callback(*args)

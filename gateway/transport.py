@@ -72,6 +72,18 @@ class Transport(trio.abc.Stream):
         cannot (the caller then paces itself)."""
         return False
 
+    def descriptor(self) -> int:
+        """The open line's non-blocking descriptor, for a driver that does its own I/O in a
+        thread (-1: not open)."""
+        return -1
+
+    async def ensure_open(self) -> None:
+        """Open the line if it is not (BrokenResourceError: it cannot be, now)."""
+
+    async def broken(self, error: BaseException) -> None:
+        """A driver doing its own I/O found the line broken: the next ``ensure_open`` opens
+        it again where the line can be reopened."""
+
 
 def _descriptor(stream: trio.abc.Stream) -> int:
     """The non-blocking descriptor under a TCP connection, a socket pair or a serial port (-1:
@@ -187,6 +199,9 @@ class StreamTransport(Transport):
 
     def set_receive_threshold(self, count: int) -> bool:
         return self._direct.set_threshold(count)
+
+    def descriptor(self) -> int:
+        return self._direct.fd
 
     async def aclose(self) -> None:
         await self._io.aclose()
@@ -383,6 +398,16 @@ class ReconnectingLine(Transport):
 
     def set_receive_threshold(self, count: int) -> bool:
         return self._direct is not None and self._direct.set_threshold(count)
+
+    def descriptor(self) -> int:
+        return -1 if self._direct is None else self._direct.fd
+
+    async def ensure_open(self) -> None:
+        await self.connect()
+
+    async def broken(self, error: BaseException) -> None:
+        if self._stream is not None:
+            await self._drop(self._stream, error)
 
     async def receive_waiting(self, max_bytes: int = 4096) -> bytes:
         """What is waiting; nothing while the line is down. A break found here drops the
