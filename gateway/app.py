@@ -228,7 +228,7 @@ class Gateway:
             if config.kind == "simulator":
                 simulator = SimulatorService(simulated_line(config, seed=index + 1))
                 self.simulators[config.name] = simulator
-            line = open_line(config, simulator)
+            line = open_line(config, simulator, self.settings.mbus.driver)
             line.mbus = self.settings.mbus
             self.lines[config.name] = line
         self.pipeline.lines = dict(self.lines)

@@ -11,6 +11,7 @@ from typing import Any
 import trio
 
 from mbusgw.gateway.bus import BusMaster, MeterAddress, ReadSettings, Timing
+from mbusgw.gateway.busthread import ThreadedBusMaster
 from mbusgw.gateway.meters import AddressingMode, Meter
 from mbusgw.gateway.reading import BusReply
 from mbusgw.gateway.settings import InterfaceConfig, MBusSettings
@@ -42,11 +43,14 @@ class BusLine:
     """One interface: its bus master (the service that owns the line) and how to read a meter
     on it with the current M-Bus settings."""
 
-    def __init__(self, config: InterfaceConfig, transport: ReconnectingLine) -> None:
+    def __init__(
+        self, config: InterfaceConfig, transport: ReconnectingLine, driver: str = "trio"
+    ) -> None:
         self.config = config
         self.name = config.name
         self.transport = transport
-        self.master = BusMaster(transport, name=config.name)
+        master = ThreadedBusMaster if driver == "threads" else BusMaster
+        self.master = master(transport, name=config.name)
         self.mbus = MBusSettings()
         self._plans: dict[str, tuple[Meter, MBusSettings, MeterAddress, ReadSettings]] = {}
 
@@ -95,11 +99,16 @@ def address_of(meter: Meter) -> MeterAddress:
     )
 
 
-def open_line(config: InterfaceConfig, simulator: SimulatorService | None = None) -> BusLine:
+def open_line(
+    config: InterfaceConfig, simulator: SimulatorService | None = None, driver: str = "auto"
+) -> BusLine:
+    """The line of ``config``, driven by ``driver`` (``MBusSettings.driver``)."""
+    if driver == "auto":
+        driver = "trio" if config.kind == "simulator" else "threads"
     if config.kind == "serial":
-        return BusLine(config, serial_line(config.device or "", config.baud))
+        return BusLine(config, serial_line(config.device or "", config.baud), driver)
     if config.kind == "tcp":
-        return BusLine(config, tcp_line(config.host or "", config.port or 0, config.baud))
+        return BusLine(config, tcp_line(config.host or "", config.port or 0, config.baud), driver)
     if simulator is None:
         raise ValueError(f"interface {config.name}: a simulated line needs its simulator")
 
@@ -110,7 +119,7 @@ def open_line(config: InterfaceConfig, simulator: SimulatorService | None = None
     transport = ReconnectingLine(
         connect_to_simulator, config.baud, name=f"simulated {config.name}", fixed_baud=True
     )
-    return BusLine(config, transport)
+    return BusLine(config, transport, driver)
 
 
 def simulated_line(config: InterfaceConfig, seed: int) -> SimLine:
