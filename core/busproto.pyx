@@ -88,6 +88,7 @@ class Exchange:
     echo: bool = False  # the converter echoed the request
     stray: int = 0  # bytes from earlier exchanges dropped before sending
     detail: str = ""
+    received: bytes = b""  # every byte of the answer as it came (after echo removal)
 
     @property
     def frame(self) -> bytes:
@@ -240,6 +241,7 @@ cdef class Reception:
     cdef public double char, char_gap, window_end, bound, deadline, pace_until
     cdef public bint strict, done, garbled, overrun, capped
     cdef public list events
+    cdef public bytearray data
     cdef public object first_at, last_at
     cdef public Py_ssize_t count, remaining
 
@@ -256,6 +258,7 @@ cdef class Reception:
         self.bound = window_end + LONG_FRAME_MAX * char + char_gap
         self.deadline = window_end
         self.events = []
+        self.data = bytearray()
         self.first_at = None
         self.last_at = None
         self.garbled = False
@@ -287,6 +290,7 @@ cdef class Reception:
         self.last_at = at
         parser = self._parser
         parser.feed(data)
+        self.data += data
         self.count += len(data)
         if len(self._head) < 2:
             self._pace(at, data)
@@ -382,6 +386,7 @@ class LinkStates:
 cdef int _OP_EXCHANGE = 1
 cdef int _OP_SLEEP = 2
 cdef int _OP_NOW = 3
+cdef int _OP_LISTEN = 4
 
 # the machine's phases
 cdef int _IDLE = 0
@@ -389,6 +394,7 @@ cdef int _SLEEP = 1
 cdef int _GAP = 2
 cdef int _SETTLE = 3
 cdef int _RECEIVE = 4
+cdef int _LISTEN = 5
 
 
 cdef class BusProtocol:
@@ -421,6 +427,7 @@ cdef class BusProtocol:
     cdef double _stray_at
     cdef Py_ssize_t _stray
     cdef bint _garbled
+    cdef bytearray _heard
 
     def __init__(self, more_follows):
         self._more_follows = more_follows
@@ -437,6 +444,7 @@ cdef class BusProtocol:
         self._stray_at = -math.inf
         self._stray = 0
         self._garbled = False
+        self._heard = bytearray()
 
     # ---------------------------------------------------------------- what the driver sees
 
@@ -483,6 +491,12 @@ cdef class BusProtocol:
         the wire (the driver may wait until ``pace_until`` before reading again)."""
         if not data:
             return False
+        if self._phase == _LISTEN:
+            self._heard += data
+            self._stray_at = now
+            self.quiet_at = max(self.quiet_at, now)
+            self.ready_at = max(self.ready_at, now + self._times.gap)
+            return False
         if self._phase != _RECEIVE:
             self._stray += len(data)
             self._stray_at = now
@@ -513,6 +527,9 @@ cdef class BusProtocol:
             return
         if self._phase == _SLEEP:
             self._resume(now, None)
+        elif self._phase == _LISTEN:
+            heard, self._heard = bytes(self._heard), bytearray()
+            self._resume(now, heard)
         elif self._phase == _GAP:
             self._after_gap(now)
         elif self._phase == _SETTLE:
@@ -544,6 +561,10 @@ cdef class BusProtocol:
     def transfer(self, bytes frame, times, *, double now, expect_ack=None) -> None:
         """Any frame, one try; Done(Exchange) whatever came back."""
         self._start(_transfer(frame, times, expect_ack), now)
+
+    def listen(self, double duration, times, *, double now) -> None:
+        """Raw access: every byte the line receives for ``duration`` seconds; Done(bytes)."""
+        self._start(_listen(duration, times), now)
 
     def application_reset(self, target, subcode, times, *, double now) -> None:
         self._start(_application_reset(self, target, subcode, times), now)
@@ -592,6 +613,11 @@ cdef class BusProtocol:
                     return
                 value = None
                 continue
+            if kind == _OP_LISTEN:
+                self._phase = _LISTEN
+                self._times = op[2]
+                self._wake = now + op[1]
+                return
             if kind == _OP_EXCHANGE:
                 self._request, self._times, self._expect_ack, self._strict = op[1:]
                 self._phase = _GAP
@@ -700,6 +726,7 @@ cdef class BusProtocol:
             echo=reception.echo_seen,
             stray=self._sent_stray,
             detail=detail,
+            received=bytes(reception.data),
         )
         self._events.append(exchange)
         self._reception = None
@@ -756,6 +783,10 @@ def _strict(bytes request, times, expect_ack):
         return (yield (_OP_EXCHANGE, request, times, expect_ack, True))
     except _Noisy as exc:
         return None
+
+
+def _listen(double duration, times):
+    return (yield (_OP_LISTEN, duration, times))
 
 
 def _ping(BusProtocol proto, int address, times):

@@ -16,8 +16,10 @@ While the rest of a long frame is on the wire it asks the stream to hold the byt
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -62,6 +64,7 @@ __all__ = [
     "Outcome",
     "Probe",
     "ProbeKind",
+    "RawLine",
     "ReadSettings",
     "Reading",
     "Timing",
@@ -308,10 +311,52 @@ class _SetBaud:
     baud: int
 
 
+@dataclass(frozen=True)
+class _Listen:
+    seconds: float
+
+
 @dataclass
 class _Reply:
     done: trio.Event = field(default_factory=trio.Event)
     result: outcome.Outcome | None = None
+
+
+@dataclass
+class _Hold:
+    """Raw access: the line is the holder's until ``None`` comes among its ``ops``."""
+
+    granted: trio.Event = field(default_factory=trio.Event)
+    ops: collections.deque[tuple[Any, _Reply | None]] = field(default_factory=collections.deque)
+    more: trio.Event = field(default_factory=trio.Event)  # an op came (trio driver)
+
+
+class RawLine:
+    """A line taken for raw access (the transparent M-Bus service): bytes out and back with
+    the line's timing, while every other request to the line waits."""
+
+    def __init__(self, master: BusMaster, hold: _Hold) -> None:
+        self._master = master
+        self._hold = hold
+
+    async def send(self, data: bytes, *, expect_ack: bool | None = None) -> Exchange:
+        """``data`` on the wire after the inter-frame gap (and the recovery after a garble);
+        the answer as the bus master times it. ``Exchange.received`` holds every byte that
+        came back, frame or not."""
+        return await self._op(_Transfer(bytes(data), expect_ack))
+
+    async def receive(self, seconds: float) -> bytes:
+        """Whatever the line receives in the next ``seconds`` without a request."""
+        if not 0 <= seconds <= 60:
+            raise ValueError("seconds must be between 0 and 60")
+        return await self._op(_Listen(seconds))
+
+    async def _op(self, request: Any) -> Any:
+        reply = _Reply()
+        self._hold.ops.append((request, reply))
+        self._master._notify(self._hold)
+        await reply.done.wait()
+        return reply.result.unwrap()
 
 
 def failure_error(failed: Failed) -> BusError:
@@ -421,12 +466,15 @@ class BusMaster:
         if not self._running:
             raise LineDown(f"{self.name}: the bus task is not running")
         reply = _Reply()
+        await self._enqueue(request, reply)
+        await reply.done.wait()
+        return reply.result.unwrap()
+
+    async def _enqueue(self, request: Any, reply: _Reply) -> None:
         try:
             self._requests.send_nowait((request, reply))  # no extra task switch
         except trio.WouldBlock:
             await self._requests.send((request, reply))
-        await reply.done.wait()
-        return reply.result.unwrap()
 
     # ------------------------------------------------------------------ public requests
 
@@ -496,6 +544,47 @@ class BusMaster:
     async def set_baudrate(self, baud: int) -> None:
         await self.submit(_SetBaud(baud))
 
+    @contextlib.asynccontextmanager
+    async def raw(self) -> AsyncIterator[RawLine]:
+        """Take the line for raw access (``async with bus.raw() as line``): requests from
+        others queue until the block is left."""
+        if not self._running:
+            raise LineDown(f"{self.name}: the bus task is not running")
+        hold = _Hold()
+        reply = _Reply()
+        try:
+            await self._enqueue(hold, reply)
+            await hold.granted.wait()
+            yield RawLine(self, hold)
+        finally:
+            hold.ops.append((None, None))  # given back (also when it never came)
+            self._notify(hold)
+        with trio.CancelScope(shield=True):
+            await reply.done.wait()
+
+    def _notify(self, hold: _Hold) -> None:
+        """An op for the holder of the line is there."""
+        hold.more.set()
+
+    async def _serve_hold(self, hold: _Hold) -> None:
+        """Serve the holder of the line until it gives the line back."""
+        hold.granted.set()
+        try:
+            while True:
+                while not hold.ops:
+                    hold.more = trio.Event()
+                    await hold.more.wait()
+                request, reply = hold.ops.popleft()
+                if reply is None:
+                    return
+                try:
+                    reply.result = outcome.Value(await self._serve(request))
+                except Exception as exc:
+                    reply.result = outcome.Error(exc)
+                reply.done.set()
+        finally:
+            fail_ops(hold, LineDown(f"{self.name}: the bus task stopped"))
+
     # ------------------------------------------------------------------ one request
 
     def _times(self, timing: Timing | None = None) -> LineTimes:
@@ -513,6 +602,8 @@ class BusMaster:
             protocol.ping(request.address, times, now=now)
         elif kind is _Transfer:
             protocol.transfer(request.frame, times, now=now, expect_ack=request.expect_ack)
+        elif kind is _Listen:
+            protocol.listen(request.seconds, times, now=now)
         elif kind is _ProbePrimary:
             protocol.probe_primary(request.address, times, now=now)
         elif kind is _ProbeSecondary:
@@ -571,6 +662,8 @@ class BusMaster:
             self.protocol.links.forget_all()
             self.transport.set_baudrate(request.baud)
             return None
+        if type(request) is _Hold:
+            return await self._serve_hold(request)
         protocol = self.protocol
         transport = self.transport
         on_telegram = request.on_telegram if type(request) is _Read else None
@@ -694,6 +787,15 @@ class BusMaster:
         if self._threshold:
             self._threshold = False
             self.transport.set_receive_threshold(1)
+
+
+def fail_ops(hold: _Hold, error: BaseException) -> None:
+    """The line went away under its holder: what it still waits for fails."""
+    while hold.ops:
+        _, reply = hold.ops.popleft()
+        if reply is not None and not reply.done.is_set():
+            reply.result = outcome.Error(error)
+            reply.done.set()
 
 
 def _same(value: Any) -> Any:

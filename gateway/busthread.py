@@ -29,7 +29,7 @@ from typing import Any
 import outcome
 import trio
 
-from mbusgw.gateway.bus import BusMaster, _Read, _Reply, _SetBaud
+from mbusgw.gateway.bus import BusMaster, _Hold, _Read, _Reply, _SetBaud, fail_ops
 from mbusgw.gateway.errors import LineDown
 
 _CLOSED = select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -88,14 +88,9 @@ class ThreadedBusMaster(BusMaster):
                     reply.result = outcome.Error(stopped)
                     reply.done.set()
 
-    async def submit(self, request: Any) -> Any:
-        if not self._running:
-            raise LineDown(f"{self.name}: the bus task is not running")
-        reply = _Reply()
+    async def _enqueue(self, request: Any, reply: _Reply) -> None:
         self._queue.append((request, reply))
         self._wake()
-        await reply.done.wait()
-        return reply.result.unwrap()
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError):  # full: the thread is to wake anyway
@@ -186,6 +181,8 @@ class ThreadedBusMaster(BusMaster):
             protocol.links.forget_all()
             self.transport.set_baudrate(request.baud)
             return None
+        if type(request) is _Hold:
+            return self._serve_hold(request)
         on_telegram = request.on_telegram if type(request) is _Read else None
         fd = self._open()
         poller = select.poll()
@@ -244,6 +241,35 @@ class ThreadedBusMaster(BusMaster):
         finally:
             self._release(threshold)
         return self.result(ended, finish)
+
+    def _notify(self, hold: _Hold) -> None:
+        self._wake()
+
+    def _serve_hold(self, hold: _Hold) -> None:
+        """Serve the holder of the line until it gives the line back."""
+        self._hand_over(hold.granted.set)
+        poller = select.poll()
+        poller.register(self._wake_read, select.POLLIN)
+        try:
+            while True:
+                while not hold.ops:
+                    poller.poll()
+                    self._drain_wake()
+                    if self._stop:
+                        raise _Stopped
+                request, reply = hold.ops.popleft()
+                if reply is None:
+                    return
+                try:
+                    result = outcome.Value(self._serve_blocking(request))
+                except _Stopped:
+                    raise
+                except Exception as exc:
+                    result = outcome.Error(exc)
+                self._hand_over(_settle_reply, reply, result)
+        except _Stopped:
+            self._hand_over(fail_ops, hold, LineDown(f"{self.name}: the bus task stopped"))
+            raise
 
     def _release(self, threshold: bool) -> bool:
         if threshold:

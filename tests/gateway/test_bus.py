@@ -462,3 +462,39 @@ async def test_retries_count_repeated_requests_only(sim_bus, autojump_clock) -> 
         line.meters[1].ignore_next = 1
         again = await bus.read(at(2))
         assert (again.attempts, again.retries) == (5, 1)
+
+
+async def test_raw_access_holds_the_line_and_others_queue(sim_bus, autojump_clock) -> None:
+    async with sim_bus([meter(1)]) as (bus, line):
+        order: list[str] = []
+
+        async def scheduled_read() -> None:
+            await bus.read(at(1))
+            order.append("read")
+
+        async with trio.open_nursery() as nursery, bus.raw() as raw:
+            nursery.start_soon(scheduled_read)
+            await trio.sleep(1)  # the read waits for the line
+            assert order == []
+            answer = await raw.send(snd_nke(1))
+            assert answer.received == b"\xe5" and answer.outcome.value == "answer"
+            # not a frame: what came back is passed on as it is
+            line.meters[0].corrupt_next = 1
+            garbled = await raw.send(req_ud2(1, True))
+            assert garbled.outcome.value == "garbled" and len(garbled.received) > 20
+            assert await raw.receive(0.5) == b""
+            line.noise = (0.05, 0.1)
+            heard = await raw.receive(1.0)
+            line.noise = None
+            assert 5 <= len(heard) <= 21
+            order.append("raw done")
+            await trio.sleep(0.5)
+        await trio.sleep(1)
+        assert order == ["raw done", "read"]
+        # a holder cancelled before it got the line gives it back at once
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bus.read, at(1))
+            with trio.move_on_after(0):
+                async with bus.raw():
+                    raise AssertionError("not granted in no time")
+        assert (await bus.read(at(1))).frames

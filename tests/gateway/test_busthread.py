@@ -114,3 +114,24 @@ async def test_many_callers_are_served_in_turn_and_stopping_fails_the_rest() -> 
             assert all(isinstance(r, LineDown) and "stopped" in str(r) for r in results[-3:])
             nursery.cancel_scope.cancel()
         await transport.aclose()
+
+
+async def test_raw_access_through_the_thread() -> None:
+    with trio.fail_after(30):
+        async with threaded("tcp") as (bus, _):
+            order: list[str] = []
+
+            async def scheduled_read() -> None:
+                await bus.read(MeterAddress(primary=1))
+                order.append("read")
+
+            async with trio.open_nursery() as nursery, bus.raw() as raw:
+                nursery.start_soon(scheduled_read)
+                await trio.sleep(0.2)
+                answer = await raw.send(snd_nke(2))
+                assert answer.received == b"\xe5"
+                reply = await raw.send(req_ud2(2, True))
+                assert decode(reply.frame).header.id == "22222222"
+                assert await raw.receive(0.1) == b""
+                order.append("raw done")
+            assert order == ["raw done", "read"]
