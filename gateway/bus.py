@@ -370,8 +370,10 @@ def failure_error(failed: Failed) -> BusError:
     return BusError(f"{failed.label}: {failed.detail}")
 
 
-def targets(address: MeterAddress, modes: tuple[AddressingMode, ...]) -> list[Target]:
-    """The ways to reach ``address`` with ``modes``, in order (ConfigError: none)."""
+@functools.lru_cache(maxsize=4096)
+def targets(address: MeterAddress, modes: tuple[AddressingMode, ...]) -> tuple[Target, ...]:
+    """The ways to reach ``address`` with ``modes``, in order (ConfigError: none); kept, as a
+    meter is read with the same ones again and again."""
     found = []
     primary_key = None if address.primary is None else (AddressingMode.PRIMARY, address.primary)
     for mode in modes:
@@ -392,7 +394,7 @@ def targets(address: MeterAddress, modes: tuple[AddressingMode, ...]) -> list[Ta
         found.append(Target(mode, key, label, None, selection, primary_key))
     if not found:
         raise ConfigError({"address": f"{address} has no address for {modes}"})
-    return found
+    return tuple(found)
 
 
 class BusMaster:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -26,32 +26,13 @@ from mbusgw.core.busproto import (
     Telegram,
 )
 from mbusgw.core.frame import req_ud2, select_secondary, snd_nke
+from mbusgw.gateway.bus import Timing, resolve
 
 BAUD = 2400
 CHAR = 11 / BAUD
 
 
-@dataclass(frozen=True)
-class Times:
-    char: float = CHAR
-    response: float = 330 / BAUD + 0.050
-    latency: float = 0.015
-    gap: float = CHAR
-    recovery: float = 20 * CHAR
-    after_init: float = 0.0
-    read_attempts: int = 3
-    select_attempts: int = 3
-
-    @property
-    def char_gap(self) -> float:
-        return 2 * self.char + self.latency
-
-    @property
-    def no_answer(self) -> float:
-        return self.response + self.char + self.latency
-
-
-TIMES = Times()
+TIMES = resolve(Timing(), BAUD)  # the bus master's default timing
 
 
 def rsp_ud(access: int, more: bool = False, address: int = 1) -> bytes:
@@ -457,7 +438,7 @@ def test_any_noise_ends_every_job_within_its_bound(late, split, period, start, a
     """Noise from any moment, at any rate up to a flood: the job ends within its attempts'
     bounds, whatever the driver's time steps."""
     proto = BusProtocol(more_follows)
-    times = Times(read_attempts=attempts)
+    times = replace(TIMES, read_attempts=attempts)
 
     def noise(lo: float, hi: float) -> list[tuple[float, int]]:
         first = max(0, math.floor((lo - start) / period) + 1)
