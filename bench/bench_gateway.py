@@ -157,12 +157,14 @@ async def measure(data_dir: Path, ports: list[int], seconds: float, warmup: floa
         exchange_count = exchanges(gateway) - exchanges_before
         failures = sum(h.failures for h in gateway.health.values())
         memory = rss_mb()
+        drivers = sorted({type(line.master).__name__ for line in gateway.lines.values()})
         gateway.stop()
         nursery.cancel_scope.cancel()
     lat = np.array(latencies) * 1000 if latencies else np.array([np.nan])
     return {
         "meters": LINES * METERS_PER_LINE,
         "lines": LINES,
+        "driver": ", ".join(drivers),
         "baud": BAUD,
         "seconds": round(wall, 1),
         "meter_reads": reads,
@@ -203,11 +205,9 @@ def main(argv: list[str]) -> dict:
                     **mbus,
                 }
             )
-            driver = store.stored_settings().mbus.driver
             store.close()
             with cpu_quota(args.cpu_quota) as quota_kind:
                 result = trio.run(measure, data_dir, ports, args.seconds, args.warmup)
-            result["driver"] = driver
             result["cpu_quota"] = (
                 None if quota_kind is None else {"percent": args.cpu_quota, "group": quota_kind}
             )
@@ -224,7 +224,7 @@ def main(argv: list[str]) -> dict:
     limit = "" if quota is None else f", {quota['percent']} % of one core ({quota['group']})"
     print(
         f"{result['meters']} meters on {LINES} lines at {BAUD} baud, continuous mode, "
-        f"{result['seconds']} s measured, {result['driver']} driver{limit}"
+        f"{result['seconds']} s measured, {result['driver']}{limit}"
     )
     print(
         f"  reads/s            {result['reads_per_second']:>10}  ({result['failed_reads']} failed)"

@@ -143,7 +143,7 @@ class Done:
 
 @dataclass(frozen=True)
 class Failed:
-    kind: str  # NO_RESPONSE, COLLISION, NOISY, or "config"
+    kind: str  # NO_RESPONSE, COLLISION or NOISY
     label: str
     attempts: int
     detail: str = ""
@@ -781,7 +781,7 @@ def _strict(bytes request, times, expect_ack):
     collision (a scan narrows down, and the next step has its own bound)."""
     try:
         return (yield (_OP_EXCHANGE, request, times, expect_ack, True))
-    except _Noisy as exc:
+    except _Noisy:
         return None
 
 

@@ -46,9 +46,7 @@ class ThreadedBusMaster(BusMaster):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._queue: collections.deque[tuple[Any, _Reply]] = collections.deque()
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        os.set_blocking(self._wake_write, False)
+        self._wake_read = self._wake_write = -1  # a pipe while running: wakes the thread
         self._lock = threading.Lock()
         self._finished: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self._delivery_pending = False
@@ -64,6 +62,9 @@ class ThreadedBusMaster(BusMaster):
         self._token = trio.lowlevel.current_trio_token()
         self._clock = trio.lowlevel.current_clock()
         self._stop = False
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
         thread = threading.Thread(target=self._thread_main, name=f"bus {self.name}", daemon=True)
         self._thread = thread
         self._running = True
@@ -75,7 +76,13 @@ class ThreadedBusMaster(BusMaster):
             self._running = False
             self._stop = True
             self._wake()
-            thread.join()  # it leaves at its next wake-up, which this one is
+            # it leaves at its next wake-up, which this one is (trio keeps running meanwhile:
+            # the thread may be waiting for the line to open)
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(thread.join)
+            os.close(self._wake_read)
+            os.close(self._wake_write)
+            self._wake_read = self._wake_write = -1
             self.protocol.abort()
             stopped = LineDown(f"{self.name}: the bus task stopped")
             self._deliver()  # what finished before the stop is the callers'
@@ -93,6 +100,8 @@ class ThreadedBusMaster(BusMaster):
         self._wake()
 
     def _wake(self) -> None:
+        if self._wake_write < 0:
+            return  # not running: nothing to wake
         with contextlib.suppress(BlockingIOError):  # full: the thread is to wake anyway
             os.write(self._wake_write, b"w")
 

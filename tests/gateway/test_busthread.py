@@ -1,5 +1,6 @@
-"""The native bus driver (an OS thread per line) against the simulator over TCP and a pty, in
-real time at 9600 baud: the same requests, results and errors as the trio driver."""
+"""Both bus drivers (the native one, an OS thread per line, and the trio task) against the
+simulator over TCP and a pty, in real time at 9600 baud: the same requests, results and
+errors."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import trio
 
 from mbusgw.core import decode
 from mbusgw.core.frame import req_ud2, snd_nke
-from mbusgw.gateway.bus import MeterAddress, ProbeKind, ReadSettings
+from mbusgw.gateway.bus import BusMaster, MeterAddress, ProbeKind, ReadSettings
 from mbusgw.gateway.busthread import ThreadedBusMaster
 from mbusgw.gateway.errors import LineDown, LineNoisy, NoResponse
 from mbusgw.gateway.simulator import MEDIAN_TEMPLATE, SimLine, make_meter, serve_pty, serve_tcp
@@ -28,7 +29,9 @@ def meters() -> list:
 
 
 @asynccontextmanager
-async def threaded(kind: str) -> AsyncIterator[tuple[ThreadedBusMaster, SimLine]]:
+async def threaded(
+    kind: str, driver: type[BusMaster] = ThreadedBusMaster
+) -> AsyncIterator[tuple[BusMaster, SimLine]]:
     line = SimLine(meters(), BAUD)
     async with trio.open_nursery() as nursery:
         if kind == "tcp":
@@ -37,7 +40,7 @@ async def threaded(kind: str) -> AsyncIterator[tuple[ThreadedBusMaster, SimLine]
         else:
             device = await nursery.start(serve_pty, line)
             transport = serial_line(device, BAUD)
-        bus = ThreadedBusMaster(transport)
+        bus = driver(transport)
         await nursery.start(bus.run)
         try:
             yield bus, line
@@ -46,10 +49,14 @@ async def threaded(kind: str) -> AsyncIterator[tuple[ThreadedBusMaster, SimLine]
             await transport.aclose()
 
 
+DRIVERS = pytest.mark.parametrize("driver", [ThreadedBusMaster, BusMaster], ids=["threads", "trio"])
+
+
+@DRIVERS
 @pytest.mark.parametrize("kind", ["tcp", "pty"])
-async def test_reads_probes_and_errors(kind: str) -> None:
+async def test_reads_probes_and_errors(kind: str, driver: type[BusMaster]) -> None:
     with trio.fail_after(30):
-        async with threaded(kind) as (bus, line):
+        async with threaded(kind, driver) as (bus, line):
             sent: list[bytes] = []
             telegrams: list[int] = []
             bus.on_exchange = lambda exchange: sent.append(exchange.request)
@@ -112,13 +119,20 @@ async def test_many_callers_are_served_in_turn_and_stopping_fails_the_rest() -> 
             await trio.sleep(0.05)
             assert len(results) == 4
             assert all(isinstance(r, LineDown) and "stopped" in str(r) for r in results[-3:])
+            # started again (as the supervisor restarts a service), it serves as before
+            async with trio.open_nursery() as bus_nursery:
+                await bus_nursery.start(bus.run)
+                assert (await bus.read(MeterAddress(primary=2))).complete
+                bus_nursery.cancel_scope.cancel()
             nursery.cancel_scope.cancel()
         await transport.aclose()
 
 
-async def test_raw_access_through_the_thread() -> None:
+@DRIVERS
+@pytest.mark.parametrize("kind", ["tcp", "pty"])
+async def test_raw_access(kind: str, driver: type[BusMaster]) -> None:
     with trio.fail_after(30):
-        async with threaded("tcp") as (bus, _):
+        async with threaded(kind, driver) as (bus, _):
             order: list[str] = []
 
             async def scheduled_read() -> None:
