@@ -461,3 +461,25 @@ def test_any_noise_ends_every_job_within_its_bound(late, split, period, start, a
     assert end <= bound
     for exchange in exchanges(events):
         assert exchange.done_at - exchange.sent_at <= ATTEMPT + 0.02 * 2 + 1e-9
+
+
+def test_a_slow_meter_answers_into_the_retry_and_its_late_answer_is_stray() -> None:
+    proto = BusProtocol(more_follows)
+    frame = rsp_ud(1)
+    line = meter({req_ud2(1, True): frame}, delay=0.3)  # beyond the 208 ms window
+    events, _ = run(
+        proto,
+        lambda now: proto.read([primary()], TIMES, TIMES, now=now, init=False, limit=1),
+        line,
+        *exact(),
+    )
+    first, second = exchanges(events)
+    assert first.outcome is Outcome.SILENT and second.outcome is Outcome.ANSWER
+    assert result(events).value.retries == 1
+    # the second request's own answer comes after its exchange: stray before the next one
+    proto.receive(frame, second.done_at + 0.3)
+    proto.ping(1, TIMES, now=second.done_at + 1)
+    proto.take_output()
+    proto.tick(second.done_at + 2)
+    (ping,) = [e for e in proto.pop_events() if isinstance(e, Exchange)]
+    assert ping.stray == len(frame) and proto.stats.stray_bytes == len(frame)
