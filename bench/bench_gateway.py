@@ -82,7 +82,7 @@ def cpu_quota(percent: float | None) -> Iterator[str | None]:
         group.rmdir()
 
 
-def start_simulator() -> tuple[subprocess.Popen, list[int]]:
+def start_simulator(lines: int = LINES) -> tuple[subprocess.Popen, list[int]]:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -92,7 +92,7 @@ def start_simulator() -> tuple[subprocess.Popen, list[int]]:
             "--tcp",
             "127.0.0.1:0",
             "--lines",
-            str(LINES),
+            str(lines),
             "--meters",
             str(METERS_PER_LINE),
             "--baud",
@@ -103,7 +103,7 @@ def start_simulator() -> tuple[subprocess.Popen, list[int]]:
         text=True,
     )
     ports = []
-    for _ in range(LINES):
+    for _ in range(lines):
         ready = json.loads(process.stdout.readline())
         ports.append(int(ready["tcp"].rsplit(":", 1)[1]))
     return process, ports
