@@ -6,6 +6,7 @@ same TCP transport as a real converter, so the embedded default exercises the re
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import trio
@@ -99,10 +100,19 @@ def address_of(meter: Meter) -> MeterAddress:
     )
 
 
+# How long a thread may keep the GIL while another waits for it. Python's 5 ms would let a busy
+# thread (a report being rendered) hold up a line's next request that long after each answer;
+# measured with the x112 report rendering and 32 Modbus clients, 0.5 ms keeps the lines at
+# their quiet occupancy at no visible cost to the rendering.
+GIL_SWITCH_INTERVAL = 0.0005
+
+
 def open_line(
     config: InterfaceConfig, simulator: SimulatorService | None = None, driver: str = "auto"
 ) -> BusLine:
     """The line of ``config``, driven by ``driver`` (``MBusSettings.driver``)."""
+    if sys.getswitchinterval() > GIL_SWITCH_INTERVAL:
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     if driver == "auto":
         driver = "trio" if config.kind == "simulator" else "threads"
     if config.kind == "serial":
