@@ -194,12 +194,15 @@ class ThreadedBusMaster(BusMaster):
             return self._serve_hold(request)
         on_telegram = request.on_telegram if type(request) is _Read else None
         fd = self._open()
+        try:
+            # what came between exchanges (late answers, noise) is stray: counted, dropped
+            while data := self._read(fd):
+                protocol.receive(data, self._now())
+        except LineDown:
+            fd = self._open()  # it broke while idle: open it again, as the trio driver's send does
         poller = select.poll()
         poller.register(self._wake_read, select.POLLIN)
         poller.register(fd, select.POLLIN)
-        # what came between exchanges (late answers, noise) is stray: counted, dropped
-        while data := self._read(fd):
-            protocol.receive(data, self._now())
         finish = self.begin(request, self._now())
         threshold = False
         try:

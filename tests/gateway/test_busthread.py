@@ -16,7 +16,8 @@ from mbusgw.gateway.bus import BusMaster, MeterAddress, ProbeKind, ReadSettings
 from mbusgw.gateway.busthread import ThreadedBusMaster
 from mbusgw.gateway.errors import LineDown, LineNoisy, NoResponse
 from mbusgw.gateway.simulator import MEDIAN_TEMPLATE, SimLine, make_meter, serve_pty, serve_tcp
-from mbusgw.gateway.transport import serial_line, tcp_line
+from mbusgw.gateway.simulator.serve import socket_pair
+from mbusgw.gateway.transport import ReconnectingLine, serial_line, tcp_line
 
 BAUD = 9600
 
@@ -149,3 +150,40 @@ async def test_raw_access(kind: str, driver: type[BusMaster]) -> None:
                 assert await raw.receive(0.1) == b""
                 order.append("raw done")
             assert order == ["raw done", "read"]
+
+
+@DRIVERS
+async def test_a_broken_line_is_line_down_and_reopened(driver: type[BusMaster]) -> None:
+    line = SimLine(meters(), BAUD)
+    ends: list[trio.SocketStream] = []
+    async with trio.open_nursery() as nursery:
+
+        async def opener(_baud: int) -> trio.abc.Stream:
+            master_end, line_end = socket_pair()
+            ends.append(line_end)
+            nursery.start_soon(line.serve, line_end)
+            return master_end
+
+        transport = ReconnectingLine(opener, BAUD, name="pair", fixed_baud=True)
+        bus = driver(transport)
+        with trio.fail_after(30):
+            await nursery.start(bus.run)
+            assert (await bus.read(MeterAddress(primary=1))).frames
+            await ends[-1].aclose()  # the converter goes away while the line is idle
+            await trio.sleep(0.05)
+            # the next request opens the line again
+            assert (await bus.read(MeterAddress(primary=2))).complete
+            assert transport.connects == 2
+
+            async def close_soon() -> None:
+                await trio.sleep(0.05)
+                await ends[-1].aclose()
+
+            # it goes away during an exchange (nobody answers address 9): the caller is told
+            nursery.start_soon(close_soon)
+            with pytest.raises(LineDown):
+                await bus.read(MeterAddress(primary=9))
+            assert (await bus.read(MeterAddress(primary=1))).frames
+            assert transport.connects == 3
+        nursery.cancel_scope.cancel()
+    await transport.aclose()
