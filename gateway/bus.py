@@ -320,6 +320,7 @@ class _Listen:
 class _Reply:
     done: trio.Event = field(default_factory=trio.Event)
     result: outcome.Outcome | None = None
+    failure: BaseException | None = None  # a callback of the request raised (native driver)
 
 
 @dataclass

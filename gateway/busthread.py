@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import math
 import os
 import select
@@ -126,6 +127,11 @@ class ThreadedBusMaster(BusMaster):
         except trio.RunFinishedError:
             pass
 
+    def _callback(self, reply: _Reply, call: Callable[..., Any], *args: Any) -> None:
+        """From the thread: a caller's callback (``on_exchange``, ``on_telegram``), run in
+        trio; if it raises, the request fails with its error, as under the trio driver."""
+        self._hand_over(_run_callback, reply, call, args)
+
     # ------------------------------------------------------------------ the thread
 
     def _now(self) -> float:
@@ -143,7 +149,7 @@ class ThreadedBusMaster(BusMaster):
             request, reply = self._queue.popleft()
             self._in_hand = reply
             try:
-                result = outcome.Value(self._serve_blocking(request))
+                result = outcome.Value(self._serve_blocking(request, reply))
             except _Stopped:
                 return
             except trio.BrokenResourceError as exc:
@@ -184,14 +190,14 @@ class ThreadedBusMaster(BusMaster):
         down.__cause__ = error
         return down
 
-    def _serve_blocking(self, request: Any) -> Any:
+    def _serve_blocking(self, request: Any, reply: _Reply) -> Any:
         protocol = self.protocol
         if type(request) is _SetBaud:
             protocol.links.forget_all()
             self.transport.set_baudrate(request.baud)
             return None
         if type(request) is _Hold:
-            return self._serve_hold(request)
+            return self._serve_hold(request)  # its ops have their own replies
         on_telegram = request.on_telegram if type(request) is _Read else None
         fd = self._open()
         try:
@@ -210,7 +216,9 @@ class ThreadedBusMaster(BusMaster):
                 out = protocol.take_output()
                 if out:
                     self._write(fd, out)
-                ended = self.dispatch(protocol.pop_events(), on_telegram, self._hand_over)
+                ended = self.dispatch(
+                    protocol.pop_events(), on_telegram, functools.partial(self._callback, reply)
+                )
                 if ended is not None:
                     break
                 deadline = protocol.deadline
@@ -273,7 +281,7 @@ class ThreadedBusMaster(BusMaster):
                 if reply is None:
                     return
                 try:
-                    result = outcome.Value(self._serve_blocking(request))
+                    result = outcome.Value(self._serve_blocking(request, reply))
                 except _Stopped:
                     raise
                 except Exception as exc:
@@ -313,6 +321,14 @@ class ThreadedBusMaster(BusMaster):
             view = view[sent:]
 
 
+def _run_callback(reply: _Reply, call: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    if reply.failure is None:
+        try:
+            call(*args)
+        except Exception as exc:
+            reply.failure = exc
+
+
 def _settle_reply(reply: _Reply, result: outcome.Outcome) -> None:
-    reply.result = result
+    reply.result = result if reply.failure is None else outcome.Error(reply.failure)
     reply.done.set()

@@ -187,3 +187,16 @@ async def test_a_broken_line_is_line_down_and_reopened(driver: type[BusMaster]) 
             assert transport.connects == 3
         nursery.cancel_scope.cancel()
     await transport.aclose()
+
+
+@DRIVERS
+async def test_a_callback_that_raises_fails_its_request(driver: type[BusMaster]) -> None:
+    def broken_display(count: int) -> None:
+        raise RuntimeError("the progress display broke")
+
+    with trio.fail_after(30):
+        async with threaded("tcp", driver) as (bus, _):
+            with pytest.raises(RuntimeError, match="progress display"):
+                await bus.read(MeterAddress(primary=2), on_telegram=broken_display)
+            await trio.sleep(0.2)
+            assert (await bus.read(MeterAddress(primary=1))).frames
