@@ -3,10 +3,11 @@ a TCP connection to an M-Bus/TCP converter, or any trio stream (the simulator in
 
 Every line is a ``Transport``: a ``trio.abc.Stream`` that also knows its baud rate, because the bus
 master times every exchange from it. Serial ports are opened and configured by pyserial (baud,
-8 data bits, even parity, 1 stop bit); the bytes then go through trio on a non-blocking file
-descriptor, so no thread sits in a blocking read and any number of lines can be open at once.
-A line's stream must have a descriptor (a socket, a serial port, a pseudo-terminal): the bus
-master reads what is already waiting without waiting for more (``receive_waiting``).
+8 data bits, even parity, 1 stop bit); the bytes then go through a non-blocking file descriptor.
+A line's stream must have a descriptor (a socket, a serial port, a pseudo-terminal): the trio bus
+driver reads what is already waiting without waiting for more (``receive_waiting``), and the
+native driver (``gateway.busthread``) waits on the descriptor itself in its thread
+(``descriptor``), leaving opening and reopening to the transport (``ensure_open``, ``broken``).
 
 ``ReconnectingLine`` opens its stream on first use and again after the line breaks, with a
 doubling back-off between failed attempts. It never blocks a caller on the back-off: an exchange
