@@ -14,7 +14,7 @@ needs; the values are decoded later from the rebuilt full frame.
 from cpython.bytes cimport PyBytes_AS_STRING
 from libc.stdint cimport uint8_t
 
-from _mbus cimport mbus_crc16
+from _mbus cimport mbus_crc16, mbus_lvar_size
 
 from mbusgw.core.errors import ChecksumError, DecodeError, UnsupportedError
 
@@ -28,21 +28,10 @@ cdef int[16] DATA_SIZE = [0, 1, 2, 3, 4, 4, 6, 8, 0, 1, 2, 3, 4, -1, 6, -2]
 
 cdef Py_ssize_t _lvar_size(int lvar, Py_ssize_t offset) except -1:
     """Bytes that follow a variable-length (DIF 0x?D) LVAR byte."""
-    if lvar <= 0xBF:
-        return lvar
-    if lvar <= 0xCF:
-        return lvar - 0xC0
-    if lvar <= 0xDF:
-        return lvar - 0xD0
-    if lvar <= 0xEF:
-        return lvar - 0xE0
-    if lvar <= 0xF4:
-        return 4 * (lvar - 0xEC)
-    if lvar == 0xF5:
-        return 48
-    if lvar == 0xF6:
-        return 64
-    raise DecodeError(f"LVAR 0x{lvar:02X} is reserved", offset)
+    cdef int size = mbus_lvar_size(<uint8_t>lvar)
+    if size < 0:
+        raise DecodeError(f"LVAR 0x{lvar:02X} is reserved", offset)
+    return size
 
 
 cdef class RecordShape:

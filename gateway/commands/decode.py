@@ -124,6 +124,12 @@ def print_table(telegram: Telegram, out: TextIO) -> None:
         if h.signature is not None:
             parts.append(f"signature 0x{h.signature:04X}")
     print("  ".join(parts), file=out)
+    if telegram.configuration_ignored:
+        print(
+            f"configuration word 0x{h.signature:04X} ignored: its security mode "
+            f"{(h.signature >> 8) & 0x1F} names no encryption, the payload is plain records",
+            file=out,
+        )
     if telegram.error is not None:
         code, text = telegram.error
         print(f"application error {code}: {text}", file=out)
