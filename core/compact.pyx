@@ -16,6 +16,8 @@ from libc.stdint cimport uint8_t
 
 from _mbus cimport mbus_crc16, mbus_lvar_size
 
+import json
+
 from mbusgw.core.errors import ChecksumError, DecodeError, UnsupportedError
 
 cdef enum:
@@ -235,6 +237,25 @@ cdef tuple _split_headers(bytes headers_bytes):
         size = DATA_SIZE[dif & 0x0F]
         sizes.append(0 if size < 0 else size)
     return headers, sizes
+
+
+def layouts_from_json(str text) -> dict:
+    """Known compact layouts (the JSON of ``compact_layouts.json``, see docs/core.md):
+    ``{manufacturer: {signature: CompactLayout}}``. Each entry's signature is checked against its
+    record headers, so a damaged file fails here rather than rebuilding wrong frames."""
+    try:
+        entries = json.loads(text)["layouts"]
+        known = {}
+        for entry in entries:
+            layout = CompactLayout([bytes.fromhex(h) for h in entry["headers"]], entry["sizes"])
+            signature = int(entry["signature"], 16)
+            if layout.signature != signature:
+                raise ValueError(f"{entry['manufacturer']} layout 0x{signature:04X}: its headers "
+                                 f"give 0x{layout.signature:04X}")
+            known.setdefault(str(entry["manufacturer"]), {})[signature] = layout
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"not a compact layout file: {error!r}") from None
+    return known
 
 
 def split_compact(payload) -> tuple:

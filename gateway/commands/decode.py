@@ -30,6 +30,7 @@ from mbusgw.core.jsonout import dumps
 from mbusgw.core.units import medium_name
 from mbusgw.core.wireless_decoder import WirelessDecoder
 from mbusgw.core.wmbus import FRAME_FORMATS, decode_transport, security_mode_name, strip_crc
+from mbusgw.gateway.compact_layouts import shipped_compact_layouts
 from mbusgw.gateway.keys import (
     KeyFileError,
     KeySnapshot,
@@ -178,7 +179,9 @@ class Session:
     def __init__(self, as_json: bool, keys, frame_format: str = "auto") -> None:
         self.as_json = as_json
         self.keys = keys
-        self.wireless = WirelessDecoder(keys=keys, frame_format=frame_format)
+        self.wireless = WirelessDecoder(
+            keys=keys, frame_format=frame_format, known_layouts=shipped_compact_layouts()
+        )
         self.frame_format = frame_format
         self.printed = False
 

@@ -146,3 +146,24 @@ def test_a_binary_number_of_variable_length_is_a_number() -> None:
     status, out, _ = run(["--json", frame.hex()])
     assert status == 0
     assert json.loads(out)["records"][0]["value"] == 12345
+
+
+def test_a_known_meters_compact_frame_decodes_alone() -> None:
+    # wmbusmeters kamheat "Heato#2": the compact frame without the full frame before it
+    _full, compact = case_telegrams("drivers/src/kamheat.xmq", "Heato#2")
+    status, out, err = run(["--json", compact])
+    assert status == 0 and err == ""
+    telegram = json.loads(out)
+    assert telegram["link"]["payload_kind"] == "records"
+    energy = [r for r in telegram["records"] if r["quantity"] == "energy"]
+    # wmbusmeters gives total_energy_consumption_kwh 68457
+    assert energy and energy[0]["value"] == 68457000
+    status, out, _ = run([compact])
+    assert "compact frame CI 0x79 rebuilt" in out
+
+
+def test_an_unknown_compact_signature_still_needs_its_full_frame() -> None:
+    (compact,) = case_telegrams("drivers/src/kamwater.xmq", "MyTapWater#2")
+    status, out, err = run(["--json", compact])
+    assert status == 1 and out == ""
+    assert "LayoutUnknownError" in err and "0xA8ED" in err
