@@ -194,20 +194,3 @@ def test_a_damaged_layout_file_is_refused() -> None:
         layouts_from_json(json.dumps({"layouts": [entry]}))
     with pytest.raises(ValueError, match="not a compact layout file"):
         layouts_from_json(json.dumps({"layouts": [{"headers": ["0413"]}]}))
-
-
-def test_a_shipped_layout_decodes_a_compact_frame_inside_ell_encryption() -> None:
-    # exmbus: the layout 0x2274 comes from the full frame of its "decrypt and encrypt" test and
-    # is the one the "DataRecord unparse issue" test documents for this compact frame
-    (case,) = [c for c in load_cases() if c["test_name"] == "KAM 12345678 DataRecord unparse issue"]
-    decoder = WirelessDecoder(keys=case["key"], known_layouts=shipped())
-    telegram = decoder.decode(bytes.fromhex(case["telegram_hex"]))
-    headers = bytes.fromhex(case["expected_json"]["format_frame_header_bytes"])
-    assert shipped()["KAM"][0x2274] == CompactLayout.from_headers(headers)
-    assert [r.dif_vif for r in telegram.application.records] == [
-        "0405",
-        "04FB8275",
-        "04853C",
-        "04FB82F53C",
-        "01FD17",
-    ]
