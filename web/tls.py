@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import socket
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,7 @@ from cryptography.x509.oid import NameOID
 from mbusgw.web.errors import BadRequest
 
 CLIENT_MODES = ("off", "required")
+HOSTNAME = re.compile(r"^(?=.{1,64}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$")
 
 
 class CertificateError(BadRequest):
@@ -73,7 +75,7 @@ def describe_certificate(cert: x509.Certificate) -> dict[str, Any]:
     }
 
 
-def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     part = path.with_suffix(path.suffix + ".part")
     fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as out:
@@ -145,7 +147,7 @@ class TlsFiles:
                 "client certificates need a trust store first",
                 {"client_certificates": "no trust store"},
             )
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         _write_atomic(self.settings_path, json.dumps(asdict(updated)).encode())
         return updated
 
@@ -210,7 +212,7 @@ class TlsFiles:
             raise CertificateError(
                 "the private key does not belong to the certificate", {"key": "does not match"}
             )
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         key_pem = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -232,10 +234,35 @@ class TlsFiles:
         certs = _load_pem_chain(pem)
         if not certs:
             raise CertificateError("no PEM certificate found", {"trust_store": "not PEM"})
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
         _write_atomic(self.trust_path, data)
         return [describe_certificate(c) for c in certs]
+
+    def https_host(self) -> str | None:
+        """The host a plain-HTTP request is sent on to: the first name the server certificate
+        is issued for (a client must use one of them for HTTPS to verify), never the request's
+        ``Host`` header, which the client chooses. None without a usable name."""
+        if not self.cert_path.exists():
+            return None
+        chain = _load_pem_chain(self.cert_path.read_bytes())
+        if not chain:
+            return None
+        try:
+            names = list(
+                chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            )
+        except x509.ExtensionNotFound:
+            names = []
+        for name in names:
+            if isinstance(name, x509.IPAddress):
+                address = name.value
+                return f"[{address}]" if address.version == 6 else str(address)
+            if isinstance(name, x509.DNSName) and HOSTNAME.match(name.value):
+                return name.value
+        common = chain[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        value = common[0].value if common else None
+        return value if isinstance(value, str) and HOSTNAME.match(value) else None
 
     def status(self) -> dict[str, Any]:
         return {
