@@ -574,12 +574,19 @@ async def config_upload() -> Response:
     return reply(await import_config(gw(), text_of(data)))
 
 
-@route("GET", "/backup", "A backup of all values and settings", "device", access="admin",
-       media="binary")  # fmt: skip
+PASSPHRASE = Param("X-Backup-Passphrase", STR, "download: include the secrets (meter keys, "
+                   "passwords), sealed with this passphrase (at least 8 characters); restore: "
+                   "the passphrase of a backup that carries secrets", where="header")  # fmt: skip
+
+
+@route("GET", "/backup", "A backup of all values and settings (secrets only with a passphrase)",
+       "device", access="admin", media="binary", params=(PASSPHRASE,))  # fmt: skip
 async def backup_download() -> Response:
+    from quart import request
+
     from mbusgw.web.transfer import backup_file, stream_and_remove
 
-    path = await backup_file(gw())
+    path = await backup_file(gw(), request.headers.get(PASSPHRASE.name))
     stamp = gw().clock.now().strftime("%Y%m%d-%H%M")
     response = Response(stream_and_remove(path), mimetype="application/octet-stream")
     response.headers["Content-Disposition"] = f'attachment; filename="mbusgw-{stamp}.backup"'
@@ -587,14 +594,15 @@ async def backup_download() -> Response:
 
 
 @route("POST", "/backup", "Restore a backup (checked first; the gateway restarts)", "device",
-       access="admin", body="file", response="Ok", status=202)  # fmt: skip
+       access="admin", body="file", response="Ok", status=202, params=(PASSPHRASE,))  # fmt: skip
 async def backup_restore() -> Response:
     from quart import request
 
     from mbusgw.web.transfer import stage_restore
 
-    path = await stage_restore(gw(), request.body)
-    return reply(ops.stop_for(gw(), "restore", path), 202)
+    passphrase = request.headers.get(PASSPHRASE.name)
+    path = await stage_restore(gw(), request.body, passphrase)
+    return reply(ops.stop_for(gw(), "restore", path, passphrase), 202)
 
 
 # ---------------------------------------------------------------------------- push reports

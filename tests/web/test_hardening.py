@@ -244,3 +244,54 @@ async def test_basic_auth_remembers_a_success_until_the_password_changes(
             assert (await http.get("/api/v1/device")).status_code == 401  # was remembered
         async with httpx.AsyncClient(base_url=base, auth=(ADMIN[0], "Changed77")) as http:
             assert (await http.get("/api/v1/device")).status_code == 200
+
+
+# ------------------------------------------------------------------ 2: secrets in backups
+
+KEY = "0102030405060708090A0B0C0D0E0F11"
+SMTP = {"reports": {"email": {"host": "smtp.example", "username": "gw", "password": "smtp-Pw-77"}}}
+
+
+async def test_a_backup_through_the_api_carries_secrets_only_with_a_passphrase(
+    gateway: RigGateway, served: str, tmp_path: Path
+) -> None:
+    from mbusgw.gateway.lifecycle import apply_after_stop
+    from mbusgw.gateway.store import Store, store_path
+    from mbusgw.gateway.store.backup import read_backup_info
+
+    await gateway.update_settings(SMTP)
+    await gateway.keys.add(KEY, address="12345678")
+    octets = {"Content-Type": "application/octet-stream"}
+    with trio.fail_after(60):
+        async with httpx.AsyncClient(base_url=served, auth=("admin", "admin")) as http:
+            assert (await http.post("/api/v1/me/password", json=CHANGE)).status_code == 200
+        async with httpx.AsyncClient(base_url=served, auth=ADMIN) as http:
+            plain = (await http.get("/api/v1/backup")).content
+            short = await http.get("/api/v1/backup", headers={"X-Backup-Passphrase": "short"})
+            assert short.status_code == 400
+            sealed = await http.get(
+                "/api/v1/backup", headers={"X-Backup-Passphrase": "Pass-phrase-1"}
+            )
+            assert sealed.status_code == 200
+            for data in (plain, sealed.content):
+                assert b"smtp-Pw-77" not in data and KEY.encode() not in data.upper()
+            (tmp_path / "sealed.backup").write_bytes(sealed.content)
+            assert read_backup_info(tmp_path / "sealed.backup").secrets is not None
+            for given, message in ((None, "give it"), ("Wrong-phrase-1", "wrong passphrase")):
+                headers = octets | ({"X-Backup-Passphrase": given} if given else {})
+                refused = await http.post("/api/v1/backup", content=sealed.content, headers=headers)
+                assert refused.status_code == 400 and message in refused.json()["error"]["message"]
+                assert gateway.after_stop is None and gateway.stopped == 0
+            accepted = await http.post(
+                "/api/v1/backup",
+                content=sealed.content,
+                headers=octets | {"X-Backup-Passphrase": "Pass-phrase-1"},
+            )
+            assert accepted.status_code == 202
+    assert "Pass-phrase-1" not in repr(gateway.after_stop)
+    # what `mbusgw run` does once the gateway has stopped: here into another data directory
+    other = tmp_path / "other"
+    apply_after_stop(gateway.after_stop, other)
+    with Store.open(store_path(other)) as store:
+        assert store.stored_settings().reports.email.password == "smtp-Pw-77"
+        assert {r.get("key") for r in store.records("keys").values()} >= {KEY}
