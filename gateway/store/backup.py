@@ -123,19 +123,23 @@ def create_backup(
     carrier = PassphraseSealer(passphrase) if passphrase is not None else None
 
     def carried(sealed: str, name: str) -> str | None:
-        if carrier is None:
-            return None
-        return carrier.seal(env.sealer.open(sealed, name), name)
+        # a secret that does not open here (the store moved without its key file) is unset
+        secret = env.sealer.readable(sealed, name) if carrier is not None else None
+        return None if secret is None or carrier is None else carrier.seal(secret, name)
 
     fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)
         scratch = destination.with_name(destination.name + ".part.mdb")
-        with _scratch_store(scratch, env.copy_to_fd, carrier or Sealer(None, "no key")) as copy:
-            _reseal(copy, carried)
-            counts = _counts(copy)
-            os.lseek(fd, HEADER_SIZE, os.SEEK_SET)
-            copy.copy_to_fd(fd)
+        with _scratch_file(scratch, env.copy_to_fd):
+            copy = StoreEnv(scratch, sealer=carrier or Sealer(None, "no key"))
+            try:
+                _reseal(copy, carried)
+                counts = _counts(copy)
+                os.lseek(fd, HEADER_SIZE, os.SEEK_SET)
+                copy.copy_to_fd(fd)
+            finally:
+                copy.close()
         data_bytes = os.fstat(fd).st_size - HEADER_SIZE
         info = BackupInfo(
             dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="seconds"),
@@ -161,9 +165,9 @@ def create_backup(
 
 
 @contextlib.contextmanager
-def _scratch_store(path: Path, fill: Callable[[int], None], sealer: Sealer) -> Iterator[StoreEnv]:
-    """A store file at ``path`` written by ``fill(fd)`` and opened for writing with ``sealer``;
-    removed afterwards."""
+def _scratch_file(path: Path, fill: Callable[[int], None]) -> Iterator[None]:
+    """A store file at ``path`` (0600) written by ``fill(fd)``; afterwards removed with its
+    lock file unless it was renamed away."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -172,11 +176,7 @@ def _scratch_store(path: Path, fill: Callable[[int], None], sealer: Sealer) -> I
             os.fsync(fd)
         finally:
             os.close(fd)
-        env = StoreEnv(path, sealer=sealer)
-        try:
-            yield env
-        finally:
-            env.close()
+        yield
     finally:
         path.unlink(missing_ok=True)
         Path(str(path) + "-lock").unlink(missing_ok=True)
@@ -292,19 +292,27 @@ def restore_backup(
         fd = file.fileno()
         if _sha256(fd, HEADER_SIZE, info.data_bytes) != info.sha256:
             raise BackupError(f"{backup} fails its checksum: the file is damaged")
-        fill = partial(_copy_range, fd, HEADER_SIZE, info.data_bytes)
-        try:
-            with _scratch_store(staged, fill, carrier or Sealer(None, "no key")) as copy:
-                if carrier is not None:
-                    kept = Sealer.beside(store_file, create=True)
-                    _reseal(copy, lambda text, name: kept.seal(carrier.open(text, name), name))
-                copy.close()  # LMDB: one open of a file per process
-                _test_open(staged, info, full_check)
-                os.replace(staged, store_file)
-                _fsync_dir(store_file.parent)
-        except StoreError as error:
-            raise BackupError(f"the backup does not open as a store: {error}") from error
+        with _scratch_file(staged, partial(_copy_range, fd, HEADER_SIZE, info.data_bytes)):
+            if carrier is not None:
+                _reseal_for(staged, carrier, Sealer.beside(store_file, create=True))
+            _test_open(staged, info, full_check)
+            os.replace(staged, store_file)
+            _fsync_dir(store_file.parent)
     return info
+
+
+def _reseal_for(path: Path, carrier: Sealer, kept: Sealer) -> None:
+    """The secrets of the store file at ``path``, sealed by ``carrier``, sealed by ``kept``."""
+    try:
+        copy = StoreEnv(path, sealer=carrier)
+    except StoreError as error:
+        raise BackupError(f"the backup does not open as a store: {error}") from error
+    try:
+        _reseal(copy, lambda text, name: kept.seal(carrier.open(text, name), name))
+    except SealError as error:
+        raise BackupError(f"the backup's secrets are damaged: {error}") from error
+    finally:
+        copy.close()
 
 
 def backup_sealer(info: BackupInfo, passphrase: str | None) -> PassphraseSealer | None:
