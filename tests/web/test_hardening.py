@@ -199,6 +199,48 @@ async def test_plain_http_goes_to_the_configured_https_host(
     assert (files.directory.stat().st_mode & 0o777) == 0o700
 
 
+async def test_plain_http_without_a_usable_certificate_name_is_sent_nowhere(
+    gateway: RigGateway, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "*.example")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    files = TlsFiles(tmp_path / "tls")
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    files.install_pem(cert.public_bytes(serialization.Encoding.PEM), key_pem)
+    https_port = free_port()
+    files.update_settings({"https": True, "https_port": https_port})
+    service = WebService(gateway, "127.0.0.1", free_port())
+    with trio.fail_after(30):
+        await nursery.start(gateway.supervisor.run, [service])
+        plain = next(url for url in service.urls if url.startswith("http://"))
+        async with httpx.AsyncClient(base_url=plain) as http:
+            answer = await http.get("/meters", headers={"Host": "evil.example"})
+    assert answer.status_code == 403 and "location" not in answer.headers
+    assert f"use HTTPS on port {https_port}" in answer.text
+
+
 # ------------------------------------------------------------------ 16: basic auth
 
 
