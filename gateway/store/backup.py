@@ -48,6 +48,7 @@ from mbusgw.gateway.store.env import (
     get_u64,
 )
 from mbusgw.gateway.store.records import RECORD_TABLES, table
+from mbusgw.gateway.store.seal_on_open import seal_clear_secrets
 from mbusgw.gateway.store.sealing import PassphraseSealer, Sealer, SealError, map_sealed
 
 MAGIC = b"MBUSGW-BACKUP\n"
@@ -122,9 +123,13 @@ def create_backup(
     part = destination.with_name(destination.name + ".part")
     carrier = PassphraseSealer(passphrase) if passphrase is not None else None
 
+    # the copy's secrets under the store's key; a store that was never opened for writing by
+    # this version may still hold some in clear and have no key file: a key for the copy alone
+    working = env.sealer if env.sealer.has_key else Sealer.scratch()
+
     def carried(sealed: str, name: str) -> str | None:
         # a secret that does not open here (the store moved without its key file) is unset
-        secret = env.sealer.readable(sealed, name) if carrier is not None else None
+        secret = working.readable(sealed, name) if carrier is not None else None
         return None if secret is None or carrier is None else carrier.seal(secret, name)
 
     fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -132,8 +137,9 @@ def create_backup(
         os.fchmod(fd, 0o600)
         scratch = destination.with_name(destination.name + ".part.mdb")
         with _scratch_file(scratch, env.copy_to_fd):
-            copy = StoreEnv(scratch, sealer=carrier or Sealer(None, "no key"))
+            copy = StoreEnv(scratch, sealer=working)
             try:
+                seal_clear_secrets(copy)
                 _reseal(copy, carried)
                 counts = _counts(copy)
                 os.lseek(fd, HEADER_SIZE, os.SEEK_SET)

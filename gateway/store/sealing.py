@@ -89,6 +89,15 @@ class Sealer:
         self.source = source  # names the key in errors (a file, a backup's passphrase)
 
     @classmethod
+    def scratch(cls) -> Sealer:
+        """A sealer under a random key of its own, for a copy that keeps no secret sealed."""
+        return cls(AESGCM.generate_key(bit_length=256), "a scratch key")
+
+    @property
+    def has_key(self) -> bool:
+        return self._aead is not None
+
+    @classmethod
     def beside(cls, store_file: Path, *, create: bool) -> Sealer:
         """The sealer of the store at ``store_file``: its key file, created when ``create``
         and missing; without one (a read-only open of a store never written here), sealing

@@ -135,14 +135,14 @@ def test_a_copy_of_the_store_alone_reveals_no_secret(tmp_path: Path) -> None:
         assert_secrets_readable(store)
 
 
-def test_secrets_an_older_store_holds_in_clear_are_sealed_on_opening(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def make_older_store(data_dir: Path) -> None:
+    """A store as an older version wrote it: secrets in clear, and no key file."""
     trio.run(fill_with_secrets, data_dir)
     with Store.open(store_path(data_dir), readonly=True) as store:
         settings = {k: json.dumps(v) for k, v in store.stored_settings().to_dict().items()}
         keys = store.records("keys")
     with Store.open(store_path(data_dir)) as store:
-        # as an older version wrote them: in clear, and no key file
+
         def clear(ctx) -> None:
             for name, value in settings.items():
                 ctx.txn.put(name.encode(), value.encode(), db=ctx.db.settings)
@@ -153,6 +153,11 @@ def test_secrets_an_older_store_holds_in_clear_are_sealed_on_opening(tmp_path: P
         store.write(clear)
     (data_dir / KEY_FILE).unlink()
     assert len(secrets_in(store_path(data_dir).read_bytes())) == 6
+
+
+def test_secrets_an_older_store_holds_in_clear_are_sealed_on_opening(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    make_older_store(data_dir)
 
     with Store.open(store_path(data_dir)) as store:
         assert_secrets_readable(store)
@@ -206,6 +211,21 @@ def test_a_backup_carries_secrets_only_when_asked(tmp_path: Path) -> None:
         assert [m.name for m in store.meters()] == ["a"]
     tables = raw_tables(store_path(other))
     assert not any(secrets_in(value) for values in tables.values() for value in values)
+
+
+def test_a_backup_of_an_older_store_carries_no_secret_in_clear(tmp_path: Path) -> None:
+    """Backed up read-only (the command line) before this version ever opened it for writing."""
+    data_dir = tmp_path / "data"
+    make_older_store(data_dir)
+    plain, sealed = tmp_path / "plain.backup", tmp_path / "sealed.backup"
+    with Store.open(store_path(data_dir), readonly=True) as store:
+        create_backup(store.env, plain, 0)
+        create_backup(store.env, sealed, 0, passphrase=PASSPHRASE)
+    assert not (data_dir / KEY_FILE).exists()
+    assert secrets_in(plain.read_bytes()) == [] and secrets_in(sealed.read_bytes()) == []
+    restore_backup(sealed, store_path(tmp_path / "restored"), passphrase=PASSPHRASE)
+    with Store.open(store_path(tmp_path / "restored"), readonly=True) as store:
+        assert_secrets_readable(store)
 
 
 def test_the_commands_seal_backups_and_export_privately(
