@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trustme
 from argon2 import PasswordHasher
 from webclient import ADMIN
 from webrig import RigGateway, csrf_of, free_port
@@ -177,17 +178,25 @@ async def test_login_follows_only_same_site_paths(served: str) -> None:
             assert answer.headers["location"] == "/meters?sort=name"
 
 
+async def plain_http_with_https_on(
+    gateway: RigGateway, nursery: trio.Nursery, files: TlsFiles
+) -> tuple[str, int]:
+    """Serve with HTTPS on (the certificate installed already): the plain-HTTP URL and the
+    HTTPS port."""
+    https_port = free_port()
+    files.update_settings({"https": True, "https_port": https_port})
+    service = WebService(gateway, "127.0.0.1", free_port())
+    await nursery.start(gateway.supervisor.run, [service])
+    return next(url for url in service.urls if url.startswith("http://")), https_port
+
+
 async def test_plain_http_goes_to_the_configured_https_host(
     gateway: RigGateway, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    https_port = free_port()
     files = TlsFiles(tmp_path / "tls")
     files.generate_self_signed("gw.example")
-    files.update_settings({"https": True, "https_port": https_port})
-    service = WebService(gateway, "127.0.0.1", free_port())
     with trio.fail_after(30):
-        await nursery.start(gateway.supervisor.run, [service])
-        plain = next(url for url in service.urls if url.startswith("http://"))
+        plain, https_port = await plain_http_with_https_on(gateway, nursery, files)
         async with httpx.AsyncClient(base_url=plain) as http:
             for host in ("evil.example", "evil.example:80", "[::1]:8080", "127.0.0.1"):
                 moved = await http.get("/meters?passive=1", headers={"Host": host})
@@ -202,39 +211,11 @@ async def test_plain_http_goes_to_the_configured_https_host(
 async def test_plain_http_without_a_usable_certificate_name_is_sent_nowhere(
     gateway: RigGateway, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "*.example")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - timedelta(hours=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    wildcard = trustme.CA().issue_cert(common_name="*.example")  # no host name to go to
     files = TlsFiles(tmp_path / "tls")
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    files.install_pem(cert.public_bytes(serialization.Encoding.PEM), key_pem)
-    https_port = free_port()
-    files.update_settings({"https": True, "https_port": https_port})
-    service = WebService(gateway, "127.0.0.1", free_port())
+    files.install_pem(wildcard.cert_chain_pems[0].bytes(), wildcard.private_key_pem.bytes())
     with trio.fail_after(30):
-        await nursery.start(gateway.supervisor.run, [service])
-        plain = next(url for url in service.urls if url.startswith("http://"))
+        plain, https_port = await plain_http_with_https_on(gateway, nursery, files)
         async with httpx.AsyncClient(base_url=plain) as http:
             answer = await http.get("/meters", headers={"Host": "evil.example"})
     assert answer.status_code == 403 and "location" not in answer.headers
