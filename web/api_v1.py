@@ -584,13 +584,10 @@ PASSPHRASE = Param("X-Backup-Passphrase", STR, "download: include the secrets (m
 async def backup_download() -> Response:
     from quart import request
 
-    from mbusgw.web.transfer import backup_file, stream_and_remove
+    from mbusgw.web.transfer import backup_file, backup_response
 
     path = await backup_file(gw(), request.headers.get(PASSPHRASE.name))
-    stamp = gw().clock.now().strftime("%Y%m%d-%H%M")
-    response = Response(stream_and_remove(path), mimetype="application/octet-stream")
-    response.headers["Content-Disposition"] = f'attachment; filename="mbusgw-{stamp}.backup"'
-    return response
+    return backup_response(gw(), path)
 
 
 @route("POST", "/backup", "Restore a backup (checked first; the gateway restarts)", "device",

@@ -525,6 +525,17 @@ async def device_action(action: str) -> Any:
         if form.get("confirm") != "RESET":
             return back("pages.device", "Type RESET to confirm a factory reset")
         return back("pages.device", ops.stop_for(gateway, "factory_reset")["message"])
+    if action == "backup":
+        from mbusgw.web.transfer import backup_file, backup_response
+
+        form = await request.form
+        passphrase = form.get("passphrase") or None
+        if passphrase is not None and passphrase != form.get("repeat_passphrase"):
+            return back("pages.device", "Refused: the two passphrases differ")
+        path, error = await attempt(lambda: backup_file(gateway, passphrase))
+        if error is not None:
+            return back("pages.device", f"Refused: {_detail(error)}")
+        return backup_response(gateway, path)
     if action == "self-signed":
         await trio.to_thread.run_sync(state().tls.generate_self_signed, None)
         return back("pages.device", "Self-signed certificate generated")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from quart import g
+from quart import Response, g
 
 from mbusgw.gateway.errors import BackupError
 from mbusgw.gateway.settings import masked
@@ -75,6 +75,14 @@ async def backup_file(gw: GatewayHandle, passphrase: str | None = None) -> Path:
     created = gw.clock.now().timestamp()
     await trio.to_thread.run_sync(lambda: create_backup(env, path, created, passphrase=passphrase))
     return path
+
+
+def backup_response(gw: GatewayHandle, path: Path) -> Response:
+    """A backup file as a download; the file is removed once it is sent."""
+    stamp = gw.clock.now().strftime("%Y%m%d-%H%M")
+    response = Response(stream_and_remove(path), mimetype="application/octet-stream")
+    response.headers["Content-Disposition"] = f'attachment; filename="mbusgw-{stamp}.backup"'
+    return response
 
 
 async def stream_and_remove(path: Path) -> AsyncIterator[bytes]:

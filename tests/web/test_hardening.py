@@ -311,6 +311,21 @@ async def test_a_backup_through_the_api_carries_secrets_only_with_a_passphrase(
                 headers=octets | {"X-Backup-Passphrase": "Pass-phrase-1"},
             )
             assert accepted.status_code == 202
+        async with httpx.AsyncClient(base_url=served) as browser:
+            assert (await sign_in(browser, *ADMIN)).status_code == 303
+            device = (await browser.get("/device")).text
+            assert 'name="passphrase"' in device
+            form = {"csrf_token": csrf_of(device), "passphrase": "Pass-phrase-2"}
+            differ = await browser.post("/device/backup", data=form | {"repeat_passphrase": "x"})
+            assert differ.status_code == 303 and "differ" in differ.headers["location"]
+            for given in ("", "Pass-phrase-2"):
+                form.update(passphrase=given, repeat_passphrase=given)
+                download = await browser.post("/device/backup", data=form)
+                assert download.status_code == 200
+                assert b"smtp-Pw-77" not in download.content
+                (tmp_path / "page.backup").write_bytes(download.content)
+                secrets = read_backup_info(tmp_path / "page.backup").secrets
+                assert (secrets is not None) == bool(given)
     assert "Pass-phrase-1" not in repr(gateway.after_stop)
     # what `mbusgw run` does once the gateway has stopped: here into another data directory
     other = tmp_path / "other"
