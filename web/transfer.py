@@ -101,7 +101,7 @@ async def stage_restore(
     of its secrets; ``BadRequest`` and no file left behind when it is not a good backup."""
     path = _work_dir(gw) / f"restore-{secrets.token_hex(4)}.mbgw"
     try:
-        async with await trio.open_file(path, "wb") as out:
+        async with await trio.open_file(path, "wb", opener=_private) as out:
             async for chunk in chunks:
                 await out.write(chunk)
         info = await trio.to_thread.run_sync(read_backup_info, path)
@@ -116,6 +116,11 @@ async def stage_restore(
         path.unlink(missing_ok=True)
         raise InvalidBackup("the backup is truncated or damaged (its checksum does not match)")
     return path
+
+
+def _private(path: str, flags: int) -> int:
+    """Open a new file readable by the gateway alone (an uploaded backup holds its data)."""
+    return os.open(path, flags, 0o600)
 
 
 def _intact(path: Path, info: Any) -> bool:

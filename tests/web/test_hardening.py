@@ -311,6 +311,9 @@ async def test_a_backup_through_the_api_carries_secrets_only_with_a_passphrase(
                 headers=octets | {"X-Backup-Passphrase": "Pass-phrase-1"},
             )
             assert accepted.status_code == 202
+            staged = gateway.after_stop.backup
+            assert (staged.stat().st_mode & 0o777) == 0o600
+            assert (staged.parent.stat().st_mode & 0o777) == 0o700
         async with httpx.AsyncClient(base_url=served) as browser:
             assert (await sign_in(browser, *ADMIN)).status_code == 303
             device = (await browser.get("/device")).text
