@@ -1,4 +1,8 @@
-"""The ``mbusgw`` command. Each command lives in its own module with ``register(subparsers)``."""
+"""The ``mbusgw`` command. Each command lives in its own module with ``register(subparsers)``.
+
+Registering a command imports nothing heavy (no trio, LMDB, numpy, web or Modbus stack): each
+command imports what it needs when it runs, so ``--help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -37,10 +41,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        return 130
+        return _interrupted()
+    except BaseExceptionGroup as group:
+        # Ctrl-C inside a trio nursery arrives grouped with the tasks it cancelled
+        if group.subgroup(KeyboardInterrupt) is None:
+            raise
+        return _interrupted()
     except BrokenPipeError:
         sys.stderr.close()
         return 0
+
+
+def _interrupted() -> int:
+    print("mbusgw: interrupted", file=sys.stderr)
+    return 130  # 128 + SIGINT, as a shell reports it
 
 
 if __name__ == "__main__":

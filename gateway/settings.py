@@ -565,6 +565,8 @@ LINE_KINDS = ("serial", "tcp", "simulator")
 RECEIVER_KINDS = ("im871a", "amb8465", "hex_tcp", "simulated_receiver")
 INTERFACE_KINDS = LINE_KINDS + RECEIVER_KINDS
 RECEIVER_BAUDS = {"im871a": 57600, "amb8465": 9600}
+# The baud rates M-Bus meters use (EN 13757-2 allows 300 to 38400).
+MBUS_BAUD_RATES = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400)
 SERIAL_BAUDS = (300, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 RECEIVER_ONLY = ("link_mode", "protocol", "interval")
 LINK_MODES = ("S1", "T1", "C1", "T1+C1")

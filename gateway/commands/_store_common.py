@@ -1,4 +1,8 @@
-"""What the store's commands share: the data directory option, opening, times, errors."""
+"""What the store's commands share: the data directory option, opening, times, errors.
+
+The store's modules (LMDB, numpy) are imported by the commands' work, never while the command
+line is parsed, so ``--help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mbusgw.gateway.errors import GatewayError
 from mbusgw.gateway.settings import ConfigError
-from mbusgw.gateway.store import Store, store_path
+
+if TYPE_CHECKING:
+    from mbusgw.gateway.store import Store
 
 DATA_DIR_ENV = "MBUSGW_DATA_DIR"
 
@@ -27,6 +34,8 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def open_store(args: argparse.Namespace, *, readonly: bool) -> Store:
+    from mbusgw.gateway.store import Store, store_path
+
     return Store.open(store_path(args.data_dir), readonly=readonly)
 
 

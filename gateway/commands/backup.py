@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 from mbusgw.gateway.commands._store_common import add_data_dir, open_store, reports_errors
-from mbusgw.gateway.store.backup import create_backup
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 @reports_errors("backup")
 def run(args: argparse.Namespace) -> int:
+    from mbusgw.gateway.store.backup import create_backup
+
     with open_store(args, readonly=True) as store:
         info = create_backup(store.env, args.file, time.time())
     print(

@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 
 from mbusgw.gateway.commands._store_common import add_data_dir, open_store, reports_errors
-from mbusgw.gateway.store import store_path
-from mbusgw.gateway.store.backup import restore_backup
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 @reports_errors("restore")
 def run(args: argparse.Namespace) -> int:
+    from mbusgw.gateway.store import store_path
+    from mbusgw.gateway.store.backup import restore_backup
+
     info = restore_backup(args.file, store_path(args.data_dir), full_check=args.check)
     with open_store(args, readonly=False) as store:
         store.log.warning("store", f"store restored from the backup of {info.created}")
