@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
+
+from mbusgw.gateway.errors import DISK_FULL_STATUS, DiskFull
 
 # Modules that add a command: each defines register(subparsers) and sets a ``func`` default.
 COMMAND_MODULES: list[str] = [
@@ -42,14 +45,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return _interrupted()
+    except DiskFull as error:
+        return _disk_full(error)
     except BaseExceptionGroup as group:
-        # Ctrl-C inside a trio nursery arrives grouped with the tasks it cancelled
-        if group.subgroup(KeyboardInterrupt) is None:
+        # Ctrl-C or a full disk inside a trio nursery arrive grouped with what they cancelled
+        if group.subgroup(KeyboardInterrupt) is not None:
+            return _interrupted()
+        full = group.subgroup(DiskFull)
+        if full is None:
             raise
-        return _interrupted()
+        while isinstance(full, BaseExceptionGroup):
+            full = full.exceptions[0]
+        return _disk_full(full)
     except BrokenPipeError:
         sys.stderr.close()
         return 0
+
+
+def _disk_full(error: BaseException) -> int:
+    log = logging.getLogger("mbusgw")
+    if log.hasHandlers():  # a service (mbusgw run): its log is standard error, the system journal
+        log.error("%s", error)
+    else:
+        print(f"mbusgw: {error}", file=sys.stderr)
+    return DISK_FULL_STATUS
 
 
 def _interrupted() -> int:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mbusgw.gateway.errors import GatewayError
+from mbusgw.gateway.errors import DISK_FULL_STATUS, DiskFull, GatewayError
 from mbusgw.gateway.settings import ConfigError
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def reports_errors(command: str) -> Callable[[Callable[[argparse.Namespace], int
                 return run(args)
             except (GatewayError, ConfigError, OSError) as error:
                 print(f"mbusgw {command}: error: {error}", file=sys.stderr)
-                return 1
+                return DISK_FULL_STATUS if isinstance(error, DiskFull) else 1
 
         return checked
 

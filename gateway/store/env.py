@@ -17,6 +17,7 @@ from pathlib import Path
 import lmdb
 
 from mbusgw.gateway.errors import StoreError
+from mbusgw.gateway.store.space import check_room_to_open
 
 SCHEMA_VERSION = 1
 FILE_NAME = "store.mdb"
@@ -117,6 +118,7 @@ class StoreEnv:
         self.readonly = readonly
         if readonly and not self.path.is_file():
             raise StoreError(f"no store at {self.path}")
+        check_room_to_open(self.path, readonly=readonly)  # LMDB dies of SIGBUS on a full disk
         if not readonly:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
