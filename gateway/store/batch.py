@@ -16,14 +16,14 @@ from typing import Any
 
 import lmdb
 
-from mbusgw.gateway.errors import DiskFull, StoreError, StoreFull
+from mbusgw.gateway.errors import StoreError, StoreFull
 from mbusgw.gateway.settings import Settings
 from mbusgw.gateway.store.catalog import Catalog, CatalogBatch
 from mbusgw.gateway.store.context import WriteContext
 from mbusgw.gateway.store.env import MiB, StoreEnv, put_u64
 from mbusgw.gateway.store.retention import prune_oldest
 from mbusgw.gateway.store.settings_table import read_settings
-from mbusgw.gateway.store.space import describe_room, disk_room_for_map, free_bytes, is_disk_full
+from mbusgw.gateway.store.space import commit_failure, disk_room_for_map
 from mbusgw.gateway.store.syslog import LogEntry, LogLevel
 from mbusgw.gateway.store.syslog_table import write_entries
 
@@ -86,11 +86,7 @@ class BatchRunner:
                 f"the store reached {self.env.map_size // MiB} MiB and nothing more could be pruned"
             )
         except lmdb.Error as failure:  # a disk or file error: this batch fails, not the writer
-            if is_disk_full(failure):
-                free = describe_room(free_bytes(self.env.path.parent))
-                error = DiskFull(f"disk full: nothing could be stored ({free})")
-            else:
-                error = StoreError(f"the store could not commit: {failure}")
+            error = commit_failure(failure, self.env.path)
         for op in ops:
             op.result, op.error = None, error
         # the log entries are tried again with the next batch (bounded: the newest are kept)

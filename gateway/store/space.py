@@ -13,7 +13,7 @@ import errno
 import os
 from pathlib import Path
 
-from mbusgw.gateway.errors import DiskFull
+from mbusgw.gateway.errors import DiskFull, StoreError
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -68,3 +68,13 @@ def is_disk_full(error: BaseException) -> bool:
     if isinstance(error, OSError):
         return error.errno in (errno.ENOSPC, errno.EDQUOT)
     return any(text in str(error) for text in _FULL)
+
+
+def commit_failure(error: BaseException, store_file: Path) -> StoreError:
+    """What a failed commit is: ``DiskFull`` when the disk is full (LMDB reports a write cut
+    short by a full disk as an I/O error, so little room left counts too), else a
+    ``StoreError`` naming the cause."""
+    free = free_bytes(store_file.parent)
+    if is_disk_full(error) or free < WRITE_ROOM:
+        return DiskFull(f"disk full: nothing could be stored ({describe_room(free)})")
+    return StoreError(f"the store could not commit: {error}")

@@ -1,9 +1,12 @@
-"""A gateway whose disk fills up during its start-up read, run on a small file system of its
-own: ``python disk_full_rig.py DIR`` (DIR: the mount point, nothing else on it).
+"""The store on a small file system of its own: ``python disk_full_rig.py DIR CASE`` (DIR: the
+mount point, nothing else on it); prints what came of it as JSON.
 
-It fills the file system as soon as the gateway runs, waits until the gateway says it holds
-the cycle, frees the space again, waits until the cycle is stored, and prints what the store
-holds as JSON.
+``cycle``: a gateway whose disk fills up during its start-up read. It fills the file system as
+soon as the gateway runs, waits until the gateway says it holds the cycle, frees the space
+again and waits until the cycle is stored.
+
+``map``: a store whose map starts small and whose size limit is far larger than the disk, fed
+cycles with raw telegrams until its data outgrows the disk.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from pathlib import Path
 
 import trio
 from gatewaykit import seed_settings
+from storekit import DAY, T0, heat_reading, trio_clock
 
 from mbusgw.gateway.app import Gateway
 from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
-from mbusgw.gateway.store import Store, store_path
+from mbusgw.gateway.store import LogFilter, Store, StoreWriter, store_path
+from mbusgw.gateway.store.env import MiB
 
 METERS = 4
 
@@ -61,7 +66,7 @@ async def until(done: Callable[[], bool]) -> None:
         await trio.sleep(0.05)
 
 
-async def main(root: Path) -> dict:
+async def cycle(root: Path) -> dict:
     data = root / "var"
     seed_settings(data, {"modbus": {"enabled": False}, "reading": {"schedule": "0 0 1 1 *"}})
     lines = Lines()
@@ -90,5 +95,39 @@ async def main(root: Path) -> dict:
         store.close()
 
 
+async def grow_the_map(root: Path) -> dict:
+    store = Store.open(root / "store.mdb", clock=trio_clock(), map_size=1 * MiB)
+    writer = StoreWriter(store)
+    frame = bytes(range(256)) * 2
+    acknowledged, failed = 0, []
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            for number in range(100):
+                readings = [
+                    heat_reading(f"m{m}", number, start=T0 - 40 * DAY, frames=[frame] * 4)
+                    for m in range(20)
+                ]
+                try:
+                    await writer.put_readings(readings)
+                    acknowledged += 1
+                except Exception as error:  # noqa: BLE001 - counted and shown by the test
+                    failed.append(str(error))
+            await writer.flush()
+            writer.close()
+    try:
+        return {
+            "acknowledged": acknowledged,
+            "failed": failed[:3],
+            "map_bytes": store.env.map_size,
+            "max_bytes": store.settings.store.max_bytes,
+            "events": [e.text for e in store.system_log(LogFilter(origin="store"))],
+            "problems": store.problems(),
+        }
+    finally:
+        store.close()
+
+
 if __name__ == "__main__":
-    print(json.dumps(trio.run(main, Path(sys.argv[1]))))
+    case = {"cycle": cycle, "map": grow_the_map}[sys.argv[2]]
+    print(json.dumps(trio.run(case, Path(sys.argv[1]))))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mbusgw.gateway.errors import DISK_FULL_STATUS
 from mbusgw.gateway.store import Store, store_path
+from mbusgw.gateway.store.env import MiB
 
 HERE = Path(__file__).parent
 MBUSGW = f"{sys.executable} -m mbusgw.gateway.cli"
@@ -71,7 +72,7 @@ def test_a_cycle_caught_by_a_full_disk_is_held_and_stored_when_there_is_room(
     tmp_path: Path,
 ) -> None:
     result = on_small_filesystem(
-        tmp_path / "fs", "8m", f"{sys.executable} {HERE / 'disk_full_rig.py'} ."
+        tmp_path / "fs", "8m", f"{sys.executable} {HERE / 'disk_full_rig.py'} . cycle"
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -83,3 +84,19 @@ def test_a_cycle_caught_by_a_full_disk_is_held_and_stored_when_there_is_room(
     assert "failed:" not in console and "_read_now_logged" not in console
     # the system log in the store has the full disk too, written once there was room
     assert any("disk full" in text for text in report["system_log"])
+
+
+def test_the_map_grows_no_larger_than_the_disk_and_the_store_prunes_instead(
+    tmp_path: Path,
+) -> None:
+    result = on_small_filesystem(
+        tmp_path / "fs", "4m", f"{sys.executable} {HERE / 'disk_full_rig.py'} . map"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["failed"] == [] and report["acknowledged"] == 100
+    assert report["max_bytes"] > 1000 * MiB  # the setting alone would let it grow past the disk
+    assert report["map_bytes"] <= 4 * MiB
+    assert any("grown" in text for text in report["events"])
+    assert any("store full" in text and "raw telegrams" in text for text in report["events"])
+    assert report["problems"] == []
