@@ -51,12 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def run(
-    args: argparse.Namespace,
-    stdin: TextIO | None = None,
-    out: TextIO | None = None,
-    err: TextIO | None = None,
-) -> int:
+def run(args: argparse.Namespace, **streams: TextIO | None) -> int:
+    """``streams``: ``stdin``, ``out``, ``err`` in place of the process's own (for tests)."""
     from mbusgw.gateway.commands._decode import run as decode
 
-    return decode(args, stdin, out, err)
+    return decode(args, **streams)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TextIO
 
 from mbusgw.gateway.settings import LINK_MODES
 
@@ -35,9 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def run(args: argparse.Namespace) -> int:
     import trio
 
     from mbusgw.gateway.commands._listen import listen
 
-    return trio.run(listen, args, out or sys.stdout, err or sys.stderr)
+    return trio.run(listen, args, sys.stdout, sys.stderr)

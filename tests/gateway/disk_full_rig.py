@@ -20,7 +20,7 @@ from pathlib import Path
 
 import trio
 from gatewaykit import seed_settings
-from storekit import DAY, T0, heat_reading, trio_clock
+from storekit import raw_cycle, trio_clock
 
 from mbusgw.gateway.app import Gateway
 from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
@@ -98,18 +98,13 @@ async def cycle(root: Path) -> dict:
 async def grow_the_map(root: Path) -> dict:
     store = Store.open(root / "store.mdb", clock=trio_clock(), map_size=1 * MiB)
     writer = StoreWriter(store)
-    frame = bytes(range(256)) * 2
     acknowledged, failed = 0, []
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
             for number in range(100):
-                readings = [
-                    heat_reading(f"m{m}", number, start=T0 - 40 * DAY, frames=[frame] * 4)
-                    for m in range(20)
-                ]
                 try:
-                    await writer.put_readings(readings)
+                    await writer.put_readings(raw_cycle(number))
                     acknowledged += 1
                 except Exception as error:  # noqa: BLE001 - counted and shown by the test
                     failed.append(str(error))

@@ -34,6 +34,15 @@ def on_small_filesystem(mount: Path, size: str, script: str) -> subprocess.Compl
     )
 
 
+def rig(tmp_path: Path, size: str, case: str) -> dict:
+    """What ``disk_full_rig.py`` reports of ``case`` on a tmpfs of ``size``."""
+    result = on_small_filesystem(
+        tmp_path / "fs", size, f"{sys.executable} {HERE / 'disk_full_rig.py'} . {case}"
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 def fill_it() -> str:
     return "dd if=/dev/zero of=filler bs=4k 2>/dev/null; "
 
@@ -71,11 +80,7 @@ def test_run_and_config_import_on_a_full_disk_say_so_and_exit_with_the_documente
 def test_a_cycle_caught_by_a_full_disk_is_held_and_stored_when_there_is_room(
     tmp_path: Path,
 ) -> None:
-    result = on_small_filesystem(
-        tmp_path / "fs", "8m", f"{sys.executable} {HERE / 'disk_full_rig.py'} . cycle"
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = rig(tmp_path, "8m", "cycle")
     assert report["readings"] == 4  # every meter of the start-up read, stored late
     console = "\n".join(report["console"])
     assert "disk full: nothing could be stored" in console
@@ -89,11 +94,7 @@ def test_a_cycle_caught_by_a_full_disk_is_held_and_stored_when_there_is_room(
 def test_the_map_grows_no_larger_than_the_disk_and_the_store_prunes_instead(
     tmp_path: Path,
 ) -> None:
-    result = on_small_filesystem(
-        tmp_path / "fs", "4m", f"{sys.executable} {HERE / 'disk_full_rig.py'} . map"
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = rig(tmp_path, "4m", "map")
     assert report["failed"] == [] and report["acknowledged"] == 100
     assert report["max_bytes"] > 1000 * MiB  # the setting alone would let it grow past the disk
     assert report["map_bytes"] <= 4 * MiB
