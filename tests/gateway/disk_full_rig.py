@@ -27,7 +27,9 @@ from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
 from mbusgw.gateway.store import LogFilter, Store, StoreWriter, store_path
 from mbusgw.gateway.store.env import MiB
 
-METERS = 4
+METERS = 2
+# slow enough that the start-up read is still on the bus when the gateway reports it runs
+BAUD = 300
 
 
 class Lines(logging.Handler):
@@ -72,12 +74,13 @@ async def cycle(root: Path) -> dict:
     lines = Lines()
     logging.getLogger("mbusgw").addHandler(lines)
     logging.getLogger("mbusgw").setLevel(logging.INFO)
-    interfaces = (InterfaceConfig(name="line", kind="simulator", baud=2400, meters=METERS),)
+    interfaces = (InterfaceConfig(name="line", kind="simulator", baud=BAUD, meters=METERS),)
     gateway = Gateway(StartupConfig(data, interfaces=interfaces, web_port=0))
     gateway.disk_retry_s = 0.2
     with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
             await nursery.start(gateway.run)  # the start-up read is under way
+            assert gateway.store.stats().readings == 0, "the cycle was stored before the fill"
             fill(root / "filler")
             await until(lines.said("are held and stored when there is room"))
             (root / "filler").unlink()

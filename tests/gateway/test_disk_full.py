@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from disk_full_rig import METERS
+
 from mbusgw.gateway.errors import DISK_FULL_STATUS
 from mbusgw.gateway.store import Store, store_path
 from mbusgw.gateway.store.env import MiB
@@ -81,11 +83,11 @@ def test_a_cycle_caught_by_a_full_disk_is_held_and_stored_when_there_is_room(
     tmp_path: Path,
 ) -> None:
     report = rig(tmp_path, "8m", "cycle")
-    assert report["readings"] == 4  # every meter of the start-up read, stored late
+    assert report["readings"] == METERS  # every meter of the start-up read, stored late
     console = "\n".join(report["console"])
     assert "disk full: nothing could be stored" in console
-    assert "the 4 reading(s) of this cycle are held" in console
-    assert "read at start: 4 meter(s), 0 failed" in console
+    assert f"the {METERS} reading(s) of this cycle are held" in console
+    assert f"read at start: {METERS} meter(s), 0 failed" in console
     assert "failed:" not in console and "_read_now_logged" not in console
     # the system log in the store has the full disk too, written once there was room
     assert any("disk full" in text for text in report["system_log"])
