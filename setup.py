@@ -35,7 +35,7 @@ TOP_LEVEL = ("core", "gateway", "web")
 # Folders of data files are packages of their own to setuptools (it warns about each one that
 # holds package data without being listed), so they are named here with the files they carry.
 PACKAGE_DATA = {
-    "mbusgw.core": ["*.pxd", "*.pyi"],
+    "mbusgw.core": ["*.pxd", "*.pyi", "compact_layouts.json"],
     "mbusgw.gateway.simulator.frames": ["*"],
     "mbusgw.web.static": ["*"],
     "mbusgw.web.templates": ["*"],

@@ -19,6 +19,7 @@ from mbusgw.core.jsonout import dumps
 from mbusgw.core.units import medium_name
 from mbusgw.core.wireless_decoder import WirelessDecoder
 from mbusgw.core.wmbus import decode_transport, security_mode_name, strip_crc
+from mbusgw.gateway.compact_layouts import shipped_compact_layouts
 from mbusgw.gateway.keys import (
     KeyFileError,
     KeySnapshot,
@@ -84,6 +85,12 @@ def print_table(telegram: Telegram, out: TextIO) -> None:
         if h.signature is not None:
             parts.append(f"signature 0x{h.signature:04X}")
     print("  ".join(parts), file=out)
+    if telegram.configuration_ignored:
+        print(
+            f"configuration word 0x{h.signature:04X} ignored: its security mode "
+            f"{(h.signature >> 8) & 0x1F} names no encryption, the payload is plain records",
+            file=out,
+        )
     if telegram.error is not None:
         code, text = telegram.error
         print(f"application error {code}: {text}", file=out)
@@ -132,7 +139,9 @@ class Session:
     def __init__(self, as_json: bool, keys, frame_format: str = "auto") -> None:
         self.as_json = as_json
         self.keys = keys
-        self.wireless = WirelessDecoder(keys=keys, frame_format=frame_format)
+        self.wireless = WirelessDecoder(
+            keys=keys, frame_format=frame_format, known_layouts=shipped_compact_layouts()
+        )
         self.frame_format = frame_format
         self.printed = False
 

@@ -8,7 +8,10 @@ CRCs) are told apart by their first bytes; a wireless telegram gets a ``"link"``
 (format, ELL/AFL/TPL fields, security).
 Encrypted telegrams are decrypted with ``--key`` (repeatable) or the keys of a key file
 (``--keys``: CSV, .xlsx or .xls). Compact frames are decoded with the layout of an earlier full
-frame of the same meter in the same run. A bad frame is reported on standard error with its
+frame of the same meter in the same run, or with a layout the package ships for the meter's
+manufacturer. A frame whose configuration word names no encryption (a reserved or proprietary
+security mode) decodes as plain records when it holds them, flagged "configuration_ignored",
+exactly as ``mbusgw read`` decodes it. A bad frame is reported on standard error with its
 typed error and byte offset, and the exit status is 1.
 """
 
