@@ -266,23 +266,34 @@ async def test_a_noisy_line_does_not_hold_up_the_healthy_one(tmp_path: Path, fau
                 line.flood = True
             healthy = {m.key for m in gateway.active_meters() if m.interface == "healthy"}
             noisy = {m.key for m in gateway.active_meters() if m.interface == "noisy"}
+            errors: list[str] = []
             for _ in range(2):  # and the next cycle runs as well
                 result = await gateway.read_all()
-                assert {r.meter.key for r in result.readings if r.ok} == healthy
-                assert {r.meter.key for r in result.failed} == noisy
-                assert all("line noisy" in r.error for r in result.failed)
+                read = {r.meter.key for r in result.readings if r.ok}
+                assert healthy <= read
+                # noise with pauses now and then may let an answer through: such a read is
+                # clean; the others fail, as a noisy line or garbled
+                assert {r.meter.key for r in result.failed} | (read - healthy) == noisy
+                errors += [r.error or "" for r in result.failed]
                 # the healthy line's meters were stored with this cycle
                 event = stored_events.receive_nowait()
                 while event.kind != "readings_stored":
                     event = stored_events.receive_nowait()
                 assert healthy <= set(event.detail["meters"])
             gateway.stop()
+    assert all("line noisy" in error or "garbled" in error for error in errors)
+    if fault == "flood":  # never a pause: every read ends as a noisy line
+        assert len(errors) == 2 * len(noisy) and all("line noisy" in e for e in errors)
+    else:
+        assert any("line noisy" in error for error in errors)
     store = Store.open(store_path(tmp_path), readonly=True)
     try:
-        for key in noisy:
-            log = store.meter_log(key)
-            assert [ReadingStatus(int(s)) for s in log.status] == [ReadingStatus.COLLISION] * 2
-            assert all("line noisy" in error for error in log.errors)
+        statuses = [
+            ReadingStatus(int(status)) for key in noisy for status in store.meter_log(key).status
+        ]
+        assert len(statuses) == 2 * len(noisy)
+        assert statuses.count(ReadingStatus.COLLISION) == len(errors)
+        assert set(statuses) <= {ReadingStatus.COLLISION, ReadingStatus.OK}
     finally:
         store.close()
 
