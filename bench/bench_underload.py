@@ -35,10 +35,16 @@ LINES = 8  # lines of meters that answer; one more line holds only absent ones
 ABSENT = range(101, 109)
 MODBUS_RATE = 32.0  # per client; 32 clients
 GOALS = {"occupancy": 0.95, "no_answer_median_s": 0.240, "no_answer_max_s": 0.300}
+SMOKE_ARGV = ["--seconds=1", "--warmup=0.5", "--report-meters=8", "--driver=threads"]
 
 
 async def measure(
-    data_dir: Path, report_store: Path, ports: list[int], seconds: float, loaded: bool
+    data_dir: Path,
+    report_store: Path,
+    ports: list[int],
+    seconds: float,
+    warmup: float,
+    loaded: bool,
 ) -> dict:
     interfaces = tuple(
         InterfaceConfig(name=f"line{k}", kind="tcp", host="127.0.0.1", port=port, baud=BAUD)
@@ -64,7 +70,7 @@ async def measure(
 
         gateway.lines[absent].master.on_exchange = silent
         await gateway.update_settings({"reading": {"continuous": True}})
-        await trio.sleep(5)  # every line is reading back to back
+        await trio.sleep(warmup)  # every line is reading back to back
         masters = [gateway.lines[name].master for name in names[:LINES]]
         before = [m.stats.bytes_sent + m.stats.bytes_received for m in masters]
         silences.clear()
@@ -125,6 +131,8 @@ async def measure(
 def main(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser(prog="bench_underload")
     parser.add_argument("--seconds", type=float, default=40.0)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--report-meters", type=int, default=512)
     parser.add_argument("--driver", choices=("trio", "threads"), action="append")
     args, _ = parser.parse_known_args(argv)
     simulator, ports = start_simulator(LINES + 1)
@@ -132,7 +140,7 @@ def main(argv: list[str]) -> dict:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             report_store = Path(tmp) / "report.mdb"
-            _fill(report_store, 512, 1)
+            _fill(report_store, args.report_meters, 1)
             for driver in args.driver or ["trio", "threads"]:
                 for loaded in (False, True):
                     data_dir = Path(tmp) / f"{driver}-{loaded}"
@@ -146,7 +154,9 @@ def main(argv: list[str]) -> dict:
                         }
                     )
                     store.close()
-                    run = trio.run(measure, data_dir, report_store, ports, args.seconds, loaded)
+                    run = trio.run(
+                        measure, data_dir, report_store, ports, args.seconds, args.warmup, loaded
+                    )
                     results["runs"].append(run)
                     _print(run)
     finally:
