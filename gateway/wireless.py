@@ -29,6 +29,7 @@ from mbusgw.core.errors import MBusError, UnsupportedError
 from mbusgw.core.wireless_decoder import WirelessDecoder
 from mbusgw.core.wmbus import MeterId
 from mbusgw.gateway.clock import WallClock
+from mbusgw.gateway.errors import describe
 from mbusgw.gateway.keys import KeyStore
 from mbusgw.gateway.meters import AddressingMode, Meter
 from mbusgw.gateway.reading import MeterReading
@@ -219,7 +220,7 @@ class WirelessNetwork:
             self.clock.now(),
             False,
             (frame.data,),
-            error=f"{type(error).__name__}: {error}",
+            error=describe(error),
             attempts=1,
             failure=type(error),
         )
