@@ -131,11 +131,12 @@ def decode_reply(meter: Meter, reply: BusReply, read_at: datetime) -> MeterReadi
 
 
 def heard_identities(readings: Iterable[MeterReading]) -> dict[str, Identity]:
-    """By meter key, the manufacturer, version and medium the header of each good reading
-    carries; a reply naming another ID than the meter's says nothing about the meter."""
+    """By meter key, the manufacturer, version and medium the header of each good reading of
+    a wired meter carries (a wireless meter is known by its link layer, ``gateway.wireless``);
+    a reply naming another ID than the meter's says nothing about the meter."""
     heard: dict[str, Identity] = {}
     for reading in readings:
-        if not reading.ok or not reading.telegrams:
+        if not reading.ok or not reading.telegrams or reading.meter.wireless:
             continue
         header = reading.telegrams[0].header
         manufacturer, version, medium = header.manufacturer, header.version, header.medium

@@ -11,7 +11,13 @@ from typing import Any
 
 import httpx
 import trio
-from webrig import SERVED_ADMIN, finished_job, served_gateway, sign_in_over_http
+from webrig import (
+    SERVED_ADMIN,
+    OpenApiChecker,
+    finished_job,
+    served_gateway,
+    sign_in_over_http,
+)
 
 from mbusgw.gateway.search import SearchRequest
 from mbusgw.gateway.settings import InterfaceConfig
@@ -86,7 +92,7 @@ async def test_meters_installed_from_a_list_learn_what_they_are(tmp_path: Path) 
             linked = await http.put(
                 f"/api/v1/meters/{key}/key", auth=SERVED_ADMIN, json={"key": KEY}
             )
-            page = (await http.get(f"/meters/{key}", auth=SERVED_ADMIN)).text
+            page = await http.get(f"/meters/{key}", auth=SERVED_ADMIN)
     identity = sim.identity
     assert (before["manufacturer"], before["version"], before["medium"]) == (None, None, None)
     assert refused.status_code == 409
@@ -98,7 +104,7 @@ async def test_meters_installed_from_a_list_learn_what_they_are(tmp_path: Path) 
     assert after["position"] == "Flat 1"
     assert unchanged, "a reading that teaches nothing new must not rewrite the meter list"
     assert linked.status_code == 200, linked.text
-    assert identity.manufacturer in page
+    assert page.status_code == 200 and f"<dd>{identity.manufacturer}</dd>" in page.text
 
 
 async def test_a_search_leaves_installed_meters_as_they_are(tmp_path: Path) -> None:
@@ -155,6 +161,16 @@ async def test_a_meter_list_reaches_the_line_it_names(tmp_path: Path) -> None:
                 files={"file": ("m.csv", f"{HEADER}\nE3,,9600,primary,44,\n", "text/csv")},
             )
             e44 = await meter(http, "lineE:p44")
+    checker = OpenApiChecker(document)
+    for response in (on_a, on_e, by_column, unknown, no_line):
+        request = response.request
+        checker.check(
+            "POST",
+            str(request.url.raw_path, "ascii"),
+            response.status_code,
+            response.headers["content-type"],
+            response.content,
+        )
     assert [r.status_code for r in (on_a, on_e, by_column)] == [200, 200, 200]
     assert [m["key"] for m in on_e.json()["meters"]] == ["lineE:p40"]
     assert (a40["position"], a40["interface"]) == ("A1", "lineA")
