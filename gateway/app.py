@@ -647,7 +647,7 @@ class Gateway:
         failed = [reading.meter for reading in result.failed]
         if failed:
             self._retry_meters[fire] = failed
-            raise JobFailed(f"{len(failed)} of {len(meters)} meter(s) were not read")
+            raise JobFailed(result.summary())
 
     async def _run_read_schedule(self, *, task_status: Any) -> None:
         settings = self.settings
@@ -677,11 +677,7 @@ class Gateway:
     async def _read_now_logged(self) -> None:
         result = await self.read_all()
         level = WARNING if result.failed else INFO
-        self.log(
-            level,
-            "read-schedule",
-            f"read at start: {len(result.readings)} meter(s), {len(result.failed)} failed",
-        )
+        self.log(level, "read-schedule", f"read at start: {result.summary()}")
 
     async def _run_continuous(self, *, task_status: Any) -> None:
         if not self.settings.reading.continuous:
