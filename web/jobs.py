@@ -11,7 +11,6 @@ the last ``KEEP`` jobs.
 
 from __future__ import annotations
 
-import csv
 import io
 import itertools
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from typing import Any
 
 import trio
 
+from mbusgw.gateway.cells import CsvWriter
 from mbusgw.gateway.errors import UnknownReport
 from mbusgw.gateway.meters import BAUD_RATES, COLUMNS
 from mbusgw.gateway.scan import ScanProgress, scan_line
@@ -285,7 +285,7 @@ class JobBoard:
 
 def _meter_list(rows: list[dict[str, str]]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, COLUMNS, lineterminator="\r\n")
-    writer.writeheader()
-    writer.writerows(rows)
+    writer = CsvWriter(out, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    writer.writerows([row.get(name, "") for name in COLUMNS] for row in rows)
     return out.getvalue()

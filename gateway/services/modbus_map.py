@@ -14,7 +14,6 @@ read the same map. Nothing here does I/O: the server calls ``RegisterMap.read`` 
 
 from __future__ import annotations
 
-import csv
 import io
 import zlib
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from enum import IntEnum
 from fractions import Fraction
 
 from mbusgw.core.units import Function, quantity_name, unit_symbol
+from mbusgw.gateway.cells import CsvWriter
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.services.modbus_encoding import (
@@ -470,7 +470,7 @@ def map_csv(rows: Sequence[MapRow], word_order: str) -> str:
     1-based register number many PLC tools show (holding register 40001 = address 0). A value
     row names its series: the DIF/VIF bytes, the decoder's quantity, unit and function names."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = CsvWriter(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for row in rows:
         value = row.value
