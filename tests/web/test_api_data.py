@@ -269,7 +269,8 @@ async def test_jsonrpc_mirrors_rest(admin: Client, gateway: RigGateway) -> None:
     assert missing["error"]["code"] == -32000
     assert missing["error"]["data"]["code"] == "not_found"
     wrong = await call("meters.list", passive="yes")
-    assert wrong["error"]["data"]["code"] == "bad_request"
+    assert wrong["error"]["code"] == -32602
+    assert wrong["error"]["data"]["details"] == {"passive": "must be boolean"}
     unknown = await call("meters.explode")
     assert unknown["error"]["code"] == -32601
     refused = await call("settings.update", changes={"mbus": {"multi_telegram": "always"}})
