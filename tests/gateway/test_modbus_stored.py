@@ -185,7 +185,7 @@ def test_states_identity_and_times_from_the_meter_log(tmp_path: Path) -> None:
     source = stored.source
     first, failed, never, passive, unkept = (source.values(m) for m in twin.meters)
     assert first.state == MeterState.OK and first.read_at == first.attempt_at == T0
-    assert first.identity.id == int(decode(frame("kamstrup_382_005")).header.id)
+    assert first.identity.id == int(decode(frame("kamstrup_382_005")).header.id, 16)
     assert failed.state == MeterState.FAILED and failed.values == ()
     assert failed.read_at is None and failed.attempt_at == T0
     assert never.state == MeterState.NEVER and never.attempt_at is None
