@@ -20,6 +20,7 @@ import trio
 
 from mbusgw.core.units import Flag, ValueKind
 from mbusgw.gateway.clock import WallClock
+from mbusgw.gateway.events import CYCLE_FINISHED, Event, EventBus
 from mbusgw.gateway.live import LiveReading, LiveSnapshot
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.services.modbus_encoding import Number
@@ -85,6 +86,17 @@ class MeterValues:
 class CycleInfo:
     finished_at: datetime
     duration_s: float
+
+
+def completed_cycle(event: Event | None, meters: Sequence[Meter]) -> CycleInfo | None:
+    """The reading cycle a ``CYCLE_FINISHED`` event reports, if it read every active meter (a
+    retry of a few meters is not a cycle)."""
+    if event is None or "duration_s" not in event.detail:
+        return None
+    active = sum(1 for meter in meters if meter.active)
+    if event.detail.get("meters", 0) < active:
+        return None
+    return CycleInfo(event.at, event.detail["duration_s"])
 
 
 class ModbusSource(Protocol):
@@ -226,11 +238,13 @@ class LiveSnapshotSource:
         meters: Callable[[], Sequence[Meter]],
         clock: WallClock,
         read_values: ValueReader = telegram_values,
+        events: EventBus | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._meters = meters
         self._read_values = read_values
         self._clock = clock
+        self._events = events
         self._cache: dict[str, tuple[LiveReading | None, LiveReading | None, Meter, MeterValues]]
         self._cache = {}
         self._cycle: CycleInfo | None = None
@@ -297,6 +311,8 @@ class LiveSnapshotSource:
         (meters removed or made passive meanwhile no longer count)."""
         version = self._snapshot.version
         started = self._clock.now()
+        if self._events is not None:  # a read of every meter before this start (at start-up)
+            self._cycle = completed_cycle(self._events.latest(CYCLE_FINISHED), self.meters())
         task_status.started()
         while True:
             seen = {m.key: self._snapshot.latest(m.key) for m in self.meters() if m.active}
