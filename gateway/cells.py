@@ -29,7 +29,7 @@ def starts_formula(text: str) -> bool:
     """Would a spreadsheet read this text (or, after dropping our apostrophes, what remains) as
     a formula? Apostrophes already in front are counted in, so that escaping is reversible."""
     rest = text.lstrip("'")
-    return rest[:1] in FORMULA_START and rest != "" and not _NUMBER.fullmatch(rest)
+    return rest[:1] in FORMULA_START and not _NUMBER.fullmatch(rest)
 
 
 def csv_text(value: Any) -> Any:
