@@ -14,7 +14,8 @@ FORMAT = "%Y-%m-%d %H:%M:%S %Z"
 
 
 @lru_cache(maxsize=8)
-def _zone(name: str) -> tzinfo:
+def local_zone(name: str) -> tzinfo:
+    """The configured zone (``Settings.timezone``) by name."""
     return ZoneInfo(name)
 
 
@@ -34,4 +35,4 @@ def shown_time(value: str | datetime | float | None, zone: str) -> str:
         moment = datetime.fromtimestamp(float(value), UTC)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(_zone(zone)).strftime(FORMAT)
+    return moment.astimezone(local_zone(zone)).strftime(FORMAT)

@@ -69,3 +69,11 @@ async def test_pages_show_times_in_the_configured_zone(
         assert not any(text in shown for text in UTC_TEXT), url
     meter = (await (await browser.get("/meters/12345678")).get_data()).decode()
     assert 'data-zone="Europe/Stockholm"' in meter  # the graph's axis follows the zone too
+    # the log page's dates are days in the zone too: 00:03 CET is on 7 December
+    day = "since=2026-12-07&until=2026-12-07"
+    log = (await (await browser.get(f"/log?{day}")).get_data()).decode()
+    assert "a warning to see in the log" in log and SHOWN in log
+    exported = (await (await browser.get(f"/log.csv?{day}")).get_data()).decode()
+    assert "a warning to see in the log" in exported
+    before = (await (await browser.get("/log?until=2026-12-06")).get_data()).decode()
+    assert "a warning to see in the log" not in before
