@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ from mbusgw.core.jsonout import dumps
 from mbusgw.gateway.cells import CsvWriter
 from mbusgw.web import operations as ops
 from mbusgw.web.app import state
-from mbusgw.web.auth import admin_only, public, self_service
+from mbusgw.web.auth import admin_only, first_change, public, self_service
 from mbusgw.web.errors import BadRequest, Conflict, NotFound, Unauthorized
 from mbusgw.web.numbers import value_texts
 from mbusgw.web.openapi import BOOL, INT, STR, Param, build_document
@@ -34,9 +33,9 @@ from mbusgw.web.params import (
     text_of,
     uploaded_file,
 )
+from mbusgw.web.tls import HOSTNAME
 
 blueprint = Blueprint("api_v1", __name__, url_prefix="/api/v1")
-HOSTNAME = re.compile(r"^(?=.{1,64}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$")
 
 
 @dataclass(frozen=True)
@@ -437,7 +436,7 @@ async def users_update(name: str) -> Response:
         raise BadRequest("unknown fields", {n: "unknown field" for n in unknown})
     user = await _users().update(name, password=body.get("password"), role=body.get("role"))
     if "password" in body:
-        state().auth.sessions.drop_user(name)
+        state().auth.password_changed(name, user)
     return reply(user.public())
 
 
@@ -449,11 +448,13 @@ async def users_delete(name: str) -> Response:
     return reply({"ok": True, "message": f"user {name} deleted"})
 
 
+@first_change
 @route("GET", "/me", "The signed-in account", "users", access="self", response="User")
 async def me() -> Response:
     return reply(g.user.public())
 
 
+@first_change
 @route("POST", "/me/password", "Change the own password (and, on the first login, the name)",
        "users", access="self", body="PasswordChange", response="User")  # fmt: skip
 async def me_password() -> Response:
@@ -469,7 +470,7 @@ async def me_password() -> Response:
         )
     else:
         updated = await web.auth.users.update(user.name, password=body.get("new_password"))
-    web.auth.sessions.drop_user(user.name)
+    web.auth.password_changed(user.name, updated)
     return reply(updated.public())
 
 
@@ -573,27 +574,32 @@ async def config_upload() -> Response:
     return reply(await import_config(gw(), text_of(data)))
 
 
-@route("GET", "/backup", "A backup of all values and settings", "device", access="admin",
-       media="binary")  # fmt: skip
-async def backup_download() -> Response:
-    from mbusgw.web.transfer import backup_file, stream_and_remove
+PASSPHRASE = Param("X-Backup-Passphrase", STR, "download: include the secrets (meter keys, "
+                   "passwords), sealed with this passphrase (at least 8 characters); restore: "
+                   "the passphrase of a backup that carries secrets", where="header")  # fmt: skip
 
-    path = await backup_file(gw())
-    stamp = gw().clock.now().strftime("%Y%m%d-%H%M")
-    response = Response(stream_and_remove(path), mimetype="application/octet-stream")
-    response.headers["Content-Disposition"] = f'attachment; filename="mbusgw-{stamp}.backup"'
-    return response
+
+@route("GET", "/backup", "A backup of all values and settings (secrets only with a passphrase)",
+       "device", access="admin", media="binary", params=(PASSPHRASE,))  # fmt: skip
+async def backup_download() -> Response:
+    from quart import request
+
+    from mbusgw.web.transfer import backup_file, backup_response
+
+    path = await backup_file(gw(), request.headers.get(PASSPHRASE.name))
+    return backup_response(gw(), path)
 
 
 @route("POST", "/backup", "Restore a backup (checked first; the gateway restarts)", "device",
-       access="admin", body="file", response="Ok", status=202)  # fmt: skip
+       access="admin", body="file", response="Ok", status=202, params=(PASSPHRASE,))  # fmt: skip
 async def backup_restore() -> Response:
     from quart import request
 
     from mbusgw.web.transfer import stage_restore
 
-    path = await stage_restore(gw(), request.body)
-    return reply(ops.stop_for(gw(), "restore", path), 202)
+    passphrase = request.headers.get(PASSPHRASE.name)
+    path = await stage_restore(gw(), request.body, passphrase)
+    return reply(ops.stop_for(gw(), "restore", path, passphrase), 202)
 
 
 # ---------------------------------------------------------------------------- push reports
