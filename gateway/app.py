@@ -30,7 +30,7 @@ from mbusgw.core.wmbus import MeterId
 from mbusgw.gateway import meters as installing
 from mbusgw.gateway.clock import SystemClock, WallClock
 from mbusgw.gateway.cron import CronSchedule
-from mbusgw.gateway.errors import Collision, NoResponse
+from mbusgw.gateway.errors import Collision, DiskFull, NoResponse
 from mbusgw.gateway.events import (
     DEVICE_STARTED,
     METER_NOT_SEEN,
@@ -86,6 +86,8 @@ EMBEDDED_DEFAULT = (
     InterfaceConfig(name="wmbus2", kind="simulated_receiver", protocol="amb8465", meters=4),
 )
 SHUTDOWN_GRACE = 10.0
+# seconds between tries to store a cycle held by a full disk
+DISK_RETRY_S = 30.0
 # How a failed reading is written to the meter log, most specific first.
 FAILURE_STATUS = (
     (NoResponse, ReadingStatus.NO_RESPONSE),
@@ -128,6 +130,7 @@ class Gateway:
         self._names = SeriesNames()
         self._retry_meters: dict[datetime, list[Meter]] = {}
         self._read_at_start_done = False
+        self.disk_retry_s = DISK_RETRY_S
         self.read_schedule: ScheduledJob | None = None
         self.modbus: ModbusService | None = None
         self.reports: ReportService | None = None  # push reports: status, test and on-demand
@@ -517,7 +520,7 @@ class Gateway:
         """Start a search beside the running services; follow it in ``searches[job.id]``."""
         job = SearchJob(request, self.clock.now())
         self.searches[job.id] = job
-        self.supervisor.start_soon(self.search, request, job)
+        self.supervisor.start_soon(self.search, request, job, name="search")
         return job
 
     async def search(self, request: SearchRequest, job: SearchJob | None = None) -> SearchJob:
@@ -589,7 +592,7 @@ class Gateway:
         """Read (by default every active wired meter) and store the values: "read all &
         store"."""
         chosen = self.wired_meters() if meters is None else meters
-        result = await self.pipeline.read_cycle(chosen, store=self._store_cycle)
+        result = await self.pipeline.read_cycle(chosen, store=self._store_cycle_when_room)
         self.last_cycle = result
         return result
 
@@ -603,6 +606,28 @@ class Gateway:
         reading = await self.pipeline.read_one(meter)
         await self._store_cycle([reading])
         return reading
+
+    async def _store_cycle_when_room(self, readings: Sequence[MeterReading]) -> None:
+        """Store a cycle; on a full disk hold its readings and try again until there is room,
+        so the cycle is stored late rather than lost (the next cycle waits for it)."""
+        held = False
+        while True:
+            try:
+                await self._store_cycle(readings)
+            except DiskFull as error:
+                if not held:
+                    held = True
+                    self.log(
+                        ERROR,
+                        "store",
+                        f"{error}; the {len(readings)} reading(s) of this cycle are held and "
+                        "stored when there is room",
+                    )
+                await trio.sleep(self.disk_retry_s)
+                continue
+            if held:
+                self.log(INFO, "store", f"room again: {len(readings)} held reading(s) stored")
+            return
 
     async def _store_cycle(self, readings: Sequence[MeterReading]) -> None:
         rows = [self._row(reading) for reading in readings]
@@ -673,7 +698,7 @@ class Gateway:
     def _start_read_at_start(self) -> None:
         if not self._read_at_start_done:
             self._read_at_start_done = True
-            self.supervisor.start_soon(self._read_now_logged)
+            self.supervisor.start_soon(self._read_now_logged, name="read at start")
 
     async def _read_now_logged(self) -> None:
         result = await self.read_all()

@@ -23,6 +23,7 @@ import lmdb
 
 from mbusgw.gateway.errors import StoreError
 from mbusgw.gateway.store.sealing import FILE_MODE, Sealer, private_dir, private_file
+from mbusgw.gateway.store.space import check_room_to_open
 
 SCHEMA_VERSION = 1
 FILE_NAME = "store.mdb"
@@ -124,6 +125,7 @@ class StoreEnv:
         self.readonly = readonly
         if readonly and not self.path.is_file():
             raise StoreError(f"no store at {self.path}")
+        check_room_to_open(self.path, readonly=readonly)  # LMDB dies of SIGBUS on a full disk
         if not readonly and sealer is None:
             private_dir(self.path.parent)
         elif not readonly:
