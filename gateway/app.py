@@ -305,7 +305,7 @@ class Gateway:
 
     def _modbus_source(self) -> ModbusSource:
         """Asked at every start of the Modbus service (a reading settings change restarts it)."""
-        live = LiveSnapshotSource(self.live, self._modbus_meters, self.clock)
+        live = LiveSnapshotSource(self.live, self._modbus_meters, self.clock, events=self.events)
         stored = StoredValuesSource(self._store(), self._modbus_meters, self.clock, self.events)
         return choose_source(self.settings.reading.continuous, live, stored)
 

@@ -7,13 +7,13 @@ configured capacity are installed *passive*: kept in the list, not read.
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from mbusgw.gateway.cells import CsvWriter, read_text
 from mbusgw.gateway.csvtable import RowError, UnreadableCsv, records
 
 CAPACITIES = (8, 32, 64, 128, 256, 512)
@@ -103,7 +103,7 @@ def template_csv() -> str:
         ("Water meter, flat 4 (wireless)", "87654321", "2400", "esecondary", "", WIRELESS, ""),
     ]
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    CsvWriter(out, lineterminator="\r\n").writerows(rows)
     return out.getvalue()
 
 
@@ -182,7 +182,8 @@ def _parse_records(
 
         def cell(name: str, row: list[str] = row) -> str:
             index = lowered.get(name.lower())
-            return row[index].strip() if index is not None and index < len(row) else ""
+            # read_text: a list the gateway exported comes back with its positions unchanged
+            return read_text(row[index].strip()) if index is not None and index < len(row) else ""
 
         meter, row_errors = _parse_row(cell, line, place)
         errors += row_errors

@@ -7,7 +7,6 @@ only read arguments and call ``web/operations.py``.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Callable
@@ -18,6 +17,7 @@ import trio
 from quart import Blueprint, Response, g
 
 from mbusgw.core.jsonout import dumps
+from mbusgw.gateway.cells import CsvWriter
 from mbusgw.web import operations as ops
 from mbusgw.web.app import state
 from mbusgw.web.auth import admin_only, first_change, public, self_service
@@ -247,7 +247,7 @@ async def meter_series_csv(key: str, series: str) -> Response:
 
 def _csv_cell(text: str) -> str:
     out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow([text])
+    CsvWriter(out, lineterminator="").writerow([text])
     return out.getvalue()
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mbusgw.core.jsonout import dumps
+from mbusgw.core.units import Flag
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.meters import (
     BAUD_RATES,
@@ -30,6 +31,7 @@ from mbusgw.gateway.meters import (
     template_csv,
 )
 from mbusgw.gateway.settings import masked, without_masks
+from mbusgw.gateway.store.telegrams import value_flags
 from mbusgw.web.errors import BadRequest, Conflict, NotFound
 from mbusgw.web.handle import GatewayHandle
 from mbusgw.web.numbers import value_texts
@@ -331,18 +333,23 @@ async def remove_meter(gw: GatewayHandle, key: str) -> dict[str, Any]:
 
 
 def record_values(telegrams: Any) -> list[dict[str, Any]]:
-    """The records of decoded telegrams (not stored: no series id) as values."""
-    return [
-        {
-            "series": 0,
-            "quantity": str(record.quantity),
-            "unit": str(record.unit),
-            "description": str(record.function),
-            "value": plain(record.value),
-        }
-        for telegram in telegrams
-        for record in telegram.records
-    ]
+    """The records of decoded telegrams (not stored: no series id) as values, flagged invalid
+    as the store flags them (``value_flags``)."""
+    out = []
+    for telegram in telegrams:
+        flags = value_flags(telegram.array).tolist()
+        for record, flag in zip(telegram.records, flags, strict=True):
+            value = {
+                "series": 0,
+                "quantity": str(record.quantity),
+                "unit": str(record.unit),
+                "description": str(record.function),
+                "value": plain(record.value),
+            }
+            if flag & Flag.INVALID:
+                value["invalid"] = True
+            out.append(value)
+    return out
 
 
 async def read_now(gw: GatewayHandle, key: str) -> dict[str, Any]:
@@ -422,7 +429,7 @@ def value_dicts(table: Any, names: dict[int, Any]) -> list[dict[str, Any]]:
             "description": info.description,
             "value": plain(table.value(i)),
         }
-        if int(table.flags[i]) & 1:
+        if int(table.flags[i]) & Flag.INVALID:
             value["invalid"] = True
         value["read_at"] = iso(int(table.received_at[i]))
         out.append(value)
@@ -488,7 +495,7 @@ def latest_values_json(gw: GatewayHandle) -> str:
             info = names.get(series)
             if info is None:
                 continue
-            value = cat.prefix[series] + text + (',"invalid":true' if flags & 1 else "")
+            value = cat.prefix[series] + text + (',"invalid":true' if flags & Flag.INVALID else "")
             per_meter.setdefault(info.meter, []).append(value + when[stamp])
             newest[info.meter] = max(newest.get(info.meter, 0), stamp)
     parts = []
