@@ -30,7 +30,7 @@ from mbusgw.core.wmbus import MeterId
 from mbusgw.gateway import meters as installing
 from mbusgw.gateway.clock import SystemClock, WallClock
 from mbusgw.gateway.cron import CronSchedule
-from mbusgw.gateway.errors import Collision, DiskFull, NoResponse
+from mbusgw.gateway.errors import Collision, DiskFull, NoResponse, StoreError, describe
 from mbusgw.gateway.events import (
     DEVICE_STARTED,
     METER_NOT_SEEN,
@@ -52,7 +52,7 @@ from mbusgw.gateway.lines import (
 )
 from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.meters import Meter
-from mbusgw.gateway.reading import CycleResult, MeterReading, ReadingPipeline
+from mbusgw.gateway.reading import CycleResult, MeterReading, ReadingPipeline, heard_identities
 from mbusgw.gateway.scheduler import JobFailed, ScheduledJob
 from mbusgw.gateway.search import SearchJob, SearchRequest, run_search
 from mbusgw.gateway.services.modbus import ModbusService, choose_source
@@ -305,7 +305,7 @@ class Gateway:
 
     def _modbus_source(self) -> ModbusSource:
         """Asked at every start of the Modbus service (a reading settings change restarts it)."""
-        live = LiveSnapshotSource(self.live, self._modbus_meters, self.clock)
+        live = LiveSnapshotSource(self.live, self._modbus_meters, self.clock, events=self.events)
         stored = StoredValuesSource(self._store(), self._modbus_meters, self.clock, self.events)
         return choose_source(self.settings.reading.continuous, live, stored)
 
@@ -372,29 +372,10 @@ class Gateway:
         """Install a meter list (CSV); all or nothing. Returns the whole new meter list.
 
         Rows with ``EnhancedAddress`` ``wireless`` or a receiver's name are wireless meters
-        (bound to the receiver hearing them best); the others go to ``interface`` (default:
-        the first wired line)."""
+        (bound to the receiver hearing them best); the others go to the line their
+        ``Interface`` names, else to ``interface`` (default: the first wired line)."""
         receivers = list(self.wireless.receivers) if self.wireless else []
-        if interface is not None and interface not in self.lines:
-            raise installing.MeterListError(
-                [installing.RowError(1, None, f"interface {interface!r} is not configured")]
-            )
-        line = interface or next(iter(self.lines), "")
-        new = installing.parse_meter_list(
-            text,
-            interface=line or "default",
-            receivers=receivers,
-            wireless_by_default=bool(receivers) and not self.lines,
-        )
-        unreachable = [m.key for m in new if not m.wireless and m.interface not in self.lines]
-        if unreachable:
-            raise installing.MeterListError(
-                [
-                    installing.RowError(
-                        1, None, f"no wired M-Bus line is configured for {', '.join(unreachable)}"
-                    )
-                ]
-            )
+        new = installing.parse_for_gateway(text, list(self.lines), receivers, interface)
         if self.wireless is not None:
             new = self.wireless.bind(new)
         meters = await self._change_meters(self._installing(new))
@@ -419,12 +400,24 @@ class Gateway:
     async def remove_meters(self, keys: set[str]) -> None:
         await self._change_meters(lambda meters: [m for m in meters if m.key not in keys])
 
-    async def _install_found(self, found: Sequence[Meter]) -> int:
-        known = {m.key for m in self.meters}
-        await self._change_meters(self._installing(found))
-        added = [m for m in found if m.key not in known]
-        self.log(INFO, "search", f"search found {len(found)} meter(s), {len(added)} new")
-        return len(added)
+    async def install_found(self, found: Sequence[Meter]) -> installing.Merge:
+        """Add the meters a search found; those installed already keep their settings."""
+        capacity = self.settings.capacity
+        merges: list[installing.Merge] = []
+
+        def merge(meters: list[Meter]) -> list[Meter]:
+            merges.append(installing.merge_found(meters, found, capacity))
+            return merges[-1].meters
+
+        await self._change_meters(merge)
+        result = merges[-1]
+        self.log(
+            INFO,
+            "search",
+            f"search found {len(found)} meter(s): {len(result.added)} installed, "
+            f"{len(result.known)} already installed",
+        )
+        return result
 
     # ------------------------------------------------------------------ wireless
 
@@ -480,9 +473,8 @@ class Gateway:
         new = [m for m in heard if network.installed(m) is None]
         installed = 0
         if install and new:
-            installed = await self._install_found(
-                [wireless_meter(m, network.best_for(m)) for m in new]
-            )
+            merged = await self.install_found([wireless_meter(m, network.best_for(m)) for m in new])
+            installed = len(merged.added)
         return {
             "found": len(heard),
             "new": len(new),
@@ -528,7 +520,7 @@ class Gateway:
         job = job or SearchJob(request, self.clock.now())
         self.searches[job.id] = job
         buses = {name: line.master for name, line in self.lines.items()}
-        await run_search(job, buses, self._install_found, self.clock.now)
+        await run_search(job, buses, self.install_found, self.clock.now)
         if job.warning:
             self.log(WARNING, "search", f"search {job.id}: {job.warning}")
         return job
@@ -607,13 +599,13 @@ class Gateway:
         await self._store_cycle([reading])
         return reading
 
-    async def _store_cycle_when_room(self, readings: Sequence[MeterReading]) -> None:
+    async def _store_cycle_when_room(self, readings: Sequence[MeterReading]) -> dict[str, str]:
         """Store a cycle; on a full disk hold its readings and try again until there is room,
         so the cycle is stored late rather than lost (the next cycle waits for it)."""
         held = False
         while True:
             try:
-                await self._store_cycle(readings)
+                refused = await self._store_cycle(readings)
             except DiskFull as error:
                 if not held:
                     held = True
@@ -627,14 +619,31 @@ class Gateway:
                 continue
             if held:
                 self.log(INFO, "store", f"room again: {len(readings)} held reading(s) stored")
-            return
+            return refused
 
-    async def _store_cycle(self, readings: Sequence[MeterReading]) -> None:
+    async def _store_cycle(self, readings: Sequence[MeterReading]) -> dict[str, str]:
+        """Store readings as one batch; returns the meters whose reading was refused, and why."""
         rows = [self._row(reading) for reading in readings]
-        if rows:
-            await self._writer().put_readings(rows)
-            meters = [reading.meter.key for reading in readings]
-            self.events.publish(Event(READINGS_STORED, self.clock.now(), None, {"meters": meters}))
+        if not rows:
+            return {}
+        receipt = await self._writer().put_readings(rows)
+        refused = dict(receipt.refused)
+        meters = [r.meter.key for r in readings if r.meter.key not in refused]
+        self.events.publish(Event(READINGS_STORED, self.clock.now(), None, {"meters": meters}))
+        await self._learn_identities(readings)
+        return refused
+
+    async def _learn_identities(self, readings: Sequence[MeterReading]) -> None:
+        """Record on the meters what their good replies say they are, when it changed. The
+        readings are stored already: a store that cannot take this now (a full disk) leaves it
+        to the next good reading."""
+        learnt = installing.learnt_identities(self.meters, heard_identities(readings))
+        if not learnt:
+            return
+        try:
+            await self._change_meters(lambda meters: installing.with_identities(meters, learnt))
+        except StoreError as error:
+            self.log(WARNING, "installation", f"meter identities not recorded: {describe(error)}")
 
     def _row(self, reading: MeterReading) -> Reading:
         received_at = int(reading.read_at.timestamp())
@@ -673,7 +682,7 @@ class Gateway:
         failed = [reading.meter for reading in result.failed]
         if failed:
             self._retry_meters[fire] = failed
-            raise JobFailed(f"{len(failed)} of {len(meters)} meter(s) were not read")
+            raise JobFailed(result.summary())
 
     async def _run_read_schedule(self, *, task_status: Any) -> None:
         settings = self.settings
@@ -703,11 +712,7 @@ class Gateway:
     async def _read_now_logged(self) -> None:
         result = await self.read_all()
         level = WARNING if result.failed else INFO
-        self.log(
-            level,
-            "read-schedule",
-            f"read at start: {len(result.readings)} meter(s), {len(result.failed)} failed",
-        )
+        self.log(level, "read-schedule", f"read at start: {result.summary()}")
 
     async def _run_continuous(self, *, task_status: Any) -> None:
         if not self.settings.reading.continuous:

@@ -7,7 +7,6 @@ only read arguments and call ``web/operations.py``.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Callable
@@ -18,6 +17,7 @@ import trio
 from quart import Blueprint, Response, g
 
 from mbusgw.core.jsonout import dumps
+from mbusgw.gateway.cells import CsvWriter
 from mbusgw.web import operations as ops
 from mbusgw.web.app import state
 from mbusgw.web.auth import admin_only, first_change, public, self_service
@@ -140,10 +140,15 @@ async def meters_list() -> Response:
 
 
 @route("POST", "/meters", "Install meters from a meter list (CSV, manual table 5)", "meters",
-       access="admin", body="csv", response="InstallResult")  # fmt: skip
+       access="admin", body="csv", response="InstallResult",
+       params=(Param("interface", STR, "the M-Bus line of the rows that name none in their "
+                     "Interface column (default: the first line)"),))  # fmt: skip
 async def meters_install() -> Response:
+    from quart import request
+
     data, _ = await uploaded_file()
-    return reply(await ops.install_meters(gw(), text_of(data)))
+    interface = request.args.get("interface") or None
+    return reply(await ops.install_meters(gw(), text_of(data), interface))
 
 
 @route("GET", "/meters/template.csv", "Meter list template", "meters", media="csv")
@@ -242,7 +247,7 @@ async def meter_series_csv(key: str, series: str) -> Response:
 
 def _csv_cell(text: str) -> str:
     out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow([text])
+    CsvWriter(out, lineterminator="").writerow([text])
     return out.getvalue()
 
 

@@ -18,7 +18,7 @@ from mbusgw.gateway.events import EventBus
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.keys import KeyStore
 from mbusgw.gateway.live import LiveSnapshot
-from mbusgw.gateway.meters import Meter
+from mbusgw.gateway.meters import Merge, Meter
 from mbusgw.gateway.settings import Settings, StartupConfig
 from mbusgw.gateway.supervisor import Supervisor
 
@@ -49,6 +49,10 @@ class GatewayHandle(Protocol):
 
     async def install_meter_list(self, text: str, interface: str | None = None) -> list[Meter]:
         """Install a CSV meter list (all or nothing); returns the whole new meter list."""
+        ...
+
+    async def install_found(self, found: Sequence[Meter]) -> Merge:
+        """Add the meters a search found; those installed already keep their settings."""
         ...
 
     async def update_settings(self, changes: dict[str, Any]) -> Settings: ...

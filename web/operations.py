@@ -20,16 +20,18 @@ from typing import Any
 import numpy as np
 
 from mbusgw.core.jsonout import dumps
+from mbusgw.core.units import Flag
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.meters import (
     BAUD_RATES,
     AddressingMode,
     Meter,
     MultiTelegram,
-    parse_meter_list,
+    parse_for_gateway,
     template_csv,
 )
 from mbusgw.gateway.settings import masked, without_masks
+from mbusgw.gateway.store.telegrams import value_flags
 from mbusgw.web.errors import BadRequest, Conflict, NotFound
 from mbusgw.web.handle import GatewayHandle
 from mbusgw.web.numbers import value_texts
@@ -213,26 +215,20 @@ def install_result(gw: GatewayHandle, installed: Sequence[Meter]) -> dict[str, A
     }
 
 
-async def install_meters(gw: GatewayHandle, csv: str) -> dict[str, Any]:
+async def install_meters(
+    gw: GatewayHandle, csv: str, interface: str | None = None
+) -> dict[str, Any]:
+    """Install a meter list; rows naming no ``Interface`` go to ``interface`` (default: the
+    first wired line)."""
     if not isinstance(csv, str):
         raise BadRequest("the meter list must be CSV text")
+    if interface is not None and not isinstance(interface, str):
+        raise BadRequest("the interface is a line's name", {"interface": "not text"})
     receivers = list(gw.wireless.receivers) if gw.wireless is not None else []
-    # the same check the gateway makes, for the rows' identities
-    rows = parse_meter_list(
-        csv, receivers=receivers, wireless_by_default=bool(receivers) and not gw.lines
-    )
-    await gw.install_meter_list(csv)
-    secondary = {row.secondary_address for row in rows if row.secondary_address}
-    primary = {row.primary_address for row in rows if not row.secondary_address}
-    return install_result(
-        gw,
-        [
-            m
-            for m in gw.meters
-            if m.secondary_address in secondary
-            or (not m.secondary_address and m.primary_address in primary)
-        ],
-    )
+    # the same check the gateway makes, for the rows' keys (their line is part of them)
+    keys = {m.key for m in parse_for_gateway(csv, list(gw.lines), receivers, interface)}
+    await gw.install_meter_list(csv, interface)
+    return install_result(gw, [m for m in gw.meters if m.key in keys])
 
 
 def meter_template() -> str:
@@ -337,18 +333,23 @@ async def remove_meter(gw: GatewayHandle, key: str) -> dict[str, Any]:
 
 
 def record_values(telegrams: Any) -> list[dict[str, Any]]:
-    """The records of decoded telegrams (not stored: no series id) as values."""
-    return [
-        {
-            "series": 0,
-            "quantity": str(record.quantity),
-            "unit": str(record.unit),
-            "description": str(record.function),
-            "value": plain(record.value),
-        }
-        for telegram in telegrams
-        for record in telegram.records
-    ]
+    """The records of decoded telegrams (not stored: no series id) as values, flagged invalid
+    as the store flags them (``value_flags``)."""
+    out = []
+    for telegram in telegrams:
+        flags = value_flags(telegram.array).tolist()
+        for record, flag in zip(telegram.records, flags, strict=True):
+            value = {
+                "series": 0,
+                "quantity": str(record.quantity),
+                "unit": str(record.unit),
+                "description": str(record.function),
+                "value": plain(record.value),
+            }
+            if flag & Flag.INVALID:
+                value["invalid"] = True
+            out.append(value)
+    return out
 
 
 async def read_now(gw: GatewayHandle, key: str) -> dict[str, Any]:
@@ -428,7 +429,7 @@ def value_dicts(table: Any, names: dict[int, Any]) -> list[dict[str, Any]]:
             "description": info.description,
             "value": plain(table.value(i)),
         }
-        if int(table.flags[i]) & 1:
+        if int(table.flags[i]) & Flag.INVALID:
             value["invalid"] = True
         value["read_at"] = iso(int(table.received_at[i]))
         out.append(value)
@@ -494,7 +495,7 @@ def latest_values_json(gw: GatewayHandle) -> str:
             info = names.get(series)
             if info is None:
                 continue
-            value = cat.prefix[series] + text + (',"invalid":true' if flags & 1 else "")
+            value = cat.prefix[series] + text + (',"invalid":true' if flags & Flag.INVALID else "")
             per_meter.setdefault(info.meter, []).append(value + when[stamp])
             newest[info.meter] = max(newest.get(info.meter, 0), stamp)
     parts = []

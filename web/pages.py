@@ -19,6 +19,7 @@ from mbusgw.web.app import state
 from mbusgw.web.auth import admin_only, first_change, public, same_site_path, self_service
 from mbusgw.web.errors import ApiError, BadRequest, as_api_error
 from mbusgw.web.params import arg_bool, arg_int, query_filters, text_of, uploaded_file
+from mbusgw.web.times import local_zone
 
 blueprint = Blueprint("pages", __name__)
 
@@ -181,6 +182,7 @@ async def installation() -> str:
         reading=settings.reading,
         schedules=SCHEDULE_CHOICES,
         jobs=ops.list_jobs(state())["jobs"][-5:],
+        lines=list(gateway.lines),
     )
 
 
@@ -193,7 +195,8 @@ SCHEDULE_CHOICES = tuple(
 @admin_only
 async def install_meters() -> Any:
     data, _ = await uploaded_file()
-    result, error = await attempt(lambda: ops.install_meters(gw(), text_of(data)))
+    interface = (await request.form).get("interface") or None
+    result, error = await attempt(lambda: ops.install_meters(gw(), text_of(data), interface))
     if error is not None:
         return await page("install_error.html", error=error), error.status
     return back(
@@ -431,7 +434,7 @@ async def mbus_settings() -> Any:
 
 @blueprint.get("/log")
 async def system_log() -> str:
-    filters = query_filters()
+    filters = query_filters(local_zone(gw().settings.timezone))
     entries = ops.system_log(gw(), limit=500, **filters)
     return await page("log.html", log=entries, args=request.args)
 
@@ -580,7 +583,7 @@ async def configuration_file() -> Response:
 @blueprint.get("/log.csv")
 async def system_log_csv() -> Response:
     out = io.StringIO()
-    where = ops.log_filter(**query_filters())
+    where = ops.log_filter(**query_filters(local_zone(gw().settings.timezone)))
     await trio.to_thread.run_sync(gw().store.export_system_log, out, where)
     response = Response(out.getvalue(), mimetype="text/csv")
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
