@@ -65,8 +65,9 @@ async def test_a_garbled_meter_costs_no_other_meter_its_reading(tmp_path: Path) 
     assert [key for key, entry in newest.items() if entry["status"] != "ok"] == [garbled]
     entry = newest[garbled]
     assert entry["status"] == "collision" and entry["error"].startswith("Collision: garbled")
-    assert len(entry["error"].encode()) <= 1000 and entry["error"].endswith(" characters)")
-    assert "…" in entry["error"]
+    # The bus names the garble without the bytes; a long text is cut where it is made
+    # (tests/gateway/test_reading.py), so the store's bound holds either way.
+    assert len(entry["error"].encode()) <= 1000
 
 
 async def test_meters_installed_from_a_list_learn_what_they_are(tmp_path: Path) -> None:
