@@ -40,8 +40,6 @@ from typing import Any
 import outcome
 import trio
 
-from mbusgw.core import decode
-from mbusgw.core.errors import MBusError
 from mbusgw.core.frame import (
     Discarded,
     application_reset,
@@ -49,6 +47,7 @@ from mbusgw.core.frame import (
     select_secondary,
     snd_nke,
 )
+from mbusgw.core.records_follow import more_records_follow as records_follow
 from mbusgw.gateway.errors import BusError, Collision, LineDown, NoResponse
 from mbusgw.gateway.meters import AddressingMode, MultiTelegram
 from mbusgw.gateway.reception import Reception, expected_kind, raw_frame
@@ -295,11 +294,10 @@ class BusStats:
 
 
 def more_records_follow(raw: bytes) -> bool:
-    """Whether the telegram ends with DIF 0x1F ("more records follow"), per the decoder."""
-    try:
-        return bool(decode(raw).more_records_follow)
-    except MBusError:
-        return False  # an undecodable telegram: do not ask for more; the caller sees the error
+    """Whether the telegram ends with DIF 0x1F ("more records follow"): a walk over the record
+    headers, not a decode (the pipeline decodes each telegram once). An undecodable telegram
+    gives False: do not ask for more; the pipeline's decode reports the error."""
+    return records_follow(raw)
 
 
 @dataclass(frozen=True)
