@@ -62,10 +62,10 @@ from mbusgw.gateway.services.reports.service import ReportService
 from mbusgw.gateway.settings import InterfaceConfig, Settings, StartupConfig
 from mbusgw.gateway.store import (
     CompactionService,
-    Reading,
     ReadingStatus,
     RetentionService,
     Store,
+    StoredReading,
     StoreWriter,
     store_path,
 )
@@ -611,7 +611,7 @@ class Gateway:
             meters = [reading.meter.key for reading in readings]
             self.events.publish(Event(READINGS_STORED, self.clock.now(), None, {"meters": meters}))
 
-    def _row(self, reading: MeterReading) -> Reading:
+    def _row(self, reading: MeterReading) -> StoredReading:
         received_at = int(reading.read_at.timestamp())
         retries = max(reading.attempts - 1, 0)
         duration_ms = int(reading.duration * 1000)
@@ -630,7 +630,7 @@ class Gateway:
             (code for kind, code in FAILURE_STATUS if issubclass(failure, kind)),
             ReadingStatus.OTHER_ERROR,
         )
-        return Reading(
+        return StoredReading(
             reading.meter.key,
             received_at,
             frames=reading.frames,

@@ -249,7 +249,7 @@ class Exchange:
 
 
 @dataclass(frozen=True)
-class Reading:
+class ReadReply:
     """The raw telegrams of one meter reading, in order."""
 
     address: MeterAddress
@@ -498,7 +498,7 @@ class BusMaster:
         *,
         on_telegram: Callable[[int], None] | None = None,
         keep_link: bool = False,
-    ) -> Reading:
+    ) -> ReadReply:
         """Read one meter completely (every telegram, up to the limit). ``on_telegram(n)`` is
         called in the bus task after each telegram (a progress display). ``keep_link`` (reading
         back to back) leaves out the SND_NKE of a primary read while this master knows the
@@ -795,7 +795,7 @@ class BusMaster:
         )
         return ADDRESS_SELECTED, used
 
-    async def _handle_read(self, request: _Read) -> Reading:
+    async def _handle_read(self, request: _Read) -> ReadReply:
         settings = request.settings
         if settings.baud is not None and settings.baud != self.transport.baudrate:
             self.transport.set_baudrate(settings.baud)
@@ -811,7 +811,7 @@ class BusMaster:
                 failures.append(exc)  # fall back to the next addressing mode
         raise failures[-1]
 
-    async def _read_with(self, request: _Read, mode: AddressingMode) -> Reading:
+    async def _read_with(self, request: _Read, mode: AddressingMode) -> ReadReply:
         address, settings = request.address, request.settings
         times = self._times(settings.timing)
         started = trio.current_time()
@@ -842,7 +842,7 @@ class BusMaster:
             requests += used
         if primary and complete:
             links.read_completely(key, len(frames))
-        return Reading(
+        return ReadReply(
             address,
             mode,
             tuple(frames),

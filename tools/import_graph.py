@@ -127,7 +127,9 @@ def summary(graph: dict[str, set[str]]) -> str:
     for (source, target), count in sorted(arrows.items()):
         lines.append(f"{source} -> {target}: {count} imports")
     web_targets = {t for m, ts in graph.items() if layer(m) == "web" for t in ts}
-    lines.append(f"gateway modules imported by web: {sum(layer(t) == 'gateway' for t in web_targets)}")
+    lines.append(
+        f"gateway modules imported by web: {sum(layer(t) == 'gateway' for t in web_targets)}"
+    )
     found = circles(graph)
     lines.append(f"import circles: {len(found)}")
     lines += ["  " + " <-> ".join(component) for component in found]

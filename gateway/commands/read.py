@@ -15,7 +15,7 @@ import sys
 import trio
 
 from mbusgw.core import MBusError, decode
-from mbusgw.gateway.bus import BusMaster, MeterAddress, Reading, ReadSettings
+from mbusgw.gateway.bus import BusMaster, MeterAddress, ReadReply, ReadSettings
 from mbusgw.gateway.commands._buscli import (
     ProgressBar,
     add_line_arguments,
@@ -47,7 +47,7 @@ def parse_address(text: str) -> tuple[MeterAddress, AddressingMode]:
     return MeterAddress(secondary=text.upper()), AddressingMode.SECONDARY
 
 
-async def read_command(args: argparse.Namespace, bar: ProgressBar) -> Reading:
+async def read_command(args: argparse.Namespace, bar: ProgressBar) -> ReadReply:
     address, mode = parse_address(args.address)
     settings = ReadSettings(modes=(mode,), telegram_limit=args.telegrams, init=not args.no_init)
     (line,) = open_lines(args, args.baud)
@@ -65,7 +65,7 @@ async def read_command(args: argparse.Namespace, bar: ProgressBar) -> Reading:
     return reading
 
 
-def print_reading(reading: Reading, as_json: bool) -> int:
+def print_reading(reading: ReadReply, as_json: bool) -> int:
     status = 0
     telegrams = []
     for raw in reading.frames:
