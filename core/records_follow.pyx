@@ -18,19 +18,10 @@ cdef enum:
     MAX_VIFE = 10
 
 
-cdef inline Py_ssize_t _field_size(int field) noexcept:
-    # the same sizes as records.pyx (DIF low nibble other than 0x0D and 0x0F)
-    if field <= 4:
-        return field
-    if field == 5:
-        return 4
-    if field == 6:
-        return 6
-    if field == 7:
-        return 8
-    if field == 0x0E:
-        return 6
-    return field - 8
+# Data bytes per DIF data field (low nibble), EN 13757-3 table 4; 0x0D (variable length, an LVAR
+# byte first) and 0x0F (special functions) are handled apart.
+cdef Py_ssize_t FIELD_BYTES[16]
+FIELD_BYTES[:] = [0, 1, 2, 3, 4, 4, 6, 8, 0, 1, 2, 3, 4, 0, 6, 0]
 
 
 cdef Py_ssize_t _lvar_size(uint8_t lvar) noexcept:
@@ -46,9 +37,24 @@ cdef Py_ssize_t _lvar_size(uint8_t lvar) noexcept:
     return -1
 
 
+cdef Py_ssize_t _skip_chain(const uint8_t* p, Py_ssize_t pos, Py_ssize_t end,
+                            int limit) noexcept:
+    """Past a chain of extension bytes (DIFEs or VIFEs: each with bit 7 set has a next one),
+    at most ``limit`` of them; -1 when it runs past the end or the limit."""
+    cdef int count = 0
+    cdef bint ext = True
+    while ext:
+        if pos >= end or count == limit:
+            return -1
+        ext = p[pos] & 0x80
+        pos += 1
+        count += 1
+    return pos
+
+
 cdef bint _walk(const uint8_t* p, Py_ssize_t pos, Py_ssize_t end) noexcept:
     cdef uint8_t dif, vif, b
-    cdef int ndife, nvife
+    cdef int nvife
     cdef bint ext
     cdef Py_ssize_t n
     while pos < end:
@@ -64,14 +70,10 @@ cdef bint _walk(const uint8_t* p, Py_ssize_t pos, Py_ssize_t end) noexcept:
             if dif != 0x7F:
                 return False  # reserved DIF
             continue  # global readout request: no VIF, no data
-        ndife = 0
-        ext = dif & 0x80
-        while ext:
-            if pos >= end or ndife == MAX_DIFE:
+        if dif & 0x80:
+            pos = _skip_chain(p, pos, end, MAX_DIFE)
+            if pos < 0:
                 return False
-            ext = p[pos] & 0x80
-            pos += 1
-            ndife += 1
         if pos >= end:
             return False
         vif = p[pos]
@@ -92,12 +94,10 @@ cdef bint _walk(const uint8_t* p, Py_ssize_t pos, Py_ssize_t end) noexcept:
                 ext = p[pos] & 0x80
                 pos += 1
                 nvife = 1
-        while ext:
-            if pos >= end or nvife == MAX_VIFE:
+        if ext:
+            pos = _skip_chain(p, pos, end, MAX_VIFE - nvife)
+            if pos < 0:
                 return False
-            ext = p[pos] & 0x80
-            pos += 1
-            nvife += 1
         if (dif & 0x0F) == 0x0D:
             if pos >= end:
                 return False
@@ -106,7 +106,7 @@ cdef bint _walk(const uint8_t* p, Py_ssize_t pos, Py_ssize_t end) noexcept:
             if n < 0:
                 return False
         else:
-            n = _field_size(dif & 0x0F)
+            n = FIELD_BYTES[dif & 0x0F]
         pos += n
         if pos > end:
             return False
