@@ -6,6 +6,7 @@ same TCP transport as a real converter, so the embedded default exercises the re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -132,3 +133,23 @@ def meters_on(line: SimLine) -> list[Meter]:
         )
         for sim in line.meters
     ]
+
+
+def open_wired_lines(
+    interfaces: Sequence[InterfaceConfig], mbus: MBusSettings
+) -> tuple[dict[str, SimulatorService], dict[str, BusLine]]:
+    """The wired lines of ``interfaces`` (receivers are left out), each simulated line with
+    its simulator; simulators are seeded by the interface's position."""
+    simulators: dict[str, SimulatorService] = {}
+    lines: dict[str, BusLine] = {}
+    for index, config in enumerate(interfaces):
+        if config.wireless:
+            continue
+        simulator = None
+        if config.kind == "simulator":
+            simulator = SimulatorService(simulated_line(config, seed=index + 1))
+            simulators[config.name] = simulator
+        line = open_line(config, simulator)
+        line.mbus = mbus
+        lines[config.name] = line
+    return simulators, lines

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mbusgw.gateway import report_checks
 from mbusgw.gateway.cron import CronSchedule, CronSyntaxError
 from mbusgw.gateway.meters import CAPACITIES
-from mbusgw.gateway.services.modbus_encoding import DATA_TYPE_LABELS, WORD_ORDERS, parse_constant
-from mbusgw.gateway.services.reports import checks as report_checks
-from mbusgw.gateway.services.reports.catalog import (
+from mbusgw.gateway.modbus_encoding import DATA_TYPE_LABELS, WORD_ORDERS, parse_constant
+from mbusgw.gateway.report_catalog import (
     REPORT_KINDS,
     VALUE_INTERVALS,
     layout_of,

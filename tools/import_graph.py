@@ -32,7 +32,7 @@ def module_files(root: Path = ROOT) -> dict[str, Path]:
     return modules
 
 
-def _imported(tree: ast.AST, module: str, is_package: bool) -> Iterable[str]:
+def _imported(tree: ast.AST, module: str, is_package: bool, modules: set[str]) -> Iterable[str]:
     base = module.split(".") if is_package else module.split(".")[:-1]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -43,8 +43,10 @@ def _imported(tree: ast.AST, module: str, is_package: bool) -> Iterable[str]:
                 name = ".".join(anchor + ([node.module] if node.module else []))
             else:
                 name = node.module or ""
-            yield name
-            yield from (f"{name}.{alias.name}" for alias in node.names)
+            for alias in node.names:
+                # ``from a import b``: an arrow to the module ``a.b`` when b is one, else to ``a``
+                submodule = f"{name}.{alias.name}"
+                yield submodule if submodule in modules else name
 
 
 def _parse(path: Path) -> ast.AST:
@@ -63,7 +65,7 @@ def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for module, path in files.items():
         targets = set()
-        for name in _imported(_parse(path), module, path.stem == "__init__"):
+        for name in _imported(_parse(path), module, path.stem == "__init__", set(files)):
             if name in files and name != module:
                 targets.add(name)
         graph[module] = targets

@@ -20,7 +20,6 @@ from quart import Blueprint, Response, g
 
 from mbusgw.core.jsonout import dumps
 from mbusgw.web import operations as ops
-from mbusgw.web.app import state
 from mbusgw.web.auth import admin_only, public, self_service
 from mbusgw.web.errors import BadRequest, Conflict, NotFound, Unauthorized
 from mbusgw.web.numbers import value_texts
@@ -34,6 +33,7 @@ from mbusgw.web.params import (
     text_of,
     uploaded_file,
 )
+from mbusgw.web.state import state
 
 blueprint = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 HOSTNAME = re.compile(r"^(?=.{1,64}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$")

@@ -22,11 +22,9 @@ from typing import Any
 import trio
 
 from mbusgw.gateway.errors import UnknownReport
+from mbusgw.gateway.facade import GatewayHandle, ScanProgress, quota_for, scan_line, shortfall
 from mbusgw.gateway.meters import BAUD_RATES, COLUMNS
-from mbusgw.gateway.scan import ScanProgress, scan_line
-from mbusgw.gateway.search import quota_for, shortfall
 from mbusgw.web.errors import BadRequest, Conflict, NotFound
-from mbusgw.web.handle import GatewayHandle
 
 KEEP = 50
 SCAN_KINDS = ("primary", "secondary")

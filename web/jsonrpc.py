@@ -17,10 +17,10 @@ from quart import Blueprint, Response, g, request
 
 from mbusgw.core.jsonout import dumps
 from mbusgw.web import operations as ops
-from mbusgw.web.app import state
 from mbusgw.web.auth import self_service
 from mbusgw.web.errors import ApiError, BadRequest, Forbidden, PasswordChangeRequired, as_api_error
 from mbusgw.web.params import parse_time
+from mbusgw.web.state import state
 
 blueprint = Blueprint("jsonrpc", __name__)
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mbusgw.core.jsonout import dumps
+from mbusgw.gateway.facade import GatewayHandle
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.meters import (
     BAUD_RATES,
@@ -31,7 +32,6 @@ from mbusgw.gateway.meters import (
 )
 from mbusgw.gateway.settings import masked, without_masks
 from mbusgw.web.errors import BadRequest, Conflict, NotFound
-from mbusgw.web.handle import GatewayHandle
 from mbusgw.web.numbers import value_texts
 
 LEVEL_NAMES = {-1: "debug", 0: "info", 1: "warning", 2: "error"}
@@ -656,7 +656,7 @@ def log_filter(
     max_level: int | None = None,
     origin: str | None = None,
 ) -> Any:
-    from mbusgw.gateway.store import LogFilter
+    from mbusgw.gateway.facade import LogFilter
 
     for name, level in (("min_level", min_level), ("max_level", max_level)):
         if level is not None and level not in LEVEL_NAMES:
@@ -716,7 +716,7 @@ def report_service(gw: GatewayHandle) -> Any:
 async def delete_report(gw: GatewayHandle, name: str) -> None:
     """Remove a report's settings and its delivery cursor (a report made again under the
     name starts afresh from its value period)."""
-    from mbusgw.gateway.services.reports.cursors import TABLE
+    from mbusgw.gateway.facade import REPORT_CURSORS as TABLE
 
     if name not in gw.settings.reports.reports:
         raise NotFound(f"no report {name!r} is configured")
@@ -842,7 +842,7 @@ def read_all(web: Any) -> dict[str, Any]:
 def stop_for(gw: GatewayHandle, action: str, backup: Any = None) -> dict[str, Any]:
     """Restart, factory reset or restore: the gateway stops, and ``mbusgw run`` carries the
     action out once the store is closed, then starts the gateway again."""
-    from mbusgw.gateway.lifecycle import AfterStop
+    from mbusgw.gateway.facade import AfterStop
 
     if gw.after_stop is not None:
         raise Conflict(f"a {gw.after_stop.action.replace('_', ' ')} is under way already")

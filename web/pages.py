@@ -16,10 +16,10 @@ from quart import Blueprint, Response, g, redirect, render_template, request, ur
 from mbusgw.gateway.cron import PREDEFINED
 from mbusgw.gateway.settings import ConfigError
 from mbusgw.web import operations as ops
-from mbusgw.web.app import state
 from mbusgw.web.auth import admin_only, public, self_service
 from mbusgw.web.errors import ApiError, BadRequest, as_api_error
 from mbusgw.web.params import arg_bool, arg_int, query_filters, text_of, uploaded_file
+from mbusgw.web.state import state
 
 blueprint = Blueprint("pages", __name__)
 

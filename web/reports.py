@@ -8,9 +8,9 @@ import io
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from mbusgw.gateway.facade import GatewayHandle
 from mbusgw.gateway.settings import masked
 from mbusgw.web import operations as ops
-from mbusgw.web.handle import GatewayHandle
 
 if TYPE_CHECKING:
     from openpyxl import Workbook

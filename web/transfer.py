@@ -20,11 +20,21 @@ import trio
 from quart import g
 
 from mbusgw.gateway.errors import BackupError
+from mbusgw.gateway.facade import (
+    BACKUP_HEADER_SIZE as HEADER_SIZE,
+)
+from mbusgw.gateway.facade import (
+    MAX_CONFIG_BYTES as MAX_FILE_BYTES,
+)
+from mbusgw.gateway.facade import (
+    GatewayHandle,
+    create_backup,
+    parse_config,
+    read_backup_info,
+    render_config,
+)
 from mbusgw.gateway.settings import masked
-from mbusgw.gateway.store.backup import HEADER_SIZE, create_backup, read_backup_info
-from mbusgw.gateway.store.configfile import MAX_FILE_BYTES, parse_config, render_config
 from mbusgw.web.errors import BadRequest, Forbidden
-from mbusgw.web.handle import GatewayHandle
 
 CHUNK = 256 * 1024
 

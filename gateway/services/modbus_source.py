@@ -22,7 +22,7 @@ from mbusgw.core.units import Flag, ValueKind
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.live import LiveReading, LiveSnapshot
 from mbusgw.gateway.meters import Meter
-from mbusgw.gateway.services.modbus_encoding import Number
+from mbusgw.gateway.modbus_encoding import Number
 
 
 class SourceKind(IntEnum):

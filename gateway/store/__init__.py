@@ -1,7 +1,8 @@
 """The LMDB time-series store: readings, values, raw telegrams, logs, settings (docs/store.md)."""
 
-from mbusgw.gateway.store.compaction import CompactionService, compact_now
+from mbusgw.gateway.store.compaction import compact_now
 from mbusgw.gateway.store.ingest import Receipt
+from mbusgw.gateway.store.maintenance import CompactionService, RetentionService
 from mbusgw.gateway.store.model import (
     MeterInfo,
     MeterLog,
@@ -17,7 +18,6 @@ from mbusgw.gateway.store.model import (
     encode_value,
 )
 from mbusgw.gateway.store.queries import RawTelegram
-from mbusgw.gateway.store.retention import RetentionService
 from mbusgw.gateway.store.store import Store, StoreStats, store_path
 from mbusgw.gateway.store.syslog import LogEntry, LogLevel, SystemLog
 from mbusgw.gateway.store.syslog_table import LogFilter

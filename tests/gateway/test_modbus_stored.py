@@ -16,7 +16,7 @@ from modbus_rig import FixedClock, meter
 from mbusgw.core import decode, decode_application
 from mbusgw.gateway.events import CYCLE_FINISHED, READINGS_STORED, Event, EventBus
 from mbusgw.gateway.live import LiveReading, LiveSnapshot
-from mbusgw.gateway.services.modbus_encoding import Number
+from mbusgw.gateway.modbus_encoding import Number
 from mbusgw.gateway.services.modbus_map import (
     BLOCK_SIZE,
     DEVICE_FIELDS,

@@ -19,7 +19,7 @@ from storekit import ENERGY, T0, FixedClock, open_store
 from mbusgw.core.units import Flag
 from mbusgw.gateway.events import METER_FAILED, REPORT_FAILED, Event
 from mbusgw.gateway.meters import AddressingMode, Meter
-from mbusgw.gateway.services.reports.catalog import TEMPLATES, layout_of
+from mbusgw.gateway.report_catalog import TEMPLATES, layout_of
 from mbusgw.gateway.services.reports.context import MeterIdentity, ReportContext
 from mbusgw.gateway.services.reports.conventions import Conventions
 from mbusgw.gateway.services.reports.selection import Selection, Window

@@ -7,8 +7,8 @@ import functools
 import ssl
 
 from mbusgw.gateway.errors import DeliveryError
-from mbusgw.gateway.services.reports.catalog import protocol_of
-from mbusgw.gateway.services.reports.checks import split_addresses
+from mbusgw.gateway.report_catalog import protocol_of
+from mbusgw.gateway.report_checks import split_addresses
 from mbusgw.gateway.services.reports.delivery import Delivery, timeout_of
 from mbusgw.gateway.services.reports.ftp import FtpDelivery
 from mbusgw.gateway.services.reports.http import HttpDelivery

@@ -19,8 +19,8 @@ from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.cron import CronSchedule
 from mbusgw.gateway.errors import UnknownReport
 from mbusgw.gateway.events import Event
-from mbusgw.gateway.services.reports.catalog import layout_of, protocol_of
-from mbusgw.gateway.services.reports.checks import parse_period
+from mbusgw.gateway.report_catalog import layout_of, protocol_of
+from mbusgw.gateway.report_checks import parse_period
 from mbusgw.gateway.services.reports.context import MeterIdentity, ReportContext
 from mbusgw.gateway.services.reports.conventions import Conventions
 from mbusgw.gateway.services.reports.cursors import Cursor, commit_cursor, load_cursor

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
-from mbusgw.gateway.services.reports.catalog import EVENT_KINDS, template_problem
+from mbusgw.gateway.report_catalog import EVENT_KINDS, template_problem
 
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _EMAIL = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+")

@@ -1,0 +1,148 @@
+"""The meter registry: the installed meters and every change to them.
+
+Each change (a meter list installed, found meters merged in, a meter's settings, a removal, the
+capacity) is made from the list the one before left and saved in one transaction, all or
+nothing; the live snapshot forgets removed meters and listeners (the wireless network) see the
+new list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import replace
+
+import trio
+
+from mbusgw.gateway import meters as installing
+from mbusgw.gateway.installation import load_meters, replace_meters
+from mbusgw.gateway.live import LiveSnapshot
+from mbusgw.gateway.meters import Meter
+from mbusgw.gateway.settings import Settings
+from mbusgw.gateway.store import Store, StoreWriter
+from mbusgw.gateway.supervisor import INFO, LogFunction
+from mbusgw.gateway.wireless import WirelessNetwork
+
+MeterChange = Callable[[list[Meter]], list[Meter]]
+
+
+class MeterRegistry:
+    def __init__(
+        self,
+        writer: Callable[[], StoreWriter],
+        settings: Callable[[], Settings],
+        live: LiveSnapshot,
+        log: LogFunction,
+    ) -> None:
+        self.meters: list[Meter] = []
+        self.wireless: WirelessNetwork | None = None  # told of every new list
+        self._writer = writer
+        self._settings = settings
+        self._live = live
+        self._log = log
+        self._lock = trio.Lock()
+
+    def load(self, store: Store) -> None:
+        self.meters = load_meters(store)
+
+    def meter(self, key: str) -> Meter | None:
+        return next((m for m in self.meters if m.key == key), None)
+
+    def active(self, interface: str | None = None) -> list[Meter]:
+        return [
+            m for m in self.meters if m.active and (interface is None or m.interface == interface)
+        ]
+
+    def wired(self) -> list[Meter]:
+        """The active meters the gateway reads (wireless meters send on their own)."""
+        return [m for m in self.meters if m.active and not m.wireless]
+
+    async def change(self, change: MeterChange) -> list[Meter]:
+        """Change the installed meter list and save it in one transaction, all or nothing;
+        changes are made one at a time, each from the list the one before left."""
+        async with self._lock:
+            meters = change(self.meters)
+            gone = {m.key for m in self.meters} - {m.key for m in meters}
+            await self._writer().submit(replace_meters(meters, gone))
+            self.meters = meters
+            self._live.forget(gone)
+            if self.wireless is not None:
+                self.wireless.set_meters(meters)
+            return meters
+
+    def installing(self, new: Sequence[Meter]) -> MeterChange:
+        capacity = self._settings().capacity
+        return lambda meters: installing.install(meters, new, capacity)
+
+    async def install_meter_list(
+        self, text: str, lines: Collection[str], interface: str | None = None
+    ) -> list[Meter]:
+        """Install a meter list (CSV); all or nothing. Returns the whole new meter list.
+
+        Rows with ``EnhancedAddress`` ``wireless`` or a receiver's name are wireless meters
+        (bound to the receiver hearing them best); the others go to ``interface`` (default:
+        the first wired line)."""
+        receivers = list(self.wireless.receivers) if self.wireless else []
+        if interface is not None and interface not in lines:
+            raise installing.MeterListError(
+                [installing.RowError(1, None, f"interface {interface!r} is not configured")]
+            )
+        line = interface or next(iter(lines), "")
+        new = installing.parse_meter_list(
+            text,
+            interface=line or "default",
+            receivers=receivers,
+            wireless_by_default=bool(receivers) and not lines,
+        )
+        unreachable = [m.key for m in new if not m.wireless and m.interface not in lines]
+        if unreachable:
+            raise installing.MeterListError(
+                [
+                    installing.RowError(
+                        1, None, f"no wired M-Bus line is configured for {', '.join(unreachable)}"
+                    )
+                ]
+            )
+        if self.wireless is not None:
+            new = self.wireless.bind(new)
+        meters = await self.change(self.installing(new))
+        self._log(INFO, "installation", f"meter list installed: {len(new)} meter(s)")
+        return meters
+
+    async def update_meter(self, key: str, **changes: object) -> Meter:
+        if self.meter(key) is None:
+            raise KeyError(key)
+        capacity = self._settings().capacity
+
+        def change(meters: list[Meter]) -> list[Meter]:
+            changed = [replace(m, **changes) if m.key == key else m for m in meters]  # type: ignore[arg-type]
+            return installing.apply_capacity(changed, capacity)
+
+        await self.change(change)
+        updated = self.meter(key)
+        if updated is None:
+            raise KeyError(key)
+        return updated
+
+    async def remove_meters(self, keys: set[str]) -> None:
+        await self.change(lambda meters: [m for m in meters if m.key not in keys])
+
+    async def apply_capacity(self, capacity: int) -> None:
+        await self.change(lambda meters: installing.apply_capacity(meters, capacity))
+
+    async def install_simulated(self, found: Sequence[Meter]) -> None:
+        """The meters of the built-in simulated bus and radio (no interface is configured)."""
+        await self.change(self.installing(found))
+        self._log(
+            INFO,
+            "installation",
+            f"installed {len(found)} meter(s) of the built-in "
+            "simulated bus and radio (no interface is configured)",
+        )
+
+    async def install_found(self, found: Sequence[Meter]) -> int:
+        """Merge meters a search found into the installed list; returns how many are new."""
+        known = {m.key for m in self.meters}
+        await self.change(self.installing(found))
+        added = [m for m in found if m.key not in known]
+        self._log(INFO, "search", f"search found {len(found)} meter(s), {len(added)} new")
+        return len(added)
