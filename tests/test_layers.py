@@ -37,7 +37,9 @@ MODEL = {
         "modbus_encoding",
         "report_catalog",
         "report_checks",
+        "report_settings",
         "settings",
+        "settings_fields",
         "store.model",
     )
 }

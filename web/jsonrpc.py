@@ -17,6 +17,7 @@ from quart import Blueprint, Response, g, request
 
 from mbusgw.core.jsonout import dumps
 from mbusgw.web import operations as ops
+from mbusgw.web import values as vals
 from mbusgw.web.auth import self_service
 from mbusgw.web.errors import ApiError, BadRequest, Forbidden, PasswordChangeRequired, as_api_error
 from mbusgw.web.params import parse_time
@@ -55,10 +56,10 @@ async def _series(
     series: int,
     since: float | None = None,
     until: float | None = None,
-    limit: int = ops.DEFAULT_SERIES_PAGE,
+    limit: int = vals.DEFAULT_SERIES_PAGE,
     as_float: bool = False,
 ) -> dict[str, Any]:
-    return ops.series_values(_gw(), key, series, since, until, limit, as_float)[0]
+    return vals.series_values(_gw(), key, series, since, until, limit, as_float)[0]
 
 
 async def _users_list() -> dict[str, Any]:
@@ -109,10 +110,10 @@ METHODS: dict[str, Method] = {
     "meters.read": Method(_with_gateway(ops.read_now), admin=True),
     "meters.reinstall": Method(_with_gateway(ops.reinstall), admin=True),
     "wireless.status": Method(_with_gateway(ops.wireless_status)),
-    "meters.series": Method(_with_gateway(ops.meter_series)),
-    "values.latest": Method(_with_gateway(ops.latest_values)),
+    "meters.series": Method(_with_gateway(vals.meter_series)),
+    "values.latest": Method(_with_gateway(vals.latest_values)),
     "values.series": Method(_series, times=("since", "until")),
-    "values.live": Method(_with_gateway(ops.live_snapshot)),
+    "values.live": Method(_with_gateway(vals.live_snapshot)),
     "values.readAll": Method(_with_gateway(ops.read_all, state), admin=True),
     "log.meter": Method(_with_gateway(ops.meter_log), times=("since", "until")),
     "log.system": Method(_with_gateway(ops.system_log), times=("since", "until")),

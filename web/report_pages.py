@@ -15,13 +15,8 @@ from quart import Blueprint, Response, request
 
 from mbusgw.gateway.cron import PREDEFINED
 from mbusgw.gateway.report_catalog import EVENT_KINDS, TEMPLATES, layout_of, protocol_of
-from mbusgw.gateway.settings import (
-    REPORT_NAME,
-    SECRET_MASK,
-    ReportConfig,
-    ReportSettings,
-    without_masks,
-)
+from mbusgw.gateway.report_settings import REPORT_NAME, ReportConfig, ReportSettings
+from mbusgw.gateway.settings import SECRET_MASK, without_masks
 from mbusgw.web import operations as ops
 from mbusgw.web.auth import admin_only
 from mbusgw.web.errors import ApiError, InvalidSettings, NotFound
