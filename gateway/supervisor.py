@@ -131,6 +131,9 @@ class Supervisor:
         problems = []
         waiting = {}
         for name, (service, done) in self._stoppable.items():
+            if self.states[name].state == "waiting":  # crashed, in its backoff: not restarted
+                done.set()
+                continue
             try:
                 service.stop()
             except Exception as exc:
@@ -212,6 +215,11 @@ class Supervisor:
             delay = backoff.next_delay(self._rng)
             state.state, state.since = "waiting", trio.current_time()
             await trio.sleep(delay)
+            if self.stopping:  # no new attempt once the shutdown began
+                state.state = "stopped"
+                if name in self._stoppable:
+                    self._stoppable[name][1].set()
+                await trio.sleep_forever()
 
     @staticmethod
     async def _attempt(service: Service, ready: Callable[[], None]) -> None:

@@ -100,7 +100,7 @@ class WebService:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         tls = self.app.extensions["mbusgw"].tls
-        while True:
+        while not self._stopping:
             self._reload = trio.Event()
             config = server_config(self.host, self.port, tls)
             async with trio.open_nursery() as nursery:
