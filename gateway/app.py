@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from mbusgw.gateway.facade import JsonObject, WirelessProgress
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.reading import CycleResult, MeterReading
-from mbusgw.gateway.root import EMBEDDED_DEFAULT, SHUTDOWN_GRACE, GatewayRoot
+from mbusgw.gateway.root import SHUTDOWN_GRACE, GatewayRoot
 from mbusgw.gateway.search import SearchJob, SearchRequest, run_search
 from mbusgw.gateway.services.reports.service import ReportService
-from mbusgw.gateway.settings import Settings
+from mbusgw.gateway.settings import EMBEDDED_DEFAULT, Settings
 from mbusgw.gateway.supervisor import INFO, WARNING
 from mbusgw.gateway.wireless_install import WirelessInstaller
 
@@ -21,6 +21,14 @@ __all__ = ["EMBEDDED_DEFAULT", "SHUTDOWN_GRACE", "Gateway"]
 
 
 class Gateway(GatewayRoot):
+    def stop(self) -> None:
+        """Ask the gateway to shut down cleanly (signal handlers call this)."""
+        self._stopping.set()
+
+    @property
+    def meters(self) -> list[Meter]:
+        return self.registry.meters
+
     def meter(self, key: str) -> Meter | None:
         return self.registry.meter(key)
 

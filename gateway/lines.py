@@ -153,3 +153,14 @@ def open_wired_lines(
         line.mbus = mbus
         lines[config.name] = line
     return simulators, lines
+
+
+class BusService:
+    """The bus master of one line as a supervised service."""
+
+    def __init__(self, line: BusLine) -> None:
+        self.line = line
+        self.name = f"bus:{line.name}"
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await self.line.master.run(task_status=task_status)

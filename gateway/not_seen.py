@@ -8,12 +8,11 @@ from datetime import datetime
 
 import trio
 
-from mbusgw.gateway.clock import WallClock
-from mbusgw.gateway.events import METER_NOT_SEEN, Event, EventBus
+from mbusgw.gateway.events import METER_NOT_SEEN, Event
 from mbusgw.gateway.health import MeterHealth
+from mbusgw.gateway.parts import Shared
 from mbusgw.gateway.registry import MeterRegistry
-from mbusgw.gateway.settings import Settings
-from mbusgw.gateway.supervisor import WARNING, LogFunction
+from mbusgw.gateway.supervisor import WARNING
 
 CHECK_EVERY_S = 60
 
@@ -25,20 +24,16 @@ class NotSeenWatch:
         self,
         registry: MeterRegistry,
         health: dict[str, MeterHealth],
-        *,
-        settings: Callable[[], Settings],
+        shared: Shared,
         started_at: Callable[[], datetime | None],
-        clock: WallClock,
-        events: EventBus,
-        log: LogFunction,
     ) -> None:
         self.registry = registry
         self.health = health
-        self._settings = settings
+        self._settings = shared.settings
         self._started_at = started_at
-        self.clock = clock
-        self.events = events
-        self._log = log
+        self.clock = shared.clock
+        self.events = shared.events
+        self._log = shared.log
         self._reported: set[str] = set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

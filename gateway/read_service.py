@@ -7,24 +7,23 @@ turned into stored rows here (no second decode).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import trio
 
 from mbusgw.core import ChecksumError, DecodeError, DecryptError, FrameError
-from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.cron import CronSchedule
 from mbusgw.gateway.errors import Collision, NoResponse
-from mbusgw.gateway.events import READINGS_STORED, Event, EventBus
+from mbusgw.gateway.events import READINGS_STORED, Event
+from mbusgw.gateway.parts import Shared
 from mbusgw.gateway.reading import CycleResult, MeterReading, ReadingPipeline
 from mbusgw.gateway.registry import MeterRegistry
 from mbusgw.gateway.scheduler import JobFailed, ScheduledJob
-from mbusgw.gateway.settings import Settings
-from mbusgw.gateway.store import ReadingStatus, StoredReading, StoreWriter
+from mbusgw.gateway.store import ReadingStatus, StoredReading
 from mbusgw.gateway.store.telegrams import SeriesNames, reading_from_telegrams
-from mbusgw.gateway.supervisor import INFO, WARNING, FunctionService, LogFunction, Supervisor
+from mbusgw.gateway.supervisor import INFO, WARNING, FunctionService, Supervisor
 
 # How a failed reading is written to the meter log, most specific first.
 FAILURE_STATUS = (
@@ -42,24 +41,20 @@ class ReadingService:
         self,
         pipeline: ReadingPipeline,
         registry: MeterRegistry,
+        shared: Shared,
         *,
-        writer: Callable[[], StoreWriter],
-        settings: Callable[[], Settings],
-        clock: WallClock,
-        events: EventBus,
         supervisor: Supervisor,
         schedule_seed: str,
-        log: LogFunction,
     ) -> None:
         self.pipeline = pipeline
         self.registry = registry
-        self._writer = writer
-        self._settings = settings
-        self.clock = clock
-        self.events = events
+        self._writer = shared.writer
+        self._settings = shared.settings
+        self.clock = shared.clock
+        self.events = shared.events
         self.supervisor = supervisor
         self._seed = schedule_seed
-        self._log = log
+        self._log = shared.log
         self.last_cycle: CycleResult | None = None
         self.read_schedule: ScheduledJob | None = None
         self._names = SeriesNames()

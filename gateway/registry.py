@@ -17,28 +17,22 @@ from mbusgw.gateway import meters as installing
 from mbusgw.gateway.installation import load_meters, replace_meters
 from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.meters import Meter
-from mbusgw.gateway.settings import Settings
-from mbusgw.gateway.store import Store, StoreWriter
-from mbusgw.gateway.supervisor import INFO, LogFunction
+from mbusgw.gateway.parts import Shared
+from mbusgw.gateway.store import Store
+from mbusgw.gateway.supervisor import INFO
 from mbusgw.gateway.wireless import WirelessNetwork
 
 MeterChange = Callable[[list[Meter]], list[Meter]]
 
 
 class MeterRegistry:
-    def __init__(
-        self,
-        writer: Callable[[], StoreWriter],
-        settings: Callable[[], Settings],
-        live: LiveSnapshot,
-        log: LogFunction,
-    ) -> None:
+    def __init__(self, shared: Shared, live: LiveSnapshot) -> None:
         self.meters: list[Meter] = []
         self.wireless: WirelessNetwork | None = None  # told of every new list
-        self._writer = writer
-        self._settings = settings
+        self._writer = shared.writer
+        self._settings = shared.settings
         self._live = live
-        self._log = log
+        self._log = shared.log
         self._lock = trio.Lock()
 
     def load(self, store: Store) -> None:

@@ -27,10 +27,11 @@ from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.key_records import StoreKeyBackend
 from mbusgw.gateway.keys import KeyStore
 from mbusgw.gateway.lifecycle import AfterStop
-from mbusgw.gateway.lines import BusLine, SimulatorService, meters_on, open_wired_lines
+from mbusgw.gateway.lines import BusLine, BusService, SimulatorService, meters_on, open_wired_lines
 from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.not_seen import NotSeenWatch
+from mbusgw.gateway.parts import Shared
 from mbusgw.gateway.read_service import ReadingService
 from mbusgw.gateway.reading import ReadingPipeline
 from mbusgw.gateway.registry import MeterRegistry
@@ -39,7 +40,7 @@ from mbusgw.gateway.services.modbus import ModbusService, choose_source
 from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, ModbusSource
 from mbusgw.gateway.services.modbus_stored import StoredValuesSource
 from mbusgw.gateway.services.reports.service import ReportService
-from mbusgw.gateway.settings import InterfaceConfig, Settings, StartupConfig
+from mbusgw.gateway.settings import EMBEDDED_DEFAULT, Settings, StartupConfig
 from mbusgw.gateway.store import CompactionService, RetentionService, Store, StoreWriter, store_path
 from mbusgw.gateway.supervisor import ERROR, INFO, FunctionService, Service, Supervisor
 from mbusgw.gateway.wireless import WirelessNetwork
@@ -47,15 +48,6 @@ from mbusgw.gateway.wireless_install import WirelessInstaller
 
 logger = logging.getLogger("mbusgw.gateway")
 
-# With no interface configured, the gateway runs on two simulated lines of a realistic mix and
-# two simulated wireless receivers (an iM871A and an AMB8465) hearing four wireless meters,
-# two of them encrypted, and a neighbour's meter.
-EMBEDDED_DEFAULT = (
-    InterfaceConfig(name="sim1", kind="simulator", baud=2400, meters=8),
-    InterfaceConfig(name="sim2", kind="simulator", baud=2400, meters=8),
-    InterfaceConfig(name="wmbus1", kind="simulated_receiver", protocol="im871a", meters=4),
-    InterfaceConfig(name="wmbus2", kind="simulated_receiver", protocol="amb8465", meters=4),
-)
 SHUTDOWN_GRACE = 10.0
 NORTHBOUND = "mbusgw.northbound"  # entry points: factory(gateway) -> a supervised service
 ServiceFactory = Callable[[GatewayHandle], Service]
@@ -72,10 +64,8 @@ class GatewayRoot:
         background: bool = True,
         northbound: Sequence[ServiceFactory] | None = None,
     ) -> None:
-        """``background=False`` runs only the lines (and simulators): for command-line tools
-        such as a search, which must not read on a schedule or open service ports.
-        ``northbound``: the services that reach the gateway through its façade (default: the
-        installed ``mbusgw.northbound`` entry points, the web among them)."""
+        """``background=False`` runs only the lines and simulators (command-line tools such as a
+        search); ``northbound``: default the installed ``mbusgw.northbound`` entry points."""
         self.startup = startup
         self.background = background
         self.clock = clock or SystemClock()
@@ -100,41 +90,27 @@ class GatewayRoot:
         if northbound is None:
             northbound = [entry.load() for entry in entry_points(group=NORTHBOUND)]
         self.northbound = list(northbound)
-        self.registry = MeterRegistry(self._writer, lambda: self.settings, self.live, self.log)
+        self.shared = Shared(self.clock, self.events, self.log, lambda: self.settings, self._writer)
+        self.registry = MeterRegistry(self.shared, self.live)
         self.pipeline = ReadingPipeline(
             {}, self.clock, events=self.events, live=self.live, health=self.health
         )
+        seed = str(startup.data_dir)  # spreads the random parts of the read schedule
         self.reading = ReadingService(
             self.pipeline,
             self.registry,
-            writer=self._writer,
-            settings=lambda: self.settings,
-            clock=self.clock,
-            events=self.events,
+            self.shared,
             supervisor=self.supervisor,
-            schedule_seed=str(startup.data_dir),
-            log=self.log,
+            schedule_seed=seed,
         )
         self.not_seen = NotSeenWatch(
-            self.registry,
-            self.health,
-            settings=lambda: self.settings,
-            started_at=lambda: self.started_at,
-            clock=self.clock,
-            events=self.events,
-            log=self.log,
+            self.registry, self.health, self.shared, lambda: self.started_at
         )
         self.wireless_installer: WirelessInstaller | None = None
-
-    # ------------------------------------------------------------------ state
 
     @property
     def settings(self) -> Settings:
         return self._store().settings
-
-    @property
-    def meters(self) -> list[Meter]:
-        return self.registry.meters
 
     @property
     def keys(self) -> KeyStore:
@@ -145,12 +121,8 @@ class GatewayRoot:
 
     def log(self, level: int, origin: str, text: str) -> None:
         """Write to the system log (and the console); usable before the store opens."""
-        logger.log(
-            {-1: logging.DEBUG, 0: logging.INFO, 1: logging.WARNING}.get(level, 40),
-            "%s: %s",
-            origin,
-            text,
-        )
+        python_level = {-1: logging.DEBUG, 0: logging.INFO, 1: logging.WARNING}.get(level, 40)
+        logger.log(python_level, "%s: %s", origin, text)
         if self.store is not None:
             self.store.log.log(level, origin, text)
 
@@ -163,12 +135,6 @@ class GatewayRoot:
         if self.writer is None:
             raise RuntimeError("the gateway is not running")
         return self.writer
-
-    # ------------------------------------------------------------------ lifetime
-
-    def stop(self) -> None:
-        """Ask the gateway to shut down cleanly (signal handlers call this)."""
-        self._stopping.set()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         data_dir = self.startup.data_dir
@@ -208,31 +174,23 @@ class GatewayRoot:
         self.pipeline.lines = dict(self.lines)
         receivers = [config for config in self.interfaces if config.wireless]
         if receivers:
-            self.wireless = WirelessNetwork(
+            self.wireless_installer = installer = WirelessInstaller.open(
                 receivers,
-                keys=self.keys,
-                clock=self.clock,
-                record=self.pipeline.record,
+                self.registry,
+                self.shared,
+                self.keys,
+                self.pipeline,
+                self.reading,
                 storing=self.background,
             )
-            self.wireless.set_meters(self.meters)
-            self.registry.wireless = self.wireless
-            self.wireless_installer = WirelessInstaller(
-                self.wireless,
-                self.registry,
-                keys=self.keys,
-                clock=self.clock,
-                store=self.reading.store,
-                log=self.log,
-            )
+            self.wireless = installer.network
             if self.background:
-                await self.wireless_installer.preload_simulated_keys()
+                await installer.preload_simulated_keys()
         simulated = self.simulators or (self.wireless and self.wireless.simulation)
-        if not self.meters and simulated and self.background:
+        if not self.registry.meters and simulated and self.background:
             found = [meter for sim in self.simulators.values() for meter in meters_on(sim.line)]
-            if self.wireless_installer is not None and self.wireless_installer.network.simulation:
-                field = self.wireless_installer.network.simulation.field
-                found += self.wireless_installer.simulated_meters(field)
+            if self.wireless_installer is not None:
+                found += self.wireless_installer.simulated_meters()
             await self.registry.install_simulated(found)
         await services.start(self.supervisor.run, self._services())
         self.events.publish(Event(DEVICE_STARTED, self.clock.now()))
@@ -248,7 +206,7 @@ class GatewayRoot:
     def _services(self) -> list[Service]:
         store_writer = self._writer()
         services: list[Service] = list(self.simulators.values())
-        services += [_BusService(line) for line in self.lines.values()]
+        services += [BusService(line) for line in self.lines.values()]
         if self.wireless is not None:
             if self.wireless.simulation is not None:
                 services.append(self.wireless.simulation)
@@ -267,7 +225,7 @@ class GatewayRoot:
             clock=self.clock,
             events=self.events,
             read_all=self.reading.read_all,
-            meters=lambda: {meter.key: meter for meter in self.meters},
+            meters=lambda: {meter.key: meter for meter in self.registry.meters},
         )
         services += [
             *self.reading.services(),
@@ -282,20 +240,10 @@ class GatewayRoot:
 
     def _modbus_source(self) -> ModbusSource:
         """Asked at every start of the Modbus service (a reading settings change restarts it)."""
-        live = LiveSnapshotSource(self.live, self._current_meters, self.clock)
-        stored = StoredValuesSource(self._store(), self._current_meters, self.clock, self.events)
+
+        def meters() -> list[Meter]:
+            return self.registry.meters  # asked each time: changes replace the list
+
+        live = LiveSnapshotSource(self.live, meters, self.clock)
+        stored = StoredValuesSource(self._store(), meters, self.clock, self.events)
         return choose_source(self.settings.reading.continuous, live, stored)
-
-    def _current_meters(self) -> list[Meter]:
-        return self.registry.meters  # asked each time: changes replace the list
-
-
-class _BusService:
-    """The bus master of one line as a supervised service."""
-
-    def __init__(self, line: BusLine) -> None:
-        self.line = line
-        self.name = f"bus:{line.name}"
-
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        await self.line.master.run(task_status=task_status)

@@ -385,6 +385,15 @@ class StartupConfig:
     interfaces: tuple[InterfaceConfig, ...] = ()
 
 
+# With no interface configured, the gateway runs on two simulated lines of a realistic mix and
+# two simulated wireless receivers (an iM871A and an AMB8465) hearing four wireless meters,
+# two of them encrypted, and a neighbour's meter.
+EMBEDDED_DEFAULT = (
+    InterfaceConfig(name="sim1", kind="simulator", baud=2400, meters=8),
+    InterfaceConfig(name="sim2", kind="simulator", baud=2400, meters=8),
+    InterfaceConfig(name="wmbus1", kind="simulated_receiver", protocol="im871a", meters=4),
+    InterfaceConfig(name="wmbus2", kind="simulated_receiver", protocol="amb8465", meters=4),
+)
 LINE_KINDS = ("serial", "tcp", "simulator")
 RECEIVER_KINDS = ("im871a", "amb8465", "hex_tcp", "simulated_receiver")
 INTERFACE_KINDS = LINE_KINDS + RECEIVER_KINDS

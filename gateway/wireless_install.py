@@ -10,13 +10,14 @@ from dataclasses import replace
 import trio
 
 from mbusgw.core.wmbus import MeterId
-from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.keys import KeyEntry, KeyStore
 from mbusgw.gateway.meters import Meter
-from mbusgw.gateway.reading import MeterReading
+from mbusgw.gateway.parts import Shared
+from mbusgw.gateway.read_service import ReadingService
+from mbusgw.gateway.reading import MeterReading, ReadingPipeline
 from mbusgw.gateway.registry import MeterRegistry
-from mbusgw.gateway.simulator.radio import RadioField
-from mbusgw.gateway.supervisor import INFO, LogFunction
+from mbusgw.gateway.settings import InterfaceConfig
+from mbusgw.gateway.supervisor import INFO
 from mbusgw.gateway.wireless import WirelessNetwork, wireless_meter
 
 JsonObject = dict[str, object]
@@ -27,18 +28,38 @@ class WirelessInstaller:
         self,
         network: WirelessNetwork,
         registry: MeterRegistry,
+        shared: Shared,
         *,
         keys: KeyStore,
-        clock: WallClock,
         store: Callable[[Sequence[MeterReading]], Awaitable[None]],
-        log: LogFunction,
     ) -> None:
         self.network = network
         self.registry = registry
         self.keys = keys
-        self.clock = clock
+        self.clock = shared.clock
         self._store = store
-        self._log = log
+        self._log = shared.log
+
+    @classmethod
+    def open(
+        cls,
+        receivers: Sequence[InterfaceConfig],
+        registry: MeterRegistry,
+        shared: Shared,
+        keys: KeyStore,
+        pipeline: ReadingPipeline,
+        reading: ReadingService,
+        *,
+        storing: bool,
+    ) -> WirelessInstaller:
+        """The wireless network of ``receivers``, its telegrams accounted like readings and,
+        with ``storing``, stored in batches; the registry is told of it."""
+        network = WirelessNetwork(
+            receivers, keys=keys, clock=shared.clock, record=pipeline.record, storing=storing
+        )
+        network.set_meters(registry.meters)
+        registry.wireless = network
+        return cls(network, registry, shared, keys=keys, store=reading.store)
 
     async def reinstall(self, meter: str | None = None) -> JsonObject:
         """Re-install (manual 6.5.2): bind every installed wireless meter (or ``meter``) to
@@ -122,7 +143,11 @@ class WirelessInstaller:
 
         await self.registry.change(learn)
 
-    def simulated_meters(self, field: RadioField) -> list[Meter]:
+    def simulated_meters(self) -> list[Meter]:
+        """The meters of the built-in simulated radio, each bound to its strongest receiver."""
+        if self.network.simulation is None:
+            return []
+        field = self.network.simulation.field
         names = list(self.network.receivers)
         return [
             wireless_meter(
