@@ -17,6 +17,7 @@ from mbusgw.core import ChecksumError, DecodeError, DecryptError, FrameError
 from mbusgw.gateway.cron import CronSchedule
 from mbusgw.gateway.errors import Collision, NoResponse
 from mbusgw.gateway.events import READINGS_STORED, Event
+from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.parts import Shared
 from mbusgw.gateway.reading import CycleResult, MeterReading, ReadingPipeline
 from mbusgw.gateway.registry import MeterRegistry
@@ -58,7 +59,7 @@ class ReadingService:
         self.last_cycle: CycleResult | None = None
         self.read_schedule: ScheduledJob | None = None
         self._names = SeriesNames()
-        self._retry_meters: dict[datetime, list] = {}
+        self._retry_meters: dict[datetime, list[Meter]] = {}
         self._read_at_start_done = False
 
     def services(self) -> list[FunctionService]:
@@ -67,7 +68,7 @@ class ReadingService:
             FunctionService("continuous", self._run_continuous),
         ]
 
-    async def read_all(self, meters: Sequence | None = None) -> CycleResult:
+    async def read_all(self, meters: Sequence[Meter] | None = None) -> CycleResult:
         """Read (by default every active wired meter) and store the values: "read all &
         store"."""
         chosen = self.registry.wired() if meters is None else meters
