@@ -52,7 +52,7 @@ setup(
     packages=packages,
     package_dir={f"mbusgw.{top}": top for top in TOP_LEVEL},
     package_data={
-        "mbusgw.core": ["*.pxd", "*.pyi"],
+        "mbusgw.core": ["*.pxd", "*.pyi", "compact_layouts.json"],
         "mbusgw.gateway.simulator": ["frames/*"],
         "mbusgw.web": ["templates/*", "static/*"],
     },

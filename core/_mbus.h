@@ -58,4 +58,28 @@ static inline uint8_t mbus_sum8(const uint8_t *data, size_t n) {
     return total;
 }
 
+/* Data bytes after the LVAR byte of a variable-length record (DIF data field 0x0D), or -1 for
+   a reserved LVAR. EN 13757-3:2018 table 5: 00-BF ISO 8859-1 text of LVAR bytes; C0-C9 and
+   D0-D9 positive and negative BCD of 2*(LVAR-C0/D0) digits; E0-EF a binary number of LVAR-E0
+   bytes; F0-F4 a binary number of 4*(LVAR-EC) bytes (16, 20, 24, 28, 32); F5 one of 48 bytes
+   and F6 one of 64; CA-CF, DA-DF and F7-FF are reserved. (The table as tudborg/exmbus
+   transcribes it in lib/exmbus/parser/data_type.ex.) */
+static inline int mbus_lvar_size(uint8_t lvar) {
+    if (lvar <= 0xBF)
+        return lvar;
+    if (lvar <= 0xC9)
+        return lvar - 0xC0;
+    if (lvar >= 0xD0 && lvar <= 0xD9)
+        return lvar - 0xD0;
+    if (lvar >= 0xE0 && lvar <= 0xEF)
+        return lvar - 0xE0;
+    if (lvar >= 0xF0 && lvar <= 0xF4)
+        return 4 * (lvar - 0xEC);
+    if (lvar == 0xF5)
+        return 48;
+    if (lvar == 0xF6)
+        return 64;
+    return -1;
+}
+
 #endif

@@ -14,7 +14,9 @@ needs; the values are decoded later from the rebuilt full frame.
 from cpython.bytes cimport PyBytes_AS_STRING
 from libc.stdint cimport uint8_t
 
-from _mbus cimport mbus_crc16
+from _mbus cimport mbus_crc16, mbus_lvar_size
+
+import json
 
 from mbusgw.core.errors import ChecksumError, DecodeError, UnsupportedError
 
@@ -28,21 +30,10 @@ cdef int[16] DATA_SIZE = [0, 1, 2, 3, 4, 4, 6, 8, 0, 1, 2, 3, 4, -1, 6, -2]
 
 cdef Py_ssize_t _lvar_size(int lvar, Py_ssize_t offset) except -1:
     """Bytes that follow a variable-length (DIF 0x?D) LVAR byte."""
-    if lvar <= 0xBF:
-        return lvar
-    if lvar <= 0xCF:
-        return lvar - 0xC0
-    if lvar <= 0xDF:
-        return lvar - 0xD0
-    if lvar <= 0xEF:
-        return lvar - 0xE0
-    if lvar <= 0xF4:
-        return 4 * (lvar - 0xEC)
-    if lvar == 0xF5:
-        return 48
-    if lvar == 0xF6:
-        return 64
-    raise DecodeError(f"LVAR 0x{lvar:02X} is reserved", offset)
+    cdef int size = mbus_lvar_size(<uint8_t>lvar)
+    if size < 0:
+        raise DecodeError(f"LVAR 0x{lvar:02X} is reserved", offset)
+    return size
 
 
 cdef class RecordShape:
@@ -246,6 +237,25 @@ cdef tuple _split_headers(bytes headers_bytes):
         size = DATA_SIZE[dif & 0x0F]
         sizes.append(0 if size < 0 else size)
     return headers, sizes
+
+
+def layouts_from_json(str text) -> dict:
+    """Known compact layouts (the JSON of ``compact_layouts.json``, see docs/core.md):
+    ``{manufacturer: {signature: CompactLayout}}``. Each entry's signature is checked against its
+    record headers, so a damaged file fails here rather than rebuilding wrong frames."""
+    try:
+        entries = json.loads(text)["layouts"]
+        known = {}
+        for entry in entries:
+            layout = CompactLayout([bytes.fromhex(h) for h in entry["headers"]], entry["sizes"])
+            signature = int(entry["signature"], 16)
+            if layout.signature != signature:
+                raise ValueError(f"{entry['manufacturer']} layout 0x{signature:04X}: its headers "
+                                 f"give 0x{layout.signature:04X}")
+            known.setdefault(str(entry["manufacturer"]), {})[signature] = layout
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"not a compact layout file: {error!r}") from None
+    return known
 
 
 def split_compact(payload) -> tuple:

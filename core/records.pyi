@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 RECORD_DTYPE: np.dtype
+IGNORABLE_SECURITY_MODES: frozenset[int]
 
 # datetime.datetime is a datetime.date
 Value = int | Decimal | float | datetime.date | datetime.time | str | bytes | None
@@ -76,6 +77,7 @@ class Telegram:
     payload: bytes
     ci: int
     more_records_follow: bool
+    configuration_ignored: bool
     @property
     def header(self) -> Header: ...
     @property

@@ -17,12 +17,13 @@ from cpython.datetime cimport date_new, datetime_new, import_datetime, time_new
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF
+from libc.math cimport ldexp
 from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 cimport numpy as cnp
 
-from _mbus cimport mbus_sum8
+from _mbus cimport mbus_lvar_size, mbus_sum8
 
 import datetime as _dt
 from collections import namedtuple
@@ -405,6 +406,34 @@ cdef inline Py_ssize_t _field_size(int field) noexcept:
     return field - 8
 
 
+cdef void _binary_number(const uint8_t* q, Py_ssize_t n, bint msb_first, RecordC* r) noexcept:
+    """A signed binary number of ``n`` bytes (LVAR 0xE0-0xF6, up to 64 bytes): exact in the
+    mantissa when it fits 64 bits, else the nearest real, flagged as an overflow."""
+    cdef Py_ssize_t i
+    cdef uint8_t fill, top
+    cdef double value = 0.0
+    if n <= 8:
+        r.mantissa = _sign_extend(_read_uint(q, <int>n, msb_first), <int>n) if n else 0
+        return
+    # the low 8 bytes come last when the telegram is MSB first
+    r.mantissa = <int64_t>_read_uint(q + n - 8 if msb_first else q, 8, msb_first)
+    fill = 0xFF if r.mantissa < 0 else 0x00
+    for i in range(8, n):
+        if (q[n - 1 - i] if msb_first else q[i]) != fill:
+            break
+    else:
+        return  # the upper bytes only repeat the sign
+    for i in range(n):  # most significant byte first
+        value = value * 256.0 + (q[i] if msb_first else q[n - 1 - i])
+    top = q[0] if msb_first else q[n - 1]
+    if top & 0x80:
+        value -= ldexp(1.0, <int>(8 * n))
+    r.kind = KIND_REAL
+    r.real = value
+    r.mantissa = 0
+    r.flags |= FLAG_SCALE_OVERFLOW
+
+
 cdef int _decode_value(Cursor* c, RecordC* r, int field, uint8_t effect) except -1:
     """Read the data field (DIF low nibble ``field``) at the cursor into ``r``."""
     cdef Py_ssize_t n = 0
@@ -418,20 +447,11 @@ cdef int _decode_value(Cursor* c, RecordC* r, int field, uint8_t effect) except 
         _need(c, 1, "variable length data")
         lvar = c.p[c.pos]
         c.pos += 1
-        if lvar <= 0xBF:
-            n = lvar
-            r.kind = KIND_TEXT
-        elif lvar <= 0xC9 or 0xD0 <= lvar <= 0xD9:
-            n = lvar & 0x0F
-            r.kind = KIND_DECIMAL
-        elif 0xE0 <= lvar <= 0xEF:
-            n = lvar - 0xE0
-            r.kind = KIND_DECIMAL if n <= 8 else KIND_BYTES
-        elif 0xF0 <= lvar <= 0xFA:
-            n = 4 * (lvar - 0xEC)
-            r.kind = KIND_BYTES
-        else:
+        n = mbus_lvar_size(lvar)
+        if n < 0:
             _fail(f"reserved LVAR 0x{lvar:02X}", c.pos - 1, c.count)
+        # text up to 0xBF; BCD and binary numbers (0xE0-0xF6, any width) are numbers
+        r.kind = KIND_TEXT if lvar <= 0xBF else KIND_DECIMAL
         _need(c, n, "data")
         r.data_offset = <uint16_t>c.pos
         r.data_length = <uint16_t>n
@@ -440,7 +460,7 @@ cdef int _decode_value(Cursor* c, RecordC* r, int field, uint8_t effect) except 
         assert c.pos <= c.end, "variable length data read past the payload"
         if r.kind == KIND_DECIMAL:
             if lvar >= 0xE0:
-                r.mantissa = _sign_extend(_read_uint(q, <int>n, c.msb_first), <int>n) if n else 0
+                _binary_number(q, n, c.msb_first, r)
             elif n > 8:
                 r.kind = KIND_BYTES
             elif n and not _bcd(_read_uint(q, <int>n, c.msb_first), <int>n, &r.mantissa):
@@ -620,6 +640,8 @@ cdef int _decode_record(Cursor* c) except -1:
     r.difvif_length = <uint16_t>(c.pos - start)
     assert c.pos <= c.end, "DIF/VIF read past the payload"
     _decode_value(c, r, dif & 0x0F, effect)
+    if effect == EFFECT_MANUFACTURER and r.kind == KIND_TEXT:
+        r.kind = KIND_BYTES  # the manufacturer's data under VIF 0x7F/0xFF, not ISO 8859-1 text
     if r.kind == KIND_DECIMAL or r.kind == KIND_REAL:
         if exponent < -128 or exponent > 127:
             _fail(f"decimal exponent {exponent} out of range", start, c.count)
@@ -636,6 +658,35 @@ cdef int _decode_records(Cursor* c) except -1:
             continue
         _decode_record(c)
     return 0
+
+
+cdef inline bint _ignorable_mode(int mode) noexcept:
+    """A security mode (EN 13757-7 table 18) that names no encryption: reserved (4, 6, 11, 12,
+    14) or 16-31, a proprietary use of the configuration word (old meters put other data in
+    it: libmbus' example_data_01 sends 27 B6, mode 22)."""
+    return mode >= 16 or mode == 4 or mode == 6 or mode == 11 or mode == 12 or mode == 14
+
+
+IGNORABLE_SECURITY_MODES = frozenset(mode for mode in range(32) if _ignorable_mode(mode))
+
+
+cdef int _decode_records_under(Cursor* c, int signature) except -1:
+    """Decode the records after a configuration word (``signature``, -1 for none). The one rule
+    for a word whose security mode names no encryption: the payload is decoded as plain records
+    when it parses as them, and 1 is returned (the word was ignored); otherwise the telegram is
+    unsupported."""
+    cdef int mode = (signature >> 8) & 0x1F if signature >= 0 else 0
+    if not _ignorable_mode(mode):
+        _decode_records(c)
+        return 0
+    try:
+        _decode_records(c)
+    except DecodeError as error:
+        raise UnsupportedError(
+            f"configuration word 0x{signature:04X} holds security mode {mode}, which names no "
+            f"encryption, and the payload is not plain records: {error.message}",
+            error.offset, error.record_index) from error
+    return 1
 
 
 # ------------------------------------------------------------------ fixed data structure
@@ -959,6 +1010,7 @@ cdef class Telegram:
     cdef readonly bytes payload
     cdef readonly int ci
     cdef readonly bint more_records_follow
+    cdef readonly bint configuration_ignored
     cdef bytes _buffer
     cdef Py_ssize_t _count
     cdef HeaderC _h
@@ -1063,6 +1115,8 @@ cdef class Telegram:
             out["alarm"] = self.alarm
         if self.more_records_follow:
             out["more_records_follow"] = True
+        if self.configuration_ignored:
+            out["configuration_ignored"] = True
         return out
 
     def to_json(self) -> str:
@@ -1142,14 +1196,16 @@ cdef Telegram _decode(bytes payload, Py_ssize_t start, Py_ssize_t end, int ci, H
                 raise DecodeError(f"variable data header too short: {n} of {LONG_HEADER} bytes",
                                   end)
             _read_header(&c, &t._h, True)
-            _decode_records(&c)
+            t.configuration_ignored = _decode_records_under(&c, t._h.signature)
         elif ci == 0x7A:
             if n < SHORT_HEADER:
                 raise DecodeError(f"short header too short: {n} of {SHORT_HEADER} bytes", end)
             _read_header(&c, &t._h, False)
-            _decode_records(&c)
+            t.configuration_ignored = _decode_records_under(&c, t._h.signature)
         elif ci == 0x78 or ci == 0x51:
-            _decode_records(&c)
+            # a wireless transport header's configuration word comes with the link's header
+            t.configuration_ignored = _decode_records_under(
+                &c, -1 if given is None or given.signature is None else given.signature)
         elif ci == 0x73 or ci == 0x77:
             if n != FIXED_DATA:
                 raise DecodeError(f"fixed data structure needs {FIXED_DATA} bytes, got {n}",

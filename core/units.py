@@ -21,7 +21,7 @@ class ValueKind(IntEnum):
     DATETIME = 4  # mantissa = seconds since 1970-01-01T00:00 of the local time read as UTC
     TIME = 5  # mantissa = seconds since midnight (type J)
     TEXT = 6  # ASCII in the payload (reversed on the wire in LSB-first telegrams)
-    BYTES = 7  # raw bytes in the payload, wire order (manufacturer data, binary LVAR, type K/L/M)
+    BYTES = 7  # raw bytes in the payload, wire order (manufacturer data, long BCD LVAR, type K/L/M)
     BCD_ERROR = 8  # BCD with hex digits A-F: mantissa holds the nibbles, shown as hex digits
 
 
@@ -43,7 +43,9 @@ class Flag(IntEnum):
     SUMMER_TIME = 0x02  # date/time in summer (daylight saving) time
     MANUFACTURER_VIFE = 0x04  # VIFE 0x7F: the remaining VIFEs are manufacturer specific
     MORE_MODIFIERS = 0x08  # more than two combinable VIFEs; see the DIF/VIF bytes
-    SCALE_OVERFLOW = 0x10  # scaling would overflow: a duration keeps its unit, else a float
+    # scaling would overflow (a duration keeps its unit, else a float), or a binary LVAR number
+    # does not fit 64 bits (a float)
+    SCALE_OVERFLOW = 0x10
 
 
 class Unit(IntEnum):

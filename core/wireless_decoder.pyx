@@ -5,7 +5,9 @@ diagnosis counts that tell a user why a meter does not decode.
 
 * tries the key that last worked for the meter first (a key is matched once per meter),
 * rebuilds compact frames with a layout learnt from an earlier full or format frame of the same
-  meter, and raises ``LayoutUnknownError`` when no such frame has been seen yet,
+  meter, or else with a layout known in advance for the meter's manufacturer (``known_layouts``,
+  ``{manufacturer: {signature: CompactLayout}}``: the package ships those that public full
+  frames establish), and raises ``LayoutUnknownError`` when there is neither,
 * cuts a payload whose last encrypted block was lost back to its whole records,
 * counts every outcome per meter: decoded, missing key, wrong key, damaged, unsupported,
   malformed, layout unknown. The time a telegram was heard is given by the caller
@@ -133,11 +135,14 @@ cdef class WirelessDecoder:
     cdef object _keys
     cdef readonly str frame_format
     cdef object _diagnoses, _key_for_meter, _full_frames, _layouts
+    cdef dict _known_layouts
     cdef readonly dict unattributed
     cdef readonly int max_meters
 
-    def __init__(self, keys=None, str frame_format="auto", int max_meters=10000):
+    def __init__(self, keys=None, str frame_format="auto", int max_meters=10000,
+                 known_layouts=None):
         self._keys = _prepared(keys)
+        self._known_layouts = dict(known_layouts or {})
         self.frame_format = frame_format
         self.max_meters = max_meters
         self._diagnoses = OrderedDict()
@@ -237,6 +242,9 @@ cdef class WirelessDecoder:
             known[candidate.signature] = candidate
             if candidate.signature == signature:
                 return candidate
+        layout = self._known_layouts.get(meter.manufacturer, {}).get(signature)
+        if layout is not None:
+            return layout
         raise LayoutUnknownError(
             f"compact frame with format signature 0x{signature:04X} from {meter}: its record "
             "layout is not known yet; it is learnt from a full frame of this meter", 0,

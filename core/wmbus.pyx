@@ -36,6 +36,7 @@ from mbusgw.core.errors import (
     MissingKeyError,
     UnsupportedError,
 )
+from mbusgw.core.records import IGNORABLE_SECURITY_MODES
 
 FRAME_FORMATS = ("auto", "A", "B", "stripped")  # also reported: "stripped-last-crc"
 
@@ -512,7 +513,7 @@ cdef class WirelessTelegram:
         """"decrypted" (a layer was decrypted here), "pre-decrypted" (flagged encrypted but sent
         or stored as plaintext) or "none"."""
         states = [layer.state for layer in (self.ell, self.tpl)
-                  if layer is not None and layer.state != "none"]
+                  if layer is not None and layer.state not in ("none", "ignored")]
         if "decrypted" in states:
             return "decrypted"
         return "pre-decrypted" if states else "none"
@@ -737,6 +738,11 @@ cdef tuple _decrypt_tpl(TransportLayer tpl, bytes data, Py_ssize_t hsize, MeterI
     cdef Py_ssize_t blocks = tpl.encrypted_blocks or 0
     cdef Py_ssize_t size
     if mode == 0:
+        return body, None
+    if mode in IGNORABLE_SECURITY_MODES and tpl.payload_kind == "records":
+        # the mode names no encryption: the record decoder applies its rule (plain records
+        # decode, flagged, anything else is unsupported)
+        tpl.state = "ignored"
         return body, None
     if mode == 13 or (mode not in IMPLEMENTED_MODES and not _is_plain(body)):
         raise UnsupportedError(

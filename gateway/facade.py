@@ -32,9 +32,10 @@ from mbusgw.gateway.services.reports.service import ReportService
 from mbusgw.gateway.settings import Settings, StartupConfig
 from mbusgw.gateway.store import LogFilter, Store, StoreWriter
 from mbusgw.gateway.store.backup import HEADER_SIZE as BACKUP_HEADER_SIZE
-from mbusgw.gateway.store.backup import create_backup, read_backup_info
+from mbusgw.gateway.store.backup import backup_sealer, create_backup, read_backup_info
 from mbusgw.gateway.store.configfile import MAX_FILE_BYTES as MAX_CONFIG_BYTES
 from mbusgw.gateway.store.configfile import parse_config, render_config
+from mbusgw.gateway.store.sealing import private_dir, write_private
 from mbusgw.gateway.supervisor import Supervisor
 from mbusgw.gateway.wireless import WirelessNetwork
 
@@ -110,11 +111,14 @@ __all__ = [
     "LogFilter",
     "ScanProgress",
     "WirelessProgress",
+    "backup_sealer",
     "create_backup",
     "parse_config",
+    "private_dir",
     "quota_for",
     "read_backup_info",
     "render_config",
     "scan_line",
     "shortfall",
+    "write_private",
 ]

@@ -3,8 +3,8 @@ the id counter. A change rewrites the table in one transaction through the store
 table always holds one whole snapshot.
 
 This is the only place key material is written out (``material_for_storage``): into the store
-file, which holds the keys as the product's own database does. Configuration files never hold
-keys; a backup is a copy of the store and holds them like the store does.
+file, which keeps it sealed under its key file (``gateway/store/sealing.py``). Configuration
+files never hold keys; a backup holds them only when asked, sealed with a passphrase.
 """
 
 from __future__ import annotations

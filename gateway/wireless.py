@@ -29,6 +29,7 @@ from mbusgw.core.errors import MBusError, UnsupportedError
 from mbusgw.core.wireless_decoder import WirelessDecoder
 from mbusgw.core.wmbus import MeterId
 from mbusgw.gateway.clock import WallClock
+from mbusgw.gateway.compact_layouts import shipped_compact_layouts
 from mbusgw.gateway.keys import KeyStore
 from mbusgw.gateway.meters import AddressingMode, Meter
 from mbusgw.gateway.reading import MeterReading
@@ -148,7 +149,7 @@ class WirelessNetwork:
         self.clock = clock
         self.simulation = simulated_radio(configs, seed)
         self.receivers = {c.name: make_receiver(c, self.simulation) for c in configs}
-        self.decoder = WirelessDecoder(keys=keys)
+        self.decoder = WirelessDecoder(keys=keys, known_layouts=shipped_compact_layouts())
         keys.on_change(lambda: self.decoder.set_keys(keys))
         self.service = WirelessService(
             list(self.receivers.values()),

@@ -8,7 +8,6 @@ only read arguments and call ``web/operations.py``.
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ from quart import Response, g
 from mbusgw.web import operations as ops
 from mbusgw.web import values as vals
 from mbusgw.web.api_schemas import BOOL, INT, STR
+from mbusgw.web.auth import first_change
 from mbusgw.web.errors import BadRequest, Conflict, NotFound, Unauthorized
 from mbusgw.web.openapi import Param, build_document
 from mbusgw.web.params import (
@@ -43,9 +43,7 @@ from mbusgw.web.routes import (
 )
 from mbusgw.web.routes import blueprint as blueprint  # the app registers it from here
 from mbusgw.web.state import state
-
-HOSTNAME = re.compile(r"^(?=.{1,64}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$")
-
+from mbusgw.web.tls import HOSTNAME
 
 # ---------------------------------------------------------------------------- the document
 
@@ -358,7 +356,7 @@ async def users_update(name: str) -> Response:
         raise BadRequest("unknown fields", {n: "unknown field" for n in unknown})
     user = await _users().update(name, password=body.get("password"), role=body.get("role"))
     if "password" in body:
-        state().auth.sessions.drop_user(name)
+        state().auth.password_changed(name, user)
     return reply(user.public())
 
 
@@ -370,11 +368,13 @@ async def users_delete(name: str) -> Response:
     return reply({"ok": True, "message": f"user {name} deleted"})
 
 
+@first_change
 @route("GET", "/me", "The signed-in account", "users", access="self", response="User")
 async def me() -> Response:
     return reply(g.user.public())
 
 
+@first_change
 @route("POST", "/me/password", "Change the own password (and, on the first login, the name)",
        "users", access="self", body="PasswordChange", response="User")  # fmt: skip
 async def me_password() -> Response:
@@ -390,7 +390,7 @@ async def me_password() -> Response:
         )
     else:
         updated = await web.auth.users.update(user.name, password=body.get("new_password"))
-    web.auth.sessions.drop_user(user.name)
+    web.auth.password_changed(user.name, updated)
     return reply(updated.public())
 
 
@@ -494,27 +494,32 @@ async def config_upload() -> Response:
     return reply(await import_config(gw(), text_of(data)))
 
 
-@route("GET", "/backup", "A backup of all values and settings", "device", access="admin",
-       media="binary")  # fmt: skip
-async def backup_download() -> Response:
-    from mbusgw.web.transfer import backup_file, stream_and_remove
+PASSPHRASE = Param("X-Backup-Passphrase", STR, "download: include the secrets (meter keys, "
+                   "passwords), sealed with this passphrase (at least 8 characters); restore: "
+                   "the passphrase of a backup that carries secrets", where="header")  # fmt: skip
 
-    path = await backup_file(gw())
-    stamp = gw().clock.now().strftime("%Y%m%d-%H%M")
-    response = Response(stream_and_remove(path), mimetype="application/octet-stream")
-    response.headers["Content-Disposition"] = f'attachment; filename="mbusgw-{stamp}.backup"'
-    return response
+
+@route("GET", "/backup", "A backup of all values and settings (secrets only with a passphrase)",
+       "device", access="admin", media="binary", params=(PASSPHRASE,))  # fmt: skip
+async def backup_download() -> Response:
+    from quart import request
+
+    from mbusgw.web.transfer import backup_file, backup_response
+
+    path = await backup_file(gw(), request.headers.get(PASSPHRASE.name))
+    return backup_response(gw(), path)
 
 
 @route("POST", "/backup", "Restore a backup (checked first; the gateway restarts)", "device",
-       access="admin", body="file", response="Ok", status=202)  # fmt: skip
+       access="admin", body="file", response="Ok", status=202, params=(PASSPHRASE,))  # fmt: skip
 async def backup_restore() -> Response:
     from quart import request
 
     from mbusgw.web.transfer import stage_restore
 
-    path = await stage_restore(gw(), request.body)
-    return reply(ops.stop_for(gw(), "restore", path), 202)
+    passphrase = request.headers.get(PASSPHRASE.name)
+    path = await stage_restore(gw(), request.body, passphrase)
+    return reply(ops.stop_for(gw(), "restore", path, passphrase), 202)
 
 
 # ---------------------------------------------------------------------------- push reports

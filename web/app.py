@@ -59,6 +59,16 @@ def _when(iso_time: str | None) -> str:
     return iso_time[:19].replace("T", " ")
 
 
+def https_redirect(host: str | None, port: int) -> Response:
+    """Plain HTTP sent on to HTTPS at the configured host and port (the request's ``Host``
+    header is the client's to choose and never builds the target)."""
+    if host is None:
+        # HTTPS serves a certificate without a usable name: say where, send nobody anywhere
+        return Response(f"use HTTPS on port {port}\n", 403, content_type="text/plain")
+    path = request.full_path.rstrip("?") if request.query_string else request.path
+    return redirect(f"https://{host}:{port}{path}", 308)
+
+
 def create_app(gateway: GatewayHandle) -> Quart:
     from mbusgw.web import api_v1, jsonrpc, pages, report_pages
 
@@ -87,8 +97,7 @@ def create_app(gateway: GatewayHandle) -> Quart:
     async def gate() -> Any:
         settings = web.tls_settings
         if settings.https and settings.redirect_http and request.scheme == "http":
-            host = request.host.rsplit(":", 1)[0] if "]" not in request.host else request.host
-            return redirect(f"https://{host}:{settings.https_port}{request.full_path}", 308)
+            return https_redirect(web.tls.https_host(), settings.https_port)
         return await web.auth.check_request()
 
     @app.after_request

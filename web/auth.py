@@ -18,10 +18,12 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import trio
 from quart import Response, current_app, g, redirect, request, url_for
@@ -56,9 +58,17 @@ def admin_only(view: F) -> F:
 
 
 def self_service(view: F) -> F:
-    """A signed-in user's own business (sign out, own password, the first-login change):
-    reachable by read-only users and while the default account must still change."""
+    """A signed-in user's own business (sign out, own password, own tokens): reachable by
+    read-only users."""
     view._self_service = True  # type: ignore[attr-defined]
+    return view
+
+
+def first_change(view: F) -> F:
+    """One of the few views an account that must still change its password may reach (the
+    change itself, sign out, who am I); everything else, token creation included, waits."""
+    view._self_service = True  # type: ignore[attr-defined]
+    view._first_change = True  # type: ignore[attr-defined]
     return view
 
 
@@ -162,12 +172,13 @@ class Auth:
     sessions: SessionTable = field(default_factory=SessionTable)
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
 
-    async def login(self, name: str, password: str) -> User:
+    async def login(self, name: str, password: str, *, remember: bool = False) -> User:
         """Check a name and password against the limits; raises ``Unauthorized`` or
-        ``TooManyAttempts``."""
+        ``TooManyAttempts``. ``remember``: basic auth, which sends the password with every
+        request, may reuse a recent successful check (see ``UserDirectory.verify``)."""
         keys = (f"addr:{client_address()}", f"user:{name}")
         self.limiter.check(*keys)
-        user = await self.users.verify(name, password)
+        user = await self.users.verify(name, password, remember=remember)
         if user is None:
             self.limiter.failed(*keys)
             raise Unauthorized("wrong user name or password")
@@ -183,11 +194,16 @@ class Auth:
             g.user = self.users.user_for_token(value.strip())
             if g.user is None:
                 raise Unauthorized("unknown or revoked API token")
+            if g.user.must_change:
+                # a token cannot change a password, so it has nothing to do before the change
+                raise PasswordChangeRequired(
+                    "the account must first change its password; tokens wait until then"
+                )
             g.via = "token"
             return
         if scheme.lower() == "basic":
             name, password = _basic_credentials(value)
-            g.user = await self.login(name, password)
+            g.user = await self.login(name, password, remember=True)
             g.via = "basic"
             return
         session_id = request.cookies.get(COOKIE)
@@ -217,6 +233,15 @@ class Auth:
         g.session_id, g.session = self.sessions.new(user.name, user.generation)
         g.user, g.via, g.new_session = user, "session", True
 
+    def password_changed(self, old_name: str, updated: User) -> None:
+        """After ``old_name`` changed its password (and maybe its name): every session of that
+        account ends; the session that made the change, if the request came with one,
+        continues under a fresh id. The directory has already revoked the account's tokens."""
+        self.sessions.drop_user(old_name)
+        self.sessions.drop_user(updated.name)
+        if g.get("via") == "session" and g.user is not None and g.user.name == old_name:
+            self.start_session(updated)
+
     def end_session(self) -> None:
         if g.get("session_id"):
             self.sessions.drop(g.session_id)
@@ -237,7 +262,7 @@ class Auth:
             if request.path.startswith("/api/"):
                 raise Unauthorized("sign in, or send an API token or basic credentials")
             return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
-        if user.must_change and not getattr(view, "_self_service", False):
+        if user.must_change and not getattr(view, "_first_change", False):
             if request.path.startswith("/api/"):
                 raise PasswordChangeRequired(
                     "the default account must first choose a new user name and password"
@@ -276,6 +301,27 @@ class Auth:
                 path="/",
             )
         return response
+
+
+def same_site_path(target: str | None) -> str | None:
+    """``target`` if it is a path on this site, else None (no open redirect after a login).
+
+    Browsers read ``\\`` as ``/`` and drop tabs and line breaks from a URL, so ``/\\x`` and
+    ``/\t/x`` lead to the host ``x`` just as ``//x`` does; such characters, any other control
+    or space character, and their percent-encoded forms, are refused outright rather than
+    cleaned, as is anything that is not a plain absolute path."""
+    if not target or len(target) > 2048 or not target.startswith("/"):
+        return None
+    decoded = unquote(target)
+    for text in (target, decoded):
+        if "\\" in text or any(c.isspace() or unicodedata.category(c)[0] == "C" for c in text):
+            return None
+        if text.startswith("//"):
+            return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
 
 
 def _basic_credentials(value: str) -> tuple[str, str]:

@@ -537,14 +537,17 @@ def read_all(web: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- device
 
 
-def stop_for(gw: GatewayHandle, action: str, backup: Any = None) -> dict[str, Any]:
+def stop_for(
+    gw: GatewayHandle, action: str, backup: Any = None, passphrase: str | None = None
+) -> dict[str, Any]:
     """Restart, factory reset or restore: the gateway stops, and ``mbusgw run`` carries the
-    action out once the store is closed, then starts the gateway again."""
+    action out once the store is closed, then starts the gateway again. ``passphrase``: of a
+    backup's secrets, already checked."""
     from mbusgw.gateway.facade import AfterStop
 
     if gw.after_stop is not None:
         raise Conflict(f"a {gw.after_stop.action.replace('_', ' ')} is under way already")
-    gw.after_stop = AfterStop(action, backup)
+    gw.after_stop = AfterStop(action, backup, passphrase)
     gw.store.log.warning("web", f"{action.replace('_', ' ')} requested; stopping")
     gw.stop()
     messages = {

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import trio
 from quart import Blueprint, Response, g, redirect, render_template, request, url_for
@@ -17,7 +16,7 @@ from mbusgw.gateway.cron import PREDEFINED
 from mbusgw.gateway.settings import ConfigError
 from mbusgw.web import operations as ops
 from mbusgw.web import values as vals
-from mbusgw.web.auth import admin_only, public, self_service
+from mbusgw.web.auth import admin_only, first_change, public, same_site_path, self_service
 from mbusgw.web.errors import ApiError, BadRequest, as_api_error
 from mbusgw.web.params import arg_bool, arg_int, query_filters, text_of, uploaded_file
 from mbusgw.web.state import state
@@ -74,12 +73,8 @@ async def attempt(action: Any) -> tuple[Any, ApiError | None]:
 
 
 def safe_next(target: str | None) -> str:
-    """Only a local path may follow a login (no open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//"):
-        parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc:
-            return target
-    return url_for("pages.installation")
+    """Only a path on this site may follow a login (no open redirect)."""
+    return same_site_path(target) or url_for("pages.installation")
 
 
 # ------------------------------------------------------------------------------ sign in
@@ -103,14 +98,14 @@ async def login() -> Any:
 
 
 @blueprint.post("/logout")
-@self_service
+@first_change
 async def logout() -> Response:
     state().auth.end_session()
     return redirect(url_for("pages.login"), 303)
 
 
 @blueprint.route("/first-login", methods=["GET", "POST"])
-@self_service
+@first_change
 async def first_login() -> Any:
     user = g.user
     if not user.must_change:
@@ -128,8 +123,7 @@ async def first_login() -> Any:
                 )
             )
             if updated is not None:
-                web.auth.sessions.drop_user(user.name)
-                web.auth.start_session(updated)
+                web.auth.password_changed(user.name, updated)
                 return back("pages.installation", "Account saved. Welcome!")
     return await page("first_login.html", error=error), 400 if error else 200
 
@@ -154,8 +148,7 @@ async def account() -> Any:
                     lambda: web.auth.users.update(g.user.name, password=form["new_password"])
                 )
                 if updated is not None:
-                    web.auth.sessions.drop_user(g.user.name)
-                    web.auth.start_session(updated)
+                    web.auth.password_changed(g.user.name, updated)
                     return back("pages.account", "Password changed")
         elif action == "token":
             token, error = await attempt(
@@ -533,6 +526,17 @@ async def device_action(action: str) -> Any:
         if form.get("confirm") != "RESET":
             return back("pages.device", "Type RESET to confirm a factory reset")
         return back("pages.device", ops.stop_for(gateway, "factory_reset")["message"])
+    if action == "backup":
+        from mbusgw.web.transfer import backup_file, backup_response
+
+        form = await request.form
+        passphrase = form.get("passphrase") or None
+        if passphrase is not None and passphrase != form.get("repeat_passphrase"):
+            return back("pages.device", "Refused: the two passphrases differ")
+        path, error = await attempt(lambda: backup_file(gateway, passphrase))
+        if error is not None:
+            return back("pages.device", f"Refused: {_detail(error)}")
+        return backup_response(gateway, path)
     if action == "self-signed":
         await trio.to_thread.run_sync(state().tls.generate_self_signed, None)
         return back("pages.device", "Self-signed certificate generated")

@@ -2,10 +2,11 @@
 
 Everything lives in ``<data dir>/tls/``: ``server.crt`` and ``server.key`` (PEM), ``trust.pem``
 (the certificates of the authorities whose client certificates are accepted) and
-``tls.json`` (HTTPS on/off, its port, whether client certificates are required). A certificate
-arrives as PEM (certificate chain + key) or PKCS#12, or is generated self-signed; every upload
-is checked completely (the key must belong to the certificate) before a file is replaced, and
-files are replaced atomically. The private key is never returned by any API.
+``tls.json`` (HTTPS on/off, its port, whether client certificates are required), all 0600 in a
+0700 directory. A certificate arrives as PEM (certificate chain + key) or PKCS#12, or is
+generated self-signed; every upload is checked completely (the key must belong to the
+certificate) before a file is replaced, and files are replaced atomically. The private key is
+never returned by any API.
 
 Client-certificate authentication happens in the TLS handshake: with ``client_certificates =
 "required"`` a client without a certificate issued by the trust store is refused before any
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
+import re
 import socket
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -29,9 +30,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+from mbusgw.gateway.facade import private_dir, write_private
 from mbusgw.web.errors import BadRequest
 
 CLIENT_MODES = ("off", "required")
+HOSTNAME = re.compile(r"^(?=.{1,64}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$")
 
 
 class CertificateError(BadRequest):
@@ -71,16 +74,6 @@ def describe_certificate(cert: x509.Certificate) -> dict[str, Any]:
         "sha256": cert.fingerprint(hashes.SHA256()).hex(":"),
         "self_signed": cert.issuer == cert.subject,
     }
-
-
-def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    part = path.with_suffix(path.suffix + ".part")
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(part, path)
 
 
 def _same_key(cert: x509.Certificate, key: Any) -> bool:
@@ -145,8 +138,8 @@ class TlsFiles:
                 "client certificates need a trust store first",
                 {"client_certificates": "no trust store"},
             )
-        self.directory.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.settings_path, json.dumps(asdict(updated)).encode())
+        private_dir(self.directory)
+        write_private(self.settings_path, json.dumps(asdict(updated)).encode())
         return updated
 
     # -- server certificate
@@ -210,15 +203,15 @@ class TlsFiles:
             raise CertificateError(
                 "the private key does not belong to the certificate", {"key": "does not match"}
             )
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         key_pem = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
         cert_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
-        _write_atomic(self.key_path, key_pem, 0o600)
-        _write_atomic(self.cert_path, cert_pem)
+        write_private(self.key_path, key_pem)
+        write_private(self.cert_path, cert_pem)
         return describe_certificate(chain[0])
 
     # -- client trust store
@@ -232,10 +225,35 @@ class TlsFiles:
         certs = _load_pem_chain(pem)
         if not certs:
             raise CertificateError("no PEM certificate found", {"trust_store": "not PEM"})
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         data = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-        _write_atomic(self.trust_path, data)
+        write_private(self.trust_path, data)
         return [describe_certificate(c) for c in certs]
+
+    def https_host(self) -> str | None:
+        """The host a plain-HTTP request is sent on to: the first name the server certificate
+        is issued for (a client must use one of them for HTTPS to verify), never the request's
+        ``Host`` header, which the client chooses. None without a usable name."""
+        if not self.cert_path.exists():
+            return None
+        chain = _load_pem_chain(self.cert_path.read_bytes())
+        if not chain:
+            return None
+        try:
+            names = list(
+                chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            )
+        except x509.ExtensionNotFound:
+            names = []
+        for name in names:
+            if isinstance(name, x509.IPAddress):
+                address = name.value
+                return f"[{address}]" if address.version == 6 else str(address)
+            if isinstance(name, x509.DNSName) and HOSTNAME.match(name.value):
+                return name.value
+        common = chain[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        value = common[0].value if common else None
+        return value if isinstance(value, str) and HOSTNAME.match(value) else None
 
     def status(self) -> dict[str, Any]:
         return {

@@ -4,7 +4,9 @@ A configuration file (TOML, ``gateway/store/configfile.py``) holds every setting
 specific to one device; an upload is checked completely and then applied in one change. A
 backup (``gateway/store/backup.py``) holds all values and settings; it is written to a file in
 the data directory while the gateway runs and streamed from there. An uploaded backup is checked
-(header, size, checksum) before the gateway is asked to restore it, which needs the store closed.
+(header, size, checksum, and the passphrase of the secrets it carries) before the gateway is
+asked to restore it, which needs the store closed. A backup carries secrets only when a
+passphrase is given to seal them with.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from quart import g
+from quart import Response, g
 
 from mbusgw.gateway.errors import BackupError
 from mbusgw.gateway.facade import (
@@ -28,8 +30,10 @@ from mbusgw.gateway.facade import (
 )
 from mbusgw.gateway.facade import (
     GatewayHandle,
+    backup_sealer,
     create_backup,
     parse_config,
+    private_dir,
     read_backup_info,
     render_config,
 )
@@ -61,17 +65,30 @@ async def import_config(gw: GatewayHandle, text: str) -> dict[str, Any]:
 
 def _work_dir(gw: GatewayHandle) -> Path:
     path = gw.startup.data_dir / "transfer"
-    path.mkdir(parents=True, exist_ok=True)
+    private_dir(path)
     return path
 
 
-async def backup_file(gw: GatewayHandle) -> Path:
-    """A fresh backup in the data directory (the caller streams it, then removes it)."""
+async def backup_file(gw: GatewayHandle, passphrase: str | None = None) -> Path:
+    """A fresh backup in the data directory (the caller streams it, then removes it); with
+    ``passphrase`` it carries the secrets, sealed with it."""
+    if passphrase is not None and len(passphrase) < 8:
+        raise BadRequest(
+            "the passphrase is too short", {"X-Backup-Passphrase": "at least 8 characters"}
+        )
     path = _work_dir(gw) / f"backup-{secrets.token_hex(4)}.mbgw"
     env = gw.store.env
     created = gw.clock.now().timestamp()
-    await trio.to_thread.run_sync(create_backup, env, path, created)
+    await trio.to_thread.run_sync(lambda: create_backup(env, path, created, passphrase=passphrase))
     return path
+
+
+def backup_response(gw: GatewayHandle, path: Path) -> Response:
+    """A backup file as a download; the file is removed once it is sent."""
+    stamp = gw.clock.now().strftime("%Y%m%d-%H%M")
+    response = Response(stream_and_remove(path), mimetype="application/octet-stream")
+    response.headers["Content-Disposition"] = f'attachment; filename="mbusgw-{stamp}.backup"'
+    return response
 
 
 async def stream_and_remove(path: Path) -> AsyncIterator[bytes]:
@@ -83,15 +100,18 @@ async def stream_and_remove(path: Path) -> AsyncIterator[bytes]:
         path.unlink(missing_ok=True)
 
 
-async def stage_restore(gw: GatewayHandle, chunks: AsyncIterator[bytes]) -> Path:
-    """Write an uploaded backup to the data directory and check its header; ``BadRequest``
-    and no file left behind when it is not a good backup."""
+async def stage_restore(
+    gw: GatewayHandle, chunks: AsyncIterator[bytes], passphrase: str | None = None
+) -> Path:
+    """Write an uploaded backup to the data directory and check its header and the passphrase
+    of its secrets; ``BadRequest`` and no file left behind when it is not a good backup."""
     path = _work_dir(gw) / f"restore-{secrets.token_hex(4)}.mbgw"
     try:
-        async with await trio.open_file(path, "wb") as out:
+        async with await trio.open_file(path, "wb", opener=_private) as out:
             async for chunk in chunks:
                 await out.write(chunk)
         info = await trio.to_thread.run_sync(read_backup_info, path)
+        await trio.to_thread.run_sync(backup_sealer, info, passphrase)
     except BackupError as exc:
         path.unlink(missing_ok=True)
         raise InvalidBackup(f"not a usable backup: {exc}") from None
@@ -102,6 +122,11 @@ async def stage_restore(gw: GatewayHandle, chunks: AsyncIterator[bytes]) -> Path
         path.unlink(missing_ok=True)
         raise InvalidBackup("the backup is truncated or damaged (its checksum does not match)")
     return path
+
+
+def _private(path: str, flags: int) -> int:
+    """Open a new file readable by the gateway alone (an uploaded backup holds its data)."""
+    return os.open(path, flags, 0o600)
 
 
 def _intact(path: Path, info: Any) -> bool:

@@ -8,6 +8,12 @@ first login must choose a new user name and password before anything else is all
 A record never holds a password or a token in the clear: passwords are argon2id hashes
 (memory-hard, salted), API tokens are random 32-byte secrets of which only the SHA-256 is kept
 (a token is already high-entropy, so a fast hash suffices and checking one stays cheap).
+A password change revokes every token of the account.
+
+HTTP basic auth sends the password with every request; checking the argon2 hash each time
+would make it cost a hundred times what a token costs, so a successful check is remembered
+for a short while (``VerifiedCache``), keyed by an HMAC under a per-process random key and
+valid only while the account keeps the hash it was checked against.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -35,6 +42,8 @@ SECRET_RECORD = "#session-secret"  # '#' cannot start a user name
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 TOKEN_PREFIX = "mbgw"
 MAX_TOKENS = 16
+VERIFIED_TTL_S = 60.0
+VERIFIED_MAX = 256
 
 
 class RecordTable(Protocol):
@@ -116,6 +125,48 @@ class User:
         )
 
 
+class VerifiedCache:
+    """Recent successful password checks. The key is an HMAC of name and password under a
+    random key of this process: the table holds nothing that would help guess a password
+    (nor survives a restart). An entry counts only while the account still has the hash it
+    was checked against, so a password change, a rename or a removal ends it at once."""
+
+    def __init__(self, ttl_s: float = VERIFIED_TTL_S, limit: int = VERIFIED_MAX) -> None:
+        self._key = secrets.token_bytes(32)
+        self._ttl_s = ttl_s
+        self._limit = limit
+        self._entries: OrderedDict[bytes, tuple[str, str, float]] = OrderedDict()
+
+    def _mac(self, name: str, password: str) -> bytes:
+        message = name.encode() + b"\0" + password.encode()
+        return hmac.digest(self._key, message, "sha256")
+
+    def get(self, name: str, password: str, user: User | None) -> bool:
+        """Whether ``user`` (the account called ``name`` now) passed this check recently."""
+        mac = self._mac(name, password)
+        entry = self._entries.get(mac)
+        if entry is None:
+            return False
+        cached_name, digest, expires = entry
+        fresh = trio.current_time() < expires
+        if fresh and user is not None and user.name == cached_name and digest == user.password_hash:
+            return True
+        del self._entries[mac]
+        return False
+
+    def put(self, user: User, password: str) -> None:
+        mac = self._mac(user.name, password)
+        expires = trio.current_time() + self._ttl_s
+        self._entries[mac] = (user.name, user.password_hash, expires)
+        self._entries.move_to_end(mac)
+        while len(self._entries) > self._limit:
+            self._entries.popitem(last=False)
+
+    def forget(self, name: str) -> None:
+        for mac in [m for m, entry in self._entries.items() if entry[0] == name]:
+            del self._entries[mac]
+
+
 class UserDirectory:
     """The accounts; every change is written to the store before it takes effect here."""
 
@@ -131,6 +182,7 @@ class UserDirectory:
         self._hasher = hasher or PasswordHasher()
         self._users: dict[str, User] = {}
         self._token_index: dict[str, tuple[str, ApiToken]] = {}
+        self._verified = VerifiedCache()
         self.secret = b""
 
     async def load(self) -> None:
@@ -173,13 +225,20 @@ class UserDirectory:
             raise NotFound(f"no user {name!r}")
         return user
 
-    async def verify(self, name: str, password: str) -> User | None:
+    async def verify(self, name: str, password: str, *, remember: bool = False) -> User | None:
         """The user if the password is right; the hash is checked even for unknown names, so
-        timing does not tell which names exist."""
+        timing does not tell which names exist. ``remember``: a recent successful check of the
+        same name and password counts (basic auth); a failed check is never remembered."""
         user = self._users.get(name)
+        if remember and self._verified.get(name, password, user):
+            return user
         digest = user.password_hash if user else self._dummy_hash()
         ok = await trio.to_thread.run_sync(self._check, digest, password)
-        return user if ok and user is not None else None
+        if not ok or user is None:
+            return None
+        if remember:
+            self._verified.put(user, password)
+        return user
 
     def user_for_token(self, token: str) -> User | None:
         parts = token.split(".")
@@ -222,6 +281,7 @@ class UserDirectory:
             changes["password_hash"] = await self._hash(password)
             changes["generation"] = user.generation + 1
             changes["must_change"] = False
+            changes["tokens"] = ()
         updated = replace(user, **changes)
         await self._save(updated)
         return updated
@@ -232,6 +292,7 @@ class UserDirectory:
             raise Conflict("the last administrator cannot be deleted")
         await self._table.delete_record(TABLE, name)
         del self._users[name]
+        self._verified.forget(name)
         self._reindex()
 
     async def complete_first_login(self, name: str, new_name: str, password: str) -> User:
@@ -258,11 +319,13 @@ class UserDirectory:
             password_hash=await self._hash(password),
             must_change=False,
             generation=user.generation + 1,
+            tokens=(),
         )
         await self._save(renamed)
         if new_name != name:
             await self._table.delete_record(TABLE, name)
             del self._users[name]
+            self._verified.forget(name)
             self._reindex()
         return renamed
 
@@ -306,6 +369,9 @@ class UserDirectory:
 
     async def _save(self, user: User) -> None:
         await self._table.put_record(TABLE, user.name, user.to_record())
+        previous = self._users.get(user.name)
+        if previous is not None and previous.password_hash != user.password_hash:
+            self._verified.forget(user.name)
         self._users[user.name] = user
         self._reindex()
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
+import getpass
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from mbusgw.gateway.errors import GatewayError
+from mbusgw.gateway.errors import BackupError, GatewayError
 from mbusgw.gateway.settings import ConfigError
 from mbusgw.gateway.store import Store, store_path
 
@@ -24,6 +25,30 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
         default=Path(os.environ.get(DATA_DIR_ENV, "var")),
         help=f"the gateway's data directory (default: ${DATA_DIR_ENV} or ./var)",
     )
+
+
+def add_passphrase_file(parser: argparse.ArgumentParser, purpose: str) -> None:
+    parser.add_argument(
+        "--passphrase-file",
+        type=Path,
+        metavar="FILE",
+        help=f"read the passphrase {purpose} from the first line of FILE (default: ask)",
+    )
+
+
+def read_passphrase(path: Path | None, *, confirm: bool) -> str:
+    """A backup's passphrase: the first line of ``path``, or asked on the terminal (twice when
+    ``confirm``: a mistyped one would lock the secrets away)."""
+    if path is not None:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        passphrase = lines[0] if lines else ""
+    else:
+        passphrase = getpass.getpass("passphrase for the backup's secrets: ")
+        if confirm and getpass.getpass("the same again: ") != passphrase:
+            raise BackupError("the two passphrases differ")
+    if len(passphrase) < 8:
+        raise BackupError("the passphrase must have at least 8 characters")
+    return passphrase
 
 
 def open_store(args: argparse.Namespace, *, readonly: bool) -> Store:

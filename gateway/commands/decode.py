@@ -8,7 +8,10 @@ CRCs) are told apart by their first bytes; a wireless telegram gets a ``"link"``
 (format, ELL/AFL/TPL fields, security).
 Encrypted telegrams are decrypted with ``--key`` (repeatable) or the keys of a key file
 (``--keys``: CSV, .xlsx or .xls). Compact frames are decoded with the layout of an earlier full
-frame of the same meter in the same run. A bad frame is reported on standard error with its
+frame of the same meter in the same run, or with a layout the package ships for the meter's
+manufacturer. A frame whose configuration word names no encryption (a reserved or proprietary
+security mode) decodes as plain records when it holds them, flagged "configuration_ignored",
+exactly as ``mbusgw read`` decodes it. A bad frame is reported on standard error with its
 typed error and byte offset, and the exit status is 1.
 """
 
@@ -30,6 +33,7 @@ from mbusgw.core.jsonout import dumps
 from mbusgw.core.units import medium_name
 from mbusgw.core.wireless_decoder import WirelessDecoder
 from mbusgw.core.wmbus import FRAME_FORMATS, decode_transport, security_mode_name, strip_crc
+from mbusgw.gateway.compact_layouts import shipped_compact_layouts
 from mbusgw.gateway.keys import (
     KeyFileError,
     KeySnapshot,
@@ -124,6 +128,12 @@ def print_table(telegram: Telegram, out: TextIO) -> None:
         if h.signature is not None:
             parts.append(f"signature 0x{h.signature:04X}")
     print("  ".join(parts), file=out)
+    if telegram.configuration_ignored:
+        print(
+            f"configuration word 0x{h.signature:04X} ignored: its security mode "
+            f"{(h.signature >> 8) & 0x1F} names no encryption, the payload is plain records",
+            file=out,
+        )
     if telegram.error is not None:
         code, text = telegram.error
         print(f"application error {code}: {text}", file=out)
@@ -172,7 +182,9 @@ class Session:
     def __init__(self, as_json: bool, keys, frame_format: str = "auto") -> None:
         self.as_json = as_json
         self.keys = keys
-        self.wireless = WirelessDecoder(keys=keys, frame_format=frame_format)
+        self.wireless = WirelessDecoder(
+            keys=keys, frame_format=frame_format, known_layouts=shipped_compact_layouts()
+        )
         self.frame_format = frame_format
         self.printed = False
 

@@ -21,6 +21,7 @@ import trio
 from mbusgw.core.jsonout import dumps
 from mbusgw.core.wireless_decoder import WirelessDecoder, outcome_of
 from mbusgw.gateway.commands.decode import load_keys, print_wireless
+from mbusgw.gateway.compact_layouts import shipped_compact_layouts
 from mbusgw.gateway.receivers import LINK_MODES, RadioFrame, make_receiver
 from mbusgw.gateway.receivers.service import WirelessService
 
@@ -80,7 +81,7 @@ async def listen(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
         service = WirelessService(
             receivers,
-            WirelessDecoder(keys=keys),
+            WirelessDecoder(keys=keys, known_layouts=shipped_compact_layouts()),
             on_telegram,
             silence_timeout=args.silence,
             dedupe_window=args.dedupe,

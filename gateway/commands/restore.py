@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mbusgw.gateway.commands._store_common import add_data_dir, open_store, reports_errors
+from mbusgw.gateway.commands._store_common import (
+    add_data_dir,
+    add_passphrase_file,
+    open_store,
+    read_passphrase,
+    reports_errors,
+)
 from mbusgw.gateway.store import store_path
-from mbusgw.gateway.store.backup import restore_backup
+from mbusgw.gateway.store.backup import read_backup_info, restore_backup
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="replace the store with a backup",
         description="Check the backup FILE (header, size, checksum, a test open) and then replace "
         "the store with it in one atomic step. Stop the gateway first. A damaged backup changes "
-        "nothing.",
+        "nothing. A backup with secrets asks for their passphrase; a wrong one changes nothing.",
     )
     parser.add_argument("file", type=Path, help="a file written by `mbusgw backup`")
     parser.add_argument(
@@ -24,13 +30,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also decode every record of the backup before restoring (slow on a large store)",
     )
+    add_passphrase_file(parser, "of a backup with secrets")
     add_data_dir(parser)
     parser.set_defaults(func=run)
 
 
 @reports_errors("restore")
 def run(args: argparse.Namespace) -> int:
-    info = restore_backup(args.file, store_path(args.data_dir), full_check=args.check)
+    passphrase = None
+    if read_backup_info(args.file).secrets is not None:
+        passphrase = read_passphrase(args.passphrase_file, confirm=False)
+    info = restore_backup(
+        args.file, store_path(args.data_dir), full_check=args.check, passphrase=passphrase
+    )
     with open_store(args, readonly=False) as store:
         store.log.warning("store", f"store restored from the backup of {info.created}")
         store.write(lambda ctx: None)

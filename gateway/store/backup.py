@@ -6,14 +6,21 @@ A backup file is one header block and the store file::
     bytes 4096..    the store, copied by LMDB with compaction (free pages left out)
 
 The manifest holds the format version, the store schema, the creation time, the data size and
-its SHA-256, and the counts of meters, series, readings and values. The copy is written straight
-into the destination's temporary file (no second copy on the card) and renamed into place.
+its SHA-256, the counts of meters, series, readings and values, and ``secrets``: null, or how
+the secrets in the copy are sealed (scrypt parameters and a passphrase check value).
+
+Secrets (``gateway/store/sealing.py``) travel only when asked for: by default the copy holds
+none (a set password reads as unset, key records are left out); with a passphrase each is
+sealed under a key derived from it instead of the store's key file. The store is copied
+(compacted) to a scratch file beside the destination, its secrets are changed there, and that
+copy is copied (compacted again) into the backup's temporary file, which is renamed into place.
 
 ``restore_backup`` checks everything before touching the live store: header, version, size
-(truncation), checksum, then it opens the extracted copy as a store and reads its tables. Only
-then does it rename the copy over the store file, an atomic step; any failure before leaves
-the store as it was. The store must not be open elsewhere (the gateway stopped): LMDB's lock
-file tells.
+(truncation), checksum, the passphrase when the backup carries secrets; then it opens the
+extracted copy as a store, seals its secrets under the data directory's key file, and reads its
+tables. Only then does it rename the copy over the store file, an atomic step; any failure
+before leaves the store as it was. The store must not be open elsewhere (the gateway
+stopped): LMDB's lock file tells.
 """
 
 from __future__ import annotations
@@ -24,9 +31,11 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from mbusgw.gateway.errors import BackupError, StoreError, StoreLocked
 from mbusgw.gateway.store.check import find_problems
@@ -38,9 +47,13 @@ from mbusgw.gateway.store.env import (
     StoreEnv,
     get_u64,
 )
+from mbusgw.gateway.store.records import RECORD_TABLES, table
+from mbusgw.gateway.store.seal_on_open import seal_clear_secrets
+from mbusgw.gateway.store.sealing import PassphraseSealer, Sealer, SealError, map_sealed
 
 MAGIC = b"MBUSGW-BACKUP\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)  # format 1 has no ``secrets``: its store held them in clear
 HEADER_SIZE = 4096
 _CHUNK = 1 << 20
 
@@ -57,6 +70,7 @@ class BackupInfo:
     series: int
     readings: int
     values: int
+    secrets: dict[str, Any] | None = None  # how the carried secrets are sealed; None: none
 
     def manifest(self) -> bytes:
         record = {"format": FORMAT_VERSION, **{k: getattr(self, k) for k in self.__slots__}}
@@ -93,26 +107,53 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def create_backup(env: StoreEnv, destination: str | os.PathLike[str], created: float) -> BackupInfo:
-    """Write a backup of the open store ``env`` to ``destination`` (replaced atomically).
+def create_backup(
+    env: StoreEnv,
+    destination: str | os.PathLike[str],
+    created: float,
+    *,
+    passphrase: str | None = None,
+) -> BackupInfo:
+    """Write a backup of the open store ``env`` to ``destination`` (replaced atomically): with
+    ``passphrase``, carrying the secrets sealed under it; without, carrying none.
 
     A long read: run it in a worker thread inside the gateway. ``created`` is the wall time.
     """
     destination = Path(destination)
-    partial = destination.with_name(destination.name + ".part")
-    fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    part = destination.with_name(destination.name + ".part")
+    carrier = PassphraseSealer(passphrase) if passphrase is not None else None
+
+    # the copy's secrets under the store's key; a store that was never opened for writing by
+    # this version may still hold some in clear and have no key file: a key for the copy alone
+    working = env.sealer if env.sealer.has_key else Sealer.scratch()
+
+    def carried(sealed: str, name: str) -> str | None:
+        # a secret that does not open here (the store moved without its key file) is unset
+        secret = working.readable(sealed, name) if carrier is not None else None
+        return None if secret is None or carrier is None else carrier.seal(secret, name)
+
+    fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.lseek(fd, HEADER_SIZE, os.SEEK_SET)
-        env.copy_to_fd(fd)
+        os.fchmod(fd, 0o600)
+        scratch = destination.with_name(destination.name + ".part.mdb")
+        with _scratch_file(scratch, env.copy_to_fd):
+            copy = StoreEnv(scratch, sealer=working)
+            try:
+                seal_clear_secrets(copy)
+                _reseal(copy, carried)
+                counts = _counts(copy)
+                os.lseek(fd, HEADER_SIZE, os.SEEK_SET)
+                copy.copy_to_fd(fd)
+            finally:
+                copy.close()
         data_bytes = os.fstat(fd).st_size - HEADER_SIZE
-        digest = _sha256(fd, HEADER_SIZE, data_bytes)
-        copy = _open_copy_in(fd, partial, data_bytes)
         info = BackupInfo(
             dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="seconds"),
             SCHEMA_VERSION,
             data_bytes,
-            digest,
-            *copy,
+            _sha256(fd, HEADER_SIZE, data_bytes),
+            *counts,
+            secrets=carrier.params if carrier is not None else None,
         )
         header = MAGIC + info.manifest() + b"\n"
         if len(header) > HEADER_SIZE:
@@ -121,48 +162,63 @@ def create_backup(env: StoreEnv, destination: str | os.PathLike[str], created: f
         os.fsync(fd)
     except BaseException:
         os.close(fd)
-        partial.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
         raise
     os.close(fd)
-    os.replace(partial, destination)
+    os.replace(part, destination)
     _fsync_dir(destination.parent)
     return info
 
 
-def _open_copy_in(fd: int, partial: Path, data_bytes: int) -> tuple[int, int, int, int]:
-    """Counts read from the copy itself (so the manifest describes exactly what was copied)."""
-    with _extracted(fd, HEADER_SIZE, data_bytes, partial.with_name(partial.name + ".mdb")) as path:
-        env = StoreEnv(path, readonly=True)
-        try:
-            return _counts(env)
-        finally:
-            env.close()
-
-
 @contextlib.contextmanager
-def _extracted(fd: int, offset: int, size: int, path: Path) -> Iterator[Path]:
-    """The data part of a backup as a store file of its own, removed afterwards."""
-    _copy_range(fd, offset, size, path)
+def _scratch_file(path: Path, fill: Callable[[int], None]) -> Iterator[None]:
+    """A store file at ``path`` (0600) written by ``fill(fd)``; afterwards removed with its
+    lock file unless it was renamed away."""
     try:
-        yield path
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            fill(fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        yield
     finally:
         path.unlink(missing_ok=True)
         Path(str(path) + "-lock").unlink(missing_ok=True)
 
 
-def _copy_range(fd: int, offset: int, size: int, path: Path) -> None:
-    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        done = 0
-        while done < size:
-            chunk = os.pread(fd, min(_CHUNK, size - done), offset + done)
-            if not chunk:
-                raise BackupError("backup data ends early")
-            os.write(out, chunk)
-            done += len(chunk)
-        os.fsync(out)
-    finally:
-        os.close(out)
+def _reseal(env: StoreEnv, change: Callable[[str, str], str | None]) -> None:
+    """Pass every sealed secret of ``env`` through ``change(sealed, table)``, in one
+    transaction. None drops the secret: a setting becomes unset, a record goes (a key record
+    without its key is of no use)."""
+    with env.write() as txn:
+        for name in ("settings", *RECORD_TABLES):
+            db = env.db.settings if name == "settings" else table(env.db, name)
+            for key, raw in list(txn.cursor(db=db)):
+                found: list[str | None] = []
+
+                def one(sealed: str, name: str = name, found: list = found) -> str:
+                    found.append(change(sealed, name))
+                    return found[-1] or ""
+
+                value = map_sealed(json.loads(raw), one)
+                if not found:
+                    continue
+                if None in found and name != "settings":
+                    txn.delete(key, db=db)
+                else:
+                    txn.put(key, json.dumps(value, allow_nan=False).encode(), db=db)
+
+
+def _copy_range(fd: int, offset: int, size: int, out: int) -> None:
+    done = 0
+    while done < size:
+        chunk = os.pread(fd, min(_CHUNK, size - done), offset + done)
+        if not chunk:
+            raise BackupError("backup data ends early")
+        os.write(out, chunk)
+        done += len(chunk)
 
 
 def read_backup_info(path: str | os.PathLike[str]) -> BackupInfo:
@@ -181,10 +237,9 @@ def read_backup_info(path: str | os.PathLike[str]) -> BackupInfo:
     line = header[len(MAGIC) :].split(b"\n", 1)[0]
     try:
         record = json.loads(line)
-        if record.pop("format") != FORMAT_VERSION:
-            raise BackupError(
-                f"{path} is backup format {record.get('format')}, not {FORMAT_VERSION}"
-            )
+        version = record.pop("format")
+        if version not in READABLE_FORMATS:
+            raise BackupError(f"{path} is backup format {version}, not {FORMAT_VERSION}")
         info = BackupInfo(**record)
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise BackupError(f"{path} has a damaged manifest: {error}") from error
@@ -222,36 +277,66 @@ def exclusive_store(store_file: Path) -> Iterator[None]:
 
 
 def restore_backup(
-    backup: str | os.PathLike[str], store_file: str | os.PathLike[str], *, full_check: bool = False
+    backup: str | os.PathLike[str],
+    store_file: str | os.PathLike[str],
+    *,
+    full_check: bool = False,
+    passphrase: str | None = None,
 ) -> BackupInfo:
     """Replace the store at ``store_file`` by the backup, after checking the backup completely.
 
-    ``full_check`` also decodes every record of the restored store first (slow on a big store).
-    On any error nothing is changed.
+    A backup that carries secrets needs the ``passphrase`` they were sealed with; they are
+    sealed anew under the data directory's key file. ``full_check`` also decodes every record
+    of the restored store first (slow on a big store). On any error nothing is changed.
     """
     backup, store_file = Path(backup), Path(store_file)
     info = read_backup_info(backup)
+    carrier = backup_sealer(info, passphrase)
     store_file.parent.mkdir(parents=True, exist_ok=True)
     staged = store_file.with_name(store_file.name + ".restore")
-    with exclusive_store(store_file):
-        with open(backup, "rb") as file:
-            fd = file.fileno()
-            if _sha256(fd, HEADER_SIZE, info.data_bytes) != info.sha256:
-                raise BackupError(f"{backup} fails its checksum: the file is damaged")
-            _copy_range(fd, HEADER_SIZE, info.data_bytes, staged)
-        try:
+    with exclusive_store(store_file), open(backup, "rb") as file:
+        fd = file.fileno()
+        if _sha256(fd, HEADER_SIZE, info.data_bytes) != info.sha256:
+            raise BackupError(f"{backup} fails its checksum: the file is damaged")
+        with _scratch_file(staged, partial(_copy_range, fd, HEADER_SIZE, info.data_bytes)):
+            if carrier is not None:
+                _reseal_for(staged, carrier, Sealer.beside(store_file, create=True))
             _test_open(staged, info, full_check)
             os.replace(staged, store_file)
             _fsync_dir(store_file.parent)
-        finally:
-            staged.unlink(missing_ok=True)
-            Path(str(staged) + "-lock").unlink(missing_ok=True)
     return info
+
+
+def _reseal_for(path: Path, carrier: Sealer, kept: Sealer) -> None:
+    """The secrets of the store file at ``path``, sealed by ``carrier``, sealed by ``kept``."""
+    try:
+        copy = StoreEnv(path, sealer=carrier)
+    except StoreError as error:
+        raise BackupError(f"the backup does not open as a store: {error}") from error
+    try:
+        _reseal(copy, lambda text, name: kept.seal(carrier.open(text, name), name))
+    except SealError as error:
+        raise BackupError(f"the backup's secrets are damaged: {error}") from error
+    finally:
+        copy.close()
+
+
+def backup_sealer(info: BackupInfo, passphrase: str | None) -> PassphraseSealer | None:
+    """The sealer of a backup's secrets: None when it carries none; ``BackupError`` when it
+    does and the passphrase is missing or wrong."""
+    if info.secrets is None:
+        return None
+    if not passphrase:
+        raise BackupError("this backup carries secrets sealed with a passphrase: give it")
+    try:
+        return PassphraseSealer.checked(passphrase, info.secrets)
+    except SealError as error:
+        raise BackupError(f"{error}; nothing was changed") from None
 
 
 def _test_open(path: Path, info: BackupInfo, full_check: bool) -> None:
     try:
-        env = StoreEnv(path, readonly=True)
+        env = StoreEnv(path, readonly=True, sealer=Sealer(None, "no key"))
     except StoreError as error:
         raise BackupError(f"the backup does not open as a store: {error}") from error
     try:

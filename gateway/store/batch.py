@@ -105,7 +105,7 @@ class BatchRunner:
         self.status_bytes.update(ctx.status_bytes)
         if ctx.settings_changed:
             with self.env.read() as txn:
-                self.settings = read_settings(txn, self.env.db.settings)
+                self.settings = read_settings(txn, self.env)
             self.on_settings_changed(self.settings)
 
     def _context(self, txn: lmdb.Transaction) -> WriteContext:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mbusgw.gateway.settings import SECRET_MASK, ConfigError, Settings, without_masks
+from mbusgw.gateway.store.sealing import write_private
 from mbusgw.gateway.store.settings_table import device_specific_paths, portable
 from mbusgw.gateway.store.toml_writer import dumps
 
@@ -46,14 +47,9 @@ def render_config(settings: Settings, exported: float, *, secrets: bool = False)
 def export_config(
     settings: Settings, path: str | os.PathLike[str], exported: float, *, secrets: bool = False
 ) -> None:
-    """Write the configuration file atomically (a partial file never takes its place)."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".part")
-    with open(partial, "w", encoding="utf-8") as file:
-        file.write(render_config(settings, exported, secrets=secrets))
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(partial, path)
+    """Write the configuration file atomically (a partial file never takes its place), readable
+    by its owner alone (with ``secrets`` it holds passwords)."""
+    write_private(Path(path), render_config(settings, exported, secrets=secrets).encode())
 
 
 def parse_config(text: str, source: str = "configuration file") -> dict[str, Any]:

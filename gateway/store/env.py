@@ -3,6 +3,11 @@
 LMDB may only change its map size while no transaction of this process is open, so every
 transaction enters a ``_Gate`` shared, and growing the map takes it exclusively for the
 microseconds the call needs. Readers never wait for the writer otherwise.
+
+A store in its data directory is the gateway's alone: the directory is 0700, the store and its
+lock file 0600, and the secrets in it are sealed under the key file beside it
+(``gateway/store/sealing.py``). A scratch copy (a backup being written or restored) is given the
+sealer its contents are sealed with, and leaves its directory's mode alone.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import lmdb
 
 from mbusgw.gateway.errors import StoreError
 from mbusgw.gateway.store.migrations import SCHEMA_VERSION, migrate
+from mbusgw.gateway.store.sealing import FILE_MODE, Sealer, private_dir, private_file
 
 MAX_MIGRATION_GROWTH = 6  # doublings of the map a migration may need
 FILE_NAME = "store.mdb"
@@ -114,13 +120,17 @@ class StoreEnv:
         *,
         readonly: bool = False,
         map_size: int = DEFAULT_MAP_SIZE,
+        sealer: Sealer | None = None,
     ) -> None:
         self.path = Path(path)
         self.readonly = readonly
         if readonly and not self.path.is_file():
             raise StoreError(f"no store at {self.path}")
-        if not readonly:
+        if not readonly and sealer is None:
+            private_dir(self.path.parent)
+        elif not readonly:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.sealer = sealer or Sealer.beside(self.path, create=not readonly)
         try:
             self.env = lmdb.open(
                 str(self.path),
@@ -128,6 +138,7 @@ class StoreEnv:
                 map_size=map_size,
                 max_dbs=len(DB_NAMES) + 2,
                 readonly=readonly,
+                mode=FILE_MODE,  # the store and its lock file, when LMDB creates them
                 sync=True,  # a commit returns after the data and meta pages reached the disk
                 metasync=True,
                 writemap=False,  # a wild write or a full disk must not corrupt the file
@@ -138,6 +149,9 @@ class StoreEnv:
             )
         except lmdb.Error as error:
             raise StoreError(f"cannot open the store {self.path}: {error}") from error
+        if not readonly:
+            for made_earlier in (self.path, Path(f"{self.path}-lock")):
+                private_file(made_earlier)
         self._gate = _Gate()
         self.migrated: tuple[int, Path] | None = None  # (old format, its copy) once migrated
         try:

@@ -1,7 +1,8 @@
 """Named JSON records: users, keys, push-report delivery cursors and the installed meters.
 
 The store keeps them atomically and durably; what a record holds is the business of the part
-that owns it (passwords arrive hashed, AES keys are secrets: the store never logs them).
+that owns it (passwords arrive hashed, AES keys are secrets: the store never logs them and
+keeps them sealed, see ``gateway/store/sealing.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import lmdb
 
 from mbusgw.gateway.errors import StoreError
 from mbusgw.gateway.store.context import WriteContext
-from mbusgw.gateway.store.env import Databases
+from mbusgw.gateway.store.env import Databases, StoreEnv
 from mbusgw.gateway.store.keys import text_key
 from mbusgw.gateway.store.model import MAX_NAME
 
@@ -25,18 +26,22 @@ def table(db: Databases, name: str) -> lmdb._Database:
     return getattr(db, name)
 
 
-def read_records(txn: lmdb.Transaction, db: Databases, name: str) -> dict[str, object]:
-    return {key.decode(): json.loads(raw) for key, raw in txn.cursor(db=table(db, name))}
+def read_records(txn: lmdb.Transaction, env: StoreEnv, name: str) -> dict[str, object]:
+    return {
+        key.decode(): env.sealer.open_tree(json.loads(raw), name)
+        for key, raw in txn.cursor(db=table(env.db, name))
+    }
 
 
-def read_record(txn: lmdb.Transaction, db: Databases, name: str, key: str) -> object | None:
-    raw = txn.get(text_key(key), db=table(db, name))
-    return None if raw is None else json.loads(raw)
+def read_record(txn: lmdb.Transaction, env: StoreEnv, name: str, key: str) -> object | None:
+    raw = txn.get(text_key(key), db=table(env.db, name))
+    return None if raw is None else env.sealer.open_tree(json.loads(raw), name)
 
 
 def put_record(ctx: WriteContext, name: str, key: str, record: object) -> None:
     if not isinstance(key, str) or not 0 < len(key.encode()) <= MAX_NAME:
         raise ValueError(f"record names must be 1..{MAX_NAME} bytes of text")
+    record = ctx.env.sealer.seal_record(name, record)
     try:
         data = json.dumps(record, allow_nan=False).encode()
     except (TypeError, ValueError) as error:

@@ -33,6 +33,7 @@ from mbusgw.gateway.store.ingest import Receipt, write_readings
 from mbusgw.gateway.store.model import MeterInfo, MeterLog, SeriesInfo, StoredReading, ValueTable
 from mbusgw.gateway.store.queries import Queries, RawTelegram, time_bounds
 from mbusgw.gateway.store.rows import validate_readings
+from mbusgw.gateway.store.seal_on_open import seal_clear_secrets
 from mbusgw.gateway.store.settings_table import read_settings, update_settings
 from mbusgw.gateway.store.syslog import LogEntry, SystemLog
 from mbusgw.gateway.store.syslog_table import EVERYTHING, LogFilter
@@ -77,11 +78,20 @@ class Store:
     def __init__(self, env: StoreEnv, clock: WallClock) -> None:
         self.env = env
         self.clock = clock
+        sealed, unreadable = (0, 0) if env.readonly else seal_clear_secrets(env)
         self.catalog = Catalog(env.db)
         with env.read() as txn:
             self.catalog.refresh(txn)
-            settings = read_settings(txn, env.db.settings)
+            settings = read_settings(txn, env)
         self.log = SystemLog(clock, min_level=settings.log.min_level)
+        if sealed:
+            self.log.info("store", f"secrets stored in clear sealed ({sealed} records)")
+        if unreadable:
+            self.log.warning(
+                "store",
+                f"{unreadable} stored secrets do not open with the key file "
+                f"{env.sealer.source} (the store was moved without it?): they read as unset",
+            )
         self.queries = Queries(env, self.catalog)
         self.runner = BatchRunner(env, self.catalog, settings)
         self.runner.on_settings_changed = self._settings_changed
@@ -212,15 +222,15 @@ class Store:
     def stored_settings(self) -> Settings:
         """The settings on disk now (another process may have changed them)."""
         with self.env.read() as txn:
-            return read_settings(txn, self.env.db.settings)
+            return read_settings(txn, self.env)
 
     def records(self, table: str) -> dict[str, object]:
         with self.env.read() as txn:
-            return records.read_records(txn, self.env.db, table)
+            return records.read_records(txn, self.env, table)
 
     def record(self, table: str, name: str) -> object | None:
         with self.env.read() as txn:
-            return records.read_record(txn, self.env.db, table, name)
+            return records.read_record(txn, self.env, table, name)
 
     def problems(self) -> list[str]:
         """A full consistency check (slow on a big store: run it in a thread)."""

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import fnmatch
+import importlib.util
+import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from wmbus_vectors import load_cases
 
 from mbusgw.core.compact import (
     CompactLayout,
     crc16,
+    layouts_from_json,
     rebuild_full_frame,
     scan_records,
     split_compact,
     whole_records_length,
 )
-from mbusgw.core.errors import ChecksumError, DecodeError, MBusError
+from mbusgw.core.errors import ChecksumError, DecodeError, LayoutUnknownError, MBusError
+from mbusgw.core.wireless_decoder import WirelessDecoder
 
 # EN 13757-3 G.5 (exmbus vectors): full frame records, format frame, compact frame.
 G5_FULL = bytes.fromhex("0202D20402152E16022A3423")
@@ -95,3 +103,94 @@ def test_fuzz_scan_and_layouts(data: bytes) -> None:
 def test_fuzz_format_frames(data: bytes) -> None:
     with contextlib.suppress(MBusError):
         CompactLayout.from_format_frame(data)
+
+
+# ---------------------------------------------------------------- the layouts the package ships
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def shipped() -> dict:
+    return layouts_from_json((ROOT / "core" / "compact_layouts.json").read_text())
+
+
+def vector(source_file: str, name: str) -> list[bytes]:
+    (case,) = [c for c in load_cases() if (c["source_file"], c["test_name"]) == (source_file, name)]
+    return [bytes.fromhex(raw) for raw in case["telegrams_hex"]]
+
+
+def test_the_shipped_layouts_are_what_the_public_full_frames_give() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "gen_compact_layouts", ROOT / "tools" / "gen_compact_layouts.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.OUTPUT.read_text() == module.generate(), "run tools/gen_compact_layouts.py"
+    document = json.loads(module.OUTPUT.read_text())
+    assert "GPL-3.0-or-later" in document["about"]
+    for entry in document["layouts"]:
+        assert set(entry["source"]) == {"repo", "commit", "file", "test"}
+
+
+def test_the_shipped_layouts_are_package_data() -> None:
+    # setup.py's package_data must carry the file into an installed (non-editable) package
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    (call,) = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setup"
+    ]
+    (package_data,) = [k.value for k in call.keywords if k.arg == "package_data"]
+    patterns = ast.literal_eval(package_data)["mbusgw.core"]
+    assert any(fnmatch.fnmatch("compact_layouts.json", p) for p in patterns)
+
+
+@pytest.mark.parametrize(
+    ("source_file", "name", "signature"),
+    [
+        ("drivers/src/kamheat.xmq", "Heato#2", 0x8400),  # wmbusmeters multical602
+        (
+            "src/test/java/org/openmuc/jmbus/wireless/ShortTelegramTest.java",
+            "testShortKamstrupNew",
+            0xD7C4,
+        ),  # jMBus Kamstrup heat meter
+    ],
+)
+def test_a_known_meters_compact_frame_decodes_without_its_full_frame(
+    source_file: str, name: str, signature: int
+) -> None:
+    full, compact = vector(source_file, name)
+    alone = WirelessDecoder(known_layouts=shipped()).decode(compact)
+    learning = WirelessDecoder()
+    learning.decode(full)
+    after_full = learning.decode(compact)
+    assert alone.payload_kind == "records"
+    assert alone.payload == after_full.payload  # the rebuilt frame's CRC matched
+    assert alone.application.to_dict() == after_full.application.to_dict()
+    learnt = learning.layouts(alone.meter)[signature]
+    assert shipped()[alone.meter.manufacturer][signature] == learnt
+
+
+def test_an_unknown_signature_still_waits_for_a_full_frame() -> None:
+    # wmbusmeters kamwater "MyTapWater#2": a multical21 compact frame whose layout (0xA8ED) no
+    # public full frame gives
+    (compact,) = vector("drivers/src/kamwater.xmq", "MyTapWater#2")
+    with pytest.raises(LayoutUnknownError) as caught:
+        WirelessDecoder(known_layouts=shipped()).decode(compact)
+    assert caught.value.signature == 0xA8ED
+
+
+def test_a_layout_is_known_per_manufacturer() -> None:
+    _full, compact = vector("drivers/src/kamheat.xmq", "Heato#2")
+    layouts = shipped()
+    foreign = {"XYZ": layouts["KAM"]}
+    with pytest.raises(LayoutUnknownError):
+        WirelessDecoder(known_layouts=foreign).decode(compact)
+
+
+def test_a_damaged_layout_file_is_refused() -> None:
+    entry = {"manufacturer": "KAM", "signature": "0000", "headers": ["0413"], "sizes": [4]}
+    with pytest.raises(ValueError, match="give 0x"):
+        layouts_from_json(json.dumps({"layouts": [entry]}))
+    with pytest.raises(ValueError, match="not a compact layout file"):
+        layouts_from_json(json.dumps({"layouts": [{"headers": ["0413"]}]}))

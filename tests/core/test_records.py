@@ -151,16 +151,52 @@ def test_bcd_with_hex_digits_is_an_error_state_value() -> None:
     assert row["mantissa"] == 0xAA
 
 
-def test_long_binary_lvar_stays_bytes() -> None:
-    record, _ = one("0D13 E9 010203040506070809")
-    assert record.value == bytes(range(1, 10))
-    record, _ = one("0D13 F0 " + "AB" * 16)
-    assert record.value == b"\xab" * 16
+@pytest.mark.parametrize(
+    ("records", "value"),
+    [
+        ("0D13 E9 010000000000000000", Decimal("0.001")),  # 9 bytes, upper byte repeats the sign
+        ("0D13 EF " + "FF" * 15, Decimal("-0.001")),  # 15 bytes
+        ("0D03 F0 39300000" + "00" * 12, 12345),  # 4*(F0-EC) = 16 bytes
+        ("0D03 F4 02" + "00" * 31, 2),  # 32 bytes
+        ("0D03 F5 03" + "00" * 47, 3),  # 48 bytes
+        ("0D03 F6 FE" + "FF" * 63, -2),  # 64 bytes
+    ],
+)
+def test_binary_lvar_of_any_width_is_an_exact_number(records: str, value: object) -> None:
+    telegram = decode(long_frame(0x72, HEADER + bytes.fromhex(records + "0113 05")))
+    record, row = telegram.records[0], telegram.array[0]
+    assert record.value == value and type(record.value) is type(value)
+    assert record.kind == "decimal" and not record.invalid
+    assert row["data_length"] == len(bytes.fromhex(records)) - 3
+    assert telegram.records[1].value == Decimal("0.005")  # the next record is where it should be
+
+
+def test_binary_lvar_wider_than_64_bits_is_a_flagged_real() -> None:
+    record, row = one("0D03 E9 000000000000000001")  # 2**64 Wh
+    assert record.value == 2.0**64 and record.kind == "real"
+    assert row["flags"] & Flag.SCALE_OVERFLOW
+    record, _ = one("0D03 F0 " + "00" * 15 + "80")  # -2**127
+    assert record.value == -(2.0**127)
+
+
+def test_binary_lvar_msb_first() -> None:
+    record, _ = one("0D03 F0 " + "00" * 14 + "3039", ci=0x76)
+    assert record.value == 12345
+
+
+def test_manufacturer_vif_data_is_bytes_never_text() -> None:
+    telegram = decode(long_frame(0x72, HEADER + bytes.fromhex("0DFF5F 04 0001FF41")))
+    (record,) = telegram.records
+    assert record.kind == "bytes" and record.value == bytes.fromhex("0001FF41")  # wire order
+    assert record.to_dict()["value"] == "0001ff41"
 
 
 def test_reserved_lvar_and_dif_raise() -> None:
     with pytest.raises(DecodeError, match="reserved LVAR 0xFB"):
         values("0D13 FB")
+    # EN 13757-3:2018 table 5 ends the binary numbers at 0xF6
+    with pytest.raises(DecodeError, match="reserved LVAR 0xF7"):
+        values("0D13 F7" + "00" * 44)
     with pytest.raises(DecodeError, match="reserved DIF 0x3F"):
         values("3F")
 

@@ -162,12 +162,14 @@ def test_mode_13_and_other_modes_are_unsupported() -> None:
             decode_wireless(bytes(frame), keys=N21_KEY)
 
 
-def test_pre_decrypted_payload_with_reserved_mode_is_plaintext() -> None:
+def test_a_mode_that_names_no_encryption_is_left_to_the_record_decoder() -> None:
     frame = bytearray(PLAIN_7A)
     frame[14] = 0x18  # CF high byte: mode 24, a proprietary use of the field
     telegram = decode_wireless(bytes(frame))
     assert telegram.tpl.security_mode == 24
-    assert telegram.decryption == "pre-decrypted"
+    assert (telegram.tpl.state, telegram.decryption) == ("ignored", "none")
+    assert telegram.tpl.to_dict()["state"] == "ignored"
+    assert telegram.payload == PLAIN_7A[15:]
 
 
 def test_missing_blocks_are_cut_to_whole_blocks() -> None:

@@ -96,3 +96,15 @@ def test_bad_input_is_one_clear_line(args: list[str], status: int, message: str)
     result = mbusgw(*args)
     assert result.returncode == status
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_read_flags_a_configuration_word_that_names_no_encryption() -> None:
+    # the default population's ninth meter answers with libmbus' example_data_01: word 27 B6
+    # (mode 22) over plain records, which `mbusgw decode` decodes the same way
+    with simulator("--population", "default", "--meters", "9") as sim:
+        read = mbusgw("read", "--tcp", sim["tcp"], "--address", "9", "--baud", BAUD, "--json")
+    assert read.returncode == 0, read.stderr
+    (telegram,) = json.loads(read.stdout)["telegrams"]
+    assert telegram["header"]["signature"] == 0xB627
+    assert telegram["configuration_ignored"] is True
+    assert len(telegram["records"]) == 6

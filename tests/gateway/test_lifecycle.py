@@ -9,6 +9,7 @@ import pytest
 from mbusgw.gateway.lifecycle import AfterStop, apply_after_stop
 from mbusgw.gateway.store import SeriesSpec, Store, StoredReading, store_path
 from mbusgw.gateway.store.backup import create_backup
+from mbusgw.gateway.store.sealing import KEY_FILE
 
 ENERGY = SeriesSpec(bytes.fromhex("0C06"), "energy", "kWh")
 
@@ -27,8 +28,10 @@ def test_factory_reset_removes_store_and_certificates(tmp_path: Path) -> None:
     store_with(tmp_path, 1)
     (tmp_path / "tls").mkdir()
     (tmp_path / "tls" / "server.key").write_text("secret")
+    assert (tmp_path / KEY_FILE).exists()
     apply_after_stop(AfterStop("factory_reset"), tmp_path)
     assert not store_path(tmp_path).exists()
+    assert not (tmp_path / KEY_FILE).exists()  # the secrets' key goes with them
     assert not (tmp_path / "tls").exists()
     assert values(tmp_path) == []
 

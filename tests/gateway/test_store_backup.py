@@ -134,7 +134,11 @@ def test_a_bad_backup_is_refused_and_changes_nothing(backup_file, live, how: str
     with pytest.raises(BackupError):
         restore_backup(backup_file, live)
     assert digest(live) == before
-    assert sorted(p.name for p in live.parent.iterdir()) == ["store.mdb", "store.mdb-lock"]
+    assert sorted(p.name for p in live.parent.iterdir()) == [
+        "store.key",
+        "store.mdb",
+        "store.mdb-lock",
+    ]
     store = Store.open(live, readonly=True)
     assert [m.name for m in store.meters()] == ["other"]
     store.close()
