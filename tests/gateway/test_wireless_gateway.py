@@ -138,7 +138,13 @@ async def test_a_missing_or_wrong_key_is_a_decrypt_error_with_no_values(tmp_path
             health = gateway.health.get(key)
             return health is not None and health.consecutive_failures >= times
 
-        await wait_until(lambda: failing(missing) and failing(wrong, 4))
+        def wrong_key_reported() -> bool:
+            health = gateway.health.get(wrong)
+            return health is not None and "wrong key" in (health.last_error or "")
+
+        # the key takes effect once it is saved: what is heard before fails for want of a key,
+        # however many telegrams that is, so wait for the wrong-key failure itself
+        await wait_until(lambda: failing(missing) and failing(wrong, 2) and wrong_key_reported())
         assert "MissingKeyError" in (gateway.health[missing].last_error or "")
         assert "wrong key" in (gateway.health[wrong].last_error or "")
         failures_before = gateway.health[missing].failures
