@@ -4,6 +4,7 @@ MBUSGW_DEBUG=1 builds with bounds checks, wraparound checks and line tracing, fo
 property tests that hunt for overruns the release build would not notice.
 """
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -31,11 +32,41 @@ else:
 
 # The three code folders install as mbusgw.core, mbusgw.gateway and mbusgw.web (with subpackages).
 TOP_LEVEL = ("core", "gateway", "web")
-packages = [
-    "mbusgw." + str(init.parent).replace("/", ".")
-    for top in TOP_LEVEL
-    for init in sorted(Path(top).rglob("__init__.py"))
-]
+# Folders of data files are packages of their own to setuptools (it warns about each one that
+# holds package data without being listed), so they are named here with the files they carry.
+PACKAGE_DATA = {
+    "mbusgw.core": ["*.pxd", "*.pyi", "compact_layouts.json"],
+    "mbusgw.gateway.simulator.frames": ["*"],
+    "mbusgw.web.static": ["*"],
+    "mbusgw.web.templates": ["*"],
+}
+packages = sorted(
+    {
+        "mbusgw." + str(init.parent).replace("/", ".")
+        for top in TOP_LEVEL
+        for init in Path(top).rglob("__init__.py")
+    }
+    | set(PACKAGE_DATA)
+)
+
+
+def refresh_vif_table() -> None:
+    """Rewrite core/_vif_table.h if core/vif_table.csv now gives another header.
+
+    The header is committed, so a fresh clone builds without generating anything; comparing
+    content rather than file times (which a clone sets arbitrarily) keeps it that way. A source
+    distribution carries the header without the generator.
+    """
+    generator = Path("tools/gen_vif_table.py")
+    if not generator.is_file():
+        return
+    spec = importlib.util.spec_from_file_location("gen_vif_table", generator)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main([])
+
+
+refresh_vif_table()
 
 extensions = [
     Extension(
@@ -51,11 +82,7 @@ extensions = [
 setup(
     packages=packages,
     package_dir={f"mbusgw.{top}": top for top in TOP_LEVEL},
-    package_data={
-        "mbusgw.core": ["*.pxd", "*.pyi", "compact_layouts.json"],
-        "mbusgw.gateway.simulator": ["frames/*"],
-        "mbusgw.web": ["templates/*", "static/*"],
-    },
+    package_data=PACKAGE_DATA,
     ext_modules=cythonize(
         extensions,
         compiler_directives=directives,

@@ -25,6 +25,7 @@ from mbusgw.gateway.store import Store, store_path
 
 LINES, METERS_PER_LINE, BAUD = 8, 64, 2400
 FOLLOW_INTERVAL = 0.5  # s between looks at the snapshot (far fewer than RECENT readings)
+SMOKE_ARGV = ["--seconds=1", "--warmup=0.2", "--peer-seconds=0.5"]
 GOALS = {"cpu_percent": 1.0, "rss_mb": 100.0, "snapshot_latency_ms": 5.0}
 
 

@@ -46,6 +46,7 @@ METERS = 64
 READINGS_PER_SECOND = 32
 GOAL_P99_MS = 10.0
 GOAL_RATE = 1000.0
+SMOKE_ARGV = ["--seconds", "0.3"]
 
 
 def load_frames() -> list[bytes]:

@@ -38,6 +38,7 @@ GiB = 1 << 30
 TEN_YEARS_VALUES = 512 * 96 * 365.25 * 10 * 10
 RAW_DAYS = 92
 SYSLOG_CAP = 100_000_000
+SMOKE_ARGV = ["--meters=4", "--days=1", "--repeat=1", "--year-days=2"]
 GOALS = {
     "ingest_values_per_s": 200_000,
     "year_series_ms": 20.0,
@@ -103,6 +104,7 @@ def main(argv: list[str]) -> dict:
     parser.add_argument("--meters", type=int, default=512)
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--year-days", type=int, default=365, help="days of the long series")
     args, _ = parser.parse_known_args([a for a in argv if a.startswith("--")])
     workdir = Path(tempfile.mkdtemp(prefix="mbusgw-bench-store-"))
     try:
@@ -171,15 +173,16 @@ def _run(args: argparse.Namespace, workdir: Path) -> dict:
     results["latest_512_meters_ms"] = latest_s * 1000
 
     # 4. a year of one series (one heat meter stored and compacted a year before)
-    year = make_fleet(1, 96 * 365, START - 366 * DAY, seed=7)
+    days = args.year_days
+    year = make_fleet(1, 96 * days, START - (days + 1) * DAY, seed=7)
     clock.time = START - DAY
-    for day in range(365):
+    for day in range(days):
         store.put_readings([r for c in range(96 * day, 96 * (day + 1)) for r in year.cycle(c)])
     compact_now(store)
     series = store.series(year.names[0])[0]
-    since, until = START - 366 * DAY, START - DAY
+    since, until = START - (days + 1) * DAY, START - DAY
     year_s, table = _timed(lambda: store.values(series.id, since, until), args.repeat)
-    assert len(table) == 96 * 365, len(table)
+    assert len(table) == 96 * days, len(table)
     results["year_series_ms"] = year_s * 1000
     results["year_series_as_float_ms"] = (
         _timed(lambda: store.values(series.id, since, until).as_float(), args.repeat)[0] * 1000

@@ -39,6 +39,7 @@ from mbusgw.web.app import create_app
 
 YEAR_START = 1_672_531_200  # 2023-01-01T00:00:00Z
 SLOT = 900
+SMOKE_ARGV = ["--meters=4", "--days=2", "--repeat=1"]
 GOALS_MS = {"values_latest_512": 20.0, "series_year_json": 50.0, "meter_list_page_512": 200.0}
 
 

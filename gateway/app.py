@@ -29,6 +29,15 @@ class Gateway(GatewayRoot):
     def meters(self) -> list[Meter]:
         return self.registry.meters
 
+    @property
+    def disk_retry_s(self) -> float:
+        """Seconds between tries to store a cycle held by a full disk."""
+        return self.reading.disk_retry_s
+
+    @disk_retry_s.setter
+    def disk_retry_s(self, seconds: float) -> None:
+        self.reading.disk_retry_s = seconds
+
     def meter(self, key: str) -> Meter | None:
         return self.registry.meter(key)
 
@@ -72,7 +81,7 @@ class Gateway(GatewayRoot):
         """Start a search beside the running services; follow it in ``searches[job.id]``."""
         job = SearchJob(request, self.clock.now())
         self.searches[job.id] = job
-        self.supervisor.start_soon(self.search, request, job)
+        self.supervisor.start_soon(self.search, request, job, name="search")
         return job
 
     async def search(self, request: SearchRequest, job: SearchJob | None = None) -> SearchJob:

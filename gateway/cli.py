@@ -1,11 +1,18 @@
-"""The ``mbusgw`` command. Each command lives in its own module with ``register(subparsers)``."""
+"""The ``mbusgw`` command. Each command lives in its own module with ``register(subparsers)``.
+
+Registering a command imports nothing heavy (no trio, LMDB, numpy, web or Modbus stack): each
+command imports what it needs when it runs, so ``--help`` answers at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
+
+from mbusgw.gateway.errors import DISK_FULL_STATUS, DiskFull
 
 # Modules that add a command: each defines register(subparsers) and sets a ``func`` default.
 COMMAND_MODULES: list[str] = [
@@ -37,10 +44,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        return 130
+        return _interrupted()
+    except DiskFull as error:
+        return _disk_full(error)
+    except BaseExceptionGroup as group:
+        # Ctrl-C or a full disk inside a trio nursery arrive grouped with what they cancelled
+        if group.subgroup(KeyboardInterrupt) is not None:
+            return _interrupted()
+        full = group.subgroup(DiskFull)
+        if full is None:
+            raise
+        while isinstance(full, BaseExceptionGroup):
+            full = full.exceptions[0]
+        return _disk_full(full)
     except BrokenPipeError:
         sys.stderr.close()
         return 0
+
+
+def _disk_full(error: BaseException) -> int:
+    log = logging.getLogger("mbusgw")
+    if log.hasHandlers():  # a service (mbusgw run): its log is standard error, the system journal
+        log.error("%s", error)
+    else:
+        print(f"mbusgw: {error}", file=sys.stderr)
+    return DISK_FULL_STATUS
+
+
+def _interrupted() -> int:
+    print("mbusgw: interrupted", file=sys.stderr)
+    return 130  # 128 + SIGINT, as a shell reports it
 
 
 if __name__ == "__main__":

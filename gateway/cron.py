@@ -19,8 +19,6 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
-from croniter import CroniterError, croniter
-
 # Field index → (lowest, highest) value, used for a bare "?".
 FIELD_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
 FIELD_NAMES = ("minute", "hour", "day of month", "month", "day of week")
@@ -70,12 +68,17 @@ class _Expression:
             plain.append(field)
         self.plain = " ".join(plain)
         self.seed = seed
+        # croniter loads when a schedule is made, not with the settings (the CLI's --help)
+        from croniter import CroniterError, croniter
+
         try:
             croniter(self.plain, datetime(2000, 1, 1), day_or=False)
         except (CroniterError, ValueError, KeyError) as exc:
             raise CronSyntaxError(f"{text!r}: {exc}") from None
 
     def next_after(self, moment: datetime) -> datetime:
+        from croniter import croniter
+
         iterator = croniter(self.plain, moment, day_or=False)
         for _ in range(MAX_CANDIDATES):
             candidate = iterator.get_next(datetime)

@@ -56,6 +56,14 @@ class StoreFull(StoreError):
     """The store reached its size limit and pruning by policy freed nothing more."""
 
 
+class DiskFull(StoreError):
+    """The file system of the store has no room left (or too little to open it safely)."""
+
+
+# the exit status of a command stopped by a full disk (docs/store.md, "Disk full")
+DISK_FULL_STATUS = 3
+
+
 class StoreClosed(StoreError):
     """The store (or its writer) is closed; the request was not carried out."""
 

@@ -15,7 +15,7 @@ import trio
 
 from mbusgw.core import ChecksumError, DecodeError, DecryptError, FrameError
 from mbusgw.gateway.cron import CronSchedule
-from mbusgw.gateway.errors import Collision, NoResponse
+from mbusgw.gateway.errors import Collision, DiskFull, NoResponse
 from mbusgw.gateway.events import READINGS_STORED, Event
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.parts import Shared
@@ -24,8 +24,10 @@ from mbusgw.gateway.registry import MeterRegistry
 from mbusgw.gateway.scheduler import JobFailed, ScheduledJob
 from mbusgw.gateway.store import ReadingStatus, StoredReading
 from mbusgw.gateway.store.telegrams import SeriesNames, reading_from_telegrams
-from mbusgw.gateway.supervisor import INFO, WARNING, FunctionService, Supervisor
+from mbusgw.gateway.supervisor import ERROR, INFO, WARNING, FunctionService, Supervisor
 
+# seconds between tries to store a cycle held by a full disk
+DISK_RETRY_S = 30.0
 # How a failed reading is written to the meter log, most specific first.
 FAILURE_STATUS = (
     (NoResponse, ReadingStatus.NO_RESPONSE),
@@ -61,6 +63,7 @@ class ReadingService:
         self._names = SeriesNames()
         self._retry_meters: dict[datetime, list[Meter]] = {}
         self._read_at_start_done = False
+        self.disk_retry_s = DISK_RETRY_S
 
     def services(self) -> list[FunctionService]:
         return [
@@ -72,7 +75,7 @@ class ReadingService:
         """Read (by default every active wired meter) and store the values: "read all &
         store"."""
         chosen = self.registry.wired() if meters is None else meters
-        result = await self.pipeline.read_cycle(chosen, store=self.store)
+        result = await self.pipeline.read_cycle(chosen, store=self._store_when_room)
         self.last_cycle = result
         return result
 
@@ -86,6 +89,28 @@ class ReadingService:
         reading = await self.pipeline.read_one(meter)
         await self.store([reading])
         return reading
+
+    async def _store_when_room(self, readings: Sequence[MeterReading]) -> None:
+        """Store a cycle; on a full disk hold its readings and try again until there is room,
+        so the cycle is stored late rather than lost (the next cycle waits for it)."""
+        held = False
+        while True:
+            try:
+                await self.store(readings)
+            except DiskFull as error:
+                if not held:
+                    held = True
+                    self._log(
+                        ERROR,
+                        "store",
+                        f"{error}; the {len(readings)} reading(s) of this cycle are held and "
+                        "stored when there is room",
+                    )
+                await trio.sleep(self.disk_retry_s)
+                continue
+            if held:
+                self._log(INFO, "store", f"room again: {len(readings)} held reading(s) stored")
+            return
 
     async def store(self, readings: Sequence[MeterReading]) -> None:
         rows = [self._row(reading) for reading in readings]
@@ -156,7 +181,7 @@ class ReadingService:
     def _start_read_at_start(self) -> None:
         if not self._read_at_start_done:
             self._read_at_start_done = True
-            self.supervisor.start_soon(self._read_now_logged)
+            self.supervisor.start_soon(self._read_now_logged, name="read at start")
 
     async def _read_now_logged(self) -> None:
         result = await self.read_all()

@@ -10,8 +10,6 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-from cryptography import x509
-
 from mbusgw.gateway.report_catalog import EVENT_KINDS, template_problem
 
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
@@ -123,6 +121,8 @@ def check_certificates(value: str) -> str | None:
     """PEM certificates (the report trust store); "" = none of our own."""
     if not value.strip():
         return None
+    from cryptography import x509  # loaded on use, not with the settings (the CLI's --help)
+
     try:
         found = x509.load_pem_x509_certificates(value.encode())
     except ValueError as error:

@@ -61,7 +61,8 @@ class SearchJob:
             "state": self.state,
             "started": self.started.isoformat(),
             "finished": self.finished.isoformat() if self.finished else None,
-            "found": len(self.found),
+            # the scans count meters as they find them; the list comes when they are done
+            "found": len(self.found) if self.state != "running" else sum(p.found for p in progress),
             "probes": sum(p.probes for p in progress),
             "done": min((p.done for p in progress), default=0.0),
             "eta_s": max((p.eta for p in progress if p.eta is not None), default=None),

@@ -8,10 +8,12 @@ reports every bad field with its dotted path, and a rejected change changes noth
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 import sys
 import tomllib
+from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -398,56 +400,93 @@ LINE_KINDS = ("serial", "tcp", "simulator")
 RECEIVER_KINDS = ("im871a", "amb8465", "hex_tcp", "simulated_receiver")
 INTERFACE_KINDS = LINE_KINDS + RECEIVER_KINDS
 RECEIVER_BAUDS = {"im871a": 57600, "amb8465": 9600}
+# The baud rates M-Bus meters use (EN 13757-2 allows 300 to 38400).
+MBUS_BAUD_RATES = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400)
 SERIAL_BAUDS = (300, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 RECEIVER_ONLY = ("link_mode", "protocol", "interval")
 LINK_MODES = ("S1", "T1", "C1", "T1+C1")
 
 
+STARTUP_KEYS = ("data_dir", "web", "interfaces")
+WEB_KEYS = ("host", "port")
+
+
 def load_startup(path: Path | None, *, data_dir: Path | None = None) -> StartupConfig:
-    """Read the start-up file (all of it optional); ``data_dir`` from the command line wins."""
+    """Read the start-up file (all of it optional); ``data_dir`` from the command line wins.
+
+    Every fault is reported against its key (``web.port``, ``interfaces[1].kind``), an unknown
+    key with the known one it is probably a typo of.
+    """
     raw: dict[str, Any] = {}
     if path is not None:
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError({str(path): f"cannot read: {exc.strerror or exc}"}) from None
+        except UnicodeDecodeError:
+            raise ConfigError({str(path): "not UTF-8 text"}) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError({str(path): f"not valid TOML: {exc}"}) from None
     errors: dict[str, str] = {}
+    _unknown_keys(raw, STARTUP_KEYS, "", errors)
+    directory = raw.get("data_dir", "var")
+    if not isinstance(directory, str) or not directory.strip():
+        errors["data_dir"] = "must be the path of a directory, as text"
     web = raw.get("web", {})
+    if not isinstance(web, dict):
+        errors["web"] = "must be a table ([web] with host and port)"
+        web = {}
+    _unknown_keys(web, WEB_KEYS, "web.", errors)
+    host = web.get("host", "127.0.0.1")
+    if not isinstance(host, str) or not host.strip():
+        errors["web.host"] = "must be a host name or an IP address, as text"
+    port = web.get("port", 8080)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        errors["web.port"] = "must be a port number 0-65535"
+    items = raw.get("interfaces", [])
+    if not isinstance(items, list):
+        errors["interfaces"] = "must be a list of tables ([[interfaces]] sections)"
+        items = []
     interfaces = []
-    for index, item in enumerate(raw.get("interfaces", [])):
+    for index, item in enumerate(items):
         interface = _interface(item, f"interfaces[{index}]", errors)
         if interface:
             interfaces.append(interface)
     names = [i.name for i in interfaces]
     for name in {n for n in names if names.count(n) > 1}:
         errors[f"interfaces.{name}"] = "two interfaces have this name"
-    port = web.get("port", 8080)
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        errors["web.port"] = "must be a port number 0-65535"
-    for key in set(raw) - {"data_dir", "web", "interfaces"}:
-        errors[key] = "unknown setting"
     if errors:
         raise ConfigError(errors)
     return StartupConfig(
-        data_dir=data_dir or Path(raw.get("data_dir", "var")),
-        web_host=str(web.get("host", "127.0.0.1")),
+        data_dir=data_dir or Path(directory),
+        web_host=host,
         web_port=port,
         interfaces=tuple(interfaces),
     )
+
+
+def _unknown_keys(
+    table: dict[str, Any], known: Sequence[str], prefix: str, errors: dict[str, str]
+) -> None:
+    """Name each key of ``table`` that is not one of ``known``, with its likely intent."""
+    for key in table:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
+        errors[f"{prefix}{key}"] = "unknown setting" + hint
 
 
 def _interface(item: Any, path: str, errors: dict[str, str]) -> InterfaceConfig | None:
     if not isinstance(item, dict):
         errors[path] = "must be a table"
         return None
-    unknown = set(item) - {f.name for f in fields(InterfaceConfig)}
-    for key in unknown:
-        errors[f"{path}.{key}"] = "unknown setting"
+    known = [f.name for f in fields(InterfaceConfig)]
+    unknown = set(item) - set(known)
+    _unknown_keys(item, known, f"{path}.", errors)
     name, kind = item.get("name"), item.get("kind")
     if not isinstance(name, str) or not name:
-        errors[f"{path}.name"] = "required"
+        errors[f"{path}.name"] = "required, as text"
     if kind not in INTERFACE_KINDS:
         errors[f"{path}.kind"] = f"must be one of {', '.join(INTERFACE_KINDS)}"
     if kind in ("serial", "im871a", "amb8465") and not isinstance(item.get("device"), str):
@@ -463,6 +502,9 @@ def _interface(item: Any, path: str, errors: dict[str, str]) -> InterfaceConfig 
             errors[f"{path}.{key}"] = "only for wireless M-Bus receivers"
         if item.get("baud", 2400) not in (300, 2400, 9600, 19200, 38400):
             errors[f"{path}.baud"] = "must be 300, 2400 or 9600 (19200/38400 for fast converters)"
+        meters = item.get("meters", 8)
+        if isinstance(meters, bool) or not isinstance(meters, int) or not 0 <= meters <= 1000:
+            errors[f"{path}.meters"] = "must be a whole number 0-1000"
     if unknown or f"{path}.name" in errors or f"{path}.kind" in errors:
         return None
     defaults = {f.name: f.default for f in fields(InterfaceConfig) if f.default is not MISSING}
@@ -498,7 +540,7 @@ def _check_receiver(item: dict[str, Any], kind: str, path: str, errors: dict[str
             if key in item:
                 errors[f"{path}.{key}"] = "only for a simulated_receiver"
         return
-    if item.get("protocol", "im871a") not in RECEIVER_BAUDS:
+    if item.get("protocol", "im871a") not in tuple(RECEIVER_BAUDS):
         errors[f"{path}.protocol"] = f"must be one of {', '.join(RECEIVER_BAUDS)}"
     interval = item.get("interval", 30.0)
     if isinstance(interval, bool) or not isinstance(interval, int | float):

@@ -111,18 +111,19 @@ class Supervisor:
             raise RuntimeError("the supervisor is not running")
         await self._nursery.start(self._supervise, service)
 
-    def start_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+    def start_soon(self, fn: Callable[..., Any], *args: Any, name: str | None = None) -> None:
         """Run a one-off task (a manual reading, a search) beside the services; it ends with
-        the tree. Its errors are logged, never raised into the tree."""
+        the tree. Its errors are logged, never raised into the tree, under ``name`` (what a
+        person calls the task; by default the function's name)."""
         if self._nursery is None:
             raise RuntimeError("the supervisor is not running")
-        self._nursery.start_soon(self._contained, fn, args)
+        self._nursery.start_soon(self._contained, fn, args, name or fn.__name__)
 
-    async def _contained(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    async def _contained(self, fn: Callable[..., Any], args: tuple[Any, ...], name: str) -> None:
         try:
             await fn(*args)
         except Exception as exc:
-            self._log(ERROR, getattr(fn, "__name__", "task"), f"task failed: {describe(exc)}")
+            self._log(ERROR, name, f"failed: {describe(exc)}")
 
     async def shutdown(self, grace: float) -> list[str]:
         """Ask the services that have ``stop()`` to finish and wait for them, at most ``grace``

@@ -26,10 +26,7 @@ from collections.abc import Awaitable, Callable
 import serial
 import trio
 
-from mbusgw.gateway.settings import ConfigError
-
-# The baud rates M-Bus meters use (EN 13757-2 allows 300 to 38400).
-MBUS_BAUD_RATES = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400)
+from mbusgw.gateway.settings import MBUS_BAUD_RATES, ConfigError
 
 
 def check_baudrate(baud: int) -> int:

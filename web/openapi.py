@@ -50,7 +50,7 @@ def build_document(routes: list[Any]) -> dict[str, Any]:
             "version": VERSION,
             "description": (
                 "The M-Bus gateway's REST API. Authenticate with an API token "
-                "(`Authorization: Bearer mbgw.…`, created under Users), HTTP basic auth, or a "
+                "(`Authorization: Bearer mbgw.…`, created under My account), HTTP basic auth, or a "
                 "browser session (then send the session's CSRF token as `X-CSRF-Token` with "
                 'every change). Errors are JSON: `{"error": {"code", "message", '
                 '"details"}}`. The same operations are offered over JSON-RPC 2.0 at '

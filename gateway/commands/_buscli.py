@@ -8,14 +8,14 @@ import argparse
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import trio
-
-from mbusgw.gateway.bus import Timing
 from mbusgw.gateway.errors import BusError
 from mbusgw.gateway.settings import ConfigError
-from mbusgw.gateway.transport import Transport, parse_host_port, serial_line, tcp_line
+
+if TYPE_CHECKING:
+    from mbusgw.gateway.bus import Timing
+    from mbusgw.gateway.transport import Transport
 
 
 def add_line_arguments(parser: argparse.ArgumentParser, *, several: bool) -> None:
@@ -38,11 +38,15 @@ def add_line_arguments(parser: argparse.ArgumentParser, *, several: bool) -> Non
 
 
 def timing_from(args: argparse.Namespace) -> Timing:
+    from mbusgw.gateway.bus import Timing
+
     timeout = None if args.response_timeout is None else args.response_timeout / 1000
     return Timing(response_timeout=timeout, latency=args.latency / 1000)
 
 
 def open_lines(args: argparse.Namespace, baud: int) -> list[Transport]:
+    from mbusgw.gateway.transport import parse_host_port, serial_line, tcp_line
+
     ports = args.port if isinstance(args.port, list) else [args.port] if args.port else []
     tcps = args.tcp if isinstance(args.tcp, list) else [args.tcp] if args.tcp else []
     lines: list[Transport] = [serial_line(device, baud) for device in ports]
@@ -65,6 +69,8 @@ def run_reported(
 ) -> tuple[Any, int]:
     """``trio.run(command, *args)``; bus and settings errors become a message on standard
     error and the exit status (1 for the bus, 2 for settings), anything else propagates."""
+    import trio
+
     try:
         return trio.run(command, *args), 0
     except (BaseExceptionGroup, BusError, ConfigError) as error:

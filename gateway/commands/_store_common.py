@@ -1,4 +1,8 @@
-"""What the store's commands share: the data directory option, opening, times, errors."""
+"""What the store's commands share: the data directory option, opening, times, errors.
+
+The store's modules (LMDB, numpy) are imported by the commands' work, never while the command
+line is parsed, so ``--help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mbusgw.gateway.errors import BackupError, GatewayError
+from mbusgw.gateway.errors import DISK_FULL_STATUS, BackupError, DiskFull, GatewayError
 from mbusgw.gateway.settings import ConfigError
-from mbusgw.gateway.store import Store, store_path
+
+if TYPE_CHECKING:
+    from mbusgw.gateway.store import Store
 
 DATA_DIR_ENV = "MBUSGW_DATA_DIR"
 
@@ -52,6 +59,8 @@ def read_passphrase(path: Path | None, *, confirm: bool) -> str:
 
 
 def open_store(args: argparse.Namespace, *, readonly: bool) -> Store:
+    from mbusgw.gateway.store import Store, store_path
+
     return Store.open(store_path(args.data_dir), readonly=readonly)
 
 
@@ -65,7 +74,7 @@ def reports_errors(command: str) -> Callable[[Callable[[argparse.Namespace], int
                 return run(args)
             except (GatewayError, ConfigError, OSError) as error:
                 print(f"mbusgw {command}: error: {error}", file=sys.stderr)
-                return 1
+                return DISK_FULL_STATUS if isinstance(error, DiskFull) else 1
 
         return checked
 

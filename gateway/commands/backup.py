@@ -14,7 +14,6 @@ from mbusgw.gateway.commands._store_common import (
     read_passphrase,
     reports_errors,
 )
-from mbusgw.gateway.store.backup import create_backup
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 @reports_errors("backup")
 def run(args: argparse.Namespace) -> int:
+    from mbusgw.gateway.store.backup import create_backup
+
     passphrase = read_passphrase(args.passphrase_file, confirm=True) if args.with_secrets else None
     with open_store(args, readonly=True) as store:
         info = create_backup(store.env, args.file, time.time(), passphrase=passphrase)

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 from mbusgw.gateway.commands._store_common import add_data_dir, open_store, reports_errors
-from mbusgw.gateway.store.configfile import export_config, read_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 @reports_errors("config export")
 def run_export(args: argparse.Namespace) -> int:
+    from mbusgw.gateway.store.configfile import export_config
+
     with open_store(args, readonly=True) as store:
         export_config(store.stored_settings(), args.file, time.time(), secrets=args.with_passwords)
     print(f"settings written to {args.file}")
@@ -45,6 +46,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 @reports_errors("config import")
 def run_import(args: argparse.Namespace) -> int:
+    from mbusgw.gateway.store.configfile import read_config
+
     changes = read_config(args.file)  # every name and value checked before the store is opened
     with open_store(args, readonly=False) as store:
         store.log.info("store", f"configuration imported from {args.file.name}")

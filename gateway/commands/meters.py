@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from mbusgw.gateway import meters as installing
-from mbusgw.gateway.installation import load_meters, replace_meters
-from mbusgw.gateway.store import Store, store_path
+from mbusgw.gateway.commands._store_common import add_data_dir, open_store, reports_errors
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.add_argument("--passive", action="store_true", help="show passive meters too")
     actions.add_parser("template", help="print the meter-list template")
     for sub in (install, listing):
-        sub.add_argument("--data-dir", type=Path, default=Path("var"))
+        add_data_dir(sub)
     parser.set_defaults(func=run)
 
 
@@ -36,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     return list_meters(args)
 
 
+@reports_errors("meters install")
 def install(args: argparse.Namespace) -> int:
     try:
         text = args.file.read_text(encoding="utf-8-sig")
@@ -49,7 +49,9 @@ def install(args: argparse.Namespace) -> int:
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         return 1
-    store = Store.open(store_path(args.data_dir))
+    from mbusgw.gateway.installation import load_meters, replace_meters
+
+    store = open_store(args, readonly=False)
     try:
         current = load_meters(store)
         meters = installing.install(current, new, store.settings.capacity)
@@ -62,8 +64,11 @@ def install(args: argparse.Namespace) -> int:
     return 0
 
 
+@reports_errors("meters list")
 def list_meters(args: argparse.Namespace) -> int:
-    store = Store.open(store_path(args.data_dir), readonly=True)
+    from mbusgw.gateway.installation import load_meters
+
+    store = open_store(args, readonly=True)
     try:
         meters = [m for m in load_meters(store) if args.passive or m.active]
     finally:

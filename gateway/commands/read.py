@@ -11,11 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-import trio
-
-from mbusgw.core import MBusError, decode
-from mbusgw.gateway.bus import BusMaster, MeterAddress, ReadReply, ReadSettings
 from mbusgw.gateway.commands._buscli import (
     ProgressBar,
     add_line_arguments,
@@ -23,9 +20,11 @@ from mbusgw.gateway.commands._buscli import (
     run_reported,
     timing_from,
 )
-from mbusgw.gateway.commands.decode import print_table
 from mbusgw.gateway.meters import AddressingMode
-from mbusgw.gateway.transport import MBUS_BAUD_RATES
+from mbusgw.gateway.settings import MBUS_BAUD_RATES
+
+if TYPE_CHECKING:
+    from mbusgw.gateway.bus import MeterAddress, ReadReply
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,12 +41,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_address(text: str) -> tuple[MeterAddress, AddressingMode]:
+    from mbusgw.gateway.bus import MeterAddress
+
     if text.isdigit() and len(text) <= 3:
         return MeterAddress(primary=int(text)), AddressingMode.PRIMARY
     return MeterAddress(secondary=text.upper()), AddressingMode.SECONDARY
 
 
 async def read_command(args: argparse.Namespace, bar: ProgressBar) -> ReadReply:
+    # the bus modules load here, not while the command line is parsed (--help stays fast)
+    import trio
+
+    from mbusgw.gateway.bus import BusMaster, ReadSettings
+
     address, mode = parse_address(args.address)
     settings = ReadSettings(modes=(mode,), telegram_limit=args.telegrams, init=not args.no_init)
     (line,) = open_lines(args, args.baud)
@@ -66,6 +72,9 @@ async def read_command(args: argparse.Namespace, bar: ProgressBar) -> ReadReply:
 
 
 def print_reading(reading: ReadReply, as_json: bool) -> int:
+    from mbusgw.core import MBusError, decode
+    from mbusgw.gateway.commands._decode import print_table
+
     status = 0
     telegrams = []
     for raw in reading.frames:

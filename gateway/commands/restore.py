@@ -12,8 +12,6 @@ from mbusgw.gateway.commands._store_common import (
     read_passphrase,
     reports_errors,
 )
-from mbusgw.gateway.store import store_path
-from mbusgw.gateway.store.backup import read_backup_info, restore_backup
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 @reports_errors("restore")
 def run(args: argparse.Namespace) -> int:
+    from mbusgw.gateway.store import store_path
+    from mbusgw.gateway.store.backup import read_backup_info, restore_backup
+
     passphrase = None
     if read_backup_info(args.file).secrets is not None:
         passphrase = read_passphrase(args.passphrase_file, confirm=False)

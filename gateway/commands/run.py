@@ -1,4 +1,8 @@
-"""``mbusgw run``: the gateway, until SIGINT or SIGTERM."""
+"""``mbusgw run``: the gateway, until SIGINT or SIGTERM.
+
+The gateway's modules are imported when it runs, not when the command line is parsed, so
+``--help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,12 @@ import argparse
 import logging
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import trio
-
-from mbusgw.gateway.app import Gateway
-from mbusgw.gateway.lifecycle import apply_after_stop
 from mbusgw.gateway.settings import ConfigError, load_startup
+
+if TYPE_CHECKING:
+    from mbusgw.gateway.app import Gateway
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
         for path, message in exc.errors.items():
             print(f"mbusgw: {path}: {message}")
         return 2
+    import trio
+
+    from mbusgw.gateway.app import Gateway
+    from mbusgw.gateway.lifecycle import apply_after_stop
+
     while True:
         gateway = Gateway(startup)
         trio.run(serve, gateway)
@@ -48,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def serve(gateway: Gateway) -> None:
+    import trio
+
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signal, gateway)
         await gateway.run()
@@ -55,6 +66,8 @@ async def serve(gateway: Gateway) -> None:
 
 
 async def _stop_on_signal(gateway: Gateway) -> None:
+    import trio
+
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             logging.getLogger("mbusgw").info("%s: stopping", signal.Signals(signum).name)

@@ -15,10 +15,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import trio
-
-from mbusgw.gateway.bus import BusMaster
 from mbusgw.gateway.commands._buscli import (
     ProgressBar,
     add_line_arguments,
@@ -26,18 +24,17 @@ from mbusgw.gateway.commands._buscli import (
     run_reported,
     timing_from,
 )
-from mbusgw.gateway.scan import (
-    FoundMeter,
-    PrimaryScan,
-    ScanProgress,
-    ScanReport,
-    SecondaryScan,
-    scan_lines,
-)
-from mbusgw.gateway.settings import ConfigError
-from mbusgw.gateway.transport import (
-    MBUS_BAUD_RATES,
-)
+from mbusgw.gateway.settings import MBUS_BAUD_RATES, ConfigError
+
+if TYPE_CHECKING:
+    from mbusgw.gateway.bus import BusMaster
+    from mbusgw.gateway.scan import (
+        FoundMeter,
+        PrimaryScan,
+        ScanProgress,
+        ScanReport,
+        SecondaryScan,
+    )
 
 STATE_SAVE_INTERVAL = 2.0  # seconds between saves of --state
 
@@ -80,6 +77,8 @@ class _Progress:
 
 
 def _load_state(path: Path, mode: str, hex_digits: bool) -> PrimaryScan | SecondaryScan:
+    from mbusgw.gateway.scan import PrimaryScan, SecondaryScan
+
     if path.exists():
         data = json.loads(path.read_text())
         if data.get("kind") != mode:
@@ -91,6 +90,10 @@ def _load_state(path: Path, mode: str, hex_digits: bool) -> PrimaryScan | Second
 async def _resumable(
     bus: BusMaster, scan: PrimaryScan | SecondaryScan, path: Path, progress: _Progress
 ) -> ScanReport:
+    import trio
+
+    from mbusgw.gateway.scan import ScanReport
+
     saved = trio.current_time()
 
     def save_now_and_then(update: ScanProgress) -> None:
@@ -110,6 +113,12 @@ async def _resumable(
 
 
 async def scan_command(args: argparse.Namespace, bar: ProgressBar) -> ScanReport:
+    # the bus modules load here, not while the command line is parsed (--help stays fast)
+    import trio
+
+    from mbusgw.gateway.bus import BusMaster
+    from mbusgw.gateway.scan import scan_lines
+
     bauds = args.baud or [2400]
     progress = _Progress(bar)
     buses = [BusMaster(line, timing=timing_from(args)) for line in open_lines(args, bauds[0])]

@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import trio
-
-from mbusgw.gateway.app import Gateway
-from mbusgw.gateway.search import SearchJob, SearchRequest
 from mbusgw.gateway.settings import ConfigError, load_startup
+
+if TYPE_CHECKING:
+    from mbusgw.gateway.app import Gateway
+    from mbusgw.gateway.search import SearchJob, SearchRequest
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the gateway's modules load here, not while the command line is parsed (--help stays fast)
+    import trio
+
+    from mbusgw.gateway.app import Gateway
+    from mbusgw.gateway.search import SearchRequest
+
     try:
         startup = load_startup(args.config, data_dir=args.data_dir)
         if args.mode == "wireless":
@@ -70,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _search(gateway: Gateway, request: SearchRequest) -> SearchJob:
+    import trio
+
+    from mbusgw.gateway.search import SearchJob
+
     async with trio.open_nursery() as nursery:
         await nursery.start(gateway.run)
         job = SearchJob(request, gateway.clock.now())
@@ -80,6 +91,8 @@ async def _search(gateway: Gateway, request: SearchRequest) -> SearchJob:
 
 
 async def _show_progress(job: SearchJob) -> None:
+    import trio
+
     while not job.done_event.is_set():
         state = job.as_dict()
         eta = f", about {state['eta_s']:.0f} s left" if state["eta_s"] is not None else ""
@@ -96,6 +109,8 @@ async def _show_progress(job: SearchJob) -> None:
 
 
 def _wireless(gateway: Gateway, args: argparse.Namespace) -> int:
+    import trio
+
     if not any(config.wireless for config in gateway.interfaces):
         print("mbusgw: no wireless M-Bus receiver is configured (--config)", file=sys.stderr)
         return 2
@@ -117,6 +132,8 @@ def _wireless(gateway: Gateway, args: argparse.Namespace) -> int:
 
 
 async def _listen(gateway: Gateway, seconds: float, install: bool) -> dict:
+    import trio
+
     def progress(done: float, found: int) -> None:
         print(f"\r{done * 100:5.1f} %  {found} heard   ", end="", file=sys.stderr, flush=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from mbusgw.gateway.commands._store_common import (
     add_data_dir,
@@ -15,8 +15,9 @@ from mbusgw.gateway.commands._store_common import (
     reports_errors,
 )
 from mbusgw.gateway.errors import NotFound
-from mbusgw.gateway.store import Store, ValueKind
-from mbusgw.gateway.store.model import NO_TIME
+
+if TYPE_CHECKING:
+    from mbusgw.gateway.store import Store
 
 EXPORT_COLUMNS = (
     "meter",
@@ -107,6 +108,9 @@ def run_export(args: argparse.Namespace) -> int:
 
 def export_rows(store: Store, meter: str, since: int | None, until: int | None):
     """One tuple of ``EXPORT_COLUMNS`` per value, in time order (then series order)."""
+    from mbusgw.gateway.store import ValueKind
+    from mbusgw.gateway.store.model import NO_TIME
+
     series = {info.id: info for info in store.series(meter)}
     out = []
     for series_id, table in store.meter_values(meter, since, until).items():

@@ -23,6 +23,7 @@ from mbusgw.gateway.store.context import WriteContext
 from mbusgw.gateway.store.env import MiB, StoreEnv, put_u64
 from mbusgw.gateway.store.retention import prune_oldest
 from mbusgw.gateway.store.settings_table import read_settings
+from mbusgw.gateway.store.space import commit_failure, disk_room_for_map
 from mbusgw.gateway.store.syslog import LogEntry, LogLevel
 from mbusgw.gateway.store.syslog_table import write_entries
 
@@ -85,7 +86,7 @@ class BatchRunner:
                 f"the store reached {self.env.map_size // MiB} MiB and nothing more could be pruned"
             )
         except lmdb.Error as failure:  # a disk or file error: this batch fails, not the writer
-            error = StoreError(f"the store could not commit: {failure}")
+            error = commit_failure(failure, self.env.path)
         for op in ops:
             op.result, op.error = None, error
         # the log entries are tried again with the next batch (bounded: the newest are kept)
@@ -143,9 +144,12 @@ class BatchRunner:
             ctx.txn = ctx.catalog.txn = parent
 
     def _make_room(self) -> bool:
-        """Grow the map, or at the size limit prune the oldest data; False if neither helps."""
-        limit = self.settings.store.max_bytes
+        """Grow the map, or at the size limit prune the oldest data; False if neither helps.
+
+        The limit is the smaller of ``store.max_bytes`` and what the disk can hold now: a map
+        larger than the disk would only trade pruning by policy for failed commits."""
         size = self.env.map_size
+        limit = min(self.settings.store.max_bytes, max(size, disk_room_for_map(self.env.path)))
         soft_limit = int(limit * PRUNE_HEADROOM)
         target = soft_limit if size < soft_limit else limit
         if size < target:

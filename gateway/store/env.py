@@ -25,6 +25,7 @@ import lmdb
 from mbusgw.gateway.errors import StoreError
 from mbusgw.gateway.store.migrations import SCHEMA_VERSION, migrate
 from mbusgw.gateway.store.sealing import FILE_MODE, Sealer, private_dir, private_file
+from mbusgw.gateway.store.space import check_room_to_open
 
 MAX_MIGRATION_GROWTH = 6  # doublings of the map a migration may need
 FILE_NAME = "store.mdb"
@@ -126,6 +127,7 @@ class StoreEnv:
         self.readonly = readonly
         if readonly and not self.path.is_file():
             raise StoreError(f"no store at {self.path}")
+        check_room_to_open(self.path, readonly=readonly)  # LMDB dies of SIGBUS on a full disk
         if not readonly and sealer is None:
             private_dir(self.path.parent)
         elif not readonly:

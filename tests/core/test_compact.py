@@ -141,6 +141,13 @@ def test_the_shipped_layouts_are_package_data() -> None:
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setup"
     ]
     (package_data,) = [k.value for k in call.keywords if k.arg == "package_data"]
+    if isinstance(package_data, ast.Name):  # a table named at module level
+        (package_data,) = [
+            node.value
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and any(getattr(t, "id", None) == package_data.id for t in node.targets)
+        ]
     patterns = ast.literal_eval(package_data)["mbusgw.core"]
     assert any(fnmatch.fnmatch("compact_layouts.json", p) for p in patterns)
 

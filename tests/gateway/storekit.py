@@ -62,5 +62,15 @@ def heat_reading(meter: str, i: int, *, start: int = T0, **fields: object) -> St
     )
 
 
+def raw_cycle(number: int, meters: int = 20) -> list[StoredReading]:
+    """Cycle ``number`` of ``meters`` heat meters 40 days back, each with 2 KiB of raw frames
+    (to fill a store quickly)."""
+    frame = bytes(range(256)) * 2
+    return [
+        heat_reading(f"m{m}", number, start=T0 - 40 * DAY, frames=[frame] * 4)
+        for m in range(meters)
+    ]
+
+
 def series_id(store: Store, meter: str, quantity: str) -> int:
     return next(s.id for s in store.series(meter) if s.quantity == quantity)

@@ -9,7 +9,7 @@ from functools import partial
 import trio
 
 from mbusgw.gateway import cli
-from mbusgw.gateway.commands.listen import listen
+from mbusgw.gateway.commands._listen import listen
 
 N21 = (
     "2E4493157856341233037A2A0020255923C95AAA26D1B2E7493B013EC4A6F6D3529B520EDFF0EA6DEFC99D6D69EBF3"

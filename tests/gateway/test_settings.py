@@ -134,3 +134,69 @@ def test_bad_receivers_are_refused_naming_each_field(
         load_startup(file)
     named = {key.rsplit(".", 1)[1] for key in caught.value.errors}
     assert named == (errors or {"protocol", "interval", "meters"}), caught.value.errors
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("web = 5\n", "web"),
+        ("interfaces = 5\n", "interfaces"),
+        ("data_dir = 5\n", "data_dir"),
+        ('interfaces = ["a"]\n', "interfaces[0]"),
+        ("[web]\nhost = 5\n", "web.host"),
+        ('[[interfaces]]\nname = 5\nkind = "simulator"\n', "interfaces[0].name"),
+        ('[[interfaces]]\nname = "s"\nkind = "simulator"\nmeters = "x"\n', "interfaces[0].meters"),
+        ('[[interfaces]]\nname = "s"\nkind = ["tcp"]\n', "interfaces[0].kind"),
+        (
+            '[[interfaces]]\nname = "s"\nkind = "simulated_receiver"\nprotocol = ["im871a"]\n',
+            "interfaces[0].protocol",
+        ),
+    ],
+)
+def test_startup_values_of_the_wrong_type_name_their_key(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    file = tmp_path / "mbusgw.toml"
+    file.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_startup(file)
+    assert key in caught.value.errors, caught.value.errors
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "hint"),
+    [
+        ("[web]\nprot = 8081\n", "web.prot", "did you mean 'port'?"),
+        ('[web]\nhots = "0.0.0.0"\n', "web.hots", "did you mean 'host'?"),
+        ('data_dri = "x"\n', "data_dri", "did you mean 'data_dir'?"),
+        (
+            '[[interfaces]]\nname = "s"\nkind = "simulator"\nmetres = 3\n',
+            "interfaces[0].metres",
+            "did you mean 'meters'?",
+        ),
+        ("[web]\ncolour = 1\n", "web.colour", "known: host, port"),
+    ],
+)
+def test_unknown_startup_keys_are_refused_with_the_close_match(
+    tmp_path: Path, text: str, key: str, hint: str
+) -> None:
+    file = tmp_path / "mbusgw.toml"
+    file.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_startup(file)
+    assert hint in caught.value.errors[key], caught.value.errors
+
+
+@pytest.mark.parametrize("text", ["web = 5\n", "interfaces = 5\n", "data_dir = 5\n"])
+def test_run_reports_a_bad_startup_file_without_a_traceback(
+    tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mbusgw.gateway.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the default data directory, var, would be made here
+    file = tmp_path / "mbusgw.toml"
+    file.write_text(text)
+    assert main(["run", "--config", str(file)]) == 2
+    out = capsys.readouterr()
+    assert text.split(" ")[0] in out.out + out.err and "Traceback" not in out.out + out.err
+    assert not (tmp_path / "var").exists()

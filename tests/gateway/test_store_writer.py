@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trio
-from storekit import DAY, T0, heat_reading, open_store, series_id, trio_clock
+from storekit import T0, heat_reading, open_store, raw_cycle, series_id, trio_clock
 
 from mbusgw.gateway.errors import InvalidReading, StoreClosed, StoreError
 from mbusgw.gateway.store import LogFilter, StoredReading, StoreWriter
@@ -114,17 +114,12 @@ async def test_a_full_map_grows_then_prunes_but_never_crashes(tmp_path) -> None:
     store = open_store(tmp_path, clock=trio_clock(), map_size=1 * MiB)
     store.update_settings({"store": {"max_bytes": 3 * MiB}})
     writer = StoreWriter(store)
-    frame = bytes(range(256)) * 2
     acknowledged = 0
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
             for cycle in range(100):
-                readings = [
-                    heat_reading(f"m{m}", cycle, start=T0 - 40 * DAY, frames=[frame] * 4)
-                    for m in range(20)
-                ]
-                await writer.put_readings(readings)
+                await writer.put_readings(raw_cycle(cycle))
                 acknowledged += 1
             await writer.flush()
             writer.close()

@@ -1,0 +1,59 @@
+"""Every benchmark still runs: each module on its tiny smoke workload (``bench.run --smoke``).
+
+The numbers of a smoke run mean nothing (and are not asserted); what is checked is that each
+module runs to the end and returns its results in their usual shape.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+# the modules are found by name here and imported in the test, so that collecting this file
+# needs no checkout on the path (the bounds-checked run collects from tests/)
+MODULES = sorted(path.stem for path in (Path(__file__).parents[1] / "bench").glob("bench_*.py"))
+
+# what each module's results hold at the top level (a benchmark that stops reporting one fails)
+SHAPES = {
+    "bus": {"occupancy", "no_answer", "primary_scan", "secondary_scan", "parallel", "cpu"},
+    "decode": {"frames", "records", "rejected", "us_per_frame"},
+    "gateway": {"meters", "reads_per_second", "cpu_percent", "snapshot_latency_ms", "peers"},
+    "modbus": {"paced", "saturated", "pymodbus", "stored", "ratio_saturated_vs_pymodbus"},
+    "reports": {"fill_s", "csv_s", "excel_s", "json_s", "csv_memory_1d", "excel_memory_2d"},
+    "store": {"ingest_values_per_s", "bytes_per_value", "latest_512_meters_ms", "year_series_ms"},
+    "web": {"fill_s", "series_values", "values_latest_512_ms"},
+    "wmbus": {"us_per_telegram", "goal_us"},
+}
+
+
+def numbers(value: object) -> list[float]:
+    if isinstance(value, dict):
+        return [n for item in value.values() for n in numbers(item)]
+    if isinstance(value, list | tuple):
+        return [n for item in value for n in numbers(item)]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [value]
+    return []
+
+
+def test_every_benchmark_has_a_smoke_workload_and_a_shape() -> None:
+    from bench.run import module_names
+
+    assert module_names() == MODULES
+    assert {name.removeprefix("bench_") for name in MODULES} == set(SHAPES)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_the_benchmark_runs_on_its_smoke_workload(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.run import run_modules
+
+    area = name.removeprefix("bench_")
+    results = run_modules([name], [], smoke=True)[area]
+    assert SHAPES[area] <= set(results), sorted(results)
+    measured = numbers(results)
+    assert measured and all(math.isnan(n) or n >= 0 for n in measured)
+    assert f"== {name}" in capsys.readouterr().out
