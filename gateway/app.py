@@ -30,6 +30,11 @@ class Gateway(GatewayRoot):
         return self.registry.meters
 
     @property
+    def last_cycle(self) -> CycleResult | None:
+        """The latest "read all" (scheduled, at start or on demand)."""
+        return self.reading.last_cycle
+
+    @property
     def disk_retry_s(self) -> float:
         """Seconds between tries to store a cycle held by a full disk."""
         return self.reading.disk_retry_s

@@ -32,11 +32,19 @@ class Event:
 
 class EventBus:
     """Fan-out to every subscriber. Publishing never blocks the reader: a subscriber that falls
-    ``buffer`` events behind loses the newest ones, and the loss is counted and logged."""
+    ``buffer`` events behind loses the newest ones, and the loss is counted and logged.
+
+    The newest event of each kind is kept (``latest``), so a subscriber that starts later (a
+    service started after the start-up read, or restarted) still learns what it missed."""
 
     def __init__(self) -> None:
         self._subscribers: list[trio.MemorySendChannel[Event]] = []
+        self._latest: dict[str, Event] = {}
         self.dropped = 0
+
+    def latest(self, kind: str) -> Event | None:
+        """The newest event of ``kind`` published so far."""
+        return self._latest.get(kind)
 
     def subscribe(self, buffer: int = 1024) -> trio.MemoryReceiveChannel[Event]:
         send, receive = trio.open_memory_channel[Event](buffer)
@@ -44,6 +52,7 @@ class EventBus:
         return receive
 
     def publish(self, event: Event) -> None:
+        self._latest[event.kind] = event
         for send in list(self._subscribers):
             try:
                 send.send_nowait(event)

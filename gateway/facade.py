@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from mbusgw.gateway.cells import CsvWriter, sheet_row
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.events import EventBus
 from mbusgw.gateway.health import MeterHealth
@@ -30,7 +31,7 @@ from mbusgw.gateway.services.modbus import ModbusService
 from mbusgw.gateway.services.reports.cursors import TABLE as REPORT_CURSORS
 from mbusgw.gateway.services.reports.service import ReportService
 from mbusgw.gateway.settings import Settings, StartupConfig
-from mbusgw.gateway.store import LogFilter, Store, StoreWriter
+from mbusgw.gateway.store import LogFilter, Store, StoreWriter, value_flags
 from mbusgw.gateway.store.backup import HEADER_SIZE as BACKUP_HEADER_SIZE
 from mbusgw.gateway.store.backup import backup_sealer, create_backup, read_backup_info
 from mbusgw.gateway.store.configfile import MAX_FILE_BYTES as MAX_CONFIG_BYTES
@@ -104,6 +105,7 @@ __all__ = [
     "MAX_CONFIG_BYTES",
     "REPORT_CURSORS",
     "AfterStop",
+    "CsvWriter",
     "GatewayHandle",
     "JsonObject",
     "KeyFileError",
@@ -119,6 +121,8 @@ __all__ = [
     "read_backup_info",
     "render_config",
     "scan_line",
+    "sheet_row",
     "shortfall",
+    "value_flags",
     "write_private",
 ]

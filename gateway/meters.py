@@ -14,6 +14,8 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from mbusgw.gateway.cells import CsvWriter, read_text
+
 CAPACITIES = (8, 32, 64, 128, 256, 512)
 BAUD_RATES = (300, 2400, 9600)
 COLUMNS = (
@@ -108,7 +110,7 @@ def template_csv() -> str:
         ("Water meter, flat 4 (wireless)", "87654321", "2400", "esecondary", "", WIRELESS),
     ]
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    CsvWriter(out, lineterminator="\r\n").writerows(rows)
     return out.getvalue()
 
 
@@ -158,7 +160,8 @@ def parse_meter_list(
 
         def cell(name: str, row: list[str] = row) -> str:
             index = lowered.get(name.lower())
-            return row[index].strip() if index is not None and index < len(row) else ""
+            # read_text: a list the gateway exported comes back with its positions unchanged
+            return read_text(row[index].strip()) if index is not None and index < len(row) else ""
 
         meter, row_errors = _parse_row(cell, line, interface, receivers, wireless_by_default)
         errors += row_errors

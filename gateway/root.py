@@ -244,6 +244,6 @@ class GatewayRoot:
         def meters() -> list[Meter]:
             return self.registry.meters  # asked each time: changes replace the list
 
-        live = LiveSnapshotSource(self.live, meters, self.clock)
+        live = LiveSnapshotSource(self.live, meters, self.clock, events=self.events)
         stored = StoredValuesSource(self._store(), meters, self.clock, self.events)
         return choose_source(self.settings.reading.continuous, live, stored)

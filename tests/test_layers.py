@@ -27,6 +27,7 @@ FACADE = "mbusgw.gateway.facade"
 MODEL = {
     f"mbusgw.gateway.{name}"
     for name in (
+        "cells",
         "clock",
         "cron",
         "errors",

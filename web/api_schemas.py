@@ -115,7 +115,14 @@ VALUE = obj(
     value=ANY_VALUE,
     read_at=TIME,
     meter_time=nullable(TIME),
-    invalid=BOOL,
+    invalid={
+        "type": "boolean",
+        "const": True,
+        "description": (
+            "present when the value is invalid: the meter flagged it, or its record carries an "
+            "error (EN 13757-3 table 17); the same values read as no value over Modbus"
+        ),
+    },
 )
 
 METER = obj(

@@ -19,6 +19,7 @@ from mbusgw.web.auth import Auth
 from mbusgw.web.errors import install_error_handlers
 from mbusgw.web.jobs import JobBoard
 from mbusgw.web.state import WebState
+from mbusgw.web.times import shown_time
 from mbusgw.web.tls import TlsFiles
 from mbusgw.web.users import UserDirectory
 
@@ -50,13 +51,6 @@ class _StoreRecords:
 
     async def delete_record(self, table: str, name: str) -> bool:
         return await self._gateway.writer.delete_record(table, name)
-
-
-def _when(iso_time: str | None) -> str:
-    """An ISO 8601 time as a person reads it: date and time to the second (UTC)."""
-    if not iso_time:
-        return ""
-    return iso_time[:19].replace("T", " ")
 
 
 def https_redirect(host: str | None, port: int) -> Response:
@@ -107,7 +101,9 @@ def create_app(gateway: GatewayHandle) -> Quart:
             response.headers["Cache-Control"] = "no-store"
         return web.auth.set_cookie(response)
 
-    app.add_template_filter(_when, "when")
+    # every time on a page: in the configured zone, one format (graphs get the zone's name)
+    app.add_template_filter(lambda value: shown_time(value, gateway.settings.timezone), "when")
+    app.context_processor(lambda: {"time_zone": gateway.settings.timezone})
     install_error_handlers(app)
     app.register_blueprint(api_v1.blueprint)
     app.register_blueprint(jsonrpc.blueprint)

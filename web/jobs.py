@@ -11,7 +11,6 @@ the last ``KEEP`` jobs.
 
 from __future__ import annotations
 
-import csv
 import io
 import itertools
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from typing import Any
 
 import trio
 
+from mbusgw.gateway.cells import CsvWriter
 from mbusgw.gateway.errors import UnknownReport
 from mbusgw.gateway.facade import GatewayHandle, ScanProgress, quota_for, scan_line, shortfall
 from mbusgw.gateway.meters import BAUD_RATES, COLUMNS
@@ -283,7 +283,7 @@ class JobBoard:
 
 def _meter_list(rows: list[dict[str, str]]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, COLUMNS, lineterminator="\r\n")
-    writer.writeheader()
-    writer.writerows(rows)
+    writer = CsvWriter(out, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    writer.writerows([row.get(name, "") for name in COLUMNS] for row in rows)
     return out.getvalue()

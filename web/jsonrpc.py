@@ -1,25 +1,34 @@
 """JSON-RPC 2.0 at ``/api/jsonrpc``: the REST operations under method names (one table).
 
 Parameters are given by name (an object). Batches are answered as batches; notifications (no
-``id``) are run and not answered. An error of an operation keeps its REST meaning in
-``error.data``: ``{"code": <the REST error code>, "status": <HTTP status>, "details": …}``.
+``id``) are run and not answered. Parameters that do not fit the method (missing, unknown, of
+the wrong type) are -32602 with ``error.data.details`` naming each one. An error of an
+operation keeps its REST meaning in ``error.data``: ``{"code": <the REST error code>,
+"status": <HTTP status>, "details": …}`` (-32000).
+
+The methods and their parameters are published as an OpenRPC document (``/api/openrpc.json``
+and the method ``rpc.discover``), generated from the table below and the functions' type hints,
+the same that check every call, so the document cannot drift from the methods.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property, update_wrapper
+from typing import Any, Union, get_args, get_origin
 
 from quart import Blueprint, Response, g, request
 
 from mbusgw.core.jsonout import dumps
 from mbusgw.web import operations as ops
 from mbusgw.web import values as vals
-from mbusgw.web.auth import self_service
+from mbusgw.web.auth import public, self_service
 from mbusgw.web.errors import ApiError, BadRequest, Forbidden, PasswordChangeRequired, as_api_error
+from mbusgw.web.openapi import VERSION
 from mbusgw.web.params import parse_time
 from mbusgw.web.state import state
 
@@ -36,11 +45,146 @@ APPLICATION_ERROR = -32000
 MAX_BATCH = 100
 
 
+class InvalidParams(BadRequest):
+    """The parameters do not fit the method; ``details`` maps each bad one to the reason."""
+
+    code = "invalid_params"
+
+
+# JSON Schema type and the Python types a JSON value of it arrives as
+_JSON_TYPES: dict[Any, tuple[str, tuple[type, ...]]] = {
+    str: ("string", (str,)),
+    int: ("integer", (int,)),
+    float: ("number", (int, float)),
+    bool: ("boolean", (bool,)),
+    type(None): ("null", (type(None),)),
+    dict: ("object", (dict,)),
+    list: ("array", (list,)),
+}
+TIME_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "description": "ISO 8601 (UTC unless it has an offset)"},
+        {"type": "number", "description": "seconds since 1970-01-01 UTC"},
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a method: its JSON Schema and the Python types it may arrive as
+    (``None``: any JSON value)."""
+
+    name: str
+    required: bool
+    schema: dict[str, Any]
+    accepts: tuple[type, ...] | None
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` does not fit, or None (JSON true is no number, though a Python int)."""
+        if self.accepts is None:
+            return None
+        fits = isinstance(value, self.accepts)
+        if isinstance(value, bool) and bool not in self.accepts:
+            fits = False
+        return None if fits else f"must be {self.expected}"
+
+    @property
+    def expected(self) -> str:
+        kinds = self.schema.get("type", "a time")
+        return " or ".join(kinds) if isinstance(kinds, list) else kinds
+
+
+def _resolve(annotation: Any, scope: dict[str, Any]) -> Any:
+    if isinstance(annotation, str):
+        try:
+            return eval(annotation, scope)  # the operations' own (postponed) annotations
+        except NameError:
+            return Any
+    return annotation
+
+
+def _schema_of(hint: Any) -> tuple[dict[str, Any], tuple[type, ...] | None]:
+    """JSON Schema of a type hint and the Python types it accepts (None: anything)."""
+    if hint is inspect.Parameter.empty or hint is Any:
+        return {}, None
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        names: list[str] = []
+        accepts: tuple[type, ...] = ()
+        for part in get_args(hint):
+            schema, allowed = _schema_of(part)
+            if allowed is None or "type" not in schema:
+                return {}, None
+            names.append(schema["type"])
+            accepts += allowed
+        return {"type": names}, accepts
+    known = _JSON_TYPES.get(origin or hint)
+    if known is None:
+        return {}, None
+    return {"type": known[0]}, known[1]
+
+
+def _params_of(fn: Callable[..., Any], times: tuple[str, ...]) -> tuple[Param, ...]:
+    scope = getattr(inspect.unwrap(fn), "__globals__", {})
+    params = []
+    for parameter in inspect.signature(fn).parameters.values():
+        if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+            raise TypeError(f"{fn.__name__}: a method names each of its parameters")
+        required = parameter.default is inspect.Parameter.empty
+        if parameter.name in times:
+            schema: dict[str, Any] = dict(TIME_SCHEMA)
+            accepts: tuple[type, ...] | None = (str, int, float)
+            if not required:
+                schema = {"anyOf": [*TIME_SCHEMA["anyOf"], {"type": "null"}]}
+                accepts += (type(None),)
+        else:
+            schema, accepts = _schema_of(_resolve(parameter.annotation, scope))
+        if not required:
+            schema = {**schema, "default": parameter.default}
+        params.append(Param(parameter.name, required, schema, accepts))
+    return tuple(params)
+
+
 @dataclass(frozen=True)
 class Method:
     fn: Callable[..., Any]
+    summary: str
     admin: bool = False
     times: tuple[str, ...] = ()  # parameters given as ISO 8601 text or epoch seconds
+
+    @cached_property
+    def params(self) -> tuple[Param, ...]:
+        return _params_of(self.fn, self.times)
+
+    def bind(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The call's arguments, with times parsed; ``InvalidParams`` names every parameter
+        that is missing, unknown or of the wrong type."""
+        problems: dict[str, str] = {}
+        known = {p.name: p for p in self.params}
+        for name in given:
+            if name not in known:
+                problems[name] = "unknown parameter"
+        arguments: dict[str, Any] = {}
+        for param in self.params:
+            if param.name not in given:
+                if param.required:
+                    problems[param.name] = "missing"
+                continue
+            value = given[param.name]
+            problem = param.problem(value)
+            if problem is not None:
+                problems[param.name] = problem
+            elif param.name in self.times and value is not None:
+                try:
+                    arguments[param.name] = parse_time(str(value), param.name)
+                except BadRequest as error:
+                    problems[param.name] = error.details[param.name]
+            else:
+                arguments[param.name] = value
+        if problems:
+            shown = "; ".join(f"{name}: {why}" for name, why in problems.items())
+            raise InvalidParams(f"invalid params ({shown})", problems)
+        return arguments
 
 
 def _gw() -> Any:
@@ -90,48 +234,105 @@ def _with_gateway(fn: Callable[..., Any], first: Callable[[], Any] = _gw) -> Cal
     def call(**params: Any) -> Any:
         return fn(first(), **params)
 
+    update_wrapper(call, fn)  # the name, and the module whose names the annotations use
     call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         list(inspect.signature(fn).parameters.values())[1:]
     )
     return call
 
 
+def _system_log(
+    limit: int = 1000,
+    since: float | None = None,
+    until: float | None = None,
+    min_level: int | None = None,
+    max_level: int | None = None,
+    origin: str | None = None,
+) -> dict[str, Any]:
+    filters = {"min_level": min_level, "max_level": max_level, "origin": origin}
+    return ops.system_log(_gw(), limit, since=since, until=until, **filters)
+
+
+def _admin(fn: Callable[..., Any], summary: str, **options: Any) -> Method:
+    return Method(fn, summary, admin=True, **options)
+
+
 METHODS: dict[str, Method] = {
-    "device.info": Method(_with_gateway(ops.device_info)),
-    "device.status": Method(_with_gateway(ops.device_status)),
-    "device.restart": Method(lambda: ops.stop_for(_gw(), "restart"), admin=True),
-    "device.factoryReset": Method(lambda: ops.stop_for(_gw(), "factory_reset"), admin=True),
-    "meters.list": Method(_with_gateway(ops.list_meters)),
-    "meters.get": Method(_with_gateway(ops.get_meter)),
-    "meters.install": Method(_with_gateway(ops.install_meters), admin=True),
-    "meters.template": Method(lambda: {"csv": ops.meter_template()}),
-    "meters.update": Method(_with_gateway(ops.update_meter), admin=True),
-    "meters.remove": Method(_with_gateway(ops.remove_meter), admin=True),
-    "meters.read": Method(_with_gateway(ops.read_now), admin=True),
-    "meters.reinstall": Method(_with_gateway(ops.reinstall), admin=True),
-    "wireless.status": Method(_with_gateway(ops.wireless_status)),
-    "meters.series": Method(_with_gateway(vals.meter_series)),
-    "values.latest": Method(_with_gateway(vals.latest_values)),
-    "values.series": Method(_series, times=("since", "until")),
-    "values.live": Method(_with_gateway(vals.live_snapshot)),
-    "values.readAll": Method(_with_gateway(ops.read_all, state), admin=True),
-    "log.meter": Method(_with_gateway(ops.meter_log), times=("since", "until")),
-    "log.system": Method(_with_gateway(ops.system_log), times=("since", "until")),
-    "jobs.list": Method(_with_gateway(ops.list_jobs, state)),
-    "jobs.get": Method(_with_gateway(ops.get_job, state)),
-    "scans.start": Method(_with_gateway(ops.start_scan, state), admin=True),
-    "settings.get": Method(_with_gateway(ops.get_settings)),
-    "settings.update": Method(_with_gateway(ops.update_settings), admin=True),
-    "keys.list": Method(_with_gateway(ops.key_listing, state), admin=True),
-    "keys.add": Method(_with_gateway(ops.add_key, state), admin=True),
-    "keys.remove": Method(_with_gateway(ops.remove_key, state), admin=True),
-    "keys.link": Method(_with_gateway(ops.link_key, state), admin=True),
-    "keys.unlink": Method(_with_gateway(ops.unlink_key, state), admin=True),
-    "users.list": Method(_users_list, admin=True),
-    "users.add": Method(_users_add, admin=True),
-    "users.update": Method(_users_update, admin=True),
-    "users.delete": Method(_users_delete, admin=True),
+    "device.info": Method(_with_gateway(ops.device_info), "The device: name, version, time"),
+    "device.status": Method(_with_gateway(ops.device_status), "Lines, meters and services"),
+    "device.restart": _admin(lambda: ops.stop_for(_gw(), "restart"), "Restart the gateway"),
+    "device.factoryReset": _admin(
+        lambda: ops.stop_for(_gw(), "factory_reset"), "Erase everything and restart"
+    ),
+    "meters.list": Method(_with_gateway(ops.list_meters), "Installed meters"),
+    "meters.get": Method(_with_gateway(ops.get_meter), "One meter"),
+    "meters.install": _admin(_with_gateway(ops.install_meters), "Install a meter list (CSV)"),
+    "meters.template": Method(lambda: {"csv": ops.meter_template()}, "The meter-list template"),
+    "meters.update": _admin(_with_gateway(ops.update_meter), "Change a meter's settings"),
+    "meters.remove": _admin(_with_gateway(ops.remove_meter), "Remove a meter"),
+    "meters.read": _admin(_with_gateway(ops.read_now), "Read a meter now"),
+    "meters.reinstall": _admin(_with_gateway(ops.reinstall), "Reinstall one or every meter"),
+    "wireless.status": Method(_with_gateway(ops.wireless_status), "Receivers and meters heard"),
+    "meters.series": Method(_with_gateway(vals.meter_series), "A meter's series"),
+    "values.latest": Method(_with_gateway(vals.latest_values), "The latest value of every series"),
+    "values.series": Method(_series, "One series over a time range", times=("since", "until")),
+    "values.live": Method(_with_gateway(vals.live_snapshot), "The continuous-read snapshot"),
+    "values.readAll": _admin(_with_gateway(ops.read_all, state), "Read every meter now (a job)"),
+    "log.meter": Method(
+        _with_gateway(ops.meter_log), "A meter's read log", times=("since", "until")
+    ),
+    "log.system": Method(_system_log, "The system log", times=("since", "until")),
+    "jobs.list": Method(_with_gateway(ops.list_jobs, state), "Jobs (scans, searches, reads)"),
+    "jobs.get": Method(_with_gateway(ops.get_job, state), "One job"),
+    "scans.start": _admin(_with_gateway(ops.start_scan, state), "Start a scan or a search"),
+    "settings.get": Method(_with_gateway(ops.get_settings), "The settings (secrets masked)"),
+    "settings.update": _admin(_with_gateway(ops.update_settings), "Change settings"),
+    "keys.list": _admin(_with_gateway(ops.key_listing, state), "The key list (keys masked)"),
+    "keys.add": _admin(_with_gateway(ops.add_key, state), "Add a key entry"),
+    "keys.remove": _admin(_with_gateway(ops.remove_key, state), "Remove a key entry"),
+    "keys.link": _admin(_with_gateway(ops.link_key, state), "Give a meter its key"),
+    "keys.unlink": _admin(_with_gateway(ops.unlink_key, state), "Take a meter's key away"),
+    "users.list": _admin(_users_list, "User accounts"),
+    "users.add": _admin(_users_add, "Add a user account"),
+    "users.update": _admin(_users_update, "Change a user's password or role"),
+    "users.delete": _admin(_users_delete, "Delete a user account"),
 }
+DISCOVER = "rpc.discover"  # OpenRPC's name for the method that returns the document
+
+
+def openrpc_document() -> dict[str, Any]:
+    """The OpenRPC 1.3 document of every method in ``METHODS``."""
+    errors = [
+        {"code": INVALID_PARAMS, "message": "invalid params: data.details names each one"},
+        {"code": APPLICATION_ERROR, "message": "the operation failed: data has the REST error"},
+    ]
+    return {
+        "openrpc": "1.3.2",
+        "info": {
+            "title": "mbusgw JSON-RPC",
+            "version": VERSION,
+            "description": (
+                "The REST operations of /api/v1 under method names; parameters by name. "
+                "Methods marked x-admin need the admin role."
+            ),
+        },
+        "servers": [{"name": "this gateway", "url": "/api/jsonrpc"}],
+        "methods": [
+            {
+                "name": name,
+                "summary": method.summary,
+                "paramStructure": "by-name",
+                "params": [
+                    {"name": p.name, "required": p.required, "schema": p.schema}
+                    for p in method.params
+                ],
+                "result": {"name": "result", "schema": {}},
+                "errors": errors,
+                "x-admin": method.admin,
+            }
+            for name, method in METHODS.items()
+        ],
+    }
 
 
 def _error(code: int, message: str, data: Any = None) -> dict[str, Any]:
@@ -149,6 +350,8 @@ async def _call(call: Any) -> dict[str, Any] | None:
         return _answer(None, error=_error(INVALID_REQUEST, "id must be a string or a number"))
     notification = "id" not in call
     name, params = call.get("method"), call.get("params", {})
+    if name == DISCOVER:
+        return None if notification else _answer(call_id, result=openrpc_document())
     method = METHODS.get(name) if isinstance(name, str) else None
     if method is None:
         return None if notification else _answer(call_id, error=_error(NO_METHOD, "no method"))
@@ -158,23 +361,13 @@ async def _call(call: Any) -> dict[str, Any] | None:
         return _answer(call_id, error=_error(INVALID_PARAMS, "params must be an object"))
     try:
         result = await _run(method, params)
-    except ApiError as exc:
-        error = _error(
-            APPLICATION_ERROR,
-            exc.message,
-            {"code": exc.code, "status": exc.status, "details": exc.details},
-        )
-        return None if notification else _answer(call_id, error=error)
     except Exception as exc:
-        known = as_api_error(exc)
+        known = exc if isinstance(exc, ApiError) else as_api_error(exc)
         if known is None:
             raise
-        error = _error(
-            APPLICATION_ERROR,
-            known.message,
-            {"code": known.code, "status": known.status, "details": known.details},
-        )
-        return None if notification else _answer(call_id, error=error)
+        code = INVALID_PARAMS if isinstance(known, InvalidParams) else APPLICATION_ERROR
+        data = {"code": known.code, "status": known.status, "details": known.details}
+        return None if notification else _answer(call_id, error=_error(code, known.message, data))
     return None if notification else _answer(call_id, result=result)
 
 
@@ -184,56 +377,22 @@ async def _run(method: Method, params: dict[str, Any]) -> Any:
         raise PasswordChangeRequired("the default account must first change its name and password")
     if method.admin and not user.is_admin:
         raise Forbidden("this needs the admin role")
-    signature = inspect.signature(method.fn)
-    try:
-        bound = signature.bind(**params)
-    except TypeError as exc:
-        raise BadRequest(f"invalid params: {exc}") from None
-    for name in method.times:
-        value = bound.arguments.get(name)
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            bound.arguments[name] = parse_time(str(value), name)
-    for name, value in bound.arguments.items():
-        expected = signature.parameters[name].annotation
-        if not _fits(value, expected):
-            raise BadRequest(f"invalid params: {name} must be {expected}", {name: "wrong type"})
-    result = method.fn(**bound.arguments)
+    result = method.fn(**method.bind(params))
     if inspect.isawaitable(result):
         result = await result
     return result
-
-
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "str": (str,),
-    "int": (int,),
-    "float": (int, float),
-    "bool": (bool,),
-    "None": (type(None),),
-}
-
-
-def _fits(value: Any, annotation: Any) -> bool:
-    """Does a JSON value fit a parameter's annotation (``str | None``, ``dict[str, Any]`` …)?"""
-    if not isinstance(annotation, str):
-        return True
-    allowed: tuple[type, ...] = ()
-    for part in annotation.split("|"):
-        part = part.strip()
-        if part.startswith("dict"):
-            allowed += (dict,)
-        elif part in _JSON_TYPES:
-            allowed += _JSON_TYPES[part]
-        else:
-            return True
-    if isinstance(value, bool) and bool not in allowed:
-        return False
-    return isinstance(value, allowed)
 
 
 def _answer(call_id: Any, *, result: Any = None, error: Any = None) -> dict[str, Any]:
     if error is not None:
         return {"jsonrpc": "2.0", "error": error, "id": call_id}
     return {"jsonrpc": "2.0", "result": result, "id": call_id}
+
+
+@blueprint.get("/api/openrpc.json")
+@public
+async def openrpc() -> Response:
+    return _reply(openrpc_document())
 
 
 @blueprint.post("/api/jsonrpc")

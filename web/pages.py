@@ -19,7 +19,9 @@ from mbusgw.web import values as vals
 from mbusgw.web.auth import admin_only, first_change, public, same_site_path, self_service
 from mbusgw.web.errors import ApiError, BadRequest, as_api_error
 from mbusgw.web.params import arg_bool, arg_int, query_filters, text_of, uploaded_file
+from mbusgw.web.routes import gw
 from mbusgw.web.state import state
+from mbusgw.web.times import local_zone
 
 blueprint = Blueprint("pages", __name__)
 
@@ -36,10 +38,6 @@ NAVIGATION = (
     ("pages.users", "Users"),
     ("pages.device", "Device"),
 )
-
-
-def gw() -> Any:
-    return state().gateway
 
 
 async def page(template: str, **context: Any) -> str:
@@ -432,7 +430,7 @@ async def mbus_settings() -> Any:
 
 @blueprint.get("/log")
 async def system_log() -> str:
-    filters = query_filters()
+    filters = query_filters(local_zone(gw().settings.timezone))
     entries = ops.system_log(gw(), limit=500, **filters)
     return await page("log.html", log=entries, args=request.args)
 
@@ -581,7 +579,7 @@ async def configuration_file() -> Response:
 @blueprint.get("/log.csv")
 async def system_log_csv() -> Response:
     out = io.StringIO()
-    where = ops.log_filter(**query_filters())
+    where = ops.log_filter(**query_filters(local_zone(gw().settings.timezone)))
     await trio.to_thread.run_sync(gw().store.export_system_log, out, where)
     response = Response(out.getvalue(), mimetype="text/csv")
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")

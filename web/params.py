@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from quart import request
@@ -11,9 +11,9 @@ from quart import request
 from mbusgw.web.errors import BadRequest
 
 
-def parse_time(text: str, name: str, *, end_of_day: bool = False) -> float:
-    """ISO 8601 (UTC unless it has an offset) or seconds since the epoch; a bare date as the
-    end of a range includes that whole day."""
+def parse_time(text: str, name: str, *, end_of_day: bool = False, zone: tzinfo = UTC) -> float:
+    """ISO 8601 (in ``zone``, UTC unless told otherwise, when it has no offset) or seconds since
+    the epoch; a bare date as the end of a range includes that whole day."""
     text = text.strip()
     try:
         return float(int(text))
@@ -26,15 +26,15 @@ def parse_time(text: str, name: str, *, end_of_day: bool = False) -> float:
             f"{name} is not a time", {name: "ISO 8601 (2024-05-01T12:00Z) or epoch seconds"}
         ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+        moment = moment.replace(tzinfo=zone)
     if end_of_day and len(text) == 10:
         moment += timedelta(days=1)
     return moment.timestamp()
 
 
-def arg_time(name: str, *, end_of_day: bool = False) -> float | None:
+def arg_time(name: str, *, end_of_day: bool = False, zone: tzinfo = UTC) -> float | None:
     text = request.args.get(name)
-    return parse_time(text, name, end_of_day=end_of_day) if text else None
+    return parse_time(text, name, end_of_day=end_of_day, zone=zone) if text else None
 
 
 def arg_int(name: str, default: int | None = None, low: int = 0, high: int = 2**31) -> int | None:
@@ -108,11 +108,12 @@ def text_of(data: bytes, name: str = "file") -> str:
             raise BadRequest("the file is not text", {name: "not UTF-8 text"}) from None
 
 
-def query_filters() -> dict[str, Any]:
-    """The system log filters shared by the API and the page."""
+def query_filters(zone: tzinfo = UTC) -> dict[str, Any]:
+    """The system log filters shared by the API and the page (whose dates are days in the
+    gateway's time zone, as the page shows its times)."""
     return {
-        "since": arg_time("since"),
-        "until": arg_time("until", end_of_day=True),
+        "since": arg_time("since", zone=zone),
+        "until": arg_time("until", end_of_day=True, zone=zone),
         "min_level": arg_int("min_level", None, -1, 2),
         "max_level": arg_int("max_level", None, -1, 2),
         "origin": request.args.get("origin") or None,

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from mbusgw.gateway.facade import GatewayHandle
+from mbusgw.core.units import Flag
+from mbusgw.gateway.facade import GatewayHandle, value_flags
 from mbusgw.gateway.meters import Meter
 from mbusgw.web.errors import NotFound
 
@@ -40,15 +41,20 @@ def find_meter(gw: GatewayHandle, key: str) -> Meter:
 
 
 def record_values(telegrams: Any) -> list[dict[str, Any]]:
-    """The records of decoded telegrams (not stored: no series id) as values."""
-    return [
-        {
-            "series": 0,
-            "quantity": str(record.quantity),
-            "unit": str(record.unit),
-            "description": str(record.function),
-            "value": plain(record.value),
-        }
-        for telegram in telegrams
-        for record in telegram.records
-    ]
+    """The records of decoded telegrams (not stored: no series id) as values, flagged invalid
+    as the store flags them (``value_flags``)."""
+    out = []
+    for telegram in telegrams:
+        flags = value_flags(telegram.array).tolist()
+        for record, flag in zip(telegram.records, flags, strict=True):
+            value = {
+                "series": 0,
+                "quantity": str(record.quantity),
+                "unit": str(record.unit),
+                "description": str(record.function),
+                "value": plain(record.value),
+            }
+            if flag & Flag.INVALID:
+                value["invalid"] = True
+            out.append(value)
+    return out

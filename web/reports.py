@@ -3,12 +3,11 @@ SPEC §1.2) and the meter settings report (addressing, baud rate, addresses of e
 
 from __future__ import annotations
 
-import csv
 import io
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from mbusgw.gateway.facade import GatewayHandle
+from mbusgw.gateway.facade import CsvWriter, GatewayHandle, sheet_row
 from mbusgw.gateway.settings import masked
 from mbusgw.web import operations as ops
 
@@ -39,7 +38,7 @@ def _settings_row(meter: dict[str, Any]) -> list[Any]:
 
 def meter_settings_csv(gw: GatewayHandle) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = CsvWriter(out, lineterminator="\r\n")
     writer.writerow(SETTINGS_COLUMNS)
     for meter in gw.meters:
         writer.writerow(_settings_row(ops.meter_dict(gw, meter)))
@@ -72,7 +71,7 @@ def _sheet(book: Workbook, title: str, header: list[str], rows: list[list[Any]])
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     for row in rows:
-        sheet.append([_cell(v) for v in row])
+        sheet.append(sheet_row(sheet, [_cell(v) for v in row]))
     for index, name in enumerate(header, start=1):
         width = max([len(str(name))] + [len(str(r[index - 1])) for r in rows[:200]])
         sheet.column_dimensions[get_column_letter(index)].width = min(60, width + 2)

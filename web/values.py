@@ -6,7 +6,6 @@ Like ``web.operations``, each takes the gateway and plain arguments and returns 
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -17,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from mbusgw.core.jsonout import dumps
-from mbusgw.gateway.facade import GatewayHandle
+from mbusgw.core.units import Flag
+from mbusgw.gateway.facade import CsvWriter, GatewayHandle
 from mbusgw.web.errors import BadRequest, NotFound
 from mbusgw.web.numbers import value_texts
 from mbusgw.web.plain import (
@@ -86,7 +86,7 @@ def value_dicts(table: Any, names: dict[int, Any]) -> list[dict[str, Any]]:
             "description": info.description,
             "value": plain(table.value(i)),
         }
-        if int(table.flags[i]) & 1:
+        if int(table.flags[i]) & Flag.INVALID:
             value["invalid"] = True
         value["read_at"] = iso(int(table.received_at[i]))
         out.append(value)
@@ -152,7 +152,7 @@ def latest_values_json(gw: GatewayHandle) -> str:
             info = names.get(series)
             if info is None:
                 continue
-            value = cat.prefix[series] + text + (',"invalid":true' if flags & 1 else "")
+            value = cat.prefix[series] + text + (',"invalid":true' if flags & Flag.INVALID else "")
             per_meter.setdefault(info.meter, []).append(value + when[stamp])
             newest[info.meter] = max(newest.get(info.meter, 0), stamp)
     parts = []
@@ -295,5 +295,5 @@ def series_csv(data: dict[str, Any], table: Any) -> str:
 
 def _csv_cell(text: str) -> str:
     out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow([text])
+    CsvWriter(out, lineterminator="").writerow([text])
     return out.getvalue()

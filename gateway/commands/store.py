@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from typing import TYPE_CHECKING, TextIO
 
+from mbusgw.gateway.cells import CsvWriter
 from mbusgw.gateway.commands._store_common import (
     add_data_dir,
     iso,
@@ -149,7 +149,7 @@ def _text(value: object) -> str:
 
 
 def write_csv(rows, out: TextIO) -> None:
-    writer = csv.writer(out)
+    writer = CsvWriter(out)
     writer.writerow(EXPORT_COLUMNS)
     writer.writerows(rows)
 

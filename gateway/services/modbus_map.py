@@ -14,7 +14,6 @@ read the same map. Nothing here does I/O: the server calls ``RegisterMap.read`` 
 
 from __future__ import annotations
 
-import csv
 import io
 import zlib
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from enum import IntEnum
 from fractions import Fraction
 
 from mbusgw.core.units import Function, quantity_name, unit_symbol
+from mbusgw.gateway.cells import CsvWriter
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.modbus_encoding import (
@@ -41,7 +41,7 @@ from mbusgw.gateway.services.modbus_source import (
 )
 from mbusgw.gateway.settings import ModbusSettings
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: the meter id holds the ID's nibbles (BCD), no longer its decimal value
 BLOCK_SIZE = 125  # the most registers one read may ask for: a whole block in one request
 HEADER_SIZE = 17
 SLOT_SIZE = 4
@@ -121,7 +121,7 @@ METER_FIELDS = (
     Field("age_ms", 2, U32, "age of the values, ms (0xFFFFFFFF: no values)"),
     Field("read_at", 4, U32, "when the values were read, Unix time"),
     Field("attempt_at", 6, U32, "the latest reading attempt, good or failed, Unix time"),
-    Field("id", 8, U32, "identification number (8 digits)"),
+    Field("id", 8, U32, "identification number, its 8 digits as nibbles (0x12345678)"),
     Field("manufacturer", 10, U16, "EN 13757-3 manufacturer code (3 letters, 5 bits each)"),
     Field("version", 11, U16, "meter version"),
     Field("medium", 12, U16, "medium (device type)"),
@@ -470,7 +470,7 @@ def map_csv(rows: Sequence[MapRow], word_order: str) -> str:
     1-based register number many PLC tools show (holding register 40001 = address 0). A value
     row names its series: the DIF/VIF bytes, the decoder's quantity, unit and function names."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = CsvWriter(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for row in rows:
         value = row.value

@@ -20,9 +20,11 @@ import trio
 
 from mbusgw.core.units import Flag, ValueKind
 from mbusgw.gateway.clock import WallClock
+from mbusgw.gateway.events import CYCLE_FINISHED, Event, EventBus
 from mbusgw.gateway.live import LiveReading, LiveSnapshot
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.modbus_encoding import Number
+from mbusgw.gateway.store import value_flags
 
 
 class SourceKind(IntEnum):
@@ -63,7 +65,7 @@ class SeriesValue:
 class MeterIdentity:
     """What the meter says it is (from its latest telegram, else from the installation)."""
 
-    id: int | None = None  # the 8-digit identification number as a number; None if not digits
+    id: int | None = None  # the identification number's 8 nibbles (``id_number``)
     manufacturer: int | None = None  # EN 13757-3 code: three letters, five bits each
     version: int | None = None
     medium: int | None = None
@@ -84,6 +86,17 @@ class MeterValues:
 class CycleInfo:
     finished_at: datetime
     duration_s: float
+
+
+def completed_cycle(event: Event | None, meters: Sequence[Meter]) -> CycleInfo | None:
+    """The reading cycle a ``CYCLE_FINISHED`` event reports, if it read every active meter (a
+    retry of a few meters is not a cycle)."""
+    if event is None or "duration_s" not in event.detail:
+        return None
+    active = sum(1 for meter in meters if meter.active)
+    if event.detail.get("meters", 0) < active:
+        return None
+    return CycleInfo(event.at, event.detail["duration_s"])
 
 
 class ModbusSource(Protocol):
@@ -137,11 +150,16 @@ def or_installed(identity: MeterIdentity, meter: Meter) -> MeterIdentity:
     return identity
 
 
+_NIBBLES = frozenset("0123456789ABCDEFabcdef")
+
+
 def id_number(text: str | None) -> int | None:
-    """ "12345678" → 12345678; None for a missing ID or one with hex digits (not a BCD number)."""
-    if text is None or not text.isdigit() or len(text) > 8:
+    """The identification number's nibbles as they are on the wire (BCD, and hex digits kept):
+    "12345678" → 0x12345678, "1234ABCD" → 0x1234ABCD. Many meters put hex digits in their ID,
+    so reading it as a decimal number would lose them. None for a missing or malformed ID."""
+    if not text or len(text) > 8 or not _NIBBLES.issuperset(text):
         return None
-    return int(text)
+    return int(text, 16)
 
 
 def manufacturer_code(letters: str | None) -> int | None:
@@ -174,7 +192,10 @@ def telegram_values(telegrams: tuple[Any, ...]) -> tuple[MeterIdentity, tuple[Se
     values: list[SeriesValue] = []
     for telegram in telegrams:
         array, payload = telegram.array, telegram.payload
-        columns = [array[name].tolist() for name in _COLUMNS]
+        # the flags as the store and the API have them (a record error is invalid)
+        columns = [
+            (value_flags(array) if name == "flags" else array[name]).tolist() for name in _COLUMNS
+        ]
         for kind, flags, error, mantissa, exponent, real, *codes, offset, length in zip(
             *columns, strict=True
         ):
@@ -194,8 +215,9 @@ def telegram_values(telegrams: tuple[Any, ...]) -> tuple[MeterIdentity, tuple[Se
 def record_number(
     kind: int, flags: int, record_error: int, mantissa: int, exponent: int, real: float
 ) -> Number | None:
-    """A record's number; None when the meter flagged it invalid or reported a record error,
-    for a BCD error and for an empty record."""
+    """A record's number; None when it is flagged invalid (``value_flags``: the meter's flag or a
+    record error; ``record_error`` also counts for readings stored before the store kept that
+    in the flags), for a BCD error and for an empty record."""
     if flags & Flag.INVALID or record_error or kind in (ValueKind.NONE, ValueKind.BCD_ERROR):
         return None
     if kind == ValueKind.REAL:
@@ -216,11 +238,13 @@ class LiveSnapshotSource:
         meters: Callable[[], Sequence[Meter]],
         clock: WallClock,
         read_values: ValueReader = telegram_values,
+        events: EventBus | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._meters = meters
         self._read_values = read_values
         self._clock = clock
+        self._events = events
         self._cache: dict[str, tuple[LiveReading | None, LiveReading | None, Meter, MeterValues]]
         self._cache = {}
         self._cycle: CycleInfo | None = None
@@ -287,6 +311,8 @@ class LiveSnapshotSource:
         (meters removed or made passive meanwhile no longer count)."""
         version = self._snapshot.version
         started = self._clock.now()
+        if self._events is not None:  # a read of every meter before this start (at start-up)
+            self._cycle = completed_cycle(self._events.latest(CYCLE_FINISHED), self.meters())
         task_status.started()
         while True:
             seen = {m.key: self._snapshot.latest(m.key) for m in self.meters() if m.active}

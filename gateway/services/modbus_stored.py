@@ -45,6 +45,7 @@ from mbusgw.gateway.services.modbus_source import (
     MeterValues,
     SeriesValue,
     SourceKind,
+    completed_cycle,
     identity_from_header,
     identity_from_meter,
     or_installed,
@@ -126,6 +127,9 @@ class StoredValuesSource:
         """Load every installed meter, then refresh the meters whose readings were stored and
         note each complete reading cycle."""
         with self._events.subscribe() as events:
+            # a cycle that ended before this start (the start-up read, or before a restart of
+            # the service) counts: it is the last complete one until the next
+            self._cycle = completed_cycle(self._events.latest(CYCLE_FINISHED), self.meters())
             task_status.started()
             await self._refresh({meter.key for meter in self.meters()})
             async for event in events:
@@ -142,10 +146,8 @@ class StoredValuesSource:
         """The meters an event makes stale; a complete cycle is remembered."""
         if event.kind == READINGS_STORED:
             return set(event.detail.get("meters", ()))
-        if event.kind == CYCLE_FINISHED and "duration_s" in event.detail:
-            active = sum(1 for meter in self.meters() if meter.active)
-            if event.detail.get("meters", 0) >= active:  # a retry of a few meters is not a cycle
-                self._cycle = CycleInfo(event.at, event.detail["duration_s"])
+        if event.kind == CYCLE_FINISHED:
+            self._cycle = completed_cycle(event, self.meters()) or self._cycle
         return set()
 
     async def _refresh(self, keys: set[str]) -> None:

@@ -21,7 +21,7 @@ from mbusgw.gateway.store.queries import RawTelegram
 from mbusgw.gateway.store.store import Store, StoreStats, store_path
 from mbusgw.gateway.store.syslog import LogEntry, LogLevel, SystemLog
 from mbusgw.gateway.store.syslog_table import LogFilter
-from mbusgw.gateway.store.telegrams import SeriesNames, reading_from_telegrams
+from mbusgw.gateway.store.telegrams import SeriesNames, reading_from_telegrams, value_flags
 from mbusgw.gateway.store.writer import StoreWriter
 
 __all__ = [
@@ -51,5 +51,6 @@ __all__ = [
     "decode_value",
     "encode_value",
     "reading_from_telegrams",
+    "value_flags",
     "store_path",
 ]

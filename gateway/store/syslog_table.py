@@ -7,13 +7,13 @@ enforced exactly and cheaply on every write, not by walking the table.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
+from mbusgw.gateway.cells import CsvWriter
 from mbusgw.gateway.store.context import WriteContext
 from mbusgw.gateway.store.env import StoreEnv, delete_front, get_u64, put_u64
 from mbusgw.gateway.store.keys import log_key, unpack_log_key
@@ -186,7 +186,7 @@ CSV_COLUMNS = ("time", "level", "level_name", "origin", "text")
 
 def export_csv(env: StoreEnv, out: TextIO, where: LogFilter = EVERYTHING) -> int:
     """Write matching entries as CSV (UTC ISO 8601 times); returns the row count."""
-    writer = csv.writer(out)
+    writer = CsvWriter(out)
     writer.writerow(CSV_COLUMNS)
     rows = 0
     for entry in iter_entries(env, where):

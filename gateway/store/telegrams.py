@@ -29,6 +29,15 @@ from mbusgw.gateway.store.model import (
 _MANUFACTURER = (Function.MANUFACTURER_SPECIFIC, Function.MORE_RECORDS_FOLLOW)
 
 
+def value_flags(array: np.ndarray) -> np.ndarray:
+    """The flags of decoded records (``Telegram.array``) as every consumer reports them: a
+    record that carries an error VIFE (EN 13757-3 table 17) has no valid value, so it is flagged
+    invalid like a value the meter flagged itself. The store keeps these flags; the API, the
+    live snapshot's JSON and Modbus all read them, so they agree on which values are invalid."""
+    errors = array["record_error"] != 0
+    return (array["flags"] | np.where(errors, np.uint8(Flag.INVALID), np.uint8(0))).astype(np.uint8)
+
+
 class SeriesNames:
     """``SeriesSpec`` per record identity, built on first sight (keep one per gateway)."""
 
@@ -98,7 +107,7 @@ def reading_from_telegrams(
             specs.append(names.spec(telegram, i, payload[start : start + length]))
         picked = array[rows]
         for name in columns:
-            columns[name].append(picked[name])
+            columns[name].append(value_flags(picked) if name == "flags" else picked[name])
         is_blob = IS_BLOB[picked["kind"]]
         if is_blob.any():
             records = telegram.records

@@ -184,3 +184,37 @@ async def test_stored_values_follow_readings_and_survive_a_restart(tmp_path: Pat
     for got, value in zip(slots, decimals, strict=True):
         (text,) = got.values()
         assert float(text) == pytest.approx(float(value), rel=1e-5, abs=1e-30)
+
+
+async def test_the_start_up_read_is_the_last_cycle_also_after_a_restart(tmp_path: Path) -> None:
+    seed_settings(tmp_path, {**SETTINGS, "reading": {"schedule": "0 0 1 1 *"}})  # read at start
+    interfaces = (InterfaceConfig(name="a", kind="simulator", baud=9600, meters=METERS),)
+    with trio.fail_after(90):
+        async with trio.open_nursery() as nursery:
+            gateway = await run_gateway(nursery, StartupConfig(tmp_path, interfaces=interfaces))
+            while gateway.last_cycle is None:
+                await trio.sleep(0.05)
+            cycle = gateway.last_cycle
+            assert len(cycle.readings) == METERS and not cycle.failed
+            end = int(cycle.finished.timestamp())
+            duration = round((cycle.finished - cycle.started).total_seconds() * 1000)
+            while True:  # the stored values are refreshed in the background
+                [device] = await read_blocks(port_of(gateway), [0])
+                if field(device, DEVICE_FIELDS, "meters_ok") == METERS:
+                    break
+                await trio.sleep(0.05)
+            assert field(device, DEVICE_FIELDS, "last_cycle_end") == end
+            assert field(device, DEVICE_FIELDS, "last_cycle_ms") == duration
+            # a restart of the service (any Modbus or reading settings change) keeps it
+            restarts = gateway.supervisor.states["modbus"].restarts
+            gateway.supervisor.restart(["modbus"])
+            while (
+                gateway.supervisor.states["modbus"].restarts == restarts
+                or gateway.modbus is None
+                or gateway.modbus.address is None
+            ):
+                await trio.sleep(0.05)
+            [device] = await read_blocks(port_of(gateway), [0])
+            assert field(device, DEVICE_FIELDS, "last_cycle_end") == end
+            assert field(device, DEVICE_FIELDS, "last_cycle_ms") == duration
+            gateway.stop()

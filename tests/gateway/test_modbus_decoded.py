@@ -95,13 +95,28 @@ def test_every_record_of_a_real_frame_in_float64_and_exact_int64(path: Path) -> 
             assert got_int == max(-limit, min(limit, round_half_away(exact * 1000))), record
 
 
+def test_an_id_with_hex_digits_keeps_its_nibbles() -> None:
+    # identification 1234ABCD (least significant byte first), manufacturer "ABC", water
+    header = bytes.fromhex("CDAB3412 4304 01 07 2A 00 0000")
+    body = bytes((0x08, 0x01, 0x72)) + header + bytes.fromhex("0413D2040000")
+    telegram = decode(
+        bytes((0x68, len(body), len(body), 0x68)) + body + bytes((sum(body) & 0xFF, 0x16))
+    )
+    assert telegram.header.id == "1234ABCD"
+    rig = rig_for((telegram,))
+    assert field(rig.block(1), METER_FIELDS, "id") == 0x1234ABCD
+    installed = Rig([meter("9876FEDC"), meter("00000042")])
+    assert field(installed.block(1), METER_FIELDS, "id") == 0x9876FEDC  # from the meter list
+    assert field(installed.block(2), METER_FIELDS, "id") == 0x00000042
+
+
 def test_identity_comes_from_the_telegram_header() -> None:
     telegram = decode(frame(next(p for p in FRAMES if p.stem == "ELV-Elvaco-CMa10")))
     rig = rig_for((telegram,))
     block = rig.block(1)
     header = telegram.header
     assert field(block, METER_FIELDS, "state") == MeterState.OK
-    assert field(block, METER_FIELDS, "id") == int(header.id)
+    assert field(block, METER_FIELDS, "id") == int(header.id, 16)  # the ID's nibbles
     assert field(block, METER_FIELDS, "manufacturer") == manufacturer_code(header.manufacturer)
     assert field(block, METER_FIELDS, "version") == header.version
     assert field(block, METER_FIELDS, "medium") == header.medium
@@ -115,7 +130,7 @@ def test_a_multi_telegram_reading_fills_the_slots_in_telegram_order() -> None:
     identity, values = telegram_values((first, second))
     records = numeric_records((first, second))
     assert len(values) == len(records)
-    assert identity.id == int(first.header.id)
+    assert identity.id == int(first.header.id, 16)
     # the series identity is the record's DIF/VIF bytes
     assert [v.series.hex().upper() for v in values] == [r.dif_vif.upper() for r in records]
 

@@ -102,7 +102,7 @@ def test_device_block() -> None:
     block = rig.block(0)
     values = {f.name: field(block, DEVICE_FIELDS, f.name, "little") for f in DEVICE_FIELDS}
     assert values == {
-        "layout_version": 1,
+        "layout_version": 2,
         "gateway_status": 1,  # one ok, one failed
         "source": 1,
         "meters_installed": 3,

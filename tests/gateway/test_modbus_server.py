@@ -18,12 +18,15 @@ from modbus_rig import DATE, ENERGY, FLOW_TEMP, IDENTITY, VOLUME, Rig, meter
 from pymodbus.client import ModbusTcpClient
 
 from mbusgw.gateway.modbus_encoding import DataType, Number
-from mbusgw.gateway.services.modbus_map import HEADER_SIZE, SLOT_SIZE
+from mbusgw.gateway.services.modbus_map import HEADER_SIZE, LAYOUT_VERSION, SLOT_SIZE
 from mbusgw.gateway.services.modbus_source import SeriesValue
 from mbusgw.gateway.settings import ModbusSettings, Settings
 from mbusgw.gateway.supervisor import Backoff, Supervisor
 
 HOST = "127.0.0.1"
+
+# the answer to reading register 0 (the layout version): function 3, two bytes
+LAYOUT_ANSWER = b"\x03\x02" + LAYOUT_VERSION.to_bytes(2, "big")
 
 
 def settings(**modbus) -> ModbusSettings:
@@ -209,7 +212,7 @@ async def test_garbage_closes_only_that_connection() -> None:
                 assert await closed_by_server(bad)
                 await bad.aclose()
             _, _, pdu = await exchange(good, request(1, 1, read_pdu(3, 0, 1)))
-            assert pdu == b"\x03\x02\x00\x01"
+            assert pdu == LAYOUT_ANSWER
             await good.aclose()
             assert service.stats.closed_bad_frame == 2
 
@@ -229,7 +232,7 @@ async def test_connection_limit_refuses_the_next_cleanly() -> None:
                 await trio.sleep(0.01)
             fourth = await trio.open_tcp_stream(HOST, port)
             _, _, pdu = await exchange(fourth, request(2, 1, read_pdu(3, 0, 1)))
-            assert pdu == b"\x03\x02\x00\x01"
+            assert pdu == LAYOUT_ANSWER
             await exchange(second, request(3, 1, read_pdu(3, 0, 1)))
             stats = service.stats
             assert (stats.accepted, stats.refused, stats.connections) == (3, 1, 2)
@@ -322,7 +325,7 @@ async def test_a_port_in_use_is_logged_and_retried() -> None:
                 port, lambda c: c.read_holding_registers(0, count=1, device_id=1).registers
             )
             nursery.cancel_scope.cancel()
-    assert registers == [1]
+    assert registers == [LAYOUT_VERSION]
 
 
 async def test_a_disabled_service_opens_no_port() -> None:

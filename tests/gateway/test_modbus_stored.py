@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from modbus_rig import FixedClock, meter
 
 from mbusgw.core import decode, decode_application
@@ -185,7 +186,7 @@ def test_states_identity_and_times_from_the_meter_log(tmp_path: Path) -> None:
     source = stored.source
     first, failed, never, passive, unkept = (source.values(m) for m in twin.meters)
     assert first.state == MeterState.OK and first.read_at == first.attempt_at == T0
-    assert first.identity.id == int(decode(frame("kamstrup_382_005")).header.id)
+    assert first.identity.id == int(decode(frame("kamstrup_382_005")).header.id, 16)
     assert failed.state == MeterState.FAILED and failed.values == ()
     assert failed.read_at is None and failed.attempt_at == T0
     assert never.state == MeterState.NEVER and never.attempt_at is None
@@ -235,6 +236,31 @@ async def test_follow_refreshes_stored_meters_and_notes_complete_cycles(tmp_path
             nursery.cancel_scope.cancel()
     events.publish(Event(CYCLE_FINISHED, T0, None, {}))
     assert events._subscribers == []  # the stopped source no longer listens
+
+
+async def test_a_cycle_before_the_source_started_is_the_last_cycle(tmp_path: Path) -> None:
+    """The start-up read (or any cycle before the Modbus service started or restarted) sets
+    last_cycle for either source; a later retry of a few meters does not replace it."""
+    twin = Twin(tmp_path)
+    twin.read("00000001", (frame("kamstrup_382_005"),))
+    twin.read("00000002", (frame("abb_delta"),))
+    events = EventBus()
+    events.publish(Event(CYCLE_FINISHED, T0, None, {"meters": 2, "duration_s": 1.5}))
+    events.publish(Event(READINGS_STORED, T0, None, {"meters": ["00000001"]}))
+    stored = StoredValuesSource(twin.store, lambda: twin.meters, twin.clock, events)
+    live = LiveSnapshotSource(LiveSnapshot(), lambda: twin.meters, twin.clock, events=events)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for source in (stored, live):
+                await nursery.start(source.follow)
+                cycle = source.last_cycle()
+                assert cycle is not None and (cycle.finished_at, cycle.duration_s) == (T0, 1.5)
+            later = T0 + timedelta(minutes=1)
+            events.publish(Event(CYCLE_FINISHED, later, None, {"meters": 1, "duration_s": 0.2}))
+            events.publish(Event(READINGS_STORED, later, None, {"meters": ["00000001"]}))
+            await trio.testing.wait_all_tasks_blocked()
+            assert stored.last_cycle().finished_at == T0  # the retry of one meter did not count
+            nursery.cancel_scope.cancel()
 
 
 def test_a_damaged_block_leaves_only_its_meter_without_values(tmp_path: Path) -> None:

@@ -269,7 +269,8 @@ async def test_jsonrpc_mirrors_rest(admin: Client, gateway: RigGateway) -> None:
     assert missing["error"]["code"] == -32000
     assert missing["error"]["data"]["code"] == "not_found"
     wrong = await call("meters.list", passive="yes")
-    assert wrong["error"]["data"]["code"] == "bad_request"
+    assert wrong["error"]["code"] == -32602
+    assert wrong["error"]["data"]["details"] == {"passive": "must be boolean"}
     unknown = await call("meters.explode")
     assert unknown["error"]["code"] == -32601
     refused = await call("settings.update", changes={"mbus": {"multi_telegram": "always"}})
@@ -288,3 +289,24 @@ async def test_jsonrpc_mirrors_rest(admin: Client, gateway: RigGateway) -> None:
     )
     assert body(garbage)["error"]["code"] == -32700
     assert len(METHODS) >= 30
+
+
+async def test_reports_write_a_formula_like_position_as_text(admin: Client, app) -> None:
+    attack = '=HYPERLINK("http://evil.example","x")'
+    meter_list = METER_CSV.replace("Heat flat 1", '"' + attack.replace('"', '""') + '"')
+    installed = await admin.post(
+        "/api/v1/meters", data=meter_list, headers={"Content-Type": "text/csv"}
+    )
+    assert installed.status_code == 200
+    browser = app.test_client()
+    response = await browser.get("/install-report.xlsx", headers=admin.headers)
+    book = load_workbook(io.BytesIO(await response.get_data()))
+    for name in ("Meters", "Latest readings", "Modbus"):
+        sheet = book[name]
+        column = [c.value for c in sheet[1]].index("Position") + 1
+        cell = sheet.cell(row=2, column=column)
+        assert (cell.value, cell.data_type) == (attack, "s"), name
+    report = await admin.get("/api/v1/meters/settings-report.csv")
+    rows = list(csv.reader(io.StringIO(report.body_bytes.decode())))
+    assert rows[1][1] == "'" + attack
+    assert rows[3][3] == "5"

@@ -22,7 +22,7 @@ import jsonschema
 import trio
 
 from mbusgw.gateway.app import Gateway
-from mbusgw.gateway.clock import SystemClock
+from mbusgw.gateway.clock import SystemClock, WallClock
 from mbusgw.gateway.events import EventBus
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.key_records import StoreKeyBackend
@@ -53,7 +53,7 @@ class RigGateway:
     store: Store
     writer: StoreWriter
     startup: StartupConfig
-    clock: SystemClock = field(default_factory=SystemClock)
+    clock: WallClock = field(default_factory=SystemClock)
     live: LiveSnapshot = field(default_factory=LiveSnapshot)
     events: EventBus = field(default_factory=EventBus)
     health: dict[str, MeterHealth] = field(default_factory=dict)
@@ -129,11 +129,17 @@ class RigCycle:
         return [r for r in self.readings if not r.ok]
 
 
-async def open_rig(nursery: trio.Nursery, tmp_path: Path) -> RigGateway:
-    store = Store.open(store_path(tmp_path))
+async def open_rig(
+    nursery: trio.Nursery, tmp_path: Path, clock: WallClock | None = None
+) -> RigGateway:
+    """A rig over a fresh store; ``clock`` (default: the system's) serves the store and the
+    gateway alike."""
+    clock = clock or SystemClock()
+    store = Store.open(store_path(tmp_path), clock=clock)
     writer = StoreWriter(store, in_thread=False)
     await nursery.start(writer.run)
-    return RigGateway(store=store, writer=writer, startup=StartupConfig(data_dir=tmp_path))
+    startup = StartupConfig(data_dir=tmp_path)
+    return RigGateway(store=store, writer=writer, startup=startup, clock=clock)
 
 
 class OpenApiChecker:

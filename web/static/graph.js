@@ -24,10 +24,13 @@
     return String(Math.round(value * 1000) / 1000);
   }
 
-  function timeLabel(seconds, span) {
-    const d = new Date(seconds * 1000);
-    const iso = d.toISOString();
-    return span > 2 * 86400 ? iso.slice(5, 10) : iso.slice(11, 16);
+  // axis labels in the gateway's time zone (the figure's data-zone), as the pages show times
+  function timeLabel(seconds, span, zone) {
+    const format = new Intl.DateTimeFormat("en-GB", { timeZone: zone, month: "2-digit",
+      day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+    const part = {};
+    for (const p of format.formatToParts(new Date(seconds * 1000))) part[p.type] = p.value;
+    return span > 2 * 86400 ? `${part.month}-${part.day}` : `${part.hour}:${part.minute}`;
   }
 
   async function fetchAll(src) {
@@ -72,7 +75,7 @@
     const ticks = 6;
     for (let i = 0; i <= ticks; i++) {
       const t = t0 + (t1 - t0) * i / ticks;
-      el("text", { x: x(t), y: H - 8, "text-anchor": "middle" }, svg).textContent = timeLabel(t, t1 - t0);
+      el("text", { x: x(t), y: H - 8, "text-anchor": "middle" }, svg).textContent = timeLabel(t, t1 - t0, figure.dataset.zone || "UTC");
     }
     el("line", { class: "axis", x1: LEFT, x2: LEFT, y1: TOP, y2: H - BOTTOM }, svg);
     el("line", { class: "axis", x1: LEFT, x2: W - RIGHT, y1: H - BOTTOM, y2: H - BOTTOM }, svg);

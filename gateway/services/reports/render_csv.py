@@ -1,13 +1,13 @@
 """The CSV layouts: x101 values, x102 readings, x120 latest, x140 telegrams, x201 events.
 
 Semicolon-separated UTF-8 with CRLF line ends, so that a decimal comma never needs quoting;
-text with a semicolon, quote or line break is quoted. Every file opens with the preamble lines
+text with a semicolon, quote or line break is quoted, and text a spreadsheet would take for a
+formula starts with an apostrophe (``gateway.cells``). Every file opens with the preamble lines
 of ``ReportContext.preamble`` (first cell starting with '#'), then one heading row.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +18,7 @@ from typing import IO
 import numpy as np
 
 from mbusgw.core.units import ValueKind
+from mbusgw.gateway.cells import CsvWriter, csv_text
 from mbusgw.gateway.events import Event
 from mbusgw.gateway.services.reports.context import ReportContext, WideColumns
 from mbusgw.gateway.services.reports.conventions import flag_names, meter_clock, value_texts
@@ -27,12 +28,13 @@ from mbusgw.gateway.store.model import NO_TIME
 
 class _Rows:
     """A CSV writer that gathers rows in memory and hands them to the file in blocks (a
-    meter at a time), which is several times faster than a text wrapper row by row."""
+    meter at a time), which is several times faster than a text wrapper row by row. No text
+    cell becomes a formula (``CsvWriter``)."""
 
     def __init__(self, out: IO[bytes]) -> None:
         self.out = out
         self.text = io.StringIO()
-        self.writer = csv.writer(self.text, delimiter=";", lineterminator="\r\n")
+        self.writer = CsvWriter(self.text, delimiter=";", lineterminator="\r\n")
         self.writerow = self.writer.writerow
         self.writerows = self.writer.writerows
 
@@ -52,7 +54,8 @@ def _csv_writer(out: IO[bytes], ctx: ReportContext, headings: Sequence[str]) -> 
 
 
 def quoted(text: str) -> str:
-    """A field as the csv module writes it (quotes only where needed)."""
+    """A text field as ``_Rows`` writes it (quotes only where needed, never a formula)."""
+    text = csv_text(text)
     if any(c in text for c in ';"\r\n'):
         return '"' + text.replace('"', '""') + '"'
     return text

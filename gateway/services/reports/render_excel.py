@@ -9,26 +9,21 @@ gateway's local time (Excel has no time zones; the summary names the zone).
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import IO, Any
 
 from mbusgw.core.units import ValueKind
+from mbusgw.gateway.cells import sheet_row
 from mbusgw.gateway.services.reports.context import ReportContext, WideColumns
 from mbusgw.gateway.services.reports.selection import Selection
 from mbusgw.gateway.store import ValueTable
 from mbusgw.gateway.store.model import NO_TIME
 
 _EPOCH = dt.datetime(1970, 1, 1)
-# the control characters XML 1.0 does not allow (its Char production), which a cell cannot hold
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
-
-
-def _text(value: str) -> str:
-    return _NOT_XML.sub("\ufffd", value)
 
 
 def cell_values(table: ValueTable) -> list[Any]:
-    """Each value as a spreadsheet cell: numbers as numbers, dates as dates, bytes as hex."""
+    """Each value as a spreadsheet cell: numbers as numbers, dates as dates, bytes as hex
+    (text is made safe where the row is written, by ``sheet_row``)."""
     kinds = table.kind.tolist()
     exponents = set(table.exponent.tolist())
     if kinds and all(k == ValueKind.DECIMAL for k in kinds) and len(exponents) == 1:
@@ -44,8 +39,6 @@ def cell_values(table: ValueTable) -> list[Any]:
             value = float(value) if not isinstance(value, int) else value
         elif kind == ValueKind.BYTES:
             value = value.hex().upper()
-        elif isinstance(value, str):
-            value = _text(value)
         out.append(value)
     return out
 
@@ -58,7 +51,7 @@ def render_workbook(ctx: ReportContext, selection: Selection, out: IO[bytes]) ->
     summary = book.create_sheet(c.heading("summary_sheet"))
     sheet = book.create_sheet(c.heading("values_sheet"))
     columns = WideColumns(selection.series_of, selection.meters)
-    sheet.append([*c.headings("meter", "time", "meter_time"), *map(_text, columns.labels)])
+    sheet.append(sheet_row(sheet, [*c.headings("meter", "time", "meter_time"), *columns.labels]))
     zone = c.zone
     meters = 0
     for meter in selection:
@@ -70,13 +63,13 @@ def render_workbook(ctx: ReportContext, selection: Selection, out: IO[bytes]) ->
             position = meter.times.searchsorted(series.table.received_at).tolist()
             for row, value in zip(position, cell_values(series.table), strict=True):
                 rows[row][column] = value
-        name = _text(meter.meter)
+        name = meter.meter
         for t, clock, cells in zip(
             meter.times.tolist(), meter.meter_times.tolist(), rows, strict=True
         ):
             local = dt.datetime.fromtimestamp(t, zone).replace(tzinfo=None)
             own = _EPOCH + dt.timedelta(seconds=clock) if clock != NO_TIME else None
-            sheet.append([name, local, own, *cells])
+            sheet.append(sheet_row(sheet, [name, local, own, *cells]))
     for key, value in (
         ("device", ctx.device),
         ("contact", ctx.contact),
@@ -89,7 +82,7 @@ def render_workbook(ctx: ReportContext, selection: Selection, out: IO[bytes]) ->
         ("readings", selection.readings),
         ("values", selection.values),
     ):
-        summary.append([c.heading(key), _text(value) if isinstance(value, str) else value])
+        summary.append(sheet_row(summary, [c.heading(key), value]))
     if ctx.test:
-        summary.append([c.heading("test")])
+        summary.append(sheet_row(summary, [c.heading("test")]))
     book.save(out)
