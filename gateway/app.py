@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mbusgw.gateway.facade import JsonObject, WirelessProgress
-from mbusgw.gateway.meters import Meter
+from mbusgw.gateway.meters import Merge, Meter
 from mbusgw.gateway.reading import CycleResult, MeterReading
 from mbusgw.gateway.root import SHUTDOWN_GRACE, GatewayRoot
 from mbusgw.gateway.search import SearchJob, SearchRequest, run_search
@@ -56,6 +56,9 @@ class Gateway(GatewayRoot):
 
     async def update_meter(self, key: str, **changes: object) -> Meter:
         return await self.registry.update_meter(key, **changes)
+
+    async def install_found(self, found: Sequence[Meter]) -> Merge:
+        return await self.registry.install_found(found)
 
     async def remove_meters(self, keys: set[str]) -> None:
         await self.registry.remove_meters(keys)

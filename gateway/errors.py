@@ -7,6 +7,30 @@ attempts were made, so the caller can log the reading as failed without guessing
 
 from __future__ import annotations
 
+# The longest error text the gateway makes, in bytes of UTF-8 (the store keeps a reading's
+# error text whole, and a meter's garbled answer quoted in full could run to kilobytes).
+MAX_ERROR_TEXT = 1000
+_ELLIPSIS = "…"
+
+
+def describe(exc: BaseException, limit: int = MAX_ERROR_TEXT) -> str:
+    """The one text an error is shown and stored as: ``Type: message`` of the first real error
+    inside any exception groups, at most ``limit`` bytes (see ``bounded``)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return bounded(f"{type(exc).__name__}: {exc}", limit)
+
+
+def bounded(text: str, limit: int = MAX_ERROR_TEXT) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, ending in an ellipsis and the length
+    of the whole text when it had to be cut."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    suffix = f"{_ELLIPSIS} ({len(text)} characters)"
+    head = data[: max(0, limit - len(suffix.encode()))].decode(errors="ignore")
+    return head + suffix
+
 
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""

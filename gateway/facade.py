@@ -23,10 +23,10 @@ from mbusgw.gateway.keys import KeyFileError, KeyStore
 from mbusgw.gateway.lifecycle import AfterStop
 from mbusgw.gateway.lines import BusLine
 from mbusgw.gateway.live import LiveSnapshot
-from mbusgw.gateway.meters import Meter
+from mbusgw.gateway.meters import Merge, Meter
 from mbusgw.gateway.reading import CycleResult, MeterReading
 from mbusgw.gateway.scan import ScanProgress, scan_line
-from mbusgw.gateway.search import quota_for, shortfall
+from mbusgw.gateway.search import meter_from_found, quota_for, shortfall
 from mbusgw.gateway.services.modbus import ModbusService
 from mbusgw.gateway.services.reports.cursors import TABLE as REPORT_CURSORS
 from mbusgw.gateway.services.reports.service import ReportService
@@ -76,6 +76,10 @@ class GatewayHandle(Protocol):
         """Install a CSV meter list (all or nothing); returns the whole new meter list."""
         ...
 
+    async def install_found(self, found: Sequence[Meter]) -> Merge:
+        """Add the meters a search found; those installed already keep their settings."""
+        ...
+
     async def update_settings(self, changes: JsonObject) -> Settings: ...
 
     async def update_meter(self, key: str, **changes: object) -> Meter: ...
@@ -115,6 +119,7 @@ __all__ = [
     "WirelessProgress",
     "backup_sealer",
     "create_backup",
+    "meter_from_found",
     "parse_config",
     "private_dir",
     "quota_for",

@@ -35,7 +35,7 @@ import trio
 from mbusgw.core.crypto import AesKey, DesKey, make_key, mask_key
 from mbusgw.core.errors import EncodeError
 from mbusgw.core.wmbus import MeterId
-from mbusgw.gateway.meters import RowError
+from mbusgw.gateway.csvtable import RowError, UnreadableCsv, records
 
 log = logging.getLogger("mbusgw.keys")
 T = TypeVar("T")
@@ -286,9 +286,9 @@ def read_csv(data: bytes) -> list[list[str]]:
     except csv.Error:
         dialect = csv.excel
     try:
-        return list(csv.reader(io.StringIO(text, newline=""), dialect))
-    except csv.Error as error:
-        raise KeyFileError(f"not a readable CSV file ({error})") from None
+        return [row for _, row in records(text, dialect)]
+    except UnreadableCsv as unreadable:
+        raise KeyFileError("not a readable CSV file", [unreadable.error]) from None
 
 
 # The spreadsheet libraries raise many different exceptions on a damaged or hostile file (zip,

@@ -7,14 +7,14 @@ configured capacity are installed *passive*: kept in the list, not read.
 
 from __future__ import annotations
 
-import csv
 import io
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from mbusgw.gateway.cells import CsvWriter, read_text
+from mbusgw.gateway.csvtable import RowError, UnreadableCsv, records
 
 CAPACITIES = (8, 32, 64, 128, 256, 512)
 BAUD_RATES = (300, 2400, 9600)
@@ -25,9 +25,12 @@ COLUMNS = (
     "AddressingMode",
     "PrimaryAddress",
     "EnhancedAddress",
+    "Interface",  # the wired line (empty: the one chosen on upload, else the first)
 )
 REQUIRED_COLUMNS = COLUMNS[:4]
 MAX_ROWS = 4096
+Identity = tuple[str, int, int]
+"""What a meter's replies say it is: manufacturer, version, medium."""
 SECONDARY_PATTERN = re.compile(r"[0-9A-Fa-f]{8}")
 # EnhancedAddress of a wireless meter whose receiver the gateway chooses (the strongest).
 WIRELESS = "wireless"
@@ -80,17 +83,6 @@ def meter_key(secondary: str | None, interface: str, primary: int | None) -> str
     return f"{interface}:p{primary}"
 
 
-@dataclass(frozen=True)
-class RowError:
-    line: int
-    column: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"line {self.line}" + (f", column {self.column}" if self.column else "")
-        return f"{where}: {self.message}"
-
-
 class MeterListError(ValueError):
     """The meter list has errors; nothing was installed. ``errors`` has one entry per problem."""
 
@@ -105,9 +97,10 @@ def template_csv() -> str:
     """The downloadable meter-list template: the header and one example of each mode."""
     rows = [
         COLUMNS,
-        ("Heat meter, flat 3", "12345678", "2400", "secondary", "", ""),
-        ("Water meter, cellar", "", "2400", "primary", "5", ""),
-        ("Water meter, flat 4 (wireless)", "87654321", "2400", "esecondary", "", WIRELESS),
+        ("Heat meter, flat 3", "12345678", "2400", "secondary", "", "", ""),
+        ("Water meter, cellar", "", "2400", "primary", "5", "", ""),
+        ("Gas meter, flat 5", "23456789", "2400", "esecondary", "", "70012345", ""),
+        ("Water meter, flat 4 (wireless)", "87654321", "2400", "esecondary", "", WIRELESS, ""),
     ]
     out = io.StringIO()
     CsvWriter(out, lineterminator="\r\n").writerows(rows)
@@ -118,52 +111,81 @@ def parse_meter_list(
     text: str,
     *,
     interface: str = "default",
+    lines: Collection[str] | None = None,
     receivers: Collection[str] = (),
     wireless_by_default: bool = False,
 ) -> list[Meter]:
     """Parse a meter list (comma or semicolon separated, as spreadsheets save it).
 
-    ``EnhancedAddress`` says how a meter is reached: empty, or the 8-digit fabrication number
-    of an enhanced secondary selection, on the wired line ``interface``; ``wireless`` (the
-    gateway binds it to the receiver hearing it best) or the name of one of ``receivers`` for
-    a wireless meter. With ``wireless_by_default`` (a gateway with receivers and no wired
-    line) an esecondary row with no EnhancedAddress is a wireless meter, as in the manual.
+    ``Interface`` names the wired line a meter is on (one of ``lines``; None: any name, for
+    tools without the gateway's configuration); empty, it is ``interface``. ``EnhancedAddress``
+    says how a meter is reached: empty, or the 8-digit fabrication number of an enhanced
+    secondary selection, on a wired line; ``wireless`` (the gateway binds it to the receiver
+    hearing it best) or the name of one of ``receivers`` for a wireless meter. With
+    ``wireless_by_default`` (a gateway with receivers and no wired line) an esecondary row
+    with no EnhancedAddress is a wireless meter, as in the manual.
     """
     text = text.lstrip("\ufeff")
     if not text.strip():
         raise MeterListError([RowError(1, None, "the file is empty")])
-    dialect = ";" if text.splitlines()[0].count(";") > text.splitlines()[0].count(",") else ","
-    reader = csv.reader(io.StringIO(text), delimiter=dialect)
-    header = [name.strip() for name in next(reader)]
+    first = text.splitlines()[0]
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    place = _Placement(interface, lines, receivers, wireless_by_default)
+    errors: list[RowError] = []
+    meters: list[Meter] = []
+    try:
+        _parse_records(records(text, delimiter=delimiter), place, meters, errors)
+    except UnreadableCsv as unreadable:
+        errors.append(unreadable.error)
+    if errors:
+        raise MeterListError(errors)
+    if not meters:
+        raise MeterListError([RowError(2, None, "the list has no meters")])
+    return meters
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where the rows of a meter list may go: the default line, the lines and receivers."""
+
+    interface: str
+    lines: Collection[str] | None
+    receivers: Collection[str]
+    wireless_by_default: bool
+
+
+def _parse_records(
+    rows: Iterable[tuple[int, list[str]]],
+    place: _Placement,
+    meters: list[Meter],
+    errors: list[RowError],
+) -> None:
+    rows = iter(rows)
+    header = [name.strip() for name in next(rows)[1]]
     lowered = {name.lower(): index for index, name in enumerate(header)}
     missing = [name for name in REQUIRED_COLUMNS if name.lower() not in lowered]
     if missing:
-        raise MeterListError(
-            [
-                RowError(
-                    1, None, f"missing column(s) {', '.join(missing)}; need {', '.join(COLUMNS)}"
-                )
-            ]
-        )
+        need = ", ".join(COLUMNS)
+        errors.append(RowError(1, None, f"missing column(s) {', '.join(missing)}; need {need}"))
+        return
     known = {name.lower() for name in COLUMNS}
-    unknown = [name for name in header if name and name.lower() not in known]
-    errors = [RowError(1, name, "unknown column") for name in unknown]
-    meters: list[Meter] = []
+    errors += [
+        RowError(1, name, "unknown column") for name in header if name and name.lower() not in known
+    ]
     seen: dict[str, int] = {}
-    for row in reader:
-        line = reader.line_num
+    for line, row in rows:
         if not any(cell.strip() for cell in row):
             continue
         if len(meters) + len(errors) >= MAX_ROWS:
             errors.append(RowError(line, None, f"more than {MAX_ROWS} rows"))
-            break
+            return
 
         def cell(name: str, row: list[str] = row) -> str:
             index = lowered.get(name.lower())
             # read_text: a list the gateway exported comes back with its positions unchanged
             return read_text(row[index].strip()) if index is not None and index < len(row) else ""
 
-        meter, row_errors = _parse_row(cell, line, interface, receivers, wireless_by_default)
+        meter, row_errors = _parse_row(cell, line, place)
         errors += row_errors
         if meter is None:
             continue
@@ -174,19 +196,10 @@ def parse_meter_list(
             continue
         seen[meter.key] = line
         meters.append(meter)
-    if errors:
-        raise MeterListError(errors)
-    if not meters:
-        raise MeterListError([RowError(2, None, "the list has no meters")])
-    return meters
 
 
 def _parse_row(
-    cell: Callable[[str], str],
-    line: int,
-    interface: str,
-    receivers: Collection[str] = (),
-    wireless_by_default: bool = False,
+    cell: Callable[[str], str], line: int, place: _Placement
 ) -> tuple[Meter | None, list[RowError]]:
     errors: list[RowError] = []
     position = cell("Position")
@@ -219,13 +232,13 @@ def _parse_row(
     if wants_secondary and secondary is None:
         errors.append(RowError(line, "SecondaryAddress", "required for secondary addressing"))
     enhanced = cell("EnhancedAddress") or None
-    receiver = _wireless_receiver(enhanced, modes, receivers, wireless_by_default)
+    receiver = _wireless_receiver(enhanced, modes, place.receivers, place.wireless_by_default)
     if receiver is not None and modes and AddressingMode.PRIMARY in modes:
         errors.append(
             RowError(line, "AddressingMode", "a wireless meter is addressed by its secondary ID")
         )
     if receiver is None and enhanced is not None and not SECONDARY_PATTERN.fullmatch(enhanced):
-        known = ", ".join((WIRELESS, *receivers))
+        known = ", ".join((WIRELESS, *place.receivers))
         errors.append(
             RowError(
                 line,
@@ -233,6 +246,17 @@ def _parse_row(
                 f"{enhanced!r} is neither a fabrication number (8 digits) nor {known}",
             )
         )
+    if receiver is None and enhanced is None and modes and AddressingMode.ESECONDARY in modes:
+        errors.append(
+            RowError(
+                line,
+                "EnhancedAddress",
+                "required for esecondary addressing: the meter's 8-digit fabrication number",
+            )
+        )
+    interface, interface_error = _line_of(cell("Interface"), receiver is not None, place)
+    if interface_error:
+        errors.append(RowError(line, "Interface", interface_error))
     if errors or modes is None or baud is None:
         return None, errors
     meter = Meter(
@@ -247,6 +271,18 @@ def _parse_row(
         wireless=receiver is not None,
     )
     return meter, []
+
+
+def _line_of(name: str, wireless: bool, place: _Placement) -> tuple[str, str | None]:
+    """The wired line a row's ``Interface`` cell names, or why it cannot be used."""
+    if not name:
+        return place.interface, None
+    if wireless:
+        return name, "a wireless meter's receiver is named in EnhancedAddress"
+    if place.lines is not None and name not in place.lines:
+        configured = ", ".join(place.lines) or "none"
+        return name, f"{name!r} is not a configured M-Bus line (configured: {configured})"
+    return name, None
 
 
 def _wireless_receiver(
@@ -299,6 +335,94 @@ def install(existing: Iterable[Meter], new: Iterable[Meter], capacity: int) -> l
                 wireless=meter.wireless,
             )
     return apply_capacity(list(merged.values()), capacity)
+
+
+def parse_for_gateway(
+    text: str, lines: Sequence[str], receivers: Sequence[str], interface: str | None = None
+) -> list[Meter]:
+    """A meter list for a gateway with the wired ``lines`` and wireless ``receivers``: rows
+    that name no ``Interface`` go to ``interface`` (default: the first wired line)."""
+    if interface is not None and interface not in lines:
+        configured = ", ".join(lines) or "none"
+        message = f"interface {interface!r} is not configured (configured: {configured})"
+        raise MeterListError([RowError(1, None, message)])
+    new = parse_meter_list(
+        text,
+        interface=interface or next(iter(lines), "default"),
+        lines=lines,
+        receivers=receivers,
+        wireless_by_default=bool(receivers) and not lines,
+    )
+    unreachable = [m.key for m in new if not m.wireless and m.interface not in lines]
+    if unreachable:
+        message = f"no wired M-Bus line is configured for {', '.join(unreachable)}"
+        raise MeterListError([RowError(1, None, message)])
+    return new
+
+
+@dataclass(frozen=True)
+class Merge:
+    """A search's meters merged into the list."""
+
+    meters: list[Meter]  # the whole list after
+    added: list[Meter]  # found and new: appended
+    known: list[Meter]  # found but installed already: left exactly as they were
+
+
+def merge_found(existing: Iterable[Meter], found: Iterable[Meter], capacity: int) -> Merge:
+    """The one way a search's meters join the list: a meter found that is installed already
+    (the same key or ID, or on the same line at the same primary address) keeps every setting
+    it has; the others are appended."""
+    if capacity not in CAPACITIES:
+        raise ValueError(f"capacity {capacity} is not one of {CAPACITIES}")
+    meters = list(existing)
+    known: list[Meter] = []
+    added: list[Meter] = []
+    for meter in found:
+        if any(_same_meter(meter, m) for m in meters):
+            known.append(meter)
+        else:
+            meters.append(meter)
+            added.append(meter)
+    return Merge(apply_capacity(meters, capacity), added, known)
+
+
+def _same_meter(found: Meter, installed: Meter) -> bool:
+    if found.key == installed.key:
+        return True
+    if found.secondary_address and found.secondary_address == installed.secondary_address:
+        return True
+    return (
+        not installed.wireless
+        and found.primary_address is not None
+        and installed.interface == found.interface
+        and installed.primary_address == found.primary_address
+    )
+
+
+def learnt_identities(
+    meters: Iterable[Meter], heard: Mapping[str, Identity]
+) -> dict[str, Identity]:
+    """Of the identities ``heard`` in good replies (by meter key), those a meter has not
+    recorded yet: recording only these keeps a reading from costing a meter-list write."""
+    return {
+        meter.key: heard[meter.key]
+        for meter in meters
+        if meter.key in heard
+        and (meter.manufacturer, meter.version, meter.medium) != heard[meter.key]
+    }
+
+
+def with_identities(meters: Iterable[Meter], identities: Mapping[str, Identity]) -> list[Meter]:
+    """``meters`` with each identity in ``identities`` recorded on its meter."""
+    out = []
+    for meter in meters:
+        identity = identities.get(meter.key)
+        if identity is not None:
+            manufacturer, version, medium = identity
+            meter = replace(meter, manufacturer=manufacturer, version=version, medium=medium)
+        out.append(meter)
+    return out
 
 
 def apply_capacity(meters: list[Meter], capacity: int) -> list[Meter]:

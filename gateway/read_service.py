@@ -14,12 +14,13 @@ from zoneinfo import ZoneInfo
 import trio
 
 from mbusgw.core import ChecksumError, DecodeError, DecryptError, FrameError
+from mbusgw.gateway import meters as installing
 from mbusgw.gateway.cron import CronSchedule
-from mbusgw.gateway.errors import Collision, DiskFull, NoResponse
+from mbusgw.gateway.errors import Collision, DiskFull, NoResponse, StoreError, describe
 from mbusgw.gateway.events import READINGS_STORED, Event
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.parts import Shared
-from mbusgw.gateway.reading import CycleResult, MeterReading, ReadingPipeline
+from mbusgw.gateway.reading import CycleResult, MeterReading, ReadingPipeline, heard_identities
 from mbusgw.gateway.registry import MeterRegistry
 from mbusgw.gateway.scheduler import JobFailed, ScheduledJob
 from mbusgw.gateway.store import ReadingStatus, StoredReading
@@ -90,13 +91,13 @@ class ReadingService:
         await self.store([reading])
         return reading
 
-    async def _store_when_room(self, readings: Sequence[MeterReading]) -> None:
+    async def _store_when_room(self, readings: Sequence[MeterReading]) -> dict[str, str]:
         """Store a cycle; on a full disk hold its readings and try again until there is room,
         so the cycle is stored late rather than lost (the next cycle waits for it)."""
         held = False
         while True:
             try:
-                await self.store(readings)
+                refused = await self.store(readings)
             except DiskFull as error:
                 if not held:
                     held = True
@@ -110,14 +111,31 @@ class ReadingService:
                 continue
             if held:
                 self._log(INFO, "store", f"room again: {len(readings)} held reading(s) stored")
-            return
+            return refused
 
-    async def store(self, readings: Sequence[MeterReading]) -> None:
+    async def store(self, readings: Sequence[MeterReading]) -> dict[str, str]:
+        """Store readings as one batch; returns the meters whose reading was refused, and why."""
         rows = [self._row(reading) for reading in readings]
-        if rows:
-            await self._writer().put_readings(rows)
-            meters = [reading.meter.key for reading in readings]
-            self.events.publish(Event(READINGS_STORED, self.clock.now(), None, {"meters": meters}))
+        if not rows:
+            return {}
+        receipt = await self._writer().put_readings(rows)
+        refused = dict(receipt.refused)
+        meters = [r.meter.key for r in readings if r.meter.key not in refused]
+        self.events.publish(Event(READINGS_STORED, self.clock.now(), None, {"meters": meters}))
+        await self._learn_identities(readings)
+        return refused
+
+    async def _learn_identities(self, readings: Sequence[MeterReading]) -> None:
+        """Record on the meters what their good replies say they are, when it changed. The
+        readings are stored already: a store that cannot take this now (a full disk) leaves it
+        to the next good reading."""
+        learnt = installing.learnt_identities(self.registry.meters, heard_identities(readings))
+        if not learnt:
+            return
+        try:
+            await self.registry.change(lambda meters: installing.with_identities(meters, learnt))
+        except StoreError as error:
+            self._log(WARNING, "installation", f"meter identities not recorded: {describe(error)}")
 
     def _row(self, reading: MeterReading) -> StoredReading:
         received_at = int(reading.read_at.timestamp())
@@ -156,7 +174,7 @@ class ReadingService:
         failed = [reading.meter for reading in result.failed]
         if failed:
             self._retry_meters[fire] = failed
-            raise JobFailed(f"{len(failed)} of {len(meters)} meter(s) were not read")
+            raise JobFailed(result.summary())
 
     async def _run_read_schedule(self, *, task_status: trio.TaskStatus[None]) -> None:
         settings = self._settings()
@@ -186,11 +204,7 @@ class ReadingService:
     async def _read_now_logged(self) -> None:
         result = await self.read_all()
         level = WARNING if result.failed else INFO
-        self._log(
-            level,
-            "read-schedule",
-            f"read at start: {len(result.readings)} meter(s), {len(result.failed)} failed",
-        )
+        self._log(level, "read-schedule", f"read at start: {result.summary()}")
 
     async def _run_continuous(self, *, task_status: trio.TaskStatus[None]) -> None:
         if not self._settings().reading.continuous:

@@ -17,10 +17,11 @@ import trio
 
 from mbusgw.core import MBusError, decode
 from mbusgw.gateway.clock import WallClock
+from mbusgw.gateway.errors import bounded, describe
 from mbusgw.gateway.events import CYCLE_FINISHED, Event, EventBus
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.live import LiveReading, LiveSnapshot
-from mbusgw.gateway.meters import Meter
+from mbusgw.gateway.meters import Identity, Meter
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,12 @@ class MeterReading:
 MetersOfLine = Callable[[str], list[Meter]]
 """The active meters of a line, asked afresh each round (installations change)."""
 
-ReadingSink = Callable[[Sequence[MeterReading]], Awaitable[None]]
-"""Stores one cycle's readings durably; returns once they are committed."""
+ReadingSink = Callable[[Sequence[MeterReading]], Awaitable[dict[str, str]]]
+"""Stores one cycle's readings durably; returns once they are committed, with the meters whose
+reading the store refused and why."""
+
+SUMMARY_NAMES = 3  # meters named in a cycle's summary, with their trouble
+SUMMARY_CAUSE = 200  # bytes of each trouble's cause in a summary
 
 
 @dataclass
@@ -70,10 +75,26 @@ class CycleResult:
     started: datetime
     finished: datetime
     readings: list[MeterReading] = field(default_factory=list)
+    not_stored: dict[str, str] = field(default_factory=dict)  # meter → why the store refused
 
     @property
     def failed(self) -> list[MeterReading]:
         return [r for r in self.readings if not r.ok]
+
+    def summary(self) -> str:
+        """One line for a person: how many meters were read, and which failed or were not
+        stored, with the cause."""
+        failed = self.failed
+        text = f"{len(self.readings) - len(failed)} of {len(self.readings)} meters read"
+        text += f", {len(failed)} failed"
+        troubles = [f"{r.meter.key}: {r.error}" for r in failed]
+        troubles += [f"{key} not stored: {why}" for key, why in self.not_stored.items()]
+        troubles = [bounded(trouble, SUMMARY_CAUSE) for trouble in troubles]
+        if troubles:
+            more = len(troubles) - SUMMARY_NAMES
+            text += " (" + "; ".join(troubles[:SUMMARY_NAMES])
+            text += f"; and {more} more)" if more > 0 else ")"
+        return bounded(text)
 
 
 def decode_reply(meter: Meter, reply: BusReply, read_at: datetime) -> MeterReading:
@@ -91,7 +112,7 @@ def decode_reply(meter: Meter, reply: BusReply, read_at: datetime) -> MeterReadi
             reply.attempts,
             reply.duration,
             reply.reply_ended,
-            f"{type(exc).__name__}: {exc}",
+            describe(exc),
             failure=type(exc),
         )
     status = telegrams[0].header.status if telegrams else None
@@ -107,6 +128,25 @@ def decode_reply(meter: Meter, reply: BusReply, read_at: datetime) -> MeterReadi
         None if telegrams else "no telegram",
         status,
     )
+
+
+def heard_identities(readings: Iterable[MeterReading]) -> dict[str, Identity]:
+    """By meter key, the manufacturer, version and medium the header of each good reading of
+    a wired meter carries (a wireless meter is known by its link layer, ``gateway.wireless``);
+    a reply naming another ID than the meter's says nothing about the meter."""
+    heard: dict[str, Identity] = {}
+    for reading in readings:
+        if not reading.ok or not reading.telegrams or reading.meter.wireless:
+            continue
+        header = reading.telegrams[0].header
+        manufacturer, version, medium = header.manufacturer, header.version, header.medium
+        if manufacturer is None or version is None or medium is None:
+            continue
+        secondary = reading.meter.secondary_address
+        if header.id and secondary and header.id.upper() != secondary.upper():
+            continue
+        heard[reading.meter.key] = (manufacturer, version, medium)
+    return heard
 
 
 class ReadingPipeline:
@@ -144,7 +184,7 @@ class ReadingPipeline:
                     meter,
                     self.clock.now(),
                     False,
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=describe(exc),
                     attempts=getattr(exc, "attempts", 0),
                     failure=type(exc),
                 )
@@ -203,7 +243,7 @@ class ReadingPipeline:
                 nursery.start_soon(read_line, line_meters)
         result = CycleResult(started, self.clock.now(), readings)
         if store is not None:
-            await store(readings)
+            result.not_stored = await store(readings)
         self.events.publish(
             Event(
                 CYCLE_FINISHED,

@@ -73,29 +73,10 @@ class MeterRegistry:
         """Install a meter list (CSV); all or nothing. Returns the whole new meter list.
 
         Rows with ``EnhancedAddress`` ``wireless`` or a receiver's name are wireless meters
-        (bound to the receiver hearing them best); the others go to ``interface`` (default:
-        the first wired line)."""
+        (bound to the receiver hearing them best); the others go to the line their
+        ``Interface`` names, else to ``interface`` (default: the first wired line)."""
         receivers = list(self.wireless.receivers) if self.wireless else []
-        if interface is not None and interface not in lines:
-            raise installing.MeterListError(
-                [installing.RowError(1, None, f"interface {interface!r} is not configured")]
-            )
-        line = interface or next(iter(lines), "")
-        new = installing.parse_meter_list(
-            text,
-            interface=line or "default",
-            receivers=receivers,
-            wireless_by_default=bool(receivers) and not lines,
-        )
-        unreachable = [m.key for m in new if not m.wireless and m.interface not in lines]
-        if unreachable:
-            raise installing.MeterListError(
-                [
-                    installing.RowError(
-                        1, None, f"no wired M-Bus line is configured for {', '.join(unreachable)}"
-                    )
-                ]
-            )
+        new = installing.parse_for_gateway(text, list(lines), receivers, interface)
         if self.wireless is not None:
             new = self.wireless.bind(new)
         meters = await self.change(self.installing(new))
@@ -133,10 +114,21 @@ class MeterRegistry:
             "simulated bus and radio (no interface is configured)",
         )
 
-    async def install_found(self, found: Sequence[Meter]) -> int:
-        """Merge meters a search found into the installed list; returns how many are new."""
-        known = {m.key for m in self.meters}
-        await self.change(self.installing(found))
-        added = [m for m in found if m.key not in known]
-        self._log(INFO, "search", f"search found {len(found)} meter(s), {len(added)} new")
-        return len(added)
+    async def install_found(self, found: Sequence[Meter]) -> installing.Merge:
+        """Add the meters a search found; those installed already keep their settings."""
+        capacity = self._settings().capacity
+        merges: list[installing.Merge] = []
+
+        def merge(meters: list[Meter]) -> list[Meter]:
+            merges.append(installing.merge_found(meters, found, capacity))
+            return merges[-1].meters
+
+        await self.change(merge)
+        result = merges[-1]
+        self._log(
+            INFO,
+            "search",
+            f"search found {len(found)} meter(s): {len(result.added)} installed, "
+            f"{len(result.known)} already installed",
+        )
+        return result

@@ -61,6 +61,7 @@ class FoundMeter:
             "AddressingMode": self.mode.value,
             "PrimaryAddress": "" if self.primary is None else str(self.primary),
             "EnhancedAddress": "",
+            "Interface": self.interface,
         }
 
     def to_dict(self) -> dict:

@@ -16,9 +16,9 @@ from datetime import datetime
 import trio
 
 from mbusgw.gateway.bus import BusMaster
-from mbusgw.gateway.meters import AddressingMode, Meter, meter_key
+from mbusgw.gateway.errors import describe
+from mbusgw.gateway.meters import AddressingMode, Merge, Meter, meter_key
 from mbusgw.gateway.scan import FoundMeter, Quota, ScanProgress, scan_lines
-from mbusgw.gateway.supervisor import describe
 
 _ids = itertools.count(1)
 
@@ -48,6 +48,7 @@ class SearchJob:
     progress: dict[str, ScanProgress] = field(default_factory=dict)  # per line
     found: list[FoundMeter] = field(default_factory=list)
     installed: int = 0
+    already_installed: list[str] = field(default_factory=list)  # found, left as they were
     error: str | None = None
     warning: str | None = None
     finished: datetime | None = None
@@ -68,6 +69,7 @@ class SearchJob:
             "eta_s": max((p.eta for p in progress if p.eta is not None), default=None),
             "expected": self.request.expected or None,
             "installed": self.installed,
+            "already_installed": self.already_installed,
             "error": self.error,
             "warning": self.warning,
             "meters": [meter.to_dict() for meter in self.found],
@@ -110,10 +112,11 @@ def meter_from_found(found: FoundMeter) -> Meter:
 async def run_search(
     job: SearchJob,
     buses: dict[str, BusMaster],
-    install: Callable[[Sequence[Meter]], Awaitable[int]],
+    install: Callable[[Sequence[Meter]], Awaitable[Merge]],
     now: Callable[[], datetime],
 ) -> SearchJob:
-    """Carry out ``job`` on ``buses``; found meters are installed through ``install``."""
+    """Carry out ``job`` on ``buses``; found meters are installed through ``install`` (which
+    leaves meters installed already as they are)."""
     request = job.request
     unknown = set(request.interfaces) - set(buses)
     try:
@@ -144,7 +147,9 @@ async def run_search(
                 "told apart"
             )
         if request.install and job.found:
-            job.installed = await install([meter_from_found(found) for found in job.found])
+            merged = await install([meter_from_found(found) for found in job.found])
+            job.installed = len(merged.added)
+            job.already_installed = [meter.key for meter in merged.known]
         job.state = "done"
     except trio.Cancelled:
         job.state = "cancelled"

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 import trio
 
+from mbusgw.gateway.errors import describe
+
 # System-log levels as the product numbers them (the store keeps the same numbers).
 DEBUG, INFO, WARNING, ERROR = -1, 0, 1, 2
 
@@ -72,13 +74,6 @@ class ServiceState:
     crashes: int = 0
     last_error: str | None = None
     since: float = 0.0
-
-
-def describe(exc: BaseException) -> str:
-    """One line for the log: the first real error inside any exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return f"{type(exc).__name__}: {exc}"
 
 
 class Supervisor:

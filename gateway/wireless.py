@@ -30,6 +30,7 @@ from mbusgw.core.wireless_decoder import WirelessDecoder
 from mbusgw.core.wmbus import MeterId
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.compact_layouts import shipped_compact_layouts
+from mbusgw.gateway.errors import describe
 from mbusgw.gateway.keys import KeyStore
 from mbusgw.gateway.meters import AddressingMode, Meter
 from mbusgw.gateway.reading import MeterReading
@@ -220,7 +221,7 @@ class WirelessNetwork:
             self.clock.now(),
             False,
             (frame.data,),
-            error=f"{type(error).__name__}: {error}",
+            error=describe(error),
             attempts=1,
             failure=type(error),
         )

@@ -107,9 +107,10 @@ class WirelessInstaller:
         new = [m for m in heard if network.installed(m) is None]
         installed = 0
         if install and new:
-            installed = await self.registry.install_found(
+            merged = await self.registry.install_found(
                 [wireless_meter(m, network.best_for(m)) for m in new]
             )
+            installed = len(merged.added)
         return {
             "found": len(heard),
             "new": len(new),

@@ -92,10 +92,15 @@ async def meters_list() -> Response:
 
 
 @route("POST", "/meters", "Install meters from a meter list (CSV, manual table 5)", "meters",
-       access="admin", body="csv", response="InstallResult")  # fmt: skip
+       access="admin", body="csv", response="InstallResult",
+       params=(Param("interface", STR, "the M-Bus line of the rows that name none in their "
+                     "Interface column (default: the first line)"),))  # fmt: skip
 async def meters_install() -> Response:
+    from quart import request
+
     data, _ = await uploaded_file()
-    return reply(await ops.install_meters(gw(), text_of(data)))
+    interface = request.args.get("interface") or None
+    return reply(await ops.install_meters(gw(), text_of(data), interface))
 
 
 @route("GET", "/meters/template.csv", "Meter list template", "meters", media="csv")

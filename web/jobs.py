@@ -11,7 +11,6 @@ the last ``KEEP`` jobs.
 
 from __future__ import annotations
 
-import io
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,10 +19,16 @@ from typing import Any
 
 import trio
 
-from mbusgw.gateway.cells import CsvWriter
-from mbusgw.gateway.errors import UnknownReport
-from mbusgw.gateway.facade import GatewayHandle, ScanProgress, quota_for, scan_line, shortfall
-from mbusgw.gateway.meters import BAUD_RATES, COLUMNS
+from mbusgw.gateway.errors import UnknownReport, describe
+from mbusgw.gateway.facade import (
+    GatewayHandle,
+    ScanProgress,
+    meter_from_found,
+    quota_for,
+    scan_line,
+    shortfall,
+)
+from mbusgw.gateway.meters import BAUD_RATES, Meter
 from mbusgw.web.errors import BadRequest, Conflict, NotFound
 
 KEEP = 50
@@ -97,7 +102,7 @@ class JobBoard:
                 if job.cancel_scope.cancelled_caught:
                     job.state = "cancelled"
             except Exception as exc:
-                job.state, job.message = "failed", f"{type(exc).__name__}: {exc}"
+                job.state, job.message = "failed", describe(exc)
                 self._gateway.store.log.error("web", f"job {job.id} failed: {job.message}")
             finally:
                 job.finished = clock.now()
@@ -143,7 +148,7 @@ class JobBoard:
                 nursery.cancel_scope.cancel()
             failed = len(result.failed)
             job.found = len(result.readings) - failed
-            job.message = f"{job.found} of {len(result.readings)} meters read, {failed} failed"
+            job.message = result.summary()
             job.result = {"read": len(result.readings), "failed": failed}
 
         return self._start("read_all", work)
@@ -212,7 +217,7 @@ class JobBoard:
         quota = quota_for(expected)
 
         async def work(job: Job) -> None:
-            found_rows: dict[str, list[dict[str, str]]] = {}
+            found_rows: dict[str, list[Meter]] = {}
             for index, name in enumerate(lines):
                 if quota is not None and quota.met:
                     break
@@ -230,21 +235,27 @@ class JobBoard:
                     progress=progress,
                     quota=quota,
                 )
-                found_rows[name] = [meter.install_row() for meter in report.found]
+                found_rows[name] = [meter_from_found(meter) for meter in report.found]
                 job.found = sum(len(r) for r in found_rows.values())
-            installed = 0
-            if install:
-                for name, rows in found_rows.items():
-                    if rows:
-                        await gateway.install_meter_list(_meter_list(rows), interface=name)
-                        installed += len(rows)
+            installed, known = 0, []
+            found = [meter for meters in found_rows.values() for meter in meters]
+            if install and found:
+                merged = await gateway.install_found(found)
+                installed, known = len(merged.added), [meter.key for meter in merged.known]
             job.message = f"found {job.found} meter(s), installed {installed}"
+            if known:
+                job.message += f", {len(known)} already installed"
             if quota is not None and quota.met:
                 job.message += f" (stopped: the {expected} expected were found)"
             job.warning = shortfall(expected, job.found)
             if job.warning:
                 gateway.store.log.warning("search", f"search {job.id}: {job.warning}")
-            job.result = {"found": job.found, "expected": expected, "installed": installed}
+            job.result = {
+                "found": job.found,
+                "expected": expected,
+                "installed": installed,
+                "already_installed": known,
+            }
 
         return self._start(f"scan_{kind}", work, expected)
 
@@ -279,11 +290,3 @@ class JobBoard:
             job.result = result
 
         return self._start("scan_wireless", work)
-
-
-def _meter_list(rows: list[dict[str, str]]) -> str:
-    out = io.StringIO()
-    writer = CsvWriter(out, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
-    writer.writerows([row.get(name, "") for name in COLUMNS] for row in rows)
-    return out.getvalue()

@@ -21,7 +21,7 @@ from mbusgw.gateway.meters import (
     AddressingMode,
     Meter,
     MultiTelegram,
-    parse_meter_list,
+    parse_for_gateway,
     template_csv,
 )
 from mbusgw.gateway.settings import masked, without_masks
@@ -182,26 +182,20 @@ def install_result(gw: GatewayHandle, installed: Sequence[Meter]) -> dict[str, A
     }
 
 
-async def install_meters(gw: GatewayHandle, csv: str) -> dict[str, Any]:
+async def install_meters(
+    gw: GatewayHandle, csv: str, interface: str | None = None
+) -> dict[str, Any]:
+    """Install a meter list; rows naming no ``Interface`` go to ``interface`` (default: the
+    first wired line)."""
     if not isinstance(csv, str):
         raise BadRequest("the meter list must be CSV text")
+    if interface is not None and not isinstance(interface, str):
+        raise BadRequest("the interface is a line's name", {"interface": "not text"})
     receivers = list(gw.wireless.receivers) if gw.wireless is not None else []
-    # the same check the gateway makes, for the rows' identities
-    rows = parse_meter_list(
-        csv, receivers=receivers, wireless_by_default=bool(receivers) and not gw.lines
-    )
-    await gw.install_meter_list(csv)
-    secondary = {row.secondary_address for row in rows if row.secondary_address}
-    primary = {row.primary_address for row in rows if not row.secondary_address}
-    return install_result(
-        gw,
-        [
-            m
-            for m in gw.meters
-            if m.secondary_address in secondary
-            or (not m.secondary_address and m.primary_address in primary)
-        ],
-    )
+    # the same check the gateway makes, for the rows' keys (their line is part of them)
+    keys = {m.key for m in parse_for_gateway(csv, list(gw.lines), receivers, interface)}
+    await gw.install_meter_list(csv, interface)
+    return install_result(gw, [m for m in gw.meters if m.key in keys])
 
 
 def meter_template() -> str:

@@ -180,6 +180,7 @@ async def installation() -> str:
         reading=settings.reading,
         schedules=SCHEDULE_CHOICES,
         jobs=ops.list_jobs(state())["jobs"][-5:],
+        lines=list(gateway.lines),
     )
 
 
@@ -192,7 +193,8 @@ SCHEDULE_CHOICES = tuple(
 @admin_only
 async def install_meters() -> Any:
     data, _ = await uploaded_file()
-    result, error = await attempt(lambda: ops.install_meters(gw(), text_of(data)))
+    interface = (await request.form).get("interface") or None
+    result, error = await attempt(lambda: ops.install_meters(gw(), text_of(data), interface))
     if error is not None:
         return await page("install_error.html", error=error), error.status
     return back(

@@ -72,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
     if job.error:
         print(f"mbusgw: search failed: {job.error}", file=sys.stderr)
         return 1
-    print(f"{len(job.found)} meter(s) found, {job.installed} newly installed")
+    print(
+        f"{len(job.found)} meter(s) found, {job.installed} newly installed, "
+        f"{len(job.already_installed)} already installed"
+    )
     return 0
 
 

@@ -7,7 +7,8 @@ send it again"), and where it is in a multi-telegram sequence (DIF 0x1F in every
 the last; after the last it starts over with the first, or with ``restarts=False`` sends the
 last one again until SND_NKE). Faults are switched on by setting attributes: ``silent`` (never
 answers), ``ignore_next`` (ignores that many requests, then answers), ``corrupt_next`` (flips one
-bit in that many answers), ``extra_delay`` (a slow meter).
+bit in that many answers), ``extra_delay`` (a slow meter), ``babble`` (answers every request it
+would answer with these bytes instead: a meter whose answers are garbled beyond framing).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class SimMeter:
     ignore_next: int = 0
     corrupt_next: int = 0
     extra_delay: float = 0.0
+    babble: bytes | None = None
     # link and application state
     selected: bool = False
     access: int = 0
@@ -115,6 +117,8 @@ class SimMeter:
         answer = self._answer(frame, t)
         if answer is None:
             return None
+        if self.babble is not None:
+            answer = self.babble
         if self.corrupt_next > 0:
             self.corrupt_next -= 1
             damaged = bytearray(answer)

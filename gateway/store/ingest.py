@@ -24,7 +24,8 @@ from mbusgw.gateway.store.model import (
     StoredReading,
 )
 from mbusgw.gateway.store.raw import encode_raw
-from mbusgw.gateway.store.rows import encode_row
+from mbusgw.gateway.store.rows import accept_readings, encode_row
+from mbusgw.gateway.store.syslog import SystemLog
 
 NEXT_SEQ = b"next_seq"
 _OCCURRENCE_MARK = b"\xff"  # cannot end a DIF..VIFE chain: marks a repeated record identity
@@ -37,6 +38,19 @@ class Receipt:
     first_seq: int
     readings: int
     values: int
+    refused: tuple[tuple[str, str], ...] = ()  # (meter, why) of each reading not stored
+
+
+def admit(
+    readings: Sequence[StoredReading], log: SystemLog
+) -> tuple[list[StoredReading], tuple[tuple[str, str], ...]]:
+    """The readings of a batch the store can take; each refused one is written to the system
+    log under its meter with the reason, and returned as ``(meter, why)``."""
+    good, refused = accept_readings(readings)
+    notes = tuple((str(reading.meter), str(error)) for reading, error in refused)
+    for meter, why in notes:
+        log.error(meter, f"reading not stored: {why}")
+    return good, notes
 
 
 def write_readings(ctx: WriteContext, readings: Sequence[StoredReading]) -> Receipt:

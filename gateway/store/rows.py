@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mbusgw.gateway.errors import InvalidReading
+from mbusgw.gateway.errors import MAX_ERROR_TEXT, InvalidReading
 from mbusgw.gateway.store.keys import SLOT_SECONDS, U32_MAX
 from mbusgw.gateway.store.model import (
     INT64_MAX,
@@ -39,7 +39,7 @@ ENTRY_DTYPE = np.dtype(
     [("series", "<u4"), ("kind", "u1"), ("exponent", "i1"), ("flags", "u1"), ("mantissa", "<i8")]
 )
 MAX_VALUES = 0xFFFF
-MAX_ERROR = 1000
+MAX_ERROR = MAX_ERROR_TEXT  # every error text the gateway makes fits
 LATEST_TIME = (U32_MAX + 1) * SLOT_SECONDS - 1
 _REAL = int(ValueKind.REAL)
 _STATUS_CODES = frozenset(int(s) for s in ReadingStatus)
@@ -61,6 +61,31 @@ class Row:
 
     def blob(self, i: int) -> bytes | None:
         return None if self.blobs is None else self.blobs[i]
+
+
+def accept_readings(
+    readings: Sequence[StoredReading],
+) -> tuple[list[StoredReading], list[tuple[StoredReading, InvalidReading]]]:
+    """The readings the store can take, and those it refuses with the reason: one bad row
+    never costs the others their place. The batch is checked at once, and row by row only
+    when that fails (the usual batch is all good)."""
+    readings = list(readings)
+    try:
+        validate_readings(readings)
+    except InvalidReading:
+        pass
+    else:
+        return readings, []
+    good: list[StoredReading] = []
+    refused: list[tuple[StoredReading, InvalidReading]] = []
+    for reading in readings:
+        try:
+            validate_readings([reading])
+        except InvalidReading as error:
+            refused.append((reading, error))
+        else:
+            good.append(reading)
+    return good, refused
 
 
 def validate_readings(readings: Sequence[StoredReading]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -29,10 +29,9 @@ from mbusgw.gateway.store.env import (
     StoreEnv,
     get_u64,
 )
-from mbusgw.gateway.store.ingest import Receipt, write_readings
+from mbusgw.gateway.store.ingest import Receipt, admit, write_readings
 from mbusgw.gateway.store.model import MeterInfo, MeterLog, SeriesInfo, StoredReading, ValueTable
 from mbusgw.gateway.store.queries import Queries, RawTelegram, time_bounds
-from mbusgw.gateway.store.rows import validate_readings
 from mbusgw.gateway.store.seal_on_open import seal_clear_secrets
 from mbusgw.gateway.store.settings_table import read_settings, update_settings
 from mbusgw.gateway.store.syslog import LogEntry, SystemLog
@@ -155,9 +154,10 @@ class Store:
         return op.outcome()
 
     def put_readings(self, readings: Sequence[StoredReading]) -> Receipt:
-        readings = list(readings)
-        validate_readings(readings)
-        return self.write(lambda ctx: write_readings(ctx, readings))
+        """Store readings in one transaction; a reading the store cannot take is refused alone
+        (logged, and named in ``Receipt.refused``)."""
+        good, refused = admit(readings, self.log)
+        return replace(self.write(lambda ctx: write_readings(ctx, good)), refused=refused)
 
     def update_settings(self, changes: dict[str, Any]) -> Settings:
         """Merge and validate ``changes`` (nested), store all or nothing (``ConfigError``)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import trio
@@ -26,9 +27,8 @@ from mbusgw.gateway.settings import Settings
 from mbusgw.gateway.store import records
 from mbusgw.gateway.store.batch import WriteOp
 from mbusgw.gateway.store.context import WriteContext
-from mbusgw.gateway.store.ingest import Receipt, write_readings
+from mbusgw.gateway.store.ingest import Receipt, admit, write_readings
 from mbusgw.gateway.store.model import StoredReading
-from mbusgw.gateway.store.rows import validate_readings
 from mbusgw.gateway.store.settings_table import update_settings
 from mbusgw.gateway.store.store import Store
 
@@ -184,10 +184,12 @@ class StoreWriter:
         await self.submit(lambda ctx: None)
 
     async def put_readings(self, readings: Sequence[StoredReading]) -> Receipt:
-        """Store a reading cycle in one transaction; returns once it is durable."""
-        readings = list(readings)
-        validate_readings(readings)  # in the caller's task: a bad reading never reaches the batch
-        return await self.submit(lambda ctx: write_readings(ctx, readings))
+        """Store a reading cycle in one transaction; returns once it is durable. A reading the
+        store cannot take is refused alone (logged, and named in ``Receipt.refused``)."""
+        # checked in the caller's task: a bad reading never reaches the batch
+        good, refused = admit(readings, self.store.log)
+        receipt = await self.submit(lambda ctx: write_readings(ctx, good))
+        return replace(receipt, refused=refused)
 
     async def update_settings(self, changes: dict[str, Any]) -> Settings:
         """Merge ``changes`` (nested, only what changes) into the settings; all or nothing.

@@ -87,7 +87,7 @@ def test_a_cycle_caught_by_a_full_disk_is_held_and_stored_when_there_is_room(
     console = "\n".join(report["console"])
     assert "disk full: nothing could be stored" in console
     assert f"the {METERS} reading(s) of this cycle are held" in console
-    assert f"read at start: {METERS} meter(s), 0 failed" in console
+    assert f"read at start: {METERS} of {METERS} meters read, 0 failed" in console
     assert "failed:" not in console and "_read_now_logged" not in console
     # the system log in the store has the full disk too, written once there was room
     assert any("disk full" in text for text in report["system_log"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+from dataclasses import replace
+
 import pytest
 
 from mbusgw.gateway.meters import (
@@ -9,8 +12,11 @@ from mbusgw.gateway.meters import (
     MeterListError,
     apply_capacity,
     install,
+    learnt_identities,
+    merge_found,
     parse_meter_list,
     template_csv,
+    with_identities,
 )
 
 GOOD = """Position,SecondaryAddress,BaudRate,AddressingMode,PrimaryAddress,EnhancedAddress
@@ -26,7 +32,10 @@ def test_template_parses_back() -> None:
         AddressingMode.SECONDARY,
         AddressingMode.PRIMARY,
         AddressingMode.ESECONDARY,
+        AddressingMode.ESECONDARY,
     ]
+    assert [m.wireless for m in meters] == [False, False, False, True]
+    assert template_csv().splitlines()[0].endswith(",Interface")
 
 
 def test_good_list() -> None:
@@ -99,3 +108,71 @@ def test_capacity_makes_the_rest_passive_and_reinstall_updates() -> None:
     assert again[0].enabled is False
     with pytest.raises(ValueError, match="capacity"):
         install([], meters, capacity=10)
+
+
+HEADER = "Position,SecondaryAddress,BaudRate,AddressingMode,PrimaryAddress,EnhancedAddress"
+
+
+def test_the_interface_column_places_a_row_on_its_line() -> None:
+    text = f"{HEADER},Interface\nA,,2400,primary,1,,\nE,,2400,primary,1,,lineE\n"
+    a, e = parse_meter_list(text, interface="lineA", lines=("lineA", "lineE"))
+    assert (a.key, a.interface, e.key, e.interface) == ("lineA:p1", "lineA", "lineE:p1", "lineE")
+    # matched by line and address: the same address on another line is another meter
+    assert [m.position for m in install([a], [e], capacity=8)] == ["A", "E"]
+    with pytest.raises(MeterListError) as caught:
+        parse_meter_list(f"{HEADER},Interface\nX,,2400,primary,1,,lineX\n", lines=("lineA",))
+    assert [str(e) for e in caught.value.errors] == [
+        "line 2, column Interface: 'lineX' is not a configured M-Bus line (configured: lineA)"
+    ]
+    # a tool without the gateway's configuration takes the name as it is
+    (anywhere,) = parse_meter_list(f"{HEADER},Interface\nX,,2400,primary,1,,lineX\n")
+    assert anywhere.key == "lineX:p1"
+
+
+def test_a_wired_enhanced_selection_needs_the_fabrication_number() -> None:
+    for modes in ("esecondary", "secondary|esecondary"):
+        with pytest.raises(MeterListError) as caught:
+            parse_meter_list(f"{HEADER}\nGas,23456789,2400,{modes},,\n")
+        assert [(e.line, e.column) for e in caught.value.errors] == [(2, "EnhancedAddress")]
+    (gas,) = parse_meter_list(f"{HEADER}\nGas,23456789,2400,esecondary,,70012345\n")
+    assert gas.enhanced_address == "70012345" and not gas.wireless
+    (radio,) = parse_meter_list(
+        f"{HEADER}\nW,23456789,2400,esecondary,,\n", wireless_by_default=True
+    )
+    assert radio.wireless
+
+
+def test_a_field_beyond_the_csv_limit_is_named_by_row_and_column() -> None:
+    huge = "y" * (csv.field_size_limit() + 1)
+    # the record begins on line 3; its quoted first field runs over two lines
+    text = f'{HEADER}\nok,12345678,2400,secondary,,\n"a\nb",,,,,{huge}\n'
+    with pytest.raises(MeterListError) as caught:
+        parse_meter_list(text)
+    assert [str(e) for e in caught.value.errors] == [
+        f"line 3, column EnhancedAddress: longer than {csv.field_size_limit()} characters"
+    ]
+
+
+def test_a_search_adds_new_meters_and_leaves_installed_ones_as_they_are() -> None:
+    (mine,) = parse_meter_list(f"{HEADER}\nFlat 7,12345678,2400,secondary|primary,9,\n")
+    (primary_only,) = parse_meter_list(f"{HEADER}\nCellar,,2400,primary,5,\n")
+    found = [
+        replace(
+            mine, position="EFE 12345678", primary_address=None, addressing=mine.addressing[:1]
+        ),
+        replace(mine, key="55555555", secondary_address="55555555", primary_address=5),
+        replace(mine, key="66666666", secondary_address="66666666", primary_address=None),
+    ]
+    merged = merge_found([mine, primary_only], found, capacity=8)
+    assert merged.meters[:2] == [mine, primary_only]
+    assert [m.key for m in merged.known] == ["12345678", "55555555"]
+    assert [m.key for m in merged.added] == ["66666666"] == [m.key for m in merged.meters[2:]]
+
+
+def test_an_identity_heard_is_recorded_once() -> None:
+    (mine,) = parse_meter_list(f"{HEADER}\nFlat 7,12345678,2400,secondary,,\n")
+    learnt = learnt_identities([mine], {"12345678": ("EFE", 3, 4), "99999999": ("ABB", 1, 2)})
+    assert learnt == {"12345678": ("EFE", 3, 4)}
+    (known,) = with_identities([mine], learnt)
+    assert (known.manufacturer, known.version, known.medium) == ("EFE", 3, 4)
+    assert learnt_identities([known], {"12345678": ("EFE", 3, 4)}) == {}

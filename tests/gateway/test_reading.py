@@ -6,6 +6,7 @@ against the simulator in their own tests and end to end in the gateway tests.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,10 +14,11 @@ import trio
 import trio.testing
 
 from mbusgw.gateway.clock import TrioWallClock
+from mbusgw.gateway.errors import MAX_ERROR_TEXT, Collision, bounded
 from mbusgw.gateway.events import CYCLE_FINISHED, METER_FAILED, METER_RECOVERED, EventBus
 from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.meters import AddressingMode, Meter
-from mbusgw.gateway.reading import BusReply, ReadingPipeline
+from mbusgw.gateway.reading import BusReply, ReadingPipeline, heard_identities
 
 DATA = Path(__file__).parent.parent / "data"
 FRAME = bytes.fromhex((DATA / "libmbus/test-frames/ELV-Elvaco-CMa10.hex").read_text())
@@ -91,9 +93,10 @@ async def test_a_cycle_is_announced_after_its_readings_are_stored(autojump_clock
     committed: list[str] = []
     seen_at_announcement: list[list[str]] = []
 
-    async def store(readings) -> None:
+    async def store(readings) -> dict[str, str]:
         await trio.sleep(2)  # a slow commit
         committed.extend(r.meter.key for r in readings)
+        return {}
 
     async def watch(subscriber) -> None:
         async for event in subscriber:
@@ -117,6 +120,47 @@ async def test_corrupt_reply_fails_the_reading_but_keeps_the_bytes(autojump_cloc
     pipeline = ReadingPipeline({"a": BadLine(0)}, clock, events=EventBus(), live=LiveSnapshot())
     reading = await pipeline.read_one(meter("A1", "a"))
     assert not reading.ok and reading.frames and reading.error.startswith("FrameError")
+
+
+async def test_a_long_error_is_cut_where_its_text_is_made(autojump_clock) -> None:
+    garble = "E5 00 " * 1200 + "ünïcödé"
+
+    class GarbledLine(ReplayLine):
+        async def read_meter(self, meter: Meter, *, continuous: bool = False) -> BusReply:
+            raise Collision(meter.key, 3, garble)
+
+    clock = TrioWallClock(datetime(2026, 11, 24, tzinfo=UTC))
+    pipeline = ReadingPipeline({"a": GarbledLine(0)}, clock, events=EventBus(), live=LiveSnapshot())
+
+    async def store(readings) -> dict[str, str]:
+        return {"A2": "error must be text of at most 1000 bytes"}
+
+    result = await pipeline.read_cycle([meter("A1", "a"), meter("A2", "a")], store=store)
+    error = result.readings[0].error
+    whole = f"Collision: garbled answer from A1 after 3 attempt(s): {garble}"
+    assert len(error.encode()) <= MAX_ERROR_TEXT
+    assert error.startswith(whole[:60]) and error.endswith(f"… ({len(whole)} characters)")
+    assert bounded("ü" * 600).encode().decode() == bounded("ü" * 600)  # never a cut character
+    summary = result.summary()
+    assert summary.startswith("0 of 2 meters read, 2 failed (A1: Collision: garbled answer")
+    assert "A2 not stored: error must be text of at most 1000 bytes" in summary
+    assert len(summary.encode()) <= MAX_ERROR_TEXT
+
+
+async def test_a_good_reply_tells_what_the_meter_is(autojump_clock) -> None:
+    clock = TrioWallClock(datetime(2026, 11, 24, tzinfo=UTC))
+    lines = {"a": ReplayLine(0), "b": ReplayLine(0, failing={"24011561"})}
+    pipeline = ReadingPipeline(lines, clock, events=EventBus(), live=LiveSnapshot())
+    meters = [
+        meter("24011561", "a"),  # the frame's own ID
+        meter("11111111", "a"),  # another meter answered: says nothing about this one
+        replace(meter("24011561", "a"), key="radio", wireless=True),  # known by its link layer
+        meter("24011561", "b"),  # failed
+    ]
+    result = await pipeline.read_cycle(meters)
+    (header,) = {r.telegrams[0].header for r in result.readings if r.ok}
+    heard = (header.manufacturer, header.version, header.medium)
+    assert heard[0] == "ELV" and heard_identities(result.readings) == {"24011561": heard}
 
 
 async def test_continuous_mode_reads_back_to_back_into_the_snapshot(autojump_clock) -> None:

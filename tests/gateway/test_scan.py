@@ -167,4 +167,5 @@ def test_found_meters_are_ready_for_installation() -> None:
         "AddressingMode": "primary",
         "PrimaryAddress": "4",
         "EnhancedAddress": "",
+        "Interface": "line1",
     }

@@ -104,7 +104,7 @@ def test_meter_commands(tmp_path: Path) -> None:
     good = tmp_path / "meters.csv"
     good.write_text(template.stdout)
     done = mbusgw("meters", "install", str(good), "--data-dir", str(tmp_path))
-    assert done.returncode == 0 and "installed 3 meter(s)" in done.stdout
+    assert done.returncode == 0 and "installed 4 meter(s)" in done.stdout
     bad = tmp_path / "bad.csv"
     bad.write_text("Position,SecondaryAddress,BaudRate,AddressingMode\nx,12,2400,secondary\n")
     refused = mbusgw("meters", "install", str(bad), "--data-dir", str(tmp_path))
@@ -115,5 +115,16 @@ def test_meter_commands(tmp_path: Path) -> None:
     assert [line.split()[0] for line in listing.stdout.splitlines()[1:]] == [
         "12345678",
         "default:p5",
+        "23456789",
         "87654321",
     ]
+
+
+def test_an_oversized_field_is_a_clear_error_on_the_command_line(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.csv"
+    header = "Position,SecondaryAddress,BaudRate,AddressingMode"
+    huge.write_text(f"{header}\n{'x' * 140_000},12345678,2400,secondary\n")
+    refused = mbusgw("meters", "install", str(huge), "--data-dir", str(tmp_path))
+    assert refused.returncode == 1
+    assert "line 2, column Position: longer than 131072 characters" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -146,15 +146,18 @@ def test_repeated_record_identity_becomes_its_own_series(tmp_path) -> None:
         {"series": []},
     ],
 )
-def test_malformed_readings_are_refused_and_nothing_is_stored(tmp_path, change: dict) -> None:
+def test_a_malformed_reading_is_refused_alone_and_logged(tmp_path, change: dict) -> None:
     store = open_store(tmp_path)
     good = StoredReading.of("m", T0, [(SeriesSpec(b"\x04\x13", "volume", "m³"), 1)])
-    bad = StoredReading.of("m", T0, [(SeriesSpec(b"\x04\x13", "volume", "m³"), 1)])
+    bad = StoredReading.of("bad", T0, [(SeriesSpec(b"\x04\x13", "volume", "m³"), 1)])
     for name, value in change.items():
         setattr(bad, name, value)
-    with pytest.raises(InvalidReading):
-        store.put_readings([good, bad])
-    assert store.stats().readings == 0 and store.meters() == []
+    receipt = store.put_readings([bad, good])
+    assert (receipt.readings, [meter for meter, _ in receipt.refused]) == (1, [bad.meter])
+    assert store.stats().readings == 1 and [m.name for m in store.meters()] == ["m"]
+    store.write(lambda ctx: None)  # commits the pending system log
+    logged = [(e.origin, e.text) for e in store.system_log() if "not stored" in e.text]
+    assert logged == [(bad.meter, f"reading not stored: {receipt.refused[0][1]}")]
 
 
 def test_a_series_spec_is_checked_when_made() -> None:

@@ -7,7 +7,7 @@ import pytest
 import trio
 from storekit import T0, heat_reading, open_store, raw_cycle, series_id, trio_clock
 
-from mbusgw.gateway.errors import InvalidReading, StoreClosed, StoreError
+from mbusgw.gateway.errors import StoreClosed, StoreError
 from mbusgw.gateway.store import LogFilter, StoredReading, StoreWriter
 from mbusgw.gateway.store.env import MiB
 
@@ -75,17 +75,21 @@ async def test_a_failing_operation_does_not_take_the_batch_down(store) -> None:
     assert store.records("users") == {}  # the failed operation left nothing behind
 
 
-async def test_bad_readings_fail_in_the_callers_task(store) -> None:
+async def test_a_bad_reading_is_refused_alone(store) -> None:
     writer = StoreWriter(store)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
             bad = heat_reading("a", 0)
             bad.kind = np.array([1, 1, 1, 77], np.uint8)
-            with pytest.raises(InvalidReading):
-                await writer.put_readings([heat_reading("b", 0), bad])
+            receipt = await writer.put_readings([heat_reading("b", 0), bad])
             writer.close()
-    assert store.stats().readings == 0
+    assert receipt.readings == 1 and receipt.refused == (
+        ("a", "value kinds must be ValueKind codes"),
+    )
+    assert [m.name for m in store.meters()] == ["b"]
+    logged = [(e.origin, e.text) for e in store.system_log(LogFilter(origin="a"))]
+    assert logged == [("a", "reading not stored: value kinds must be ValueKind codes")]
 
 
 async def test_a_closed_writer_refuses_work(store) -> None:

@@ -268,12 +268,13 @@ async def test_meter_list_rows_for_wireless_meters(tmp_path: Path) -> None:
         rows = (
             f"Flat 1,{first},2400,esecondary,,wireless\n"
             f"Flat 2,{second},2400,esecondary,,rx2\n"
-            f"Flat 3,{third},2400,esecondary,,\n"
+            f"Flat 3,{third},2400,esecondary,,70000003\n"
         )
         meters = {m.key: m for m in await gateway.install_meter_list(header + rows)}
         assert meters[first].wireless and meters[first].interface == "rx1"
         assert (meters[second].interface, meters[second].enhanced_address) == ("rx2", "rx2")
         assert not meters[third].wireless and meters[third].interface == "line"
+        assert meters[third].enhanced_address == "70000003"
         with pytest.raises(MeterListError) as caught:
             await gateway.install_meter_list(header + "Flat 4,12345678,2400,primary,4,rx3\n")
         assert [(e.line, e.column) for e in caught.value.errors] == [(2, "EnhancedAddress")]

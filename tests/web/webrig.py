@@ -28,7 +28,15 @@ from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.key_records import StoreKeyBackend
 from mbusgw.gateway.keys import KeyStore
 from mbusgw.gateway.live import LiveSnapshot
-from mbusgw.gateway.meters import Meter, apply_capacity, install, parse_meter_list
+from mbusgw.gateway.meters import (
+    Merge,
+    Meter,
+    apply_capacity,
+    install,
+    merge_found,
+    parse_for_gateway,
+)
+from mbusgw.gateway.reading import CycleResult, MeterReading
 from mbusgw.gateway.settings import InterfaceConfig, Settings, StartupConfig
 from mbusgw.gateway.store import SeriesSpec, Store, StoredReading, StoreWriter, store_path
 from mbusgw.gateway.supervisor import Supervisor
@@ -75,9 +83,14 @@ class RigGateway:
         return self.store.settings
 
     async def install_meter_list(self, text: str, interface: str | None = None) -> list[Meter]:
-        new = parse_meter_list(text, interface=interface or "default")
+        new = parse_for_gateway(text, list(self.lines), [], interface)
         self.meters = install(self.meters, new, self.settings.capacity)
         return self.meters
+
+    async def install_found(self, found: Sequence[Meter]) -> Merge:
+        merged = merge_found(self.meters, found, self.settings.capacity)
+        self.meters = merged.meters
+        return merged
 
     async def update_settings(self, changes: dict[str, Any]) -> Settings:
         settings = await self.writer.update_settings(changes)
@@ -99,34 +112,20 @@ class RigGateway:
         health = self.health.setdefault(key, MeterHealth(key))
         health.record(datetime.fromtimestamp(at, UTC), True, response_ms=120.0)
 
-    async def read_meter(self, key: str) -> RigReading:
+    async def read_meter(self, key: str) -> MeterReading:
+        meter = next(m for m in self.meters if m.key == key)
         now = int(self.clock.now().timestamp())
         await self.store_reading(key, now, 1000, "12.345")
-        return RigReading(datetime.fromtimestamp(now, UTC))
+        return MeterReading(meter, datetime.fromtimestamp(now, UTC), True)
 
-    async def read_all(self, meters: Sequence[Meter] | None = None) -> RigCycle:
+    async def read_all(self, meters: Sequence[Meter] | None = None) -> CycleResult:
         chosen = [m for m in self.meters if m.active] if meters is None else list(meters)
-        return RigCycle([await self.read_meter(m.key) for m in chosen])
+        started = self.clock.now()
+        readings = [await self.read_meter(m.key) for m in chosen]
+        return CycleResult(started, self.clock.now(), readings)
 
     def stop(self) -> None:
         self.stopped += 1
-
-
-@dataclass
-class RigReading:
-    read_at: datetime
-    ok: bool = True
-    error: str | None = None
-    telegrams: tuple = ()
-
-
-@dataclass
-class RigCycle:
-    readings: list[RigReading]
-
-    @property
-    def failed(self) -> list[RigReading]:
-        return [r for r in self.readings if not r.ok]
 
 
 async def open_rig(
