@@ -3,16 +3,25 @@
 
 The simulated lines run in a separate process (``mbusgw simulate``) so that only the gateway's
 own CPU time and memory are measured. ``python -m bench.run gateway --seconds 60``.
+
+``--driver trio|threads`` chooses the bus driver (``MBusSettings.driver``; default: the
+setting's default). ``--cpu-quota PERCENT`` runs the gateway (this process, while it measures;
+the simulator and the I/O-only peers stay outside) in a CPU cgroup of that share of one core:
+cgroup v1 ``cpu`` (``cfs_period_us`` 100000, ``cfs_quota_us`` PERCENT × 1000) where the machine
+has it, else cgroup v2 ``cpu.max`` with the same numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +45,45 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def start_simulator() -> tuple[subprocess.Popen, list[int]]:
+CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
+CGROUP_V2 = Path("/sys/fs/cgroup")
+CFS_PERIOD_US = 100_000
+
+
+@contextmanager
+def cpu_quota(percent: float | None) -> Iterator[str | None]:
+    """This process in a CPU cgroup limited to ``percent`` of one core, while inside; yields
+    which kind of group it is (None: no limit asked for)."""
+    if percent is None:
+        yield None
+        return
+    quota = round(CFS_PERIOD_US * percent / 100)
+    if quota < 1000:
+        raise SystemExit("--cpu-quota: the kernel's smallest quota is 1 % of one core")
+    pid = str(os.getpid())
+    if (CGROUP_V1_CPU / "cpu.cfs_quota_us").exists():
+        root, kind = CGROUP_V1_CPU, "cgroup v1 cpu"
+        group = root / f"mbusgw-bench-{pid}"
+        group.mkdir()
+        (group / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
+        (group / "cpu.cfs_quota_us").write_text(str(quota))
+    elif (CGROUP_V2 / "cgroup.controllers").exists():
+        root, kind = CGROUP_V2, "cgroup v2 cpu.max"
+        (root / "cgroup.subtree_control").write_text("+cpu")
+        group = root / f"mbusgw-bench-{pid}"
+        group.mkdir()
+        (group / "cpu.max").write_text(f"{quota} {CFS_PERIOD_US}")
+    else:
+        raise SystemExit("--cpu-quota: this machine has no CPU cgroup controller")
+    try:
+        (group / "cgroup.procs").write_text(pid)  # every thread of the process
+        yield kind
+    finally:
+        (root / "cgroup.procs").write_text(pid)
+        group.rmdir()
+
+
+def start_simulator(lines: int = LINES) -> tuple[subprocess.Popen, list[int]]:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -46,7 +93,7 @@ def start_simulator() -> tuple[subprocess.Popen, list[int]]:
             "--tcp",
             "127.0.0.1:0",
             "--lines",
-            str(LINES),
+            str(lines),
             "--meters",
             str(METERS_PER_LINE),
             "--baud",
@@ -57,7 +104,7 @@ def start_simulator() -> tuple[subprocess.Popen, list[int]]:
         text=True,
     )
     ports = []
-    for _ in range(LINES):
+    for _ in range(lines):
         ready = json.loads(process.stdout.readline())
         ports.append(int(ready["tcp"].rsplit(":", 1)[1]))
     return process, ports
@@ -111,12 +158,14 @@ async def measure(data_dir: Path, ports: list[int], seconds: float, warmup: floa
         exchange_count = exchanges(gateway) - exchanges_before
         failures = sum(h.failures for h in gateway.health.values())
         memory = rss_mb()
+        drivers = sorted({type(line.master).__name__ for line in gateway.lines.values()})
         gateway.stop()
         nursery.cancel_scope.cancel()
     lat = np.array(latencies) * 1000 if latencies else np.array([np.nan])
     return {
         "meters": LINES * METERS_PER_LINE,
         "lines": LINES,
+        "driver": ", ".join(drivers),
         "baud": BAUD,
         "seconds": round(wall, 1),
         "meter_reads": reads,
@@ -141,7 +190,10 @@ def main(argv: list[str]) -> dict:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--peer-seconds", type=float, default=20.0)
+    parser.add_argument("--driver", choices=("trio", "threads"), default=None)
+    parser.add_argument("--cpu-quota", type=float, default=None, metavar="PERCENT")
     args, _ = parser.parse_known_args(argv)
+    mbus = {} if args.driver is None else {"mbus": {"driver": args.driver}}
     simulator, ports = start_simulator()
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -151,10 +203,15 @@ def main(argv: list[str]) -> dict:
                 {
                     "modbus": {"enabled": False},
                     "reading": {"read_at_start": False, "schedule": "0 0 1 1 *"},
+                    **mbus,
                 }
             )
             store.close()
-            result = trio.run(measure, data_dir, ports, args.seconds, args.warmup)
+            with cpu_quota(args.cpu_quota) as quota_kind:
+                result = trio.run(measure, data_dir, ports, args.seconds, args.warmup)
+            result["cpu_quota"] = (
+                None if quota_kind is None else {"percent": args.cpu_quota, "group": quota_kind}
+            )
         peer_warmup = min(args.warmup, 3.0)
         result["peers"] = {
             "trio_io_only": io_floor.trio_peer(ports, BAUD, args.peer_seconds, peer_warmup),
@@ -164,9 +221,11 @@ def main(argv: list[str]) -> dict:
         simulator.terminate()
         simulator.wait(timeout=10)
     latency = result["snapshot_latency_ms"]
+    quota = result["cpu_quota"]
+    limit = "" if quota is None else f", {quota['percent']} % of one core ({quota['group']})"
     print(
         f"{result['meters']} meters on {LINES} lines at {BAUD} baud, continuous mode, "
-        f"{result['seconds']} s measured"
+        f"{result['seconds']} s measured, {result['driver']}{limit}"
     )
     print(
         f"  reads/s            {result['reads_per_second']:>10}  ({result['failed_reads']} failed)"

@@ -19,9 +19,9 @@ from collections.abc import Callable
 
 import trio
 
+from mbusgw.core.busproto import LONG_OVERHEAD, LONG_START
 from mbusgw.core.frame import req_ud2, snd_nke
 from mbusgw.gateway.bus import Timing, resolve
-from mbusgw.gateway.reception import LONG_OVERHEAD, LONG_START
 
 ADDRESSES = range(1, 65)
 

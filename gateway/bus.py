@@ -2,60 +2,76 @@
 
 Other tasks call ``BusMaster.read``/``ping``/``probe_*``/…; each call puts a request on a
 bounded memory channel and waits for the answer, so exchanges never interleave on the wire (a
-secondary selection and the read that follows it stay together). The bus task:
+secondary selection and the read that follows it stay together).
 
-* keeps the inter-frame gap after the line's last activity, drops bytes that arrived since the
-  last exchange (late answers, noise), and sends the request shielded from cancellation (half a
-  frame on the wire would confuse every meter);
-* times the answer from the end of the request on the wire (``len × 11 bit``): silence until
-  the response timeout plus one character means no answer (EN 13757-2: a slave answers within
-  330 bit times + 50 ms). A complete, valid frame ends the reception at once, without waiting
-  for a timeout: that is what keeps the line busy with useful characters when reading back to
-  back. Anything else (a bad checksum, two frames, bytes left over) is a garbled answer, i.e. a
-  collision; then the master waits until the answer window has closed, and sends again only
-  after the line has been silent for the collision recovery time, so late bytes cannot spill
-  into the next exchange. Scan probes listen until the window closes even after a clean answer:
-  a second, slower meter must not go unnoticed;
-* removes the echo of its own request that some converters send back;
-* retries per the timing settings (EN 13757-2 §5.4: at most two repetitions by default),
-  toggles the FCB for each further telegram of a multi-telegram answer and repeats it after a
-  lost answer, and falls back through the meter's addressing modes;
-* reading back to back (``keep_link``), leaves out the SND_NKE before a primary read while it
-  knows the meter's link state (``LinkStates``), after one broadcast SND_NKE for the line.
-
-The exchange reads the line itself and feeds what comes into the answer being awaited (a
-``Reception``); what came between exchanges is read without waiting just before the next
-request. All waiting is on the trio clock, so the timing rules are tested under ``MockClock``.
+What is said on the line, and when, is decided by the line's ``BusProtocol``
+(``mbusgw.core.busproto``: timing, retries, FCB, link states, addressing fallback, collision
+recovery, echo removal, the hard bound of every attempt). ``BusMaster`` is its trio driver: it
+writes what the protocol gives (shielded from cancellation: half a frame on the wire would
+confuse every meter), feeds it what the line received and the trio time, and waits on the trio
+clock until the protocol's next deadline, so every timing rule is tested under ``MockClock``.
+While the rest of a long frame is on the wire it asks the stream to hold the bytes back
+(TCP's receive low-water mark) instead of waking for every few bytes.
 """
 
 from __future__ import annotations
 
-import enum
+import collections
+import contextlib
 import functools
-import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import outcome
 import trio
 
-from mbusgw.core.frame import (
-    Discarded,
-    application_reset,
-    req_ud2,
-    select_secondary,
-    snd_nke,
+from mbusgw.core.busproto import (
+    ADDRESS_BROADCAST,
+    ADDRESS_SELECTED,
+    COLLISION,
+    NO_RESPONSE,
+    NOISY,
+    BusProtocol,
+    BusStats,
+    Done,
+    Exchange,
+    Failed,
+    LinkStates,
+    Outcome,
+    Probe,
+    ProbeKind,
+    Target,
+    Telegram,
+    Telegrams,
 )
+from mbusgw.core.frame import select_secondary
 from mbusgw.core.records_follow import more_records_follow as records_follow
-from mbusgw.gateway.errors import BusError, Collision, LineDown, NoResponse
+from mbusgw.gateway.errors import BusError, Collision, LineDown, LineNoisy, NoResponse
 from mbusgw.gateway.meters import AddressingMode, MultiTelegram
-from mbusgw.gateway.reception import Reception, expected_kind, raw_frame
 from mbusgw.gateway.settings import ConfigError, LineTiming
 from mbusgw.gateway.transport import Transport, check_baudrate
 
-ADDRESS_SELECTED = 0xFD
-ADDRESS_BROADCAST = 0xFF  # every meter listens, none answers
+__all__ = [
+    "ADDRESS_BROADCAST",
+    "ADDRESS_SELECTED",
+    "BusMaster",
+    "BusStats",
+    "Exchange",
+    "LinkStates",
+    "MeterAddress",
+    "Outcome",
+    "Probe",
+    "ProbeKind",
+    "RawLine",
+    "ReadSettings",
+    "ReadReply",
+    "Timing",
+    "failure_error",
+    "resolve",
+    "response_bound",
+]
+
 COLLISION_QUIET_CHARS = 20
 BITS_PER_CHAR = 11
 
@@ -222,32 +238,6 @@ class ReadSettings:
             check_baudrate(self.baud)
 
 
-class Outcome(enum.Enum):
-    ANSWER = "answer"
-    SILENT = "silent"
-    GARBLED = "garbled"
-
-
-@dataclass(frozen=True)
-class Exchange:
-    """One request on the wire and what came back. Times on the trio clock."""
-
-    request: bytes
-    outcome: Outcome
-    frames: tuple[bytes, ...]  # the valid frames received (one for a clean answer)
-    sent_at: float
-    request_end: float  # when the request's last character left, computed from the baud rate
-    first_byte_at: float | None
-    done_at: float
-    echo: bool = False  # the converter echoed the request
-    stray: int = 0  # bytes from earlier exchanges dropped before sending
-    detail: str = ""
-
-    @property
-    def frame(self) -> bytes:
-        return self.frames[0]
-
-
 @dataclass(frozen=True)
 class ReadReply:
     """The raw telegrams of one meter reading, in order."""
@@ -260,37 +250,11 @@ class ReadReply:
     finished: float
     durations: tuple[float, ...]  # per telegram, retries included
     complete: bool  # False when the telegram limit stopped a meter that had more to send
+    retries: int = 0  # requests that repeated one already sent (0 for a clean read)
 
     @property
     def duration(self) -> float:
         return self.finished - self.started
-
-
-class ProbeKind(enum.Enum):
-    EMPTY = "empty"  # nobody answered
-    FOUND = "found"  # exactly one meter, with its telegram
-    COLLISION = "collision"  # several meters (or noise): narrow the search
-    UNREADABLE = "unreadable"  # acknowledged, but gave no readable telegram
-
-
-@dataclass(frozen=True)
-class Probe:
-    kind: ProbeKind
-    frame: bytes | None = None
-    requests: int = 0
-    duration: float = 0.0
-
-
-@dataclass
-class BusStats:
-    exchanges: int = 0
-    answers: int = 0
-    silent: int = 0
-    garbled: int = 0
-    echoes: int = 0
-    stray_bytes: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
 
 
 def more_records_follow(raw: bytes) -> bool:
@@ -345,50 +309,91 @@ class _SetBaud:
     baud: int
 
 
+@dataclass(frozen=True)
+class _Listen:
+    seconds: float
+
+
 @dataclass
 class _Reply:
     done: trio.Event = field(default_factory=trio.Event)
     result: outcome.Outcome | None = None
+    failure: BaseException | None = None  # a callback of the request raised (native driver)
 
 
-class LinkStates:
-    """What a master knows of its meters' link layer (the FCB and the telegram sequence), so
-    that reading back to back can leave out the SND_NKE before each primary read. A meter is
-    *known* after a complete read: the next REQ_UD2 with the other FCB asks it for a new
-    telegram, the first of its sequence (a meter that sends its last telegram again instead is
-    noticed, and from then on gets its SND_NKE). It is *fresh* after a broadcast SND_NKE until
-    it is read. Anything else the master sends may reach any meter: then nothing is known."""
+@dataclass
+class _Hold:
+    """Raw access: the line is the holder's until ``None`` comes among its ``ops``."""
 
-    def __init__(self) -> None:
-        self.known: dict[Any, int] = {}  # (PRIMARY, address) → telegrams of its last read
-        self.no_restart: set[Any] = set()  # meters that need SND_NKE to start over
-        self.broadcast_sent = False  # since the last time everything was forgotten
-        self._fresh = False  # the broadcast was sent, and nobody answered it
-        self._touched: set[Any] = set()  # read since the broadcast
+    granted: trio.Event = field(default_factory=trio.Event)
+    ops: collections.deque[tuple[Any, _Reply | None]] = field(default_factory=collections.deque)
+    more: trio.Event = field(default_factory=trio.Event)  # an op came (trio driver)
 
-    def is_fresh(self, key: Any) -> bool:
-        return self._fresh and key not in self._touched
 
-    def reset_by_broadcast(self, clean: bool) -> None:
-        self.known.clear()
-        self._touched.clear()
-        self.broadcast_sent = True
-        self._fresh = clean
+class RawLine:
+    """A line taken for raw access (the transparent M-Bus service): bytes out and back with
+    the line's timing, while every other request to the line waits."""
 
-    def reading(self, key: Any) -> None:
-        """A request to the meter is about to go out: its state is unknown until it is read."""
-        self.known.pop(key, None)
-        self._touched.add(key)
+    def __init__(self, master: BusMaster, hold: _Hold) -> None:
+        self._master = master
+        self._hold = hold
 
-    def read_completely(self, key: Any, telegrams: int) -> None:
-        if telegrams == 1 or key not in self.no_restart:
-            self.known[key] = telegrams
+    async def send(self, data: bytes, *, expect_ack: bool | None = None) -> Exchange:
+        """``data`` on the wire after the inter-frame gap (and the recovery after a garble);
+        the answer as the bus master times it. ``Exchange.received`` holds every byte that
+        came back, frame or not."""
+        return await self._op(_Transfer(bytes(data), expect_ack))
 
-    def forget_all(self) -> None:
-        self.known.clear()
-        self._touched.clear()
-        self.broadcast_sent = False
-        self._fresh = False
+    async def receive(self, seconds: float) -> bytes:
+        """Whatever the line receives in the next ``seconds`` without a request."""
+        if not 0 <= seconds <= 60:
+            raise ValueError("seconds must be between 0 and 60")
+        return await self._op(_Listen(seconds))
+
+    async def _op(self, request: Any) -> Any:
+        reply = _Reply()
+        self._hold.ops.append((request, reply))
+        self._master._notify(self._hold)
+        await reply.done.wait()
+        return reply.result.unwrap()
+
+
+def failure_error(failed: Failed) -> BusError:
+    """The gateway's error for a job the protocol gave up."""
+    if failed.kind == NO_RESPONSE:
+        return NoResponse(failed.label, failed.attempts)
+    if failed.kind == NOISY:
+        return LineNoisy(failed.label, failed.attempts, failed.detail)
+    if failed.kind == COLLISION:
+        return Collision(failed.label, failed.attempts, failed.detail)
+    return BusError(f"{failed.label}: {failed.detail}")
+
+
+@functools.lru_cache(maxsize=4096)
+def targets(address: MeterAddress, modes: tuple[AddressingMode, ...]) -> tuple[Target, ...]:
+    """The ways to reach ``address`` with ``modes``, in order (ConfigError: none); kept, as a
+    meter is read with the same ones again and again."""
+    found = []
+    primary_key = None if address.primary is None else (AddressingMode.PRIMARY, address.primary)
+    for mode in modes:
+        if not address.supports(mode):
+            continue
+        label = address.label(mode)
+        if mode is AddressingMode.PRIMARY:
+            found.append(Target(mode, primary_key, label, address.primary, None, primary_key))
+            continue
+        selection = select_secondary(
+            address.secondary or "",
+            address.manufacturer,
+            address.version,
+            address.medium,
+            address.fabrication if mode is AddressingMode.ESECONDARY else None,
+        )
+        key = (mode, address.secondary)
+        found.append(Target(mode, key, label, None, selection, primary_key))
+    if not found:
+        raise ConfigError({"address": f"{address} has no address for {modes}"})
+    return tuple(found)
 
 
 class BusMaster:
@@ -408,34 +413,20 @@ class BusMaster:
         self.on_exchange = on_exchange  # sees every exchange (a bus monitor, statistics)
         self.timing = timing or Timing()
         self.name = name or transport.name
-        self.stats = BusStats()
+        self.protocol = BusProtocol(more_records_follow)
         self._requests, self._incoming = trio.open_memory_channel[tuple[Any, Any]](queue)
         self._running = False
-        self._quiet_at = -math.inf  # when the line's last activity ended
-        self._gap = 0.0  # the inter-frame gap of the last exchange
         self._threshold = False  # the stream holds bytes back until a frame's rest is there
-        self._stray = 0  # bytes received since the last exchange
-        self._stray_at = -math.inf  # when the last of them came
-        self._garbled = False
-        self._fcb: dict[Any, bool] = {}  # (mode, address) → the FCB of the last REQ_UD2
-        self._links = LinkStates()
-        self._handlers = {
-            _Ping: self._handle_ping,
-            _Read: self._handle_read,
-            _ProbePrimary: self._handle_probe_primary,
-            _ProbeSecondary: self._handle_probe_secondary,
-            _ApplicationReset: self._handle_application_reset,
-            _Transfer: self._handle_transfer,
-            _SetBaud: self._handle_set_baud,
-        }
+
+    @property
+    def stats(self) -> BusStats:
+        return self.protocol.stats
 
     # ------------------------------------------------------------------ the bus task
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own the line until cancelled: serve requests one by one; an exchange reads the line
-        itself, and what came in between exchanges (late answers, noise) is read and counted
-        before the next one. When it stops, the request in hand and those queued fail with
-        LineDown."""
+        """Own the line until cancelled: serve requests one by one. When it stops, the request
+        in hand and those queued fail with LineDown."""
         reply: _Reply | None = None
         try:
             self._running = True
@@ -445,11 +436,8 @@ class BusMaster:
                     request, reply = self._incoming.receive_nowait()
                 except trio.WouldBlock:
                     request, reply = await self._incoming.receive()
-                if type(request) is not _Read:
-                    self._links.forget_all()  # anything else may reach any meter's link
-                handler = self._handlers[type(request)]
                 try:
-                    reply.result = outcome.Value(await handler(request))
+                    reply.result = outcome.Value(await self._serve(request))
                 except trio.BrokenResourceError as exc:
                     error = LineDown(f"{self.name}: {exc}")
                     error.__cause__ = exc
@@ -459,10 +447,11 @@ class BusMaster:
                 reply.done.set()  # a caller that gave up waiting simply never looks
                 # keep the inter-frame gap now: the next request (a caller reading back to
                 # back sends it meanwhile) then goes out without another wake-up
-                if self._quiet_at + self._gap > trio.current_time():
-                    await trio.sleep_until(self._quiet_at + self._gap)
+                if self.protocol.ready_at > trio.current_time():
+                    await trio.sleep_until(self.protocol.ready_at)
         finally:
             self._running = False
+            self.protocol.abort()
             stopped = LineDown(f"{self.name}: the bus task stopped")
             waiting = [reply] if reply is not None and not reply.done.is_set() else []
             while True:
@@ -478,12 +467,15 @@ class BusMaster:
         if not self._running:
             raise LineDown(f"{self.name}: the bus task is not running")
         reply = _Reply()
+        await self._enqueue(request, reply)
+        await reply.done.wait()
+        return reply.result.unwrap()
+
+    async def _enqueue(self, request: Any, reply: _Reply) -> None:
         try:
             self._requests.send_nowait((request, reply))  # no extra task switch
         except trio.WouldBlock:
             await self._requests.send((request, reply))
-        await reply.done.wait()
-        return reply.result.unwrap()
 
     # ------------------------------------------------------------------ public requests
 
@@ -553,86 +545,182 @@ class BusMaster:
     async def set_baudrate(self, baud: int) -> None:
         await self.submit(_SetBaud(baud))
 
-    # ------------------------------------------------------------------ one exchange
+    @contextlib.asynccontextmanager
+    async def raw(self) -> AsyncIterator[RawLine]:
+        """Take the line for raw access (``async with bus.raw() as line``): requests from
+        others queue until the block is left."""
+        if not self._running:
+            raise LineDown(f"{self.name}: the bus task is not running")
+        hold = _Hold()
+        reply = _Reply()
+        try:
+            await self._enqueue(hold, reply)
+            await hold.granted.wait()
+            yield RawLine(self, hold)
+        finally:
+            hold.ops.append((None, None))  # given back (also when it never came)
+            self._notify(hold)
+        with trio.CancelScope(shield=True):
+            await reply.done.wait()
+
+    def _notify(self, hold: _Hold) -> None:
+        """An op for the holder of the line is there."""
+        hold.more.set()
+
+    async def _serve_hold(self, hold: _Hold) -> None:
+        """Serve the holder of the line until it gives the line back."""
+        hold.granted.set()
+        try:
+            while True:
+                while not hold.ops:
+                    hold.more = trio.Event()
+                    await hold.more.wait()
+                request, reply = hold.ops.popleft()
+                if reply is None:
+                    return
+                try:
+                    reply.result = outcome.Value(await self._serve(request))
+                except Exception as exc:
+                    reply.result = outcome.Error(exc)
+                reply.done.set()
+        finally:
+            fail_ops(hold, LineDown(f"{self.name}: the bus task stopped"))
+
+    # ------------------------------------------------------------------ one request
 
     def _times(self, timing: Timing | None = None) -> LineTimes:
         return resolve(timing or self.timing, self.transport.baudrate)
 
-    async def exchange(
-        self,
-        request: bytes,
-        times: LineTimes,
-        *,
-        expect_ack: bool | None,
-        strict: bool = False,
-    ) -> Exchange:
-        """Send ``request`` and receive the answer. ``strict`` listens until the answer window
-        has closed even after a complete frame (a scan must notice a second, late meter)."""
-        self._gap = times.gap
-        if self._quiet_at + times.gap > trio.current_time():
-            await trio.sleep_until(self._quiet_at + times.gap)
-        await self._collect_stray()
-        if self._garbled:
-            await self._settle(times.recovery)
-        stray, self._stray = self._stray, 0
-        self.stats.stray_bytes += stray
-        sent_at = trio.current_time()
-        request_end = sent_at + len(request) * times.char
-        reception = Reception(
-            request,
-            request_end + times.no_answer,
-            char=times.char,
-            char_gap=times.char_gap,
-            expect_ack=expect_ack,
-            strict=strict,
+    def begin(self, request: Any, now: float) -> Callable[[Any], Any]:
+        """Start ``request`` on the protocol at ``now``; returns what makes the job's result
+        the caller's (a driver applies it to ``Done.value``)."""
+        protocol = self.protocol
+        kind = type(request)
+        if kind is _Read:
+            return self._begin_read(request, now)
+        times = self._times()
+        if kind is _Ping:
+            protocol.ping(request.address, times, now=now)
+        elif kind is _Transfer:
+            protocol.transfer(request.frame, times, now=now, expect_ack=request.expect_ack)
+        elif kind is _Listen:
+            protocol.listen(request.seconds, times, now=now)
+        elif kind is _ProbePrimary:
+            protocol.probe_primary(request.address, times, now=now)
+        elif kind is _ProbeSecondary:
+            selection = select_secondary(
+                request.mask,
+                request.manufacturer,
+                request.version,
+                request.medium,
+                request.fabrication,
+            )
+            protocol.probe_secondary(selection, times, now=now)
+        elif kind is _ApplicationReset:
+            (target,) = targets(request.address, (request.mode,))
+            protocol.application_reset(target, request.subcode, times, now=now)
+        else:
+            raise TypeError(f"not a bus request: {request!r}")
+        return _same
+
+    def _begin_read(self, request: _Read, now: float) -> Callable[[Any], Any]:
+        settings = request.settings
+        if settings.baud is not None and settings.baud != self.transport.baudrate:
+            self.transport.set_baudrate(settings.baud)
+            self.protocol.links.forget_all()
+        ways = targets(request.address, settings.modes)
+        times = self._times(settings.timing)
+        follow = self._times(settings.follow_up or settings.timing)
+        limit = 1 if settings.multi_telegram is MultiTelegram.OFF else settings.telegram_limit
+        self.protocol.read(
+            ways,
+            times,
+            follow,
+            now=now,
+            init=settings.init,
+            limit=limit,
+            keep_link=request.keep_link,
         )
+        address = request.address
+
+        def reading(got: Telegrams) -> ReadReply:
+            return ReadReply(
+                address,
+                got.mode,
+                got.frames,
+                got.requests,
+                got.started,
+                got.finished,
+                got.durations,
+                got.complete,
+                got.retries,
+            )
+
+        return reading
+
+    async def _serve(self, request: Any) -> Any:
+        if type(request) is _SetBaud:
+            self.protocol.links.forget_all()
+            self.transport.set_baudrate(request.baud)
+            return None
+        if type(request) is _Hold:
+            return await self._serve_hold(request)
+        protocol = self.protocol
+        transport = self.transport
+        on_telegram = request.on_telegram if type(request) is _Read else None
         try:
-            await self._send(request)
-            await self._await_answer(reception)
+            # what came between exchanges (late answers, noise) is stray: counted, dropped
+            while data := await transport.receive_waiting(4096):
+                protocol.receive(data, trio.current_time())
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the send reconnects, or tells
+        finish = self.begin(request, trio.current_time())
+        try:
+            while True:
+                out = protocol.take_output()
+                if out:
+                    await self._send(out)
+                ended = self.dispatch(protocol.pop_events(), on_telegram, _call)
+                if ended is not None:
+                    break
+                if protocol.receiving:
+                    await self._receive_answer()
+                else:
+                    await self._wait(protocol.deadline)
+        except BaseException:
+            protocol.abort()  # the line broke, or the bus task was cancelled
+            raise
         finally:
             self._release_threshold()
-        if reception.error is not None:
-            raise LineDown(str(reception.error)) from reception.error
-        got = reception.events
-        frames = tuple(raw_frame(e) for e in got if not isinstance(e, Discarded))
-        detail = ""
-        if reception.first_at is None:
-            result = Outcome.SILENT
-        elif reception.garbled or len(got) != 1 or not expected_kind(got[0], expect_ack):
-            result = Outcome.GARBLED
-            detail = ", ".join(type(e).__name__ for e in got)
-        else:
-            result = Outcome.ANSWER
-        done_at = trio.current_time()
-        last_at = reception.last_at
-        self._quiet_at = request_end if last_at is None else max(request_end, last_at)
-        self._garbled = result is Outcome.GARBLED
-        stats = self.stats
-        stats.exchanges += 1
-        stats.bytes_sent += len(request)
-        stats.bytes_received += reception.count
-        stats.echoes += reception.echo_seen
-        if result is Outcome.SILENT:
-            stats.silent += 1
-        elif result is Outcome.GARBLED:
-            stats.garbled += 1
-        else:
-            stats.answers += 1
-        exchange = Exchange(
-            request,
-            result,
-            frames,
-            sent_at,
-            request_end,
-            reception.first_at,
-            done_at,
-            echo=reception.echo_seen,
-            stray=stray,
-            detail=detail,
-        )
-        if self.on_exchange is not None:
-            self.on_exchange(exchange)
-        return exchange
+        return self.result(ended, finish)
+
+    def dispatch(
+        self,
+        events: list[Any],
+        on_telegram: Callable[[int], None] | None,
+        call: Callable[..., None],
+    ) -> Done | Failed | None:
+        """Pass the protocol's events on (``call(callback, argument)`` runs a callback where
+        the driver's caller lives); returns the job's end, if it is among them."""
+        ended = None
+        for event in events:
+            kind = type(event)
+            if kind is Exchange:
+                if self.on_exchange is not None:
+                    call(self.on_exchange, event)
+            elif kind is Telegram:
+                if on_telegram is not None:
+                    call(on_telegram, event.count)
+            else:
+                ended = event
+        return ended
+
+    @staticmethod
+    def result(ended: Done | Failed, finish: Callable[[Any], Any]) -> Any:
+        """The caller's result of a job that ended, or its error raised."""
+        if type(ended) is Done:
+            return finish(ended.value)
+        raise failure_error(ended)
 
     async def _send(self, request: bytes) -> None:
         """Put the request on the line, shielded from cancellation (half a frame on the wire
@@ -645,319 +733,75 @@ class BusMaster:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise LineDown(f"{self.name}: {exc}") from exc
 
-    async def _await_answer(self, reception: Reception) -> None:
-        """Receive until the answer is complete, or until the line has been silent long
-        enough: each chunk that comes in moves the deadline."""
-        transport = self.transport
-        grace = True
-        while not reception.done:
-            data = None
-            with trio.move_on_at(reception.deadline):
-                try:
-                    data = await transport.receive_some(4096)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    reception.fail(exc)
-                    return
-            if data is not None:
-                if self._take(reception, data):
-                    await trio.sleep_until(reception.pace_until)
-                continue
-            if self._threshold and grace:
-                # the stream held back an incomplete rest of a frame: take what is there and
-                # give it the silence that ends an answer to arrive
-                grace = False
+    async def _receive_answer(self) -> None:
+        """Receive until the protocol's deadline: feed what comes, or tell it the time."""
+        protocol, transport = self.protocol, self.transport
+        data = None
+        with trio.move_on_at(protocol.deadline):
+            try:
+                data = await transport.receive_some(4096)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise LineDown(f"{self.name}: {exc}") from exc
+        if data is None and self._threshold:
+            # the stream held back an incomplete rest of a frame: take what is there
+            self._release_threshold()
+            try:
+                data = await transport.receive_waiting(4096) or None
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise LineDown(f"{self.name}: {exc}") from exc
+        if data is None:
+            protocol.tick(trio.current_time())
+            if not protocol.receiving:
                 self._release_threshold()
-                reception.deadline = trio.current_time() + reception.char_gap
-                continue
-            if reception.buffered and not reception.garbled:
-                reception.garbled = True  # a truncated answer: is a late meter still coming?
-                if reception.deadline < reception.window_end:
-                    reception.deadline = reception.window_end
-                    continue
-            reception.finish()
             return
-
-    def _take(self, reception: Reception, data: bytes) -> bool:
-        """Feed a chunk to the answer; True: wait until the rest of the frame can be there
-        before reading again (a line that cannot hold it back itself)."""
         if not data:
-            reception.fail(trio.BrokenResourceError(f"{self.name}: closed by the other end"))
-        elif reception.take(trio.current_time(), data):
+            raise LineDown(f"{self.name}: closed by the other end")
+        if protocol.receive(data, trio.current_time()):
             # the rest of a long frame is still on the wire: let it gather in the kernel's
             # buffer instead of waking for every few bytes (CPU on weak hardware)
-            if not self.transport.set_receive_threshold(reception.remaining):
-                return True
-            self._threshold = True
-        else:  # the frame is in: whatever follows it must be seen at once
-            self._release_threshold()
-        return False
+            if transport.set_receive_threshold(protocol.remaining):
+                self._threshold = True
+            else:
+                await trio.sleep_until(protocol.pace_until)
+            return
+        self._release_threshold()  # the frame is in: whatever follows must be seen at once
+
+    async def _wait(self, deadline: float) -> None:
+        """Between exchanges: until ``deadline``, bytes that come are stray (the protocol
+        counts them, and they delay a retry after a garble)."""
+        protocol = self.protocol
+        if deadline > trio.current_time():
+            data = None
+            with trio.move_on_at(deadline):
+                try:
+                    data = await self.transport.receive_some(4096)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await trio.sleep_until(deadline)  # the send reconnects, or tells
+            if data:
+                protocol.receive(data, trio.current_time())
+                return
+            if data is not None:  # closed by the other end: the send tells
+                await trio.sleep_until(deadline)
+        protocol.tick(trio.current_time())
 
     def _release_threshold(self) -> None:
         if self._threshold:
             self._threshold = False
             self.transport.set_receive_threshold(1)
 
-    def _count_stray(self, data: bytes) -> None:
-        self._stray += len(data)
-        self._stray_at = trio.current_time()
 
-    async def _collect_stray(self) -> None:
-        """Count what came in since the last exchange (a late answer, noise). A break found
-        here is left to the send, which reconnects or tells."""
-        try:
-            while data := await self.transport.receive_waiting(4096):
-                self._count_stray(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
+def fail_ops(hold: _Hold, error: BaseException) -> None:
+    """The line went away under its holder: what it still waits for fails."""
+    while hold.ops:
+        _, reply = hold.ops.popleft()
+        if reply is not None and not reply.done.is_set():
+            reply.result = outcome.Error(error)
+            reply.done.set()
 
-    async def _settle(self, quiet: float) -> None:
-        """Wait until nothing has arrived for ``quiet`` seconds (the end of a garble)."""
-        while True:
-            until = max(self._quiet_at, self._stray_at) + quiet
-            if until <= trio.current_time():
-                return
-            with trio.move_on_at(until):
-                try:
-                    data = await self.transport.receive_some(4096)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return  # the send tells
-                if not data:
-                    return
-                self._count_stray(data)
 
-    # ------------------------------------------------------------------ exchanges with retries
+def _same(value: Any) -> Any:
+    return value
 
-    async def _attempts(
-        self,
-        request: bytes,
-        times: LineTimes,
-        attempts: int,
-        label: str,
-        *,
-        expect_ack: bool,
-    ) -> tuple[Exchange, int]:
-        """Up to ``attempts`` tries; returns the answering exchange and the tries used."""
-        garbled = 0
-        last: Exchange | None = None
-        for attempt in range(1, attempts + 1):
-            last = await self.exchange(request, times, expect_ack=expect_ack)
-            if last.outcome is Outcome.ANSWER:
-                return last, attempt
-            if last.outcome is Outcome.GARBLED:
-                garbled += 1
-        if garbled:
-            raise Collision(label, attempts, last.detail if last else "")
-        raise NoResponse(label, attempts)
 
-    async def _handle_ping(self, request: _Ping) -> Exchange:
-        times = self._times()
-        exchange, _ = await self._attempts(
-            snd_nke(request.address),
-            times,
-            times.read_attempts,
-            str(request.address),
-            expect_ack=True,
-        )
-        return exchange
-
-    async def _handle_transfer(self, request: _Transfer) -> Exchange:
-        return await self.exchange(request.frame, self._times(), expect_ack=request.expect_ack)
-
-    async def _handle_set_baud(self, request: _SetBaud) -> None:
-        self.transport.set_baudrate(request.baud)
-
-    async def _address(
-        self, address: MeterAddress, mode: AddressingMode, times: LineTimes, init: bool
-    ) -> tuple[int, int]:
-        """Make the meter addressable: select it (secondary) or reset its link (primary, if
-        ``init``). Returns the link address to use and the requests spent."""
-        label = address.label(mode)
-        if mode is AddressingMode.PRIMARY:
-            assert address.primary is not None
-            if not init:
-                return address.primary, 0
-            _, used = await self._attempts(
-                snd_nke(address.primary), times, times.read_attempts, label, expect_ack=True
-            )
-            if times.after_init:
-                await trio.sleep(times.after_init)
-            return address.primary, used
-        assert address.secondary is not None
-        selection = select_secondary(
-            address.secondary,
-            address.manufacturer,
-            address.version,
-            address.medium,
-            address.fabrication if mode is AddressingMode.ESECONDARY else None,
-        )
-        _, used = await self._attempts(
-            selection, times, times.select_attempts, label, expect_ack=True
-        )
-        return ADDRESS_SELECTED, used
-
-    async def _handle_read(self, request: _Read) -> ReadReply:
-        settings = request.settings
-        if settings.baud is not None and settings.baud != self.transport.baudrate:
-            self.transport.set_baudrate(settings.baud)
-            self._links.forget_all()
-        modes = [m for m in settings.modes if request.address.supports(m)]
-        if not modes:
-            raise ConfigError({"address": f"{request.address} has no address for {settings.modes}"})
-        failures: list[BusError] = []
-        for mode in modes:
-            try:
-                return await self._read_with(request, mode)
-            except (NoResponse, Collision) as exc:
-                failures.append(exc)  # fall back to the next addressing mode
-        raise failures[-1]
-
-    async def _read_with(self, request: _Read, mode: AddressingMode) -> ReadReply:
-        address, settings = request.address, request.settings
-        times = self._times(settings.timing)
-        started = trio.current_time()
-        primary = mode is AddressingMode.PRIMARY
-        key = (mode, address.primary if primary else address.secondary)
-        links = self._links
-        requests = 0
-        expected = 0  # telegrams of the meter's last read, when its link state is known
-        fresh = False
-        if primary and request.keep_link:
-            if key not in links.known and not links.broadcast_sent:
-                requests += await self._reset_line(times)  # one SND_NKE for every meter
-            expected, fresh = links.known.get(key, 0), links.is_fresh(key)
-        links.reading(key)
-        if address.primary is not None:
-            links.reading((AddressingMode.PRIMARY, address.primary))
-        init = settings.init and not (expected or fresh)
-        frames, durations, used, complete = await self._read_telegrams(
-            request, mode, key, times, init, fresh
-        )
-        requests += used
-        if settings.init and expected > 1 and len(frames) == 1 and complete:
-            # it sent its last telegram again instead of starting over: only SND_NKE does that
-            links.no_restart.add(key)
-            frames, durations, used, complete = await self._read_telegrams(
-                request, mode, key, times, True, False
-            )
-            requests += used
-        if primary and complete:
-            links.read_completely(key, len(frames))
-        return ReadReply(
-            address,
-            mode,
-            tuple(frames),
-            requests,
-            started,
-            trio.current_time(),
-            tuple(durations),
-            complete,
-        )
-
-    async def _read_telegrams(
-        self,
-        request: _Read,
-        mode: AddressingMode,
-        key: Any,
-        times: LineTimes,
-        init: bool,
-        fresh: bool,
-    ) -> tuple[list[bytes], list[float], int, bool]:
-        """Address the meter (SND_NKE first if ``init``) and read its telegrams, up to the
-        limit. Returns the telegrams, the time each took, the requests sent, and whether the
-        meter had no more (False: the limit stopped it)."""
-        address, settings = request.address, request.settings
-        follow = self._times(settings.follow_up or settings.timing)
-        link, requests = await self._address(address, mode, times, init)
-        reset = mode is not AddressingMode.PRIMARY or init or fresh  # it expects FCB 1 next
-        fcb = True if reset else not self._fcb.get(key, False)
-        limit = 1 if settings.multi_telegram is MultiTelegram.OFF else settings.telegram_limit
-        frames: list[bytes] = []
-        durations: list[float] = []
-        label = address.label(mode)
-        for index in range(limit):
-            step = times if index == 0 else follow
-            begun = trio.current_time()
-            exchange, used = await self._attempts(
-                req_ud2(link, fcb), step, step.read_attempts, label, expect_ack=False
-            )
-            requests += used
-            self._fcb[key] = fcb
-            fcb = not fcb
-            frames.append(exchange.frame)
-            durations.append(trio.current_time() - begun)
-            if request.on_telegram is not None:
-                request.on_telegram(len(frames))
-            if not more_records_follow(exchange.frame):
-                return frames, durations, requests, True
-        return frames, durations, requests, False
-
-    async def _reset_line(self, times: LineTimes) -> int:
-        """SND_NKE to every meter of the line at once (no meter answers a broadcast); returns
-        the requests sent."""
-        exchange = await self.exchange(snd_nke(ADDRESS_BROADCAST), times, expect_ack=None)
-        self._links.reset_by_broadcast(clean=exchange.outcome is Outcome.SILENT)
-        if times.after_init:
-            await trio.sleep(times.after_init)
-        return 1
-
-    async def _handle_application_reset(self, request: _ApplicationReset) -> Exchange:
-        times = self._times()
-        link, _ = await self._address(request.address, request.mode, times, init=False)
-        exchange, _ = await self._attempts(
-            application_reset(link, request.subcode),
-            times,
-            times.read_attempts,
-            request.address.label(request.mode),
-            expect_ack=True,
-        )
-        return exchange
-
-    # ------------------------------------------------------------------ scan probes
-
-    async def _identify(self, link: int, times: LineTimes, requests: int, begun: float) -> Probe:
-        """After an E5: read the telegram strictly; garbage means several meters answered."""
-        for _ in range(times.read_attempts):
-            request = req_ud2(link, True)
-            exchange = await self.exchange(request, times, expect_ack=False, strict=True)
-            requests += 1
-            if exchange.outcome is Outcome.ANSWER:
-                return Probe(ProbeKind.FOUND, exchange.frame, requests, trio.current_time() - begun)
-            if exchange.outcome is Outcome.GARBLED:
-                return Probe(ProbeKind.COLLISION, None, requests, trio.current_time() - begun)
-        return Probe(ProbeKind.UNREADABLE, None, requests, trio.current_time() - begun)
-
-    async def _handle_probe_primary(self, request: _ProbePrimary) -> Probe:
-        times = self._times()
-        begun = trio.current_time()
-        requests = 0
-        for _ in range(times.select_attempts):
-            request_frame = snd_nke(request.address)
-            exchange = await self.exchange(request_frame, times, expect_ack=True, strict=True)
-            requests += 1
-            if exchange.outcome is Outcome.SILENT:
-                return Probe(ProbeKind.EMPTY, None, requests, trio.current_time() - begun)
-            if exchange.outcome is Outcome.ANSWER:
-                return await self._identify(request.address, times, requests, begun)
-        return Probe(ProbeKind.COLLISION, None, requests, trio.current_time() - begun)
-
-    async def _handle_probe_secondary(self, request: _ProbeSecondary) -> Probe:
-        times = self._times()
-        begun = trio.current_time()
-        selection = select_secondary(
-            request.mask,
-            request.manufacturer,
-            request.version,
-            request.medium,
-            request.fabrication,
-        )
-        # One try only: silence is a definitive "nobody", garbage the signal to narrow down.
-        # Listen until the window closes: a slower meter's E5 may still come, and a meter
-        # still waiting to send its E5 would not hear the REQ_UD2 that follows.
-        exchange = await self.exchange(selection, times, expect_ack=True, strict=True)
-        if exchange.outcome is Outcome.SILENT:
-            return Probe(ProbeKind.EMPTY, None, 1, trio.current_time() - begun)
-        if exchange.outcome is Outcome.GARBLED:
-            return Probe(ProbeKind.COLLISION, None, 1, trio.current_time() - begun)
-        # A clean E5 can still be several identical E5s on top of each other: the telegrams
-        # that follow cannot be identical, so the read decides.
-        return await self._identify(ADDRESS_SELECTED, times, 1, begun)
+def _call(callback: Callable[..., None], *args: Any) -> None:
+    callback(*args)

@@ -67,6 +67,17 @@ class Collision(BusError):
         return (type(self), (self.address, self.attempts, self.detail))
 
 
+class LineNoisy(Collision):
+    """The line did not go quiet within an attempt's bound (noise that never stops, a flooding
+    converter, a meter that keeps sending): the read was given up so the next meter is read."""
+
+    def __init__(self, address: int | str, attempts: int, detail: str = "") -> None:
+        BusError.__init__(self, f"line noisy at {address}: {detail}" if detail else str(address))
+        self.address = address
+        self.attempts = attempts
+        self.detail = detail
+
+
 class LineDown(BusError):
     """The serial port or the TCP connection to the converter is not usable; ``__cause__``
     holds the transport's error."""

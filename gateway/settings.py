@@ -46,6 +46,10 @@ class MBusSettings:
     multi_telegram_timing: LineTiming = field(default_factory=LineTiming)
     multi_telegram: str = _choice("auto", "off", "auto")
     multi_telegram_limit: int = _bounded(8, 1, 64)
+    # who runs the lines' exchanges (from the next start): "threads", an OS thread per line
+    # outside the trio clock; "trio", a task per line; "auto", threads for serial ports and
+    # TCP converters, trio for the built-in simulated lines (which run on the trio clock)
+    driver: str = _choice("auto", "auto", "trio", "threads")
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,11 @@ a TCP connection to an M-Bus/TCP converter, or any trio stream (the simulator in
 
 Every line is a ``Transport``: a ``trio.abc.Stream`` that also knows its baud rate, because the bus
 master times every exchange from it. Serial ports are opened and configured by pyserial (baud,
-8 data bits, even parity, 1 stop bit); the bytes then go through trio on a non-blocking file
-descriptor, so no thread sits in a blocking read and any number of lines can be open at once.
-A line's stream must have a descriptor (a socket, a serial port, a pseudo-terminal): the bus
-master reads what is already waiting without waiting for more (``receive_waiting``).
+8 data bits, even parity, 1 stop bit); the bytes then go through a non-blocking file descriptor.
+A line's stream must have a descriptor (a socket, a serial port, a pseudo-terminal): the trio bus
+driver reads what is already waiting without waiting for more (``receive_waiting``), and the
+native driver (``gateway.busthread``) waits on the descriptor itself in its thread
+(``descriptor``), leaving opening and reopening to the transport (``ensure_open``, ``broken``).
 
 ``ReconnectingLine`` opens its stream on first use and again after the line breaks, with a
 doubling back-off between failed attempts. It never blocks a caller on the back-off: an exchange
@@ -68,6 +69,18 @@ class Transport(trio.abc.Stream):
         that stops waiting sets 1 again and then gets what is there. False where the stream
         cannot (the caller then paces itself)."""
         return False
+
+    def descriptor(self) -> int:
+        """The open line's non-blocking descriptor, for a driver that does its own I/O in a
+        thread (-1: not open)."""
+        return -1
+
+    async def ensure_open(self) -> None:
+        """Open the line if it is not (BrokenResourceError: it cannot be, now)."""
+
+    async def broken(self, error: BaseException) -> None:
+        """A driver doing its own I/O found the line broken: the next ``ensure_open`` opens
+        it again where the line can be reopened."""
 
 
 def _descriptor(stream: trio.abc.Stream) -> int:
@@ -184,6 +197,9 @@ class StreamTransport(Transport):
 
     def set_receive_threshold(self, count: int) -> bool:
         return self._direct.set_threshold(count)
+
+    def descriptor(self) -> int:
+        return self._direct.fd
 
     async def aclose(self) -> None:
         await self._io.aclose()
@@ -380,6 +396,16 @@ class ReconnectingLine(Transport):
 
     def set_receive_threshold(self, count: int) -> bool:
         return self._direct is not None and self._direct.set_threshold(count)
+
+    def descriptor(self) -> int:
+        return -1 if self._direct is None else self._direct.fd
+
+    async def ensure_open(self) -> None:
+        await self.connect()
+
+    async def broken(self, error: BaseException) -> None:
+        if self._stream is not None:
+            await self._drop(self._stream, error)
 
     async def receive_waiting(self, max_bytes: int = 4096) -> bytes:
         """What is waiting; nothing while the line is down. A break found here drops the

@@ -8,8 +8,10 @@ on a byte). Answers that overlap on the wire are merged as the master's UART wou
 (``wire.merge``). All timing is on the trio clock, so under ``MockClock`` a line at 300 baud
 runs in microseconds and exactly.
 
-Line faults: ``echo`` (the converter sends every request back to the master, as some do) and
-``collide_next`` (a phantom transmitter talks over that many answers).
+Line faults: ``echo`` (the converter sends every request back to the master, as some do),
+``collide_next`` (a phantom transmitter talks over that many answers), ``noise`` (a byte of
+noise after each pause drawn between two bounds, for as long as it is set) and ``flood`` (the
+converter sends bytes without a pause, for as long as it is set).
 """
 
 from __future__ import annotations
@@ -92,6 +94,11 @@ class Uplink:
         self._burst_end = max(s + len(d) * char for s, d in self._burst)
         return len(self._burst) > 1
 
+    @property
+    def burst_end(self) -> float:
+        """When the last scheduled transmission is over."""
+        return self._burst_end
+
     def chunk_end(self, interval: float) -> float | None:
         """When the next chunk is complete: the last byte due within ``interval`` of the first."""
         entries = list(self._settled) + self._pending if self._settled else self._pending
@@ -152,7 +159,32 @@ class SimLine:
         self._epoch: float | None = None
         self._busy_until: dict[int, float] = {}
         self._active: trio.CancelScope | None = None
+        self._noise: tuple[float, float] | None = None
+        self._flood = False
+        self._faults_changed = trio.Event()
         self._reset_wire()
+
+    @property
+    def noise(self) -> tuple[float, float] | None:
+        """(shortest, longest) pause in seconds between bytes of noise; None: no noise."""
+        return self._noise
+
+    @noise.setter
+    def noise(self, pauses: tuple[float, float] | None) -> None:
+        if pauses is not None and not 0 < pauses[0] <= pauses[1]:
+            raise ValueError(f"noise pauses must be 0 < shortest <= longest, not {pauses}")
+        self._noise = pauses
+        self._faults_changed.set()
+
+    @property
+    def flood(self) -> bool:
+        """The converter sends bytes back to back, for as long as this is set."""
+        return self._flood
+
+    @flood.setter
+    def flood(self, on: bool) -> None:
+        self._flood = on
+        self._faults_changed.set()
 
     @property
     def bit_time(self) -> float:
@@ -228,6 +260,29 @@ class SimLine:
         for start, answer in answers:
             self.stats.add_busy(start, start + len(answer) * char)
 
+    def _send_noise(self, data: bytes, *, queued: bool = False) -> None:
+        """``queued``: after what is on its way already (a flood's next chunk: one burst per
+        chunk, not an ever longer merge)."""
+        now = trio.current_time()
+        start = max(now, self._uplink.burst_end) if queued else now
+        self._uplink.add([(start, data)], self.bit_time)
+        self._wakeup.set()
+
+    async def _make_noise(self) -> None:
+        """Noise and flood, while they are set."""
+        while True:
+            if self._flood:
+                count = max(1, round(self.forward_interval / self.char_time))
+                self._send_noise(bytes(self._rng.randrange(256) for _ in range(count)), queued=True)
+                await trio.sleep(count * self.char_time)
+            elif self._noise is not None:
+                await trio.sleep(self._rng.uniform(*self._noise))
+                if self._noise is not None and not self._flood:
+                    self._send_noise(bytes((self._rng.randrange(256),)))
+            else:
+                self._faults_changed = trio.Event()
+                await self._faults_changed.wait()
+
     # ------------------------------------------------------------------ serving a master
 
     async def _forward(self, stream: trio.abc.SendStream) -> None:
@@ -259,6 +314,7 @@ class SimLine:
             self._reset_wire()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._forward, stream)
+                nursery.start_soon(self._make_noise)
                 try:
                     while data := await stream.receive_some(4096):
                         if baud_source is not None:

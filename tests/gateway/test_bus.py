@@ -7,6 +7,7 @@ import pytest
 import trio
 
 from mbusgw.core import decode
+from mbusgw.core.busproto import EchoCanceller
 from mbusgw.core.frame import req_ud2, snd_nke
 from mbusgw.gateway.bus import (
     BusMaster,
@@ -17,9 +18,8 @@ from mbusgw.gateway.bus import (
     resolve,
     response_bound,
 )
-from mbusgw.gateway.errors import Collision, LineDown, NoResponse
+from mbusgw.gateway.errors import Collision, LineDown, LineNoisy, NoResponse
 from mbusgw.gateway.meters import AddressingMode, MultiTelegram
-from mbusgw.gateway.reception import EchoCanceller
 from mbusgw.gateway.settings import ConfigError, LineTiming
 from mbusgw.gateway.simulator import MEDIAN_TEMPLATE, SimLine, make_meter
 from mbusgw.gateway.simulator.serve import socket_pair
@@ -424,3 +424,77 @@ def test_timing_settings() -> None:
         MeterAddress(primary=251)
     with pytest.raises(ConfigError):
         MeterAddress(secondary="1234")
+
+
+@pytest.mark.parametrize("fault", ["noise", "flood"])
+async def test_a_line_that_never_goes_quiet_fails_each_read_in_bounded_time(
+    sim_bus, autojump_clock, fault
+) -> None:
+    async with sim_bus([meter(1), meter(2, "22222222")]) as (bus, line):
+        if fault == "noise":
+            line.noise = (0.005, 0.05)
+        else:
+            line.flood = True
+        for primary in (1, 2):
+            start = trio.current_time()
+            with pytest.raises(LineNoisy, match="line noisy at primary"):
+                await bus.read(at(primary))
+            # one attempt (request, window, longest frame, the silence after it), the gap,
+            # then the recovery plus one longest frame waiting for the line to go quiet
+            longest = 261 * CHAR + 2 * CHAR + 0.015
+            bound = (5 * CHAR + NO_ANSWER + longest) + CHAR + (20 * CHAR + longest)
+            assert trio.current_time() - start <= bound + 0.011  # + the converter's chunking
+        line.noise = None
+        line.flood = False
+        await trio.sleep(1)
+        reading = await bus.read(at(2))
+        assert decode(reading.frames[0]).header.id == "22222222"
+        assert bus.stats.noisy == 2 and bus.stats.stray_bytes > 0
+
+
+async def test_retries_count_repeated_requests_only(sim_bus, autojump_clock) -> None:
+    multi = meter(2, "22222222", template="abb_delta", telegrams=3)
+    async with sim_bus([meter(1), multi]) as (bus, line):
+        single = await bus.read(at(1))
+        assert (single.attempts, single.retries) == (2, 0)  # SND_NKE, REQ_UD2
+        three = await bus.read(at(2))
+        assert (three.attempts, three.retries) == (4, 0)  # SND_NKE and three telegrams
+        line.meters[1].ignore_next = 1
+        again = await bus.read(at(2))
+        assert (again.attempts, again.retries) == (5, 1)
+
+
+async def test_raw_access_holds_the_line_and_others_queue(sim_bus, autojump_clock) -> None:
+    async with sim_bus([meter(1)]) as (bus, line):
+        order: list[str] = []
+
+        async def scheduled_read() -> None:
+            await bus.read(at(1))
+            order.append("read")
+
+        async with trio.open_nursery() as nursery, bus.raw() as raw:
+            nursery.start_soon(scheduled_read)
+            await trio.sleep(1)  # the read waits for the line
+            assert order == []
+            answer = await raw.send(snd_nke(1))
+            assert answer.received == b"\xe5" and answer.outcome.value == "answer"
+            # not a frame: what came back is passed on as it is
+            line.meters[0].corrupt_next = 1
+            garbled = await raw.send(req_ud2(1, True))
+            assert garbled.outcome.value == "garbled" and len(garbled.received) > 20
+            assert await raw.receive(0.5) == b""
+            line.noise = (0.05, 0.1)
+            heard = await raw.receive(1.0)
+            line.noise = None
+            assert 5 <= len(heard) <= 21
+            order.append("raw done")
+            await trio.sleep(0.5)
+        await trio.sleep(1)
+        assert order == ["raw done", "read"]
+        # a holder cancelled before it got the line gives it back at once
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bus.read, at(1))
+            with trio.move_on_after(0):
+                async with bus.raw():
+                    raise AssertionError("not granted in no time")
+        assert (await bus.read(at(1))).frames

@@ -246,3 +246,82 @@ def test_sigterm_stops_cleanly_and_loses_nothing(tmp_path: Path) -> None:
     assert "SIGTERM: stopping" in output and "gateway: stopped" in output
     readings, logs = stored(tmp_path)
     assert readings == 3 and len(logs) == 3
+
+
+@pytest.mark.parametrize("fault", ["noise", "flood"])
+async def test_a_noisy_line_does_not_hold_up_the_healthy_one(tmp_path: Path, fault: str) -> None:
+    seed_settings(tmp_path, {**QUIET, "reading": {"read_at_start": False}})
+    interfaces = (
+        InterfaceConfig(name="healthy", kind="simulator", baud=9600, meters=3),
+        InterfaceConfig(name="noisy", kind="simulator", baud=9600, meters=3),
+    )
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            gateway = await run_gateway(nursery, StartupConfig(tmp_path, interfaces=interfaces))
+            stored_events = gateway.events.subscribe()
+            line = gateway.simulators["noisy"].line
+            if fault == "noise":
+                line.noise = (0.005, 0.05)
+            else:
+                line.flood = True
+            healthy = {m.key for m in gateway.active_meters() if m.interface == "healthy"}
+            noisy = {m.key for m in gateway.active_meters() if m.interface == "noisy"}
+            errors: list[str] = []
+            for _ in range(2):  # and the next cycle runs as well
+                result = await gateway.read_all()
+                read = {r.meter.key for r in result.readings if r.ok}
+                assert healthy <= read
+                # noise with pauses now and then may let an answer through: such a read is
+                # clean; the others fail, as a noisy line or garbled
+                assert {r.meter.key for r in result.failed} | (read - healthy) == noisy
+                errors += [r.error or "" for r in result.failed]
+                # the healthy line's meters were stored with this cycle
+                event = stored_events.receive_nowait()
+                while event.kind != "readings_stored":
+                    event = stored_events.receive_nowait()
+                assert healthy <= set(event.detail["meters"])
+            gateway.stop()
+    assert all("line noisy" in error or "garbled" in error for error in errors)
+    if fault == "flood":  # never a pause: every read ends as a noisy line
+        assert len(errors) == 2 * len(noisy) and all("line noisy" in e for e in errors)
+    else:
+        assert any("line noisy" in error for error in errors)
+    store = Store.open(store_path(tmp_path), readonly=True)
+    try:
+        statuses = [
+            ReadingStatus(int(status)) for key in noisy for status in store.meter_log(key).status
+        ]
+        assert len(statuses) == 2 * len(noisy)
+        assert statuses.count(ReadingStatus.COLLISION) == len(errors)
+        assert set(statuses) <= {ReadingStatus.COLLISION, ReadingStatus.OK}
+    finally:
+        store.close()
+
+
+async def test_health_and_the_meter_log_count_retries_not_requests(tmp_path: Path) -> None:
+    seed_settings(tmp_path, {**QUIET, "reading": {"read_at_start": False}})
+    interfaces = (InterfaceConfig(name="a", kind="simulator", baud=9600, meters=6),)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            gateway = await run_gateway(nursery, StartupConfig(tmp_path, interfaces=interfaces))
+            result = await gateway.read_all()
+            assert not result.failed
+            telegrams = {r.meter.key: len(r.frames) for r in result.readings}
+            assert max(telegrams.values()) > 1, "the mix has multi-telegram meters"
+            # clean reads: SND_NKE and every telegram are requests, none of them a retry
+            assert {key: h.last_retries for key, h in gateway.health.items()} == dict.fromkeys(
+                telegrams, 0
+            )
+            simulated = gateway.simulators["a"].line.meters
+            simulated[0].ignore_next = 1  # one lost request: one retry
+            assert (await gateway.read_meter(simulated[0].identity.id)).ok
+            assert gateway.health[simulated[0].identity.id].last_retries == 1
+            gateway.stop()
+    store = Store.open(store_path(tmp_path), readonly=True)
+    try:
+        for key in telegrams:
+            log = store.meter_log(key)
+            expected = [0, 1] if key == simulated[0].identity.id else [0]
+            assert log.retries.tolist() == expected, key
+    finally:
+        store.close()

@@ -1,0 +1,334 @@
+"""The native bus driver: one OS thread per line runs the line's ``BusProtocol`` with blocking
+waits on the line's descriptor, outside the trio clock and its scheduler.
+
+Requests are taken from trio exactly as ``BusMaster`` takes them (same methods, same results and
+errors); what the thread finishes is handed back to trio in batches: one trio wake-up serves
+every reply (and every ``on_exchange``/``on_telegram`` call) that finished since the last one,
+so trio is not woken per byte, nor per exchange while it is busy. The thread's waits are
+``poll`` calls on the descriptor with the protocol's deadline as timeout, so the bus keeps its
+timing while the trio side is busy (a big report, Modbus and REST), and a line costs a few
+system calls per exchange. Times are the trio clock's (it is read from the thread), so readings
+carry the same times as under the trio driver.
+
+Opening and reopening the line stays with the transport on the trio side (``ensure_open``,
+``broken``); the thread asks for it when it needs the descriptor.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import math
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import outcome
+import trio
+
+from mbusgw.gateway.bus import BusMaster, _Hold, _Read, _Reply, _SetBaud, fail_ops
+from mbusgw.gateway.errors import LineDown
+
+_CLOSED = select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+class _Stopped(Exception):
+    """The driver is stopping: the request in hand is left to the trio side."""
+
+
+class ThreadedBusMaster(BusMaster):
+    """A ``BusMaster`` whose line is driven by an OS thread. Start ``run`` in a nursery as
+    usual; it keeps the thread for as long as it runs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._queue: collections.deque[tuple[Any, _Reply]] = collections.deque()
+        self._wake_read = self._wake_write = -1  # a pipe while running: wakes the thread
+        self._lock = threading.Lock()
+        self._finished: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self._delivery_pending = False
+        self._stop = False
+        self._in_hand: _Reply | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._clock: trio.abc.Clock | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ the trio side
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._clock = trio.lowlevel.current_clock()
+        self._stop = False
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        thread = threading.Thread(target=self._thread_main, name=f"bus {self.name}", daemon=True)
+        self._thread = thread
+        self._running = True
+        thread.start()
+        try:
+            task_status.started()
+            await trio.sleep_forever()
+        finally:
+            self._running = False
+            self._stop = True
+            self._wake()
+            # it leaves at its next wake-up, which this one is (trio keeps running meanwhile:
+            # the thread may be waiting for the line to open)
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(thread.join)
+            os.close(self._wake_read)
+            os.close(self._wake_write)
+            self._wake_read = self._wake_write = -1
+            self.protocol.abort()
+            stopped = LineDown(f"{self.name}: the bus task stopped")
+            self._deliver()  # what finished before the stop is the callers'
+            waiting = [self._in_hand] if self._in_hand is not None else []
+            self._in_hand = None
+            waiting += [reply for _, reply in self._queue]
+            self._queue.clear()
+            for reply in waiting:
+                if not reply.done.is_set():
+                    reply.result = outcome.Error(stopped)
+                    reply.done.set()
+
+    async def _enqueue(self, request: Any, reply: _Reply) -> None:
+        self._queue.append((request, reply))
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wake_write < 0:
+            return  # not running: nothing to wake
+        with contextlib.suppress(BlockingIOError):  # full: the thread is to wake anyway
+            os.write(self._wake_write, b"w")
+
+    def _deliver(self) -> None:
+        """In trio: everything the thread finished since the last delivery, in order."""
+        with self._lock:
+            batch, self._finished = self._finished, []
+            self._delivery_pending = False
+        for call, args in batch:
+            call(*args)
+
+    def _hand_over(self, call: Callable[..., Any], *args: Any) -> None:
+        """From the thread: run ``call(*args)`` in trio with the next batch."""
+        with self._lock:
+            self._finished.append((call, args))
+            if self._delivery_pending:
+                return
+            self._delivery_pending = True
+        try:
+            assert self._token is not None
+            self._token.run_sync_soon(self._deliver)
+        except trio.RunFinishedError:
+            pass
+
+    def _callback(self, reply: _Reply, call: Callable[..., Any], *args: Any) -> None:
+        """From the thread: a caller's callback (``on_exchange``, ``on_telegram``), run in
+        trio; if it raises, the request fails with its error, as under the trio driver."""
+        self._hand_over(_run_callback, reply, call, args)
+
+    # ------------------------------------------------------------------ the thread
+
+    def _now(self) -> float:
+        assert self._clock is not None
+        return self._clock.current_time()
+
+    def _thread_main(self) -> None:
+        poller = select.poll()
+        poller.register(self._wake_read, select.POLLIN)
+        while not self._stop:
+            if not self._queue:
+                poller.poll()
+                self._drain_wake()
+                continue
+            request, reply = self._queue.popleft()
+            self._in_hand = reply
+            try:
+                result = outcome.Value(self._serve_blocking(request, reply))
+            except _Stopped:
+                return
+            except trio.BrokenResourceError as exc:
+                error = LineDown(f"{self.name}: {exc}")
+                error.__cause__ = exc
+                result = outcome.Error(error)
+            except Exception as exc:  # the caller gets it; the line keeps serving
+                result = outcome.Error(exc)
+            self._in_hand = None
+            self._hand_over(_settle_reply, reply, result)
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _open(self) -> int:
+        """The line's descriptor, opening the line through trio if it is not open."""
+        fd = self.transport.descriptor()
+        if fd < 0:
+            assert self._token is not None
+            try:
+                trio.from_thread.run(self.transport.ensure_open, trio_token=self._token)
+            except trio.RunFinishedError as exc:
+                raise _Stopped from exc
+            fd = self.transport.descriptor()
+        if fd < 0:
+            raise trio.BrokenResourceError(f"{self.name} has no descriptor")
+        return fd
+
+    def _broken(self, error: BaseException) -> LineDown:
+        assert self._token is not None
+        with contextlib.suppress(trio.RunFinishedError):
+            trio.from_thread.run(self.transport.broken, error, trio_token=self._token)
+        down = LineDown(f"{self.name}: {error}")
+        down.__cause__ = error
+        return down
+
+    def _serve_blocking(self, request: Any, reply: _Reply) -> Any:
+        protocol = self.protocol
+        if type(request) is _SetBaud:
+            protocol.links.forget_all()
+            self.transport.set_baudrate(request.baud)
+            return None
+        if type(request) is _Hold:
+            return self._serve_hold(request)  # its ops have their own replies
+        on_telegram = request.on_telegram if type(request) is _Read else None
+        fd = self._open()
+        try:
+            # what came between exchanges (late answers, noise) is stray: counted, dropped
+            while data := self._read(fd):
+                protocol.receive(data, self._now())
+        except LineDown:
+            fd = self._open()  # it broke while idle: open it again, as the trio driver's send does
+        poller = select.poll()
+        poller.register(self._wake_read, select.POLLIN)
+        poller.register(fd, select.POLLIN)
+        finish = self.begin(request, self._now())
+        threshold = False
+        try:
+            while True:
+                out = protocol.take_output()
+                if out:
+                    self._write(fd, out)
+                ended = self.dispatch(
+                    protocol.pop_events(), on_telegram, functools.partial(self._callback, reply)
+                )
+                if ended is not None:
+                    break
+                deadline = protocol.deadline
+                timeout = deadline - self._now()
+                ready = poller.poll(
+                    None if timeout == math.inf else max(0, math.ceil(timeout * 1000))
+                )
+                if self._stop:
+                    raise _Stopped
+                data = b""
+                for which, mask in ready:
+                    if which == self._wake_read:
+                        self._drain_wake()
+                    elif mask & select.POLLIN or mask & _CLOSED:
+                        data = self._read(fd)
+                now = self._now()
+                if not data:
+                    if threshold and protocol.receiving and now >= deadline:
+                        # the stream held back an incomplete rest of a frame: take what is there
+                        threshold = self._release(threshold)
+                        data = self._read(fd)
+                    if not data:
+                        if now >= deadline:
+                            protocol.tick(now)
+                            if not protocol.receiving:
+                                threshold = self._release(threshold)
+                        continue
+                if not protocol.receive(data, now):
+                    threshold = self._release(threshold)
+                elif self.transport.set_receive_threshold(protocol.remaining):
+                    threshold = True
+                else:
+                    # the rest of a long frame is still on the wire: let it gather
+                    pause = protocol.pace_until - self._now()
+                    if pause > 0:
+                        time.sleep(pause)
+        except BaseException:
+            protocol.abort()  # the line broke, or the driver stops
+            raise
+        finally:
+            self._release(threshold)
+        return self.result(ended, finish)
+
+    def _notify(self, hold: _Hold) -> None:
+        self._wake()
+
+    def _serve_hold(self, hold: _Hold) -> None:
+        """Serve the holder of the line until it gives the line back."""
+        self._hand_over(hold.granted.set)
+        poller = select.poll()
+        poller.register(self._wake_read, select.POLLIN)
+        try:
+            while True:
+                while not hold.ops:
+                    poller.poll()
+                    self._drain_wake()
+                    if self._stop:
+                        raise _Stopped
+                request, reply = hold.ops.popleft()
+                if reply is None:
+                    return
+                try:
+                    result = outcome.Value(self._serve_blocking(request, reply))
+                except _Stopped:
+                    raise
+                except Exception as exc:
+                    result = outcome.Error(exc)
+                self._hand_over(_settle_reply, reply, result)
+        except _Stopped:
+            self._hand_over(fail_ops, hold, LineDown(f"{self.name}: the bus task stopped"))
+            raise
+
+    def _release(self, threshold: bool) -> bool:
+        if threshold:
+            self.transport.set_receive_threshold(1)
+        return False
+
+    def _read(self, fd: int) -> bytes:
+        """What is waiting (b"": nothing); a closed or failed line is LineDown."""
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return b""
+        except OSError as exc:
+            raise self._broken(exc) from exc
+        if not data:
+            raise self._broken(trio.BrokenResourceError("closed by the other end"))
+        return data
+
+    def _write(self, fd: int, request: bytes) -> None:
+        view = memoryview(request)
+        while view:
+            try:
+                sent = os.write(fd, view)
+            except BlockingIOError:
+                select.select([], [fd], [], 1.0)
+                continue
+            except OSError as exc:
+                raise self._broken(exc) from exc
+            view = view[sent:]
+
+
+def _run_callback(reply: _Reply, call: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    if reply.failure is None:
+        try:
+            call(*args)
+        except Exception as exc:
+            reply.failure = exc
+
+
+def _settle_reply(reply: _Reply, result: outcome.Outcome) -> None:
+    reply.result = result if reply.failure is None else outcome.Error(reply.failure)
+    reply.done.set()

@@ -1,0 +1,202 @@
+"""Both bus drivers (the native one, an OS thread per line, and the trio task) against the
+simulator over TCP and a pty, in real time at 9600 baud: the same requests, results and
+errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from mbusgw.core import decode
+from mbusgw.core.frame import req_ud2, snd_nke
+from mbusgw.gateway.bus import BusMaster, MeterAddress, ProbeKind, ReadSettings
+from mbusgw.gateway.busthread import ThreadedBusMaster
+from mbusgw.gateway.errors import LineDown, LineNoisy, NoResponse
+from mbusgw.gateway.simulator import MEDIAN_TEMPLATE, SimLine, make_meter, serve_pty, serve_tcp
+from mbusgw.gateway.simulator.serve import socket_pair
+from mbusgw.gateway.transport import ReconnectingLine, serial_line, tcp_line
+
+BAUD = 9600
+
+
+def meters() -> list:
+    return [
+        make_meter(MEDIAN_TEMPLATE, "11111111", primary=1),
+        make_meter("abb_delta", "22222222", primary=2, telegrams=3),
+    ]
+
+
+@asynccontextmanager
+async def threaded(
+    kind: str, driver: type[BusMaster] = ThreadedBusMaster
+) -> AsyncIterator[tuple[BusMaster, SimLine]]:
+    line = SimLine(meters(), BAUD)
+    async with trio.open_nursery() as nursery:
+        if kind == "tcp":
+            port = await nursery.start(serve_tcp, line, "127.0.0.1", 0)
+            transport = tcp_line("127.0.0.1", port, BAUD)
+        else:
+            device = await nursery.start(serve_pty, line)
+            transport = serial_line(device, BAUD)
+        bus = driver(transport)
+        await nursery.start(bus.run)
+        try:
+            yield bus, line
+        finally:
+            nursery.cancel_scope.cancel()
+            await transport.aclose()
+
+
+DRIVERS = pytest.mark.parametrize("driver", [ThreadedBusMaster, BusMaster], ids=["threads", "trio"])
+
+
+@DRIVERS
+@pytest.mark.parametrize("kind", ["tcp", "pty"])
+async def test_reads_probes_and_errors(kind: str, driver: type[BusMaster]) -> None:
+    with trio.fail_after(30):
+        async with threaded(kind, driver) as (bus, line):
+            sent: list[bytes] = []
+            telegrams: list[int] = []
+            bus.on_exchange = lambda exchange: sent.append(exchange.request)
+            single = await bus.read(MeterAddress(primary=1))
+            assert decode(single.frames[0]).header.id == "11111111"
+            assert (single.attempts, single.retries) == (2, 0)
+            multi = await bus.read(MeterAddress(primary=2), on_telegram=telegrams.append)
+            assert len(multi.frames) == 3 and multi.complete and multi.retries == 0
+            assert telegrams == [1, 2, 3]
+            assert sent[:2] == [snd_nke(1), req_ud2(1, True)]
+            # back to back: one broadcast SND_NKE, then REQ_UD2 only
+            await bus.read(MeterAddress(primary=1), keep_link=True)
+            again = await bus.read(MeterAddress(primary=1), keep_link=True)
+            assert again.attempts == 1
+            line.meters[0].ignore_next = 1
+            retried = await bus.read(MeterAddress(primary=1), ReadSettings(init=False))
+            assert retried.retries == 1
+            with pytest.raises(NoResponse):
+                await bus.read(MeterAddress(primary=9))
+            assert (await bus.probe_primary(2)).kind is ProbeKind.FOUND
+            assert (await bus.probe_primary(9)).kind is ProbeKind.EMPTY
+            line.noise = (0.002, 0.01)
+            with pytest.raises(LineNoisy):
+                await bus.read(MeterAddress(primary=1))
+            line.noise = None
+            await trio.sleep(0.2)
+            assert (await bus.read(MeterAddress(primary=1))).frames
+            assert bus.stats.noisy == 1 and bus.stats.answers >= 10
+
+
+async def test_many_callers_are_served_in_turn_and_stopping_fails_the_rest() -> None:
+    line = SimLine(meters(), BAUD)
+    results: list[object] = []
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(serve_tcp, line, "127.0.0.1", 0)
+            transport = tcp_line("127.0.0.1", port, BAUD)
+            bus = ThreadedBusMaster(transport)
+
+            async def reader(primary: int) -> None:
+                try:
+                    results.append(await bus.read(MeterAddress(primary=primary)))
+                except LineDown as exc:
+                    results.append(exc)
+
+            with pytest.raises(LineDown, match="not running"):
+                await bus.read(MeterAddress(primary=1))
+            async with trio.open_nursery() as bus_nursery:
+                await bus_nursery.start(bus.run)
+                async with trio.open_nursery() as callers:
+                    for _ in range(3):
+                        for primary in (1, 2):
+                            callers.start_soon(reader, primary)
+                assert len(results) == 6 and not any(isinstance(r, LineDown) for r in results)
+                results.clear()
+                for _ in range(4):
+                    nursery.start_soon(reader, 2)
+                await trio.sleep(0.02)  # one read on the wire, the others queued
+                bus_nursery.cancel_scope.cancel()
+            await trio.sleep(0.05)
+            assert len(results) == 4
+            assert all(isinstance(r, LineDown) and "stopped" in str(r) for r in results[-3:])
+            # started again (as the supervisor restarts a service), it serves as before
+            async with trio.open_nursery() as bus_nursery:
+                await bus_nursery.start(bus.run)
+                assert (await bus.read(MeterAddress(primary=2))).complete
+                bus_nursery.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()
+        await transport.aclose()
+
+
+@DRIVERS
+@pytest.mark.parametrize("kind", ["tcp", "pty"])
+async def test_raw_access(kind: str, driver: type[BusMaster]) -> None:
+    with trio.fail_after(30):
+        async with threaded(kind, driver) as (bus, _):
+            order: list[str] = []
+
+            async def scheduled_read() -> None:
+                await bus.read(MeterAddress(primary=1))
+                order.append("read")
+
+            async with trio.open_nursery() as nursery, bus.raw() as raw:
+                nursery.start_soon(scheduled_read)
+                await trio.sleep(0.2)
+                answer = await raw.send(snd_nke(2))
+                assert answer.received == b"\xe5"
+                reply = await raw.send(req_ud2(2, True))
+                assert decode(reply.frame).header.id == "22222222"
+                assert await raw.receive(0.1) == b""
+                order.append("raw done")
+            assert order == ["raw done", "read"]
+
+
+@DRIVERS
+async def test_a_broken_line_is_line_down_and_reopened(driver: type[BusMaster]) -> None:
+    line = SimLine(meters(), BAUD)
+    ends: list[trio.SocketStream] = []
+    async with trio.open_nursery() as nursery:
+
+        async def opener(_baud: int) -> trio.abc.Stream:
+            master_end, line_end = socket_pair()
+            ends.append(line_end)
+            nursery.start_soon(line.serve, line_end)
+            return master_end
+
+        transport = ReconnectingLine(opener, BAUD, name="pair", fixed_baud=True)
+        bus = driver(transport)
+        with trio.fail_after(30):
+            await nursery.start(bus.run)
+            assert (await bus.read(MeterAddress(primary=1))).frames
+            await ends[-1].aclose()  # the converter goes away while the line is idle
+            await trio.sleep(0.05)
+            # the next request opens the line again
+            assert (await bus.read(MeterAddress(primary=2))).complete
+            assert transport.connects == 2
+
+            async def close_soon() -> None:
+                await trio.sleep(0.05)
+                await ends[-1].aclose()
+
+            # it goes away during an exchange (nobody answers address 9): the caller is told
+            nursery.start_soon(close_soon)
+            with pytest.raises(LineDown):
+                await bus.read(MeterAddress(primary=9))
+            assert (await bus.read(MeterAddress(primary=1))).frames
+            assert transport.connects == 3
+        nursery.cancel_scope.cancel()
+    await transport.aclose()
+
+
+@DRIVERS
+async def test_a_callback_that_raises_fails_its_request(driver: type[BusMaster]) -> None:
+    def broken_display(count: int) -> None:
+        raise RuntimeError("the progress display broke")
+
+    with trio.fail_after(30):
+        async with threaded("tcp", driver) as (bus, _):
+            with pytest.raises(RuntimeError, match="progress display"):
+                await bus.read(MeterAddress(primary=2), on_telegram=broken_display)
+            await trio.sleep(0.2)
+            assert (await bus.read(MeterAddress(primary=1))).frames
