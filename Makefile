@@ -42,6 +42,7 @@ system-deps:
 	@bash tools/system-deps.sh
 
 test: install system-deps
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 	$(MAKE) test-debug
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mbusgw.gateway.store import Reading, SeriesSpec, ValueKind
+from mbusgw.gateway.store import SeriesSpec, StoredReading, ValueKind
 
 SLOT = 900
 _FRAME_HEAD = bytes.fromhex("68515168080072785634124024010700000000") + bytes(26)
@@ -104,14 +104,14 @@ class Fleet:
     def cycles(self) -> int:
         return self.received.shape[1]
 
-    def cycle(self, c: int, *, frames: bool = True) -> list[Reading]:
+    def cycle(self, c: int, *, frames: bool = True) -> list[StoredReading]:
         """The readings of cycle ``c``, one per meter (columns are views: cheap to build).
 
         With ``frames``, each reading carries a raw telegram of the median RSP_UD size (87 bytes:
         a long-frame header and the values as 32-bit fields), as the gateway keeps them.
         """
         return [
-            Reading(
+            StoredReading(
                 self.names[m],
                 int(self.received[m, c]),
                 self.specs[m],

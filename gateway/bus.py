@@ -26,7 +26,6 @@ from typing import Any
 import outcome
 import trio
 
-from mbusgw.core import decode
 from mbusgw.core.busproto import (
     ADDRESS_BROADCAST,
     ADDRESS_SELECTED,
@@ -46,8 +45,8 @@ from mbusgw.core.busproto import (
     Telegram,
     Telegrams,
 )
-from mbusgw.core.errors import MBusError
 from mbusgw.core.frame import select_secondary
+from mbusgw.core.records_follow import more_records_follow as records_follow
 from mbusgw.gateway.errors import BusError, Collision, LineDown, LineNoisy, NoResponse
 from mbusgw.gateway.meters import AddressingMode, MultiTelegram
 from mbusgw.gateway.settings import ConfigError, LineTiming
@@ -66,7 +65,7 @@ __all__ = [
     "ProbeKind",
     "RawLine",
     "ReadSettings",
-    "Reading",
+    "ReadReply",
     "Timing",
     "failure_error",
     "resolve",
@@ -240,7 +239,7 @@ class ReadSettings:
 
 
 @dataclass(frozen=True)
-class Reading:
+class ReadReply:
     """The raw telegrams of one meter reading, in order."""
 
     address: MeterAddress
@@ -259,11 +258,10 @@ class Reading:
 
 
 def more_records_follow(raw: bytes) -> bool:
-    """Whether the telegram ends with DIF 0x1F ("more records follow"), per the decoder."""
-    try:
-        return bool(decode(raw).more_records_follow)
-    except MBusError:
-        return False  # an undecodable telegram: do not ask for more; the caller sees the error
+    """Whether the telegram ends with DIF 0x1F ("more records follow"): a walk over the record
+    headers, not a decode (the pipeline decodes each telegram once). An undecodable telegram
+    gives False: do not ask for more; the pipeline's decode reports the error."""
+    return records_follow(raw)
 
 
 @dataclass(frozen=True)
@@ -492,7 +490,7 @@ class BusMaster:
         *,
         on_telegram: Callable[[int], None] | None = None,
         keep_link: bool = False,
-    ) -> Reading:
+    ) -> ReadReply:
         """Read one meter completely (every telegram, up to the limit). ``on_telegram(n)`` is
         called in the bus task after each telegram (a progress display). ``keep_link`` (reading
         back to back) leaves out the SND_NKE of a primary read while this master knows the
@@ -645,8 +643,8 @@ class BusMaster:
         )
         address = request.address
 
-        def reading(got: Telegrams) -> Reading:
-            return Reading(
+        def reading(got: Telegrams) -> ReadReply:
+            return ReadReply(
                 address,
                 got.mode,
                 got.frames,

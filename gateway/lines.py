@@ -7,6 +7,7 @@ same TCP transport as a real converter, so the embedded default exercises the re
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -154,3 +155,34 @@ def meters_on(line: SimLine) -> list[Meter]:
         )
         for sim in line.meters
     ]
+
+
+def open_wired_lines(
+    interfaces: Sequence[InterfaceConfig], mbus: MBusSettings
+) -> tuple[dict[str, SimulatorService], dict[str, BusLine]]:
+    """The wired lines of ``interfaces`` (receivers are left out), each simulated line with
+    its simulator; simulators are seeded by the interface's position."""
+    simulators: dict[str, SimulatorService] = {}
+    lines: dict[str, BusLine] = {}
+    for index, config in enumerate(interfaces):
+        if config.wireless:
+            continue
+        simulator = None
+        if config.kind == "simulator":
+            simulator = SimulatorService(simulated_line(config, seed=index + 1))
+            simulators[config.name] = simulator
+        line = open_line(config, simulator, mbus.driver)
+        line.mbus = mbus
+        lines[config.name] = line
+    return simulators, lines
+
+
+class BusService:
+    """The bus master of one line as a supervised service."""
+
+    def __init__(self, line: BusLine) -> None:
+        self.line = line
+        self.name = f"bus:{line.name}"
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await self.line.master.run(task_status=task_status)

@@ -6,7 +6,12 @@ starts each service and reports ready once every service is ready or has failed 
 attempt: a broken optional service must not hold up boot. A crash is written to the system log
 and the service is started again after a backoff (1 s, 2 s, 4 s … 60 s, ±10 % jitter; back to 1 s
 after five healthy minutes). ``restart(names)`` restarts services at once, without backoff, for
-a settings change. Cancellation (shutdown) passes straight through: only ``Exception`` is caught.
+a settings change. Cancellation passes straight through: only ``Exception`` is caught.
+
+Shutdown has a deadline: ``shutdown(grace)`` asks every service that can finish on its own (it
+has ``stop()``: the web server stops accepting and answers the requests in flight) to do so and
+waits up to ``grace`` seconds for them, the others still running meanwhile (a request in flight
+may need a line); then the caller cancels the tree. What went wrong is logged as one entry.
 """
 
 from __future__ import annotations
@@ -31,6 +36,14 @@ class Service(Protocol):
     name: str
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None: ...
+
+
+class Stoppable(Protocol):
+    """A service that can end on its own: after ``stop()`` its ``run`` returns once done."""
+
+    name: str
+
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -73,6 +86,8 @@ class Supervisor:
         self._scopes: dict[str, trio.CancelScope] = {}
         self._restart_requested: set[str] = set()
         self._nursery: trio.Nursery | None = None
+        self._stoppable: dict[str, tuple[Stoppable, trio.Event]] = {}
+        self.stopping = False
         self.states: dict[str, ServiceState] = {}
 
     async def run(
@@ -105,6 +120,32 @@ class Supervisor:
         except Exception as exc:
             self._log(ERROR, name, f"failed: {describe(exc)}")
 
+    async def shutdown(self, grace: float) -> list[str]:
+        """Ask the services that have ``stop()`` to finish and wait for them, at most ``grace``
+        seconds; returns the names of those still running (the caller cancels the tree)."""
+        self.stopping = True
+        problems = []
+        waiting = {}
+        for name, (service, done) in self._stoppable.items():
+            if self.states[name].state == "waiting":  # crashed, in its backoff: not restarted
+                done.set()
+                continue
+            try:
+                service.stop()
+            except Exception as exc:
+                problems.append(f"{name}: {describe(exc)}")
+            else:
+                waiting[name] = done
+        with trio.move_on_after(grace):
+            for done in waiting.values():
+                await done.wait()
+        late = [name for name, done in waiting.items() if not done.is_set()]
+        if late:
+            problems.append(f"still running after {grace:g} s, cancelled: {', '.join(late)}")
+        if problems:
+            self._log(WARNING, "shutdown", "; ".join(problems))
+        return late
+
     def restart(self, names: Iterable[str]) -> list[str]:
         """Restart the named services now (a settings change); returns the names not known."""
         unknown = []
@@ -127,6 +168,8 @@ class Supervisor:
             }
         )
         reported = False
+        if callable(getattr(service, "stop", None)):
+            self._stoppable[name] = (service, trio.Event())  # type: ignore[assignment]
 
         def mark_ready() -> None:
             nonlocal reported
@@ -142,6 +185,12 @@ class Supervisor:
                 self._scopes[name] = scope
                 try:
                     await self._attempt(service, mark_ready)
+                    if self.stopping and name in self._stoppable:
+                        state.state, state.since = "stopped", trio.current_time()
+                        self._stoppable[name][1].set()
+                        if not reported:
+                            task_status.started()
+                        return
                     state.last_error = "returned without being stopped"
                     self._log(ERROR, name, "service stopped on its own; starting it again")
                 except Exception as exc:
@@ -162,6 +211,11 @@ class Supervisor:
             delay = backoff.next_delay(self._rng)
             state.state, state.since = "waiting", trio.current_time()
             await trio.sleep(delay)
+            if self.stopping:  # no new attempt once the shutdown began
+                state.state = "stopped"
+                if name in self._stoppable:
+                    self._stoppable[name][1].set()
+                await trio.sleep_forever()
 
     @staticmethod
     async def _attempt(service: Service, ready: Callable[[], None]) -> None:

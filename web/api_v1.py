@@ -8,22 +8,18 @@ only read arguments and call ``web/operations.py``.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import trio
-from quart import Blueprint, Response, g
+from quart import Response, g
 
-from mbusgw.core.jsonout import dumps
-from mbusgw.gateway.cells import CsvWriter
 from mbusgw.web import operations as ops
-from mbusgw.web.app import state
-from mbusgw.web.auth import admin_only, first_change, public, self_service
+from mbusgw.web import values as vals
+from mbusgw.web.api_schemas import BOOL, INT, STR
+from mbusgw.web.auth import first_change
 from mbusgw.web.errors import BadRequest, Conflict, NotFound, Unauthorized
-from mbusgw.web.numbers import value_texts
-from mbusgw.web.openapi import BOOL, INT, STR, Param, build_document
+from mbusgw.web.openapi import Param, build_document
 from mbusgw.web.params import (
     arg_bool,
     arg_int,
@@ -33,65 +29,21 @@ from mbusgw.web.params import (
     text_of,
     uploaded_file,
 )
+from mbusgw.web.routes import (
+    LOG_PARAMS,
+    METER,
+    ROUTES,
+    SERIES_PARAMS,
+    SINCE,
+    UNTIL,
+    download,
+    gw,
+    reply,
+    route,
+)
+from mbusgw.web.routes import blueprint as blueprint  # the app registers it from here
+from mbusgw.web.state import state
 from mbusgw.web.tls import HOSTNAME
-
-blueprint = Blueprint("api_v1", __name__, url_prefix="/api/v1")
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    name: str
-    summary: str
-    tag: str
-    access: str = "user"  # public | user | admin | self
-    params: tuple[Param, ...] = ()
-    body: str | None = None  # a schema name, "csv" or "file"
-    response: str | None = None
-    media: str = "json"
-    status: int = 200
-    response_description: str = ""
-
-
-ROUTES: list[Route] = []
-
-SINCE = Param("since", STR, "start of the range (ISO 8601 or epoch s), inclusive")
-UNTIL = Param("until", STR, "end of the range, exclusive; a bare date includes that day")
-METER = Param("key", STR, "the meter's key (its secondary address)", where="path")
-
-
-def route(method: str, path: str, summary: str, tag: str, **options: Any) -> Callable:
-    def register(view: Callable) -> Callable:
-        access = options.get("access", "user")
-        if access == "public":
-            public(view)
-        elif access == "admin":
-            admin_only(view)
-        elif access == "self":
-            self_service(view)
-        rule = path.replace("{", "<").replace("}", ">")
-        blueprint.add_url_rule(rule, view.__name__, view, methods=[method])
-        ROUTES.append(Route(method, path, view.__name__, summary, tag, **options))
-        return view
-
-    return register
-
-
-def reply(data: Any, status: int = 200) -> Response:
-    """JSON with exact decimals (``core.jsonout``: never through float)."""
-    return Response(dumps(data), status=status, mimetype="application/json")
-
-
-def download(body: str | bytes, media: str, filename: str) -> Response:
-    response = Response(body, mimetype=media)
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
-
-
-def gw() -> Any:
-    return state().gateway
-
 
 # ---------------------------------------------------------------------------- the document
 
@@ -205,17 +157,7 @@ async def meter_read(key: str) -> Response:
 @route("GET", "/meters/{key}/series", "The meter's stored series", "values", params=(METER,),
        response="SeriesList")  # fmt: skip
 async def meter_series_list(key: str) -> Response:
-    return reply(ops.meter_series(gw(), key))
-
-
-SERIES_PARAMS = (
-    METER,
-    Param("series", INT, "the series id", where="path"),
-    SINCE,
-    UNTIL,
-    Param("limit", INT, f"values per page (1-{ops.MAX_SERIES_PAGE})"),
-    Param("float", BOOL, "values as floating point numbers (for graphs)"),
-)
+    return reply(vals.meter_series(gw(), key))
 
 
 @route("GET", "/meters/{key}/series/{series}", "One series over a time range (paginated)",
@@ -223,32 +165,18 @@ SERIES_PARAMS = (
 async def meter_series_values(key: str, series: str) -> Response:
     as_float = arg_bool("float")
     data, table = _series_page(key, series, materialize=False)
-    return Response(ops.series_json(data, table, as_float), mimetype="application/json")
+    return Response(vals.series_json(data, table, as_float), mimetype="application/json")
 
 
 @route("GET", "/meters/{key}/series/{series}.csv", "One series over a time range as CSV",
        "values", params=SERIES_PARAMS[:5], media="csv")  # fmt: skip
 async def meter_series_csv(key: str, series: str) -> Response:
     data, table = _series_page(key, series, materialize=False)
-    info = data["series"]
-    times = table.received_at.astype("datetime64[s]").astype(str).tolist()
-    tail = "," + ",".join(_csv_cell(info[k]) for k in ("quantity", "unit")) + "\r\n"
-    values = [
-        v if v[:1] != '"' else _csv_cell(json.loads(v)) for v in value_texts(table, ops.plain)
-    ]
-    lines = [f"{t}Z,{v}{tail}" for t, v in zip(times, values, strict=True)]
-    response = download(
-        "time,value,quantity,unit\r\n" + "".join(lines), "text/csv", f"{key}-{info['id']}.csv"
-    )
+    body = vals.series_csv(data, table)
+    response = download(body, "text/csv", f"{key}-{data['series']['id']}.csv")
     if data["next"]:
         response.headers["X-Next-Since"] = data["next"]
     return response
-
-
-def _csv_cell(text: str) -> str:
-    out = io.StringIO()
-    CsvWriter(out, lineterminator="").writerow([text])
-    return out.getvalue()
 
 
 def _series_page(key: str, series: str, materialize: bool = True) -> tuple[dict[str, Any], Any]:
@@ -256,13 +184,13 @@ def _series_page(key: str, series: str, materialize: bool = True) -> tuple[dict[
         series_id = int(series)
     except ValueError:
         raise BadRequest("the series id must be a number", {"series": "not a number"}) from None
-    return ops.series_values(
+    return vals.series_values(
         gw(),
         key,
         series_id,
         since=arg_time("since"),
         until=arg_time("until", end_of_day=True),
-        limit=arg_int("limit", ops.DEFAULT_SERIES_PAGE, 1, ops.MAX_SERIES_PAGE),
+        limit=arg_int("limit", vals.DEFAULT_SERIES_PAGE, 1, vals.MAX_SERIES_PAGE),
         as_float=arg_bool("float"),
         materialize=materialize,
     )
@@ -294,13 +222,13 @@ async def meter_key_unlink(key: str) -> Response:
 @route("GET", "/values/latest", "The latest stored values of every meter", "values",
        response="LatestValues")  # fmt: skip
 async def values_latest() -> Response:
-    return Response(ops.latest_values_json(gw()), mimetype="application/json")
+    return Response(vals.latest_values_json(gw()), mimetype="application/json")
 
 
 @route("GET", "/values/live", "The continuous-read snapshot (in memory)", "values",
        response="LiveSnapshot")  # fmt: skip
 async def values_live() -> Response:
-    return reply(ops.live_snapshot(gw()))
+    return reply(vals.live_snapshot(gw()))
 
 
 @route("POST", "/values/read", "Read all meters and store (a job)", "values", access="admin",
@@ -310,14 +238,6 @@ async def values_read_all() -> Response:
 
 
 # ---------------------------------------------------------------------------- logs
-
-LOG_PARAMS = (
-    SINCE,
-    UNTIL,
-    Param("min_level", {"type": "integer", "minimum": -1, "maximum": 2}, "lowest level"),
-    Param("max_level", {"type": "integer", "minimum": -1, "maximum": 2}, "highest level"),
-    Param("origin", STR, "only entries of this origin"),
-)
 
 
 @route("GET", "/log", "The system log, newest first", "logs",

@@ -8,21 +8,19 @@ with the security headers below.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quart import Quart, Response, current_app, redirect, request
+from quart import Quart, Response, redirect, request
 from quart_trio import QuartTrio
 
-from mbusgw.gateway.keys import KeyStore
+from mbusgw.gateway.facade import GatewayHandle
 from mbusgw.web.auth import Auth
 from mbusgw.web.errors import install_error_handlers
-from mbusgw.web.handle import GatewayHandle
 from mbusgw.web.jobs import JobBoard
+from mbusgw.web.state import WebState
 from mbusgw.web.times import shown_time
-from mbusgw.web.tls import TlsFiles, TlsSettings
+from mbusgw.web.tls import TlsFiles
 from mbusgw.web.users import UserDirectory
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a backup of a large store is uploaded in one request
@@ -37,26 +35,6 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
 }
-
-
-@dataclass
-class WebState:
-    gateway: GatewayHandle
-    auth: Auth
-    tls: TlsFiles
-    tls_settings: TlsSettings = field(default_factory=TlsSettings)
-    jobs: Any = None  # a JobBoard
-    openapi: dict[str, Any] | None = None
-    reload_server: Callable[[], None] = lambda: None  # set by the web service
-
-    @property
-    def keys(self) -> KeyStore:
-        """The gateway's key store (persistent: in the store)."""
-        return self.gateway.keys
-
-
-def state() -> WebState:
-    return current_app.extensions["mbusgw"]
 
 
 class _StoreRecords:

@@ -15,7 +15,7 @@ from quart import Quart, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from mbusgw.core.errors import DecodeError, DecryptError, EncodeError, FrameError
-from mbusgw.gateway.keys import KeyFileError
+from mbusgw.gateway.facade import KeyFileError
 from mbusgw.gateway.meters import MeterListError, RowError
 from mbusgw.gateway.settings import ConfigError
 

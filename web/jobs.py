@@ -20,11 +20,16 @@ from typing import Any
 import trio
 
 from mbusgw.gateway.errors import UnknownReport, describe
+from mbusgw.gateway.facade import (
+    GatewayHandle,
+    ScanProgress,
+    meter_from_found,
+    quota_for,
+    scan_line,
+    shortfall,
+)
 from mbusgw.gateway.meters import BAUD_RATES, Meter
-from mbusgw.gateway.scan import ScanProgress, scan_line
-from mbusgw.gateway.search import meter_from_found, quota_for, shortfall
 from mbusgw.web.errors import BadRequest, Conflict, NotFound
-from mbusgw.web.handle import GatewayHandle
 
 KEEP = 50
 SCAN_KINDS = ("primary", "secondary")

@@ -25,11 +25,12 @@ from quart import Blueprint, Response, g, request
 
 from mbusgw.core.jsonout import dumps
 from mbusgw.web import operations as ops
-from mbusgw.web.app import state
+from mbusgw.web import values as vals
 from mbusgw.web.auth import public, self_service
 from mbusgw.web.errors import ApiError, BadRequest, Forbidden, PasswordChangeRequired, as_api_error
 from mbusgw.web.openapi import VERSION
 from mbusgw.web.params import parse_time
+from mbusgw.web.state import state
 
 blueprint = Blueprint("jsonrpc", __name__)
 
@@ -199,10 +200,10 @@ async def _series(
     series: int,
     since: float | None = None,
     until: float | None = None,
-    limit: int = ops.DEFAULT_SERIES_PAGE,
+    limit: int = vals.DEFAULT_SERIES_PAGE,
     as_float: bool = False,
 ) -> dict[str, Any]:
-    return ops.series_values(_gw(), key, series, since, until, limit, as_float)[0]
+    return vals.series_values(_gw(), key, series, since, until, limit, as_float)[0]
 
 
 async def _users_list() -> dict[str, Any]:
@@ -272,10 +273,10 @@ METHODS: dict[str, Method] = {
     "meters.read": _admin(_with_gateway(ops.read_now), "Read a meter now"),
     "meters.reinstall": _admin(_with_gateway(ops.reinstall), "Reinstall one or every meter"),
     "wireless.status": Method(_with_gateway(ops.wireless_status), "Receivers and meters heard"),
-    "meters.series": Method(_with_gateway(ops.meter_series), "A meter's series"),
-    "values.latest": Method(_with_gateway(ops.latest_values), "The latest value of every series"),
+    "meters.series": Method(_with_gateway(vals.meter_series), "A meter's series"),
+    "values.latest": Method(_with_gateway(vals.latest_values), "The latest value of every series"),
     "values.series": Method(_series, "One series over a time range", times=("since", "until")),
-    "values.live": Method(_with_gateway(ops.live_snapshot), "The continuous-read snapshot"),
+    "values.live": Method(_with_gateway(vals.live_snapshot), "The continuous-read snapshot"),
     "values.readAll": _admin(_with_gateway(ops.read_all, state), "Read every meter now (a job)"),
     "log.meter": Method(
         _with_gateway(ops.meter_log), "A meter's read log", times=("since", "until")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mbusgw.core.jsonout import dumps
-from mbusgw.gateway.store import ValueKind
+from mbusgw.core.units import ValueKind
 
 DECIMAL = int(ValueKind.DECIMAL)
 

@@ -8,19 +8,13 @@ errors of ``web.errors``; nothing is changed before every argument has been chec
 from __future__ import annotations
 
 import dataclasses
-import math
 import platform
 import socket
-import weakref
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
-import numpy as np
-
-from mbusgw.core.jsonout import dumps
-from mbusgw.core.units import Flag
+from mbusgw.gateway.facade import GatewayHandle
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.meters import (
     BAUD_RATES,
@@ -31,14 +25,11 @@ from mbusgw.gateway.meters import (
     template_csv,
 )
 from mbusgw.gateway.settings import masked, without_masks
-from mbusgw.gateway.store.telegrams import value_flags
 from mbusgw.web.errors import BadRequest, Conflict, NotFound
-from mbusgw.web.handle import GatewayHandle
-from mbusgw.web.numbers import value_texts
+from mbusgw.web.plain import find_meter, iso, record_values
+from mbusgw.web.values import latest_by_meter
 
 LEVEL_NAMES = {-1: "debug", 0: "info", 1: "warning", 2: "error"}
-MAX_SERIES_PAGE = 100_000
-DEFAULT_SERIES_PAGE = 50_000
 MAX_LOG_ENTRIES = 10_000
 
 
@@ -50,23 +41,6 @@ def version() -> str:
         return package_version("mbusgw")
     except PackageNotFoundError:
         return "unknown"
-
-
-def iso(seconds: float | int | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(float(seconds), UTC).isoformat(timespec="seconds")
-
-
-def plain(value: Any) -> Any:
-    """A decoded value as JSON data: exact numbers stay exact, dates become ISO text."""
-    if value is None or isinstance(value, bool | int | float | str | Decimal):
-        return value
-    if isinstance(value, bytes):
-        return value.hex()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
 
 
 # ---------------------------------------------------------------------------------- device
@@ -149,13 +123,6 @@ def device_status(gw: GatewayHandle) -> dict[str, Any]:
 
 def health_of(gw: GatewayHandle, key: str) -> MeterHealth:
     return gw.health.get(key) or MeterHealth(key)
-
-
-def find_meter(gw: GatewayHandle, key: str) -> Meter:
-    for meter in gw.meters:
-        if meter.key == key:
-            return meter
-    raise NotFound(f"no meter {key!r} is installed")
 
 
 def meter_dict(gw: GatewayHandle, meter: Meter, latest: dict | None = None) -> dict[str, Any]:
@@ -332,26 +299,6 @@ async def remove_meter(gw: GatewayHandle, key: str) -> dict[str, Any]:
     return {"ok": True, "message": f"meter {key} removed"}
 
 
-def record_values(telegrams: Any) -> list[dict[str, Any]]:
-    """The records of decoded telegrams (not stored: no series id) as values, flagged invalid
-    as the store flags them (``value_flags``)."""
-    out = []
-    for telegram in telegrams:
-        flags = value_flags(telegram.array).tolist()
-        for record, flag in zip(telegram.records, flags, strict=True):
-            value = {
-                "series": 0,
-                "quantity": str(record.quantity),
-                "unit": str(record.unit),
-                "description": str(record.function),
-                "value": plain(record.value),
-            }
-            if flag & Flag.INVALID:
-                value["invalid"] = True
-            out.append(value)
-    return out
-
-
 async def read_now(gw: GatewayHandle, key: str) -> dict[str, Any]:
     if find_meter(gw, key).wireless:
         raise Conflict(
@@ -367,262 +314,6 @@ async def read_now(gw: GatewayHandle, key: str) -> dict[str, Any]:
         "read_at": read_at.isoformat(timespec="seconds") if read_at else None,
         "error": getattr(reading, "error", None),
         "values": values,
-    }
-
-
-# ---------------------------------------------------------------------------------- values
-
-
-class SeriesCatalog:
-    """Every stored series by id, read once: a series never changes once stored, so the
-    catalog is read again only when an id appears that it does not know."""
-
-    def __init__(self) -> None:
-        self.by_id: dict[int, Any] = {}
-        self.prefix: dict[int, str] = {}  # the JSON text of a value up to ``"value":``
-
-    def refresh(self, store: Any, wanted: Iterable[int]) -> dict[int, Any]:
-        if any(series not in self.by_id for series in wanted):
-            self.by_id = {info.id: info for info in store.series()}
-            self.prefix = {
-                info.id: dumps(
-                    {
-                        "series": info.id,
-                        "quantity": info.quantity,
-                        "unit": info.unit,
-                        "description": info.description,
-                    }
-                )[:-1]
-                + ',"value":'
-                for info in self.by_id.values()
-            }
-        return self.by_id
-
-
-_catalogs: weakref.WeakKeyDictionary[Any, SeriesCatalog] = weakref.WeakKeyDictionary()
-
-
-def catalog(gw: GatewayHandle) -> SeriesCatalog:
-    """The series catalog of the gateway's store (kept as long as the store is open)."""
-    found = _catalogs.get(gw.store)
-    if found is None:
-        found = _catalogs[gw.store] = SeriesCatalog()
-    return found
-
-
-def series_names(gw: GatewayHandle, table: Any) -> dict[int, Any]:
-    return catalog(gw).refresh(gw.store, np.unique(table.series).tolist())
-
-
-def value_dicts(table: Any, names: dict[int, Any]) -> list[dict[str, Any]]:
-    """One dict per value of a ``ValueTable`` (with the series' name and unit); the same
-    fields, in the same order, as ``latest_values_json`` writes."""
-    out = []
-    for i in range(len(table)):
-        info = names.get(int(table.series[i]))
-        if info is None:
-            continue
-        value = {
-            "series": info.id,
-            "quantity": info.quantity,
-            "unit": info.unit,
-            "description": info.description,
-            "value": plain(table.value(i)),
-        }
-        if int(table.flags[i]) & Flag.INVALID:
-            value["invalid"] = True
-        value["read_at"] = iso(int(table.received_at[i]))
-        out.append(value)
-    return out
-
-
-def latest_by_meter(gw: GatewayHandle, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The newest stored values of the given meters, grouped by meter."""
-    keys = list(keys)
-    if not keys:
-        return {}
-    known = {m.name for m in gw.store.meters()}
-    wanted = [k for k in keys if k in known]
-    if not wanted:
-        return {}
-    table = gw.store.latest(wanted)
-    names = series_names(gw, table)
-    grouped: dict[str, dict[str, Any]] = {}
-    for value in value_dicts(table, names):
-        info = names.get(value["series"])
-        if info is None:
-            continue
-        entry = grouped.setdefault(info.meter, {"read_at": value["read_at"], "values": []})
-        entry["values"].append(value)
-        entry["read_at"] = max(entry["read_at"], value["read_at"])
-    return grouped
-
-
-def latest_values(gw: GatewayHandle) -> dict[str, Any]:
-    meters = list(gw.meters)
-    latest = latest_by_meter(gw, [m.key for m in meters])
-    return {
-        "meters": [
-            {
-                "key": m.key,
-                "position": m.position,
-                "read_at": latest.get(m.key, {}).get("read_at"),
-                "values": latest.get(m.key, {}).get("values", []),
-            }
-            for m in meters
-        ]
-    }
-
-
-def latest_values_json(gw: GatewayHandle) -> str:
-    """``latest_values`` as JSON text, written from the store's columns (the API's hot path:
-    512 meters of ten values each)."""
-    meters = list(gw.meters)
-    known = {m.name for m in gw.store.meters()}
-    wanted = [m.key for m in meters if m.key in known]
-    table = gw.store.latest(wanted) if wanted else None
-    per_meter: dict[str, list[str]] = {}
-    newest: dict[str, int] = {}
-    if table is not None and len(table):
-        cat = catalog(gw)
-        names = cat.refresh(gw.store, np.unique(table.series).tolist())
-        texts = value_texts(table, plain)
-        stamps = table.received_at.tolist()
-        when = {t: f',"read_at":"{iso(t)}"}}' for t in set(stamps)}
-        for series, text, stamp, flags in zip(
-            table.series.tolist(), texts, stamps, table.flags.tolist(), strict=True
-        ):
-            info = names.get(series)
-            if info is None:
-                continue
-            value = cat.prefix[series] + text + (',"invalid":true' if flags & Flag.INVALID else "")
-            per_meter.setdefault(info.meter, []).append(value + when[stamp])
-            newest[info.meter] = max(newest.get(info.meter, 0), stamp)
-    parts = []
-    for m in meters:
-        read_at = dumps(iso(newest[m.key])) if m.key in newest else "null"
-        parts.append(
-            f'{{"key":{dumps(m.key)},"position":{dumps(m.position)},"read_at":{read_at},'
-            f'"values":[{",".join(per_meter.get(m.key, ()))}]}}'
-        )
-    return '{"meters":[' + ",".join(parts) + "]}"
-
-
-def meter_series(gw: GatewayHandle, key: str) -> dict[str, Any]:
-    find_meter(gw, key)
-    return {
-        "meter": key,
-        "series": [
-            {
-                "id": info.id,
-                "signature": info.signature.hex().upper(),
-                "quantity": info.quantity,
-                "unit": info.unit,
-                "description": info.description,
-                "numeric": info.unit != "",
-            }
-            for info in gw.store.series(key)
-        ],
-    }
-
-
-def series_info(gw: GatewayHandle, key: str, series: int) -> Any:
-    for info in gw.store.series(key):
-        if info.id == series:
-            return info
-    raise NotFound(f"meter {key!r} has no series {series}")
-
-
-def series_values(
-    gw: GatewayHandle,
-    key: str,
-    series: int,
-    since: float | None = None,
-    until: float | None = None,
-    limit: int = DEFAULT_SERIES_PAGE,
-    as_float: bool = False,
-    materialize: bool = True,
-) -> tuple[dict[str, Any], Any]:
-    """A page of one series: ``times`` (epoch s) and ``values``; ``next`` is the ``since`` of
-    the following page (or None). Returns the JSON data and the page's ``ValueTable``
-    (``materialize=False``: without ``times`` and ``values``, for ``series_json``)."""
-    find_meter(gw, key)
-    info = series_info(gw, key, series)
-    if not 1 <= limit <= MAX_SERIES_PAGE:
-        raise BadRequest(f"limit must be 1-{MAX_SERIES_PAGE}", {"limit": "out of range"})
-    table = gw.store.values(series, since, until)
-    following = None
-    if len(table) > limit:
-        following = str(int(table.received_at[limit]))
-        table = _head(table, limit)
-    times: list[int] = []
-    values: list[Any] = []
-    if materialize:
-        times = table.received_at.tolist()
-        if as_float:
-            values = [v if math.isfinite(v) else None for v in table.as_float().tolist()]
-        else:
-            values = [plain(v) for v in table.values()]
-    data = {
-        "meter": key,
-        "series": {
-            "id": info.id,
-            "signature": info.signature.hex().upper(),
-            "quantity": info.quantity,
-            "unit": info.unit,
-            "description": info.description,
-        },
-        "since": iso(since),
-        "until": iso(until),
-        "times": times,
-        "values": values,
-        "next": following,
-    }
-    return data, table
-
-
-def series_json(data: dict[str, Any], table: Any, as_float: bool) -> str:
-    """``series_values`` as JSON text, the values written from the store's columns."""
-    head = {k: v for k, v in data.items() if k not in ("times", "values")}
-    times = ",".join(map(str, table.received_at.tolist()))
-    if as_float:
-        values = ",".join(
-            repr(v) if math.isfinite(v) else "null" for v in table.as_float().tolist()
-        )
-    else:
-        values = ",".join(value_texts(table, plain))
-    return dumps(head)[:-1] + f',"times":[{times}],"values":[{values}]}}'
-
-
-def _head(table: Any, n: int) -> Any:
-    blobs = table.blobs[:n] if table.blobs is not None else None
-    columns = {name: getattr(table, name)[:n] for name in table.COLUMNS}
-    return type(table)(**columns, blobs=blobs)
-
-
-def live_snapshot(gw: GatewayHandle) -> dict[str, Any]:
-    now = gw.clock.now()
-    meters = []
-    for meter in gw.meters:
-        reading = gw.live.latest(meter.key)
-        if reading is None:
-            continue
-        good = gw.live.last_good(meter.key) or reading
-        values = record_values(good.telegrams)
-        meters.append(
-            {
-                "key": meter.key,
-                "ok": reading.ok,
-                "read_at": good.read_at.isoformat(timespec="seconds"),
-                "age_s": round((now - good.read_at).total_seconds(), 3),
-                "error": reading.error,
-                "values": values,
-            }
-        )
-    return {
-        "continuous": gw.settings.reading.continuous,
-        "version": gw.live.version,
-        "meters": meters,
     }
 
 
@@ -657,7 +348,7 @@ def log_filter(
     max_level: int | None = None,
     origin: str | None = None,
 ) -> Any:
-    from mbusgw.gateway.store import LogFilter
+    from mbusgw.gateway.facade import LogFilter
 
     for name, level in (("min_level", min_level), ("max_level", max_level)):
         if level is not None and level not in LEVEL_NAMES:
@@ -717,7 +408,7 @@ def report_service(gw: GatewayHandle) -> Any:
 async def delete_report(gw: GatewayHandle, name: str) -> None:
     """Remove a report's settings and its delivery cursor (a report made again under the
     name starts afresh from its value period)."""
-    from mbusgw.gateway.services.reports.cursors import TABLE
+    from mbusgw.gateway.facade import REPORT_CURSORS as TABLE
 
     if name not in gw.settings.reports.reports:
         raise NotFound(f"no report {name!r} is configured")
@@ -846,7 +537,7 @@ def stop_for(
     """Restart, factory reset or restore: the gateway stops, and ``mbusgw run`` carries the
     action out once the store is closed, then starts the gateway again. ``passphrase``: of a
     backup's secrets, already checked."""
-    from mbusgw.gateway.lifecycle import AfterStop
+    from mbusgw.gateway.facade import AfterStop
 
     if gw.after_stop is not None:
         raise Conflict(f"a {gw.after_stop.action.replace('_', ' ')} is under way already")

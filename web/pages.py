@@ -15,10 +15,12 @@ from quart import Blueprint, Response, g, redirect, render_template, request, ur
 from mbusgw.gateway.cron import PREDEFINED
 from mbusgw.gateway.settings import ConfigError
 from mbusgw.web import operations as ops
-from mbusgw.web.app import state
+from mbusgw.web import values as vals
 from mbusgw.web.auth import admin_only, first_change, public, same_site_path, self_service
 from mbusgw.web.errors import ApiError, BadRequest, as_api_error
 from mbusgw.web.params import arg_bool, arg_int, query_filters, text_of, uploaded_file
+from mbusgw.web.routes import gw
+from mbusgw.web.state import state
 from mbusgw.web.times import local_zone
 
 blueprint = Blueprint("pages", __name__)
@@ -36,10 +38,6 @@ NAVIGATION = (
     ("pages.users", "Users"),
     ("pages.device", "Device"),
 )
-
-
-def gw() -> Any:
-    return state().gateway
 
 
 async def page(template: str, **context: Any) -> str:
@@ -295,7 +293,7 @@ RANGES = (("1d", "24 hours", 1), ("7d", "7 days", 7), ("30d", "30 days", 30),
 async def meter(key: str) -> str:
     gateway = gw()
     data = ops.get_meter(gateway, key)
-    series = ops.meter_series(gateway, key)["series"] if _stored(key) else []
+    series = vals.meter_series(gateway, key)["series"] if _stored(key) else []
     measured = [s for s in series if s["numeric"]] or series
     chosen = arg_int("series", measured[0]["id"] if measured else None, 0)
     span = request.args.get("range", "7d")
@@ -303,9 +301,9 @@ async def meter(key: str) -> str:
     since = (gateway.clock.now() - timedelta(days=days)).timestamp()
     rows: list[tuple[str, Any]] = []
     if chosen is not None and any(s["id"] == chosen for s in series):
-        values, _ = ops.series_values(gateway, key, chosen, since=since, limit=100_000)
+        values, _ = vals.series_values(gateway, key, chosen, since=since, limit=100_000)
         pairs = list(zip(values["times"], values["values"], strict=True))[-50:]
-        rows = [(ops.iso(t), v) for t, v in reversed(pairs)]
+        rows = [(vals.iso(t), v) for t, v in reversed(pairs)]
     log = ops.meter_log(gateway, key, since=since)["entries"][:50]
     return await page(
         "meter.html",

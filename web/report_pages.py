@@ -14,20 +14,15 @@ from typing import Any
 from quart import Blueprint, Response, request
 
 from mbusgw.gateway.cron import PREDEFINED
-from mbusgw.gateway.services.reports.catalog import EVENT_KINDS, TEMPLATES, layout_of, protocol_of
-from mbusgw.gateway.settings import (
-    REPORT_NAME,
-    SECRET_MASK,
-    ReportConfig,
-    ReportSettings,
-    without_masks,
-)
+from mbusgw.gateway.report_catalog import EVENT_KINDS, TEMPLATES, layout_of, protocol_of
+from mbusgw.gateway.report_settings import REPORT_NAME, ReportConfig, ReportSettings
+from mbusgw.gateway.settings import SECRET_MASK, without_masks
 from mbusgw.web import operations as ops
-from mbusgw.web.app import state
 from mbusgw.web.auth import admin_only
 from mbusgw.web.errors import ApiError, InvalidSettings, NotFound
 from mbusgw.web.pages import attempt, back, gw, page
 from mbusgw.web.settings_form import FormField, changes_from_form, field_errors, form_fields
+from mbusgw.web.state import state
 
 blueprint = Blueprint("report_pages", __name__)
 

@@ -7,10 +7,9 @@ import io
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from mbusgw.gateway.cells import CsvWriter, sheet_row
+from mbusgw.gateway.facade import CsvWriter, GatewayHandle, sheet_row
 from mbusgw.gateway.settings import masked
 from mbusgw.web import operations as ops
-from mbusgw.web.handle import GatewayHandle
 
 if TYPE_CHECKING:
     from openpyxl import Workbook

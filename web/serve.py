@@ -19,9 +19,9 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from quart import Quart
 
+from mbusgw.gateway.facade import GatewayHandle
 from mbusgw.web.app import BODY_TIMEOUT_S, MAX_UPLOAD_BYTES, create_app
 from mbusgw.web.bodies import BodyBeforeResponse
-from mbusgw.web.handle import GatewayHandle
 from mbusgw.web.tls import TlsFiles
 
 log = logging.getLogger("mbusgw.web")
@@ -52,6 +52,12 @@ def server_config(host: str, port: int, tls: TlsFiles) -> Config:
     return config
 
 
+def web_service(gateway: GatewayHandle) -> WebService:
+    """The web as a northbound service (entry point ``mbusgw.northbound``), on the start-up
+    file's host and port."""
+    return WebService(gateway, gateway.startup.web_host, gateway.startup.web_port)
+
+
 class WebService:
     """Service ``web``: ready (``task_status.started(urls)``) once every socket listens.
 
@@ -70,6 +76,7 @@ class WebService:
         self.reloads = 0
         self._app: Quart | None = None
         self._reload = trio.Event()
+        self._stopping = False
 
     @property
     def app(self) -> Quart:
@@ -85,9 +92,15 @@ class WebService:
     def reload(self) -> None:
         self._reload.set()
 
+    def stop(self) -> None:
+        """Stop accepting; ``run`` returns once the requests in flight are answered (hypercorn
+        waits for them up to its graceful timeout)."""
+        self._stopping = True
+        self._reload.set()
+
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         tls = self.app.extensions["mbusgw"].tls
-        while True:
+        while not self._stopping:
             self._reload = trio.Event()
             config = server_config(self.host, self.port, tls)
             async with trio.open_nursery() as nursery:
@@ -98,4 +111,6 @@ class WebService:
                 if task_status is not None:
                     task_status.started(self.urls)
                     task_status = None
+            if self._stopping:
+                return
             self.reloads += 1

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from mbusgw.gateway.store.sealing import private_dir, write_private
+from mbusgw.gateway.facade import private_dir, write_private
 from mbusgw.web.errors import BadRequest
 
 CLIENT_MODES = ("off", "required")

@@ -22,17 +22,23 @@ import trio
 from quart import Response, g
 
 from mbusgw.gateway.errors import BackupError
-from mbusgw.gateway.settings import masked
-from mbusgw.gateway.store.backup import (
-    HEADER_SIZE,
+from mbusgw.gateway.facade import (
+    BACKUP_HEADER_SIZE as HEADER_SIZE,
+)
+from mbusgw.gateway.facade import (
+    MAX_CONFIG_BYTES as MAX_FILE_BYTES,
+)
+from mbusgw.gateway.facade import (
+    GatewayHandle,
     backup_sealer,
     create_backup,
+    parse_config,
+    private_dir,
     read_backup_info,
+    render_config,
 )
-from mbusgw.gateway.store.configfile import MAX_FILE_BYTES, parse_config, render_config
-from mbusgw.gateway.store.sealing import private_dir
+from mbusgw.gateway.settings import masked
 from mbusgw.web.errors import BadRequest, Forbidden
-from mbusgw.web.handle import GatewayHandle
 
 CHUNK = 256 * 1024
 

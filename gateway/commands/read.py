@@ -24,7 +24,7 @@ from mbusgw.gateway.meters import AddressingMode
 from mbusgw.gateway.settings import MBUS_BAUD_RATES
 
 if TYPE_CHECKING:
-    from mbusgw.gateway.bus import MeterAddress, Reading
+    from mbusgw.gateway.bus import MeterAddress, ReadReply
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,7 +48,7 @@ def parse_address(text: str) -> tuple[MeterAddress, AddressingMode]:
     return MeterAddress(secondary=text.upper()), AddressingMode.SECONDARY
 
 
-async def read_command(args: argparse.Namespace, bar: ProgressBar) -> Reading:
+async def read_command(args: argparse.Namespace, bar: ProgressBar) -> ReadReply:
     # the bus modules load here, not while the command line is parsed (--help stays fast)
     import trio
 
@@ -71,7 +71,7 @@ async def read_command(args: argparse.Namespace, bar: ProgressBar) -> Reading:
     return reading
 
 
-def print_reading(reading: Reading, as_json: bool) -> int:
+def print_reading(reading: ReadReply, as_json: bool) -> int:
     from mbusgw.core import MBusError, decode
     from mbusgw.gateway.commands._decode import print_table
 

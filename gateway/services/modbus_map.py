@@ -26,7 +26,7 @@ from mbusgw.core.units import Function, quantity_name, unit_symbol
 from mbusgw.gateway.cells import CsvWriter
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.meters import Meter
-from mbusgw.gateway.services.modbus_encoding import (
+from mbusgw.gateway.modbus_encoding import (
     ONE,
     DataType,
     Number,

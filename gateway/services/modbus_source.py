@@ -23,8 +23,8 @@ from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.events import CYCLE_FINISHED, Event, EventBus
 from mbusgw.gateway.live import LiveReading, LiveSnapshot
 from mbusgw.gateway.meters import Meter
-from mbusgw.gateway.services.modbus_encoding import Number
-from mbusgw.gateway.store.telegrams import value_flags
+from mbusgw.gateway.modbus_encoding import Number
+from mbusgw.gateway.store import value_flags
 
 
 class SourceKind(IntEnum):

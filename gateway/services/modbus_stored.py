@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import trio
 
-from mbusgw.core import MBusError, decode, decode_application
+from mbusgw.core import MBusError, decode_application
 from mbusgw.core.units import UNIT_SYMBOLS, Quantity, Unit, quantity_name
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.errors import StoreError
@@ -262,14 +262,12 @@ def _recent_log(store: Store, key: str, values_at: int | None, now: float) -> It
 
 
 def _header(store: Store, key: str, at: int) -> MeterIdentity | None:
-    """The identity in the header of the reading's first raw telegram, while it is kept."""
+    """The identity in the header of the reading's first telegram, while its raw telegrams are
+    kept (stored with them: nothing is decoded again here)."""
     raw = store.raw_telegrams(key, at, at + 1)
-    if not raw or not raw[-1].frames:
+    if not raw or raw[-1].header is None:
         return None
-    try:
-        return identity_from_header(decode(raw[-1].frames[0]).header)
-    except MBusError:
-        return None
+    return identity_from_header(raw[-1].header)
 
 
 def _series_values(

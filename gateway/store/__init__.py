@@ -1,23 +1,23 @@
 """The LMDB time-series store: readings, values, raw telegrams, logs, settings (docs/store.md)."""
 
-from mbusgw.gateway.store.compaction import CompactionService, compact_now
+from mbusgw.gateway.store.compaction import compact_now
 from mbusgw.gateway.store.ingest import Receipt
+from mbusgw.gateway.store.maintenance import CompactionService, RetentionService
 from mbusgw.gateway.store.model import (
     MeterInfo,
     MeterLog,
     MeterLogEntry,
-    Reading,
     ReadingStatus,
     SeriesInfo,
     SeriesSpec,
     StatusByteMode,
+    StoredReading,
     ValueKind,
     ValueTable,
     decode_value,
     encode_value,
 )
 from mbusgw.gateway.store.queries import RawTelegram
-from mbusgw.gateway.store.retention import RetentionService
 from mbusgw.gateway.store.store import Store, StoreStats, store_path
 from mbusgw.gateway.store.syslog import LogEntry, LogLevel, SystemLog
 from mbusgw.gateway.store.syslog_table import LogFilter
@@ -33,7 +33,7 @@ __all__ = [
     "MeterLog",
     "MeterLogEntry",
     "RawTelegram",
-    "Reading",
+    "StoredReading",
     "ReadingStatus",
     "Receipt",
     "RetentionService",

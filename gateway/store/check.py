@@ -13,7 +13,7 @@ import lmdb
 from mbusgw.gateway.errors import StoreCorrupt
 from mbusgw.gateway.store.blocks import decode_block
 from mbusgw.gateway.store.env import COUNT_READINGS, COUNT_VALUES, StoreEnv, get_u64
-from mbusgw.gateway.store.ingest import NEXT_SEQ, decode_frames
+from mbusgw.gateway.store.ingest import NEXT_SEQ
 from mbusgw.gateway.store.keys import (
     day_of,
     slot_of,
@@ -23,6 +23,7 @@ from mbusgw.gateway.store.keys import (
     unpack_reading_key,
     unpack_series_index_key,
 )
+from mbusgw.gateway.store.raw import decode_raw
 from mbusgw.gateway.store.rows import decode_row
 
 _PROBLEM_LIMIT = 50
@@ -113,7 +114,7 @@ def _check(txn: lmdb.Transaction, env: StoreEnv, problems: list[str]) -> None:
 
     for key, raw in txn.cursor(db=db.raw):
         try:
-            received_at, _ = decode_frames(raw)
+            received_at, _, _ = decode_raw(raw)
         except (ValueError, IndexError) as error:
             problems.append(f"raw telegram {key.hex()} does not decode: {error}")
             continue

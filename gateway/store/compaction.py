@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import lmdb
-import trio
 
 from mbusgw.gateway.settings import Settings
 from mbusgw.gateway.store.blocks import (
@@ -39,7 +38,6 @@ from mbusgw.gateway.store.rows import decode_row
 
 if TYPE_CHECKING:
     from mbusgw.gateway.store.store import Store
-    from mbusgw.gateway.store.writer import StoreWriter
 
 SLOTS_PER_DAY = DAY_SECONDS // SLOT_SECONDS
 METERS_PER_STEP = 32
@@ -153,39 +151,3 @@ def compact_now(store: Store) -> int:
             break
         written += done
     return written
-
-
-class CompactionService:
-    """Compacts closed days in steps of ``METERS_PER_STEP`` meters (a supervised service)."""
-
-    name = "store-compaction"
-
-    def __init__(self, writer: StoreWriter, *, interval: float = COMPACTION_INTERVAL) -> None:
-        self.writer = writer
-        self.interval = interval
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            await self.compact_closed_days()
-            await trio.sleep(self.interval)
-
-    async def compact_closed_days(self) -> int:
-        """Compact every closed day; returns the number of blocks written."""
-        store = self.writer.store
-        env = store.env
-        written = 0
-        while True:
-            before = closed_before(store.now(), store.settings)
-            day = await self.writer.offload(oldest_row_day, env)
-            if day is None or day >= before:
-                return written
-            meters = await self.writer.offload(meters_with_rows, env, day)
-            done = 0
-            for start in range(0, len(meters), METERS_PER_STEP):
-                chunk = meters[start : start + METERS_PER_STEP]
-                plan = await self.writer.offload(plan_day, env, day, chunk)
-                done += await self.writer.submit(lambda ctx, plan=plan: apply_plan(ctx, plan))
-            if not done:  # nothing could be applied: leave the day for the next round
-                return written
-            written += done

@@ -13,6 +13,7 @@ sealer its contents are sealed with, and leaves its directory's mode alone.
 from __future__ import annotations
 
 import contextlib
+import os
 import struct
 import threading
 from collections.abc import Callable, Iterator
@@ -22,10 +23,11 @@ from pathlib import Path
 import lmdb
 
 from mbusgw.gateway.errors import StoreError
+from mbusgw.gateway.store.migrations import SCHEMA_VERSION, migrate
 from mbusgw.gateway.store.sealing import FILE_MODE, Sealer, private_dir, private_file
 from mbusgw.gateway.store.space import check_room_to_open
 
-SCHEMA_VERSION = 1
+MAX_MIGRATION_GROWTH = 6  # doublings of the map a migration may need
 FILE_NAME = "store.mdb"
 MiB = 1 << 20
 GiB = 1 << 30
@@ -153,6 +155,7 @@ class StoreEnv:
             for made_earlier in (self.path, Path(f"{self.path}-lock")):
                 private_file(made_earlier)
         self._gate = _Gate()
+        self.migrated: tuple[int, Path] | None = None  # (old format, its copy) once migrated
         try:
             self.db = self._open_databases()
         except BaseException:
@@ -186,11 +189,40 @@ class StoreEnv:
         if version is None or len(version) != 4:
             raise StoreError(f"{self.path} is not an mbusgw store (no schema version)")
         found = struct.unpack("<I", version)[0]
-        if found != SCHEMA_VERSION:
+        if found > SCHEMA_VERSION or found < 1:
             raise StoreError(
-                f"{self.path} has store format {found}; this gateway reads {SCHEMA_VERSION}"
+                f"{self.path} has store format {found}, written by a newer release; this "
+                f"gateway reads formats up to {SCHEMA_VERSION}: update it or restore a backup"
             )
+        if found < SCHEMA_VERSION:
+            if self.readonly:
+                raise StoreError(
+                    f"{self.path} has store format {found}; start the gateway once (it opens "
+                    f"the store for writing) to migrate it to format {SCHEMA_VERSION}"
+                )
+            self._migrate(db, found)
         return db
+
+    def _migrate(self, db: Databases, found: int) -> None:
+        """Copy the store next to itself, then migrate it in one transaction."""
+        backup = self.path.with_name(f"{self.path.name}.format-{found}.bak")
+        fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            self.copy_to_fd(fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        for _ in range(MAX_MIGRATION_GROWTH):
+            try:
+                with self.write() as txn:
+                    migrate(txn, db.all(), found)
+                    txn.put(b"schema", struct.pack("<I", SCHEMA_VERSION), db=db.meta)
+                break
+            except lmdb.MapFullError:
+                self.grow(self.map_size * 2)  # the copy-on-write pages of a large store
+        else:
+            raise StoreError(f"{self.path}: migrating to format {SCHEMA_VERSION} needs more space")
+        self.migrated = (found, backup)
 
     # -- transactions ----------------------------------------------------------------------
 

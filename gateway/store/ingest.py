@@ -7,7 +7,6 @@ once per commit.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,16 +19,15 @@ from mbusgw.gateway.store.keys import reading_key, slot_of
 from mbusgw.gateway.store.model import (
     NO_STATUS_BYTE,
     STATUS_BYTE_ERROR_BITS,
-    Reading,
     ReadingStatus,
     StatusByteMode,
+    StoredReading,
 )
+from mbusgw.gateway.store.raw import encode_raw
 from mbusgw.gateway.store.rows import accept_readings, encode_row
 from mbusgw.gateway.store.syslog import SystemLog
 
 NEXT_SEQ = b"next_seq"
-_RAW_HEAD = struct.Struct("<q")
-_FRAME_LENGTH = struct.Struct("<H")
 _OCCURRENCE_MARK = b"\xff"  # cannot end a DIF..VIFE chain: marks a repeated record identity
 
 
@@ -44,8 +42,8 @@ class Receipt:
 
 
 def admit(
-    readings: Sequence[Reading], log: SystemLog
-) -> tuple[list[Reading], tuple[tuple[str, str], ...]]:
+    readings: Sequence[StoredReading], log: SystemLog
+) -> tuple[list[StoredReading], tuple[tuple[str, str], ...]]:
     """The readings of a batch the store can take; each refused one is written to the system
     log under its meter with the reason, and returned as ``(meter, why)``."""
     good, refused = accept_readings(readings)
@@ -55,7 +53,7 @@ def admit(
     return good, notes
 
 
-def write_readings(ctx: WriteContext, readings: Sequence[Reading]) -> Receipt:
+def write_readings(ctx: WriteContext, readings: Sequence[StoredReading]) -> Receipt:
     txn, db = ctx.txn, ctx.db
     first = seq = get_u64(txn, db.meta, NEXT_SEQ)
     mode = StatusByteMode(ctx.settings.log.status_byte)
@@ -71,7 +69,7 @@ def write_readings(ctx: WriteContext, readings: Sequence[Reading]) -> Receipt:
             (key, encode_row(reading, ids, _logged_status_byte(ctx, meter_id, reading, mode)))
         )
         if reading.frames:
-            raws.append((key, encode_frames(reading.received_at, reading.frames)))
+            raws.append((key, encode_raw(reading.received_at, reading.frames, reading.header)))
         seq += 1
         values += len(ids)
     put_sorted(txn, db.readings, rows)
@@ -81,7 +79,7 @@ def write_readings(ctx: WriteContext, readings: Sequence[Reading]) -> Receipt:
     return Receipt(first, len(readings), values)
 
 
-def _series_ids(ctx: WriteContext, meter_id: int, reading: Reading) -> np.ndarray:
+def _series_ids(ctx: WriteContext, meter_id: int, reading: StoredReading) -> np.ndarray:
     specs = reading.series
     signatures = [spec.signature for spec in specs]
     if len(set(signatures)) != len(signatures):
@@ -104,7 +102,7 @@ def _series_ids(ctx: WriteContext, meter_id: int, reading: Reading) -> np.ndarra
 
 
 def _logged_status_byte(
-    ctx: WriteContext, meter_id: int, reading: Reading, mode: StatusByteMode
+    ctx: WriteContext, meter_id: int, reading: StoredReading, mode: StatusByteMode
 ) -> int:
     """The status byte as the meter log keeps it under ``mode`` (-1: not logged)."""
     byte = reading.status_byte
@@ -128,25 +126,3 @@ def put_sorted(txn: lmdb.Transaction, db: lmdb._Database, items: list[tuple[byte
     cursor = txn.cursor(db=db)
     at_end = not cursor.last() or cursor.key() < items[0][0]
     cursor.putmulti(items, append=at_end)
-
-
-def encode_frames(received_at: int, frames: Sequence[bytes]) -> bytes:
-    parts = [_RAW_HEAD.pack(received_at)]
-    for frame in frames:
-        parts += (_FRAME_LENGTH.pack(len(frame)), bytes(frame))
-    return b"".join(parts)
-
-
-def decode_frames(value: bytes) -> tuple[int, tuple[bytes, ...]]:
-    """``(received_at, frames)`` of a raw telegram record."""
-    (received_at,) = _RAW_HEAD.unpack_from(value)
-    frames = []
-    pos = _RAW_HEAD.size
-    while pos < len(value):
-        (length,) = _FRAME_LENGTH.unpack_from(value, pos)
-        pos += _FRAME_LENGTH.size
-        if pos + length > len(value):
-            raise ValueError("raw telegram record is truncated")
-        frames.append(value[pos : pos + length])
-        pos += length
-    return received_at, tuple(frames)

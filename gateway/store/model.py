@@ -109,8 +109,30 @@ class MeterInfo:
     created: int  # seconds since the epoch when the store first saw the meter
 
 
+@dataclass(frozen=True, slots=True)
+class HeaderIdentity:
+    """Who sent a reading's first telegram, as its header says (the fields of
+    ``mbusgw.core.Header``; None where the CI carries no such field). Kept with the raw
+    telegrams, so no service decodes a stored telegram again to learn it."""
+
+    id: str | None = None
+    manufacturer: str | None = None
+    version: int | None = None
+    medium: int | None = None
+    access_number: int | None = None
+    status: int | None = None
+
+    @classmethod
+    def of(cls, header: object) -> HeaderIdentity:
+        """From a decoded telegram's ``Header``."""
+        return cls(*(getattr(header, name) for name in HEADER_FIELDS))
+
+
+HEADER_FIELDS = ("id", "manufacturer", "version", "medium", "access_number", "status")
+
+
 @dataclass(slots=True)
-class Reading:
+class StoredReading:
     """One reading of one meter: what the meter log records, and its values in columns.
 
     Column ``i`` of ``kind``/``mantissa``/``exponent``/``real``/``flags``/``blobs`` is the value
@@ -135,6 +157,7 @@ class Reading:
     retries: int = 0
     error: str = ""
     status_byte: int | None = None
+    header: HeaderIdentity | None = None  # of the first telegram, stored with the frames
 
     @classmethod
     def of(
@@ -143,7 +166,7 @@ class Reading:
         received_at: int,
         values: Iterable[tuple[SeriesSpec, object]] = (),
         **fields: object,
-    ) -> Reading:
+    ) -> StoredReading:
         """Build a reading from ``(spec, python value)`` pairs (see ``encode_value``)."""
         specs: list[SeriesSpec] = []
         kinds: list[int] = []

@@ -29,7 +29,6 @@ from mbusgw.gateway.store.blocks import (
 )
 from mbusgw.gateway.store.catalog import Catalog
 from mbusgw.gateway.store.env import StoreEnv
-from mbusgw.gateway.store.ingest import decode_frames
 from mbusgw.gateway.store.keys import (
     block_key,
     day_of,
@@ -39,7 +38,8 @@ from mbusgw.gateway.store.keys import (
     unpack_block_key,
     unpack_reading_key,
 )
-from mbusgw.gateway.store.model import MeterLog, ValueTable
+from mbusgw.gateway.store.model import HeaderIdentity, MeterLog, ValueTable
+from mbusgw.gateway.store.raw import decode_raw
 from mbusgw.gateway.store.rows import ENTRY_DTYPE, HEADER, LATEST_TIME, decode_row
 
 # how far back the latest-value search looks (rows first, then day blocks)
@@ -65,6 +65,7 @@ class RawTelegram:
     received_at: int
     seq: int
     frames: tuple[bytes, ...]
+    header: HeaderIdentity | None = None  # what the first telegram's header said
 
 
 def meter_days(txn: lmdb.Transaction, env: StoreEnv, meter_id: int) -> tuple[int, int] | None:
@@ -193,9 +194,9 @@ class Queries:
             items = meter_rows(txn, self.env.db.raw, meter_id, span, keys=True)
         out = []
         for key, value in items:
-            received_at, frames = decode_frames(value)
+            received_at, header, frames = decode_raw(value)
             if span.since <= received_at < span.until:
-                out.append(RawTelegram(received_at, unpack_reading_key(key)[2], frames))
+                out.append(RawTelegram(received_at, unpack_reading_key(key)[2], frames, header))
         out.sort(key=lambda raw: (raw.received_at, raw.seq))
         return out
 

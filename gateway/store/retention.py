@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import TYPE_CHECKING
 
 import lmdb
-import trio
 
 from mbusgw.gateway.store.blocks import block_value_count
 from mbusgw.gateway.store.context import WriteContext
@@ -28,9 +26,6 @@ from mbusgw.gateway.store.keys import (
 from mbusgw.gateway.store.rows import HEADER
 from mbusgw.gateway.store.syslog import LogEntry, LogLevel
 from mbusgw.gateway.store.syslog_table import delete_oldest_entries, enforce_caps
-
-if TYPE_CHECKING:
-    from mbusgw.gateway.store.writer import StoreWriter
 
 DELETE_CHUNK = 20_000
 SLOTS_PER_DAY = DAY_SECONDS // SLOT_SECONDS
@@ -145,21 +140,3 @@ def apply_retention(ctx: WriteContext) -> int:
 
 def _event(ctx: WriteContext, text: str) -> LogEntry:
     return LogEntry(ctx.now, LogLevel.INFO, "store", text)
-
-
-class RetentionService:
-    """Applies the caps and age limits every ``interval`` seconds (a supervised service)."""
-
-    name = "store-retention"
-
-    def __init__(self, writer: StoreWriter, *, interval: float = RETENTION_INTERVAL) -> None:
-        self.writer = writer
-        self.interval = interval
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            # chunks until a pass removes less than a full chunk
-            while await self.writer.submit(apply_retention) >= DELETE_CHUNK:
-                await trio.sleep(0)
-            await trio.sleep(self.interval)

@@ -28,9 +28,9 @@ from mbusgw.gateway.store.model import (
     KIND_COUNT,
     MAX_NAME,
     NO_TIME,
-    Reading,
     ReadingStatus,
     SeriesSpec,
+    StoredReading,
     ValueKind,
 )
 
@@ -64,8 +64,8 @@ class Row:
 
 
 def accept_readings(
-    readings: Sequence[Reading],
-) -> tuple[list[Reading], list[tuple[Reading, InvalidReading]]]:
+    readings: Sequence[StoredReading],
+) -> tuple[list[StoredReading], list[tuple[StoredReading, InvalidReading]]]:
     """The readings the store can take, and those it refuses with the reason: one bad row
     never costs the others their place. The batch is checked at once, and row by row only
     when that fails (the usual batch is all good)."""
@@ -76,8 +76,8 @@ def accept_readings(
         pass
     else:
         return readings, []
-    good: list[Reading] = []
-    refused: list[tuple[Reading, InvalidReading]] = []
+    good: list[StoredReading] = []
+    refused: list[tuple[StoredReading, InvalidReading]] = []
     for reading in readings:
         try:
             validate_readings([reading])
@@ -88,15 +88,15 @@ def accept_readings(
     return good, refused
 
 
-def validate_readings(readings: Sequence[Reading]) -> None:
+def validate_readings(readings: Sequence[StoredReading]) -> None:
     """Raise ``InvalidReading`` unless every field has the type and range the store needs.
 
     Scalars are checked per reading; the value columns of the whole batch at once.
     """
     kinds, exponents, mantissas, flags = [], [], [], []
     for reading in readings:
-        if not isinstance(reading, Reading):
-            raise InvalidReading(f"not a Reading: {type(reading).__name__}")
+        if not isinstance(reading, StoredReading):
+            raise InvalidReading(f"not a StoredReading: {type(reading).__name__}")
         _validate_fields(reading)
         if len(reading.series):
             kinds.append(np.asarray(reading.kind))
@@ -124,7 +124,7 @@ def validate_readings(readings: Sequence[Reading]) -> None:
             _validate_special_values(reading)
 
 
-def _validate_fields(reading: Reading) -> None:
+def _validate_fields(reading: StoredReading) -> None:
     meter = reading.meter
     if not isinstance(meter, str) or not meter or len(meter.encode()) > MAX_NAME:
         raise InvalidReading(f"meter name must be 1..{MAX_NAME} bytes of text, not {meter!r}")
@@ -152,7 +152,7 @@ def _validate_fields(reading: Reading) -> None:
             raise InvalidReading(f"{name} has {len(column)} entries for {n} series")
 
 
-def _validate_special_values(reading: Reading) -> None:
+def _validate_special_values(reading: StoredReading) -> None:
     kind = np.asarray(reading.kind)
     if (kind == _REAL).any() and reading.real is None:
         raise InvalidReading("REAL values need the real column")
@@ -173,7 +173,7 @@ def _check_int(name: str, value: object, low: int, high: int) -> None:
         raise InvalidReading(f"{name} {value} outside {low}..{high}")
 
 
-def encode_row(reading: Reading, series_ids: np.ndarray, status_byte: int) -> bytes:
+def encode_row(reading: StoredReading, series_ids: np.ndarray, status_byte: int) -> bytes:
     """The row of a validated reading whose values belong to ``series_ids``."""
     n = len(series_ids)
     error = reading.error.encode()

@@ -30,7 +30,7 @@ from mbusgw.gateway.store.env import (
     get_u64,
 )
 from mbusgw.gateway.store.ingest import Receipt, admit, write_readings
-from mbusgw.gateway.store.model import MeterInfo, MeterLog, Reading, SeriesInfo, ValueTable
+from mbusgw.gateway.store.model import MeterInfo, MeterLog, SeriesInfo, StoredReading, ValueTable
 from mbusgw.gateway.store.queries import Queries, RawTelegram, time_bounds
 from mbusgw.gateway.store.seal_on_open import seal_clear_secrets
 from mbusgw.gateway.store.settings_table import read_settings, update_settings
@@ -95,6 +95,10 @@ class Store:
         self.runner = BatchRunner(env, self.catalog, settings)
         self.runner.on_settings_changed = self._settings_changed
         self.writer_running = False
+        if env.migrated is not None:
+            old, copy = env.migrated
+            text = f"store migrated from format {old}; the old store is kept as {copy.name}"
+            self.log.log(0, "store", text)
 
     @classmethod
     def open(
@@ -149,7 +153,7 @@ class Store:
         self.runner.run([op], self.log.take(), self.now())
         return op.outcome()
 
-    def put_readings(self, readings: Sequence[Reading]) -> Receipt:
+    def put_readings(self, readings: Sequence[StoredReading]) -> Receipt:
         """Store readings in one transaction; a reading the store cannot take is refused alone
         (logged, and named in ``Receipt.refused``)."""
         good, refused = admit(readings, self.log)

@@ -18,7 +18,13 @@ import numpy as np
 
 from mbusgw.core.records import Telegram
 from mbusgw.core.units import Flag, Function, Quantity, ValueKind
-from mbusgw.gateway.store.model import IS_BLOB, Reading, ReadingStatus, SeriesSpec
+from mbusgw.gateway.store.model import (
+    IS_BLOB,
+    HeaderIdentity,
+    ReadingStatus,
+    SeriesSpec,
+    StoredReading,
+)
 
 _MANUFACTURER = (Function.MANUFACTURER_SPECIFIC, Function.MORE_RECORDS_FOLLOW)
 
@@ -70,7 +76,7 @@ def reading_from_telegrams(
     duration_ms: int = 0,
     retries: int = 0,
     keep_manufacturer_data: bool = False,
-) -> Reading:
+) -> StoredReading:
     """One reading of a meter from its telegrams (more than one with multi-telegram reads).
 
     The meter's own time is the first instantaneous, current (storage 0) date-time record;
@@ -117,7 +123,7 @@ def reading_from_telegrams(
         name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in columns.items()
     }
     header = telegrams[0].header if telegrams else None
-    return Reading(
+    return StoredReading(
         meter,
         received_at,
         specs,
@@ -134,6 +140,7 @@ def reading_from_telegrams(
         retries=retries,
         error=error,
         status_byte=None if header is None else header.status,
+        header=None if header is None else HeaderIdentity.of(header),
     )
 
 

@@ -28,7 +28,7 @@ from mbusgw.gateway.store import records
 from mbusgw.gateway.store.batch import WriteOp
 from mbusgw.gateway.store.context import WriteContext
 from mbusgw.gateway.store.ingest import Receipt, admit, write_readings
-from mbusgw.gateway.store.model import Reading
+from mbusgw.gateway.store.model import StoredReading
 from mbusgw.gateway.store.settings_table import update_settings
 from mbusgw.gateway.store.store import Store
 
@@ -183,7 +183,7 @@ class StoreWriter:
         """Return once everything logged or submitted before this call is on disk."""
         await self.submit(lambda ctx: None)
 
-    async def put_readings(self, readings: Sequence[Reading]) -> Receipt:
+    async def put_readings(self, readings: Sequence[StoredReading]) -> Receipt:
         """Store a reading cycle in one transaction; returns once it is durable. A reading the
         store cannot take is refused alone (logged, and named in ``Receipt.refused``)."""
         # checked in the caller's task: a bad reading never reaches the batch

@@ -15,10 +15,10 @@ from storekit import FABRICATION, FLOW_TEMPERATURE, T0, VOLUME, FixedClock
 
 from mbusgw.gateway.store import (
     CompactionService,
-    Reading,
     ReadingStatus,
     SeriesSpec,
     Store,
+    StoredReading,
     StoreWriter,
 )
 from mbusgw.gateway.store.retention import apply_retention
@@ -44,18 +44,20 @@ def expected(batch: int, meter: int) -> list[object]:
     ]
 
 
-def batch(number: int) -> list[Reading]:
+def batch(number: int) -> list[StoredReading]:
     readings = []
     for meter in range(METERS):
         values = expected(number, meter)
         if not values:
             readings.append(
-                Reading(f"m{meter}", received(number, meter), status=ReadingStatus.NO_RESPONSE)
+                StoredReading(
+                    f"m{meter}", received(number, meter), status=ReadingStatus.NO_RESPONSE
+                )
             )
             continue
         specs = [ENERGY, VOLUME, FLOW_TEMPERATURE, FABRICATION]
         readings.append(
-            Reading.of(
+            StoredReading.of(
                 f"m{meter}",
                 received(number, meter),
                 list(zip(specs, values, strict=True)),

@@ -17,8 +17,8 @@ import trio
 
 from mbusgw.gateway.live import LiveReading, LiveSnapshot
 from mbusgw.gateway.meters import AddressingMode, Meter
+from mbusgw.gateway.modbus_encoding import DataType, Number, decode_registers
 from mbusgw.gateway.services.modbus import ModbusService
-from mbusgw.gateway.services.modbus_encoding import DataType, Number, decode_registers
 from mbusgw.gateway.services.modbus_map import (
     BLOCK_SIZE,
     HEADER_SIZE,

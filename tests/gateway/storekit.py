@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from mbusgw.gateway.clock import TrioWallClock, WallClock
-from mbusgw.gateway.store import Reading, SeriesSpec, Store
+from mbusgw.gateway.store import SeriesSpec, Store, StoredReading
 
 T0 = 1_700_006_400  # 2023-11-15T00:00:00Z, a day boundary
 DAY = 86_400
@@ -46,10 +46,10 @@ def open_store(tmp_path: Path, clock: WallClock | None = None, **kwargs: object)
     return Store.open(tmp_path / "store.mdb", clock=clock or FixedClock(T0), **kwargs)  # type: ignore[arg-type]
 
 
-def heat_reading(meter: str, i: int, *, start: int = T0, **fields: object) -> Reading:
+def heat_reading(meter: str, i: int, *, start: int = T0, **fields: object) -> StoredReading:
     """Reading ``i`` of a 15-minute series: growing counters, a temperature, a text value."""
     fields.setdefault("meter_time", start + i * 900)
-    return Reading.of(
+    return StoredReading.of(
         meter,
         start + i * 900 + 7,
         [
@@ -62,7 +62,7 @@ def heat_reading(meter: str, i: int, *, start: int = T0, **fields: object) -> Re
     )
 
 
-def raw_cycle(number: int, meters: int = 20) -> list[Reading]:
+def raw_cycle(number: int, meters: int = 20) -> list[StoredReading]:
     """Cycle ``number`` of ``meters`` heat meters 40 days back, each with 2 KiB of raw frames
     (to fill a store quickly)."""
     frame = bytes(range(256)) * 2

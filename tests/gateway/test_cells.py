@@ -22,7 +22,7 @@ from test_report_templates import NOW, rendered
 from mbusgw.gateway.cells import CsvWriter, csv_text, read_text, sheet_row
 from mbusgw.gateway.meters import parse_meter_list, template_csv
 from mbusgw.gateway.services.modbus_map import map_csv
-from mbusgw.gateway.store import Reading, SeriesSpec
+from mbusgw.gateway.store import SeriesSpec, StoredReading
 
 ATTACK = '=HYPERLINK("http://evil.example","x")'
 RISKY = [ATTACK, "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx", "'=already"]
@@ -84,7 +84,7 @@ def test_report_templates_write_text_never_as_a_formula(tmp_path: Path) -> None:
         SeriesSpec(b"\x0d\x03", "text", ""),
     ]
     values = [5, Decimal("-0.05"), ATTACK]
-    store.put_readings([Reading.of("=m", NOW - 60, list(zip(specs, values, strict=True)))])
+    store.put_readings([StoredReading.of("=m", NOW - 60, list(zip(specs, values, strict=True)))])
 
     _, _, rows = csv_records(rendered(store, 1101)[0].data())
     assert [row[:4] for row in rows] == [

@@ -18,7 +18,7 @@ from test_gateway import run_gateway, seed_settings
 
 from mbusgw.core.units import ValueKind
 from mbusgw.gateway.app import Gateway
-from mbusgw.gateway.services.modbus_encoding import DataType, decode_registers
+from mbusgw.gateway.modbus_encoding import DataType, decode_registers
 from mbusgw.gateway.services.modbus_map import (
     BLOCK_SIZE,
     DEVICE_FIELDS,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mbusgw.gateway.lifecycle import AfterStop, apply_after_stop
-from mbusgw.gateway.store import Reading, SeriesSpec, Store, store_path
+from mbusgw.gateway.store import SeriesSpec, Store, StoredReading, store_path
 from mbusgw.gateway.store.backup import create_backup
 from mbusgw.gateway.store.sealing import KEY_FILE
 
@@ -16,7 +16,7 @@ ENERGY = SeriesSpec(bytes.fromhex("0C06"), "energy", "kWh")
 
 def store_with(data_dir: Path, value: int) -> None:
     with Store.open(store_path(data_dir)) as store:
-        store.put_readings([Reading.of("12345678", 1_700_000_000 + value, [(ENERGY, value)])])
+        store.put_readings([StoredReading.of("12345678", 1_700_000_000 + value, [(ENERGY, value)])])
 
 
 def values(data_dir: Path) -> list[object]:

@@ -16,7 +16,7 @@ from modbus_rig import Rig, field, meter, slot
 from pymodbus.client import ModbusTcpClient
 
 from mbusgw.core import decode
-from mbusgw.gateway.services.modbus_encoding import DataType, round_half_away
+from mbusgw.gateway.modbus_encoding import DataType, round_half_away
 from mbusgw.gateway.services.modbus_map import METER_FIELDS, SLOT_SIZE
 from mbusgw.gateway.services.modbus_source import (
     MeterState,

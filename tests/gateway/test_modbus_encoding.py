@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymodbus.client import ModbusTcpClient
 
-from mbusgw.gateway.services.modbus_encoding import (
+from mbusgw.gateway.modbus_encoding import (
     ONE,
     DataType,
     Number,

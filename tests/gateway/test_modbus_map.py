@@ -29,7 +29,7 @@ from modbus_rig import (
 
 from mbusgw.gateway.clock import TrioWallClock
 from mbusgw.gateway.live import RECENT, LiveReading, LiveSnapshot
-from mbusgw.gateway.services.modbus_encoding import DataType, Number, decode_registers
+from mbusgw.gateway.modbus_encoding import DataType, Number, decode_registers
 from mbusgw.gateway.services.modbus_map import (
     BLOCK_SIZE,
     DEVICE_FIELDS,

@@ -17,7 +17,7 @@ import trio
 from modbus_rig import DATE, ENERGY, FLOW_TEMP, IDENTITY, VOLUME, Rig, meter
 from pymodbus.client import ModbusTcpClient
 
-from mbusgw.gateway.services.modbus_encoding import DataType, Number
+from mbusgw.gateway.modbus_encoding import DataType, Number
 from mbusgw.gateway.services.modbus_map import HEADER_SIZE, LAYOUT_VERSION, SLOT_SIZE
 from mbusgw.gateway.services.modbus_source import SeriesValue
 from mbusgw.gateway.settings import ModbusSettings, Settings

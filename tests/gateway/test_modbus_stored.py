@@ -17,7 +17,7 @@ from modbus_rig import FixedClock, meter
 from mbusgw.core import decode, decode_application
 from mbusgw.gateway.events import CYCLE_FINISHED, READINGS_STORED, Event, EventBus
 from mbusgw.gateway.live import LiveReading, LiveSnapshot
-from mbusgw.gateway.services.modbus_encoding import Number
+from mbusgw.gateway.modbus_encoding import Number
 from mbusgw.gateway.services.modbus_map import (
     BLOCK_SIZE,
     DEVICE_FIELDS,
@@ -40,10 +40,10 @@ from mbusgw.gateway.services.modbus_stored import (
 )
 from mbusgw.gateway.settings import Settings
 from mbusgw.gateway.store import (
-    Reading,
     ReadingStatus,
     SeriesSpec,
     Store,
+    StoredReading,
     compact_now,
     store_path,
 )
@@ -93,7 +93,7 @@ class Twin:
         self.install(key)
         self.snapshot.update(LiveReading(key, at, False, (), "no response"))
         self.store.put_readings(
-            [Reading(key, int(at.timestamp()), status=ReadingStatus.NO_RESPONSE, error="x")]
+            [StoredReading(key, int(at.timestamp()), status=ReadingStatus.NO_RESPONSE, error="x")]
         )
 
     def maps(self) -> tuple[RegisterMap, RegisterMap]:
@@ -304,8 +304,8 @@ def test_slots_follow_the_order_the_store_first_saw_the_series(tmp_path: Path) -
         SeriesSpec(b"\x04\x06", "energy", "Wh"),
     )
     at = int(T0.timestamp())
-    twin.store.put_readings([Reading.of("00000001", at, [(volume, 5)])])
-    twin.store.put_readings([Reading.of("00000001", at + 900, [(energy, 7), (volume, 6)])])
+    twin.store.put_readings([StoredReading.of("00000001", at, [(volume, 5)])])
+    twin.store.put_readings([StoredReading.of("00000001", at + 900, [(energy, 7), (volume, 6)])])
     _, stored = twin.maps()
     values = stored.source.values(twin.meters[0]).values
     assert [(v.series, v.number) for v in values] == [

@@ -20,7 +20,7 @@ from storekit import ENERGY, FLOW_TEMPERATURE, T0, VOLUME, open_store, trio_cloc
 from mbusgw.gateway.clock import WallClock, sleep_until_wall
 from mbusgw.gateway.cron import CronSchedule
 from mbusgw.gateway.events import CYCLE_FINISHED, Event, EventBus
-from mbusgw.gateway.store import LogFilter, Reading, Store, StoreWriter
+from mbusgw.gateway.store import LogFilter, Store, StoredReading, StoreWriter
 
 START = T0 - 1800  # 23:30 UTC: the daily report is due half an hour later
 DOWN_UNTIL = START + 24 * 3600
@@ -44,7 +44,7 @@ async def read_meters(writer: StoreWriter, clock: WallClock, events: EventBus) -
         started = int(fire.timestamp())
         await trio.sleep(CYCLE_S)
         readings = [
-            Reading.of(
+            StoredReading.of(
                 meter,
                 started + 3 + 5 * m,
                 [(ENERGY, 1000 * m + number), (VOLUME, number * 3), (FLOW_TEMPERATURE, 60 + m)],

@@ -28,7 +28,7 @@ from mbusgw.gateway.services.reports.retries import adaptive, policy_for
 from mbusgw.gateway.services.reports.runner import ReportRunner
 from mbusgw.gateway.services.reports.schedule import last_fire, report_schedule
 from mbusgw.gateway.settings import Settings
-from mbusgw.gateway.store import Reading, StoreWriter
+from mbusgw.gateway.store import StoredReading, StoreWriter
 
 START = T0 + 60  # 00:01 UTC
 
@@ -51,7 +51,7 @@ def http_reports(url: str, **reports: dict) -> dict:
 async def store_cycle(writer: StoreWriter, received: int, number: int) -> None:
     await writer.put_readings(
         [
-            Reading.of(meter, received + m, [(ENERGY, 100 * m + number)])
+            StoredReading.of(meter, received + m, [(ENERGY, 100 * m + number)])
             for m, meter in enumerate(METERS)
         ]
     )

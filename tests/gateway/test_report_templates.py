@@ -19,12 +19,12 @@ from storekit import ENERGY, T0, FixedClock, open_store
 from mbusgw.core.units import Flag
 from mbusgw.gateway.events import METER_FAILED, REPORT_FAILED, Event
 from mbusgw.gateway.meters import AddressingMode, Meter
-from mbusgw.gateway.services.reports.catalog import TEMPLATES, layout_of
+from mbusgw.gateway.report_catalog import TEMPLATES, layout_of
 from mbusgw.gateway.services.reports.context import MeterIdentity, ReportContext
 from mbusgw.gateway.services.reports.conventions import Conventions
 from mbusgw.gateway.services.reports.selection import Selection, Window
 from mbusgw.gateway.services.reports.templates import RENDERERS, render
-from mbusgw.gateway.store import Reading, SeriesSpec
+from mbusgw.gateway.store import SeriesSpec, StoredReading
 
 NOW = T0 + READINGS * 900
 ENGLISH = Conventions()
@@ -239,7 +239,7 @@ def test_every_kind_of_value_is_written(tmp_path: Path) -> None:
         12 * 10**20,
         Decimal("1E+3"),
     ]
-    store.put_readings([Reading.of("x", NOW - 60, list(zip(specs, values, strict=True)))])
+    store.put_readings([StoredReading.of("x", NOW - 60, list(zip(specs, values, strict=True)))])
     report, _ = rendered(store, 1101)
     _, _, rows = csv_records(report.data())
     assert [row[6] for row in rows] == [
@@ -275,7 +275,7 @@ def test_every_kind_of_value_is_written(tmp_path: Path) -> None:
 
 def test_invalid_values_are_flagged(tmp_path: Path) -> None:
     store = open_store(tmp_path, FixedClock(NOW))
-    reading = Reading.of("x", NOW - 60, [(ENERGY, 5)])
+    reading = StoredReading.of("x", NOW - 60, [(ENERGY, 5)])
     reading.flags = np.array([Flag.INVALID | Flag.SUMMER_TIME], np.uint8)
     store.put_readings([reading])
     _, _, rows = csv_records(rendered(store, 1101)[0].data())
@@ -314,7 +314,7 @@ def test_weeks_start_on_the_configured_day(tmp_path: Path) -> None:
     # readings on Saturday 18th, Sunday 19th and Monday 20th November 2023, at noon
     store = open_store(tmp_path, FixedClock(T0 + 7 * 86_400))
     for day in (3, 4, 5):
-        store.put_readings([Reading.of("m1", T0 + day * 86_400 + 43_200, [(ENERGY, day)])])
+        store.put_readings([StoredReading.of("m1", T0 + day * 86_400 + 43_200, [(ENERGY, day)])])
     window = Window(T0, T0 + 7 * 86_400, "week")
     monday, _ = rendered(store, 1102, Conventions(first_day_of_week="monday"), window=window)
     sunday, _ = rendered(store, 1102, Conventions(first_day_of_week="sunday"), window=window)

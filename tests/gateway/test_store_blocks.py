@@ -21,11 +21,11 @@ from mbusgw.gateway.store.blocks import (
     encode_block,
     merge_columns,
 )
-from mbusgw.gateway.store.model import NO_TIME, Reading, ReadingStatus
+from mbusgw.gateway.store.model import NO_TIME, ReadingStatus, StoredReading
 from mbusgw.gateway.store.rows import decode_row, encode_row
 
 
-def rows_of(readings: list[Reading], ids: list[int] | None = None) -> list:
+def rows_of(readings: list[StoredReading], ids: list[int] | None = None) -> list:
     rows = []
     for reading in readings:
         series = np.array(ids or range(1, len(reading.series) + 1), np.uint32)
@@ -33,9 +33,9 @@ def rows_of(readings: list[Reading], ids: list[int] | None = None) -> list:
     return rows
 
 
-def day_of_readings() -> list[Reading]:
+def day_of_readings() -> list[StoredReading]:
     readings = [heat_reading("m", i, status_byte=i % 3) for i in range(96)]
-    readings[10] = Reading(
+    readings[10] = StoredReading(
         "m",
         T0 + 10 * 900 + 3,
         status=ReadingStatus.NO_RESPONSE,
@@ -83,7 +83,7 @@ def test_merging_late_rows_keeps_time_order() -> None:
 
 
 def test_rows_of_different_series_sets() -> None:
-    a = Reading.of("m", T0, [(ENERGY, 1)])
+    a = StoredReading.of("m", T0, [(ENERGY, 1)])
     b = heat_reading("m", 1)
     columns = columns_from_rows(rows_of([a], [7]) + rows_of([b]))
     assert_same(decode_block(encode_block(columns)), columns)

@@ -8,7 +8,7 @@ import pytest
 from storekit import DAY, T0, FixedClock, heat_reading, open_store, series_id
 
 from mbusgw.gateway.errors import NotFound
-from mbusgw.gateway.store import Reading, ReadingStatus, compact_now
+from mbusgw.gateway.store import ReadingStatus, StoredReading, compact_now
 
 READINGS_PER_METER = 96 * 3 + 40  # three full days and part of a fourth
 
@@ -69,7 +69,9 @@ def test_meter_values_returns_every_series(store) -> None:
 
 def test_latest_values_come_from_rows_and_from_blocks(store) -> None:
     last = READINGS_PER_METER - 1
-    store.put_readings([Reading("b", T0 + 3 * DAY + 41 * 900, status=ReadingStatus.NO_RESPONSE)])
+    store.put_readings(
+        [StoredReading("b", T0 + 3 * DAY + 41 * 900, status=ReadingStatus.NO_RESPONSE)]
+    )
     compact_now(store)
     latest = store.latest()
     assert len(latest) == 8
@@ -92,7 +94,7 @@ def test_latest_values_come_from_rows_and_from_blocks(store) -> None:
 def test_meter_log_reports_every_reading(store) -> None:
     store.put_readings(
         [
-            Reading(
+            StoredReading(
                 "a",
                 T0 + 3 * DAY + 45 * 900,
                 status=ReadingStatus.NO_RESPONSE,
@@ -118,7 +120,9 @@ def test_raw_telegrams_are_kept_with_their_reading(store) -> None:
 
 def test_a_late_row_in_a_compacted_day_is_merged(store) -> None:
     compact_now(store)
-    late = Reading.of("a", T0 + 450, [(heat_reading("a", 0).series[0], 99)])  # clock stepped back
+    late = StoredReading.of(
+        "a", T0 + 450, [(heat_reading("a", 0).series[0], 99)]
+    )  # clock stepped back
     store.put_readings([late])
     assert energy(store, "a", T0, T0 + 901).values() == [12_000, 99]
     assert compact_now(store) == 1

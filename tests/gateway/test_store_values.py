@@ -16,8 +16,8 @@ from storekit import DAY, T0, open_store
 from mbusgw.core.units import Flag
 from mbusgw.gateway.errors import InvalidReading
 from mbusgw.gateway.store import (
-    Reading,
     SeriesSpec,
+    StoredReading,
     ValueKind,
     compact_now,
     decode_value,
@@ -100,7 +100,7 @@ def test_every_kind_survives_the_store_hot_and_compacted(tmp_path) -> None:
     store = open_store(tmp_path)
     specs = _specs(len(EVERY_KIND))
     readings = [
-        Reading.of("m", T0 - 2 * DAY + 900 * i, list(zip(specs, EVERY_KIND, strict=True)))
+        StoredReading.of("m", T0 - 2 * DAY + 900 * i, list(zip(specs, EVERY_KIND, strict=True)))
         for i in range(3)
     ]
     store.put_readings(readings)
@@ -122,7 +122,7 @@ def test_every_kind_survives_the_store_hot_and_compacted(tmp_path) -> None:
 def test_repeated_record_identity_becomes_its_own_series(tmp_path) -> None:
     store = open_store(tmp_path)
     spec = SeriesSpec(b"\x04\x13", "volume", "m³")
-    store.put_readings([Reading.of("m", T0, [(spec, 1), (spec, 2), (spec, 3)])])
+    store.put_readings([StoredReading.of("m", T0, [(spec, 1), (spec, 2), (spec, 3)])])
     series = store.series("m")
     assert [s.signature for s in series] == [b"\x04\x13", b"\x04\x13\xff\x01", b"\x04\x13\xff\x02"]
     assert [store.values(s.id).values() for s in series] == [[1], [2], [3]]
@@ -148,8 +148,8 @@ def test_repeated_record_identity_becomes_its_own_series(tmp_path) -> None:
 )
 def test_a_malformed_reading_is_refused_alone_and_logged(tmp_path, change: dict) -> None:
     store = open_store(tmp_path)
-    good = Reading.of("m", T0, [(SeriesSpec(b"\x04\x13", "volume", "m³"), 1)])
-    bad = Reading.of("bad", T0, [(SeriesSpec(b"\x04\x13", "volume", "m³"), 1)])
+    good = StoredReading.of("m", T0, [(SeriesSpec(b"\x04\x13", "volume", "m³"), 1)])
+    bad = StoredReading.of("bad", T0, [(SeriesSpec(b"\x04\x13", "volume", "m³"), 1)])
     for name, value in change.items():
         setattr(bad, name, value)
     receipt = store.put_readings([bad, good])
@@ -169,7 +169,7 @@ def test_a_series_spec_is_checked_when_made() -> None:
 
 def test_flags_bcd_errors_and_invalid_dates_survive(tmp_path) -> None:
     specs = _specs(4)
-    reading = Reading(
+    reading = StoredReading(
         "m",
         T0 - 2 * DAY,
         specs,

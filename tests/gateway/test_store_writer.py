@@ -8,7 +8,7 @@ import trio
 from storekit import T0, heat_reading, open_store, raw_cycle, series_id, trio_clock
 
 from mbusgw.gateway.errors import StoreClosed, StoreError
-from mbusgw.gateway.store import LogFilter, Reading, StoreWriter
+from mbusgw.gateway.store import LogFilter, StoredReading, StoreWriter
 from mbusgw.gateway.store.env import MiB
 
 
@@ -143,7 +143,8 @@ async def test_when_nothing_can_be_pruned_writes_fail_with_store_full(tmp_path) 
     store.update_settings({"store": {"max_bytes": 1 * MiB}})
     writer = StoreWriter(store)
     huge = [
-        Reading.of(f"m{i}", T0, [(heat_reading("x", 0).series[3], "x" * 900)]) for i in range(3000)
+        StoredReading.of(f"m{i}", T0, [(heat_reading("x", 0).series[3], "x" * 900)])
+        for i in range(3000)
     ]
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:

@@ -119,3 +119,67 @@ async def test_shutdown_cancels_everything_without_logging_crashes(autojump_cloc
         )
     assert log.lines == []
     assert len(ticks) == 4
+
+
+class Draining:
+    """A service that, asked to stop, finishes its work in flight (``drain_s``) and returns."""
+
+    def __init__(self, name: str, drain_s: float | None) -> None:
+        self.name = name
+        self.drain_s = drain_s
+        self._stop = trio.Event()
+        self.finished_at: float | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await self._stop.wait()
+        if self.drain_s is None:
+            await trio.sleep_forever()  # never finishes: the grace period ends it
+        await trio.sleep(self.drain_s)
+        self.finished_at = trio.current_time()
+
+
+async def test_shutdown_gives_stoppable_services_their_grace(autojump_clock) -> None:
+    log = Recorder()
+    ticks: list[int] = []
+    quick, slow, stuck = Draining("quick", 1.0), Draining("slow", 4.0), Draining("stuck", None)
+    supervisor = Supervisor(log, seed=1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            supervisor.run, [quick, slow, stuck, FunctionService("tick", ticker(ticks))]
+        )
+        started = trio.current_time()
+        late = await supervisor.shutdown(10.0)
+        assert trio.current_time() - started == 10.0  # the stuck one used the whole grace
+        assert late == ["stuck"]
+        assert quick.finished_at == started + 1.0 and slow.finished_at == started + 4.0
+        assert len(ticks) >= 9  # the other services ran on meanwhile
+        assert supervisor.states["quick"].state == "stopped"
+        assert supervisor.states["quick"].restarts == 0  # returning on request is no crash
+        nursery.cancel_scope.cancel()
+    problems = [line for line in log.lines if line[1] == "shutdown"]
+    assert problems == [(1, "shutdown", "still running after 10 s, cancelled: stuck")]
+
+
+async def test_shutdown_does_not_wait_for_a_service_in_its_backoff(autojump_clock) -> None:
+    log = Recorder()
+
+    class Crashing(Draining):
+        async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+            task_status.started()
+            raise OSError("port in use")
+
+    crashing = Crashing("web", 1.0)
+    supervisor = Supervisor(log, backoff=Backoff(initial=30, jitter=0), seed=1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run, [crashing])
+        await trio.sleep(1)  # crashed, waiting 30 s before the next attempt
+        started = trio.current_time()
+        assert await supervisor.shutdown(10.0) == []
+        assert trio.current_time() == started
+        await trio.sleep(60)
+        assert supervisor.states["web"].crashes == 1  # no attempt after the shutdown began
+        nursery.cancel_scope.cancel()

@@ -16,13 +16,8 @@ import trio
 from report_receivers import HttpReceiver, start_http_receiver
 from webrig import SERVED_ADMIN, finished_job, form_values, served_gateway, sign_in_over_http
 
-from mbusgw.gateway.settings import (
-    SECRET_MASK,
-    InterfaceConfig,
-    ReportSettings,
-    Settings,
-    without_masks,
-)
+from mbusgw.gateway.report_settings import ReportSettings
+from mbusgw.gateway.settings import SECRET_MASK, InterfaceConfig, Settings, without_masks
 from mbusgw.web.settings_form import changes_from_form, form_fields
 
 LINE = InterfaceConfig(name="sim1", kind="simulator", baud=9600, meters=2)

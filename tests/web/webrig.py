@@ -38,7 +38,7 @@ from mbusgw.gateway.meters import (
 )
 from mbusgw.gateway.reading import CycleResult, MeterReading
 from mbusgw.gateway.settings import InterfaceConfig, Settings, StartupConfig
-from mbusgw.gateway.store import Reading, SeriesSpec, Store, StoreWriter, store_path
+from mbusgw.gateway.store import SeriesSpec, Store, StoredReading, StoreWriter, store_path
 from mbusgw.gateway.supervisor import Supervisor
 
 HEAT = SeriesSpec(bytes.fromhex("0C06"), "energy", "kWh", "")
@@ -107,7 +107,7 @@ class RigGateway:
         self.meters = [m for m in self.meters if m.key not in keys]
 
     async def store_reading(self, key: str, at: int, energy: int, volume: str) -> None:
-        reading = Reading.of(key, at, [(HEAT, energy), (VOLUME, Decimal(volume))])
+        reading = StoredReading.of(key, at, [(HEAT, energy), (VOLUME, Decimal(volume))])
         await self.writer.put_readings([reading])
         health = self.health.setdefault(key, MeterHealth(key))
         health.record(datetime.fromtimestamp(at, UTC), True, response_ms=120.0)

@@ -19,9 +19,9 @@ from typing import Any
 import trio
 
 from mbusgw.gateway.errors import DeliveryError
+from mbusgw.gateway.report_settings import FtpReceiver
 from mbusgw.gateway.services.reports.delivery import explain, within
 from mbusgw.gateway.services.reports.templates import Rendered
-from mbusgw.gateway.settings import FtpReceiver
 
 BLOCK = 64 * 1024
 

@@ -10,9 +10,9 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 
 from mbusgw.gateway.errors import DeliveryError
+from mbusgw.gateway.report_settings import HttpReceiver
 from mbusgw.gateway.services.reports.delivery import explain, within
 from mbusgw.gateway.services.reports.templates import Rendered
-from mbusgw.gateway.settings import HttpReceiver
 
 BLOCK = 64 * 1024
 

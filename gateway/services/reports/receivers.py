@@ -7,14 +7,14 @@ import functools
 import ssl
 
 from mbusgw.gateway.errors import DeliveryError
-from mbusgw.gateway.services.reports.catalog import protocol_of
-from mbusgw.gateway.services.reports.checks import split_addresses
+from mbusgw.gateway.report_catalog import protocol_of
+from mbusgw.gateway.report_checks import split_addresses
+from mbusgw.gateway.report_settings import ReportConfig, ReportSettings
 from mbusgw.gateway.services.reports.delivery import Delivery, timeout_of
 from mbusgw.gateway.services.reports.ftp import FtpDelivery
 from mbusgw.gateway.services.reports.http import HttpDelivery
 from mbusgw.gateway.services.reports.smtp import SmtpDelivery
 from mbusgw.gateway.services.reports.tls import client_context
-from mbusgw.gateway.settings import ReportConfig, ReportSettings
 
 
 @functools.lru_cache(maxsize=4)

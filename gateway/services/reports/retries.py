@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mbusgw.gateway.settings import ReportConfig, Settings
+from mbusgw.gateway.report_settings import ReportConfig
+from mbusgw.gateway.settings import Settings
 
 MINUTE = 60
 HOUR = 3600

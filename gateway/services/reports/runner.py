@@ -19,8 +19,9 @@ from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.cron import CronSchedule
 from mbusgw.gateway.errors import UnknownReport
 from mbusgw.gateway.events import Event
-from mbusgw.gateway.services.reports.catalog import layout_of, protocol_of
-from mbusgw.gateway.services.reports.checks import parse_period
+from mbusgw.gateway.report_catalog import layout_of, protocol_of
+from mbusgw.gateway.report_checks import parse_period
+from mbusgw.gateway.report_settings import ReportConfig
 from mbusgw.gateway.services.reports.context import MeterIdentity, ReportContext
 from mbusgw.gateway.services.reports.conventions import Conventions
 from mbusgw.gateway.services.reports.cursors import Cursor, commit_cursor, load_cursor
@@ -29,7 +30,7 @@ from mbusgw.gateway.services.reports.schedule import last_fire, period_at
 from mbusgw.gateway.services.reports.selection import AUTO_CYCLES, Selection, Window
 from mbusgw.gateway.services.reports.status import ReportStatus
 from mbusgw.gateway.services.reports.templates import Rendered, render
-from mbusgw.gateway.settings import ReportConfig, Settings
+from mbusgw.gateway.settings import Settings
 from mbusgw.gateway.store import Store, StoreWriter
 from mbusgw.gateway.supervisor import INFO, WARNING, describe
 

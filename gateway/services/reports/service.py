@@ -21,8 +21,9 @@ from mbusgw.gateway.clock import WallClock, sleep_until_wall
 from mbusgw.gateway.cron import CronSchedule
 from mbusgw.gateway.errors import ReportError
 from mbusgw.gateway.events import CYCLE_FINISHED, REPORT_FAILED, Event, EventBus
-from mbusgw.gateway.services.reports.catalog import EVENT_KINDS
-from mbusgw.gateway.services.reports.checks import split_events
+from mbusgw.gateway.report_catalog import EVENT_KINDS
+from mbusgw.gateway.report_checks import split_events
+from mbusgw.gateway.report_settings import ReportConfig
 from mbusgw.gateway.services.reports.conventions import Conventions
 from mbusgw.gateway.services.reports.retries import policy_for
 from mbusgw.gateway.services.reports.runner import Outcome, ReportRunner
@@ -35,7 +36,7 @@ from mbusgw.gateway.services.reports.schedule import (
 )
 from mbusgw.gateway.services.reports.status import ReportStatus
 from mbusgw.gateway.services.reports.templates import Rendered
-from mbusgw.gateway.settings import ReportConfig, Settings
+from mbusgw.gateway.settings import Settings
 from mbusgw.gateway.store import Store, StoreWriter
 from mbusgw.gateway.supervisor import ERROR, WARNING, describe
 

@@ -17,9 +17,9 @@ from email.utils import formatdate, make_msgid
 import trio
 
 from mbusgw.gateway.errors import DeliveryError
+from mbusgw.gateway.report_settings import EmailReceiver
 from mbusgw.gateway.services.reports.delivery import explain, within
 from mbusgw.gateway.services.reports.templates import Rendered
-from mbusgw.gateway.settings import EmailReceiver
 
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from mbusgw.gateway.events import Event
+from mbusgw.gateway.report_catalog import Layout, layout_of, protocol_of
 from mbusgw.gateway.services.reports import render_csv, render_excel, render_json
-from mbusgw.gateway.services.reports.catalog import Layout, layout_of, protocol_of
 from mbusgw.gateway.services.reports.context import ReportContext
 from mbusgw.gateway.services.reports.selection import Selection
 

@@ -10,7 +10,7 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-from mbusgw.gateway.services.reports.catalog import EVENT_KINDS, template_problem
+from mbusgw.gateway.report_catalog import EVENT_KINDS, template_problem
 
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _EMAIL = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+")

@@ -1,0 +1,3 @@
+"""Type stub of core/records_follow.pyx."""
+
+def more_records_follow(frame: bytes) -> bool: ...

@@ -1,0 +1,299 @@
+"""Values for the API and the pages: the series catalog, the latest values, a series' values
+(JSON text made straight from the store's columns) and the live snapshot.
+
+Like ``web.operations``, each takes the gateway and plain arguments and returns plain data.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from mbusgw.core.jsonout import dumps
+from mbusgw.core.units import Flag
+from mbusgw.gateway.facade import CsvWriter, GatewayHandle
+from mbusgw.web.errors import BadRequest, NotFound
+from mbusgw.web.numbers import value_texts
+from mbusgw.web.plain import (
+    DEFAULT_SERIES_PAGE,
+    MAX_SERIES_PAGE,
+    find_meter,
+    iso,
+    plain,
+    record_values,
+)
+
+
+class SeriesCatalog:
+    """Every stored series by id, read once: a series never changes once stored, so the
+    catalog is read again only when an id appears that it does not know."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, Any] = {}
+        self.prefix: dict[int, str] = {}  # the JSON text of a value up to ``"value":``
+
+    def refresh(self, store: Any, wanted: Iterable[int]) -> dict[int, Any]:
+        if any(series not in self.by_id for series in wanted):
+            self.by_id = {info.id: info for info in store.series()}
+            self.prefix = {
+                info.id: dumps(
+                    {
+                        "series": info.id,
+                        "quantity": info.quantity,
+                        "unit": info.unit,
+                        "description": info.description,
+                    }
+                )[:-1]
+                + ',"value":'
+                for info in self.by_id.values()
+            }
+        return self.by_id
+
+
+_catalogs: weakref.WeakKeyDictionary[Any, SeriesCatalog] = weakref.WeakKeyDictionary()
+
+
+def catalog(gw: GatewayHandle) -> SeriesCatalog:
+    """The series catalog of the gateway's store (kept as long as the store is open)."""
+    found = _catalogs.get(gw.store)
+    if found is None:
+        found = _catalogs[gw.store] = SeriesCatalog()
+    return found
+
+
+def series_names(gw: GatewayHandle, table: Any) -> dict[int, Any]:
+    return catalog(gw).refresh(gw.store, np.unique(table.series).tolist())
+
+
+def value_dicts(table: Any, names: dict[int, Any]) -> list[dict[str, Any]]:
+    """One dict per value of a ``ValueTable`` (with the series' name and unit); the same
+    fields, in the same order, as ``latest_values_json`` writes."""
+    out = []
+    for i in range(len(table)):
+        info = names.get(int(table.series[i]))
+        if info is None:
+            continue
+        value = {
+            "series": info.id,
+            "quantity": info.quantity,
+            "unit": info.unit,
+            "description": info.description,
+            "value": plain(table.value(i)),
+        }
+        if int(table.flags[i]) & Flag.INVALID:
+            value["invalid"] = True
+        value["read_at"] = iso(int(table.received_at[i]))
+        out.append(value)
+    return out
+
+
+def latest_by_meter(gw: GatewayHandle, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The newest stored values of the given meters, grouped by meter."""
+    keys = list(keys)
+    if not keys:
+        return {}
+    known = {m.name for m in gw.store.meters()}
+    wanted = [k for k in keys if k in known]
+    if not wanted:
+        return {}
+    table = gw.store.latest(wanted)
+    names = series_names(gw, table)
+    grouped: dict[str, dict[str, Any]] = {}
+    for value in value_dicts(table, names):
+        info = names.get(value["series"])
+        if info is None:
+            continue
+        entry = grouped.setdefault(info.meter, {"read_at": value["read_at"], "values": []})
+        entry["values"].append(value)
+        entry["read_at"] = max(entry["read_at"], value["read_at"])
+    return grouped
+
+
+def latest_values(gw: GatewayHandle) -> dict[str, Any]:
+    meters = list(gw.meters)
+    latest = latest_by_meter(gw, [m.key for m in meters])
+    return {
+        "meters": [
+            {
+                "key": m.key,
+                "position": m.position,
+                "read_at": latest.get(m.key, {}).get("read_at"),
+                "values": latest.get(m.key, {}).get("values", []),
+            }
+            for m in meters
+        ]
+    }
+
+
+def latest_values_json(gw: GatewayHandle) -> str:
+    """``latest_values`` as JSON text, written from the store's columns (the API's hot path:
+    512 meters of ten values each)."""
+    meters = list(gw.meters)
+    known = {m.name for m in gw.store.meters()}
+    wanted = [m.key for m in meters if m.key in known]
+    table = gw.store.latest(wanted) if wanted else None
+    per_meter: dict[str, list[str]] = {}
+    newest: dict[str, int] = {}
+    if table is not None and len(table):
+        cat = catalog(gw)
+        names = cat.refresh(gw.store, np.unique(table.series).tolist())
+        texts = value_texts(table, plain)
+        stamps = table.received_at.tolist()
+        when = {t: f',"read_at":"{iso(t)}"}}' for t in set(stamps)}
+        for series, text, stamp, flags in zip(
+            table.series.tolist(), texts, stamps, table.flags.tolist(), strict=True
+        ):
+            info = names.get(series)
+            if info is None:
+                continue
+            value = cat.prefix[series] + text + (',"invalid":true' if flags & Flag.INVALID else "")
+            per_meter.setdefault(info.meter, []).append(value + when[stamp])
+            newest[info.meter] = max(newest.get(info.meter, 0), stamp)
+    parts = []
+    for m in meters:
+        read_at = dumps(iso(newest[m.key])) if m.key in newest else "null"
+        parts.append(
+            f'{{"key":{dumps(m.key)},"position":{dumps(m.position)},"read_at":{read_at},'
+            f'"values":[{",".join(per_meter.get(m.key, ()))}]}}'
+        )
+    return '{"meters":[' + ",".join(parts) + "]}"
+
+
+def meter_series(gw: GatewayHandle, key: str) -> dict[str, Any]:
+    find_meter(gw, key)
+    return {
+        "meter": key,
+        "series": [
+            {
+                "id": info.id,
+                "signature": info.signature.hex().upper(),
+                "quantity": info.quantity,
+                "unit": info.unit,
+                "description": info.description,
+                "numeric": info.unit != "",
+            }
+            for info in gw.store.series(key)
+        ],
+    }
+
+
+def series_info(gw: GatewayHandle, key: str, series: int) -> Any:
+    for info in gw.store.series(key):
+        if info.id == series:
+            return info
+    raise NotFound(f"meter {key!r} has no series {series}")
+
+
+def series_values(
+    gw: GatewayHandle,
+    key: str,
+    series: int,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int = DEFAULT_SERIES_PAGE,
+    as_float: bool = False,
+    materialize: bool = True,
+) -> tuple[dict[str, Any], Any]:
+    """A page of one series: ``times`` (epoch s) and ``values``; ``next`` is the ``since`` of
+    the following page (or None). Returns the JSON data and the page's ``ValueTable``
+    (``materialize=False``: without ``times`` and ``values``, for ``series_json``)."""
+    find_meter(gw, key)
+    info = series_info(gw, key, series)
+    if not 1 <= limit <= MAX_SERIES_PAGE:
+        raise BadRequest(f"limit must be 1-{MAX_SERIES_PAGE}", {"limit": "out of range"})
+    table = gw.store.values(series, since, until)
+    following = None
+    if len(table) > limit:
+        following = str(int(table.received_at[limit]))
+        table = _head(table, limit)
+    times: list[int] = []
+    values: list[Any] = []
+    if materialize:
+        times = table.received_at.tolist()
+        if as_float:
+            values = [v if math.isfinite(v) else None for v in table.as_float().tolist()]
+        else:
+            values = [plain(v) for v in table.values()]
+    data = {
+        "meter": key,
+        "series": {
+            "id": info.id,
+            "signature": info.signature.hex().upper(),
+            "quantity": info.quantity,
+            "unit": info.unit,
+            "description": info.description,
+        },
+        "since": iso(since),
+        "until": iso(until),
+        "times": times,
+        "values": values,
+        "next": following,
+    }
+    return data, table
+
+
+def series_json(data: dict[str, Any], table: Any, as_float: bool) -> str:
+    """``series_values`` as JSON text, the values written from the store's columns."""
+    head = {k: v for k, v in data.items() if k not in ("times", "values")}
+    times = ",".join(map(str, table.received_at.tolist()))
+    if as_float:
+        values = ",".join(
+            repr(v) if math.isfinite(v) else "null" for v in table.as_float().tolist()
+        )
+    else:
+        values = ",".join(value_texts(table, plain))
+    return dumps(head)[:-1] + f',"times":[{times}],"values":[{values}]}}'
+
+
+def _head(table: Any, n: int) -> Any:
+    blobs = table.blobs[:n] if table.blobs is not None else None
+    columns = {name: getattr(table, name)[:n] for name in table.COLUMNS}
+    return type(table)(**columns, blobs=blobs)
+
+
+def live_snapshot(gw: GatewayHandle) -> dict[str, Any]:
+    now = gw.clock.now()
+    meters = []
+    for meter in gw.meters:
+        reading = gw.live.latest(meter.key)
+        if reading is None:
+            continue
+        good = gw.live.last_good(meter.key) or reading
+        values = record_values(good.telegrams)
+        meters.append(
+            {
+                "key": meter.key,
+                "ok": reading.ok,
+                "read_at": good.read_at.isoformat(timespec="seconds"),
+                "age_s": round((now - good.read_at).total_seconds(), 3),
+                "error": reading.error,
+                "values": values,
+            }
+        )
+    return {
+        "continuous": gw.settings.reading.continuous,
+        "version": gw.live.version,
+        "meters": meters,
+    }
+
+
+def series_csv(data: dict[str, Any], table: Any) -> str:
+    """A page of ``series_values`` as CSV: time, value, quantity, unit."""
+    info = data["series"]
+    times = table.received_at.astype("datetime64[s]").astype(str).tolist()
+    tail = "," + ",".join(_csv_cell(info[k]) for k in ("quantity", "unit")) + "\r\n"
+    values = [v if v[:1] != '"' else _csv_cell(json.loads(v)) for v in value_texts(table, plain)]
+    lines = [f"{t}Z,{v}{tail}" for t, v in zip(times, values, strict=True)]
+    return "time,value,quantity,unit\r\n" + "".join(lines)
+
+
+def _csv_cell(text: str) -> str:
+    out = io.StringIO()
+    CsvWriter(out, lineterminator="").writerow([text])
+    return out.getvalue()
