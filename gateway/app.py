@@ -116,6 +116,10 @@ class Gateway(GatewayRoot):
             restart.append("modbus")
         if touched & ReportService.settings_sections:
             restart.append(ReportService.name)
+        if before.terminal.listener() != after.terminal.listener():
+            restart.append("terminal")  # its sessions end; passwords and limits apply live
+        if "autoconfig" in touched:
+            restart.append("autoconfig")
         if "capacity" in touched:
             await self.registry.apply_capacity(after.capacity)
         self.supervisor.restart(sorted(set(restart)))

@@ -23,6 +23,7 @@ from mbusgw.gateway.keys import KeyFileError, KeyStore
 from mbusgw.gateway.lifecycle import AfterStop
 from mbusgw.gateway.lines import BusLine
 from mbusgw.gateway.live import LiveSnapshot
+from mbusgw.gateway.login_limit import LoginLimiter
 from mbusgw.gateway.meters import Merge, Meter
 from mbusgw.gateway.reading import CycleResult, MeterReading
 from mbusgw.gateway.scan import ScanProgress, scan_line
@@ -30,6 +31,7 @@ from mbusgw.gateway.search import meter_from_found, quota_for, shortfall
 from mbusgw.gateway.services.modbus import ModbusService
 from mbusgw.gateway.services.reports.cursors import TABLE as REPORT_CURSORS
 from mbusgw.gateway.services.reports.service import ReportService
+from mbusgw.gateway.services.reports.tls import client_context
 from mbusgw.gateway.settings import Settings, StartupConfig
 from mbusgw.gateway.store import LogFilter, Store, StoreWriter, value_flags
 from mbusgw.gateway.store.backup import HEADER_SIZE as BACKUP_HEADER_SIZE
@@ -63,6 +65,8 @@ class GatewayHandle(Protocol):
     after_stop: AfterStop | None  # what ``mbusgw run`` does once stopped
     reports: ReportService | None  # push reports (None while not running)
     modbus: ModbusService | None
+    running_northbound: dict[str, object]  # the northbound services by name, once started
+    login_limiter: LoginLimiter  # failed logins of every service (web, terminal) together
 
     @property
     def keys(self) -> KeyStore:
@@ -115,9 +119,11 @@ __all__ = [
     "KeyFileError",
     "KeyStore",
     "LogFilter",
+    "LoginLimiter",
     "ScanProgress",
     "WirelessProgress",
     "backup_sealer",
+    "client_context",
     "create_backup",
     "meter_from_found",
     "parse_config",

@@ -29,6 +29,7 @@ from mbusgw.gateway.keys import KeyStore
 from mbusgw.gateway.lifecycle import AfterStop
 from mbusgw.gateway.lines import BusLine, BusService, SimulatorService, meters_on, open_wired_lines
 from mbusgw.gateway.live import LiveSnapshot
+from mbusgw.gateway.login_limit import LoginLimiter
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.not_seen import NotSeenWatch
 from mbusgw.gateway.parts import Shared
@@ -85,6 +86,8 @@ class GatewayRoot:
         self._stopping = trio.Event()
         self.searches: dict[int, SearchJob] = {}
         self.modbus: ModbusService | None = None
+        self.login_limiter = LoginLimiter()  # shared by the web and the terminal
+        self.running_northbound: dict[str, object] = {}  # by name, once started
         self.reports: ReportService | None = None  # push reports: status, test and on-demand
         self.after_stop: AfterStop | None = None  # what ``mbusgw run`` does once stopped
         if northbound is None:
@@ -235,7 +238,9 @@ class GatewayRoot:
             self.not_seen,
             self.reports,
         ]
-        services += [factory(self) for factory in self.northbound]
+        northbound = [factory(self) for factory in self.northbound]
+        self.running_northbound = {service.name: service for service in northbound}
+        services += northbound
         return services
 
     def _modbus_source(self) -> ModbusSource:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mbusgw.gateway.autoconfig_settings import AutoconfigSettings
 from mbusgw.gateway.cron import CronSchedule, CronSyntaxError
 from mbusgw.gateway.meters import CAPACITIES
 from mbusgw.gateway.modbus_encoding import DATA_TYPE_LABELS, WORD_ORDERS, parse_constant
@@ -26,6 +27,7 @@ from mbusgw.gateway.report_settings import (
     ReportSettings,
 )
 from mbusgw.gateway.settings_fields import ConfigError, _bounded, _choice
+from mbusgw.gateway.terminal_settings import TerminalSettings
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,8 @@ class Settings:
     modbus: ModbusSettings = field(default_factory=ModbusSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
+    terminal: TerminalSettings = field(default_factory=TerminalSettings)
+    autoconfig: AutoconfigSettings = field(default_factory=AutoconfigSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

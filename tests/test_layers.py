@@ -27,6 +27,7 @@ FACADE = "mbusgw.gateway.facade"
 MODEL = {
     f"mbusgw.gateway.{name}"
     for name in (
+        "autoconfig_settings",
         "cells",
         "clock",
         "cron",
@@ -42,6 +43,7 @@ MODEL = {
         "settings",
         "settings_fields",
         "store.model",
+        "terminal_settings",
     )
 }
 SERVICE_EXTRAS = {"mbusgw.gateway.store", "mbusgw.gateway.supervisor"}

@@ -358,6 +358,19 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             )
         ),
     ),
+    "AutoconfigStatus": obj(
+        ("enabled", "result"),
+        enabled=BOOL,
+        url=STR,
+        last_fetch=nullable(TIME),
+        last_applied=nullable(TIME),
+        next_fetch=nullable(TIME),
+        result={"enum": ["never", "applied", "unchanged", "refused", "fetch_failed"], **STR},
+        error=nullable(STR),
+        applied_sha256=nullable(STR),
+        changes=array(STR),
+        refused=obj(extra=True),
+    ),
     "ReportOutcome": obj(("ok", "values"), ok=BOOL, values=INT, reply=STR, error=STR),
     "JobList": obj(("jobs",), jobs=array(ref("Job"))),
     "ScanRequest": obj(

@@ -64,7 +64,8 @@ def https_redirect(host: str | None, port: int) -> Response:
 
 
 def create_app(gateway: GatewayHandle) -> Quart:
-    from mbusgw.web import api_v1, jsonrpc, pages, report_pages
+    # autoconfig_views: imported for its routes on the API and page blueprints
+    from mbusgw.web import api_v1, autoconfig_views, jsonrpc, pages, report_pages  # noqa: F401
 
     here = Path(__file__).parent
     # root and instance paths given: the package finder does not follow editable installs
@@ -78,7 +79,12 @@ def create_app(gateway: GatewayHandle) -> Quart:
     app.json.sort_keys = False
     users = UserDirectory(_StoreRecords(gateway), gateway.clock.now)
     tls = TlsFiles(gateway.startup.data_dir / "tls")
-    web = WebState(gateway=gateway, auth=Auth(users), tls=tls, tls_settings=tls.settings())
+    web = WebState(
+        gateway=gateway,
+        auth=Auth(users, limiter=gateway.login_limiter),
+        tls=tls,
+        tls_settings=tls.settings(),
+    )
     web.jobs = JobBoard(gateway, app.add_background_task)
     app.extensions["mbusgw"] = web
     app.secret_key = None

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import secrets
 import unicodedata
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 import trio
 from quart import Response, current_app, g, redirect, request, url_for
 
+from mbusgw.gateway.facade import LoginLimiter
 from mbusgw.web.errors import (
     CsrfRefused,
     Forbidden,
@@ -121,45 +122,6 @@ class SessionTable:
             del self._sessions[key]
 
 
-@dataclass
-class LoginLimiter:
-    """At most ``attempts`` failed logins per ``window_s`` from one address and for one user
-    name; then the next attempt waits until the oldest failure leaves the window."""
-
-    attempts: int = 5
-    window_s: float = 300.0
-    max_keys: int = 10_000
-    _failures: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
-
-    def check(self, *keys: str) -> None:
-        now = trio.current_time()
-        for key in keys:
-            times = self._recent(key, now)
-            if len(times) >= self.attempts:
-                wait = max(1, int(times[0] + self.window_s - now) + 1)
-                raise TooManyAttempts(f"too many failed logins; try again in {wait} s", wait)
-
-    def failed(self, *keys: str) -> None:
-        now = trio.current_time()
-        for key in keys:
-            times = self._recent(key, now)
-            times.append(now)
-            self._failures[key] = times
-            self._failures.move_to_end(key)
-        while len(self._failures) > self.max_keys:
-            self._failures.popitem(last=False)
-
-    def succeeded(self, *keys: str) -> None:
-        for key in keys:
-            self._failures.pop(key, None)
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures.get(key, deque())
-        while times and now - times[0] >= self.window_s:
-            times.popleft()
-        return times
-
-
 def client_address() -> str:
     return request.remote_addr or "unknown"
 
@@ -177,7 +139,9 @@ class Auth:
         ``TooManyAttempts``. ``remember``: basic auth, which sends the password with every
         request, may reuse a recent successful check (see ``UserDirectory.verify``)."""
         keys = (f"addr:{client_address()}", f"user:{name}")
-        self.limiter.check(*keys)
+        wait = self.limiter.wait_s(*keys)
+        if wait:
+            raise TooManyAttempts(f"too many failed logins; try again in {wait} s", wait)
         user = await self.users.verify(name, password, remember=remember)
         if user is None:
             self.limiter.failed(*keys)

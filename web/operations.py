@@ -532,7 +532,11 @@ def read_all(web: Any) -> dict[str, Any]:
 
 
 def stop_for(
-    gw: GatewayHandle, action: str, backup: Any = None, passphrase: str | None = None
+    gw: GatewayHandle,
+    action: str,
+    backup: Any = None,
+    passphrase: str | None = None,
+    origin: str = "web",
 ) -> dict[str, Any]:
     """Restart, factory reset or restore: the gateway stops, and ``mbusgw run`` carries the
     action out once the store is closed, then starts the gateway again. ``passphrase``: of a
@@ -542,7 +546,7 @@ def stop_for(
     if gw.after_stop is not None:
         raise Conflict(f"a {gw.after_stop.action.replace('_', ' ')} is under way already")
     gw.after_stop = AfterStop(action, backup, passphrase)
-    gw.store.log.warning("web", f"{action.replace('_', ' ')} requested; stopping")
+    gw.store.log.warning(origin, f"{action.replace('_', ' ')} requested; stopping")
     gw.stop()
     messages = {
         "restart": "restarting",

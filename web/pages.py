@@ -33,6 +33,7 @@ NAVIGATION = (
     ("pages.search", "Search"),
     ("pages.mbus_settings", "M-Bus"),
     ("report_pages.reports", "Reports"),
+    ("pages.autoconfig", "Autoconfig"),
     ("pages.system_log", "Log"),
     ("pages.keys", "Keys"),
     ("pages.users", "Users"),

@@ -217,6 +217,7 @@ class HttpReceiver:
     status: int = 200
     delay: float = 0.0  # seconds before answering (trio time)
     basic_auth: tuple[str, str] | None = None
+    content: bytes = b"ok"  # the body of a 200 answer (a file served for download)
     requests: list[HttpRequest] = field(default_factory=list)
     url: str = ""
 
@@ -245,7 +246,7 @@ class HttpReceiver:
         if status == 200:
             self.requests.append(HttpRequest(scope["method"], scope["path"], headers, body))
         await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok" if status == 200 else b"no"})
+        await send({"type": "http.response.body", "body": self.content if status == 200 else b"no"})
 
 
 async def start_http_receiver(

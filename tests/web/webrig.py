@@ -28,6 +28,7 @@ from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.key_records import StoreKeyBackend
 from mbusgw.gateway.keys import KeyStore
 from mbusgw.gateway.live import LiveSnapshot
+from mbusgw.gateway.login_limit import LoginLimiter
 from mbusgw.gateway.meters import (
     Merge,
     Meter,
@@ -71,6 +72,8 @@ class RigGateway:
     wireless: Any = None  # no receivers (the wireless API is tested on a real gateway)
     after_stop: Any = None
     reports: Any = None  # no push-report service in the rig
+    login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    running_northbound: dict[str, Any] = field(default_factory=dict)
     stopped: int = 0
 
     def __post_init__(self) -> None:
