@@ -21,6 +21,7 @@ from typing import Any
 import trio
 
 from mbusgw.gateway.clock import SystemClock, WallClock
+from mbusgw.gateway.clock_watch import ClockWatch
 from mbusgw.gateway.events import DEVICE_STARTED, Event, EventBus
 from mbusgw.gateway.facade import GatewayHandle
 from mbusgw.gateway.health import MeterHealth
@@ -237,6 +238,7 @@ class GatewayRoot:
             RetentionService(store_writer),
             self.not_seen,
             self.reports,
+            ClockWatch(self.shared),
         ]
         northbound = [factory(self) for factory in self.northbound]
         self.running_northbound = {service.name: service for service in northbound}

@@ -28,6 +28,7 @@ from mbusgw.gateway.report_settings import (
 )
 from mbusgw.gateway.settings_fields import ConfigError, _bounded, _choice
 from mbusgw.gateway.terminal_settings import TerminalSettings
+from mbusgw.gateway.time_settings import TimeSettings
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ class Settings:
     reports: ReportSettings = field(default_factory=ReportSettings)
     terminal: TerminalSettings = field(default_factory=TerminalSettings)
     autoconfig: AutoconfigSettings = field(default_factory=AutoconfigSettings)
+    time: TimeSettings = field(default_factory=TimeSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -44,6 +44,7 @@ MODEL = {
         "settings_fields",
         "store.model",
         "terminal_settings",
+        "time_settings",
     )
 }
 SERVICE_EXTRAS = {"mbusgw.gateway.store", "mbusgw.gateway.supervisor"}
