@@ -23,6 +23,7 @@ SHAPES = {
     "modbus": {"paced", "saturated", "pymodbus", "stored", "ratio_saturated_vs_pymodbus"},
     "reports": {"fill_s", "csv_s", "excel_s", "json_s", "csv_memory_1d", "excel_memory_2d"},
     "store": {"ingest_values_per_s", "bytes_per_value", "latest_512_meters_ms", "year_series_ms"},
+    "terminal": {"meters", "show_values_512_ms", "show_values_512_bytes"},
     "underload": {"goals", "runs"},
     "web": {"fill_s", "series_values", "values_latest_512_ms"},
     "wmbus": {"us_per_telegram", "goal_us"},
