@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mbusgw.gateway.facade import JsonObject, WirelessProgress
+from mbusgw.gateway.licence import Licence
 from mbusgw.gateway.meters import Merge, Meter
 from mbusgw.gateway.reading import CycleResult, MeterReading
 from mbusgw.gateway.root import SHUTDOWN_GRACE, GatewayRoot
 from mbusgw.gateway.search import SearchJob, SearchRequest, run_search
 from mbusgw.gateway.services.reports.service import ReportService
-from mbusgw.gateway.settings import EMBEDDED_DEFAULT, Settings
+from mbusgw.gateway.settings import EMBEDDED_DEFAULT, ConfigError, Settings
 from mbusgw.gateway.supervisor import INFO, WARNING
 from mbusgw.gateway.wireless_install import WirelessInstaller
 
@@ -102,8 +103,32 @@ class Gateway(GatewayRoot):
             self.log(WARNING, "search", f"search {job.id}: {job.warning}")
         return job
 
+    def _licensed_capacity(self, changes: JsonObject) -> None:
+        """A capacity above the licence's is refused (ConfigError, nothing changes)."""
+        licence = self.licence.licence if self.licence is not None else None
+        if licence is None or "capacity" not in changes:
+            return
+        if self.settings.updated(changes).capacity > licence.capacity:
+            raise ConfigError({"capacity": f"the licence allows at most {licence.capacity} meters"})
+
+    async def install_licence(self, data: bytes) -> Licence:
+        """Verify and keep a licence file; a capacity above the licence's comes down to it."""
+        if self.licence is None:
+            raise RuntimeError("the gateway is not running")
+        licence = self.licence.install(data)
+        if self.settings.capacity > licence.capacity:
+            await self.update_settings({"capacity": licence.capacity})
+        self.log(
+            INFO,
+            "licence",
+            f"licence for {licence.licensee} installed: capacity {licence.capacity}, "
+            f"features {', '.join(licence.features) or 'none named'}",
+        )
+        return licence
+
     async def update_settings(self, changes: JsonObject) -> Settings:
         """Validate and store a settings change; restart only the services it touches."""
+        self._licensed_capacity(changes)
         before = self.settings
         after = await self._writer().update_settings(changes)
         touched = after.changed_sections(before)

@@ -20,6 +20,7 @@ from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.events import EventBus
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.keys import KeyFileError, KeyStore
+from mbusgw.gateway.licence import Licence, LicenceError, LicenceFiles
 from mbusgw.gateway.lifecycle import AfterStop
 from mbusgw.gateway.lines import BusLine
 from mbusgw.gateway.live import LiveSnapshot
@@ -83,6 +84,7 @@ class GatewayHandle(Protocol):
     modbus: ModbusService | None
     running_northbound: dict[str, object]  # the northbound services by name, once started
     login_limiter: LoginLimiter  # failed logins of every service (web, terminal) together
+    licence: LicenceFiles | None  # the optional licence file (None while not running)
 
     @property
     def keys(self) -> KeyStore:
@@ -121,6 +123,10 @@ class GatewayHandle(Protocol):
         """Listen, then install the wireless meters heard; ValueError without receivers."""
         ...
 
+    async def install_licence(self, data: bytes) -> Licence:
+        """Verify and keep a licence file; LicenceError says why one is refused."""
+        ...
+
     def stop(self) -> None: ...
 
 
@@ -138,6 +144,8 @@ __all__ = [
     "KeyFileError",
     "KeyStore",
     "LogFilter",
+    "Licence",
+    "LicenceError",
     "LoginLimiter",
     "Outcome",
     "RawTelegram",

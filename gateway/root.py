@@ -27,6 +27,7 @@ from mbusgw.gateway.facade import GatewayHandle
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.key_records import StoreKeyBackend
 from mbusgw.gateway.keys import KeyStore
+from mbusgw.gateway.licence import LicenceFiles
 from mbusgw.gateway.lifecycle import AfterStop
 from mbusgw.gateway.lines import BusLine, BusService, SimulatorService, meters_on, open_wired_lines
 from mbusgw.gateway.live import LiveSnapshot
@@ -89,6 +90,7 @@ class GatewayRoot:
         self.modbus: ModbusService | None = None
         self.login_limiter = LoginLimiter()  # shared by the web and the terminal
         self.running_northbound: dict[str, object] = {}  # by name, once started
+        self.licence: LicenceFiles | None = None  # set by run(): the optional licence file
         self.reports: ReportService | None = None  # push reports: status, test and on-demand
         self.after_stop: AfterStop | None = None  # what ``mbusgw run`` does once stopped
         if northbound is None:
@@ -143,6 +145,9 @@ class GatewayRoot:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         data_dir = self.startup.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
+        self.licence = LicenceFiles(data_dir)
+        if self.licence.load() is None and self.licence.problem:
+            self.log(ERROR, "licence", f"the stored licence is void: {self.licence.problem}")
         self.store = Store.open(store_path(data_dir), clock=self.clock)
         self.writer = StoreWriter(self.store)
         self._keys = KeyStore(

@@ -358,6 +358,22 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             )
         ),
     ),
+    "LicenceStatus": obj(
+        ("device", "licence", "capacity"),
+        device=STR,
+        licence=nullable(
+            obj(
+                ("device", "licensee", "capacity", "features", "issued"),
+                device=STR,
+                licensee=STR,
+                capacity=INT,
+                features=array(STR),
+                issued=STR,
+            )
+        ),
+        problem=nullable(STR),
+        capacity=INT,
+    ),
     "AutoconfigStatus": obj(
         ("enabled", "result"),
         enabled=BOOL,

@@ -64,8 +64,15 @@ def https_redirect(host: str | None, port: int) -> Response:
 
 
 def create_app(gateway: GatewayHandle) -> Quart:
-    # autoconfig_views: imported for its routes on the API and page blueprints
-    from mbusgw.web import api_v1, autoconfig_views, jsonrpc, pages, report_pages  # noqa: F401
+    # autoconfig_views, licence_views: imported for their routes on the API and page blueprints
+    from mbusgw.web import (  # noqa: F401
+        api_v1,
+        autoconfig_views,
+        jsonrpc,
+        licence_views,
+        pages,
+        report_pages,
+    )
 
     here = Path(__file__).parent
     # root and instance paths given: the package finder does not follow editable installs

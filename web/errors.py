@@ -15,7 +15,7 @@ from quart import Quart, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from mbusgw.core.errors import DecodeError, DecryptError, EncodeError, FrameError
-from mbusgw.gateway.facade import KeyFileError
+from mbusgw.gateway.facade import KeyFileError, LicenceError
 from mbusgw.gateway.meters import MeterListError, RowError
 from mbusgw.gateway.settings import ConfigError
 
@@ -52,6 +52,10 @@ class InvalidMeterList(BadRequest):
 
 class InvalidKeyFile(BadRequest):
     code = "invalid_key_file"
+
+
+class InvalidLicence(BadRequest):
+    code = "invalid_licence"
 
 
 class InvalidPassword(BadRequest):
@@ -134,6 +138,8 @@ def as_api_error(exc: BaseException) -> ApiError | None:
         return InvalidKeyFile(
             "the key file or entry was refused; nothing was changed", _row_details(exc.errors)
         )
+    if isinstance(exc, LicenceError):
+        return InvalidLicence(str(exc))
     if isinstance(exc, EncodeError):
         return BadRequest(str(exc))
     if isinstance(exc, FrameError | DecodeError | DecryptError):

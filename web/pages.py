@@ -38,6 +38,7 @@ NAVIGATION = (
     ("pages.keys", "Keys"),
     ("pages.users", "Users"),
     ("pages.device", "Device"),
+    ("pages.licence", "Licence"),
 )
 
 

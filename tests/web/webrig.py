@@ -74,6 +74,7 @@ class RigGateway:
     reports: Any = None  # no push-report service in the rig
     login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
     running_northbound: dict[str, Any] = field(default_factory=dict)
+    licence: Any = None  # no licence files in the rig (tested on a real gateway)
     stopped: int = 0
 
     def __post_init__(self) -> None:
