@@ -145,6 +145,8 @@ class Gateway(GatewayRoot):
             restart.append("terminal")  # its sessions end; passwords and limits apply live
         if "autoconfig" in touched:
             restart.append("autoconfig")
+        if "time" in touched:
+            restart.append("sntp-check")
         if "capacity" in touched:
             await self.registry.apply_capacity(after.capacity)
         self.supervisor.restart(sorted(set(restart)))

@@ -44,6 +44,7 @@ from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, ModbusSour
 from mbusgw.gateway.services.modbus_stored import StoredValuesSource
 from mbusgw.gateway.services.reports.service import ReportService
 from mbusgw.gateway.settings import EMBEDDED_DEFAULT, Settings, StartupConfig
+from mbusgw.gateway.sntp import SntpCheck
 from mbusgw.gateway.store import CompactionService, RetentionService, Store, StoreWriter, store_path
 from mbusgw.gateway.supervisor import ERROR, INFO, FunctionService, Service, Supervisor
 from mbusgw.gateway.wireless import WirelessNetwork
@@ -244,6 +245,7 @@ class GatewayRoot:
             self.not_seen,
             self.reports,
             ClockWatch(self.shared),
+            SntpCheck(self.shared, seed=str(self.startup.data_dir)),
         ]
         northbound = [factory(self) for factory in self.northbound]
         self.running_northbound = {service.name: service for service in northbound}

@@ -1,10 +1,37 @@
-"""Settings of the clock watch (manual 6.3; docs/time.md)."""
+"""Settings of the clock watch and the SNTP check (manual 6.3; docs/time.md)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from mbusgw.gateway.settings_fields import _bounded
+from mbusgw.gateway.settings_fields import _bounded, _checked
+
+
+def sntp_servers(text: str) -> list[tuple[str, int]]:
+    """``host`` or ``host:port`` entries (``[v6]:port`` for IPv6), space or comma separated;
+    ValueError names the first bad one."""
+    servers = []
+    for entry in text.replace(",", " ").split():
+        host, port = entry, "123"
+        if entry.startswith("["):
+            host, _, rest = entry[1:].partition("]")
+            port = rest.removeprefix(":") or "123"
+        elif entry.count(":") == 1:
+            host, port = entry.split(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{entry!r} is not a host or host:port")
+        servers.append((host, int(port)))
+    return servers
+
+
+def _check_servers(value: object) -> str | None:
+    if not isinstance(value, str):
+        return "must be text"
+    try:
+        sntp_servers(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 @dataclass(frozen=True)
@@ -13,3 +40,7 @@ class TimeSettings:
         5, 1, 86_400, note="a wall-clock step or drift beyond this (against monotonic) is logged"
     )
     check_interval_s: int = _bounded(60, 1, 3600, note="how often the two clocks are compared")
+    sntp_servers: str = _checked(
+        "", _check_servers, max_length=1024, note="SNTP servers to compare with; empty = none"
+    )
+    sntp_schedule: str = field(default="hourly", metadata={"cron": True})

@@ -4,6 +4,7 @@ ways, and a reading keeps the meter's own time beside the reception time."""
 
 from __future__ import annotations
 
+import struct
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from mbusgw.gateway.events import EventBus
 from mbusgw.gateway.parts import Shared
 from mbusgw.gateway.scheduler import ScheduledJob
 from mbusgw.gateway.settings import InterfaceConfig, Settings, StartupConfig
+from mbusgw.gateway.sntp import NTP_TO_UNIX, SntpCheck
 
 
 class SteppedClock:
@@ -181,3 +183,42 @@ async def run_gateway_with(
     gateway = Gateway(StartupConfig(data_dir, interfaces=interfaces), clock=clock, northbound=[])
     await nursery.start(gateway.run)
     return gateway
+
+
+async def test_an_sntp_server_ahead_of_the_wall_clock_is_reported() -> None:
+    """A real SNTP exchange over loopback UDP with a server 30 s ahead, and one that stays
+    silent."""
+    ahead = 30.0
+    settings = Settings()
+    clock = SystemClock()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            server = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            await server.bind(("127.0.0.1", 0))
+            silent = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            await silent.bind(("127.0.0.1", 0))
+
+            async def answer() -> None:
+                while True:
+                    request, peer = await server.recvfrom(512)
+                    assert len(request) == 48 and request[0] & 7 == 3
+                    now = clock.now().timestamp() + ahead + NTP_TO_UNIX
+                    stamp = struct.pack("!II", int(now), int((now % 1) * 2**32))
+                    head = bytes([0x24, 2, 0, 0]) + bytes(20) + request[40:48]
+                    await server.sendto(head + stamp + stamp, peer)
+
+            nursery.start_soon(answer)
+            servers = f"127.0.0.1:{server.getsockname()[1]} 127.0.0.1:{silent.getsockname()[1]}"
+            settings = settings.updated({"time": {"sntp_servers": servers}})
+            parts, entries = shared(clock, settings)
+            check = SntpCheck(parts)
+            check.timeout_s = 0.5  # the silent server: no need to wait the full 5 s
+            status = await check.check()
+            nursery.cancel_scope.cancel()
+    (offset,) = status.offsets.values()
+    assert abs(offset - ahead) < 1.0
+    (error,) = status.errors.values()
+    assert "no answer within 0.5 s" in error
+    warnings = [text for level, origin, text in entries if origin == "sntp-check"]
+    assert warnings[0].startswith("wall clock 30.") and "s behind 127.0.0.1:" in warnings[0]
+    assert warnings[1].startswith("SNTP query failed: 127.0.0.1:")
