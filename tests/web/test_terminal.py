@@ -183,6 +183,9 @@ async def test_each_level_runs_its_commands_and_a_change_shows_in_the_api(
         )
         read = await client.command(f"read {keys[0]}")
         assert read.startswith(f"{keys[0]} read ")
+        refused = await client.command("install Cellar;;9600;primary;400")
+        assert refused.startswith("error: the meter list has errors; nothing was installed\r\n")
+        assert refused.count("\r\n") == 2 and "PrimaryAddress" in refused
         assert "ok: installed" in await client.command("install Cellar;;9600;primary;40")
         assert len(gateway.meters) == 3
         new = next(m.key for m in gateway.meters if m.key not in keys)

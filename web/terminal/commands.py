@@ -155,8 +155,11 @@ def error_text(exc: Exception) -> str:
     details = error.details
     if isinstance(details, dict):
         lines = [f"  {where}: {message}" for where, message in details.items()]
-    elif isinstance(details, list):
-        lines = [f"  {detail}" for detail in details]
+    elif isinstance(details, list):  # rows of a meter list: the terminal's row is one line
+        lines = [
+            f"  {d.get('column') or 'row'}: {d.get('message')}" if isinstance(d, dict) else f"  {d}"
+            for d in details
+        ]
     else:
         lines = []
     return "".join(f"{line}\n" for line in [f"error: {error.message}", *lines])
