@@ -12,14 +12,12 @@ import shutil
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import trio
 
 from bench.bench_web import SLOT, YEAR_START, BenchGateway, FixedClock, _fill, _meter
-from mbusgw.gateway.login_limit import LoginLimiter
 from mbusgw.gateway.settings import StartupConfig
 from mbusgw.gateway.store import Store, StoreWriter
 from mbusgw.web.terminal.service import TerminalService
@@ -27,11 +25,6 @@ from mbusgw.web.terminal.service import TerminalService
 SMOKE_ARGV = ["--meters=4", "--repeat=1"]
 GOALS_MS = {"show_values_512": 200.0}
 PASSWORD = "bench-read"
-
-
-@dataclass
-class TerminalBenchGateway(BenchGateway):
-    login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
 
 
 async def _until(stream: trio.SocketStream, marker: bytes) -> bytes:
@@ -55,9 +48,7 @@ async def _bench(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     async with trio.open_nursery() as nursery:
         await nursery.start(writer.run)
         meters = [_meter(key, i) for i, key in enumerate(names)]
-        gateway = TerminalBenchGateway(
-            store, writer, StartupConfig(data_dir=workdir), clock, meters
-        )
+        gateway = BenchGateway(store, writer, StartupConfig(data_dir=workdir), clock, meters)
         service = TerminalService(gateway)
         host, port = await nursery.start(service.run)
         stream = await trio.open_tcp_stream(host, port)

@@ -31,6 +31,7 @@ from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.events import EventBus
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.live import LiveSnapshot
+from mbusgw.gateway.login_limit import LoginLimiter
 from mbusgw.gateway.meters import AddressingMode, Meter
 from mbusgw.gateway.settings import Settings, StartupConfig
 from mbusgw.gateway.store import Store, StoreWriter, compact_now
@@ -66,6 +67,7 @@ class BenchGateway:
     lines: dict[str, Any] = field(default_factory=dict)
     wireless: Any = None  # no receivers
     after_stop: Any = None
+    login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
 
     def __post_init__(self) -> None:
         self.supervisor = Supervisor(self.store.log.log)

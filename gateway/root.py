@@ -146,11 +146,11 @@ class GatewayRoot:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         data_dir = self.startup.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store.open(store_path(data_dir), clock=self.clock)
+        self.writer = StoreWriter(self.store)
         self.licence = LicenceFiles(data_dir)
         if self.licence.load() is None and self.licence.problem:
             self.log(ERROR, "licence", f"the stored licence is void: {self.licence.problem}")
-        self.store = Store.open(store_path(data_dir), clock=self.clock)
-        self.writer = StoreWriter(self.store)
         self._keys = KeyStore(
             StoreKeyBackend(self.store, self.writer, lambda text: self.log(ERROR, "keys", text))
         )
