@@ -39,6 +39,7 @@ class TerminalSettings:
     host: str = field(default="127.0.0.1", metadata={"ip": True})
     port: int = _bounded(2323, 0, 65535, note="0 = any free port")
     idle_timeout_s: int = _bounded(300, 1, 86_400, note="a silent session is closed after this")
+    max_sessions: int = _bounded(4, 1, 64, note="connections beyond this are turned away")
     allow: str = _checked(
         "127.0.0.1/32 ::1/128",
         _check_allow,

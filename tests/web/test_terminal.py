@@ -242,9 +242,11 @@ async def test_refused_address_wrong_passwords_and_idle_timeout(tmp_path: Path) 
                 assert b"too many failed logins" in response.body_bytes
             gateway.login_limiter.succeeded("addr:127.0.0.1", "service:terminal")
 
-            await gateway.update_settings({"terminal": {"idle_timeout_s": 1}})
+            await gateway.update_settings({"terminal": {"idle_timeout_s": 1, "max_sessions": 1}})
             client = await TermClient.connect(port)
             assert "level read" in await client.login(PASSWORDS["read"])
+            second = await TermClient.connect(port)  # one session at most: turned away
+            assert await second.rest() == b"busy: 1 sessions open; bye\r\n"
             assert b"idle for 1 s; bye" in await client.rest()
             assert any("idle for 1 s; closed" in text for text in await log_texts(gateway))
             gateway.stop()

@@ -56,6 +56,7 @@ class TerminalService:
     def __init__(self, gateway: GatewayHandle) -> None:
         self.gateway = gateway
         self.address: tuple[str, int] | None = None  # where it listens, once it does
+        self.sessions = 0  # open, allowed connections
 
     def _settings(self) -> TerminalSettings:
         return self.gateway.settings.terminal
@@ -75,10 +76,19 @@ class TerminalService:
     async def _connection(self, stream: trio.SocketStream) -> None:
         peer = str(stream.socket.getpeername()[0])
         try:
-            if not is_allowed(peer, self._settings().allow):
+            settings = self._settings()
+            if not is_allowed(peer, settings.allow):
                 self.gateway.store.log.warning(ORIGIN, f"{peer} refused: not in the allow-list")
                 return
-            await Session(self.gateway, stream, peer).run()
+            if self.sessions >= settings.max_sessions:
+                self.gateway.store.log.warning(ORIGIN, f"{peer} turned away: all sessions busy")
+                await stream.send_all(escaped(f"busy: {self.sessions} sessions open; bye\n"))
+                return
+            self.sessions += 1
+            try:
+                await Session(self.gateway, stream, peer).run()
+            finally:
+                self.sessions -= 1
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away
         except Exception as exc:  # one broken session must not end the service
