@@ -81,6 +81,9 @@ async def test_a_file_over_https_with_basic_auth_is_applied_all_or_nothing(
             status = await service.run_once()
             assert status.result == "unchanged" and status.last_applied == applied
             assert len(receiver.requests) == 2
+            restarted = AutoconfigService(gateway)  # what was applied survives a restart
+            assert (await restarted.run_once()).result == "unchanged"
+            assert restarted.status.changes == status.changes
 
             receiver.content = BAD
             before = gateway.settings

@@ -11,6 +11,7 @@ file, with every fault named by its line. A file identical to the last one appli
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import ssl
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import trio
 from mbusgw.gateway.autoconfig_settings import AutoconfigSettings
 from mbusgw.gateway.clock import sleep_until_wall
 from mbusgw.gateway.cron import CronSchedule
-from mbusgw.gateway.facade import GatewayHandle, client_context
+from mbusgw.gateway.facade import GatewayHandle, client_context, write_private
 from mbusgw.gateway.meters import COLUMNS, parse_for_gateway
 from mbusgw.gateway.settings import ConfigError, without_masks
 from mbusgw.web.terminal.commands import CommandError, error_text, parse, setting_change
@@ -32,6 +33,7 @@ log = logging.getLogger("mbusgw.autoconfig")
 
 ORIGIN = "autoconfig"
 MAX_FILE_BYTES = 1024 * 1024
+APPLIED_FILE = "autoconfig-applied.json"  # in the data directory: the last file applied
 FILE_COMMANDS = ("set", "install", "remove")
 
 
@@ -170,6 +172,24 @@ class AutoconfigService:
     def __init__(self, gateway: GatewayHandle) -> None:
         self.gateway = gateway
         self.status = AutoconfigStatus()
+        self._applied_file = gateway.startup.data_dir / APPLIED_FILE
+        self._load_applied()
+
+    def _load_applied(self) -> None:
+        """What was applied before a restart: an unchanged file stays skipped."""
+        try:
+            applied = json.loads(self._applied_file.read_text(encoding="utf-8"))
+            self.status.applied_sha256 = applied["sha256"]
+            self.status.last_applied = datetime.fromisoformat(applied["at"])
+            self.status.changes = list(applied["changes"])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # applied again next time
+            log.warning("%s unreadable (%s); the next file is applied", self._applied_file, exc)
+
+    def _save_applied(self, digest: str, at: datetime, changes: list[str]) -> None:
+        record = {"sha256": digest, "at": at.isoformat(), "changes": changes}
+        write_private(self._applied_file, json.dumps(record).encode())
 
     def _log(self, level: str, text: str) -> None:
         getattr(self.gateway.store.log, level)(ORIGIN, text)
@@ -223,6 +243,7 @@ class AutoconfigService:
         status.result, status.error, status.refused = "applied", None, {}
         status.applied_sha256, status.last_applied = digest, self.gateway.clock.now()
         status.changes = plan.lines
+        self._save_applied(digest, status.last_applied, plan.lines)
         self._log("info", f"file applied: {'; '.join(plan.lines) or 'no commands'}")
         return status
 
