@@ -29,6 +29,21 @@ def _checked(default: Any, check: Callable[[Any], str | None], **extra: Any):
     return field(default=default, metadata={"check": check, **extra})
 
 
+def _parses(parse: Callable[[str], Any]) -> Callable[[Any], str | None]:
+    """A check that a text setting parses with ``parse`` (its ValueError is the message)."""
+
+    def check(value: Any) -> str | None:
+        if not isinstance(value, str):
+            return "must be text"
+        try:
+            parse(value)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    return check
+
+
 def _secret():
     """A password: never logged, and an API shows only whether it is set."""
     return field(default="", metadata={"max_length": 256, "secret": True})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from mbusgw.gateway.settings_fields import _bounded, _checked, _secret
+from mbusgw.gateway.settings_fields import _bounded, _checked, _parses, _secret
 
 LEVELS = ("read", "configure", "administer")
 """Operation levels, lowest first: each may do what the ones below it may."""
@@ -23,16 +23,6 @@ def allowed_networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Ne
     return networks
 
 
-def _check_allow(value: object) -> str | None:
-    if not isinstance(value, str):
-        return "must be text"
-    try:
-        allowed_networks(value)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
 @dataclass(frozen=True)
 class TerminalSettings:
     enabled: bool = False
@@ -42,7 +32,7 @@ class TerminalSettings:
     max_sessions: int = _bounded(4, 1, 64, note="connections beyond this are turned away")
     allow: str = _checked(
         "127.0.0.1/32 ::1/128",
-        _check_allow,
+        _parses(allowed_networks),
         max_length=4096,
         note="addresses and networks that may connect, space or comma separated",
     )

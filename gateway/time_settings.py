@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mbusgw.gateway.settings_fields import _bounded, _checked
+from mbusgw.gateway.settings_fields import _bounded, _checked, _parses
 
 
 def sntp_servers(text: str) -> list[tuple[str, int]]:
@@ -24,16 +24,6 @@ def sntp_servers(text: str) -> list[tuple[str, int]]:
     return servers
 
 
-def _check_servers(value: object) -> str | None:
-    if not isinstance(value, str):
-        return "must be text"
-    try:
-        sntp_servers(value)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
 @dataclass(frozen=True)
 class TimeSettings:
     max_drift_s: int = _bounded(
@@ -41,6 +31,9 @@ class TimeSettings:
     )
     check_interval_s: int = _bounded(60, 1, 3600, note="how often the two clocks are compared")
     sntp_servers: str = _checked(
-        "", _check_servers, max_length=1024, note="SNTP servers to compare with; empty = none"
+        "",
+        _parses(sntp_servers),
+        max_length=1024,
+        note="SNTP servers to compare with; empty = none",
     )
     sntp_schedule: str = field(default="hourly", metadata={"cron": True})

@@ -21,7 +21,7 @@ from mbusgw.gateway.cron import CronSchedule
 from mbusgw.gateway.events import EventBus
 from mbusgw.gateway.parts import Shared
 from mbusgw.gateway.scheduler import ScheduledJob
-from mbusgw.gateway.settings import InterfaceConfig, Settings, StartupConfig
+from mbusgw.gateway.settings import ConfigError, InterfaceConfig, Settings, StartupConfig
 from mbusgw.gateway.sntp import NTP_TO_UNIX, SntpCheck
 
 
@@ -208,6 +208,11 @@ async def test_an_sntp_server_ahead_of_the_wall_clock_is_reported() -> None:
                     await server.sendto(head + stamp + stamp, peer)
 
             nursery.start_soon(answer)
+            with pytest.raises(ConfigError) as refused:
+                settings.updated({"time": {"sntp_servers": "ntp.example:99999"}})
+            assert refused.value.errors == {
+                "time.sntp_servers": "'ntp.example:99999' is not a host or host:port"
+            }
             servers = f"127.0.0.1:{server.getsockname()[1]} 127.0.0.1:{silent.getsockname()[1]}"
             settings = settings.updated({"time": {"sntp_servers": servers}})
             parts, entries = shared(clock, settings)

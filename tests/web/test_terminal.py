@@ -17,7 +17,7 @@ import trio
 from webclient import Client, body, complete_first_login
 
 from mbusgw.gateway.app import Gateway
-from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
+from mbusgw.gateway.settings import ConfigError, InterfaceConfig, StartupConfig
 from mbusgw.web.app import create_app
 from mbusgw.web.terminal.service import TerminalService, terminal_service
 from mbusgw.web.terminal.telnet import DO, DONT, IAC, SB, SE, WILL, WONT
@@ -220,6 +220,11 @@ async def test_refused_address_wrong_passwords_and_idle_timeout(tmp_path: Path) 
             assert await client.rest() == b""  # closed at once, nothing said
             assert "127.0.0.1 refused: not in the allow-list" in await log_texts(gateway)
 
+            with pytest.raises(ConfigError) as refused:
+                await gateway.update_settings({"terminal": {"allow": "127.0.0.0/8 10.0.0.0/33"}})
+            assert refused.value.errors == {
+                "terminal.allow": "'10.0.0.0/33' is not an address or a network"
+            }
             await gateway.update_settings({"terminal": {"allow": "127.0.0.0/8"}})
             assert gateway.port() == port  # the listener stays; the list applies at once
             client = await TermClient.connect(port)
