@@ -15,6 +15,7 @@ from quart import Quart, Response, redirect, request
 from quart_trio import QuartTrio
 
 from mbusgw.gateway.facade import GatewayHandle
+from mbusgw.web import readable
 from mbusgw.web.auth import Auth
 from mbusgw.web.errors import install_error_handlers
 from mbusgw.web.jobs import JobBoard
@@ -104,6 +105,12 @@ def create_app(gateway: GatewayHandle) -> Quart:
     # every time on a page: in the configured zone, one format (graphs get the zone's name)
     app.add_template_filter(lambda value: shown_time(value, gateway.settings.timezone), "when")
     app.context_processor(lambda: {"time_zone": gateway.settings.timezone})
+    # every value on a page: the quantity in words, the number in a scaled unit
+    app.add_template_filter(
+        lambda series: readable.label(series, gateway.settings.conventions.language), "quantity"
+    )
+    app.add_template_filter(readable.reading_text, "reading")
+    app.add_template_filter(readable.exact_text, "exact")
     install_error_handlers(app)
     app.register_blueprint(api_v1.blueprint)
     app.register_blueprint(jsonrpc.blueprint)

@@ -1,0 +1,101 @@
+"""Values as a person reads them on a page: the quantity in words (``gateway.quantity_names``,
+in the configured report language), the number in a scaled unit with sensible decimals
+(29335930000 Wh -> "29.34 GWh"). The exact stored value stays one click away: the pages put
+it beside the readable one (``templates/_value.html``).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from mbusgw.gateway.quantity_names import quantity_label
+
+# a unit family: the same unit with growing SI prefixes (steps of 1000)
+_FAMILIES = (
+    ("Wh", "kWh", "MWh", "GWh", "TWh"),
+    ("J", "kJ", "MJ", "GJ", "TJ"),
+    ("W", "kW", "MW", "GW"),
+    ("J/h", "kJ/h", "MJ/h", "GJ/h"),
+)
+_PLACE: dict[str, tuple[tuple[str, ...], int]] = {
+    unit: (family, index) for family in _FAMILIES for index, unit in enumerate(family)
+}
+
+# the main value of a meter, by quantity: what the meter is there to count
+MAIN_QUANTITIES = ("energy", "volume", "hca", "mass", "volume_flow", "power")
+
+
+def number(value: float) -> str:
+    """A number with decimals for reading: about four significant digits, at most three
+    decimals, thousands not grouped (a copied number stays a number)."""
+    size = abs(value)
+    places = 0 if size >= 1000 else 1 if size >= 100 else 2 if size >= 10 else 3
+    text = f"{value:.{places}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def scaled(value: float, unit: str) -> tuple[float, str]:
+    """``value`` in the unit of its family that keeps it between 1 and 1000 where it can."""
+    place = _PLACE.get(unit)
+    if place is None or value == 0:
+        return value, unit
+    family, index = place
+    while abs(value) >= 1000 and index + 1 < len(family):
+        value, index = value / 1000, index + 1
+    while abs(value) < 1 and index > 0:
+        value, index = value * 1000, index - 1
+    return value, family[index]
+
+
+def as_number(value: Any) -> float | None:
+    """A stored value as a float for showing, or None for one that is no number."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    return float(value)
+
+
+def reading_text(value: Any, unit: str) -> str:
+    """The number in a scaled unit ("29.34 GWh"); other values (dates, text, hex) as they are."""
+    amount = as_number(value)
+    if amount is None:
+        return "" if value is None else str(value)
+    amount, unit = scaled(amount, unit)
+    return f"{number(amount)} {unit}".rstrip()
+
+
+def exact_text(value: Any, unit: str) -> str:
+    """The stored value as stored, with its unit."""
+    text = "" if value is None else str(value)
+    return f"{text} {unit}".rstrip()
+
+
+def label(series: Any, language: str) -> str:
+    """The readable name of a series (a catalog entry or its dict)."""
+    get = series.get if isinstance(series, dict) else lambda name: getattr(series, name)
+    return quantity_label(get("quantity"), get("description") or "", language)
+
+
+def main_value(values: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The value that says most about a meter: its plain current energy, volume, heat cost
+    allocation ... (no storage, tariff or function), else its first number with a unit."""
+    plain = [v for v in values if not v.get("description") and as_number(v["value"]) is not None]
+    for quantity in MAIN_QUANTITIES:
+        for value in plain:
+            if value["quantity"] == quantity:
+                return value
+    numbers = [v for v in values if v.get("unit") and as_number(v["value"]) is not None]
+    return numbers[0] if numbers else None
+
+
+def labelled(series: list[dict[str, Any]], language: str) -> list[dict[str, Any]]:
+    """Each series dict with its ``label``; a label two series share gets "(2)", "(3)" ...
+    (a meter may repeat a record), so a menu never shows the same words twice."""
+    seen: dict[str, int] = {}
+    for entry in series:
+        text = label(entry, language)
+        seen[text] = seen.get(text, 0) + 1
+        entry["label"] = text if seen[text] == 1 else f"{text} ({seen[text]})"
+    return series
