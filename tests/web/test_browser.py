@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -58,7 +59,10 @@ async def test_field_engineer_session(tmp_path: Path) -> None:
     assert seen["positions"] == [f"Flat {n}" for n in range(1, 7)]
     assert seen["statuses"] == ["ok"] * 6, seen
     assert "6 of 6 meters read" in seen["job"]
-    assert seen["points"] >= 1 and "[" in seen["caption"]
+    assert seen["points"] >= 3 and " in " in seen["caption"], seen["caption"]  # ticks, unit
+    assert " CET" in seen["readout"] or " UTC" in seen["readout"], seen["readout"]
+    assert all(re.match(r"(Energy|Volume) \d", v) for v in seen["main_values"]), seen
+    assert seen["identifiers"] == {}, seen["identifiers"]
     header, *rows = list(csv.reader(io.StringIO(seen["log_csv"])))
     assert header == ["time", "level", "level_name", "origin", "text"]
     assert any("meter list installed" in row[-1] for row in rows)
