@@ -79,6 +79,13 @@ def safe_next(target: str | None) -> str:
     return same_site_path(target) or url_for("pages.installation")
 
 
+@blueprint.get("/favicon.ico")
+@public
+async def favicon() -> Response:
+    """Browsers ask for /favicon.ico whatever the page links: the same icon (SVG)."""
+    return redirect(url_for("static", filename="favicon.svg"), 301)
+
+
 # ------------------------------------------------------------------------------ sign in
 
 

@@ -99,3 +99,19 @@ def labelled(series: list[dict[str, Any]], language: str) -> list[dict[str, Any]
         seen[text] = seen.get(text, 0) + 1
         entry["label"] = text if seen[text] == 1 else f"{text} ({seen[text]})"
     return series
+
+
+JOB_TITLES = {
+    "read_all": "Reading all meters",
+    "scan_primary": "Search by primary address",
+    "scan_secondary": "Search by secondary address",
+    "scan_wireless": "Wireless search",
+    "report_test": "Report test",
+    "report_run": "Report sent now",
+}
+
+
+def job_title(kind: str) -> str:
+    """A job's kind in words ("scan_secondary" -> "Search by secondary address")."""
+    words = kind.replace("_", " ")
+    return JOB_TITLES.get(kind, words[:1].upper() + words[1:])

@@ -61,7 +61,9 @@ async def test_field_engineer_session(tmp_path: Path) -> None:
     assert "6 of 6 meters read" in seen["job"]
     assert seen["points"] >= 3 and " in " in seen["caption"], seen["caption"]  # ticks, unit
     assert " CET" in seen["readout"] or " UTC" in seen["readout"], seen["readout"]
-    assert all(re.match(r"(Energy|Volume) \d", v) for v in seen["main_values"]), seen
+    mains = [" ".join(v.split()) for v in seen["main_values"]]  # "Energy 12.89 GWh"
+    assert all(re.fullmatch(r"[A-Z][a-z]+( [a-z]+)* -?[\d.]+ \S+", v) for v in mains), mains
+    assert {v.split()[0] for v in mains} >= {"Energy", "Volume"}, mains
     assert seen["identifiers"] == {}, seen["identifiers"]
     header, *rows = list(csv.reader(io.StringIO(seen["log_csv"])))
     assert header == ["time", "level", "level_name", "origin", "text"]
