@@ -78,8 +78,10 @@ def create_app(gateway: GatewayHandle) -> Quart:
     )
     app.json.sort_keys = False
     users = UserDirectory(_StoreRecords(gateway), gateway.clock.now)
+    users.log = gateway.store.log.log
     tls = TlsFiles(gateway.startup.data_dir / "tls")
-    web = WebState(gateway=gateway, auth=Auth(users), tls=tls, tls_settings=tls.settings())
+    auth = Auth(users, log=gateway.store.log.log)
+    web = WebState(gateway=gateway, auth=auth, tls=tls, tls_settings=tls.settings())
     web.jobs = JobBoard(gateway, app.add_background_task)
     app.extensions["mbusgw"] = web
     app.secret_key = None
