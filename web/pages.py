@@ -16,7 +16,7 @@ from quart import Blueprint, Response, g, redirect, render_template, request, ur
 from mbusgw.gateway.cron import PREDEFINED
 from mbusgw.gateway.facade import CsvWriter
 from mbusgw.gateway.settings import ConfigError
-from mbusgw.web import graph, meter_list, readable
+from mbusgw.web import dashboard, graph, meter_list, readable
 from mbusgw.web import operations as ops
 from mbusgw.web import values as vals
 from mbusgw.web.auth import admin_only, first_change, public, same_site_path, self_service
@@ -184,11 +184,21 @@ async def installation() -> str:
     server = request.scope.get("server")
     if server and server[0] not in {a["address"] for a in info["addresses"]}:
         info["addresses"].insert(0, {"interface": "this connection", "address": server[0]})
+    zone = local_zone(settings.timezone)
+    shown = request.args.get("preview") or settings.reading.schedule  # see schedule()
+    runs, problem = dashboard.next_runs(
+        shown, str(gateway.startup.data_dir), zone, gateway.clock.now()
+    )
     return await page(
         "installation.html",
         info=info,
         counts=ops.meter_counts(gateway),
+        panel=dashboard.panel(gateway, zone),
         reading=settings.reading,
+        shown_schedule=shown,
+        schedule_words=dashboard.schedule_words,
+        runs=runs,
+        schedule_problem=problem,
         schedules=SCHEDULE_CHOICES,
         jobs=ops.list_jobs(state())["jobs"][-5:],
         lines=list(gateway.lines),
@@ -221,6 +231,8 @@ async def schedule() -> Any:
     form = await request.form
     choice = form.get("schedule", "")
     expression = form.get("cron", "").strip() if choice == "cron" else choice
+    if form.get("action") == "preview":  # the next runs of what is entered, nothing saved
+        return redirect(url_for("pages.installation", preview=expression[:256]), 303)
     changes = {"reading": {"schedule": expression, "enabled": form.get("enabled") == "on"}}
     _, error = await attempt(lambda: gw().update_settings(changes))
     if error is not None:

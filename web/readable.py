@@ -6,6 +6,7 @@ it beside the readable one (``templates/_value.html``).
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -57,12 +58,26 @@ def as_number(value: Any) -> float | None:
     return float(value)
 
 
+# durations: the largest unit that keeps the number at least 1 ("102902400 s" -> "1191 d")
+_DURATIONS = (("d", 86_400), ("h", 3600), ("min", 60), ("s", 1))
+_SECONDS = {name: seconds for name, seconds in _DURATIONS}
+_MEANT_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?")
+
+
+def duration(value: float, unit: str) -> tuple[float, str]:
+    seconds = value * _SECONDS[unit]
+    name, size = next(((n, s) for n, s in _DURATIONS if abs(seconds) >= s), ("s", 1))
+    return (seconds / size, name) if _SECONDS[unit] <= size else (value, unit)
+
+
 def reading_text(value: Any, unit: str) -> str:
     """The number in a scaled unit ("29.34 GWh"); other values (dates, text, hex) as they are."""
     amount = as_number(value)
     if amount is None:
-        return "" if value is None else str(value)
-    amount, unit = scaled(amount, unit)
+        text = "" if value is None else str(value)
+        # the meter's clock (no zone, so not a time of the gateway's): a date and a time
+        return text.replace("T", " ") if _MEANT_TIME.fullmatch(text) else text
+    amount, unit = duration(amount, unit) if unit in _SECONDS else scaled(amount, unit)
     return f"{number(amount)} {unit}".rstrip()
 
 

@@ -75,6 +75,10 @@ def test_scaled_units_and_sensible_decimals() -> None:
     assert reading_text(0, "Wh") == "0 Wh"
     assert reading_text(-1500, "W") == "-1.5 kW"
     assert reading_text("2026-12-06", "") == "2026-12-06"
+    assert reading_text("2014-03-13T12:10:00", "") == "2014-03-13 12:10:00"
+    assert reading_text(102902400, "s") == "1191 d"
+    assert reading_text(90, "min") == "1.5 h" and reading_text(30, "s") == "30 s"
+    assert reading_text(2, "d") == "2 d"  # never smaller than the stored unit
 
 
 def test_main_value_is_what_the_meter_counts() -> None:
