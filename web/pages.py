@@ -36,6 +36,7 @@ NAVIGATION = (
     ("pages.wireless", "Wireless"),
     ("pages.search", "Search"),
     ("pages.mbus_settings", "M-Bus"),
+    ("modbus_page.modbus", "Modbus"),
     ("report_pages.reports", "Reports"),
     ("pages.system_log", "Log"),
     ("pages.keys", "Keys"),

@@ -11,6 +11,7 @@ alone, which ``without_masks`` turns into "keep the stored one".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, get_args, get_origin, get_type_hints
@@ -46,6 +47,15 @@ class FormField:
     note: str = ""
     group: str = ""  # the nested section it belongs to ("" = the section itself)
     suggestions: str = ""  # the id of a <datalist> the input offers
+
+
+def note_words(note: str) -> str:
+    """A field's note as a person reads it: the model writes what an empty or a special
+    number means as ``'' = all`` or ``-1 = the job setting``; the form says "leave empty for
+    all" and "-1 means the job setting"."""
+    note = re.sub(r"(?<![\w'])''\s*=\s*", "leave empty for ", note)
+    note = re.sub(r"(?<![\w.])(-?\d+)\s*=\s*", r"\1 means ", note)
+    return note[:1].upper() + note[1:]
 
 
 def label_of(name: str) -> str:
@@ -85,7 +95,7 @@ def form_fields(
         common = {
             "name": name,
             "label": label_of(f.name),
-            "note": meta.get("note", ""),
+            "note": note_words(meta.get("note", "")),
             "group": group,
         }
         if meta.get("secret"):
@@ -93,7 +103,9 @@ def form_fields(
         elif kind is bool:
             field = FormField(kind="checkbox", value=current, **common)
         elif f.name in choices or meta.get("choices"):
-            options = choices.get(f.name) or tuple((c, c or "(default)") for c in meta["choices"])
+            options = choices.get(f.name) or tuple(
+                (c, c.replace("_", " ") or "(default)") for c in meta["choices"]
+            )
             field = FormField(kind="select", value=str(current), choices=options, **common)
         elif kind is int:
             field = FormField(

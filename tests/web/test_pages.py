@@ -12,7 +12,8 @@ from mbusgw.web.pages import TIMING_FIELDS
 
 PAGES = ("/", "/system", "/meters", "/meters?passive=1", "/meters/12345678",
          "/meters/12345678?range=30d", "/search", "/settings/mbus", "/log", "/keys", "/users",
-         "/device", "/account", "/reports", "/reports/new", "/settings/reports")  # fmt: skip
+         "/device", "/account", "/reports", "/reports/new", "/settings/reports",
+         "/modbus")  # fmt: skip
 
 
 async def browser_with_meters(app, admin: Client, gateway) -> Client:

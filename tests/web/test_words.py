@@ -34,3 +34,13 @@ async def test_job_pages_in_words(app, admin, gateway) -> None:
         assert "read_all" not in visible((await (await browser.get(url)).get_data()).decode())
     assert job_title("scan_secondary") == "Search by secondary address"
     assert job_title("something_new") == "Something new"
+
+
+async def test_forms_explain_empty_and_special_values_in_words(app, admin, gateway) -> None:
+    browser = Client(app, None)
+    await sign_in(browser, *ADMIN)
+    for url in ("/reports/new", "/settings/reports", "/modbus"):
+        text = visible((await (await browser.get(url)).get_data()).decode())
+        assert "'' =" not in text and "-1 =" not in text and "empty =" not in text, url
+    text = visible((await (await browser.get("/reports/new")).get_data()).decode())
+    assert "Leave empty for anonymous" in text and "-1 means " in text
