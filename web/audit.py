@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from quart import g, has_request_context, request
 
-from mbusgw.gateway.supervisor import INFO
+from mbusgw.gateway.facade import INFO
 
 Log = Callable[[int, str, str], None]  # ``SystemLog.log``: level, origin, text
 ORIGIN = "access"

@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 import trio
 from quart import Response, current_app, g, redirect, request, url_for
 
-from mbusgw.gateway.supervisor import WARNING
+from mbusgw.gateway.facade import WARNING
 from mbusgw.web import audit
 from mbusgw.web.errors import (
     CsrfRefused,
