@@ -111,8 +111,7 @@ def create_app(gateway: GatewayHandle) -> Quart:
     app.add_template_filter(
         lambda series: readable.label(series, gateway.settings.conventions.language), "quantity"
     )
-    app.add_template_filter(readable.reading_text, "reading")
-    app.add_template_filter(readable.exact_text, "exact")
+    app.add_template_filter(readable.value_html, "value_html")
     app.add_template_filter(readable.job_title, "job_title")
     install_error_handlers(app)
     app.register_blueprint(api_v1.blueprint)

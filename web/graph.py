@@ -306,19 +306,23 @@ def _line(
     low, high = np.minimum.reduceat(v, starts), np.maximum.reduceat(v, starts)
     ends = np.r_[starts[1:], len(v)] - 1
     rising = v[ends] >= v[starts]
-    paths, current = [], -1
-    for i, start in enumerate(starts.tolist()):
-        x = float(frame.x(t[start]))
-        first, second = (low[i], high[i]) if rising[i] else (high[i], low[i])
-        move = "M" if segment[start] != current else "L"
-        current = int(segment[start])
-        paths.append(f"{move}{x:.1f} {frame.y(first):.1f}")
+    # each column of a segment: its low and high value, in the order the line passes them
+    xs = np.round(frame.x(t[starts]), 1).tolist()
+    firsts = frame.y(np.where(rising, low, high)).round(1).tolist()
+    seconds = frame.y(np.where(rising, high, low)).round(1).tolist()
+    moves = np.r_[True, segment[starts][1:] != segment[starts][:-1]].tolist()
+    paths = []
+    for x, first, second, move in zip(xs, firsts, seconds, moves, strict=True):
+        paths.append(f"{'M' if move else 'L'}{x} {first}")
         if second != first:
-            paths.append(f"L{x:.1f} {frame.y(second):.1f}")
-        last = int(ends[i])
-        raw = float(values[good][last])
-        hover.append([round(x, 1), round(float(frame.y(v[last])), 1),
-                      _when(int(t[last]), zone), f"{raw!r} {unit}".rstrip()])  # fmt: skip
+            paths.append(f"L{x} {second}")
+    # the read-out: the last value of each column, exact as stored (a float's shortest text)
+    raw = values[good][ends].tolist()
+    lasts = frame.y(v[ends]).round(1).tolist()
+    hover += [
+        [x, y, _when(at, zone), f"{value!r} {unit}".rstrip()]
+        for x, y, at, value in zip(xs, lasts, t[ends].tolist(), raw, strict=True)
+    ]
     dots = ""
     if len(v) < 60:
         dots = "".join(

@@ -281,14 +281,19 @@ async def system() -> str:
 @blueprint.get("/meters")
 async def meters() -> str:
     show_passive = arg_bool("passive", False)
-    listing = ops.list_meters(gw(), passive=show_passive)
+    listing = ops.list_meters(gw(), passive=show_passive, latest=False)
     query = meter_list.ListQuery.of(request.args)
-    rows, choices = meter_list.rows_of(listing, query)
+    rows, choices = meter_list.rows_of(gw(), listing, query)
     wireless = gw().wireless is not None
+    settings = gw().settings
+    href = url_for("pages.meter", key="KEY").replace("KEY", "{key}")
     return await page(
         "meters.html",
         listing=listing,
         rows=rows,
+        rows_html=meter_list.rows_html(
+            rows, href, settings.timezone, settings.conventions.language
+        ),
         query=query,
         choices=choices,
         sorts=meter_list.SORTS,
@@ -329,7 +334,7 @@ async def meter(key: str) -> str:
     gateway = gw()
     data = ops.get_meter(gateway, key)
     shown = _shown_graph(key)
-    log = ops.meter_log(gateway, key, since=shown.since)["entries"][:50]
+    log = ops.meter_log(gateway, key, since=shown.since, newest=50)["entries"]
     recent = log[:48][::-1]  # the meter log is newest first; the sparkline oldest first
     health_line = graph.sparkline([e["duration_ms"] for e in recent],
                                   [e["status"] == "ok" for e in recent])  # fmt: skip

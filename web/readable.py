@@ -7,8 +7,11 @@ it beside the readable one (``templates/_value.html``).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
+
+from markupsafe import Markup
 
 from mbusgw.gateway.quantity_names import quantity_label
 
@@ -23,7 +26,7 @@ _PLACE: dict[str, tuple[tuple[str, ...], int]] = {
     unit: (family, index) for family in _FAMILIES for index, unit in enumerate(family)
 }
 
-# the main value of a meter, by quantity: what the meter is there to count
+# the main value of a meter (``meter_list.main_values``), by quantity: what it is there to count
 MAIN_QUANTITIES = ("energy", "volume", "hca", "mass", "volume_flow", "power")
 
 
@@ -93,18 +96,6 @@ def label(series: Any, language: str) -> str:
     return quantity_label(get("quantity"), get("description") or "", language)
 
 
-def main_value(values: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The value that says most about a meter: its plain current energy, volume, heat cost
-    allocation ... (no storage, tariff or function), else its first number with a unit."""
-    plain = [v for v in values if not v.get("description") and as_number(v["value"]) is not None]
-    for quantity in MAIN_QUANTITIES:
-        for value in plain:
-            if value["quantity"] == quantity:
-                return value
-    numbers = [v for v in values if v.get("unit") and as_number(v["value"]) is not None]
-    return numbers[0] if numbers else None
-
-
 def labelled(series: list[dict[str, Any]], language: str) -> list[dict[str, Any]]:
     """Each series dict with its ``label``; a label two series share gets "(2)", "(3)" ...
     (a meter may repeat a record), so a menu never shows the same words twice."""
@@ -130,3 +121,17 @@ def job_title(kind: str) -> str:
     """A job's kind in words ("scan_secondary" -> "Search by secondary address")."""
     words = kind.replace("_", " ")
     return JOB_TITLES.get(kind, words[:1].upper() + words[1:])
+
+
+_VALUE = Markup(
+    '<details class="value"><summary>{}</summary>'
+    '<span class="exact" title="stored value">{}</span></details>'
+)
+
+
+def value_html(value: Mapping[str, Any]) -> Markup:
+    """A value dict (``value``, ``unit``) as the pages show it: readable, and one click (a
+    ``<details>``, no script) to the exact stored value."""
+    return _VALUE.format(
+        reading_text(value["value"], value["unit"]), exact_text(value["value"], value["unit"])
+    )

@@ -9,12 +9,11 @@ from pathlib import Path
 import trio
 from test_security import csrf_of
 from webclient import ADMIN, Client, body, complete_first_login
+from webrig import real_gateway
 
 from mbusgw.gateway.app import Gateway
-from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
+from mbusgw.gateway.settings import InterfaceConfig
 from mbusgw.gateway.settings_keys import setting_keys
-from mbusgw.gateway.store import Store, store_path
-from mbusgw.web.app import create_app
 
 LINE = InterfaceConfig(name="sim1", kind="simulator", baud=9600, meters=2)
 QUIET = {"modbus": {"enabled": False}, "reading": {"schedule": "0 0 1 1 *"}}
@@ -35,37 +34,29 @@ def test_setting_keys_are_paths_without_values() -> None:
 
 
 async def test_sign_ins_accounts_jobs_and_settings_are_logged(tmp_path: Path) -> None:
-    store = Store.open(store_path(tmp_path))
-    store.update_settings(QUIET)
-    store.close()
-    gateway = Gateway(StartupConfig(tmp_path, web_port=0, interfaces=(LINE,)))
     with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(gateway.run)
-            app = create_app(gateway)
-            async with app.test_app():
-                admin = Client(app, None)
-                await complete_first_login(admin)
-                browser = Client(app, None)
-                page = (await (await browser.get("/login")).get_data()).decode()
-                form = {"csrf_token": csrf_of(page), "username": ADMIN[0], "password": "wrong"}
-                assert (await browser.post("/login", form=form)).status_code == 401
-                form["password"] = ADMIN[1]
-                assert (await browser.post("/login", form=form)).status_code == 303
-                add = {"name": "viewer", "password": "Viewer123", "role": "read-only"}
-                assert (await admin.post("/api/v1/users", json=add)).status_code in (200, 201)
-                await admin.patch("/api/v1/users/viewer", json={"role": "admin"})
-                await admin.patch("/api/v1/users/viewer", json={"password": SECRET + "1a"})
-                await admin.delete("/api/v1/users/viewer")
-                change = {"reports": {"http": {"uri": "http://127.0.0.1:9/in", "auth": "basic",
-                                               "username": "u", "password": SECRET}}}  # fmt: skip
-                assert (await admin.patch("/api/v1/settings", json=change)).status_code == 200
-                job = body(await admin.post("/api/v1/values/read"))
-                while body(await admin.get(f"/api/v1/jobs/{job['id']}"))["state"] == "running":
-                    await trio.sleep(0.05)
-                await gateway.writer.flush()
-                log = texts(gateway)
-            gateway.stop()
+        async with real_gateway(tmp_path, QUIET, (LINE,)) as (gateway, app):
+            admin = Client(app, None)
+            await complete_first_login(admin)
+            browser = Client(app, None)
+            page = (await (await browser.get("/login")).get_data()).decode()
+            form = {"csrf_token": csrf_of(page), "username": ADMIN[0], "password": "wrong"}
+            assert (await browser.post("/login", form=form)).status_code == 401
+            form["password"] = ADMIN[1]
+            assert (await browser.post("/login", form=form)).status_code == 303
+            add = {"name": "viewer", "password": "Viewer123", "role": "read-only"}
+            assert (await admin.post("/api/v1/users", json=add)).status_code in (200, 201)
+            await admin.patch("/api/v1/users/viewer", json={"role": "admin"})
+            await admin.patch("/api/v1/users/viewer", json={"password": SECRET + "1a"})
+            await admin.delete("/api/v1/users/viewer")
+            change = {"reports": {"http": {"uri": "http://127.0.0.1:9/in", "auth": "basic",
+                                           "username": "u", "password": SECRET}}}  # fmt: skip
+            assert (await admin.patch("/api/v1/settings", json=change)).status_code == 200
+            job = body(await admin.post("/api/v1/values/read"))
+            while body(await admin.get(f"/api/v1/jobs/{job['id']}"))["state"] == "running":
+                await trio.sleep(0.05)
+            await gateway.writer.flush()
+            log = texts(gateway)
     joined = "\n".join(log)
     assert SECRET not in joined
     assert f"access: sign-in refused for '{ADMIN[0]}' from " in joined

@@ -11,11 +11,9 @@ import trio
 from test_readable import SNAKE_QUANTITIES, visible
 from test_security import csrf_of, sign_in
 from webclient import ADMIN, Client, complete_first_login
+from webrig import real_gateway
 
-from mbusgw.gateway.app import Gateway
-from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
-from mbusgw.gateway.store import Store, store_path
-from mbusgw.web.app import create_app
+from mbusgw.gateway.settings import InterfaceConfig
 
 LINE = InterfaceConfig(name="sim1", kind="simulator", baud=9600, meters=2)
 SETTINGS = {"modbus": {"host": "127.0.0.1", "port": 0},
@@ -23,32 +21,24 @@ SETTINGS = {"modbus": {"host": "127.0.0.1", "port": 0},
 
 
 async def test_modbus_page(tmp_path: Path) -> None:
-    store = Store.open(store_path(tmp_path))
-    store.update_settings(SETTINGS)
-    store.close()
-    gateway = Gateway(StartupConfig(tmp_path, web_port=0, interfaces=(LINE,)))
     with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(gateway.run)
-            app = create_app(gateway)
-            async with app.test_app():
-                await complete_first_login(Client(app, None))
-                browser = Client(app, None)
-                await sign_in(browser, *ADMIN)
-                while gateway.modbus.address is None:
-                    await trio.sleep(0.02)
-                assert all(r.ok for r in (await gateway.read_all()).readings)  # values mapped
-                html = (await (await browser.get("/modbus")).get_data()).decode()
-                form = {"csrf_token": csrf_of(html), "host": "127.0.0.1", "port": "0",
-                        "unit_id": "1", "max_connections": "7", "idle_timeout_s": "120",
-                        "data_type": "float32", "constant": "1",
-                        "invalid_addresses": "exception", "word_order": "big",
-                        "enabled": "on"}  # fmt: skip
-                saved = await browser.post("/modbus", form=form)
-                refused = await browser.post("/modbus", form=form | {"unit_id": "300"})
-                refused_html = (await refused.get_data()).decode()
-                after = gateway.settings.modbus.max_connections
-            gateway.stop()
+        async with real_gateway(tmp_path, SETTINGS, (LINE,)) as (gateway, app):
+            await complete_first_login(Client(app, None))
+            browser = Client(app, None)
+            await sign_in(browser, *ADMIN)
+            while gateway.modbus.address is None:
+                await trio.sleep(0.02)
+            assert all(r.ok for r in (await gateway.read_all()).readings)  # values mapped
+            html = (await (await browser.get("/modbus")).get_data()).decode()
+            form = {"csrf_token": csrf_of(html), "host": "127.0.0.1", "port": "0",
+                    "unit_id": "1", "max_connections": "7", "idle_timeout_s": "120",
+                    "data_type": "float32", "constant": "1",
+                    "invalid_addresses": "exception", "word_order": "big",
+                    "enabled": "on"}  # fmt: skip
+            saved = await browser.post("/modbus", form=form)
+            refused = await browser.post("/modbus", form=form | {"unit_id": "300"})
+            refused_html = (await refused.get_data()).decode()
+            after = gateway.settings.modbus.max_connections
     text = " ".join(visible(html).split())
     port = gateway.modbus.address[1] if gateway.modbus.address else None
     assert re.search(r"State listening on 127\.0\.0\.1:\d+", text), port

@@ -14,7 +14,7 @@ from webrig import SeriesSpec, StoredReading
 
 from mbusgw.core.units import Quantity
 from mbusgw.gateway.quantity_names import quantity_label
-from mbusgw.web.readable import labelled, main_value, reading_text
+from mbusgw.web.readable import labelled, reading_text
 
 KEY = "12345679"  # Heat flat 2: only the values stored here
 ENERGY_WH = SeriesSpec(bytes.fromhex("0406"), "energy", "Wh", "")
@@ -79,20 +79,6 @@ def test_scaled_units_and_sensible_decimals() -> None:
     assert reading_text(102902400, "s") == "1191 d"
     assert reading_text(90, "min") == "1.5 h" and reading_text(30, "s") == "30 s"
     assert reading_text(2, "d") == "2 d"  # never smaller than the stored unit
-
-
-def test_main_value_is_what_the_meter_counts() -> None:
-    values = [
-        {"quantity": "volume", "unit": "m³", "description": "storage 1", "value": 3},
-        {"quantity": "flow_temperature", "unit": "°C", "description": "", "value": 55},
-        {"quantity": "volume", "unit": "m³", "description": "", "value": Decimal("370.289")},
-        {"quantity": "energy", "unit": "Wh", "description": "", "value": 29335930000},
-    ]
-    assert main_value(values) is values[3]
-    assert main_value(values[:3]) is values[2]
-    assert main_value(values[:2]) is values[0]  # no plain counter: the first number
-    assert main_value([{"quantity": "time_point", "unit": "", "description": "",
-                        "value": "2026-12-06"}]) is None  # fmt: skip
 
 
 def test_repeated_labels_are_told_apart() -> None:
