@@ -144,6 +144,11 @@ def walk_every_page(page, base: str, shot) -> dict[str, list[str]]:
         page.set_viewport_size({"width": width, "height": height})
         for path in [*paths, meter]:
             page.goto(base + path)
+            if suffix == "desktop":
+                unreached, checked = keyboard_unreached(page)
+                found.setdefault("controls reached by keyboard", []).append(str(checked))
+                if unreached:
+                    found[path + " (keyboard)"] = unreached
             text = page.locator("body").inner_text()
             bad = re.findall(QUANTITY_ID, text) + (["[]"] if "[]" in text else [])
             if bad:
@@ -151,6 +156,28 @@ def walk_every_page(page, base: str, shot) -> dict[str, list[str]]:
             name = path.strip("/").replace("/", "-") or "installation"
             shot(f"page-{name}-{suffix}")
     return found
+
+
+MARK_CONTROLS = """() => {
+  const stops = [...document.querySelectorAll(
+    "a[href], input:not([type=hidden]), select, textarea, button, summary")]
+    .filter(e => !e.disabled && e.getClientRects().length);
+  const controls = stops.filter(e => e.matches("input, select, textarea, button"));
+  controls.forEach((e, i) => e.dataset.kb = String(i));
+  return [stops.length, controls.map(e => e.name || e.textContent.trim())];
+}"""
+
+
+def keyboard_unreached(page) -> tuple[list[str], int]:
+    """The form controls of the page that pressing Tab from the top does not reach, and how
+    many controls it has."""
+    stops, names = page.evaluate(MARK_CONTROLS)
+    reached = set()
+    page.locator("body").focus()
+    for _ in range(stops + 5):
+        page.keyboard.press("Tab")
+        reached.add(page.evaluate("() => document.activeElement.dataset.kb ?? null"))
+    return [name for i, name in enumerate(names) if str(i) not in reached], len(names)
 
 
 if __name__ == "__main__":

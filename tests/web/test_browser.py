@@ -64,6 +64,8 @@ async def test_field_engineer_session(tmp_path: Path) -> None:
     mains = [" ".join(v.split()) for v in seen["main_values"]]  # "Energy 12.89 GWh"
     assert all(re.fullmatch(r"[A-Z][a-z]+( [a-z]+)* -?[\d.]+ \S+", v) for v in mains), mains
     assert {v.split()[0] for v in mains} >= {"Energy", "Volume"}, mains
+    checked = seen["identifiers"].pop("controls reached by keyboard")
+    assert sum(map(int, checked)) >= 40, checked  # every form control of every page, by Tab
     assert seen["identifiers"] == {}, seen["identifiers"]
     header, *rows = list(csv.reader(io.StringIO(seen["log_csv"])))
     assert header == ["time", "level", "level_name", "origin", "text"]
