@@ -43,6 +43,7 @@ _GRID = 'class="grid-line" stroke="#e4e8ee"'
 _STROKE = 'stroke="#9aa6b5"'
 _FILL = 'fill="#0b5cad"'
 _LINE = 'fill="none" stroke="#0b5cad" stroke-width="1.6"'
+_PREVIOUS = 'fill="none" stroke="#9aa6b5" stroke-width="1.2" stroke-dasharray="5 3"'
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 # tick steps, smallest first: (unit, count, approximate seconds)
 _STEPS = (("hour", 1, 3600), ("hour", 3, 10_800), ("hour", 6, 21_600), ("hour", 12, 43_200),
@@ -182,16 +183,18 @@ def draw(
     until: int,
     zone: tzinfo,
     view: str = "values",
+    previous: Any = None,
 ) -> Graph:
-    """The graph of a ``ValueTable`` over [since, until] (epoch s) in ``zone``."""
+    """The graph of a ``ValueTable`` over [since, until] (epoch s) in ``zone``; with
+    ``previous`` (the values of the range before, same length) that period too, dashed, for
+    comparing the two (the values view)."""
     graph = Graph(label, unit, since, until, view)
     numeric = np.isin(table.kind, (ValueKind.DECIMAL, ValueKind.REAL))
     if len(table) and not numeric.any():
         graph.message = "These values are not numbers (dates, text): they are listed below."
         return graph
-    times = table.received_at.astype(np.int64)
-    values = table.as_float()
-    values[~numeric | ((table.flags & Flag.INVALID) != 0)] = np.nan
+    times, values = _numbers(table)
+    before = _numbers(previous) if previous is not None and view not in PERIODS else None
     if view in PERIODS:
         bounds = boundaries(since, until, zone, view)
         amounts, seen = consumption(times, values, bounds)
@@ -201,6 +204,8 @@ def draw(
         shown = np.array([r[2] for r in graph.rows]) if graph.rows else np.zeros(0)
     else:
         shown = values[np.isfinite(values)]
+        if before is not None and len(shown):
+            shown = np.r_[shown, before[1][np.isfinite(before[1])]]
     if not len(shown):
         graph.message = "No values in this range."
         return graph
@@ -215,6 +220,9 @@ def draw(
         parts.append(_bars(frame, graph.rows, factor, graph.axis_unit, zone, hover))
         graph.points = len(graph.rows)
     else:
+        if before is not None:  # drawn first, under the current period, shifted onto it
+            shift = until - since
+            parts.append(_line(frame, before[0] + shift, before[1], factor, unit, zone, [], True))
         parts.append(_line(frame, times, values, factor, unit, zone, hover))
         graph.points = int(np.isfinite(values).sum())
     title = f"{label} ({graph.axis_unit})" if graph.axis_unit else label
@@ -224,6 +232,14 @@ def draw(
         f"<title>{escape(title)}</title>{''.join(parts)}</svg>"
     )
     return graph
+
+
+def _numbers(table: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Times and float values of a ``ValueTable``; NaN where a value is invalid or no number."""
+    numeric = np.isin(table.kind, (ValueKind.DECIMAL, ValueKind.REAL))
+    values = table.as_float()
+    values[~numeric | ((table.flags & Flag.INVALID) != 0)] = np.nan
+    return table.received_at.astype(np.int64), values
 
 
 def _factor(size: float, unit: str) -> tuple[float, str]:
@@ -288,6 +304,7 @@ def _line(
     unit: str,
     zone: tzinfo,
     hover: list[list[Any]],
+    previous: bool = False,
 ) -> str:
     good = np.isfinite(values)
     if not good.any():
@@ -329,6 +346,8 @@ def _line(
             f'<circle class="point" {_FILL} cx="{frame.x(a):.1f}" cy="{frame.y(b):.1f}" r="2.5"/>'
             for a, b in zip(t.tolist(), v.tolist(), strict=True)
         )
+    if previous:
+        return f'<path class="line previous" {_PREVIOUS} d="{" ".join(paths)}"/>'
     return f'<path class="line" {_LINE} d="{" ".join(paths)}"/>{dots}'
 
 

@@ -352,6 +352,7 @@ async def meter(key: str) -> str:
         ranges=RANGES,
         span=shown.span,
         view=shown.view,
+        compare=shown.compare,
         views=graph.VIEWS if shown.counter else graph.VIEWS[:1],
         graph=shown.graph,
         rows=rows,
@@ -392,6 +393,7 @@ class ShownGraph:
     since: int
     until: int
     counter: bool = False
+    compare: bool = False  # the range before drawn too (dashed)
     table: Any = None
     graph: graph.Graph | None = None
 
@@ -416,12 +418,19 @@ def _shown_graph(key: str) -> ShownGraph:
         since = graph.boundaries(since, since, zone, view)[0]
         load = graph.boundaries(since - 1, since - 1, zone, view)[0]
     shown = ShownGraph(series, chosen, info, span, view, since, until, counter)
+    shown.compare = request.args.get("compare") == "1"
     if info is not None:
         _, shown.table = vals.series_values(
             gateway, key, info["id"], since=load, limit=MAX_SERIES_PAGE, materialize=False
         )
+        previous = None
+        if shown.compare and view == "values":
+            _, previous = vals.series_values(gateway, key, info["id"], since=2 * since - until,
+                                             until=since, limit=MAX_SERIES_PAGE,
+                                             materialize=False)  # fmt: skip
         shown.graph = graph.draw(shown.table, label=info["label"], unit=info["unit"],
-                                 since=since, until=until, zone=zone, view=view)  # fmt: skip
+                                 since=since, until=until, zone=zone, view=view,
+                                 previous=previous)  # fmt: skip
     return shown
 
 

@@ -114,6 +114,14 @@ async def test_year_graph_consumption_and_exports(app, admin, gateway) -> None:
     assert "Energy in GWh" in html and "e+" not in svg
     path = re.search(r'class="line"[^>]* d="([^"]+)"', svg).group(1)
     assert path.count("M") >= 2  # the three days without readings are a gap
+    assert "previous" not in svg
+    # comparing with the 30 days before: a second (dashed) line, under the current one
+    html = (
+        await (await browser.get(f"/meters/{KEY}?series={series}&range=30d&compare=1")).get_data()
+    ).decode()
+    compared = svg_of(html)
+    assert compared.index('class="line previous"') < compared.index('class="line"')
+    assert "dashed: the same length of time before" in html
     # consumption per day over 30 days: each bar is the day's register differences
     html = (
         await (await browser.get(f"/meters/{KEY}?series={series}&range=30d&view=day")).get_data()
