@@ -19,6 +19,7 @@ from mbusgw.gateway.report_settings import REPORT_NAME, ReportConfig, ReportSett
 from mbusgw.gateway.settings import SECRET_MASK, without_masks
 from mbusgw.web import operations as ops
 from mbusgw.web.auth import admin_only
+from mbusgw.web.dashboard import schedule_words
 from mbusgw.web.errors import ApiError, InvalidSettings, NotFound
 from mbusgw.web.pages import attempt, back, gw, page
 from mbusgw.web.settings_form import FormField, changes_from_form, field_errors, form_fields
@@ -58,6 +59,7 @@ async def render_report_form(
         field_errors=errors or {},
         error=refusal(errors, others),
         schedules=tuple(PREDEFINED),
+        schedule_words=schedule_words,
         event_kinds=EVENT_KINDS,
     )
     return html, 400 if errors or others else 200
