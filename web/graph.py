@@ -28,6 +28,7 @@ from mbusgw.core.units import Flag, ValueKind
 from mbusgw.web.numbers import value_texts
 from mbusgw.web.plain import plain
 from mbusgw.web.readable import number, scaled
+from mbusgw.web.times import FORMAT
 
 W, H, LEFT, RIGHT, TOP, BOTTOM = 900, 300, 72, 16, 14, 34
 PLOT_W, PLOT_H = W - LEFT - RIGHT, H - TOP - BOTTOM
@@ -291,8 +292,6 @@ def _axes(frame: _Frame, ticks: list[float], decimals: int, times: list[tuple[in
 
 
 def _when(seconds: int, zone: tzinfo) -> str:
-    from mbusgw.web.times import FORMAT
-
     return datetime.fromtimestamp(seconds, zone).strftime(FORMAT)
 
 
