@@ -74,6 +74,7 @@ NAMES: dict[str, tuple[str, str, str]] = {
     "manufacturer_specific": ("Manufacturer data", "Tillverkardata", "Herstellerdaten"),
     "manufacturer_data": ("Manufacturer data", "Tillverkardata", "Herstellerdaten"),
     "dimensionless": ("Number", "Tal", "Zahl"),
+    "plain_text": ("Value", "Värde", "Wert"),  # its unit is the meter's own text ("%RH")
     "unknown": ("Unknown quantity", "Okänd storhet", "Unbekannte Größe"),
 }
 
