@@ -17,7 +17,7 @@ from mbusgw.gateway.facade import GatewayHandle
 from mbusgw.web.plain import iso, plain
 from mbusgw.web.readable import MAIN_QUANTITIES, label, value_html
 from mbusgw.web.times import shown_time
-from mbusgw.web.values import series_names
+from mbusgw.web.values import latest_table
 
 STATUS_WORDS = {"ok": "read", "failed": "failed", "never": "never read"}
 SORTS = {  # the query's sort -> (heading, key of a row)
@@ -81,12 +81,10 @@ def main_values(gw: GatewayHandle, keys: list[str]) -> dict[str, dict[str, Any]]
     """Each meter's main value (``readable.MAIN_QUANTITIES``; else its first number with a
     unit) and the time of its newest value, straight from the store's latest values: one
     value dict per meter, not one per stored series."""
-    known = {m.name for m in gw.store.meters()}
-    wanted = [k for k in keys if k in known]
-    if not wanted:
+    found = latest_table(gw, keys)
+    if found is None:
         return {}
-    table = gw.store.latest(wanted)
-    names = series_names(gw, table)
+    table, names = found
     best: dict[str, tuple[int, int]] = {}  # meter -> (rank, index)
     newest: dict[str, int] = {}
     numeric = np.isin(table.kind, (ValueKind.DECIMAL, ValueKind.REAL)).tolist()
