@@ -11,6 +11,7 @@ from typing import Any
 from mbusgw.gateway.cron import PREDEFINED, CronSchedule, CronSyntaxError
 from mbusgw.gateway.facade import GatewayHandle
 from mbusgw.web.operations import health_of, meter_counts
+from mbusgw.web.settings_form import words
 
 PREVIEW_RUNS = 3
 
@@ -39,10 +40,7 @@ def next_runs(
 
 def schedule_words(expression: str) -> str:
     """A predefined schedule's name in words ("every_15_minutes" -> "Every 15 minutes")."""
-    if expression not in PREDEFINED:
-        return expression
-    words = expression.replace("_", " ")
-    return words[:1].upper() + words[1:]
+    return words(expression) if expression in PREDEFINED else expression
 
 
 def panel(gw: GatewayHandle, zone: tzinfo) -> Panel:

@@ -44,4 +44,4 @@ async def test_forms_explain_empty_and_special_values_in_words(app, admin, gatew
         assert "'' =" not in text and "-1 =" not in text and "empty =" not in text, url
     text = visible((await (await browser.get("/reports/new")).get_data()).decode())
     assert "Leave empty for anonymous" in text and "-1 means " in text
-    assert "every 15 minutes" in text and "every_15_minutes" not in text
+    assert "Every 15 minutes" in text and "every_15_minutes" not in text
