@@ -291,6 +291,31 @@ def _axes(frame: _Frame, ticks: list[float], decimals: int, times: list[tuple[in
     return "".join(out)
 
 
+def local_texts(seconds: np.ndarray, zone: tzinfo) -> list[str]:
+    """``_when`` of many times at once: the zone is asked once per UTC day (twice: its first
+    and last second), and only a day with a clock change is formatted time by time."""
+    days = seconds // 86_400
+    offsets = np.zeros(len(seconds), np.int64)
+    names: list[str] = [""] * len(seconds)
+    exact = np.zeros(len(seconds), bool)
+    for day in np.unique(days).tolist():
+        first = datetime.fromtimestamp(day * 86_400, zone)
+        last = datetime.fromtimestamp(day * 86_400 + 86_399, zone)
+        where = np.flatnonzero(days == day)
+        if first.utcoffset() != last.utcoffset():
+            exact[where] = True
+            continue
+        offsets[where] = int(first.utcoffset().total_seconds())  # type: ignore[union-attr]
+        name = first.tzname() or ""
+        for i in where.tolist():
+            names[i] = name
+    texts = np.datetime_as_string((seconds + offsets).astype("datetime64[s]")).tolist()
+    return [
+        _when(int(t), zone) if exact[i] else f"{texts[i].replace('T', ' ')} {names[i]}"
+        for i, t in enumerate(seconds.tolist())
+    ]
+
+
 def _when(seconds: int, zone: tzinfo) -> str:
     return datetime.fromtimestamp(seconds, zone).strftime(FORMAT)
 
@@ -336,8 +361,8 @@ def _line(
     raw = values[good][ends].tolist()
     lasts = frame.y(v[ends]).round(1).tolist()
     hover += [
-        [x, y, _when(at, zone), f"{value!r} {unit}".rstrip()]
-        for x, y, at, value in zip(xs, lasts, t[ends].tolist(), raw, strict=True)
+        [x, y, when, f"{value!r} {unit}".rstrip()]
+        for x, y, when, value in zip(xs, lasts, local_texts(t[ends], zone), raw, strict=True)
     ]
     dots = ""
     if len(v) < 60:

@@ -17,7 +17,8 @@ from test_readable import DATE, ENERGY_WH, KEY
 from webrig import StoredReading
 
 from mbusgw.gateway.store.maintenance import CompactionService
-from mbusgw.web.graph import boundaries, consumption, nice_ticks, time_ticks
+from mbusgw.web.graph import boundaries, consumption, local_texts, nice_ticks, time_ticks
+from mbusgw.web.times import shown_time
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 DAY = 86_400
@@ -56,6 +57,14 @@ def test_day_boundaries_are_local_midnights() -> None:
     assert [local(t).strftime("%d %H") for t in days] == ["27 00", "28 00", "29 00", "30 00",
                                                           "31 00"]  # fmt: skip
     assert days[3] - days[2] == 23 * 3600  # the short day
+
+
+def test_local_texts_are_the_page_time_format_over_clock_changes() -> None:
+    start = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
+    seconds = np.arange(start, start + 365 * DAY, 3 * 3600 + 17)  # every hour of the day
+    expected = [shown_time(int(t), "Europe/Stockholm") for t in seconds.tolist()]
+    assert local_texts(seconds, STOCKHOLM) == expected
+    assert {text[-4:] for text in expected} == {" CET", "CEST"}
 
 
 def test_nice_ticks() -> None:
