@@ -6,6 +6,7 @@ the API) and the live progress of searches; without them the pages still show ta
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -439,9 +440,9 @@ async def meter_graph_file(key: str, kind: str) -> Response:
     """The graph the meter page shows (the same query), as SVG or as CSV."""
     ops.get_meter(gw(), key)
     shown = _shown_graph(key)
-    if shown.graph is None or kind not in ("svg", "csv"):
+    if shown.graph is None or not shown.graph.svg or kind not in ("svg", "csv"):
         raise NotFound(f"no graph {kind!r} for meter {key!r}")
-    name = f"{key}-{shown.chosen}-{shown.span}-{shown.view}.{kind}"
+    name = re.sub(r"[^\w.-]", "_", f"{key}-{shown.chosen}-{shown.span}-{shown.view}.{kind}")
     if kind == "svg":
         response = Response(shown.graph.svg, mimetype="image/svg+xml")
     else:

@@ -170,3 +170,4 @@ async def test_year_graph_consumption_and_exports(app, admin, gateway) -> None:
     dates = next(s.id for s in gateway.store.series(KEY) if s.quantity == "time_point")
     html = (await (await browser.get(f"/meters/{KEY}?series={dates}")).get_data()).decode()
     assert "<figure" not in html and "not numbers" in html
+    assert (await browser.get(f"/meters/{KEY}/graph.svg?series={dates}")).status_code == 404
