@@ -199,6 +199,9 @@ def draw(
     if view in PERIODS:
         bounds = boundaries(since, until, zone, view)
         amounts, seen = consumption(times, values, bounds)
+        # sums of floats: back to the register's decimals (0.331 + 0.002 is 0.333, not more)
+        places = -int(table.exponent[numeric].min()) if numeric.any() else 0
+        amounts = np.round(amounts, max(places, 0))
         graph.rows = [
             (bounds[i], bounds[i + 1], float(amounts[i])) for i in range(len(amounts)) if seen[i]
         ]

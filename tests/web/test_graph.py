@@ -9,12 +9,13 @@ import io
 import re
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import numpy as np
 from test_pages import browser_with_meters
 from test_readable import DATE, ENERGY_WH, KEY
-from webrig import StoredReading
+from webrig import VOLUME, StoredReading
 
 from mbusgw.gateway.store.maintenance import CompactionService
 from mbusgw.web.graph import boundaries, consumption, local_texts, nice_ticks, time_ticks
@@ -72,6 +73,19 @@ def test_nice_ticks() -> None:
     assert nice_ticks(0, 24) == ([0, 5, 10, 15, 20, 25], 0)
     assert nice_ticks(29.3, 29.34) == ([29.3, 29.31, 29.32, 29.33, 29.34], 2)
     assert nice_ticks(0, 1.1)[0][:3] == [0, 0.25, 0.5] and nice_ticks(0, 1.1)[1] == 2
+
+
+async def test_bars_of_a_decimal_register_keep_its_decimals(app, admin, gateway) -> None:
+    browser = await browser_with_meters(app, admin, gateway)
+    day = (int(time.time()) // DAY - 2) * DAY  # a whole UTC day two days ago
+    volumes = ["0.100", "0.200", "0.300"]  # as floats the steps add up to 0.19999999999999998
+    readings = [StoredReading.of(KEY, day + 3600 * (i + 1), [(VOLUME, Decimal(v))])
+                for i, v in enumerate(volumes)]  # fmt: skip
+    await gateway.writer.put_readings(readings)
+    series = next(s.id for s in gateway.store.series(KEY) if s.quantity == "volume")
+    url = f"/meters/{KEY}?series={series}&range=7d&view=day"
+    html = (await (await browser.get(url)).get_data()).decode()
+    assert re.findall(r'data-until="\d+" data-value="([^"]+)"', html) == ["0.2"]
 
 
 def test_consumption_is_the_register_differences_without_resets() -> None:
