@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+import trio
+
 from mbusgw.gateway.cells import CsvWriter, sheet_row
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.events import EventBus
@@ -27,7 +29,6 @@ from mbusgw.gateway.meters import Merge, Meter
 from mbusgw.gateway.reading import CycleResult, MeterReading
 from mbusgw.gateway.scan import ScanProgress, scan_line
 from mbusgw.gateway.search import meter_from_found, quota_for, shortfall
-from mbusgw.gateway.services.modbus import ModbusService
 from mbusgw.gateway.services.reports.cursors import TABLE as REPORT_CURSORS
 from mbusgw.gateway.services.reports.service import ReportService
 from mbusgw.gateway.settings import Settings, StartupConfig
@@ -38,6 +39,7 @@ from mbusgw.gateway.store.configfile import MAX_FILE_BYTES as MAX_CONFIG_BYTES
 from mbusgw.gateway.store.configfile import parse_config, render_config
 from mbusgw.gateway.store.sealing import private_dir, write_private
 from mbusgw.gateway.supervisor import Supervisor
+from mbusgw.gateway.transport import open_serial
 from mbusgw.gateway.wireless import WirelessNetwork
 
 JsonObject = dict[str, object]
@@ -45,6 +47,24 @@ JsonObject = dict[str, object]
 
 WirelessProgress = Callable[[float, int], None]
 """``progress(done, found)`` of a wireless search, told once a second."""
+
+
+class ModbusView(Protocol):
+    """The running Modbus service as the web sees it."""
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """Where its TCP server listens (None while it is down)."""
+        ...
+
+    def map_csv(self) -> str:
+        """The register map of the installed meters, as CSV."""
+        ...
+
+
+async def open_serial_port(device: str, baud: int) -> trio.abc.Stream:
+    """A serial port opened at ``baud``, 8E1, as a byte stream (a service's slave port)."""
+    return await open_serial(device, baud)
 
 
 class GatewayHandle(Protocol):
@@ -62,7 +82,7 @@ class GatewayHandle(Protocol):
     wireless: WirelessNetwork | None  # None without receivers
     after_stop: AfterStop | None  # what ``mbusgw run`` does once stopped
     reports: ReportService | None  # push reports (None while not running)
-    modbus: ModbusService | None
+    modbus: ModbusView | None
 
     @property
     def keys(self) -> KeyStore:
@@ -115,11 +135,14 @@ __all__ = [
     "KeyFileError",
     "KeyStore",
     "LogFilter",
+    "ModbusView",
     "ScanProgress",
+    "Store",
     "WirelessProgress",
     "backup_sealer",
     "create_backup",
     "meter_from_found",
+    "open_serial_port",
     "parse_config",
     "private_dir",
     "quota_for",

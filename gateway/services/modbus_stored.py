@@ -35,10 +35,12 @@ from mbusgw.core.units import UNIT_SYMBOLS, Quantity, Unit, quantity_name
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.errors import StoreError
 from mbusgw.gateway.events import CYCLE_FINISHED, READINGS_STORED, Event, EventBus
+from mbusgw.gateway.facade import Store
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.services.modbus_source import (
     SCALABLE_KINDS,
     SECONDS_KINDS,
+    ChangeFeed,
     CycleInfo,
     MeterIdentity,
     MeterState,
@@ -51,7 +53,7 @@ from mbusgw.gateway.services.modbus_source import (
     or_installed,
     record_number,
 )
-from mbusgw.gateway.store import ReadingStatus, SeriesInfo, Store, ValueTable
+from mbusgw.gateway.store.model import ReadingStatus, SeriesInfo, ValueTable
 
 logger = logging.getLogger("mbusgw.modbus")
 
@@ -104,6 +106,7 @@ class StoredValuesSource:
         self._events = events
         self._cache: dict[str, tuple[Meter, StoredMeter, MeterValues]] = {}
         self._cycle: CycleInfo | None = None
+        self._changes = ChangeFeed()
 
     def meters(self) -> Sequence[Meter]:
         return self._meters()
@@ -123,6 +126,13 @@ class StoredValuesSource:
     def last_cycle(self) -> CycleInfo | None:
         return self._cycle
 
+    @property
+    def version(self) -> int:
+        return self._changes.version
+
+    async def wait_changed(self, version: int) -> tuple[int, set[str] | None]:
+        return await self._changes.wait_changed(version)
+
     async def follow(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Load every installed meter, then refresh the meters whose readings were stored and
         note each complete reading cycle."""
@@ -130,8 +140,9 @@ class StoredValuesSource:
             # a cycle that ended before this start (the start-up read, or before a restart of
             # the service) counts: it is the last complete one until the next
             self._cycle = completed_cycle(self._events.latest(CYCLE_FINISHED), self.meters())
-            task_status.started()
+            # loaded before the service serves: no request waits for the store
             await self._refresh({meter.key for meter in self.meters()})
+            task_status.started()
             async for event in events:
                 stale = self._note(event)
                 while True:  # take what else is queued already: one refresh for all of it
@@ -155,6 +166,7 @@ class StoredValuesSource:
             return
         fresh = await trio.to_thread.run_sync(load_stored, self._store, sorted(keys), self._now())
         installed = {meter.key: meter for meter in self.meters()}
+        changed = set()
         for key, stored in fresh.items():
             cached = self._cache.get(key)
             if cached is not None and cached[1] == stored:
@@ -162,6 +174,8 @@ class StoredValuesSource:
             meter = cached[0] if cached is not None else installed.get(key)
             if meter is not None:
                 self._cache[key] = (meter, stored, meter_values(meter, stored))
+                changed.add(key)
+        self._changes.publish(changed)
 
     def _now(self) -> float:
         return self._clock.now().timestamp()
