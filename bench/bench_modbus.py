@@ -19,9 +19,11 @@ that meter's block be encoded again, as in operation.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
+import time
 from functools import partial
 from pathlib import Path
 
@@ -98,7 +100,9 @@ async def ours(seconds: float, rate: float) -> dict:
         nursery.start_soon(continuous_reader, snapshot, meters, readings)
         await trio.sleep(1.5)  # every polled meter has a reading
         first = readings[0]
+        cpu = time.process_time()
         result = await run_clients(service.address[1], seconds, rate)
+        result["server_cpu_us"] = cpu_per_request(time.process_time() - cpu, result)
         result["readings_per_s"] = round((readings[0] - first) / result["seconds"], 1)
         result["server_requests"] = service.stats.requests
         nursery.cancel_scope.cancel()
@@ -151,7 +155,9 @@ async def stored(seconds: float, rate: float) -> dict:
                 nursery.start_soon(store_cycles, writer, events, meters, stored_readings)
                 await trio.sleep(1.5)
                 first = stored_readings[0]
+                cpu = time.process_time()
                 result = await run_clients(service.address[1], seconds, rate)
+                result["server_cpu_us"] = cpu_per_request(time.process_time() - cpu, result)
                 result["readings_per_s"] = round(
                     (stored_readings[0] - first) / result["seconds"], 1
                 )
@@ -160,6 +166,17 @@ async def stored(seconds: float, rate: float) -> dict:
         finally:
             store.close()
     return result
+
+
+def cpu_per_request(cpu_s: float, result: dict) -> float:
+    """The server process's CPU time per answered request, in µs: what a request costs, much
+    less dependent on what else the machine runs than the rates and response times are."""
+    return round(cpu_s / max(1, result["requests"]) * 1e6, 1)
+
+
+def process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 async def stock_pymodbus(seconds: float) -> dict:
@@ -174,7 +191,10 @@ async def stock_pymodbus(seconds: float) -> dict:
         while not port.endswith(b"\n"):
             port += await process.stdout.receive_some(16)
         try:
-            return await run_clients(int(port), seconds, 0)
+            cpu = process_cpu_s(process.pid)
+            result = await run_clients(int(port), seconds, 0)
+            result["server_cpu_us"] = cpu_per_request(process_cpu_s(process.pid) - cpu, result)
+            return result
         finally:
             await process.stdin.aclose()  # the server ends when its input closes
 
@@ -192,15 +212,18 @@ def main(argv: list[str]) -> dict:
     print(f"{CLIENTS} clients x 125 registers, {seconds:g} s each, loopback")
     print(
         f"{'scenario':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}"
-        f" {'readings/s':>10}"
+        f" {'readings/s':>10} {'cpu us/req':>10}"
     )
     for name, r in results.items():
         print(
             f"{name:<10} {r['rate']:>8.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}"
             f" {r['max_ms']:>8.2f} {r['errors']:>7} {r.get('readings_per_s', '-'):>10}"
+            f" {r['server_cpu_us']:>10}"
         )
     ratio = results["saturated"]["rate"] / results["pymodbus"]["rate"]
+    cpu_ratio = results["pymodbus"]["server_cpu_us"] / results["saturated"]["server_cpu_us"]
     print(f"throughput ours/pymodbus stock server (saturated): {ratio:.2f}x")
+    print(f"server CPU per request, pymodbus stock / ours (saturated): {cpu_ratio:.2f}x")
     met = True
     for name in ("paced", "stored"):
         r = results[name]
@@ -212,6 +235,7 @@ def main(argv: list[str]) -> dict:
             f" p99 {r['p99_ms']} ms)"
         )
     results["ratio_saturated_vs_pymodbus"] = round(ratio, 2)
+    results["cpu_ratio_pymodbus_vs_saturated"] = round(cpu_ratio, 2)
     results["goal_met"] = met
     results["continuous_reader"] = "simulated: snapshot updates from decoded real frames"
     return results

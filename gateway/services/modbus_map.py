@@ -207,6 +207,10 @@ def _field(fld: Field, value: int | None, word_order: str) -> tuple[int, ...]:
     return encode(number, fld.data_type, ONE, word_order)
 
 
+_PAIR = struct.Struct(">HH")
+UINT32_HIGHEST = 0xFFFFFFFE  # 0xFFFFFFFF means "no value"
+
+
 def _words(registers: Sequence[int]) -> bytes:
     return struct.pack(f">{len(registers)}H", *registers)
 
@@ -349,11 +353,9 @@ class RegisterMap:
             data, read_at = self._image(meter, index, values), values.read_at
         if read_at is None:
             return data
-        age = max(0, round((now - read_at).total_seconds() * 1000))
+        age = round((now - read_at).total_seconds() * 1000)
         start = 2 * AGE.offset
-        return b"".join(
-            (data[:start], _words(_field(AGE, age, self.config.word_order)), data[start + 4 :])
-        )
+        return b"".join((data[:start], self._uint32(age), data[start + 4 :]))
 
     def encode_meter(self, meter: Meter, index: int, values: MeterValues) -> list[int]:
         """A meter's registers without the age (which the read fills in)."""
@@ -397,8 +399,14 @@ class RegisterMap:
             self._device = (made_from, _words(self.device_block(now)))
         data = self._device[1]
         start = 2 * GATEWAY_TIME.offset
-        time_words = _words(_field(GATEWAY_TIME, _unix(now), self.config.word_order))
-        return b"".join((data[:start], time_words, data[start + 4 :]))
+        return b"".join((data[:start], self._uint32(int(now.timestamp())), data[start + 4 :]))
+
+    def _uint32(self, value: int) -> bytes:
+        """A uint32 field's registers as ``encode`` makes them (saturated below the no-value
+        marker), without its exact arithmetic: the age and the clock are written per request."""
+        value = min(max(value, 0), UINT32_HIGHEST)
+        high, low = value >> 16, value & 0xFFFF
+        return _PAIR.pack(high, low) if self.config.word_order == "big" else _PAIR.pack(low, high)
 
     def prepare_device(self) -> None:
         """Make the device block from the image now, rather than on the next request."""

@@ -13,8 +13,9 @@ Slots are in series order: the order in which the store first saw each series of
 which is the meter's record order as long as its telegram keeps the same records.
 
 Everything is cached per meter: a request costs a dictionary lookup. ``follow`` refreshes the
-meters of each ``READINGS_STORED`` event in a worker thread, and keeps the same ``MeterValues``
-object when nothing changed (the register map caches the encoded registers on it).
+meters of each ``READINGS_STORED`` event in a worker thread, one meter per call, keeps the same
+``MeterValues`` object when nothing changed (the register map caches the encoded registers on
+it) and tells ``wait_changed`` which meters did.
 """
 
 from __future__ import annotations
@@ -162,20 +163,28 @@ class StoredValuesSource:
         return set()
 
     async def _refresh(self, keys: set[str]) -> None:
-        if not keys:
-            return
-        fresh = await trio.to_thread.run_sync(load_stored, self._store, sorted(keys), self._now())
-        installed = {meter.key: meter for meter in self.meters()}
+        # One meter per worker-thread call: a refresh of every meter would hold the
+        # interpreter lock for tens of ms, and each request waits for it; between the calls
+        # the event loop answers requests, and the image of each meter is made as it comes.
+        for key in sorted(keys):
+            fresh = await trio.to_thread.run_sync(load_stored, self._store, [key], self._now())
+            self._changes.publish(self._apply(fresh))
+
+    def _apply(self, fresh: dict[str, StoredMeter]) -> set[str]:
+        """Take the fresh stored state; returns the meters whose values changed."""
         changed = set()
         for key, stored in fresh.items():
             cached = self._cache.get(key)
             if cached is not None and cached[1] == stored:
                 continue  # unchanged: the map keeps its encoded registers
-            meter = cached[0] if cached is not None else installed.get(key)
+            if cached is not None:
+                meter: Meter | None = cached[0]
+            else:  # loaded for the first time
+                meter = next((m for m in self.meters() if m.key == key), None)
             if meter is not None:
                 self._cache[key] = (meter, stored, meter_values(meter, stored))
                 changed.add(key)
-        self._changes.publish(changed)
+        return changed
 
     def _now(self) -> float:
         return self._clock.now().timestamp()

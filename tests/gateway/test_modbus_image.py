@@ -14,6 +14,7 @@ import pytest
 import trio
 from modbus_rig import ENERGY, T0, VOLUME, Rig, meter
 
+from mbusgw.gateway.modbus_encoding import ONE, DataType, Number, encode
 from mbusgw.gateway.services.modbus import keep_image
 from mbusgw.gateway.services.modbus_map import MapConfig, RegisterMap
 from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, MeterValues
@@ -99,3 +100,13 @@ async def test_only_the_changed_meter_is_encoded_again() -> None:
     assert [key for key, _ in encoded[5:]] == ["00000003"]
     assert register_map.read(1, 3 * 125 + 1, 1) == [2]  # its value count, from the image
     assert register_map.read(1, 0, 9) == device  # still five meters ok
+
+
+@pytest.mark.parametrize("order", ["big", "little"])
+def test_the_age_and_clock_written_per_request_match_the_encoder(order: str) -> None:
+    rig = Rig([meter("00000001")])
+    register_map = RegisterMap(MapConfig(rig.settings), rig.source, rig.clock)
+    register_map.config.word_order = order
+    for value in (0, 1, 65535, 65536, 0x12345678, 0xFFFFFFFE, 0xFFFFFFFF, 2**40, -5):
+        expected = encode(Number(value), DataType.UINT32, ONE, order)
+        assert register_map._uint32(value) == struct.pack(">HH", *expected), value

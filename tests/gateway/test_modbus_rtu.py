@@ -122,3 +122,17 @@ async def test_frames_for_other_slaves_broadcasts_and_garbage_get_no_answer() ->
                 assert (unit, pdu) == (1, b"\x03\x02\x00\x02")  # layout version 2
                 assert service.stats is not None
                 assert (service.stats.requests, service.stats.rtu_frames_ignored) == (1, 4)
+
+
+async def test_a_port_that_cannot_be_opened_leaves_tcp_serving(caplog) -> None:
+    rig = Rig([meter("00000001")], rtu_settings("/dev/no-such-modbus-port"))
+    with trio.fail_after(10):
+        async with rig.serving() as (_, port):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            await stream.send_all(struct.pack(">HHHBBHH", 1, 0, 6, 1, 3, 0, 1))
+            answer = b""
+            while len(answer) < 11:
+                answer += await stream.receive_some(64)
+            await stream.aclose()
+    assert answer[7:] == b"\x03\x02\x00\x02"  # the layout version, over TCP
+    assert "Modbus RTU port /dev/no-such-modbus-port cannot be opened" in caplog.text
