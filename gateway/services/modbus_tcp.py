@@ -17,6 +17,7 @@ Rules a client meets (docs/modbus.md):
 from __future__ import annotations
 
 import logging
+import os
 import struct
 from typing import Any
 
@@ -95,10 +96,20 @@ class TcpServer:
     async def _answer_requests(
         self, stream: trio.SocketStream, scope: trio.CancelScope, idle: float
     ) -> None:
+        # The descriptor is read once trio says it is readable, and answers are written to it
+        # at once: the usual exchange (one request, one answer) then costs one trip through
+        # the scheduler instead of three. ``send_all`` only takes what the socket did not.
+        fd = stream.socket.fileno()
         framer = FramerSocket(DecodePDU(is_server=True))
         buffer = bytearray()
         while True:
-            data = await stream.receive_some(RECEIVE_SIZE)
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                data = os.read(fd, RECEIVE_SIZE)
+            except BlockingIOError:
+                continue
+            except OSError as error:  # reset by the client
+                raise trio.BrokenResourceError from error
             if not data:
                 return
             buffer += data
@@ -107,7 +118,7 @@ class TcpServer:
                 if not answers:
                     break
                 del buffer[:used]
-                await stream.send_all(b"".join(answers))
+                await _write(stream, fd, b"".join(answers))
                 scope.deadline = trio.current_time() + idle
                 if len(answers) < BATCH:
                     break
@@ -129,6 +140,17 @@ class TcpServer:
             answers.append(framer.encode(self.responder.answer(unit, pdu), unit, tid))
             used = end
         return answers, used
+
+
+async def _write(stream: trio.SocketStream, fd: int, data: bytes) -> None:
+    try:
+        written = os.write(fd, data)
+    except BlockingIOError:
+        written = 0
+    except OSError as error:  # the client is gone
+        raise trio.BrokenResourceError from error
+    if written < len(data):  # the socket is full: wait for the client to read
+        await stream.send_all(data[written:])
 
 
 def _peer(stream: trio.SocketStream) -> str:
