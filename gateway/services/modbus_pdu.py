@@ -28,7 +28,6 @@ class ModbusStats:
     exceptions: int = 0
     closed_bad_frame: int = 0
     closed_idle: int = 0
-    closed_flood: int = 0
     rtu_frames_ignored: int = 0  # RTU frames for another unit, or with a bad CRC
 
 
