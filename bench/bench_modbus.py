@@ -119,16 +119,19 @@ async def store_cycles(
     clock = SystemClock()
     while True:
         now = clock.now()
-        cycle = [
-            reading_from_telegrams(
-                meter.key,
-                [telegrams[i % len(frames)]],
-                int(now.timestamp()),
-                names=names,
-                frames=(frames[i % len(frames)],),
+        cycle = []
+        for i, meter in enumerate(meters):
+            cycle.append(
+                reading_from_telegrams(
+                    meter.key,
+                    [telegrams[i % len(frames)]],
+                    int(now.timestamp()),
+                    names=names,
+                    frames=(frames[i % len(frames)],),
+                )
             )
-            for i, meter in enumerate(meters)
-        ]
+            # the pipeline makes one reading per reply, not a whole cycle's in one go
+            await trio.lowlevel.checkpoint()
         await writer.put_readings(cycle)
         events.publish(Event(READINGS_STORED, now, None, {"meters": [m.key for m in meters]}))
         counter[0] += len(cycle)
