@@ -65,12 +65,30 @@ class ReportControl(Protocol):
     async def run_on_demand(self, name: str) -> Outcome: ...
 
 
+class ModbusCounters(Protocol):
+    """The Modbus server's counters since it started."""
+
+    connections: int  # open now
+    accepted: int
+    refused: int
+    requests: int
+    exceptions: int
+    closed_bad_frame: int
+    closed_idle: int
+    rtu_frames_ignored: int  # other slaves', broadcasts, bad CRC
+
+
 class ModbusView(Protocol):
     """The running Modbus service as the web sees it."""
 
     @property
     def address(self) -> tuple[str, int] | None:
         """Where its TCP server listens (None while it is down)."""
+        ...
+
+    @property
+    def stats(self) -> ModbusCounters | None:
+        """Its counters (None while it is down)."""
         ...
 
     def map_csv(self) -> str:
@@ -154,6 +172,7 @@ __all__ = [
     "KeyFileError",
     "KeyStore",
     "LogFilter",
+    "ModbusCounters",
     "ModbusView",
     "Outcome",
     "RawTelegram",

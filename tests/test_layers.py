@@ -3,8 +3,8 @@
 core (sans-I/O, no clock) ← gateway internals ← the façade (``gateway/facade.py``) ← the
 northbound services (``web/``, the push reports in ``gateway/services/reports/``, and the
 Modbus modules of ``gateway/services/``, which use only each other besides). Nothing in
-``gateway/`` imports
-``web/``: the web is started as a ``mbusgw.northbound`` entry point. No import circles.
+``gateway/`` imports ``web/``: the web is started as a ``mbusgw.northbound`` entry point. No
+import circles.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ MODEL = {
         "live",
         "meters",
         "modbus_encoding",
+        "quantity_names",
         "report_catalog",
         "report_checks",
         "report_settings",
