@@ -12,13 +12,14 @@ import os
 import struct
 from collections.abc import AsyncIterator
 
+import pytest
 import trio
 from modbus_rig import ENERGY, VOLUME, Rig, meter
 from pymodbus.client import ModbusSerialClient
 from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU
 
-from mbusgw.gateway.settings import Settings
+from mbusgw.gateway.settings import ConfigError, Settings
 
 RTU = FramerRTU(DecodePDU(is_server=False))
 
@@ -136,3 +137,15 @@ async def test_a_port_that_cannot_be_opened_leaves_tcp_serving(caplog) -> None:
             await stream.aclose()
     assert answer[7:] == b"\x03\x02\x00\x02"  # the layout version, over TCP
     assert "Modbus RTU port /dev/no-such-modbus-port cannot be opened" in caplog.text
+
+
+def test_rtu_settings_refuse_what_no_serial_port_takes() -> None:
+    for changes, path in (
+        ({"rtu_baud_rate": 115200}, "modbus.rtu_baud_rate"),
+        ({"rtu_baud_rate": 2000}, "modbus.rtu_baud_rate"),
+        ({"rtu_device": "COM3"}, "modbus.rtu_device"),
+    ):
+        with pytest.raises(ConfigError) as refused:
+            Settings().updated({"modbus": changes})
+        assert path in refused.value.errors
+    assert Settings().updated({"modbus": {"rtu_baud_rate": 9600}}).modbus.rtu_baud_rate == 9600
