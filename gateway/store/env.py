@@ -18,12 +18,13 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import lmdb
 
 from mbusgw.gateway.errors import StoreError
-from mbusgw.gateway.store.migrations import SCHEMA_VERSION, migrate
+from mbusgw.gateway.store.migrations import SCHEMA_VERSION, migrate, sealed_secrets
 from mbusgw.gateway.store.sealing import FILE_MODE, Sealer, private_dir, private_file
 from mbusgw.gateway.store.space import check_room_to_open
 
@@ -76,6 +77,14 @@ class Databases:
         return {name: getattr(self, name) for name in DB_NAMES}
 
 
+@dataclass(frozen=True, slots=True)
+class OpenedFile:
+    """What a migration step works on (``migrations.Opened``): the tables and the sealer."""
+
+    db: Databases
+    sealer: Sealer
+
+
 class _Gate:
     """Shared for transactions, exclusive for map resizes (never nested in one thread)."""
 
@@ -122,9 +131,13 @@ class StoreEnv:
         readonly: bool = False,
         map_size: int = DEFAULT_MAP_SIZE,
         sealer: Sealer | None = None,
+        keep_old_format: bool = True,
     ) -> None:
+        """``keep_old_format=False``: a migration keeps no copy of the old store (for a file
+        that is itself a copy: a backup being restored)."""
         self.path = Path(path)
         self.readonly = readonly
+        self.keep_old_format = keep_old_format
         if readonly and not self.path.is_file():
             raise StoreError(f"no store at {self.path}")
         check_room_to_open(self.path, readonly=readonly)  # LMDB dies of SIGBUS on a full disk
@@ -155,7 +168,7 @@ class StoreEnv:
             for made_earlier in (self.path, Path(f"{self.path}-lock")):
                 private_file(made_earlier)
         self._gate = _Gate()
-        self.migrated: tuple[int, Path] | None = None  # (old format, its copy) once migrated
+        self.migrated: tuple[int, Path | None] | None = None  # (old format, its copy)
         try:
             self.db = self._open_databases()
         except BaseException:
@@ -205,17 +218,14 @@ class StoreEnv:
 
     def _migrate(self, db: Databases, found: int) -> None:
         """Copy the store next to itself, then migrate it in one transaction."""
-        backup = self.path.with_name(f"{self.path.name}.format-{found}.bak")
-        fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            self.copy_to_fd(fd)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        backup = None
+        if self.keep_old_format:
+            backup = self.path.with_name(f"{self.path.name}.format-{found}.bak")
+            self._keep_copy(backup, db)
         for _ in range(MAX_MIGRATION_GROWTH):
             try:
                 with self.write() as txn:
-                    migrate(txn, db.all(), found)
+                    migrate(txn, OpenedFile(db, self.sealer), found)
                     txn.put(b"schema", struct.pack("<I", SCHEMA_VERSION), db=db.meta)
                 break
             except lmdb.MapFullError:
@@ -223,6 +233,34 @@ class StoreEnv:
         else:
             raise StoreError(f"{self.path}: migrating to format {SCHEMA_VERSION} needs more space")
         self.migrated = (found, backup)
+
+    def _keep_copy(self, backup: Path, db: Databases) -> None:
+        """Write the old store to ``backup`` with its clear-text secrets sealed (the sealing
+        step alone, under this store's key file): the copy holds nothing the store would not.
+        The sealed scratch copy is copied once more, compacted, so that no free page of it
+        keeps a secret in clear; the result is renamed into place only once complete."""
+        scratch = backup.with_name(backup.name + ".scratch")
+        part = backup.with_name(backup.name + ".part")
+        try:
+            write_new(scratch, self.copy_to_fd)
+            copy = lmdb.open(
+                str(scratch),
+                subdir=False,
+                lock=False,  # nobody else knows the file
+                max_dbs=len(DB_NAMES) + 2,
+                map_size=self.map_size + DEFAULT_MAP_SIZE,  # the compacted copy plus room
+            )
+            try:
+                with copy.begin(write=True) as txn:
+                    tables = {name: copy.open_db(name.encode(), txn=txn) for name in DB_NAMES}
+                    sealed_secrets(txn, OpenedFile(Databases(**tables), self.sealer))
+                write_new(part, partial(copy.copyfd, compact=True))
+            finally:
+                copy.close()
+            os.replace(part, backup)
+        finally:
+            scratch.unlink(missing_ok=True)
+            part.unlink(missing_ok=True)
 
     # -- transactions ----------------------------------------------------------------------
 
@@ -300,6 +338,16 @@ class StoreEnv:
     def close(self) -> None:
         OPEN_FILES.discard(self.path.resolve())
         self.env.close()
+
+
+def write_new(path: Path, fill: Callable[[int], None]) -> None:
+    """A new private file at ``path`` written by ``fill(fd)`` and flushed to the disk."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fill(fd)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def get_u64(txn: lmdb.Transaction, db: lmdb._Database, key: bytes, default: int = 0) -> int:
