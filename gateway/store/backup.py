@@ -44,11 +44,11 @@ from mbusgw.gateway.store.env import (
     COUNT_READINGS,
     COUNT_VALUES,
     OPEN_FILES,
-    SCHEMA_VERSION,
     StoreEnv,
     get_u64,
     write_new,
 )
+from mbusgw.gateway.store.migrations import SCHEMA_VERSION, open_env
 from mbusgw.gateway.store.records import RECORD_TABLES, table
 from mbusgw.gateway.store.sealing import PassphraseSealer, Sealer, SealError, map_sealed
 
@@ -138,7 +138,7 @@ def create_backup(
         os.fchmod(fd, 0o600)
         scratch = destination.with_name(destination.name + ".part.mdb")
         with _scratch_file(scratch, env.copy_to_fd):
-            copy = StoreEnv(scratch, sealer=working)
+            copy = open_env(scratch, sealer=working)
             try:
                 _reseal(copy, carried)
                 counts = _counts(copy)
@@ -313,7 +313,7 @@ def restore_backup(
 def _reseal_for(path: Path, carrier: Sealer, kept: Sealer) -> None:
     """The secrets of the store file at ``path``, sealed by ``carrier``, sealed by ``kept``."""
     try:
-        copy = StoreEnv(path, sealer=carrier, keep_old_format=False)
+        copy = open_env(path, sealer=carrier, keep_old_format=False)
     except StoreError as error:
         raise BackupError(f"the backup does not open as a store: {error}") from error
     try:
@@ -329,7 +329,7 @@ def _migrate_staged(path: Path, kept: Sealer) -> None:
     (its clear-text secrets sealed by ``kept``); the backup file itself is the old copy. The
     migrated copy is compacted once more, so that no free page keeps a secret in clear."""
     try:
-        env = StoreEnv(path, sealer=kept, keep_old_format=False)
+        env = open_env(path, sealer=kept, keep_old_format=False)
     except StoreError as error:
         raise BackupError(f"the backup does not migrate to this store format: {error}") from error
     compacted = path.with_name(path.name + ".compacted")
@@ -358,7 +358,7 @@ def backup_sealer(info: BackupInfo, passphrase: str | None) -> PassphraseSealer 
 
 def _test_open(path: Path, info: BackupInfo, full_check: bool) -> None:
     try:
-        env = StoreEnv(path, readonly=True, sealer=Sealer(None, "no key"))
+        env = open_env(path, readonly=True, sealer=Sealer(None, "no key"))
     except StoreError as error:
         raise BackupError(f"the backup does not open as a store: {error}") from error
     try:

@@ -13,11 +13,10 @@ moved without it), which read as unset.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import lmdb
 
-from mbusgw.gateway.store.env import StoreEnv
+from mbusgw.gateway.store.env import OpenedFile, StoreEnv
 from mbusgw.gateway.store.records import table
 from mbusgw.gateway.store.sealing import RECORD_SECRETS
 from mbusgw.gateway.store.settings_table import (
@@ -26,11 +25,8 @@ from mbusgw.gateway.store.settings_table import (
     sealed_settings,
 )
 
-if TYPE_CHECKING:
-    from mbusgw.gateway.store.migrations import Opened
 
-
-def seal_clear_secrets(txn: lmdb.Transaction, store: Opened) -> int:
+def seal_clear_secrets(txn: lmdb.Transaction, store: StoreEnv | OpenedFile) -> int:
     """Seal every secret stored in clear, in ``txn``. Returns how many records were rewritten."""
     rewritten = 0
     stored = {key.decode(): json.loads(raw) for key, raw in txn.cursor(db=store.db.settings)}

@@ -18,17 +18,14 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import lmdb
 
 from mbusgw.gateway.errors import StoreError
-from mbusgw.gateway.store.migrations import SCHEMA_VERSION, migrate, sealed_secrets
 from mbusgw.gateway.store.sealing import FILE_MODE, Sealer, private_dir, private_file
 from mbusgw.gateway.store.space import check_room_to_open
 
-MAX_MIGRATION_GROWTH = 6  # doublings of the map a migration may need
 FILE_NAME = "store.mdb"
 MiB = 1 << 20
 GiB = 1 << 30
@@ -79,7 +76,8 @@ class Databases:
 
 @dataclass(frozen=True, slots=True)
 class OpenedFile:
-    """What a migration step works on (``migrations.Opened``): the tables and the sealer."""
+    """A store file's tables and the sealer of its secrets, where no ``StoreEnv`` is open (the
+    copy a migration keeps): what a migration step needs, like ``StoreEnv``."""
 
     db: Databases
     sealer: Sealer
@@ -131,13 +129,15 @@ class StoreEnv:
         readonly: bool = False,
         map_size: int = DEFAULT_MAP_SIZE,
         sealer: Sealer | None = None,
-        keep_old_format: bool = True,
+        schema: int,
     ) -> None:
-        """``keep_old_format=False``: a migration keeps no copy of the old store (for a file
-        that is itself a copy: a backup being restored)."""
+        """``schema``: the store format this release writes. A store of an older format opens
+        unchanged, with ``found_format`` telling (``migrations.open_env`` migrates it); one of
+        a newer format is refused."""
         self.path = Path(path)
         self.readonly = readonly
-        self.keep_old_format = keep_old_format
+        self.schema = schema
+        self.found_format = schema
         if readonly and not self.path.is_file():
             raise StoreError(f"no store at {self.path}")
         check_room_to_open(self.path, readonly=readonly)  # LMDB dies of SIGBUS on a full disk
@@ -197,70 +197,18 @@ class StoreEnv:
             version = txn.get(b"schema", db=db.meta)
         if version is None and not self.readonly:
             with self.write() as txn:
-                txn.put(b"schema", struct.pack("<I", SCHEMA_VERSION), db=db.meta)
-            version = struct.pack("<I", SCHEMA_VERSION)
+                txn.put(b"schema", struct.pack("<I", self.schema), db=db.meta)
+            version = struct.pack("<I", self.schema)
         if version is None or len(version) != 4:
             raise StoreError(f"{self.path} is not an mbusgw store (no schema version)")
         found = struct.unpack("<I", version)[0]
-        if found > SCHEMA_VERSION or found < 1:
+        if found > self.schema or found < 1:
             raise StoreError(
                 f"{self.path} has store format {found}, written by a newer release; this "
-                f"gateway reads formats up to {SCHEMA_VERSION}: update it or restore a backup"
+                f"gateway reads formats up to {self.schema}: update it or restore a backup"
             )
-        if found < SCHEMA_VERSION:
-            if self.readonly:
-                raise StoreError(
-                    f"{self.path} has store format {found}; start the gateway once (it opens "
-                    f"the store for writing) to migrate it to format {SCHEMA_VERSION}"
-                )
-            self._migrate(db, found)
+        self.found_format = found
         return db
-
-    def _migrate(self, db: Databases, found: int) -> None:
-        """Copy the store next to itself, then migrate it in one transaction."""
-        backup = None
-        if self.keep_old_format:
-            backup = self.path.with_name(f"{self.path.name}.format-{found}.bak")
-            self._keep_copy(backup, db)
-        for _ in range(MAX_MIGRATION_GROWTH):
-            try:
-                with self.write() as txn:
-                    migrate(txn, OpenedFile(db, self.sealer), found)
-                    txn.put(b"schema", struct.pack("<I", SCHEMA_VERSION), db=db.meta)
-                break
-            except lmdb.MapFullError:
-                self.grow(self.map_size * 2)  # the copy-on-write pages of a large store
-        else:
-            raise StoreError(f"{self.path}: migrating to format {SCHEMA_VERSION} needs more space")
-        self.migrated = (found, backup)
-
-    def _keep_copy(self, backup: Path, db: Databases) -> None:
-        """Write the old store to ``backup`` with its clear-text secrets sealed (the sealing
-        step alone, under this store's key file): the copy holds nothing the store would not.
-        The sealed scratch copy is copied once more, compacted, so that no free page of it
-        keeps a secret in clear; the result is renamed into place only once complete."""
-        scratch = backup.with_name(backup.name + ".scratch")
-        part = backup.with_name(backup.name + ".part")
-        try:
-            write_new(scratch, self.copy_to_fd)
-            copy = lmdb.open(
-                str(scratch),
-                subdir=False,
-                lock=False,  # nobody else knows the file
-                max_dbs=len(DB_NAMES) + 2,
-                map_size=self.map_size + DEFAULT_MAP_SIZE,  # the compacted copy plus room
-            )
-            try:
-                with copy.begin(write=True) as txn:
-                    tables = {name: copy.open_db(name.encode(), txn=txn) for name in DB_NAMES}
-                    sealed_secrets(txn, OpenedFile(Databases(**tables), self.sealer))
-                write_new(part, partial(copy.copyfd, compact=True))
-            finally:
-                copy.close()
-            os.replace(part, backup)
-        finally:
-            scratch.unlink(missing_ok=True)
-            part.unlink(missing_ok=True)
 
     # -- transactions ----------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
 """Store format migrations: a store written by an older release is brought up to date in place.
 
-``StoreEnv`` reads the format number in ``meta``. An older store opened for writing is first
+``open_env`` opens every store: ``StoreEnv`` reads the format number in ``meta`` (and refuses
+a newer one); an older store opened for writing is first
 copied next to itself (``store.mdb.format-N.bak``, its secrets sealed like the store's), then
 every step from its format on runs in one write transaction with the new number: all or
-nothing. A store of a newer format is refused. A backup of an older format is migrated the same
-way when it is restored (``gateway/store/backup.py``).
+nothing; opened read-only, it is refused. A backup of an older format is migrated the same way
+when it is restored (``gateway/store/backup.py``).
 
 Adding a step is one function: it takes the write transaction and the open store (its tables as
 ``db``, the ``sealer`` of its secrets), turns format ``len(STEPS)`` into the next, and is
@@ -14,30 +15,32 @@ appended to ``STEPS``.
 from __future__ import annotations
 
 import contextlib
+import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from functools import partial
+from pathlib import Path
 
 import lmdb
 
 from mbusgw.core import MBusError, decode
+from mbusgw.gateway.errors import StoreError
+from mbusgw.gateway.store.clear_secrets import seal_clear_secrets
+from mbusgw.gateway.store.env import (
+    DB_NAMES,
+    DEFAULT_MAP_SIZE,
+    Databases,
+    OpenedFile,
+    StoreEnv,
+    write_new,
+)
 from mbusgw.gateway.store.model import HeaderIdentity
 from mbusgw.gateway.store.raw import decode_frames_v1, encode_raw
+from mbusgw.gateway.store.sealing import Sealer
 
-if TYPE_CHECKING:
-    from mbusgw.gateway.store.env import Databases
-    from mbusgw.gateway.store.sealing import Sealer
-
-
-class Opened(Protocol):
-    """A store file open for writing: its tables and the sealer of its secrets."""
-
-    @property
-    def db(self) -> Databases: ...
-
-    @property
-    def sealer(self) -> Sealer: ...
+MAX_MIGRATION_GROWTH = 6  # doublings of the map a migration may need
 
 
+Opened = StoreEnv | OpenedFile  # what a step works on: its tables (db) and sealer
 Step = Callable[[lmdb.Transaction, Opened], None]
 
 
@@ -60,9 +63,6 @@ def raw_header_identity(txn: lmdb.Transaction, store: Opened) -> None:
 def sealed_secrets(txn: lmdb.Transaction, store: Opened) -> None:
     """Format 2 → 3: every secret stored in clear is sealed under the key file beside the
     store; from format 3 on none is stored in clear (``gateway/store/clear_secrets.py``)."""
-    # imported here: that module needs the environment's, which imports this one
-    from mbusgw.gateway.store.clear_secrets import seal_clear_secrets
-
     seal_clear_secrets(txn, store)
 
 
@@ -74,3 +74,77 @@ def migrate(txn: lmdb.Transaction, store: Opened, found: int) -> None:
     """Run the steps from format ``found`` to ``SCHEMA_VERSION`` in ``txn``."""
     for step in STEPS[found - 1 :]:
         step(txn, store)
+
+
+def open_env(
+    path: Path,
+    *,
+    readonly: bool = False,
+    map_size: int = DEFAULT_MAP_SIZE,
+    sealer: Sealer | None = None,
+    keep_old_format: bool = True,
+) -> StoreEnv:
+    """Open the store file at ``path``, migrated to ``SCHEMA_VERSION`` if it is older.
+
+    ``keep_old_format=False``: no copy of the old store is kept (for a file that is itself a
+    copy: a backup being restored)."""
+    env = StoreEnv(path, readonly=readonly, map_size=map_size, sealer=sealer, schema=SCHEMA_VERSION)
+    try:
+        found = env.found_format
+        if found < SCHEMA_VERSION:
+            if readonly:
+                raise StoreError(
+                    f"{env.path} has store format {found}; start the gateway once (it opens "
+                    f"the store for writing) to migrate it to format {SCHEMA_VERSION}"
+                )
+            copy = _keep_copy(env, found) if keep_old_format else None
+            _migrate(env, found)
+            env.migrated = (found, copy)
+    except BaseException:
+        env.close()
+        raise
+    return env
+
+
+def _migrate(env: StoreEnv, found: int) -> None:
+    """Every step from ``found`` on, in one transaction with the new format number."""
+    for _ in range(MAX_MIGRATION_GROWTH):
+        try:
+            with env.write() as txn:
+                migrate(txn, env, found)
+                txn.put(b"schema", struct.pack("<I", SCHEMA_VERSION), db=env.db.meta)
+            return
+        except lmdb.MapFullError:
+            env.grow(env.map_size * 2)  # the copy-on-write pages of a large store
+    raise StoreError(f"{env.path}: migrating to format {SCHEMA_VERSION} needs more space")
+
+
+def _keep_copy(env: StoreEnv, found: int) -> Path:
+    """Write the old store next to itself (``store.mdb.format-N.bak``) with its clear-text
+    secrets sealed (the sealing step alone, under the store's key file): the copy holds nothing
+    the store would not. The sealed scratch copy is copied once more, compacted, so that no
+    free page of it keeps a secret in clear; the result is renamed into place once complete."""
+    backup = env.path.with_name(f"{env.path.name}.format-{found}.bak")
+    scratch = backup.with_name(backup.name + ".scratch")
+    part = backup.with_name(backup.name + ".part")
+    try:
+        write_new(scratch, env.copy_to_fd)
+        copy = lmdb.open(
+            str(scratch),
+            subdir=False,
+            lock=False,  # nobody else knows the file
+            max_dbs=len(DB_NAMES) + 2,
+            map_size=env.map_size + DEFAULT_MAP_SIZE,  # the compacted copy plus room
+        )
+        try:
+            with copy.begin(write=True) as txn:
+                tables = {name: copy.open_db(name.encode(), txn=txn) for name in DB_NAMES}
+                sealed_secrets(txn, OpenedFile(Databases(**tables), env.sealer))
+            write_new(part, partial(copy.copyfd, compact=True))
+        finally:
+            copy.close()
+        part.replace(backup)
+    finally:
+        scratch.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
+    return backup

@@ -27,11 +27,11 @@ from mbusgw.gateway.store.env import (
     DB_NAMES,
     DEFAULT_MAP_SIZE,
     FILE_NAME,
-    SCHEMA_VERSION,
     StoreEnv,
     get_u64,
 )
 from mbusgw.gateway.store.ingest import Receipt, admit, write_readings
+from mbusgw.gateway.store.migrations import SCHEMA_VERSION, open_env
 from mbusgw.gateway.store.model import MeterInfo, MeterLog, SeriesInfo, StoredReading, ValueTable
 from mbusgw.gateway.store.queries import Queries, RawTelegram, time_bounds
 from mbusgw.gateway.store.settings_table import read_settings, update_settings
@@ -110,7 +110,7 @@ class Store:
         clock: WallClock | None = None,
         map_size: int = DEFAULT_MAP_SIZE,
     ) -> Store:
-        env = StoreEnv(Path(path), readonly=readonly, map_size=map_size)
+        env = open_env(Path(path), readonly=readonly, map_size=map_size)
         try:
             return cls(env, clock or SystemClock())
         except BaseException:
