@@ -23,14 +23,21 @@ from mbusgw.gateway.store.model import HeaderIdentity
 from mbusgw.gateway.store.sealing import KEY_FILE
 
 LATEST_VALUES = 199  # the newest value of every series
-FIXTURE = Path(__file__).parent.parent / "data" / "store_v1" / "store.mdb"
+DATA = Path(__file__).parent.parent / "data"
+FIXTURES = {1: DATA / "store_v1" / "store.mdb", 2: DATA / "store_v2" / "store.mdb"}
+FIXTURE = FIXTURES[1]
 NEWER = migrations.SCHEMA_VERSION + 1
 
 
-def old_store(tmp_path: Path) -> Path:
+def old_store(tmp_path: Path, found: int = 1) -> Path:
     path = tmp_path / "store.mdb"
-    shutil.copyfile(FIXTURE, path)
+    shutil.copyfile(FIXTURES[found], path)
     return path
+
+
+def test_there_is_a_fixture_of_every_earlier_format() -> None:
+    assert sorted(FIXTURES) == list(range(1, migrations.SCHEMA_VERSION))
+    assert {found: stored_format(path) for found, path in FIXTURES.items()} == {1: 1, 2: 2}
 
 
 def stored_format(path: Path) -> int:
@@ -43,8 +50,9 @@ def stored_format(path: Path) -> int:
         env.close()
 
 
-def test_the_old_store_is_migrated_in_place_and_reads_back(tmp_path: Path) -> None:
-    path = old_store(tmp_path)
+@pytest.mark.parametrize("found", sorted(FIXTURES))
+def test_the_old_store_is_migrated_in_place_and_reads_back(tmp_path: Path, found: int) -> None:
+    path = old_store(tmp_path, found)
     with Store.open(path) as store:
         assert store.problems() == []
         stats = store.stats()
@@ -61,14 +69,14 @@ def test_the_old_store_is_migrated_in_place_and_reads_back(tmp_path: Path) -> No
                 if raw.frames[0][:1] == b"\x68":  # a wired long frame
                     wired += 1
                     assert raw.header == HeaderIdentity.of(decode(raw.frames[0]).header)
-                else:  # a wireless frame needs its link layer: no identity, as before
-                    wireless += 1
-                    assert raw.header is None
+                else:  # format 1: a wireless frame needs its link layer, so no identity
+                    wireless += 1  # format 2 stored the one the pipeline read: it stays
+                    assert (raw.header is None) == (found == 1)
         assert (wired, wireless) == (32, 3)  # read at start and once more; three heard
         store.write(lambda ctx: None)  # the system log entries go with the next commit
-        assert any("migrated from format 1" in e.text for e in store.system_log())
+        assert any(f"migrated from format {found} to 3" in e.text for e in store.system_log())
     assert stored_format(path) == migrations.SCHEMA_VERSION == 3
-    assert stored_format(path.with_name("store.mdb.format-1.bak")) == 1
+    assert stored_format(path.with_name(f"store.mdb.format-{found}.bak")) == found
     with Store.open(path) as store:  # opened again: nothing more to migrate
         assert store.env.migrated is None
         assert store.problems() == []
@@ -111,9 +119,9 @@ def test_an_old_store_opened_read_only_asks_for_a_migration(tmp_path: Path) -> N
     assert stored_format(path) == 1
 
 
-def clear_keys() -> list[bytes]:
-    """The AES keys the fixture holds in clear (format 1 had no sealing), as stored."""
-    env = lmdb.open(str(FIXTURE), subdir=False, readonly=True, max_dbs=20, lock=False)
+def clear_keys(found: int = 1) -> list[bytes]:
+    """The AES keys a fixture holds in clear (formats 1 and 2 had no sealing), as stored."""
+    env = lmdb.open(str(FIXTURES[found]), subdir=False, readonly=True, max_dbs=20, lock=False)
     try:
         with env.begin() as txn:
             records = [json.loads(v) for _, v in txn.cursor(db=env.open_db(b"keys", txn=txn))]
@@ -124,17 +132,20 @@ def clear_keys() -> list[bytes]:
     return found
 
 
-def test_the_kept_copy_of_the_old_store_holds_no_secret_in_clear(tmp_path: Path) -> None:
-    path = old_store(tmp_path)
-    keys = clear_keys()
+@pytest.mark.parametrize("found", sorted(FIXTURES))
+def test_the_kept_copy_of_the_old_store_holds_no_secret_in_clear(
+    tmp_path: Path, found: int
+) -> None:
+    path = old_store(tmp_path, found)
+    keys = clear_keys(found)
     assert all(key in path.read_bytes() for key in keys)
     with Store.open(path) as store:
         readable = store.records("keys")
-    copy = path.with_name("store.mdb.format-1.bak")
-    assert stored_format(copy) == 1
+    copy = path.with_name(f"store.mdb.format-{found}.bak")
+    assert stored_format(copy) == found
     assert [key for key in keys if key in copy.read_bytes()] == []  # not even in a free page
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        KEY_FILE, "store.mdb", "store.mdb-lock", "store.mdb.format-1.bak"
+        KEY_FILE, "store.mdb", "store.mdb-lock", copy.name
     ]  # fmt: skip
     # the copy put back in place (with the key file beside it) migrates again, keys and all
     again = tmp_path / "again"
