@@ -20,35 +20,23 @@ of series across the year) read before and after.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import shutil
 import struct
 import tempfile
 import time
 from importlib.resources import files
 from pathlib import Path
 
+from bench.bench_store import DAY, START, FixedClock, GiB
 from bench.store_data import make_fleet
 from mbusgw.gateway.store import Store, compact_now
 from mbusgw.gateway.store.env import COUNT_READINGS, COUNT_VALUES, get_u64, put_u64
 from mbusgw.gateway.store.keys import block_key, reading_key, unpack_block_key, unpack_id_key
 
-START = 1_704_067_200  # 2024-01-01T00:00:00Z
-DAY = 86_400
-GiB = 1 << 30
 SMOKE_ARGV = ["--meters=4", "--days=3", "--raw-days=2"]
 GOAL_S = 60.0
 SAMPLE_SERIES = 24
 CLEAR_KEY = {"key": "000102030405060708090a0b0c0d0e0f", "note": "stored in clear by format 1"}
-
-
-class FixedClock:
-    def __init__(self, time: float) -> None:
-        self.time = time
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.time, dt.UTC)
 
 
 def main(argv: list[str]) -> dict:
@@ -57,11 +45,8 @@ def main(argv: list[str]) -> dict:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--raw-days", type=int, default=92)
     args, _ = parser.parse_known_args([a for a in argv if a.startswith("--")])
-    workdir = Path(tempfile.mkdtemp(prefix="mbusgw-bench-migration-"))
-    try:
-        return _run(args, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="mbusgw-bench-migration-") as workdir:
+        return _run(args, Path(workdir))
 
 
 def _run(args: argparse.Namespace, workdir: Path) -> dict:
