@@ -1,10 +1,10 @@
 """Store format migrations: a store written by an older release is brought up to date in place.
 
 ``open_env`` opens every store: ``StoreEnv`` reads the format number in ``meta`` (and refuses
-a newer one); an older store opened for writing is first
-copied next to itself (``store.mdb.format-N.bak``, its secrets sealed like the store's), then
-every step from its format on runs in one write transaction with the new number: all or
-nothing; opened read-only, it is refused. A backup of an older format is migrated the same way
+a newer one); an older store opened for writing is first copied next to itself
+(``store.mdb.format-N.bak``, its secrets sealed like the store's), then every step from its
+format on runs in one write transaction with the new number: all or nothing; opened read-only,
+it is refused. A backup of an older format is migrated the same way
 when it is restored (``gateway/store/backup.py``).
 
 Adding a step is one function: it takes the write transaction and the open store (its tables as
@@ -38,7 +38,6 @@ from mbusgw.gateway.store.raw import decode_frames_v1, encode_raw
 from mbusgw.gateway.store.sealing import Sealer
 
 MAX_MIGRATION_GROWTH = 6  # doublings of the map a migration may need
-
 
 Opened = StoreEnv | OpenedFile  # what a step works on: its tables (db) and sealer
 Step = Callable[[lmdb.Transaction, Opened], None]
