@@ -33,8 +33,8 @@ from mbusgw.gateway.store.env import (
     StoreEnv,
     write_new,
 )
-from mbusgw.gateway.store.model import HeaderIdentity
-from mbusgw.gateway.store.raw import decode_frames_v1, encode_raw
+from mbusgw.gateway.store.model import HEADER_FIELDS, HeaderIdentity
+from mbusgw.gateway.store.raw import encode_identity, first_frame_v1, with_identity_v1
 from mbusgw.gateway.store.sealing import Sealer
 
 MAX_MIGRATION_GROWTH = 6  # doublings of the map a migration may need
@@ -47,15 +47,24 @@ def raw_header_identity(txn: lmdb.Transaction, store: Opened) -> None:
     """Format 1 → 2: each raw telegram record gets the identity its first frame's header
     tells (wired frames; a wireless frame, which needs its link layer, gets none: as before,
     its readers fall back to the installed meter)."""
+    none = encode_identity(None)
+    blocks: dict[tuple, bytes] = {}  # identity blocks met so far: a year repeats them
     cursor = txn.cursor(db=store.db.raw)
     more = cursor.first()
     while more:
-        received_at, frames = decode_frames_v1(cursor.value())
-        header = None
-        if frames:
+        value = cursor.value()
+        block = none
+        frame = first_frame_v1(value)
+        if frame:
             with contextlib.suppress(MBusError):
-                header = HeaderIdentity.of(decode(frames[0]).header)
-        cursor.put(cursor.key(), encode_raw(received_at, frames, header))
+                header = decode(frame).header
+                fields = tuple(getattr(header, name) for name in HEADER_FIELDS)
+                block = blocks.get(fields) or blocks.setdefault(
+                    fields, encode_identity(HeaderIdentity(*fields))
+                )
+                if len(blocks) > 100_000:  # bounded memory on a small box
+                    blocks.clear()
+        cursor.put(cursor.key(), with_identity_v1(value, block))
         more = cursor.next()
 
 
@@ -107,6 +116,14 @@ def open_env(
 
 def _migrate(env: StoreEnv, found: int) -> None:
     """Every step from ``found`` on, in one transaction with the new format number."""
+    with env.read() as txn:
+        # room for the steps up front (a full map would start them again): the raw telegrams
+        # are rewritten, twice their pages at most with copy-on-write and splits
+        raw = txn.stat(env.db.raw)
+        rewritten = (raw["branch_pages"] + raw["leaf_pages"] + raw["overflow_pages"]) * 2
+        needed = env.used_bytes(txn) + rewritten * env.page_size + DEFAULT_MAP_SIZE
+    if env.map_size < needed:
+        env.grow(needed)
     for _ in range(MAX_MIGRATION_GROWTH):
         try:
             with env.write() as txn:
