@@ -110,6 +110,11 @@ def test_the_installed_wheel_decodes_runs_and_serves(venv: Path, tmp_path: Path)
         capture_output=True, text=True, cwd=tmp_path, env=clean_env(), check=True,
     )  # fmt: skip
     assert Path(where.stdout.strip()).is_relative_to(venv)
+    unit = subprocess.run(
+        [str(venv / "bin/python"), "-m", "mbusgw.gateway.deploy", "unit"],
+        capture_output=True, text=True, cwd=tmp_path, env=clean_env(), check=True,
+    )  # fmt: skip
+    assert f"\nExecStart={venv / 'bin/mbusgw'} run --config " in unit.stdout
 
     data_dir = tmp_path / "data"
     seed = "from mbusgw.gateway.store import Store\n"
