@@ -197,11 +197,13 @@ async def install_meters() -> Any:
     result, error = await attempt(lambda: ops.install_meters(gw(), text_of(data), interface))
     if error is not None:
         return await page("install_error.html", error=error), error.status
-    return back(
-        "pages.meters",
+    notice = (
         f"Installed {result['installed']} meters ({result['active']} active, "
-        f"{result['passive']} passive)",
+        f"{result['passive']} passive)"
     )
+    if result["warning"]:
+        notice += f". Warning: {result['warning']}"
+    return back("pages.meters", notice)
 
 
 @blueprint.post("/schedule")
@@ -253,13 +255,22 @@ async def system() -> str:
 
 # ------------------------------------------------------------------------------ meters
 
+PAGE_SIZE = 100  # meters on one page of the list: a 512-meter site is six pages
+
 
 @blueprint.get("/meters")
 async def meters() -> str:
     show_passive = arg_bool("passive", False)
-    listing = ops.list_meters(gw(), passive=show_passive)
+    number = arg_int("page", 1, 1, 4096) or 1
+    listing = ops.list_meters(
+        gw(), passive=show_passive, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE
+    )
+    pages = max(1, -(-listing["count"] // PAGE_SIZE))
+    pager = {"page": number, "pages": pages, "args": {"passive": 1} if show_passive else {}}
     wireless = gw().wireless is not None
-    return await page("meters.html", listing=listing, show_passive=show_passive, wireless=wireless)
+    return await page(
+        "meters.html", listing=listing, show_passive=show_passive, wireless=wireless, pager=pager
+    )
 
 
 @blueprint.post("/meters/reinstall")
@@ -387,6 +398,16 @@ async def _start_scan(params: dict[str, Any]) -> dict[str, Any]:
 @blueprint.get("/jobs/<job>")
 async def job(job: str) -> str:
     return await page("job.html", job=ops.get_job(state(), job))
+
+
+@blueprint.post("/jobs/<job>/install")
+@admin_only
+async def job_install(job: str) -> Response:
+    result, error = await attempt(lambda: ops.install_job(state(), job))
+    if error is not None:
+        return back("pages.job", f"Install refused: {_detail(error)}", job=job)
+    installed = result["result"]["installed"]
+    return back("pages.job", f"Installed the meters found ({installed} new)", job=job)
 
 
 # ------------------------------------------------------------------------------ settings
