@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from test_search_and_meter_commands import mbusgw
 
 from mbusgw.gateway.app import Gateway
 from mbusgw.gateway.owner import DataDirBusy, own
@@ -18,15 +19,6 @@ from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
 
 LINE = (InterfaceConfig(name="a", kind="simulator", baud=38400, meters=2),)
 CSV = "Position,SecondaryAddress,BaudRate,AddressingMode,PrimaryAddress,EnhancedAddress\n"
-
-
-def mbusgw(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mbusgw.gateway.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 async def test_the_command_line_is_refused_while_a_gateway_runs(tmp_path: Path) -> None:
