@@ -43,6 +43,10 @@ async def test_the_command_line_is_refused_while_a_gateway_runs(tmp_path: Path) 
             remove = await trio.to_thread.run_sync(
                 mbusgw, "meters", "remove", "a:p40", "--data-dir", str(data)
             )
+            search = await trio.to_thread.run_sync(
+                mbusgw, "search", "--mode", "primary", "--data-dir", str(data)
+            )
+            run = await trio.to_thread.run_sync(mbusgw, "run", "--data-dir", str(data))
             second = Gateway(startup, background=False)
             with pytest.raises(DataDirBusy) as busy:
                 await second.run()
@@ -52,6 +56,8 @@ async def test_the_command_line_is_refused_while_a_gateway_runs(tmp_path: Path) 
     assert "refused, nothing changed: a command-line search is running on" in refusal
     assert f"(pid {os.getpid()})" in refusal and "/api/v1/meters" in refusal
     assert "a command-line search is running on" in str(busy.value)
+    assert search.returncode == 1 and "refused: a command-line search is running" in search.stderr
+    assert run.returncode == 1 and "one gateway per data directory" in run.stdout
 
     # stopped: the command line owns the directory while it writes, and the gateway sees it
     done = mbusgw("meters", "install", str(listing), "--interface", "a", "--data-dir", str(data))
