@@ -94,6 +94,7 @@ class Gateway(GatewayRoot):
         """Start a search beside the running services; follow it with ``search_job``."""
         job = SearchJob(request, self.clock.now())
         plan(job, self._buses())  # an unknown line is refused here, the lines shown at once
+        self._refuse_overlap(job)
         self._keep(job)
         self.supervisor.start_soon(self.search, request, job, name="search")
         return job
@@ -117,7 +118,15 @@ class Gateway(GatewayRoot):
 
     async def search(self, request: SearchRequest, job: SearchJob | None = None) -> SearchJob:
         """Scan the lines and (by default) install what is found; returns when done."""
-        job = job or SearchJob(request, self.clock.now())
+        if job is None:
+            job = SearchJob(request, self.clock.now())
+            try:
+                plan(job, self._buses())
+                self._refuse_overlap(job)
+            except ValueError as exc:  # an unknown or busy line: the job fails, saying why
+                job.state, job.error, job.finished = "failed", str(exc), self.clock.now()
+                job.done_event.set()
+                return job
         self._keep(job)
         await run_search(job, self._buses(), self.registry.install_found, self.clock.now)
         if job.warning:
@@ -126,6 +135,13 @@ class Gateway(GatewayRoot):
 
     def _buses(self) -> dict[str, BusMaster]:
         return {name: line.master for name, line in self.lines.items()}
+
+    def _refuse_overlap(self, job: SearchJob) -> None:
+        """One search per line at a time: two would only slow each other down."""
+        for other in self.searches.values():
+            shared = sorted(set(other.lines) & set(job.lines)) if other.running else []
+            if shared:
+                raise ValueError(f"{other.id} is searching {', '.join(shared)} already")
 
     def _keep(self, job: SearchJob) -> None:
         """Remember ``job`` with the last few searches (a finished one stays to be looked at)."""

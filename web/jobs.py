@@ -93,11 +93,14 @@ class JobBoard:
     def get(self, job_id: str) -> Job | None:
         return next((job for job in self._jobs if job.id == job_id), None)
 
+    def _refuse_second(self, kind: str) -> None:
+        if any(job.running and job.kind == kind for job in self._jobs):
+            raise Conflict(f"a {kind.replace('_', ' ')} job is running already")
+
     def _start(
         self, kind: str, work: Callable[[Job], Awaitable[None]], expected: int | None = None
     ) -> Job:
-        if any(job.running and job.kind == kind for job in self._jobs):
-            raise Conflict(f"a {kind.replace('_', ' ')} job is running already")
+        self._refuse_second(kind)
         job = Job(f"{kind}-{next(self._numbers)}", kind, expected=expected)
         self._jobs = [*self._jobs, job][-KEEP:]
 
@@ -227,13 +230,17 @@ class JobBoard:
             expected=expected or None,  # 0: unknown
             install=install,
         )
-        return self._start(f"scan_{kind}", partial(self._follow_search, request), request.expected)
+        self._refuse_second(f"scan_{kind}")
+        try:  # started here: a line another search is on is refused at once
+            search = gateway.start_search(request)
+        except ValueError as exc:
+            raise Conflict(str(exc)) from None
+        return self._start(f"scan_{kind}", partial(self._follow_search, search), request.expected)
 
-    async def _follow_search(self, request: SearchRequest, job: Job) -> None:
-        """Start the gateway's search and mirror its progress into ``job`` until it ends;
-        cancelling ``job`` cancels the search (which installs what it found first)."""
+    async def _follow_search(self, search: SearchJob, job: Job) -> None:
+        """Mirror the gateway's ``search`` into ``job`` until it ends; cancelling ``job``
+        cancels the search (which installs what it found first)."""
         gateway = self._gateway
-        search = gateway.start_search(request)
         job.search_id = search.id
         _mirror(job, search)
         try:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import trio
 
 from mbusgw.gateway.app import Gateway
@@ -94,11 +95,16 @@ async def test_a_cancelled_search_installs_what_it_had_found(tmp_path: Path) -> 
     with trio.fail_after(120):
         async with search_gateway(tmp_path, 2, 6) as gateway:
             job = gateway.start_search(SearchRequest("primary"))
+            # one search per line at a time
+            with pytest.raises(ValueError, match=f"^{job.id} is searching line2 already$"):
+                gateway.start_search(SearchRequest("secondary", interfaces=("line2",)))
+            busy = await gateway.search(SearchRequest("secondary", interfaces=("line1",)))
             await until(lambda: len(job.found) >= 3, job)
             gateway.cancel_search(job.id)
             await job.done_event.wait()
             where = simulated(gateway)
     assert job.state == "cancelled" and job.error is None
+    assert busy.state == "failed" and busy.error == f"{job.id} is searching line1 already"
     found = {f.identity.id for f in job.found}
     assert 3 <= len(found) < 12
     assert {m.key: m.interface for m in gateway.meters} == {key: where[key] for key in found}

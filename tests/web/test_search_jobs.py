@@ -48,6 +48,9 @@ async def test_a_cancelled_search_keeps_what_it_found_and_offers_it(tmp_path: Pa
                 if running["found"] >= 2:
                     break
                 await trio.sleep(0.05)
+            other = await http.post(
+                "/api/v1/scans", auth=SERVED_ADMIN, json={"kind": "secondary", "interfaces": ["b"]}
+            )
             cancelled = await http.delete(f"/api/v1/jobs/{job_id}", auth=SERVED_ADMIN)
             assert cancelled.status_code == 200, cancelled.text
             job = await finished_job(http, job_id)
@@ -58,6 +61,7 @@ async def test_a_cancelled_search_keeps_what_it_found_and_offers_it(tmp_path: Pa
             after = (await http.get(f"/api/v1/jobs/{job_id}", auth=SERVED_ADMIN)).json()
             keys = sorted(m.key for m in gateway.meters)
     kept = job["result"]["not_installed"]
+    assert other.status_code == 409 and "is searching b already" in other.text
     assert job["state"] == "cancelled" and nothing_yet == []
     assert len(kept) == job["found"] >= 2
     assert all(line["state"] == "stopped" for line in job["lines"])
