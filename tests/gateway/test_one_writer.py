@@ -47,6 +47,12 @@ async def test_the_command_line_is_refused_while_a_gateway_runs(tmp_path: Path) 
                 mbusgw, "search", "--mode", "primary", "--data-dir", str(data)
             )
             run = await trio.to_thread.run_sync(mbusgw, "run", "--data-dir", str(data))
+            restore = await trio.to_thread.run_sync(
+                mbusgw, "restore", str(tmp_path / "any.backup"), "--data-dir", str(data)
+            )
+            imported = await trio.to_thread.run_sync(
+                mbusgw, "config", "import", str(tmp_path / "any.toml"), "--data-dir", str(data)
+            )
             second = Gateway(startup, background=False)
             with pytest.raises(DataDirBusy) as busy:
                 await second.run()
@@ -58,6 +64,9 @@ async def test_the_command_line_is_refused_while_a_gateway_runs(tmp_path: Path) 
     assert "a command-line search is running on" in str(busy.value)
     assert search.returncode == 1 and "refused: a command-line search is running" in search.stderr
     assert run.returncode == 1 and "one gateway per data directory" in run.stdout
+    for command, done in (("restore", restore), ("config import", imported)):
+        assert done.returncode == 1
+        assert f"mbusgw {command}: refused, nothing changed: a command-line search" in done.stderr
 
     # stopped: the command line owns the directory while it writes, and the gateway sees it
     done = mbusgw("meters", "install", str(listing), "--interface", "a", "--data-dir", str(data))
