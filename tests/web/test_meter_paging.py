@@ -1,13 +1,12 @@
 """The meter list at the scale of a site, over real HTTP: pages of the list with the fields
-asked for, the latest values looked up for that page only, large API answers gzipped, pages of
-the meter list page."""
+asked for, the latest values looked up for that page only, large API answers gzipped."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import trio
-from webrig import SERVED_ADMIN, served_gateway, sign_in_over_http
+from webrig import SERVED_ADMIN, served_gateway
 
 from mbusgw.gateway.settings import InterfaceConfig
 
@@ -43,9 +42,6 @@ async def test_the_meter_list_comes_in_pages_of_the_fields_asked_for(tmp_path: P
             everything = await http.get("/api/v1/meters", auth=SERVED_ADMIN)
             bad = await http.get("/api/v1/meters?fields=key,secret", auth=SERVED_ADMIN)
 
-            await sign_in_over_http(http, *SERVED_ADMIN)
-            second = await http.get("/meters?page=2")
-            last = await http.get("/meters?page=2&passive=1")
     listing = page.json()
     assert listing["count"] == listing["total"] == 122 and listing["offset"] == 0
     assert [set(m) for m in listing["meters"]] == [{"key", "position", "latest"}] * 5
@@ -61,7 +57,3 @@ async def test_the_meter_list_comes_in_pages_of_the_fields_asked_for(tmp_path: P
     }
     assert "Accept-Encoding" in everything.headers["vary"]
     assert bad.status_code == 400 and "no such meter field: secret" in bad.text
-    assert second.status_code == 200 and "Page 2 of 2" in second.text
-    assert "content-encoding" not in second.headers  # pages: never (BREACH)
-    assert "sim1:p198" in second.text and "sim1:p197" not in second.text
-    assert "passive=1" in last.text and "Previous" in last.text

@@ -35,6 +35,7 @@
         cell("eta_s").textContent = line.eta_s === null ? "" : `${Math.round(line.eta_s)} s`;
       }
       if (job.state === "queued" || job.state === "running") setTimeout(poll, 1000);
+      else for (const notice of document.querySelectorAll(".notice")) notice.remove();  // "… started"
     } catch (err) {
       setTimeout(poll, 3000);
     }
