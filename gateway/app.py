@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mbusgw.gateway.bus import BusMaster
 from mbusgw.gateway.facade import JsonObject, WirelessProgress
 from mbusgw.gateway.licence import Licence
 from mbusgw.gateway.meters import Merge, Meter
-from mbusgw.gateway.reading import CycleResult, MeterReading
+from mbusgw.gateway.reading import CycleProgress, CycleResult, MeterReading
 from mbusgw.gateway.root import SHUTDOWN_GRACE, GatewayRoot
-from mbusgw.gateway.search import SearchJob, SearchRequest, run_search
+from mbusgw.gateway.search import SearchJob, SearchRequest, install_kept, plan, run_search
 from mbusgw.gateway.services.reports.service import ReportService
 from mbusgw.gateway.settings import EMBEDDED_DEFAULT, ConfigError, Settings
 from mbusgw.gateway.settings_keys import changed_keys
@@ -20,6 +21,8 @@ from mbusgw.gateway.supervisor import INFO, WARNING
 from mbusgw.gateway.wireless_install import WirelessInstaller
 
 __all__ = ["EMBEDDED_DEFAULT", "SHUTDOWN_GRACE", "Gateway"]
+
+KEEP_SEARCHES = 20
 
 
 class Gateway(GatewayRoot):
@@ -65,8 +68,10 @@ class Gateway(GatewayRoot):
     async def remove_meters(self, keys: set[str]) -> None:
         await self.registry.remove_meters(keys)
 
-    async def read_all(self, meters: Sequence[Meter] | None = None) -> CycleResult:
-        return await self.reading.read_all(meters)
+    async def read_all(
+        self, meters: Sequence[Meter] | None = None, progress: CycleProgress | None = None
+    ) -> CycleResult:
+        return await self.reading.read_all(meters, progress)
 
     async def read_meter(self, key: str) -> MeterReading:
         return await self.reading.read_meter(key)
@@ -88,18 +93,44 @@ class Gateway(GatewayRoot):
         return self.not_seen.check()
 
     def start_search(self, request: SearchRequest) -> SearchJob:
-        """Start a search beside the running services; follow it in ``searches[job.id]``."""
+        """Start a search beside the running services; follow it with ``search_job``."""
         job = SearchJob(request, self.clock.now())
-        self.searches[job.id] = job
+        plan(job, self._buses())  # an unknown line is refused here, the lines shown at once
+        self._refuse_overlap(job)
+        self._keep(job)
         self.supervisor.start_soon(self.search, request, job, name="search")
+        return job
+
+    def search_job(self, job_id: str) -> SearchJob | None:
+        return self.searches.get(job_id)
+
+    def cancel_search(self, job_id: str) -> SearchJob:
+        """End a search; what it found by then is installed (or kept, if it installs nothing)."""
+        job = self.searches[job_id]
+        job.cancel_scope.cancel()
+        return job
+
+    async def install_search(self, job_id: str) -> SearchJob:
+        """Install what a finished search found and kept (it was told not to install)."""
+        job = self.searches[job_id]
+        if job.running:
+            raise ValueError(f"search {job_id} is still running")
+        await install_kept(job, self.registry.install_found)
         return job
 
     async def search(self, request: SearchRequest, job: SearchJob | None = None) -> SearchJob:
         """Scan the lines and (by default) install what is found; returns when done."""
-        job = job or SearchJob(request, self.clock.now())
-        self.searches[job.id] = job
-        buses = {name: line.master for name, line in self.lines.items()}
-        await run_search(job, buses, self.registry.install_found, self.clock.now)
+        if job is None:
+            job = SearchJob(request, self.clock.now())
+            try:
+                plan(job, self._buses())
+                self._refuse_overlap(job)
+            except ValueError as exc:  # an unknown or busy line: the job fails, saying why
+                job.state, job.error, job.finished = "failed", str(exc), self.clock.now()
+                job.done_event.set()
+                return job
+        self._keep(job)
+        await run_search(job, self._buses(), self.registry.install_found, self.clock.now)
         if job.warning:
             self.log(WARNING, "search", f"search {job.id}: {job.warning}")
         return job
@@ -126,6 +157,23 @@ class Gateway(GatewayRoot):
             f"features {', '.join(licence.features) or 'none named'}",
         )
         return licence
+
+    def _buses(self) -> dict[str, BusMaster]:
+        return {name: line.master for name, line in self.lines.items()}
+
+    def _refuse_overlap(self, job: SearchJob) -> None:
+        """One search per line at a time: two would only slow each other down."""
+        for other in self.searches.values():
+            shared = sorted(set(other.lines) & set(job.lines)) if other.running else []
+            if shared:
+                raise ValueError(f"{other.id} is searching {', '.join(shared)} already")
+
+    def _keep(self, job: SearchJob) -> None:
+        """Remember ``job`` with the last few searches (a finished one stays to be looked at)."""
+        self.searches[job.id] = job
+        for old in list(self.searches)[:-KEEP_SEARCHES]:
+            if not self.searches[old].running:
+                del self.searches[old]
 
     async def update_settings(self, changes: JsonObject) -> Settings:
         """Validate and store a settings change; restart only the services it touches."""

@@ -28,9 +28,8 @@ from mbusgw.gateway.lines import BusLine
 from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.login_limit import LoginLimiter
 from mbusgw.gateway.meters import Merge, Meter
-from mbusgw.gateway.reading import CycleResult, MeterReading
-from mbusgw.gateway.scan import ScanProgress, scan_line
-from mbusgw.gateway.search import meter_from_found, quota_for, shortfall
+from mbusgw.gateway.reading import CycleProgress, CycleResult, MeterReading
+from mbusgw.gateway.search import SearchJob, SearchRequest
 from mbusgw.gateway.services.reports.status import Outcome, ReportStatus
 from mbusgw.gateway.services.reports.tls import client_context
 from mbusgw.gateway.settings import Settings, StartupConfig
@@ -146,7 +145,25 @@ class GatewayHandle(Protocol):
 
     async def remove_meters(self, keys: set[str]) -> None: ...
 
-    async def read_all(self, meters: Sequence[Meter] | None = None) -> CycleResult: ...
+    async def read_all(
+        self, meters: Sequence[Meter] | None = None, progress: CycleProgress | None = None
+    ) -> CycleResult:
+        """Read and store; ``progress(read, total)`` counts this reading's meters only."""
+        ...
+
+    def start_search(self, request: SearchRequest) -> SearchJob:
+        """Start a search of the wired lines (all at once); it installs as it finds."""
+        ...
+
+    def search_job(self, job_id: str) -> SearchJob | None: ...
+
+    def cancel_search(self, job_id: str) -> SearchJob:
+        """End a search; what it found is installed (or kept); KeyError for an unknown job."""
+        ...
+
+    async def install_search(self, job_id: str) -> SearchJob:
+        """Install what a finished search kept; KeyError, ValueError while it runs."""
+        ...
 
     async def read_meter(self, key: str) -> MeterReading: ...
 
@@ -191,23 +208,20 @@ __all__ = [
     "RawTelegram",
     "ReportControl",
     "ReportStatus",
-    "ScanProgress",
+    "SearchJob",
+    "SearchRequest",
     "Store",
     "StoreWriter",
     "WirelessProgress",
     "backup_sealer",
     "client_context",
     "create_backup",
-    "meter_from_found",
     "open_serial_port",
     "parse_config",
     "private_dir",
-    "quota_for",
     "read_backup_info",
     "render_config",
-    "scan_line",
     "sheet_row",
-    "shortfall",
     "value_flags",
     "write_private",
 ]

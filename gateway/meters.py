@@ -367,6 +367,7 @@ class Merge:
     meters: list[Meter]  # the whole list after
     added: list[Meter]  # found and new: appended
     known: list[Meter]  # found but installed already: left exactly as they were
+    passive: list[str] = field(default_factory=list)  # keys made passive: over the capacity
 
 
 def merge_found(existing: Iterable[Meter], found: Iterable[Meter], capacity: int) -> Merge:
@@ -375,7 +376,8 @@ def merge_found(existing: Iterable[Meter], found: Iterable[Meter], capacity: int
     it has; the others are appended."""
     if capacity not in CAPACITIES:
         raise ValueError(f"capacity {capacity} is not one of {CAPACITIES}")
-    meters = list(existing)
+    before = list(existing)
+    meters = list(before)
     known: list[Meter] = []
     added: list[Meter] = []
     for meter in found:
@@ -384,7 +386,8 @@ def merge_found(existing: Iterable[Meter], found: Iterable[Meter], capacity: int
         else:
             meters.append(meter)
             added.append(meter)
-    return Merge(apply_capacity(meters, capacity), added, known)
+    merged = apply_capacity(meters, capacity)
+    return Merge(merged, added, known, over_capacity(before, merged))
 
 
 def _same_meter(found: Meter, installed: Meter) -> bool:
@@ -423,6 +426,29 @@ def with_identities(meters: Iterable[Meter], identities: Mapping[str, Identity])
             meter = replace(meter, manufacturer=manufacturer, version=version, medium=medium)
         out.append(meter)
     return out
+
+
+def over_capacity(before: Iterable[Meter], after: Iterable[Meter]) -> list[str]:
+    """The meters a change made passive for want of capacity: enabled, not read, and read
+    (or not installed) before it."""
+    passive_before = {m.key for m in before if m.enabled and not m.active}
+    return [m.key for m in after if m.enabled and not m.active and m.key not in passive_before]
+
+
+def capacity_warning(
+    passive: Sequence[str], capacity: int | None = None, named: int = 20
+) -> str | None:
+    """The warning when meters were made passive because the capacity is reached; names the
+    first ``named`` of them (the result that carries it lists them all)."""
+    if not passive:
+        return None
+    names = ", ".join(passive[:named])
+    more = f" and {len(passive) - named} more" if len(passive) > named else ""
+    limit = f" of {capacity} active meters" if capacity is not None else ""
+    return (
+        f"capacity{limit} reached: {len(passive)} meter(s) installed passive (not read): "
+        f"{names}{more}"
+    )
 
 
 def apply_capacity(meters: list[Meter], capacity: int) -> list[Meter]:

@@ -20,7 +20,13 @@ from mbusgw.gateway.errors import Collision, DiskFull, NoResponse, StoreError, d
 from mbusgw.gateway.events import READINGS_STORED, Event
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.parts import Shared
-from mbusgw.gateway.reading import CycleResult, MeterReading, ReadingPipeline, heard_identities
+from mbusgw.gateway.reading import (
+    CycleProgress,
+    CycleResult,
+    MeterReading,
+    ReadingPipeline,
+    heard_identities,
+)
 from mbusgw.gateway.registry import MeterRegistry
 from mbusgw.gateway.scheduler import JobFailed, ScheduledJob
 from mbusgw.gateway.store import ReadingStatus, StoredReading
@@ -72,11 +78,15 @@ class ReadingService:
             FunctionService("continuous", self._run_continuous),
         ]
 
-    async def read_all(self, meters: Sequence[Meter] | None = None) -> CycleResult:
+    async def read_all(
+        self, meters: Sequence[Meter] | None = None, progress: CycleProgress | None = None
+    ) -> CycleResult:
         """Read (by default every active wired meter) and store the values: "read all &
-        store"."""
+        store". ``progress`` counts this cycle's readings (not those of continuous mode)."""
         chosen = self.registry.wired() if meters is None else meters
-        result = await self.pipeline.read_cycle(chosen, store=self._store_when_room)
+        result = await self.pipeline.read_cycle(
+            chosen, store=self._store_when_room, progress=progress
+        )
         self.last_cycle = result
         return result
 

@@ -66,6 +66,9 @@ ReadingSink = Callable[[Sequence[MeterReading]], Awaitable[dict[str, str]]]
 """Stores one cycle's readings durably; returns once they are committed, with the meters whose
 reading the store refused and why."""
 
+CycleProgress = Callable[[int, int], None]
+"""``progress(read, total)`` of a reading cycle, told after each of its readings."""
+
 SUMMARY_NAMES = 3  # meters named in a cycle's summary, with their trouble
 SUMMARY_CAUSE = 200  # bytes of each trouble's cause in a summary
 
@@ -166,6 +169,8 @@ class ReadingPipeline:
         self.events = events
         self.live = live
         self.health = health if health is not None else {}
+        self._cycles: dict[str, int] = {}  # line → cycles reading it now
+        self._line_free = trio.Event()  # set (and replaced) when a line's cycles end
 
     async def read_one(self, meter: Meter, *, continuous: bool = False) -> MeterReading:
         line = self.lines.get(meter.interface)
@@ -224,23 +229,39 @@ class ReadingPipeline:
         )
 
     async def read_cycle(
-        self, meters: Iterable[Meter], store: ReadingSink | None = None
+        self,
+        meters: Iterable[Meter],
+        store: ReadingSink | None = None,
+        progress: CycleProgress | None = None,
     ) -> CycleResult:
         """Read the given meters once, the lines in parallel. With ``store``, the readings are
-        committed before ``CYCLE_FINISHED`` is published, so a subscriber finds them stored."""
+        committed before ``CYCLE_FINISHED`` is published, so a subscriber finds them stored.
+        ``progress(read, total)`` counts this cycle's readings only. Continuous mode waits on
+        a line while a cycle reads it (the cycle's values reach the snapshot all the same)."""
         started = self.clock.now()
         by_line: dict[str, list[Meter]] = {}
         for meter in meters:
             by_line.setdefault(meter.interface, []).append(meter)
+        total = sum(len(line_meters) for line_meters in by_line.values())
         readings: list[MeterReading] = []
 
-        async def read_line(line_meters: list[Meter]) -> None:
-            for meter in line_meters:
-                readings.append(await self.read_one(meter))
+        async def read_line(name: str, line_meters: list[Meter]) -> None:
+            self._cycles[name] = self._cycles.get(name, 0) + 1
+            try:
+                for meter in line_meters:
+                    readings.append(await self.read_one(meter))
+                    if progress is not None:
+                        progress(len(readings), total)
+            finally:
+                self._cycles[name] -= 1
+                if not self._cycles[name]:
+                    del self._cycles[name]
+                    self._line_free.set()
+                    self._line_free = trio.Event()
 
         async with trio.open_nursery() as nursery:
-            for line_meters in by_line.values():
-                nursery.start_soon(read_line, line_meters)
+            for name, line_meters in by_line.items():
+                nursery.start_soon(read_line, name, line_meters)
         result = CycleResult(started, self.clock.now(), readings)
         if store is not None:
             result.not_stored = await store(readings)
@@ -280,5 +301,7 @@ class ReadingPipeline:
                 await trio.sleep(1.0)  # nothing installed on this line yet
                 continue
             for meter in meters:
+                while name in self._cycles:  # a full cycle reads this line: let it go first
+                    await self._line_free.wait()
                 await self.read_one(meter, continuous=True)
             await trio.sleep(0)  # let the scheduled cycle and the services in between

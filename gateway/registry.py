@@ -19,7 +19,7 @@ from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.parts import Shared
 from mbusgw.gateway.store import Store
-from mbusgw.gateway.supervisor import INFO
+from mbusgw.gateway.supervisor import INFO, WARNING
 from mbusgw.gateway.wireless import WirelessNetwork
 
 MeterChange = Callable[[list[Meter]], list[Meter]]
@@ -52,12 +52,17 @@ class MeterRegistry:
 
     async def change(self, change: MeterChange) -> list[Meter]:
         """Change the installed meter list and save it in one transaction, all or nothing;
-        changes are made one at a time, each from the list the one before left."""
+        changes are made one at a time, each from the list the one before left. Meters it makes
+        passive for want of capacity are named in a warning in the system log."""
         async with self._lock:
             meters = change(self.meters)
             gone = {m.key for m in self.meters} - {m.key for m in meters}
+            passive = installing.over_capacity(self.meters, meters)
             await self._writer().submit(replace_meters(meters, gone))
             self.meters = meters
+            warning = installing.capacity_warning(passive, self._settings().capacity)
+            if warning is not None:
+                self._log(WARNING, "installation", warning)
             self._live.forget(gone)
             if self.wireless is not None:
                 self.wireless.set_meters(meters)

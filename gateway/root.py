@@ -33,6 +33,7 @@ from mbusgw.gateway.lines import BusLine, BusService, SimulatorService, meters_o
 from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.login_limit import LoginLimiter
 from mbusgw.gateway.not_seen import NotSeenWatch
+from mbusgw.gateway.owner import own
 from mbusgw.gateway.parts import Shared
 from mbusgw.gateway.read_service import ReadingService
 from mbusgw.gateway.reading import ReadingPipeline
@@ -84,7 +85,7 @@ class GatewayRoot:
         self.started_at: datetime | None = None
         self.ready = trio.Event()
         self._stopping = trio.Event()
-        self.searches: dict[int, SearchJob] = {}
+        self.searches: dict[str, SearchJob] = {}
         self.modbus: ModbusService | None = None
         self.login_limiter = LoginLimiter()  # shared by the web and the terminal
         self.running_northbound: dict[str, object] = {}  # by name, once started
@@ -141,8 +142,16 @@ class GatewayRoot:
         return self.writer
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the tree until ``stop()``; DataDirBusy when another process owns the data
+        directory (the meter list has one writer: see ``gateway/owner.py``)."""
+        startup = self.startup
+        web = f"http://{startup.web_host}:{startup.web_port}" if self.northbound else None
+        what = "a gateway" if self.background else "a command-line search"
+        with own(startup.data_dir, what, web if self.background else None):
+            await self._run(task_status)
+
+    async def _run(self, task_status: Any) -> None:
         data_dir = self.startup.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store.open(store_path(data_dir), clock=self.clock)
         self.writer = StoreWriter(self.store)
         self.licence = LicenceFiles(data_dir)

@@ -101,6 +101,8 @@ class ScanProgress:
 
 
 ProgressCallback = Callable[[ScanProgress], None]
+FoundCallback = Callable[["FoundMeter"], None]
+"""Told of each meter a scan finds, the moment it is found (once per scan)."""
 
 
 def _eta(elapsed: float, done: float) -> float | None:
@@ -148,12 +150,14 @@ class ScanState:
     elapsed: float = 0.0
     done: float = 0.0
 
-    def _add(self, meter: FoundMeter, quota: Quota | None) -> bool:
+    def _add(self, meter: FoundMeter, quota: Quota | None, found: FoundCallback | None) -> bool:
         if quota is not None:
             quota.count(meter)
         if any(m.identity == meter.identity for m in self.found):
             return False
         self.found.append(meter)
+        if found is not None:
+            found(meter)
         return True
 
     def _base_dict(self) -> dict:
@@ -203,7 +207,11 @@ class PrimaryScan(ScanState):
         return scan
 
     async def run(
-        self, bus: BusMaster, progress: ProgressCallback | None = None, quota: Quota | None = None
+        self,
+        bus: BusMaster,
+        progress: ProgressCallback | None = None,
+        quota: Quota | None = None,
+        found: FoundCallback | None = None,
     ) -> PrimaryScan:
         """Probe the remaining addresses (resumes where a saved state stopped); stops early
         once ``quota`` is met."""
@@ -219,7 +227,7 @@ class PrimaryScan(ScanState):
                 meter = FoundMeter(
                     identity, AddressingMode.PRIMARY, address, baud, bus.name, probe.frame
                 )
-                self._add(meter, quota)
+                self._add(meter, quota, found)
             elif probe.kind in (ProbeKind.COLLISION, ProbeKind.UNREADABLE):
                 self.unresolved.append(f"primary {address}: {probe.kind.value}")
             self.next_index += 1
@@ -301,7 +309,11 @@ class SecondaryScan(ScanState):
         return exchange.outcome is Outcome.ANSWER
 
     async def run(
-        self, bus: BusMaster, progress: ProgressCallback | None = None, quota: Quota | None = None
+        self,
+        bus: BusMaster,
+        progress: ProgressCallback | None = None,
+        quota: Quota | None = None,
+        found: FoundCallback | None = None,
     ) -> SecondaryScan:
         baud = bus.transport.baudrate
         while self.pending and not _stop(quota):
@@ -321,8 +333,8 @@ class SecondaryScan(ScanState):
                     kind = ProbeKind.COLLISION
                 else:
                     mode = AddressingMode.SECONDARY
-                    found = FoundMeter(identity, mode, None, baud, bus.name, probe.frame)
-                    self._add(found, quota)
+                    meter = FoundMeter(identity, mode, None, baud, bus.name, probe.frame)
+                    self._add(meter, quota, found)
             if kind in (ProbeKind.COLLISION, ProbeKind.UNREADABLE):
                 children = self._split(node)
                 if children is None:
@@ -381,10 +393,12 @@ async def scan_line(
     addresses: Iterable[int] = range(251),
     progress: ProgressCallback | None = None,
     quota: Quota | None = None,
+    found: FoundCallback | None = None,
 ) -> ScanReport:
     """Scan one line at each baud rate in ``bauds`` (default: the line's own); every meter
     found is reported once (at the first rate it answered). ``addresses``: the primary
-    addresses to probe. The scan ends early once ``quota`` is met."""
+    addresses to probe. The scan ends early once ``quota`` is met; ``found`` hears of each
+    meter as it is found."""
     report = ScanReport()
     for baud in bauds or [bus.transport.baudrate]:
         if _stop(quota):
@@ -396,7 +410,7 @@ async def scan_line(
             scan = PrimaryScan(addresses=list(addresses))
         else:
             scan = SecondaryScan.start(hex_digits=hex_digits)
-        await scan.run(bus, progress, quota)
+        await scan.run(bus, progress, quota, found)
         report.add(scan, f"{bus.name} at {baud} baud")
     return report
 
@@ -409,6 +423,7 @@ async def scan_lines(
     hex_digits: bool = False,
     progress: ProgressCallback | None = None,
     quota: Quota | None = None,
+    found: FoundCallback | None = None,
 ) -> ScanReport:
     """Scan several lines at once (each line's own bus task; they do not wait for each other);
     all of them end once ``quota`` is met."""
@@ -417,7 +432,13 @@ async def scan_lines(
 
     async def one(index: int) -> None:
         reports[index] = await scan_line(
-            buses[index], mode, bauds=bauds, hex_digits=hex_digits, progress=progress, quota=quota
+            buses[index],
+            mode,
+            bauds=bauds,
+            hex_digits=hex_digits,
+            progress=progress,
+            quota=quota,
+            found=found,
         )
 
     async with trio.open_nursery() as nursery:

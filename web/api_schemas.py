@@ -185,6 +185,23 @@ JOB = obj(
     started=nullable(TIME),
     finished=nullable(TIME),
     result=nullable({"type": "object"}),
+    eta_s=nullable(NUM),
+    lines=nullable(
+        array(
+            obj(
+                ("interface", "state", "done"),
+                interface=STR,
+                state={"type": "string", "enum": ["waiting", "scanning", "done", "stopped"]},
+                baud=INT,
+                bauds=array(INT),
+                done=NUM,
+                eta_s=nullable(NUM),
+                found=INT,
+                probes=INT,
+                current=STR,
+            )
+        )
+    ),
     extra=True,
 )
 
@@ -270,10 +287,18 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         active=INT,
         passive=INT,
         capacity=INT,
+        offset=INT,
+        count={"type": "integer", "description": "meters that match (all pages)"},
     ),
     "MeterChange": METER_CHANGE,
     "InstallResult": obj(
-        ("installed",), installed=INT, active=INT, passive=INT, meters=array(ref("Meter"))
+        ("installed",),
+        installed=INT,
+        active=INT,
+        passive=INT,
+        meters=array(ref("Meter")),
+        over_capacity=array(STR),
+        warning=nullable(STR),
     ),
     "MeterListText": obj(("csv",), csv={"type": "string", "maxLength": 4_000_000}),
     "ReadResult": obj(

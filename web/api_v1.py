@@ -85,10 +85,24 @@ async def device_factory_reset() -> Response:
 
 
 @route("GET", "/meters", "Installed meters with state, health and latest reading", "meters",
-       params=(Param("passive", BOOL, "include passive meters (default true)"),),
+       params=(Param("passive", BOOL, "include passive meters (default true)"),
+               Param("offset", INT, "skip this many meters of the list (paging; default 0)"),
+               Param("limit", INT, "at most this many meters (paging; default all)"),
+               Param("fields", STR, "only these fields of each meter, comma-separated "
+                     "(the key always; e.g. key,position,state,latest)")),
        response="MeterList")  # fmt: skip
 async def meters_list() -> Response:
-    return reply(ops.list_meters(gw(), passive=arg_bool("passive", True)))
+    from quart import request
+
+    return reply(
+        ops.list_meters(
+            gw(),
+            passive=arg_bool("passive", True),
+            offset=arg_int("offset", 0, 0, 4096) or 0,
+            limit=arg_int("limit", None, 1, 4096),
+            fields=ops.meter_fields(request.args.get("fields")),
+        )
+    )
 
 
 @route("POST", "/meters", "Install meters from a meter list (CSV, manual table 5)", "meters",
@@ -282,6 +296,13 @@ async def job_get(job: str) -> Response:
 async def job_cancel(job: str) -> Response:
     state().jobs.cancel(job)
     return reply(ops.get_job(state(), job))
+
+
+@route("POST", "/jobs/{job}/install", "Install the meters a finished search kept", "jobs",
+       access="admin", params=(Param("job", STR, "job id", where="path"),),
+       response="Job")  # fmt: skip
+async def job_install(job: str) -> Response:
+    return reply(await ops.install_job(state(), job))
 
 
 # ---------------------------------------------------------------------------- settings

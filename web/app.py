@@ -17,6 +17,7 @@ from quart_trio import QuartTrio
 from mbusgw.gateway.facade import GatewayHandle
 from mbusgw.web import readable
 from mbusgw.web.auth import Auth
+from mbusgw.web.compress import compress
 from mbusgw.web.errors import install_error_handlers
 from mbusgw.web.jobs import JobBoard
 from mbusgw.web.state import WebState
@@ -111,7 +112,7 @@ def create_app(gateway: GatewayHandle) -> Quart:
         response.headers.update(SECURITY_HEADERS)
         if "Cache-Control" not in response.headers and not request.path.startswith("/static/"):
             response.headers["Cache-Control"] = "no-store"
-        return web.auth.set_cookie(response)
+        return web.auth.set_cookie(await compress(request, response))
 
     # every time on a page: in the configured zone, one format (graphs get the zone's name)
     app.add_template_filter(lambda value: shown_time(value, gateway.settings.timezone), "when")

@@ -15,20 +15,14 @@ import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import trio
 
 from mbusgw.gateway.errors import UnknownReport, describe
-from mbusgw.gateway.facade import (
-    GatewayHandle,
-    ScanProgress,
-    meter_from_found,
-    quota_for,
-    scan_line,
-    shortfall,
-)
-from mbusgw.gateway.meters import BAUD_RATES, Meter
+from mbusgw.gateway.facade import GatewayHandle, SearchJob, SearchRequest
+from mbusgw.gateway.meters import BAUD_RATES
 from mbusgw.web import audit
 from mbusgw.web.errors import BadRequest, Conflict, NotFound
 from mbusgw.web.readable import job_title
@@ -36,6 +30,7 @@ from mbusgw.web.readable import job_title
 KEEP = 50
 SCAN_KINDS = ("primary", "secondary")
 WIRELESS_LISTEN_S = 120  # a wireless search listens this long unless told otherwise
+FOLLOW_S = 0.25  # how often a job mirrors the progress of the gateway's search
 
 
 @dataclass
@@ -51,6 +46,9 @@ class Job:
     started: datetime | None = None
     finished: datetime | None = None
     result: dict[str, Any] | None = None
+    lines: list[dict[str, Any]] | None = None  # searches: one entry per line
+    eta_s: float | None = None  # searches: seconds left, estimated
+    search_id: str | None = None  # searches: the gateway's search job
     cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope, repr=False)
 
     @property
@@ -70,7 +68,18 @@ class Job:
             "started": self.started.isoformat(timespec="seconds") if self.started else None,
             "finished": self.finished.isoformat(timespec="seconds") if self.finished else None,
             "result": self.result,
+            "lines": self.lines,
+            "eta_s": self.eta_s,
         }
+
+
+def _mirror(job: Job, search: SearchJob) -> None:
+    """``job`` as the gateway's ``search`` stands."""
+    job.progress, job.found, job.eta_s = search.done, len(search.found), search.eta
+    job.message, job.warning = search.message(), search.warning
+    job.lines = [line.as_dict() for line in search.lines.values()]
+    if not search.running:
+        job.result = search.result()
 
 
 class JobBoard:
@@ -86,11 +95,14 @@ class JobBoard:
     def get(self, job_id: str) -> Job | None:
         return next((job for job in self._jobs if job.id == job_id), None)
 
+    def _refuse_second(self, kind: str) -> None:
+        if any(job.running and job.kind == kind for job in self._jobs):
+            raise Conflict(f"a {kind.replace('_', ' ')} job is running already")
+
     def _start(
         self, kind: str, work: Callable[[Job], Awaitable[None]], expected: int | None = None
     ) -> Job:
-        if any(job.running and job.kind == kind for job in self._jobs):
-            raise Conflict(f"a {kind.replace('_', ' ')} job is running already")
+        self._refuse_second(kind)
         job = Job(f"{kind}-{next(self._numbers)}", kind, expected=expected)
         self._jobs = [*self._jobs, job][-KEEP:]
         log, who = self._gateway.store.log, audit.who()  # who: of the request starting it
@@ -123,35 +135,33 @@ class JobBoard:
         job.cancel_scope.cancel()
         return job
 
+    async def install_found(self, job_id: str) -> Job:
+        """Install what a finished search found and kept (it was told not to install)."""
+        job = self.get(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id!r}")
+        if job.search_id is None:
+            raise BadRequest(f"job {job_id!r} is not a search of the wired lines")
+        if job.running:
+            raise Conflict(f"job {job_id!r} is still running")
+        search = self._gateway.search_job(job.search_id)
+        if search is None:
+            raise Conflict(f"search {job.search_id!r} is no longer kept")
+        await self._gateway.install_search(search.id)
+        _mirror(job, search)
+        return job
+
     # -- read all & store
 
     def read_all(self) -> Job:
         gateway = self._gateway
 
         async def work(job: Job) -> None:
-            meters = [m for m in gateway.meters if m.active and not m.wireless]
-            begun = gateway.clock.now()
+            def progress(read: int, total: int) -> None:
+                job.progress = read / max(1, total)
+                job.message = f"{read} of {total} meters read"
 
-            def attempted() -> int:
-                return sum(
-                    1
-                    for m in meters
-                    if (h := gateway.health.get(m.key))
-                    and h.last_attempt
-                    and h.last_attempt >= begun
-                )
-
-            async with trio.open_nursery() as nursery:
-
-                async def follow() -> None:
-                    while True:
-                        job.progress = attempted() / max(1, len(meters))
-                        job.message = f"{attempted()} of {len(meters)} meters read"
-                        await trio.sleep(0.5)
-
-                nursery.start_soon(follow)
-                result = await gateway.read_all()
-                nursery.cancel_scope.cancel()
+            result = await gateway.read_all(progress=progress)
             failed = len(result.failed)
             job.found = len(result.readings) - failed
             job.message = result.summary()
@@ -219,51 +229,39 @@ class JobBoard:
                 "the number of meters expected is a whole number 0-4096",
                 {"expected": "0 (unknown) to 4096"},
             )
-        expected = expected or None  # 0: unknown
-        quota = quota_for(expected)
+        request = SearchRequest(
+            kind,
+            tuple(lines),
+            (baud,) if baud else (),
+            expected=expected or None,  # 0: unknown
+            install=install,
+        )
+        self._refuse_second(f"scan_{kind}")
+        try:  # started here: a line another search is on is refused at once
+            search = gateway.start_search(request)
+        except ValueError as exc:
+            raise Conflict(str(exc)) from None
+        return self._start(f"scan_{kind}", partial(self._follow_search, search), request.expected)
 
-        async def work(job: Job) -> None:
-            found_rows: dict[str, list[Meter]] = {}
-            for index, name in enumerate(lines):
-                if quota is not None and quota.met:
-                    break
-
-                def progress(update: ScanProgress, index: int = index, name: str = name) -> None:
-                    job.progress = (index + update.done) / len(lines)
-                    job.found = sum(len(r) for r in found_rows.values()) + update.found
-                    eta = f", about {int(update.eta)} s left" if update.eta else ""
-                    job.message = f"{name}: {update.mode} {update.current}{eta}"
-
-                report = await scan_line(
-                    gateway.lines[name].master,
-                    kind,
-                    bauds=[baud] if baud else None,
-                    progress=progress,
-                    quota=quota,
-                )
-                found_rows[name] = [meter_from_found(meter) for meter in report.found]
-                job.found = sum(len(r) for r in found_rows.values())
-            installed, known = 0, []
-            found = [meter for meters in found_rows.values() for meter in meters]
-            if install and found:
-                merged = await gateway.install_found(found)
-                installed, known = len(merged.added), [meter.key for meter in merged.known]
-            job.message = f"found {job.found} meter(s), installed {installed}"
-            if known:
-                job.message += f", {len(known)} already installed"
-            if quota is not None and quota.met:
-                job.message += f" (stopped: the {expected} expected were found)"
-            job.warning = shortfall(expected, job.found)
-            if job.warning:
-                gateway.store.log.warning("search", f"search {job.id}: {job.warning}")
-            job.result = {
-                "found": job.found,
-                "expected": expected,
-                "installed": installed,
-                "already_installed": known,
-            }
-
-        return self._start(f"scan_{kind}", work, expected)
+    async def _follow_search(self, search: SearchJob, job: Job) -> None:
+        """Mirror the gateway's ``search`` into ``job`` until it ends; cancelling ``job``
+        cancels the search (which installs what it found first)."""
+        gateway = self._gateway
+        job.search_id = search.id
+        _mirror(job, search)
+        try:
+            while not search.done_event.is_set():
+                _mirror(job, search)
+                with trio.move_on_after(FOLLOW_S):
+                    await search.done_event.wait()
+        finally:
+            if search.running:
+                gateway.cancel_search(search.id)
+                with trio.CancelScope(shield=True):
+                    await search.done_event.wait()
+            _mirror(job, search)
+        if search.error is not None:
+            raise RuntimeError(search.error)
 
     def _wireless_search(self, params: dict[str, Any]) -> Job:
         gateway = self._gateway

@@ -21,6 +21,7 @@ from mbusgw.gateway.meters import (
     AddressingMode,
     Meter,
     MultiTelegram,
+    capacity_warning,
     parse_for_gateway,
     template_csv,
 )
@@ -125,6 +126,31 @@ def health_of(gw: GatewayHandle, key: str) -> MeterHealth:
     return gw.health.get(key) or MeterHealth(key)
 
 
+METER_FIELD_NAMES = (
+    "key",
+    "position",
+    "secondary_address",
+    "primary_address",
+    "enhanced_address",
+    "baud",
+    "addressing",
+    "interface",
+    "state",
+    "enabled",
+    "multi_telegram",
+    "multi_telegram_limit",
+    "key_linked",
+    "manufacturer",
+    "version",
+    "medium",
+    "timing",
+    "wireless",
+    "modbus_enabled",
+    "health",
+    "latest",
+)
+
+
 def meter_dict(gw: GatewayHandle, meter: Meter, latest: dict | None = None) -> dict[str, Any]:
     modbus = gw.settings.modbus
     per_meter = modbus.meters.get(meter.key)
@@ -153,12 +179,42 @@ def meter_dict(gw: GatewayHandle, meter: Meter, latest: dict | None = None) -> d
     }
 
 
-def list_meters(gw: GatewayHandle, passive: bool = True, latest: bool = True) -> dict[str, Any]:
-    """The installed meters (``latest``: with their newest values; the meter list page
-    picks the one value it shows itself, ``readable.main_values``)."""
-    meters = [m for m in gw.meters if passive or m.active]
-    latest = latest_by_meter(gw, [m.key for m in meters]) if latest else {}
-    rows = [meter_dict(gw, m, latest.get(m.key)) for m in meters]
+METER_FIELDS = frozenset(METER_FIELD_NAMES)
+
+
+def meter_fields(text: str | None) -> frozenset[str] | None:
+    """The fields asked for (``fields=key,position,latest``); None: all of them."""
+    if not text:
+        return None
+    names = frozenset(name.strip() for name in text.split(",") if name.strip())
+    unknown = sorted(names - METER_FIELDS)
+    if unknown:
+        raise BadRequest(
+            f"no such meter field: {', '.join(unknown)}",
+            {"fields": f"any of {', '.join(METER_FIELD_NAMES)}"},
+        )
+    return names | {"key"}
+
+
+def list_meters(
+    gw: GatewayHandle,
+    passive: bool = True,
+    offset: int = 0,
+    limit: int | None = None,
+    fields: frozenset[str] | None = None,
+    latest: bool = True,
+) -> dict[str, Any]:
+    """The meters in list order, one page of them (``offset``, ``limit``) with the ``fields``
+    asked for: the latest values and health are looked up for that page only. ``latest``
+    False: without the newest values (the meter list page picks the one value it shows
+    itself, ``readable.main_values``)."""
+    meters = gw.meters if passive else [m for m in gw.meters if m.active]
+    page = meters[offset : None if limit is None else offset + limit]
+    wanted = latest and (fields is None or "latest" in fields)
+    newest = latest_by_meter(gw, [m.key for m in page]) if wanted else {}
+    rows = [meter_dict(gw, m, newest.get(m.key)) for m in page]
+    if fields is not None:
+        rows = [{name: row[name] for name in row if name in fields} for row in rows]
     active = sum(1 for m in gw.meters if m.active)
     return {
         "meters": rows,
@@ -166,6 +222,8 @@ def list_meters(gw: GatewayHandle, passive: bool = True, latest: bool = True) ->
         "active": active,
         "passive": len(gw.meters) - active,
         "capacity": gw.settings.capacity,
+        "offset": offset,
+        "count": len(meters),
     }
 
 
@@ -175,12 +233,17 @@ def get_meter(gw: GatewayHandle, key: str) -> dict[str, Any]:
 
 
 def install_result(gw: GatewayHandle, installed: Sequence[Meter]) -> dict[str, Any]:
+    """What an installation did; meters it left passive for want of capacity are named in a
+    warning (the gateway's system log has it too)."""
     active = sum(1 for m in gw.meters if m.active)
+    over = [m.key for m in installed if m.enabled and not m.active]
     return {
         "installed": len(installed),
         "active": active,
         "passive": len(gw.meters) - active,
         "meters": [meter_dict(gw, m) for m in installed],
+        "over_capacity": over,
+        "warning": capacity_warning(over, gw.settings.capacity),
     }
 
 
@@ -546,6 +609,12 @@ def start_scan(web: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 def read_all(web: Any) -> dict[str, Any]:
     return web.jobs.read_all().as_dict()
+
+
+async def install_job(web: Any, job_id: str) -> dict[str, Any]:
+    """Install what a finished search kept (it was told not to install)."""
+    job = await web.jobs.install_found(job_id)
+    return job.as_dict()
 
 
 # ---------------------------------------------------------------------------------- device

@@ -222,11 +222,13 @@ async def install_meters() -> Any:
     result, error = await attempt(lambda: ops.install_meters(gw(), text_of(data), interface))
     if error is not None:
         return await page("install_error.html", error=error), error.status
-    return back(
-        "pages.meters",
+    notice = (
         f"Installed {result['installed']} meters ({result['active']} active, "
-        f"{result['passive']} passive)",
+        f"{result['passive']} passive)"
     )
+    if result["warning"]:
+        notice += f". Warning: {result['warning']}"
+    return back("pages.meters", notice)
 
 
 @blueprint.post("/schedule")
@@ -526,6 +528,16 @@ async def _start_scan(params: dict[str, Any]) -> dict[str, Any]:
 @blueprint.get("/jobs/<job>")
 async def job(job: str) -> str:
     return await page("job.html", job=ops.get_job(state(), job))
+
+
+@blueprint.post("/jobs/<job>/install")
+@admin_only
+async def job_install(job: str) -> Response:
+    result, error = await attempt(lambda: ops.install_job(state(), job))
+    if error is not None:
+        return back("pages.job", f"Install refused: {_detail(error)}", job=job)
+    installed = result["result"]["installed"]
+    return back("pages.job", f"Installed the meters found ({installed} new)", job=job)
 
 
 # ------------------------------------------------------------------------------ settings

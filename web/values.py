@@ -75,8 +75,14 @@ def value_dicts(table: Any, names: dict[int, Any]) -> list[dict[str, Any]]:
     """One dict per value of a ``ValueTable`` (with the series' name and unit); the same
     fields, in the same order, as ``latest_values_json`` writes."""
     out = []
+    stamps: dict[int, str | None] = {}  # a cycle's values share a few times: format each once
+    series, flags, received = (
+        table.series.tolist(),
+        table.flags.tolist(),
+        table.received_at.tolist(),
+    )
     for i in range(len(table)):
-        info = names.get(int(table.series[i]))
+        info = names.get(series[i])
         if info is None:
             continue
         value = {
@@ -86,9 +92,13 @@ def value_dicts(table: Any, names: dict[int, Any]) -> list[dict[str, Any]]:
             "description": info.description,
             "value": plain(table.value(i)),
         }
-        if int(table.flags[i]) & Flag.INVALID:
+        if flags[i] & Flag.INVALID:
             value["invalid"] = True
-        value["read_at"] = iso(int(table.received_at[i]))
+        at = received[i]
+        read_at = stamps.get(at)
+        if read_at is None:
+            read_at = stamps[at] = iso(at)
+        value["read_at"] = read_at
         out.append(value)
     return out
 

@@ -13,10 +13,12 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mbusgw.gateway.errors import DISK_FULL_STATUS, BackupError, DiskFull, GatewayError
+from mbusgw.gateway.owner import DataDirBusy, own
 from mbusgw.gateway.settings import ConfigError
 
 if TYPE_CHECKING:
@@ -58,6 +60,12 @@ def read_passphrase(path: Path | None, *, confirm: bool) -> str:
     return passphrase
 
 
+def owning(args: argparse.Namespace, command: str) -> AbstractContextManager[None]:
+    """Hold the data directory while ``command`` changes it: a running gateway (or another
+    command) there makes it DataDirBusy, which ``reports_errors`` turns into a refusal."""
+    return own(args.data_dir, f"mbusgw {command}")
+
+
 def open_store(args: argparse.Namespace, *, readonly: bool) -> Store:
     from mbusgw.gateway.store import Store, store_path
 
@@ -72,6 +80,13 @@ def reports_errors(command: str) -> Callable[[Callable[[argparse.Namespace], int
         def checked(args: argparse.Namespace) -> int:
             try:
                 return run(args)
+            except DataDirBusy as busy:
+                print(
+                    f"mbusgw {command}: refused, nothing changed: {busy}; it owns the data "
+                    "directory (stop it first, or make the change through it)",
+                    file=sys.stderr,
+                )
+                return 1
             except (GatewayError, ConfigError, OSError) as error:
                 print(f"mbusgw {command}: error: {error}", file=sys.stderr)
                 return DISK_FULL_STATUS if isinstance(error, DiskFull) else 1

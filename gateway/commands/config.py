@@ -6,7 +6,12 @@ import argparse
 import time
 from pathlib import Path
 
-from mbusgw.gateway.commands._store_common import add_data_dir, open_store, reports_errors
+from mbusgw.gateway.commands._store_common import (
+    add_data_dir,
+    open_store,
+    owning,
+    reports_errors,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,9 +53,10 @@ def run_export(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     from mbusgw.gateway.store.configfile import read_config
 
-    changes = read_config(args.file)  # every name and value checked before the store is opened
-    with open_store(args, readonly=False) as store:
-        store.log.info("store", f"configuration imported from {args.file.name}")
-        store.update_settings(changes)  # one transaction: all settings and the log entry
+    with owning(args, "config import"):  # a running gateway would keep its own settings
+        changes = read_config(args.file)  # every name and value checked before the store opens
+        with open_store(args, readonly=False) as store:
+            store.log.info("store", f"configuration imported from {args.file.name}")
+            store.update_settings(changes)  # one transaction: all settings and the log entry
     print(f"settings imported from {args.file}")
     return 0

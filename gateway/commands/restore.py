@@ -9,6 +9,7 @@ from mbusgw.gateway.commands._store_common import (
     add_data_dir,
     add_passphrase_file,
     open_store,
+    owning,
     read_passphrase,
     reports_errors,
 )
@@ -38,15 +39,16 @@ def run(args: argparse.Namespace) -> int:
     from mbusgw.gateway.store import store_path
     from mbusgw.gateway.store.backup import read_backup_info, restore_backup
 
-    passphrase = None
-    if read_backup_info(args.file).secrets is not None:
-        passphrase = read_passphrase(args.passphrase_file, confirm=False)
-    info = restore_backup(
-        args.file, store_path(args.data_dir), full_check=args.check, passphrase=passphrase
-    )
-    with open_store(args, readonly=False) as store:
-        store.log.warning("store", f"store restored from the backup of {info.created}")
-        store.write(lambda ctx: None)
+    with owning(args, "restore"):  # never a store swapped under a running gateway
+        passphrase = None
+        if read_backup_info(args.file).secrets is not None:
+            passphrase = read_passphrase(args.passphrase_file, confirm=False)
+        info = restore_backup(
+            args.file, store_path(args.data_dir), full_check=args.check, passphrase=passphrase
+        )
+        with open_store(args, readonly=False) as store:
+            store.log.warning("store", f"store restored from the backup of {info.created}")
+            store.write(lambda ctx: None)
     print(
         f"restored {args.file} (taken {info.created}): {info.meters} meters, "
         f"{info.readings} readings, {info.values} values"

@@ -47,10 +47,18 @@ def run(args: argparse.Namespace) -> int:
 
     from mbusgw.gateway.app import Gateway
     from mbusgw.gateway.lifecycle import apply_after_stop
+    from mbusgw.gateway.owner import DataDirBusy
 
     while True:
         gateway = Gateway(startup)
-        trio.run(serve, gateway)
+        busy: DataDirBusy | None = None
+        try:
+            trio.run(serve, gateway)
+        except* DataDirBusy as group:
+            busy = group.exceptions[0]  # type: ignore[assignment]
+        if busy is not None:
+            print(f"mbusgw: cannot start: {busy}; one gateway per data directory")
+            return 1
         if gateway.after_stop is None:
             return 0
         note = apply_after_stop(gateway.after_stop, startup.data_dir)

@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "search",
         help="find meters on the configured lines and install them",
-        description="Automatic/advanced search (the gateway must not be running on this store).",
+        description="Automatic/advanced search (refused while a gateway runs on the data "
+        "directory: search through it then).",
     )
     parser.add_argument("--mode", choices=("primary", "secondary", "wireless"), default="secondary")
     parser.add_argument(
@@ -59,7 +60,20 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"mbusgw: {exc}", file=sys.stderr)
         return 2
-    job = trio.run(_search, Gateway(startup, background=False), request)
+    from mbusgw.gateway.owner import DataDirBusy
+
+    busy: DataDirBusy | None = None
+    try:
+        job = trio.run(_search, Gateway(startup, background=False), request)
+    except* DataDirBusy as group:
+        busy = group.exceptions[0]  # type: ignore[assignment]
+    if busy is not None:
+        print(
+            f"mbusgw: refused: {busy}; it owns the lines and the meter list: search through "
+            "it (its Search page, or POST /api/v1/scans), or stop it first",
+            file=sys.stderr,
+        )
+        return 1
     for found in job.found:
         identity = found.identity
         print(

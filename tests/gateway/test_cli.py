@@ -14,7 +14,7 @@ import pytest
 from mbusgw.gateway.cli import build_parser, main
 from mbusgw.gateway.commands.decode import FRAME_FORMATS
 from mbusgw.gateway.scan import ScanProgress
-from mbusgw.gateway.search import SearchJob, SearchRequest
+from mbusgw.gateway.search import LineSearch, SearchJob, SearchRequest
 
 MBUSGW = [sys.executable, "-m", "mbusgw.gateway.cli"]
 HEAVY = ("trio", "quart", "hypercorn", "lmdb", "pymodbus", "numpy", "openpyxl")
@@ -61,13 +61,19 @@ def test_the_decode_command_offers_the_decoders_frame_formats() -> None:
     assert FRAME_FORMATS == DECODER_FORMATS
 
 
-def test_a_running_search_counts_the_meters_found_so_far() -> None:
-    job = SearchJob(SearchRequest("secondary"), datetime.now(UTC))
-    for line, found in (("a", 2), ("b", 3)):
-        job.progress[line] = ScanProgress(line, 2400, "secondary", found, 40, 0.5, 4.0, 4.0, "1*")
-    assert job.as_dict()["found"] == 5
-    job.state, job.found = "done", []
-    assert job.as_dict()["found"] == 0  # done: the meters the search settled on
+def test_a_running_search_adds_its_lines_into_one_progress() -> None:
+    job = SearchJob(SearchRequest("secondary", expected=10), datetime.now(UTC))
+    for line, found, done, eta in (("a", 2, 0.5, 4.0), ("b", 3, 0.25, 12.0)):
+        job.lines[line] = LineSearch(line, (2400,), "scanning", found=found)
+        job.lines[line].scan = ScanProgress(
+            line, 2400, "secondary", found, 40, done, 4.0, eta, "1*"
+        )
+    state = job.as_dict()
+    assert state["probes"] == 80 and state["done"] == 0.375  # the lines' mean
+    assert state["eta_s"] == 12.0  # the lines run side by side: the slowest line's
+    assert [line["found"] for line in state["lines"]] == [2, 3]
+    job.lines["a"].bauds = (2400, 9600)  # a rate still to come: another whole scan
+    assert job.lines["a"].eta == 4.0 + 8.0 and job.lines["a"].done == 0.25
 
 
 def test_ctrl_c_during_a_scan_ends_it_with_a_message_and_status_130() -> None:

@@ -58,7 +58,7 @@ async def test_search_finds_every_meter_installs_them_and_reports_progress(tmp_p
                 SearchRequest("secondary", interfaces=("a",), hex_digits=True, expected=2)
             )
             assert len(enough.found) == 2 and enough.warning is None
-            assert enough.as_dict()["expected"] == 2 and enough.as_dict()["done"] < 1
+            assert enough.as_dict()["expected"] == 2 and enough.as_dict()["lines"][0]["done"] < 1
             assert wire.requests - before < whole
             bad = await gateway.search(SearchRequest("secondary", interfaces=("nope",)))
             assert bad.state == "failed" and "no such interface: nope" in bad.error

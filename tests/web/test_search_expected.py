@@ -40,8 +40,12 @@ async def test_a_search_stops_once_the_expected_meters_are_found(tmp_path: Path)
             requests = wire.requests - before
     assert job["state"] == "done" and job["warning"] is None
     # the gateway installed the simulated meters at start: found again, they stay as they are
-    assert job["found"] == 2 and len(job["result"].pop("already_installed")) == 2
-    assert job["result"] == {"found": 2, "expected": 2, "installed": 0}
+    assert job["found"] == 2 and len(job["result"]["already_installed"]) == 2
+    assert {k: job["result"][k] for k in ("found", "expected", "installed")} == {
+        "found": 2,
+        "expected": 2,
+        "installed": 0,
+    }
     assert "stopped: the 2 expected were found" in job["message"]
     # the meters answer at primary addresses 1-4: the scan stopped after address 2, where a
     # whole scan asks each of the 251 addresses at least once
@@ -71,9 +75,13 @@ async def test_fewer_meters_than_expected_is_a_warning_everywhere(tmp_path: Path
             listing = (await http.get("/search")).text
     assert job["state"] == "done" and job["found"] == 4 and job["expected"] == 6
     assert job["warning"] == "6 meter(s) expected, only 4 found"
-    assert len(job["result"].pop("already_installed")) == 4
-    assert job["result"] == {"found": 4, "expected": 6, "installed": 0}
-    assert warned["level_name"] == "warning" and warned["text"].startswith("search scan_")
+    assert len(job["result"]["already_installed"]) == 4
+    assert {k: job["result"][k] for k in ("found", "expected", "installed")} == {
+        "found": 4,
+        "expected": 6,
+        "installed": 0,
+    }
+    assert warned["level_name"] == "warning" and warned["text"].startswith("search search-")
     assert bad.status_code == 400 and bad.json()["error"]["details"] == {
         "expected": "0 (unknown) to 4096"
     }

@@ -37,7 +37,7 @@ from mbusgw.gateway.meters import (
     merge_found,
     parse_for_gateway,
 )
-from mbusgw.gateway.reading import CycleResult, MeterReading
+from mbusgw.gateway.reading import CycleProgress, CycleResult, MeterReading
 from mbusgw.gateway.settings import InterfaceConfig, Settings, StartupConfig
 from mbusgw.gateway.store import SeriesSpec, Store, StoredReading, StoreWriter, store_path
 from mbusgw.gateway.supervisor import Supervisor
@@ -122,10 +122,16 @@ class RigGateway:
         await self.store_reading(key, now, 1000, "12.345")
         return MeterReading(meter, datetime.fromtimestamp(now, UTC), True)
 
-    async def read_all(self, meters: Sequence[Meter] | None = None) -> CycleResult:
+    async def read_all(
+        self, meters: Sequence[Meter] | None = None, progress: CycleProgress | None = None
+    ) -> CycleResult:
         chosen = [m for m in self.meters if m.active] if meters is None else list(meters)
         started = self.clock.now()
-        readings = [await self.read_meter(m.key) for m in chosen]
+        readings = []
+        for meter in chosen:
+            readings.append(await self.read_meter(meter.key))
+            if progress is not None:
+                progress(len(readings), len(chosen))
         return CycleResult(started, self.clock.now(), readings)
 
     def stop(self) -> None:

@@ -22,6 +22,18 @@
       show("message", job.message || "");
       const warning = show("warning", job.warning || "");
       if (warning) warning.hidden = !job.warning;
+      // a search: one row per line, made by the page
+      for (const line of job.lines || []) {
+        const row = box.querySelector(`[data-line="${CSS.escape(line.interface)}"]`);
+        if (!row) continue;
+        const cell = (name) => row.querySelector(`[data-field="${name}"]`);
+        cell("state").textContent = line.state;
+        cell("baud").textContent = line.baud;
+        cell("done").value = line.done;
+        cell("found").textContent = line.found;
+        cell("probes").textContent = line.probes;
+        cell("eta_s").textContent = line.eta_s === null ? "" : `${Math.round(line.eta_s)} s`;
+      }
       if (job.state === "queued" || job.state === "running") setTimeout(poll, 1000);
       else for (const notice of document.querySelectorAll(".notice")) notice.remove();  // "… started"
     } catch (err) {
