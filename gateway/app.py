@@ -14,6 +14,7 @@ from mbusgw.gateway.root import SHUTDOWN_GRACE, GatewayRoot
 from mbusgw.gateway.search import SearchJob, SearchRequest, run_search
 from mbusgw.gateway.services.reports.service import ReportService
 from mbusgw.gateway.settings import EMBEDDED_DEFAULT, Settings
+from mbusgw.gateway.slave_settings import SLAVE_SERVICES
 from mbusgw.gateway.supervisor import INFO, WARNING
 from mbusgw.gateway.wireless_install import WirelessInstaller
 
@@ -114,6 +115,8 @@ class Gateway(GatewayRoot):
             restart += ["read-schedule", "continuous", "modbus"]
         if "modbus" in touched:
             restart.append("modbus")
+        if "slave" in touched:
+            restart += SLAVE_SERVICES
         if touched & ReportService.settings_sections:
             restart.append(ReportService.name)
         if "capacity" in touched:

@@ -26,6 +26,7 @@ from mbusgw.gateway.report_settings import (
     ReportSettings,
 )
 from mbusgw.gateway.settings_fields import ConfigError, _bounded, _choice
+from mbusgw.gateway.slave_settings import SlaveSettings
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ class Settings:
     modbus: ModbusSettings = field(default_factory=ModbusSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
+    slave: SlaveSettings = field(default_factory=SlaveSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

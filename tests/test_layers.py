@@ -41,6 +41,7 @@ MODEL = {
         "report_settings",
         "settings",
         "settings_fields",
+        "slave_settings",
         "store.model",
     )
 }

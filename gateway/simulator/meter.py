@@ -16,8 +16,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from mbusgw.core.errors import FrameError
-from mbusgw.core.frame import LongFrame, ShortFrame, parse_selection
+from mbusgw.core.frame import LongFrame, ShortFrame
+from mbusgw.core.slave import SlaveIdentity
 from mbusgw.gateway.simulator.telegrams import Evolution, Identity, Template, render
 
 ACK = b"\xe5"
@@ -39,10 +39,6 @@ SET_PRIMARY = b"\x01\x7a"  # DIF 01, VIF 7A: the primary address, one byte
 
 HEX_DIGITS = "0123456789ABCDE"  # F is the selection wildcard and never part of an ID
 MAX_ANSWER_DELAY = 330 / 300 + 0.050  # the latest a compliant meter may answer, at 300 baud
-
-
-def _matches(mask: str, digits: str) -> bool:
-    return all(m == "F" or m == d for m, d in zip(mask, digits, strict=True))
 
 
 @dataclass
@@ -196,21 +192,10 @@ class SimMeter:
         return reply
 
     def _selection_matches(self, data: bytes) -> bool:
-        try:
-            mask, manufacturer, version, medium, fabrication = parse_selection(data)
-        except FrameError:
-            return False
         ident = self.identity
-        return (
-            _matches(mask, ident.id)
-            and manufacturer in (None, ident.manufacturer)
-            and version in (None, ident.version)
-            and medium in (None, ident.medium)
-            and (
-                fabrication is None
-                or (self.fabrication is not None and _matches(fabrication, self.fabrication))
-            )
-        )
+        return SlaveIdentity(
+            ident.id, ident.manufacturer, ident.version, ident.medium, self.fabrication
+        ).selected_by(data)
 
     def _select(self, data: bytes) -> bytes | None:
         self.selected = self._selection_matches(data)
