@@ -22,8 +22,8 @@ import trio
 from gatewaykit import seed_settings
 
 from mbusgw.core import decode
-from mbusgw.core.frame import manufacturer_code, req_ud2
-from mbusgw.core.slave import STATUS_STALE, SlaveIdentity
+from mbusgw.core.frame import manufacturer_code, req_ud2, snd_nke
+from mbusgw.core.slave import STATUS_STALE, SlaveIdentity, VirtualMeter
 from mbusgw.gateway.app import Gateway
 from mbusgw.gateway.services.vmbus import VirtualMBusService, virtual_mbus_service
 from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
@@ -53,6 +53,9 @@ def as_json(value: object) -> object:
     return json.loads(json.dumps(value, default=str))
 
 
+WIRED = (InterfaceConfig(name="line", kind="simulator", baud=9600, meters=METERS),)
+
+
 @dataclass
 class Rig:
     gateway: Gateway
@@ -79,7 +82,11 @@ class Rig:
 
 
 @asynccontextmanager
-async def virtual_gateway(data_dir: Path, settings: dict | None = None) -> AsyncIterator[Rig]:
+async def virtual_gateway(
+    data_dir: Path,
+    settings: dict | None = None,
+    interfaces: tuple[InterfaceConfig, ...] = WIRED,
+) -> AsyncIterator[Rig]:
     seed_settings(data_dir, settings or SETTINGS)
     made: list[VirtualMBusService] = []
 
@@ -87,7 +94,6 @@ async def virtual_gateway(data_dir: Path, settings: dict | None = None) -> Async
         made.append(virtual_mbus_service(gateway))
         return made[-1]
 
-    interfaces = (InterfaceConfig(name="line", kind="simulator", baud=9600, meters=METERS),)
     async with trio.open_nursery() as nursery:
         clock = ShiftedClock()
         startup = StartupConfig(data_dir, interfaces=interfaces)
@@ -114,8 +120,11 @@ def same_numbers(got: list[float], expected: list[float]) -> bool:
     )
 
 
-def stored_numbers(gateway: Gateway, key: str) -> list[float]:
-    return numbers(gateway.store.latest([key]).values())
+def stored_numbers(gateway: Gateway, served: VirtualMeter) -> list[float]:
+    """The store's values of the reading the virtual bus serves."""
+    assert served.read_at is not None
+    tables = gateway.store.meter_values(served.key, served.read_at, served.read_at + 1)
+    return numbers([value for table in tables.values() for value in table.values()])
 
 
 def secondary_address(identity: SlaveIdentity) -> str:
@@ -153,9 +162,9 @@ async def test_pymeterbus_reads_every_meter_by_primary_and_secondary_address(
     with trio.fail_after(60):
         async with virtual_gateway(tmp_path) as rig:
             for meter in rig.gateway.meters:
-                expected = stored_numbers(rig.gateway, meter.key)
-                assert expected
                 served = rig.service.book.directory.meters[meter.key]
+                expected = stored_numbers(rig.gateway, served)
+                assert expected
                 for target in (served.primary, secondary_address(served.identity)):
                     assert target is not None
                     got = await trio.to_thread.run_sync(pymeterbus_read, rig.address, target)
@@ -164,6 +173,28 @@ async def test_pymeterbus_reads_every_meter_by_primary_and_secondary_address(
 
 def mbusgw(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*MBUSGW, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+async def test_wireless_meters_are_served_as_wired_rsp_ud_with_their_decrypted_records(
+    tmp_path: Path,
+) -> None:
+    # two seconds apart: the store times readings in whole seconds, one reading per second
+    radio = InterfaceConfig(name="rx", kind="simulated_receiver", meters=3, interval=2.0)
+    with trio.fail_after(60):
+        async with virtual_gateway(tmp_path, interfaces=(radio,)) as rig:
+            assert rig.gateway.meters and all(m.wireless for m in rig.gateway.meters)
+            await rig.gateway.writer.flush()
+            for meter in rig.gateway.meters:
+                while True:  # the meters keep sending: compare with the reading served
+                    served = rig.service.book.directory.meters[meter.key]
+                    (frame,) = served.frames
+                    assert frame[0] == 0x68 and frame[6] == 0x72  # a wired long frame, CI 0x72
+                    address = secondary_address(served.identity)
+                    got = await trio.to_thread.run_sync(pymeterbus_read, rig.address, address)
+                    if rig.service.book.directory.meters[meter.key] is served:
+                        break
+                expected = stored_numbers(rig.gateway, served)
+                assert expected and same_numbers(numbers(got), expected), (meter.key, got)
 
 
 async def test_our_scan_and_read_find_and_read_every_meter(tmp_path: Path) -> None:
@@ -221,3 +252,77 @@ async def test_a_reading_older_than_the_validity_time_is_not_served_as_current(
             (telegram,) = json.loads(read.stdout)["telegrams"]
             assert telegram["header"]["status"] == STATUS_STALE and telegram["records"] == []
             assert telegram["header"]["id"] == meter.secondary_address
+
+
+async def request(stream: trio.SocketStream, frame: bytes, answer: int) -> bytes:
+    """Send ``frame`` and read ``answer`` bytes back."""
+    await stream.send_all(frame)
+    got = b""
+    while len(got) < answer:
+        data = await stream.receive_some(4096)
+        assert data, f"closed after {got!r}"
+        got += data
+    return got
+
+
+async def test_bad_input_garbage_oversized_silent_flood_and_64_masters(tmp_path: Path) -> None:
+    virtual = {**SETTINGS["slave"]["virtual"], "activity_timeout_s": 1}
+    with trio.fail_after(60):
+        async with virtual_gateway(tmp_path, {**SETTINGS, "slave": {"virtual": virtual}}) as rig:
+            counters = rig.service.counters
+            meter = rig.service.book.directory.meters[rig.gateway.meters[0].key]
+            assert meter.primary is not None
+            first = meter.frames[0]
+
+            async def connect() -> trio.SocketStream:
+                return await trio.open_tcp_stream(*rig.address)
+
+            # garbage and an oversized frame are dropped; the request after them is answered
+            master = await connect()
+            oversized = b"\x68\xff\xff\x68" + bytes(300) + b"\x16"
+            garbage = bytes(range(256)) * 4
+            nke = snd_nke(meter.primary)
+            assert await request(master, garbage + oversized + nke, 1) == b"\xe5"
+            assert counters.refused_frames >= 2
+            # a frame left incomplete is dropped once the line is quiet, not glued to the next
+            await master.send_all(req_ud2(meter.primary)[:3])
+            await trio.sleep(0.7)
+            assert await request(master, req_ud2(meter.primary, fcb=True), len(first)) == first
+
+            # a flood of requests never read back pauses that master only
+            flooder = await connect()
+            flood = req_ud2(meter.primary, fcb=True) * 20_000
+            async with trio.open_nursery() as flooding:
+                flooding.start_soon(flooder.send_all, flood)
+                other = await connect()
+                await request(other, snd_nke(meter.primary), 1)
+                got = await request(other, req_ud2(meter.primary, fcb=True), len(first))
+                assert got == first
+                flooding.cancel_scope.cancel()
+            await flooder.aclose()
+            await other.aclose()
+
+            # a master that never sends is disconnected after the activity timeout
+            assert await master.receive_some(4096) == b""
+            await master.aclose()
+
+            # 64 masters at once, each its own state; the 65th is refused
+            with trio.fail_after(20):
+                while counters.sessions_open:
+                    await trio.sleep(0.05)
+            masters = [await connect() for _ in range(64)]
+            answers: list[bytes] = []
+
+            async def read(stream: trio.SocketStream) -> None:
+                await request(stream, snd_nke(meter.primary), 1)
+                answers.append(await request(stream, req_ud2(meter.primary, True), len(first)))
+
+            async with trio.open_nursery() as nursery:
+                for stream in masters:
+                    nursery.start_soon(read, stream)
+            assert answers == [first] * 64
+            extra = await connect()
+            assert await extra.receive_some(4096) == b""
+            assert counters.sessions_refused == 1
+            for stream in [*masters, extra]:
+                await stream.aclose()
