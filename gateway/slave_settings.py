@@ -1,5 +1,6 @@
 """Settings of the services that let an existing M-Bus master use the gateway (manual
-6.26-6.28): the virtual M-Bus and two transparent M-Bus services over TCP (docs/slave.md)."""
+6.26-6.28): the virtual M-Bus and two transparent M-Bus services over TCP, and two serial
+ports serving either (docs/slave.md)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,23 @@ class TransparentMBusSettings:
     inactivity_timeout_s: int = _bounded(60, 0, 86_400, note="0 = never end an idle session")
 
 
+SLAVE_BAUDS = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400)
+
+
+@dataclass(frozen=True)
+class SlavePortSettings:
+    """A serial port on which a master is served the virtual or a transparent M-Bus."""
+
+    enabled: bool = False
+    device: str = field(default="", metadata={"max_length": 256})
+    baud: int = field(default=2400, metadata={"choices": SLAVE_BAUDS})
+    serves: str = _choice("virtual", "virtual", "transparent")
+    line: str = field(default="", metadata={"max_length": 64, "note": "transparent: interface"})
+    packing: str = _choice("mbus", "mbus", "transparent")
+    packing_interval_ms: int = _bounded(20, 0, 10_000)
+    activity_timeout_s: int = _bounded(60, 0, 86_400, note="a session ends after this silence")
+
+
 @dataclass(frozen=True)
 class SlaveSettings:
     """The services that let an existing M-Bus master use the gateway (docs/slave.md)."""
@@ -64,3 +82,5 @@ class SlaveSettings:
     transparent_2: TransparentMBusSettings = field(
         default_factory=lambda: TransparentMBusSettings(port=10003)
     )
+    port_1: SlavePortSettings = field(default_factory=SlavePortSettings)
+    port_2: SlavePortSettings = field(default_factory=SlavePortSettings)

@@ -40,24 +40,35 @@ async def run_session(
     log: Log,
     serve: Callable[[trio.abc.Stream], Awaitable[str]],
 ) -> None:
-    """Serve one master with ``serve`` (which returns why it ended), or refuse it when
-    ``limit`` masters are connected; the stream is closed either way."""
+    """Serve one master connection with ``serve`` (which returns why it ended), or refuse it
+    when ``limit`` masters are connected; the connection is closed either way."""
     async with stream:
         if counters.sessions_open >= limit:
             counters.sessions_refused += 1
             log(WARNING, f"master {peer} refused: {counters.sessions_open} connected")
             return
-        counters.sessions_open += 1
-        counters.sessions += 1
-        log(INFO, f"session with master {peer} opened")
-        why = "ended"
-        try:
-            why = await serve(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            why = "connection lost"
-        finally:
-            counters.sessions_open -= 1
-            log(INFO, f"session with master {peer} closed: {why}")
+        await session(stream, peer, counters, log, serve)
+
+
+async def session(
+    stream: trio.abc.Stream,
+    peer: str,
+    counters: SlaveCounters,
+    log: Log,
+    serve: Callable[[trio.abc.Stream], Awaitable[str]],
+) -> None:
+    """One session, counted and logged as it opens and closes; the stream stays open."""
+    counters.sessions_open += 1
+    counters.sessions += 1
+    log(INFO, f"session with master {peer} opened")
+    why = "ended"
+    try:
+        why = await serve(stream)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        why = "connection lost"
+    finally:
+        counters.sessions_open -= 1
+        log(INFO, f"session with master {peer} closed: {why}")
 
 
 def peer_name(stream: trio.abc.Stream) -> str:

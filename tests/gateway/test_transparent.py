@@ -26,8 +26,10 @@ from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
 from mbusgw.gateway.simulator import SimLine
 
 MBUSGW = [sys.executable, "-m", "mbusgw.gateway.cli"]
-BAUD = 38400  # an answer is relayed once complete: at 9600 a long one would miss the
-# window a direct master allows for its start (docs/slave.md)
+BAUD = 38400
+# The gateway relays an answer once it is complete (docs/slave.md): to a master it is a
+# converter whose latency is up to a long frame's time on the wire.
+RELAY_LATENCY = ("--latency", "300")
 SETTINGS = {
     "reading": {"schedule": "0 0 1 1 *", "read_at_start": False},
     "modbus": {"enabled": False},
@@ -106,6 +108,7 @@ def shape(telegram: dict) -> tuple:
 
 async def read_json(tcp: str, address: int) -> list[dict]:
     args = ("read", "--tcp", tcp, "--address", str(address), "--baud", str(BAUD), "--json")
+    args += RELAY_LATENCY
     done = await trio.to_thread.run_sync(lambda: mbusgw(*args))
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)["telegrams"]

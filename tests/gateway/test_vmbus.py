@@ -136,8 +136,13 @@ def secondary_address(identity: SlaveIdentity) -> str:
 
 
 def pymeterbus_read(address: tuple[str, int], target: int | str) -> list[object]:
-    """Every record value of the meter, all telegrams, as pyMeterBus decodes them."""
-    with serial.serial_for_url(f"socket://{address[0]}:{address[1]}", timeout=2) as port:
+    return pymeterbus_read_port(f"socket://{address[0]}:{address[1]}", target)
+
+
+def pymeterbus_read_port(url: str, target: int | str) -> list[object]:
+    """Every record value of the meter, all telegrams, as pyMeterBus decodes them; ``url`` is
+    a serial device or pyserial's ``socket://host:port``."""
+    with serial.serial_for_url(url, timeout=2) as port:
         if isinstance(target, str):
             meterbus.send_select_frame(port, target)
             assert isinstance(meterbus.load(meterbus.recv_frame(port, 1)), meterbus.TelegramACK)
