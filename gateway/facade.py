@@ -63,6 +63,7 @@ class GatewayHandle(Protocol):
     after_stop: AfterStop | None  # what ``mbusgw run`` does once stopped
     reports: ReportService | None  # push reports (None while not running)
     modbus: ModbusService | None
+    service_status: dict[str, Callable[[], JsonObject]]  # northbound services' status, by name
 
     @property
     def keys(self) -> KeyStore:

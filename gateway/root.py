@@ -87,6 +87,8 @@ class GatewayRoot:
         self.modbus: ModbusService | None = None
         self.reports: ReportService | None = None  # push reports: status, test and on-demand
         self.after_stop: AfterStop | None = None  # what ``mbusgw run`` does once stopped
+        # status and counters of northbound services that report them, by service name
+        self.service_status: dict[str, Callable[[], dict[str, Any]]] = {}
         if northbound is None:
             northbound = [entry.load() for entry in entry_points(group=NORTHBOUND)]
         self.northbound = list(northbound)

@@ -32,6 +32,7 @@ NAVIGATION = (
     ("pages.wireless", "Wireless"),
     ("pages.search", "Search"),
     ("pages.mbus_settings", "M-Bus"),
+    ("slave_pages.slave", "M-Bus slave"),
     ("report_pages.reports", "Reports"),
     ("pages.system_log", "Log"),
     ("pages.keys", "Keys"),

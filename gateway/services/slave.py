@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -12,6 +13,29 @@ from mbusgw.gateway.supervisor import INFO, WARNING
 
 Log = Callable[[int, str], None]
 """``log(level, text)``: the service's lines in the system log."""
+
+Status = Callable[[], dict[str, Any]]
+
+
+class StatusBoard(Protocol):
+    """Where a running gateway keeps its northbound services' status (``GatewayHandle``)."""
+
+    service_status: dict[str, Status]
+
+
+class Reporting(Protocol):
+    name: str
+
+    def status(self) -> dict[str, Any]: ...
+
+
+S = TypeVar("S", bound=Reporting)
+
+
+def registered(host: StatusBoard, service: S) -> S:
+    """``service``, with its status shown by the gateway (REST API, web page)."""
+    host.service_status[service.name] = service.status
+    return service
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 import serial
 import trio
 
-from mbusgw.gateway.services.slave import SlaveCounters, session
+from mbusgw.gateway.services.slave import SlaveCounters, registered, session
 from mbusgw.gateway.services.transparent import TransparentHost, relay
 from mbusgw.gateway.services.vmbus import MeterBook, SlaveHost, serve_master
 from mbusgw.gateway.slave_settings import SlavePortSettings, TransparentMBusSettings
@@ -139,9 +139,9 @@ class SlavePortService:
 
 def slave_port_1(gateway: Any) -> SlavePortService:
     """Entry point ``mbusgw.northbound``: the first slave serial port."""
-    return SlavePortService(gateway, 1)
+    return registered(gateway, SlavePortService(gateway, 1))
 
 
 def slave_port_2(gateway: Any) -> SlavePortService:
     """Entry point ``mbusgw.northbound``: the second slave serial port."""
-    return SlavePortService(gateway, 2)
+    return registered(gateway, SlavePortService(gateway, 2))

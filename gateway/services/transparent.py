@@ -8,7 +8,8 @@ resume when the session ends or times out. The line is not subject to the meter 
 Bytes from the master are gathered for the packing interval after the first one arrives, then:
 - packing "mbus": taken apart into frames; each valid frame is sent on the line and its answer
   returned; bytes that form no frame never reach the line (counted as refused frames); a frame
-  cut by the interval waits for its rest;
+  cut by the interval waits for its rest; gathering ends early when the bytes so far end with
+  a complete frame;
 - packing "transparent": everything gathered is sent as it is.
 What the line answers (every byte, frame or not) goes back to the master. A session ends when
 the master leaves or sends nothing for the inactivity timeout; one master at a time (the line is
@@ -26,7 +27,13 @@ import trio
 
 from mbusgw.core.frame import Discarded, FrameParser, LongFrame, ShortFrame
 from mbusgw.core.slave import ACK
-from mbusgw.gateway.services.slave import SlaveCounters, peer_name, run_session
+from mbusgw.gateway.services.slave import (
+    SlaveCounters,
+    Status,
+    peer_name,
+    registered,
+    run_session,
+)
 from mbusgw.gateway.settings import Settings
 from mbusgw.gateway.slave_settings import TransparentMBusSettings
 from mbusgw.gateway.supervisor import WARNING
@@ -51,6 +58,7 @@ class TransparentHost(Protocol):
     """What transparent M-Bus needs of the running gateway (``GatewayHandle`` has it)."""
 
     lines: dict[str, Any]  # interface name → line; its ``master`` has ``raw()``
+    service_status: dict[str, Status]
 
     @property
     def settings(self) -> Settings: ...
@@ -59,21 +67,34 @@ class TransparentHost(Protocol):
 
 
 async def gather(
-    stream: trio.abc.Stream, first: bytes, interval: float, counters: SlaveCounters
-) -> tuple[bytes, bool]:
-    """``first`` and what else the master sends within ``interval`` seconds of it; and whether
-    the master closed its side meanwhile."""
+    stream: trio.abc.Stream,
+    first: bytes,
+    interval: float,
+    counters: SlaveCounters,
+    parser: FrameParser | None = None,
+) -> tuple[bytes, list[object], bool]:
+    """``first`` and what else the master sends within ``interval`` seconds of it, the frame
+    events ``parser`` (packing "M-Bus") made of them, and whether the master closed its side.
+    With a parser, gathering ends early once the bytes end with a complete frame: waiting
+    longer could only delay it."""
     parts = [first]
     size = len(first)
+    events: list[object] = []
+    if parser is not None:
+        parser.feed(first)
+        events += parser.events()
     with trio.move_on_after(interval):
-        while size < MAX_GATHER:
+        while size < MAX_GATHER and (parser is None or parser.buffered):
             data = await stream.receive_some(RECEIVE)
             if not data:
-                return b"".join(parts), True
+                return b"".join(parts), events, True
             counters.bytes_in += len(data)
             parts.append(data)
             size += len(data)
-    return b"".join(parts), False
+            if parser is not None:
+                parser.feed(data)
+                events += parser.events()
+    return b"".join(parts), events, False
 
 
 async def relay(
@@ -88,21 +109,17 @@ async def relay(
     if not first:
         return _ended(first, counters)
     async with bus.raw() as line:
-        parser = FrameParser()
+        parser = FrameParser() if settings.packing == "mbus" else None
         interval = settings.packing_interval_ms / 1000
         while first:
             counters.bytes_in += len(first)
-            data, closed = await gather(stream, first, interval, counters)
-            if settings.packing == "transparent":
-                requests = [data]
-            else:
-                parser.feed(data)
-                requests = []
-                for event in parser.events():
-                    if isinstance(event, Discarded):
-                        counters.refused_frames += 1
-                    else:
-                        requests.append(frame_bytes(event))
+            data, events, closed = await gather(stream, first, interval, counters, parser)
+            requests = [data] if parser is None else []
+            for event in events:
+                if isinstance(event, Discarded):
+                    counters.refused_frames += 1
+                else:
+                    requests.append(frame_bytes(event))
             for request in requests:
                 counters.frames_in += 1
                 exchange = await line.send(request)
@@ -206,9 +223,9 @@ class TransparentMBusService:
 
 def transparent_mbus_1(gateway: TransparentHost) -> TransparentMBusService:
     """Entry point ``mbusgw.northbound``: the first transparent M-Bus service."""
-    return TransparentMBusService(gateway, 1)
+    return registered(gateway, TransparentMBusService(gateway, 1))
 
 
 def transparent_mbus_2(gateway: TransparentHost) -> TransparentMBusService:
     """Entry point ``mbusgw.northbound``: the second transparent M-Bus service."""
-    return TransparentMBusService(gateway, 2)
+    return registered(gateway, TransparentMBusService(gateway, 2))

@@ -40,7 +40,13 @@ from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.errors import NotFound
 from mbusgw.gateway.events import READINGS_STORED, EventBus
 from mbusgw.gateway.meters import Meter
-from mbusgw.gateway.services.slave import SlaveCounters, peer_name, run_session
+from mbusgw.gateway.services.slave import (
+    SlaveCounters,
+    Status,
+    peer_name,
+    registered,
+    run_session,
+)
 from mbusgw.gateway.settings import Settings
 from mbusgw.gateway.slave_settings import NO_ADDRESS, VirtualMBusSettings
 from mbusgw.gateway.store import Store
@@ -61,6 +67,7 @@ class SlaveHost(Protocol):
     events: EventBus
     clock: WallClock
     meters: list[Meter]
+    service_status: dict[str, Status]
 
     @property
     def keys(self) -> Any:
@@ -292,4 +299,4 @@ class VirtualMBusService:
 
 def virtual_mbus_service(gateway: SlaveHost) -> VirtualMBusService:
     """Entry point ``mbusgw.northbound``: the virtual M-Bus of the running gateway."""
-    return VirtualMBusService(gateway)
+    return registered(gateway, VirtualMBusService(gateway))

@@ -71,6 +71,7 @@ class RigGateway:
     wireless: Any = None  # no receivers (the wireless API is tested on a real gateway)
     after_stop: Any = None
     reports: Any = None  # no push-report service in the rig
+    service_status: dict[str, Any] = field(default_factory=dict)  # no northbound services
     stopped: int = 0
 
     def __post_init__(self) -> None:
