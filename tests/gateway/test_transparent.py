@@ -14,6 +14,7 @@ from pathlib import Path
 
 import trio
 from gatewaykit import seed_settings
+from test_vmbus import request
 
 from mbusgw.core.frame import req_ud2, snd_nke
 from mbusgw.gateway.app import Gateway
@@ -114,16 +115,6 @@ async def read_json(tcp: str, address: int) -> list[dict]:
     return json.loads(done.stdout)["telegrams"]
 
 
-async def exchange(stream: trio.SocketStream, frame: bytes, answer: int) -> bytes:
-    await stream.send_all(frame)
-    got = b""
-    while len(got) < answer:
-        data = await stream.receive_some(4096)
-        assert data, f"closed after {got!r}"
-        got += data
-    return got
-
-
 async def test_mbusgw_read_through_both_services_equals_a_direct_read(tmp_path: Path) -> None:
     with trio.fail_after(60):
         async with transparent_gateway(tmp_path) as rig:
@@ -148,7 +139,7 @@ async def test_garbage_never_reaches_the_line_in_mbus_packing(tmp_path: Path) ->
             master = await trio.open_tcp_stream("127.0.0.1", rig.services[0].port)
             garbage = b"\x68\x05\x05\x68\x01\x02\x03" + bytes(range(0x20, 0x60))
             nke = snd_nke(meter.primary_address)
-            assert await exchange(master, garbage + nke, 1) == b"\xe5"
+            assert await request(master, garbage + nke, 1) == b"\xe5"
             assert wire.bytes_from_master - before == len(nke)  # the garbage stayed here
             assert rig.services[0].counters.refused_frames >= 1
             await master.aclose()
@@ -162,7 +153,7 @@ async def test_garbage_never_reaches_the_line_in_mbus_packing(tmp_path: Path) ->
             nke = snd_nke(other.primary_address)
             await master.send_all(garbage)
             await trio.sleep(0.1)  # one packing interval and more: sent on its own
-            assert await exchange(master, nke, 1) == b"\xe5"
+            assert await request(master, nke, 1) == b"\xe5"
             assert wire_b.bytes_from_master - before == len(garbage) + len(nke)
             await master.aclose()
 
@@ -173,7 +164,7 @@ async def test_a_read_during_a_session_waits_until_the_session_times_out(tmp_pat
             meter = next(m for m in rig.gateway.meters if m.interface == "a")
             assert meter.primary_address is not None
             master = await trio.open_tcp_stream("127.0.0.1", rig.services[0].port)
-            assert await exchange(master, snd_nke(meter.primary_address), 1) == b"\xe5"
+            assert await request(master, snd_nke(meter.primary_address), 1) == b"\xe5"
             done = trio.Event()
 
             async def read() -> None:
@@ -186,7 +177,7 @@ async def test_a_read_during_a_session_waits_until_the_session_times_out(tmp_pat
                 requests = rig.sim("a").stats.requests
                 await trio.sleep(0.5)  # far longer than a read at 38400 baud takes
                 assert not done.is_set() and rig.sim("a").stats.requests == requests
-                answer = await exchange(master, req_ud2(meter.primary_address, fcb=True), 5)
+                answer = await request(master, req_ud2(meter.primary_address, fcb=True), 5)
                 assert answer[0] == 0x68  # the session still has the line
                 await done.wait()  # the master fell silent: the session timed out, the read ran
             assert await master.receive_some(4096) == b""

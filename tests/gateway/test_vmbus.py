@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import meterbus
@@ -175,6 +176,21 @@ async def test_pymeterbus_reads_every_meter_by_primary_and_secondary_address(
                     got = await trio.to_thread.run_sync(pymeterbus_read, rig.address, target)
                     assert same_numbers(numbers(got), expected), (meter.key, target, got)
 
+            # a virtual primary address of the gateway's choosing (the meter's own is 1-6)
+            key = rig.gateway.meters[0].key
+            change = {"slave": {"virtual": {"meters": {key: {"primary": 200}}}}}
+            state = rig.gateway.supervisor.states["virtual-mbus"]
+            restarts = state.restarts
+            await rig.gateway.update_settings(change)
+            # the service restarts with the change (on a new port) and loads the meters again
+            while state.restarts == restarts or state.state != "running":
+                await trio.sleep(0.05)
+            while rig.service.book.directory.meters[key].primary != 200:
+                await trio.sleep(0.05)
+            expected = stored_numbers(rig.gateway, rig.service.book.directory.meters[key])
+            got = await trio.to_thread.run_sync(pymeterbus_read, rig.address, 200)
+            assert same_numbers(numbers(got), expected)
+
 
 def mbusgw(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*MBUSGW, *args], capture_output=True, text=True, timeout=60, check=False)
@@ -202,6 +218,14 @@ async def test_wireless_meters_are_served_as_wired_rsp_ud_with_their_decrypted_r
                 assert expected and same_numbers(numbers(got), expected), (meter.key, got)
 
 
+async def read_telegrams(tcp: str, address: str, *options: str) -> list[dict]:
+    """``mbusgw read --json`` of one meter: its telegrams as JSON."""
+    args = ("read", "--tcp", tcp, "--address", address, "--json", *options)
+    read = await trio.to_thread.run_sync(partial(mbusgw, *args))
+    assert read.returncode == 0, read.stderr
+    return json.loads(read.stdout)["telegrams"]
+
+
 async def test_our_scan_and_read_find_and_read_every_meter(tmp_path: Path) -> None:
     with trio.fail_after(90):
         async with virtual_gateway(tmp_path) as rig:
@@ -217,21 +241,10 @@ async def test_our_scan_and_read_find_and_read_every_meter(tmp_path: Path) -> No
             assert any(not ident.isdigit() for ident in found)  # a hex ID was found too
             for meter in rig.gateway.meters:
                 assert meter.secondary_address is not None
-                read = await trio.to_thread.run_sync(
-                    mbusgw,
-                    "read",
-                    "--tcp",
-                    tcp,
-                    "--address",
-                    meter.secondary_address,
-                    "--json",
-                    "--baud",
-                    "38400",
-                )
-                assert read.returncode == 0, read.stderr
+                telegrams = await read_telegrams(tcp, meter.secondary_address, "--baud", "38400")
                 stored = rig.service.book.directory.meters[meter.key].frames
                 expected = [decode(frame).to_dict() for frame in stored]
-                assert json.loads(read.stdout)["telegrams"] == as_json(expected)
+                assert telegrams == as_json(expected)
 
 
 async def test_a_reading_older_than_the_validity_time_is_not_served_as_current(
@@ -243,18 +256,7 @@ async def test_a_reading_older_than_the_validity_time_is_not_served_as_current(
             meter = rig.gateway.meters[0]
             assert meter.secondary_address is not None
             rig.clock.offset += timedelta(seconds=61)
-            tcp = rig.tcp
-            read = await trio.to_thread.run_sync(
-                mbusgw,
-                "read",
-                "--tcp",
-                tcp,
-                "--address",
-                meter.secondary_address,
-                "--json",
-            )
-            assert read.returncode == 0, read.stderr
-            (telegram,) = json.loads(read.stdout)["telegrams"]
+            (telegram,) = await read_telegrams(rig.tcp, meter.secondary_address)
             assert telegram["header"]["status"] == STATUS_STALE and telegram["records"] == []
             assert telegram["header"]["id"] == meter.secondary_address
 

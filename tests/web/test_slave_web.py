@@ -31,9 +31,9 @@ def virtual_status(body: dict) -> dict:
 
 
 async def test_counters_log_and_settings_of_the_virtual_mbus(tmp_path: Path) -> None:
-    checker = OpenApiChecker(build_document(ROUTES))
     with trio.fail_after(60):
         async with served_gateway(tmp_path, LINE) as (gateway, http):
+            checker = OpenApiChecker(build_document(ROUTES))  # the routes are known by now
             names = {
                 s["name"]
                 for s in (await http.get("/api/v1/slave", auth=SERVED_ADMIN)).json()["services"]
@@ -79,6 +79,7 @@ async def test_counters_log_and_settings_of_the_virtual_mbus(tmp_path: Path) -> 
             assert status["enabled"] is True and status["sessions"] == 1
             assert status["frames_in"] == 2 and status["frames_out"] == 2
             assert status["bytes_in"] == 10 and status["bytes_out"] == 1 + len(got)
+            await gateway.writer.flush()  # the system log is written in batches
             log = (await http.get("/api/v1/log", auth=SERVED_ADMIN)).json()
             texts = [entry["text"] for entry in log["entries"] if entry["origin"] == "virtual-mbus"]
             assert any("opened" in text for text in texts)
