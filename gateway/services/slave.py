@@ -9,6 +9,7 @@ from typing import Any, Protocol, TypeVar
 
 import trio
 
+from mbusgw.gateway.errors import describe
 from mbusgw.gateway.supervisor import INFO, WARNING
 
 Log = Callable[[int, str], None]
@@ -90,6 +91,8 @@ async def session(
         why = await serve(stream)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         why = "connection lost"
+    except Exception as exc:  # one master's trouble (a line that is down) ends its session only
+        why = f"failed: {describe(exc)}"
     finally:
         counters.sessions_open -= 1
         log(INFO, f"session with master {peer} closed: {why}")

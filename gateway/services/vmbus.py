@@ -121,8 +121,10 @@ def load_meter(
             raws = store.raw_telegrams(meter.key, since=since)
         except NotFound:  # installed, never stored
             break
-        if raws:
-            raw = raws[-1]
+        # a reading whose telegram did not decode (no header: garbled, no key) is not served
+        good = [raw for raw in raws if raw.header is not None]
+        if good:
+            raw = good[-1]
             frames = tuple(raw.frames)
             if meter.wireless:
                 frames = _reframed(frames, wireless, primary)

@@ -24,10 +24,14 @@ from gatewaykit import seed_settings
 
 from mbusgw.core import decode
 from mbusgw.core.frame import manufacturer_code, req_ud2, snd_nke
-from mbusgw.core.slave import STATUS_STALE, SlaveIdentity, VirtualMeter
+from mbusgw.core.slave import STATUS_STALE, SlaveIdentity, VirtualMeter, rsp_ud
 from mbusgw.gateway.app import Gateway
-from mbusgw.gateway.services.vmbus import VirtualMBusService, virtual_mbus_service
+from mbusgw.gateway.meters import AddressingMode, Meter
+from mbusgw.gateway.services.vmbus import VirtualMBusService, load_meter, virtual_mbus_service
 from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
+from mbusgw.gateway.slave_settings import VirtualMBusSettings
+from mbusgw.gateway.store import ReadingStatus, Store, StoredReading, store_path
+from mbusgw.gateway.store.model import HeaderIdentity
 
 MBUSGW = [sys.executable, "-m", "mbusgw.gateway.cli"]
 METERS = 6  # the default mix: multi-telegram meters, and one ID with a hex digit
@@ -333,3 +337,25 @@ async def test_bad_input_garbage_oversized_silent_flood_and_64_masters(tmp_path:
             assert counters.sessions_refused == 1
             for stream in [*masters, extra]:
                 await stream.aclose()
+
+
+def test_a_reading_whose_telegram_did_not_decode_is_not_served(tmp_path: Path) -> None:
+    good = rsp_ud(SlaveIdentity("12345678", "ABB", 1, 7), 3, 1, 0, bytes.fromhex("0413e8030000"))
+    header = HeaderIdentity("12345678", "ABB", 1, 7, 1, 0)
+    meter = Meter("12345678", "flat 1", "12345678", 2400, (AddressingMode.SECONDARY,), 3)
+    store = Store.open(store_path(tmp_path))
+    try:
+        store.put_readings(
+            [
+                StoredReading(meter.key, 1_000, frames=(good,), header=header),
+                StoredReading(
+                    meter.key, 2_000, frames=(good[:-3] + b"\x00\x00\x16",),
+                    status=ReadingStatus.BAD_FRAME, error="checksum",
+                ),
+            ]
+        )  # fmt: skip
+        served = load_meter(store, meter, VirtualMBusSettings(), now=3_000)
+    finally:
+        store.close()
+    assert served.frames == (good,) and served.read_at == 1_000 and served.primary == 3
+    assert served.identity == SlaveIdentity("12345678", "ABB", 1, 7)
