@@ -10,7 +10,7 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from mbusgw.gateway.errors import describe
-from mbusgw.gateway.supervisor import INFO, WARNING
+from mbusgw.gateway.facade import INFO, WARNING
 
 Log = Callable[[int, str], None]
 """``log(level, text)``: the service's lines in the system log."""

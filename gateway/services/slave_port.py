@@ -16,11 +16,11 @@ from typing import Any
 import serial
 import trio
 
+from mbusgw.gateway.facade import WARNING
 from mbusgw.gateway.services.slave import SlaveCounters, registered, session
 from mbusgw.gateway.services.transparent import TransparentHost, relay
 from mbusgw.gateway.services.vmbus import MeterBook, SlaveHost, serve_master
 from mbusgw.gateway.slave_settings import SlavePortSettings, TransparentMBusSettings
-from mbusgw.gateway.supervisor import WARNING
 
 RECEIVE = 4096
 

@@ -27,6 +27,7 @@ import trio
 
 from mbusgw.core.frame import Discarded, FrameParser, LongFrame, ShortFrame
 from mbusgw.core.slave import ACK
+from mbusgw.gateway.facade import WARNING
 from mbusgw.gateway.services.slave import (
     SlaveCounters,
     Status,
@@ -36,7 +37,6 @@ from mbusgw.gateway.services.slave import (
 )
 from mbusgw.gateway.settings import Settings
 from mbusgw.gateway.slave_settings import TransparentMBusSettings
-from mbusgw.gateway.supervisor import WARNING
 
 RECEIVE = 4096
 MAX_GATHER = 4096  # bytes gathered in one interval at most: a flood is sent in pieces

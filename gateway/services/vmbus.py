@@ -39,6 +39,7 @@ from mbusgw.core.wireless_decoder import WirelessDecoder
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.errors import NotFound
 from mbusgw.gateway.events import READINGS_STORED, EventBus
+from mbusgw.gateway.facade import Store
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.services.slave import (
     SlaveCounters,
@@ -49,7 +50,6 @@ from mbusgw.gateway.services.slave import (
 )
 from mbusgw.gateway.settings import Settings
 from mbusgw.gateway.slave_settings import NO_ADDRESS, VirtualMBusSettings
-from mbusgw.gateway.store import Store
 
 logger = logging.getLogger("mbusgw.vmbus")
 
