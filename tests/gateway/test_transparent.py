@@ -70,8 +70,8 @@ class Rig:
 
 
 @asynccontextmanager
-async def transparent_gateway(data_dir: Path) -> AsyncIterator[Rig]:
-    seed_settings(data_dir, SETTINGS)
+async def transparent_gateway(data_dir: Path, reading: dict | None = None) -> AsyncIterator[Rig]:
+    seed_settings(data_dir, {**SETTINGS, "reading": reading or SETTINGS["reading"]})
     made: list[TransparentMBusService] = []
 
     def keep(factory):  # type: ignore[no-untyped-def]
@@ -184,3 +184,22 @@ async def test_a_read_during_a_session_waits_until_the_session_times_out(tmp_pat
             counters = rig.services[0].counters
             assert counters.timeouts == 1 and counters.sessions_open == 0
             await master.aclose()
+
+
+async def test_continuous_mode_pauses_during_a_session_and_resumes_after(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        reading = {**SETTINGS["reading"], "continuous": True}
+        async with transparent_gateway(tmp_path, reading) as rig:
+            meter = next(m for m in rig.gateway.meters if m.interface == "a")
+            assert meter.primary_address is not None
+            wire = rig.sim("a").stats
+            while wire.requests < 10:  # reading back to back
+                await trio.sleep(0.05)
+            master = await trio.open_tcp_stream("127.0.0.1", rig.services[0].port)
+            assert await request(master, snd_nke(meter.primary_address), 1) == b"\xe5"
+            held = wire.requests
+            await trio.sleep(0.5)  # dozens of reads at 38400 baud, were the line not held
+            assert wire.requests == held
+            await master.aclose()
+            while wire.requests < held + 10:  # given back: continuous mode goes on
+                await trio.sleep(0.05)
