@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 import trio
-from gatewaykit import seed_settings
+from gatewaykit import kept, seed_settings
 from test_transparent import BAUD, RELAY_LATENCY, mbusgw, shape
 from test_vmbus import numbers, pymeterbus_read_port, same_numbers, secondary_address
 
@@ -52,13 +52,6 @@ async def pty_pair() -> AsyncIterator[tuple[str, str]]:
 async def test_virtual_and_transparent_mbus_on_two_slave_ports(tmp_path: Path) -> None:
     made: list[SlavePortService] = []
 
-    def keep(factory):  # type: ignore[no-untyped-def]
-        def make(gateway: Gateway) -> SlavePortService:
-            made.append(factory(gateway))
-            return made[-1]
-
-        return make
-
     with trio.fail_after(60):
         async with pty_pair() as (gateway_1, master_1), pty_pair() as (gateway_2, master_2):
             port = {"enabled": True, "baud": BAUD, "packing_interval_ms": 5}
@@ -75,7 +68,9 @@ async def test_virtual_and_transparent_mbus_on_two_slave_ports(tmp_path: Path) -
             )
             line = InterfaceConfig(name="a", kind="simulator", baud=BAUD, meters=3)
             startup = StartupConfig(tmp_path, interfaces=(line,))
-            gateway = Gateway(startup, northbound=[keep(slave_port_1), keep(slave_port_2)])
+            gateway = Gateway(
+                startup, northbound=[kept(made, slave_port_1), kept(made, slave_port_2)]
+            )
             async with trio.open_nursery() as nursery:
                 await nursery.start(gateway.run)
                 assert not (await gateway.read_all()).failed

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import trio
-from gatewaykit import seed_settings
+from gatewaykit import kept, seed_settings
 from test_vmbus import request
 
 from mbusgw.core.frame import req_ud2, snd_nke
@@ -74,13 +74,6 @@ async def transparent_gateway(data_dir: Path, reading: dict | None = None) -> As
     seed_settings(data_dir, {**SETTINGS, "reading": reading or SETTINGS["reading"]})
     made: list[TransparentMBusService] = []
 
-    def keep(factory):  # type: ignore[no-untyped-def]
-        def make(gateway: Gateway) -> TransparentMBusService:
-            made.append(factory(gateway))
-            return made[-1]
-
-        return make
-
     interfaces = (
         InterfaceConfig(name="a", kind="simulator", baud=BAUD, meters=3),
         InterfaceConfig(name="b", kind="simulator", baud=BAUD, meters=2),
@@ -88,7 +81,7 @@ async def transparent_gateway(data_dir: Path, reading: dict | None = None) -> As
     async with trio.open_nursery() as nursery:
         gateway = Gateway(
             StartupConfig(data_dir, interfaces=interfaces),
-            northbound=[keep(transparent_mbus_1), keep(transparent_mbus_2)],
+            northbound=[kept(made, transparent_mbus_1), kept(made, transparent_mbus_2)],
         )
         await nursery.start(gateway.run)
         try:

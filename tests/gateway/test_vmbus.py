@@ -20,7 +20,7 @@ from pathlib import Path
 import meterbus
 import serial
 import trio
-from gatewaykit import seed_settings
+from gatewaykit import kept, seed_settings
 
 from mbusgw.core import decode
 from mbusgw.core.frame import manufacturer_code, req_ud2, snd_nke
@@ -95,14 +95,10 @@ async def virtual_gateway(
     seed_settings(data_dir, settings or SETTINGS)
     made: list[VirtualMBusService] = []
 
-    def factory(gateway: Gateway) -> VirtualMBusService:
-        made.append(virtual_mbus_service(gateway))
-        return made[-1]
-
     async with trio.open_nursery() as nursery:
         clock = ShiftedClock()
         startup = StartupConfig(data_dir, interfaces=interfaces)
-        gateway = Gateway(startup, clock=clock, northbound=[factory])
+        gateway = Gateway(startup, clock=clock, northbound=[kept(made, virtual_mbus_service)])
         await nursery.start(gateway.run)
         result = await gateway.read_all()
         assert result.failed == []
