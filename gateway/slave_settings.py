@@ -72,6 +72,12 @@ class SlavePortSettings:
     packing_interval_ms: int = _bounded(20, 0, 10_000)
     activity_timeout_s: int = _bounded(60, 0, 86_400, note="a session ends after this silence")
 
+    def cross_check(self) -> dict[str, str]:
+        """A port that is switched on needs its device."""
+        return (
+            {"device": "an enabled port needs a device"} if self.enabled and not self.device else {}
+        )
+
 
 @dataclass(frozen=True)
 class SlaveSettings:

@@ -135,6 +135,11 @@ async def test_garbage_never_reaches_the_line_in_mbus_packing(tmp_path: Path) ->
             assert await request(master, garbage + nke, 1) == b"\xe5"
             assert wire.bytes_from_master - before == len(nke)  # the garbage stayed here
             assert rig.services[0].counters.refused_frames >= 1
+            # one master at a time: a second one is accepted and closed at once
+            second = await trio.open_tcp_stream("127.0.0.1", rig.services[0].port)
+            assert await second.receive_some(4096) == b""
+            assert rig.services[0].counters.sessions_refused == 1
+            await second.aclose()
             await master.aclose()
 
             # packing "transparent" passes the same bytes on unchecked

@@ -94,6 +94,10 @@ async def test_counters_log_and_settings_of_the_virtual_mbus(tmp_path: Path) -> 
             )
             assert refused.status_code == 400, refused.text
             assert gateway.settings.slave == before
+            no_device = {"slave": {"port_1": {"enabled": True, "serves": "virtual"}}}
+            refused = await http.patch("/api/v1/settings", auth=SERVED_ADMIN, json=no_device)
+            assert refused.status_code == 400 and "slave.port_1.device" in refused.text
+            assert gateway.settings.slave == before
 
             token = await sign_in_over_http(http, *SERVED_ADMIN)
             page = await http.get("/settings/slave")
