@@ -22,6 +22,7 @@ SHAPES = {
     "gateway": {"meters", "reads_per_second", "cpu_percent", "snapshot_latency_ms", "peers"},
     "modbus": {"paced", "saturated", "pymodbus", "stored", "ratio_saturated_vs_pymodbus"},
     "reports": {"fill_s", "csv_s", "excel_s", "json_s", "csv_memory_1d", "excel_memory_2d"},
+    "slave": {"virtual", "transparent"},
     "store": {"ingest_values_per_s", "bytes_per_value", "latest_512_meters_ms", "year_series_ms"},
     "underload": {"goals", "runs"},
     "web": {"fill_s", "series_values", "values_latest_512_ms"},
