@@ -37,6 +37,7 @@ MODEL = {
         "live",
         "meters",
         "modbus_encoding",
+        "quantity_names",
         "report_catalog",
         "report_checks",
         "report_settings",
