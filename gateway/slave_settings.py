@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from mbusgw.gateway.settings_fields import _bounded, _choice
+from mbusgw.gateway.settings_fields import _bounded, _checked, _choice
 
 NO_ADDRESS = -1
 SLAVE_SERVICES = [
@@ -59,13 +59,17 @@ class TransparentMBusSettings:
 SLAVE_BAUDS = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400)
 
 
+def _baud_problem(baud: int) -> str | None:
+    return None if baud in SLAVE_BAUDS else f"must be one of {', '.join(map(str, SLAVE_BAUDS))}"
+
+
 @dataclass(frozen=True)
 class SlavePortSettings:
     """A serial port on which a master is served the virtual or a transparent M-Bus."""
 
     enabled: bool = False
     device: str = field(default="", metadata={"max_length": 256})
-    baud: int = field(default=2400, metadata={"choices": SLAVE_BAUDS})
+    baud: int = _checked(2400, _baud_problem, note="300, 600 … 38400")
     serves: str = _choice("virtual", "virtual", "transparent")
     line: str = field(default="", metadata={"max_length": 64, "note": "transparent: interface"})
     packing: str = _choice("mbus", "mbus", "transparent")
