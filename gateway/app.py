@@ -17,6 +17,7 @@ from mbusgw.gateway.search import SearchJob, SearchRequest, install_kept, plan, 
 from mbusgw.gateway.services.reports.service import ReportService
 from mbusgw.gateway.settings import EMBEDDED_DEFAULT, ConfigError, Settings
 from mbusgw.gateway.settings_keys import changed_keys
+from mbusgw.gateway.slave_settings import SLAVE_SERVICES
 from mbusgw.gateway.supervisor import INFO, WARNING
 from mbusgw.gateway.wireless_install import WirelessInstaller
 
@@ -188,6 +189,8 @@ class Gateway(GatewayRoot):
             restart += ["read-schedule", "continuous", "modbus"]
         if "modbus" in touched:
             restart.append("modbus")
+        if "slave" in touched:
+            restart += SLAVE_SERVICES
         if touched & ReportService.settings_sections:
             restart.append(ReportService.name)
         if before.terminal.listener() != after.terminal.listener():

@@ -122,6 +122,7 @@ class GatewayHandle(Protocol):
     running_northbound: dict[str, object]  # the northbound services by name, once started
     login_limiter: LoginLimiter  # failed logins of every service (web, terminal) together
     licence: LicenceFiles | None  # the optional licence file (None while not running)
+    service_status: dict[str, Callable[[], JsonObject]]  # northbound services' status, by name
 
     @property
     def keys(self) -> KeyStore:

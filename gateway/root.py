@@ -92,6 +92,8 @@ class GatewayRoot:
         self.licence: LicenceFiles | None = None  # set by run(): the optional licence file
         self.reports: ReportService | None = None  # push reports: status, test and on-demand
         self.after_stop: AfterStop | None = None  # what ``mbusgw run`` does once stopped
+        # status and counters of northbound services that report them, by service name
+        self.service_status: dict[str, Callable[[], dict[str, Any]]] = {}
         if northbound is None:
             northbound = [entry.load() for entry in entry_points(group=NORTHBOUND)]
         self.northbound = list(northbound)

@@ -27,6 +27,7 @@ from mbusgw.gateway.report_settings import (
     ReportSettings,
 )
 from mbusgw.gateway.settings_fields import ConfigError, _bounded, _checked, _choice
+from mbusgw.gateway.slave_settings import SlaveSettings
 from mbusgw.gateway.terminal_settings import TerminalSettings
 from mbusgw.gateway.time_settings import TimeSettings
 
@@ -196,6 +197,7 @@ class Settings:
     terminal: TerminalSettings = field(default_factory=TerminalSettings)
     autoconfig: AutoconfigSettings = field(default_factory=AutoconfigSettings)
     time: TimeSettings = field(default_factory=TimeSettings)
+    slave: SlaveSettings = field(default_factory=SlaveSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -24,6 +24,7 @@ SHAPES = {
     "modbus": {"paced", "saturated", "pymodbus", "stored", "ratio_saturated_vs_pymodbus"},
     "site": {"search_s", "first_read_s", "latest_ms", "meters_api_ms", "meters_page_ms", "rss_mb"},
     "reports": {"fill_s", "csv_s", "excel_s", "json_s", "csv_memory_1d", "excel_memory_2d"},
+    "slave": {"virtual", "transparent"},
     "store": {"ingest_values_per_s", "bytes_per_value", "latest_512_meters_ms", "year_series_ms"},
     "terminal": {"meters", "show_values_512_ms", "show_values_512_bytes"},
     "underload": {"goals", "runs"},

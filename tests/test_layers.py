@@ -44,6 +44,7 @@ MODEL = {
         "report_settings",
         "settings",
         "settings_fields",
+        "slave_settings",
         "store.model",
         "terminal_settings",
         "time_settings",

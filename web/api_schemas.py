@@ -277,6 +277,26 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         store=nullable({"type": "object"}),
         continuous=BOOL,
     ),
+    "SlaveStatus": obj(
+        ("services",),
+        services=array(
+            obj(
+                ("name", "enabled", "sessions_open", "sessions"),
+                extra=True,  # a service adds its own: port, line, device, meters served
+                name=STR,
+                enabled=BOOL,
+                sessions_open=INT,
+                sessions=INT,
+                sessions_refused=INT,
+                frames_in=INT,
+                frames_out=INT,
+                bytes_in=INT,
+                bytes_out=INT,
+                refused_frames=INT,
+                timeouts=INT,
+            )
+        ),
+    ),
     "Health": HEALTH,
     "Value": VALUE,
     "Meter": METER,

@@ -605,6 +605,15 @@ async def report_run_on_demand(name: str) -> Response:
     return await report_call(lambda: report_service().run_on_demand(name))
 
 
+# ---------------------------------------------------------------------------- M-Bus slave
+
+
+@route("GET", "/slave", "Virtual and transparent M-Bus, slave ports: status and counters",
+       "slave", response="SlaveStatus")  # fmt: skip
+async def slave_status() -> Response:
+    return reply(ops.slave_status(gw()))
+
+
 # ---------------------------------------------------------------------------- Modbus
 
 

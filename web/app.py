@@ -75,6 +75,7 @@ def create_app(gateway: GatewayHandle) -> Quart:
         modbus_page,
         pages,
         report_pages,
+        slave_pages,
     )
 
     here = Path(__file__).parent
@@ -129,4 +130,5 @@ def create_app(gateway: GatewayHandle) -> Quart:
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(report_pages.blueprint)
     app.register_blueprint(modbus_page.blueprint)
+    app.register_blueprint(slave_pages.blueprint)
     return app

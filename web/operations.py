@@ -565,6 +565,15 @@ async def unlink_key(web: Any, key: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- wireless
 
 
+def slave_status(gw: GatewayHandle) -> dict[str, Any]:
+    """Virtual and transparent M-Bus and the slave ports: each service's state and counters."""
+    return {
+        "services": [
+            {"name": name, **gw.service_status[name]()} for name in sorted(gw.service_status)
+        ]
+    }
+
+
 def wireless_status(gw: GatewayHandle) -> dict[str, Any]:
     """The receivers, and every meter heard (installed or not) with its signal levels."""
     if gw.wireless is None:

@@ -37,6 +37,7 @@ NAVIGATION = (
     ("pages.wireless", "Wireless"),
     ("pages.search", "Search"),
     ("pages.mbus_settings", "M-Bus"),
+    ("slave_pages.slave", "M-Bus slave"),
     ("modbus_page.modbus", "Modbus"),
     ("report_pages.reports", "Reports"),
     ("pages.autoconfig", "Autoconfig"),

@@ -36,6 +36,7 @@ class LineStats:
 
     requests: int = 0
     answers: int = 0
+    bytes_from_master: int = 0  # every byte that reached the wire, frame or not
     collisions: int = 0
     busy: float = 0.0  # seconds with characters on the wire (either direction)
     first_activity: float = math.nan
@@ -214,6 +215,7 @@ class SimLine:
         if self._parser.buffered == 0 and self.stats.busy_until > -math.inf:
             self.stats.gaps.append(start - self.stats.busy_until)
         self.stats.add_busy(start, end)
+        self.stats.bytes_from_master += len(data)
         self._chunks.append((self._parser.offset, start))
         self._down_free = end
         if self.echo:

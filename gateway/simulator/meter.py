@@ -16,33 +16,30 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from mbusgw.core.errors import FrameError
-from mbusgw.core.frame import LongFrame, ShortFrame, parse_selection
+from mbusgw.core.frame import LongFrame, ShortFrame
+from mbusgw.core.slave import (
+    ACK,
+    ADDRESS_BROADCAST,
+    ADDRESS_BROADCAST_REPLY,
+    ADDRESS_SELECTED,
+    CI_APPLICATION_RESET,
+    CI_DATA_SEND,
+    CI_SELECTION,
+    FCB,
+    FCV,
+    REQ_UD1,
+    REQ_UD2,
+    SND_NKE,
+    SND_UD,
+    SlaveIdentity,
+)
 from mbusgw.gateway.simulator.telegrams import Evolution, Identity, Template, render
 
-ACK = b"\xe5"
-ADDRESS_SELECTED = 0xFD
-ADDRESS_BROADCAST_REPLY = 0xFE
-ADDRESS_BROADCAST = 0xFF
-
-# Function codes in the low nibble of the C field, and its bits.
-SND_NKE = 0x0
-SND_UD = 0x3
-REQ_UD1 = 0xA
-REQ_UD2 = 0xB
-FCB = 0x20
-FCV = 0x10
-CI_APPLICATION_RESET = 0x50
-CI_DATA_SEND = 0x51
-CI_SELECTION = 0x52
+# The link layer's vocabulary is the virtual bus's (core.slave): the same slave side.
 SET_PRIMARY = b"\x01\x7a"  # DIF 01, VIF 7A: the primary address, one byte
 
 HEX_DIGITS = "0123456789ABCDE"  # F is the selection wildcard and never part of an ID
 MAX_ANSWER_DELAY = 330 / 300 + 0.050  # the latest a compliant meter may answer, at 300 baud
-
-
-def _matches(mask: str, digits: str) -> bool:
-    return all(m == "F" or m == d for m, d in zip(mask, digits, strict=True))
 
 
 @dataclass
@@ -196,21 +193,10 @@ class SimMeter:
         return reply
 
     def _selection_matches(self, data: bytes) -> bool:
-        try:
-            mask, manufacturer, version, medium, fabrication = parse_selection(data)
-        except FrameError:
-            return False
         ident = self.identity
-        return (
-            _matches(mask, ident.id)
-            and manufacturer in (None, ident.manufacturer)
-            and version in (None, ident.version)
-            and medium in (None, ident.medium)
-            and (
-                fabrication is None
-                or (self.fabrication is not None and _matches(fabrication, self.fabrication))
-            )
-        )
+        return SlaveIdentity(
+            ident.id, ident.manufacturer, ident.version, ident.medium, self.fabrication
+        ).selected_by(data)
 
     def _select(self, data: bytes) -> bytes | None:
         self.selected = self._selection_matches(data)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from mbusgw.gateway.store import Store, store_path
+
+T = TypeVar("T")
 
 
 def seed_settings(data_dir: Path, changes: dict) -> None:
@@ -14,3 +18,14 @@ def seed_settings(data_dir: Path, changes: dict) -> None:
         store.update_settings(changes)
     finally:
         store.close()
+
+
+def kept(made: list[T], factory: Callable[[Any], T]) -> Callable[[Any], T]:
+    """A northbound service factory that also puts each service it makes in ``made``, so a test
+    reaches the service the gateway runs."""
+
+    def make(gateway: Any) -> T:
+        made.append(factory(gateway))
+        return made[-1]
+
+    return make

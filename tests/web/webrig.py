@@ -75,6 +75,7 @@ class RigGateway:
     login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
     running_northbound: dict[str, Any] = field(default_factory=dict)
     licence: Any = None  # no licence files in the rig (tested on a real gateway)
+    service_status: dict[str, Any] = field(default_factory=dict)  # no northbound services
     stopped: int = 0
 
     def __post_init__(self) -> None:
