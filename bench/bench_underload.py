@@ -26,8 +26,8 @@ import trio
 from bench.bench_gateway import BAUD, METERS_PER_LINE, start_simulator
 from bench.bench_modbus import run_clients
 from bench.bench_reports import _fill, _render
+from mbusgw.core.busproto import Outcome
 from mbusgw.gateway.app import Gateway
-from mbusgw.gateway.bus import Outcome
 from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
 from mbusgw.gateway.store import Store, store_path
 

@@ -12,8 +12,10 @@ from typing import Any
 
 import trio
 
-from mbusgw.gateway.bus import BusMaster, MeterAddress, ReadSettings, Timing
+from mbusgw.gateway.bus import BusMaster
+from mbusgw.gateway.busrequests import MeterAddress, ReadReply, ReadSettings
 from mbusgw.gateway.busthread import ThreadedBusMaster
+from mbusgw.gateway.bustiming import Timing
 from mbusgw.gateway.meters import AddressingMode, Meter
 from mbusgw.gateway.reading import BusReply
 from mbusgw.gateway.settings import InterfaceConfig, MBusSettings
@@ -60,11 +62,26 @@ class BusLine:
         """``continuous``: read back to back, so the meter's link state from its previous
         read is fresh (no SND_NKE while it is known)."""
         address, settings = self._read_plan(meter)
-        reading = await self.master.read(address, settings, keep_link=continuous)
-        # attempts: the first try plus the retries (health and the meter log show the retries:
-        # none for a clean read, however many requests its telegrams took)
-        attempts = reading.retries + 1
-        return BusReply(reading.frames, attempts, reading.duration, reading.finished)
+        return _bus_reply(await self.master.read(address, settings, keep_link=continuous))
+
+    async def read_round(
+        self, meters: Sequence[Meter], *, continuous: bool = False
+    ) -> list[BusReply | Exception]:
+        """The meters one after the other in one request to the master (the native driver
+        answers it with one trio wake-up); a meter that cannot be planned fails alone."""
+        plans: list[tuple[MeterAddress, ReadSettings] | Exception] = []
+        for meter in meters:
+            try:
+                plans.append(self._read_plan(meter))
+            except Exception as exc:  # a bad address or setting: that meter's outcome
+                plans.append(exc)
+        sent = [plan for plan in plans if not isinstance(plan, Exception)]
+        readings = iter(await self.master.read_round(sent, keep_link=continuous))
+        results: list[BusReply | Exception] = []
+        for plan in plans:
+            got = plan if isinstance(plan, Exception) else next(readings)
+            results.append(got if isinstance(got, Exception) else _bus_reply(got))
+        return results
 
     def _read_plan(self, meter: Meter) -> tuple[MeterAddress, ReadSettings]:
         """How to read ``meter``; kept until the meter or the M-Bus settings are replaced
@@ -83,6 +100,12 @@ class BusLine:
         address = address_of(meter)
         self._plans[meter.key] = (meter, self.mbus, address, settings)
         return address, settings
+
+
+def _bus_reply(reading: ReadReply) -> BusReply:
+    # attempts: the first try plus the retries (health and the meter log show the retries:
+    # none for a clean read, however many requests its telegrams took)
+    return BusReply(reading.frames, reading.retries + 1, reading.duration, reading.finished)
 
 
 def address_of(meter: Meter) -> MeterAddress:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import trio
@@ -39,6 +39,13 @@ class LineReader(Protocol):
 
     async def read_meter(self, meter: Meter, *, continuous: bool = False) -> BusReply:
         """``continuous``: one of the back-to-back reads of continuous mode."""
+        ...
+
+    async def read_round(
+        self, meters: Sequence[Meter], *, continuous: bool = False
+    ) -> list[BusReply | Exception]:
+        """The meters (all on this line) one after the other: each one's reply or the error
+        that failed it, in order, all returned together."""
         ...
 
 
@@ -170,28 +177,67 @@ class ReadingPipeline:
     async def read_one(self, meter: Meter, *, continuous: bool = False) -> MeterReading:
         line = self.lines.get(meter.interface)
         if line is None:
-            reading = MeterReading(
-                meter,
-                self.clock.now(),
-                False,
-                error=f"interface {meter.interface!r} is not configured",
-            )
+            reading = self._unconfigured(meter)
         else:
             try:
-                reply = await line.read_meter(meter, continuous=continuous)
+                reply: BusReply | Exception = await line.read_meter(meter, continuous=continuous)
             except Exception as exc:
-                reading = MeterReading(
-                    meter,
-                    self.clock.now(),
-                    False,
-                    error=describe(exc),
-                    attempts=getattr(exc, "attempts", 0),
-                    failure=type(exc),
-                )
-            else:
-                reading = decode_reply(meter, reply, self.clock.now())
+                reply = exc
+            reading = self._reading(meter, reply, self.clock.now())
         self._account(reading)
         return reading
+
+    async def read_line(
+        self, meters: Sequence[Meter], *, continuous: bool = False
+    ) -> list[MeterReading]:
+        """Meters of one line read as one round by its master, then decoded and accounted
+        together: the line's driver hands the round back at once."""
+        if not meters:
+            return []
+        line = self.lines.get(meters[0].interface)
+        if line is None:
+            readings = [self._unconfigured(meter) for meter in meters]
+        else:
+            try:
+                replies = await line.read_round(meters, continuous=continuous)
+            except Exception as exc:  # the round as a whole failed: so did each of its meters
+                replies = [exc] * len(meters)
+            # each reading carries the wall time its reply ended, not the round's end
+            wall, now = self.clock.now(), trio.current_time()
+            readings = [
+                self._reading(
+                    meter,
+                    reply,
+                    wall
+                    if isinstance(reply, Exception)
+                    else wall - timedelta(seconds=max(now - reply.reply_ended, 0.0)),
+                )
+                for meter, reply in zip(meters, replies, strict=True)
+            ]
+        for reading in readings:
+            self._account(reading)
+        return readings
+
+    def _unconfigured(self, meter: Meter) -> MeterReading:
+        return MeterReading(
+            meter,
+            self.clock.now(),
+            False,
+            error=f"interface {meter.interface!r} is not configured",
+        )
+
+    @staticmethod
+    def _reading(meter: Meter, reply: BusReply | Exception, read_at: datetime) -> MeterReading:
+        if isinstance(reply, Exception):
+            return MeterReading(
+                meter,
+                read_at,
+                False,
+                error=describe(reply),
+                attempts=getattr(reply, "attempts", 0),
+                failure=type(reply),
+            )
+        return decode_reply(meter, reply, read_at)
 
     def record(self, reading: MeterReading) -> None:
         """Account a reading that came another way (a wireless telegram) like one read here."""
@@ -235,8 +281,7 @@ class ReadingPipeline:
         readings: list[MeterReading] = []
 
         async def read_line(line_meters: list[Meter]) -> None:
-            for meter in line_meters:
-                readings.append(await self.read_one(meter))
+            readings.extend(await self.read_line(line_meters))
 
         async with trio.open_nursery() as nursery:
             for line_meters in by_line.values():
@@ -279,6 +324,5 @@ class ReadingPipeline:
             if not meters:
                 await trio.sleep(1.0)  # nothing installed on this line yet
                 continue
-            for meter in meters:
-                await self.read_one(meter, continuous=True)
+            await self.read_line(meters, continuous=True)
             await trio.sleep(0)  # let the scheduled cycle and the services in between

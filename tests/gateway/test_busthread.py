@@ -11,8 +11,10 @@ import pytest
 import trio
 
 from mbusgw.core import decode
+from mbusgw.core.busproto import ProbeKind
 from mbusgw.core.frame import req_ud2, snd_nke
-from mbusgw.gateway.bus import BusMaster, MeterAddress, ProbeKind, ReadSettings
+from mbusgw.gateway.bus import BusMaster
+from mbusgw.gateway.busrequests import MeterAddress, ReadSettings
 from mbusgw.gateway.busthread import ThreadedBusMaster
 from mbusgw.gateway.errors import LineDown, LineNoisy, NoResponse
 from mbusgw.gateway.simulator import MEDIAN_TEMPLATE, SimLine, make_meter, serve_pty, serve_tcp

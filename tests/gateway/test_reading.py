@@ -6,6 +6,7 @@ against the simulator in their own tests and end to end in the gateway tests.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +41,17 @@ class ReplayLine:
         if meter.key in self.failing:
             raise TimeoutError(f"no response from {meter.key}")
         return BusReply((FRAME,), attempts=1, duration=self.delay, reply_ended=trio.current_time())
+
+    async def read_round(
+        self, meters: Sequence[Meter], *, continuous: bool = False
+    ) -> list[BusReply | Exception]:
+        replies: list[BusReply | Exception] = []
+        for one in meters:
+            try:
+                replies.append(await self.read_meter(one, continuous=continuous))
+            except Exception as exc:
+                replies.append(exc)
+        return replies
 
 
 def meter(key: str, line: str) -> Meter:
