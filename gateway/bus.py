@@ -182,19 +182,23 @@ class BusMaster:
         return await self.submit(jobs.Read(address, settings, on_telegram, keep_link))
 
     async def read_round(
-        self, plan: Sequence[tuple[MeterAddress, ReadSettings]], *, keep_link: bool = False
-    ) -> list[ReadReply | Exception]:
+        self,
+        plan: Sequence[tuple[MeterAddress, ReadSettings]],
+        on_read: Callable[[int, ReadReply | Exception], None],
+        *,
+        keep_link: bool = False,
+    ) -> None:
         """Read the meters of ``plan`` one after the other (a round of continuous mode, a line's
-        share of a read-all cycle): each gets its reading or the error that failed it, in
-        order. Requests of others still go in between two meters. This driver reads them as
-        separate requests; the native one hands the whole round back at once."""
-        results: list[ReadReply | Exception] = []
-        for address, settings in plan:
+        share of a read-all cycle). ``on_read(k, reading)`` is called in trio as soon as the
+        k-th meter is read, with its ``ReadReply`` or the error that failed it; the round goes
+        on either way. Requests of others still go in between two meters. This driver reads
+        them as separate requests; the native one takes the round as one request."""
+        for k, (address, settings) in enumerate(plan):
             try:
-                results.append(await self.read(address, settings, keep_link=keep_link))
+                got: ReadReply | Exception = await self.read(address, settings, keep_link=keep_link)
             except Exception as exc:  # that meter's outcome; the round goes on
-                results.append(exc)
-        return results
+                got = exc
+            on_read(k, got)
 
     async def probe_primary(self, address: int) -> Probe:
         """Scan step: is there one meter at ``address`` (0-250), several, or none?"""

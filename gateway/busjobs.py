@@ -30,10 +30,11 @@ class Read:
 
 @dataclass(frozen=True)
 class Round:
-    """Several reads served one after the other and answered together, each with its reading
-    or its error (the native driver's batch)."""
+    """Several reads served one after the other as one request (the native driver's batch);
+    ``on_read(k, reading or error)`` as each is done."""
 
     reads: tuple[Read, ...]
+    on_read: Callable[[int, Any], None]
 
 
 @dataclass(frozen=True)

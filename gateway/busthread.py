@@ -103,14 +103,19 @@ class ThreadedBusMaster(BusMaster):
         self._wake()
 
     async def read_round(
-        self, plan: Sequence[tuple[MeterAddress, ReadSettings]], *, keep_link: bool = False
-    ) -> list[ReadReply | Exception]:
-        """As ``BusMaster.read_round``, served by the thread as one request: trio is woken
-        once for the whole round, not once per meter."""
+        self,
+        plan: Sequence[tuple[MeterAddress, ReadSettings]],
+        on_read: Callable[[int, ReadReply | Exception], None],
+        *,
+        keep_link: bool = False,
+    ) -> None:
+        """As ``BusMaster.read_round``, served by the thread as one request: no request goes
+        from trio to the thread per meter, and each reading comes back with the next batch
+        (``on_read`` runs in trio; if it raises, the round ends with its error)."""
         if not plan:
-            return []
+            return
         reads = tuple(jobs.Read(address, settings, None, keep_link) for address, settings in plan)
-        return await self.submit(jobs.Round(reads))
+        await self.submit(jobs.Round(reads, on_read))
 
     def _wake(self) -> None:
         if self._wake_write < 0:
@@ -176,23 +181,22 @@ class ThreadedBusMaster(BusMaster):
         self._in_hand.pop()
         self._hand_over(_settle_reply, reply, result)
 
-    def _serve_round(self, round_: jobs.Round, reply: jobs.Reply) -> list[Any]:
-        """Each read of the round in turn, the results handed back together (one trio wake-up
-        for the round); requests queued meanwhile go in between two reads, so a manual read or
-        a scan waits for one meter, not for the round."""
-        results: list[Any] = []
-        for read in round_.reads:
+    def _serve_round(self, round_: jobs.Round, reply: jobs.Reply) -> None:
+        """Each read of the round in turn, its outcome handed to trio as soon as it is done;
+        requests queued meanwhile go in between two reads, so a manual read or a scan waits
+        for one meter, not for the round."""
+        for k, read in enumerate(round_.reads):
             while self._queue:
                 self._serve_next()
             if self._stop:
                 raise _Stopped
             try:
-                results.append(self._serve_blocking(read, reply))
+                got = self._serve_blocking(read, reply)
             except _Stopped:
                 raise
             except Exception as exc:  # that meter's outcome; the round goes on
-                results.append(_line_error(self.name, exc))
-        return results
+                got = _line_error(self.name, exc)
+            self._callback(reply, round_.on_read, k, got)
 
     def _drain_wake(self) -> None:
         try:

@@ -7,7 +7,7 @@ same TCP transport as a real converter, so the embedded default exercises the re
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
@@ -65,23 +65,28 @@ class BusLine:
         return _bus_reply(await self.master.read(address, settings, keep_link=continuous))
 
     async def read_round(
-        self, meters: Sequence[Meter], *, continuous: bool = False
-    ) -> list[BusReply | Exception]:
-        """The meters one after the other in one request to the master (the native driver
-        answers it with one trio wake-up); a meter that cannot be planned fails alone."""
-        plans: list[tuple[MeterAddress, ReadSettings] | Exception] = []
-        for meter in meters:
+        self,
+        meters: Sequence[Meter],
+        on_reply: Callable[[int, BusReply | Exception], None],
+        *,
+        continuous: bool = False,
+    ) -> None:
+        """The meters one after the other in one request to the master; ``on_reply(k, reply)``
+        as each is read. A meter that cannot be planned (a bad address) fails alone."""
+        plan: list[tuple[MeterAddress, ReadSettings]] = []
+        index: list[int] = []  # plan position → position in ``meters``
+        for k, meter in enumerate(meters):
             try:
-                plans.append(self._read_plan(meter))
-            except Exception as exc:  # a bad address or setting: that meter's outcome
-                plans.append(exc)
-        sent = [plan for plan in plans if not isinstance(plan, Exception)]
-        readings = iter(await self.master.read_round(sent, keep_link=continuous))
-        results: list[BusReply | Exception] = []
-        for plan in plans:
-            got = plan if isinstance(plan, Exception) else next(readings)
-            results.append(got if isinstance(got, Exception) else _bus_reply(got))
-        return results
+                plan.append(self._read_plan(meter))
+            except Exception as exc:  # that meter's outcome
+                on_reply(k, exc)
+            else:
+                index.append(k)
+
+        def read(j: int, got: ReadReply | Exception) -> None:
+            on_reply(index[j], got if isinstance(got, Exception) else _bus_reply(got))
+
+        await self.master.read_round(plan, read, keep_link=continuous)
 
     def _read_plan(self, meter: Meter) -> tuple[MeterAddress, ReadSettings]:
         """How to read ``meter``; kept until the meter or the M-Bus settings are replaced

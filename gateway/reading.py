@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 import trio
@@ -42,10 +42,14 @@ class LineReader(Protocol):
         ...
 
     async def read_round(
-        self, meters: Sequence[Meter], *, continuous: bool = False
-    ) -> list[BusReply | Exception]:
-        """The meters (all on this line) one after the other: each one's reply or the error
-        that failed it, in order, all returned together."""
+        self,
+        meters: Sequence[Meter],
+        on_reply: Callable[[int, BusReply | Exception], None],
+        *,
+        continuous: bool = False,
+    ) -> None:
+        """The meters (all on this line) one after the other; ``on_reply(k, reply)`` with the
+        k-th meter's reply, or the error that failed it, as soon as it is read."""
         ...
 
 
@@ -190,33 +194,29 @@ class ReadingPipeline:
     async def read_line(
         self, meters: Sequence[Meter], *, continuous: bool = False
     ) -> list[MeterReading]:
-        """Meters of one line read as one round by its master, then decoded and accounted
-        together: the line's driver hands the round back at once."""
+        """Meters of one line read as one round by its master (one request, not one per meter),
+        each reading accounted as soon as it is back."""
         if not meters:
             return []
+        readings: list[MeterReading | None] = [None] * len(meters)
         line = self.lines.get(meters[0].interface)
+
+        def arrived(k: int, reply: BusReply | Exception) -> None:
+            reading = readings[k] = self._reading(meters[k], reply, self.clock.now())
+            self._account(reading)
+
         if line is None:
-            readings = [self._unconfigured(meter) for meter in meters]
+            for k, meter in enumerate(meters):
+                reading = readings[k] = self._unconfigured(meter)
+                self._account(reading)
         else:
             try:
-                replies = await line.read_round(meters, continuous=continuous)
-            except Exception as exc:  # the round as a whole failed: so did each of its meters
-                replies = [exc] * len(meters)
-            # each reading carries the wall time its reply ended, not the round's end
-            wall, now = self.clock.now(), trio.current_time()
-            readings = [
-                self._reading(
-                    meter,
-                    reply,
-                    wall
-                    if isinstance(reply, Exception)
-                    else wall - timedelta(seconds=max(now - reply.reply_ended, 0.0)),
-                )
-                for meter, reply in zip(meters, replies, strict=True)
-            ]
-        for reading in readings:
-            self._account(reading)
-        return readings
+                await line.read_round(meters, arrived, continuous=continuous)
+            except Exception as exc:  # the round stopped: the meters it did not reach failed
+                for k, reading in enumerate(readings):
+                    if reading is None:
+                        arrived(k, exc)
+        return [reading for reading in readings if reading is not None]
 
     def _unconfigured(self, meter: Meter) -> MeterReading:
         return MeterReading(
