@@ -193,9 +193,16 @@ class BusMaster:
         k-th meter is read, with its ``ReadReply`` or the error that failed it; the round goes
         on either way. Requests of others still go in between two meters. This driver reads
         them as separate requests; the native one takes the round as one request."""
-        for k, (address, settings) in enumerate(plan):
+        reads = tuple(jobs.Read(address, settings, None, keep_link) for address, settings in plan)
+        await self._round(reads, on_read)
+
+    async def _round(
+        self, reads: tuple[jobs.Read, ...], on_read: Callable[[int, ReadReply | Exception], None]
+    ) -> None:
+        """The trio driver: one request per meter, so the round needs nothing of its own."""
+        for k, read in enumerate(reads):
             try:
-                got: ReadReply | Exception = await self.read(address, settings, keep_link=keep_link)
+                got: ReadReply | Exception = await self.submit(read)
             except Exception as exc:  # that meter's outcome; the round goes on
                 got = exc
             on_read(k, got)

@@ -24,7 +24,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import outcome
@@ -33,7 +33,7 @@ import trio
 from mbusgw.gateway import busjobs as jobs
 from mbusgw.gateway.bus import BusMaster
 from mbusgw.gateway.busjobs import fail_ops
-from mbusgw.gateway.busrequests import MeterAddress, ReadReply, ReadSettings
+from mbusgw.gateway.busrequests import ReadReply
 from mbusgw.gateway.errors import LineDown
 
 _CLOSED = select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -102,20 +102,14 @@ class ThreadedBusMaster(BusMaster):
         self._queue.append((request, reply))
         self._wake()
 
-    async def read_round(
-        self,
-        plan: Sequence[tuple[MeterAddress, ReadSettings]],
-        on_read: Callable[[int, ReadReply | Exception], None],
-        *,
-        keep_link: bool = False,
+    async def _round(
+        self, reads: tuple[jobs.Read, ...], on_read: Callable[[int, ReadReply | Exception], None]
     ) -> None:
-        """As ``BusMaster.read_round``, served by the thread as one request: no request goes
-        from trio to the thread per meter, and each reading comes back with the next batch
-        (``on_read`` runs in trio; if it raises, the round ends with its error)."""
-        if not plan:
-            return
-        reads = tuple(jobs.Read(address, settings, None, keep_link) for address, settings in plan)
-        await self.submit(jobs.Round(reads, on_read))
+        """The round as one request to the thread: nothing goes from trio to the thread per
+        meter, and each reading comes back with the next batch (``on_read`` runs in trio; if
+        it raises, the round ends with its error)."""
+        if reads:
+            await self.submit(jobs.Round(reads, on_read))
 
     def _wake(self) -> None:
         if self._wake_write < 0:
