@@ -28,16 +28,15 @@ from mbusgw.gateway.reading import CycleResult, MeterReading
 from mbusgw.gateway.scan import ScanProgress, scan_line
 from mbusgw.gateway.search import meter_from_found, quota_for, shortfall
 from mbusgw.gateway.services.modbus import ModbusService
-from mbusgw.gateway.services.reports.cursors import TABLE as REPORT_CURSORS
-from mbusgw.gateway.services.reports.service import ReportService
+from mbusgw.gateway.services.reports.status import Outcome, ReportStatus
 from mbusgw.gateway.settings import Settings, StartupConfig
-from mbusgw.gateway.store import LogFilter, Store, StoreWriter, value_flags
+from mbusgw.gateway.store import LogFilter, RawTelegram, Store, StoreWriter, value_flags
 from mbusgw.gateway.store.backup import HEADER_SIZE as BACKUP_HEADER_SIZE
 from mbusgw.gateway.store.backup import backup_sealer, create_backup, read_backup_info
 from mbusgw.gateway.store.configfile import MAX_FILE_BYTES as MAX_CONFIG_BYTES
 from mbusgw.gateway.store.configfile import parse_config, render_config
 from mbusgw.gateway.store.sealing import private_dir, write_private
-from mbusgw.gateway.supervisor import Supervisor
+from mbusgw.gateway.supervisor import ERROR, INFO, WARNING, Supervisor
 from mbusgw.gateway.wireless import WirelessNetwork
 
 JsonObject = dict[str, object]
@@ -45,6 +44,23 @@ JsonObject = dict[str, object]
 
 WirelessProgress = Callable[[float, int], None]
 """``progress(done, found)`` of a wireless search, told once a second."""
+
+REPORT_CURSORS = "cursors"
+"""The store's record table of the push reports' delivery cursors (one record per report)."""
+
+
+class ReportControl(Protocol):
+    """The push-report service as the web drives it: status, test and on-demand reports."""
+
+    def status(self) -> list[ReportStatus]: ...
+
+    def check(self, name: str, *kinds: str) -> None:
+        """UnknownReport unless ``name`` is a configured report of one of ``kinds``."""
+        ...
+
+    async def send_test(self, name: str) -> Outcome: ...
+
+    async def run_on_demand(self, name: str) -> Outcome: ...
 
 
 class GatewayHandle(Protocol):
@@ -61,7 +77,7 @@ class GatewayHandle(Protocol):
     lines: dict[str, BusLine]  # interface name → line (its ``master`` scans)
     wireless: WirelessNetwork | None  # None without receivers
     after_stop: AfterStop | None  # what ``mbusgw run`` does once stopped
-    reports: ReportService | None  # push reports (None while not running)
+    reports: ReportControl | None  # push reports (None while not running)
     modbus: ModbusService | None
 
     @property
@@ -107,7 +123,10 @@ class GatewayHandle(Protocol):
 __all__ = [
     "BACKUP_HEADER_SIZE",
     "MAX_CONFIG_BYTES",
+    "ERROR",
+    "INFO",
     "REPORT_CURSORS",
+    "WARNING",
     "AfterStop",
     "CsvWriter",
     "GatewayHandle",
@@ -115,7 +134,13 @@ __all__ = [
     "KeyFileError",
     "KeyStore",
     "LogFilter",
+    "Outcome",
+    "RawTelegram",
+    "ReportControl",
+    "ReportStatus",
     "ScanProgress",
+    "Store",
+    "StoreWriter",
     "WirelessProgress",
     "backup_sealer",
     "create_backup",
