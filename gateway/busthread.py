@@ -184,6 +184,8 @@ class ThreadedBusMaster(BusMaster):
                 self._serve_next()
             if self._stop:
                 raise _Stopped
+            if reply.failure is not None:
+                return  # ``on_read`` raised: the round ends with its error
             try:
                 got = self._serve_blocking(read, reply)
             except _Stopped:

@@ -243,8 +243,9 @@ async def test_a_round_hands_each_reading_back_as_it_is_read(driver: type[BusMas
     assert pinged and pinged[0] < len(plan)  # served before the round was over
 
 
-async def test_a_round_whose_callback_fails_ends_with_that_error() -> None:
-    async with threaded("tcp") as (bus, _):
+@DRIVERS
+async def test_a_round_whose_callback_fails_ends_with_that_error(driver: type[BusMaster]) -> None:
+    async with threaded("tcp", driver) as (bus, _):
         plan = [(MeterAddress(primary=1), ReadSettings())] * 2
 
         def refuse(k: int, reading: object) -> None:
