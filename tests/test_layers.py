@@ -2,8 +2,9 @@
 
 core (sans-I/O, no clock) ← gateway internals ← the façade (``gateway/facade.py``) ← the
 northbound services (``web/``, the push reports in ``gateway/services/reports/``). The Modbus
-service still uses the store's public API and the supervisor's service protocol as well. Nothing in ``gateway/`` imports
-``web/``: the web is started as a ``mbusgw.northbound`` entry point. No import circles.
+service still uses the store's public API and the supervisor's service protocol as well.
+Nothing in ``gateway/`` imports ``web/``: the web is started as a ``mbusgw.northbound`` entry
+point. No import circles.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ MODEL = {
         "live",
         "meters",
         "modbus_encoding",
+        "quantity_names",
         "report_catalog",
         "report_checks",
         "report_settings",
