@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+import trio
+
 from mbusgw.gateway.cells import CsvWriter, sheet_row
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.events import EventBus
@@ -27,7 +29,6 @@ from mbusgw.gateway.meters import Merge, Meter
 from mbusgw.gateway.reading import CycleResult, MeterReading
 from mbusgw.gateway.scan import ScanProgress, scan_line
 from mbusgw.gateway.search import meter_from_found, quota_for, shortfall
-from mbusgw.gateway.services.modbus import ModbusService
 from mbusgw.gateway.services.reports.status import Outcome, ReportStatus
 from mbusgw.gateway.settings import Settings, StartupConfig
 from mbusgw.gateway.store import LogFilter, RawTelegram, Store, StoreWriter, value_flags
@@ -37,6 +38,7 @@ from mbusgw.gateway.store.configfile import MAX_FILE_BYTES as MAX_CONFIG_BYTES
 from mbusgw.gateway.store.configfile import parse_config, render_config
 from mbusgw.gateway.store.sealing import private_dir, write_private
 from mbusgw.gateway.supervisor import ERROR, INFO, WARNING, Supervisor
+from mbusgw.gateway.transport import open_serial
 from mbusgw.gateway.wireless import WirelessNetwork
 
 JsonObject = dict[str, object]
@@ -63,6 +65,42 @@ class ReportControl(Protocol):
     async def run_on_demand(self, name: str) -> Outcome: ...
 
 
+class ModbusCounters(Protocol):
+    """The Modbus server's counters since it started."""
+
+    connections: int  # open now
+    accepted: int
+    refused: int
+    requests: int
+    exceptions: int
+    closed_bad_frame: int
+    closed_idle: int
+    rtu_frames_ignored: int  # other slaves', broadcasts, bad CRC
+
+
+class ModbusView(Protocol):
+    """The running Modbus service as the web sees it."""
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """Where its TCP server listens (None while it is down)."""
+        ...
+
+    @property
+    def stats(self) -> ModbusCounters | None:
+        """Its counters (None while it is down)."""
+        ...
+
+    def map_csv(self) -> str:
+        """The register map of the installed meters, as CSV."""
+        ...
+
+
+async def open_serial_port(device: str, baud: int) -> trio.abc.Stream:
+    """A serial port opened at ``baud``, 8E1, as a byte stream (a service's slave port)."""
+    return await open_serial(device, baud)
+
+
 class GatewayHandle(Protocol):
     startup: StartupConfig
     store: Store  # queries and record tables (users, keys, cursors ...)
@@ -78,7 +116,7 @@ class GatewayHandle(Protocol):
     wireless: WirelessNetwork | None  # None without receivers
     after_stop: AfterStop | None  # what ``mbusgw run`` does once stopped
     reports: ReportControl | None  # push reports (None while not running)
-    modbus: ModbusService | None
+    modbus: ModbusView | None
 
     @property
     def keys(self) -> KeyStore:
@@ -134,6 +172,8 @@ __all__ = [
     "KeyFileError",
     "KeyStore",
     "LogFilter",
+    "ModbusCounters",
+    "ModbusView",
     "Outcome",
     "RawTelegram",
     "ReportControl",
@@ -145,6 +185,7 @@ __all__ = [
     "backup_sealer",
     "create_backup",
     "meter_from_found",
+    "open_serial_port",
     "parse_config",
     "private_dir",
     "quota_for",

@@ -1,6 +1,6 @@
-"""The browser side of ``test_browser.py``, run as a process of its own: the gateway's
-asyncio bridge (trio-asyncio) takes over the event loop policy of any process that imports it,
-and Playwright needs plain asyncio. Prints nothing; writes what it saw to ``<work>/seen.json``.
+"""The browser side of ``test_browser.py``, run as a process of its own: the tests run in
+trio, and Playwright needs plain asyncio. Prints nothing; writes what it saw to
+``<work>/seen.json``.
 
 Usage: python browser_session.py BASE_URL WORK_DIR   (WORK_DIR holds meters.csv)
 """

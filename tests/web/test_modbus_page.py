@@ -34,6 +34,7 @@ async def test_modbus_page(tmp_path: Path) -> None:
                     "unit_id": "1", "max_connections": "7", "idle_timeout_s": "120",
                     "data_type": "float32", "constant": "1",
                     "invalid_addresses": "exception", "word_order": "big",
+                    "rtu_device": "", "rtu_baud_rate": "19200",
                     "enabled": "on"}  # fmt: skip
             saved = await browser.post("/modbus", form=form)
             refused = await browser.post("/modbus", form=form | {"unit_id": "300"})
