@@ -44,8 +44,10 @@ import trio
 import trio.testing
 
 from mbusgw.core import decode
+from mbusgw.core.busproto import Exchange, Outcome
 from mbusgw.core.frame import snd_nke
-from mbusgw.gateway.bus import BusMaster, Exchange, MeterAddress, Outcome, ReadSettings
+from mbusgw.gateway.bus import BusMaster
+from mbusgw.gateway.busrequests import MeterAddress, ReadSettings
 from mbusgw.gateway.scan import PrimaryScan, SecondaryScan
 from mbusgw.gateway.simulator import SimLine, scan_population
 from mbusgw.gateway.simulator.serve import socket_pair

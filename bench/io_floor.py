@@ -21,7 +21,7 @@ import trio
 
 from mbusgw.core.busproto import LONG_OVERHEAD, LONG_START
 from mbusgw.core.frame import req_ud2, snd_nke
-from mbusgw.gateway.bus import Timing, resolve
+from mbusgw.gateway.bustiming import Timing, resolve
 
 ADDRESSES = range(1, 65)
 

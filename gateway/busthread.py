@@ -30,7 +30,10 @@ from typing import Any
 import outcome
 import trio
 
-from mbusgw.gateway.bus import BusMaster, _Hold, _Read, _Reply, _SetBaud, fail_ops
+from mbusgw.gateway import busjobs as jobs
+from mbusgw.gateway.bus import BusMaster
+from mbusgw.gateway.busjobs import fail_ops
+from mbusgw.gateway.busrequests import ReadReply
 from mbusgw.gateway.errors import LineDown
 
 _CLOSED = select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -46,13 +49,13 @@ class ThreadedBusMaster(BusMaster):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._queue: collections.deque[tuple[Any, _Reply]] = collections.deque()
+        self._queue: collections.deque[tuple[Any, jobs.Reply]] = collections.deque()
         self._wake_read = self._wake_write = -1  # a pipe while running: wakes the thread
         self._lock = threading.Lock()
         self._finished: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self._delivery_pending = False
         self._stop = False
-        self._in_hand: _Reply | None = None
+        self._in_hand: list[jobs.Reply] = []  # a round serves others in between
         self._token: trio.lowlevel.TrioToken | None = None
         self._clock: trio.abc.Clock | None = None
         self._thread: threading.Thread | None = None
@@ -87,18 +90,26 @@ class ThreadedBusMaster(BusMaster):
             self.protocol.abort()
             stopped = LineDown(f"{self.name}: the bus task stopped")
             self._deliver()  # what finished before the stop is the callers'
-            waiting = [self._in_hand] if self._in_hand is not None else []
-            self._in_hand = None
-            waiting += [reply for _, reply in self._queue]
+            waiting = self._in_hand + [reply for _, reply in self._queue]
+            self._in_hand = []
             self._queue.clear()
             for reply in waiting:
                 if not reply.done.is_set():
                     reply.result = outcome.Error(stopped)
                     reply.done.set()
 
-    async def _enqueue(self, request: Any, reply: _Reply) -> None:
+    async def _enqueue(self, request: Any, reply: jobs.Reply) -> None:
         self._queue.append((request, reply))
         self._wake()
+
+    async def _round(
+        self, reads: tuple[jobs.Read, ...], on_read: Callable[[int, ReadReply | Exception], None]
+    ) -> None:
+        """The round as one request to the thread: nothing goes from trio to the thread per
+        meter, and each reading comes back with the next batch (``on_read`` runs in trio; if
+        it raises, the round ends with its error)."""
+        if reads:
+            await self.submit(jobs.Round(reads, on_read))
 
     def _wake(self) -> None:
         if self._wake_write < 0:
@@ -127,7 +138,7 @@ class ThreadedBusMaster(BusMaster):
         except trio.RunFinishedError:
             pass
 
-    def _callback(self, reply: _Reply, call: Callable[..., Any], *args: Any) -> None:
+    def _callback(self, reply: jobs.Reply, call: Callable[..., Any], *args: Any) -> None:
         """From the thread: a caller's callback (``on_exchange``, ``on_telegram``), run in
         trio; if it raises, the request fails with its error, as under the trio driver."""
         self._hand_over(_run_callback, reply, call, args)
@@ -141,25 +152,47 @@ class ThreadedBusMaster(BusMaster):
     def _thread_main(self) -> None:
         poller = select.poll()
         poller.register(self._wake_read, select.POLLIN)
-        while not self._stop:
-            if not self._queue:
-                poller.poll()
-                self._drain_wake()
-                continue
-            request, reply = self._queue.popleft()
-            self._in_hand = reply
+        try:
+            while not self._stop:
+                if not self._queue:
+                    poller.poll()
+                    self._drain_wake()
+                    continue
+                self._serve_next()
+        except _Stopped:
+            return
+
+    def _serve_next(self) -> None:
+        """Serve the first queued request and hand its result to trio."""
+        request, reply = self._queue.popleft()
+        self._in_hand.append(reply)
+        try:
+            result = outcome.Value(self._serve_blocking(request, reply))
+        except _Stopped:
+            raise
+        except Exception as exc:  # the caller gets it; the line keeps serving
+            result = outcome.Error(_line_error(self.name, exc))
+        self._in_hand.pop()
+        self._hand_over(_settle_reply, reply, result)
+
+    def _serve_round(self, round_: jobs.Round, reply: jobs.Reply) -> None:
+        """Each read of the round in turn, its outcome handed to trio as soon as it is done;
+        requests queued meanwhile go in between two reads, so a manual read or a scan waits
+        for one meter, not for the round."""
+        for k, read in enumerate(round_.reads):
+            while self._queue:
+                self._serve_next()
+            if self._stop:
+                raise _Stopped
+            if reply.failure is not None:
+                return  # ``on_read`` raised: the round ends with its error
             try:
-                result = outcome.Value(self._serve_blocking(request, reply))
+                got = self._serve_blocking(read, reply)
             except _Stopped:
-                return
-            except trio.BrokenResourceError as exc:
-                error = LineDown(f"{self.name}: {exc}")
-                error.__cause__ = exc
-                result = outcome.Error(error)
-            except Exception as exc:  # the caller gets it; the line keeps serving
-                result = outcome.Error(exc)
-            self._in_hand = None
-            self._hand_over(_settle_reply, reply, result)
+                raise
+            except Exception as exc:  # that meter's outcome; the round goes on
+                got = _line_error(self.name, exc)
+            self._callback(reply, round_.on_read, k, got)
 
     def _drain_wake(self) -> None:
         try:
@@ -190,15 +223,17 @@ class ThreadedBusMaster(BusMaster):
         down.__cause__ = error
         return down
 
-    def _serve_blocking(self, request: Any, reply: _Reply) -> Any:
+    def _serve_blocking(self, request: Any, reply: jobs.Reply) -> Any:
         protocol = self.protocol
-        if type(request) is _SetBaud:
+        if type(request) is jobs.SetBaud:
             protocol.links.forget_all()
             self.transport.set_baudrate(request.baud)
             return None
-        if type(request) is _Hold:
+        if type(request) is jobs.Hold:
             return self._serve_hold(request)  # its ops have their own replies
-        on_telegram = request.on_telegram if type(request) is _Read else None
+        if type(request) is jobs.Round:
+            return self._serve_round(request, reply)
+        on_telegram = request.on_telegram if type(request) is jobs.Read else None
         fd = self._open()
         try:
             # what came between exchanges (late answers, noise) is stray: counted, dropped
@@ -262,10 +297,10 @@ class ThreadedBusMaster(BusMaster):
             self._release(threshold)
         return self.result(ended, finish)
 
-    def _notify(self, hold: _Hold) -> None:
+    def _notify(self, hold: jobs.Hold) -> None:
         self._wake()
 
-    def _serve_hold(self, hold: _Hold) -> None:
+    def _serve_hold(self, hold: jobs.Hold) -> None:
         """Serve the holder of the line until it gives the line back."""
         self._hand_over(hold.granted.set)
         poller = select.poll()
@@ -321,7 +356,16 @@ class ThreadedBusMaster(BusMaster):
             view = view[sent:]
 
 
-def _run_callback(reply: _Reply, call: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _line_error(name: str, error: Exception) -> Exception:
+    """The caller's error for what failed a request in the thread."""
+    if isinstance(error, trio.BrokenResourceError):
+        down = LineDown(f"{name}: {error}")
+        down.__cause__ = error
+        return down
+    return error
+
+
+def _run_callback(reply: jobs.Reply, call: Callable[..., Any], args: tuple[Any, ...]) -> None:
     if reply.failure is None:
         try:
             call(*args)
@@ -329,6 +373,6 @@ def _run_callback(reply: _Reply, call: Callable[..., Any], args: tuple[Any, ...]
             reply.failure = exc
 
 
-def _settle_reply(reply: _Reply, result: outcome.Outcome) -> None:
+def _settle_reply(reply: jobs.Reply, result: outcome.Outcome) -> None:
     reply.result = result if reply.failure is None else outcome.Error(reply.failure)
     reply.done.set()

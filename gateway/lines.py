@@ -7,13 +7,15 @@ same TCP transport as a real converter, so the embedded default exercises the re
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
 
-from mbusgw.gateway.bus import BusMaster, MeterAddress, ReadSettings, Timing
+from mbusgw.gateway.bus import BusMaster
+from mbusgw.gateway.busrequests import MeterAddress, ReadReply, ReadSettings
 from mbusgw.gateway.busthread import ThreadedBusMaster
+from mbusgw.gateway.bustiming import Timing
 from mbusgw.gateway.meters import AddressingMode, Meter
 from mbusgw.gateway.reading import BusReply
 from mbusgw.gateway.settings import InterfaceConfig, MBusSettings
@@ -60,11 +62,31 @@ class BusLine:
         """``continuous``: read back to back, so the meter's link state from its previous
         read is fresh (no SND_NKE while it is known)."""
         address, settings = self._read_plan(meter)
-        reading = await self.master.read(address, settings, keep_link=continuous)
-        # attempts: the first try plus the retries (health and the meter log show the retries:
-        # none for a clean read, however many requests its telegrams took)
-        attempts = reading.retries + 1
-        return BusReply(reading.frames, attempts, reading.duration, reading.finished)
+        return _bus_reply(await self.master.read(address, settings, keep_link=continuous))
+
+    async def read_round(
+        self,
+        meters: Sequence[Meter],
+        on_reply: Callable[[int, BusReply | Exception], None],
+        *,
+        continuous: bool = False,
+    ) -> None:
+        """The meters one after the other in one request to the master; ``on_reply(k, reply)``
+        as each is read. A meter that cannot be planned (a bad address) fails alone."""
+        plan: list[tuple[MeterAddress, ReadSettings]] = []
+        index: list[int] = []  # plan position → position in ``meters``
+        for k, meter in enumerate(meters):
+            try:
+                plan.append(self._read_plan(meter))
+            except Exception as exc:  # that meter's outcome
+                on_reply(k, exc)
+            else:
+                index.append(k)
+
+        def read(j: int, got: ReadReply | Exception) -> None:
+            on_reply(index[j], got if isinstance(got, Exception) else _bus_reply(got))
+
+        await self.master.read_round(plan, read, keep_link=continuous)
 
     def _read_plan(self, meter: Meter) -> tuple[MeterAddress, ReadSettings]:
         """How to read ``meter``; kept until the meter or the M-Bus settings are replaced
@@ -83,6 +105,12 @@ class BusLine:
         address = address_of(meter)
         self._plans[meter.key] = (meter, self.mbus, address, settings)
         return address, settings
+
+
+def _bus_reply(reading: ReadReply) -> BusReply:
+    # attempts: the first try plus the retries (health and the meter log show the retries:
+    # none for a clean read, however many requests its telegrams took)
+    return BusReply(reading.frames, reading.retries + 1, reading.duration, reading.finished)
 
 
 def address_of(meter: Meter) -> MeterAddress:

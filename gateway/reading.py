@@ -24,6 +24,10 @@ from mbusgw.gateway.live import LiveReading, LiveSnapshot
 from mbusgw.gateway.meters import Identity, Meter
 
 
+class _GiveWay(Exception):
+    """Ends a continuous round early: a reading cycle has started on its line."""
+
+
 @dataclass(frozen=True)
 class BusReply:
     """What a line's master got for one meter: the raw frames (several for multi-telegram)."""
@@ -39,6 +43,17 @@ class LineReader(Protocol):
 
     async def read_meter(self, meter: Meter, *, continuous: bool = False) -> BusReply:
         """``continuous``: one of the back-to-back reads of continuous mode."""
+        ...
+
+    async def read_round(
+        self,
+        meters: Sequence[Meter],
+        on_reply: Callable[[int, BusReply | Exception], None],
+        *,
+        continuous: bool = False,
+    ) -> None:
+        """The meters (all on this line) one after the other; ``on_reply(k, reply)`` with the
+        k-th meter's reply, or the error that failed it, as soon as it is read."""
         ...
 
 
@@ -175,28 +190,78 @@ class ReadingPipeline:
     async def read_one(self, meter: Meter, *, continuous: bool = False) -> MeterReading:
         line = self.lines.get(meter.interface)
         if line is None:
-            reading = MeterReading(
-                meter,
-                self.clock.now(),
-                False,
-                error=f"interface {meter.interface!r} is not configured",
-            )
+            reading = self._unconfigured(meter)
         else:
             try:
-                reply = await line.read_meter(meter, continuous=continuous)
+                reply: BusReply | Exception = await line.read_meter(meter, continuous=continuous)
             except Exception as exc:
-                reading = MeterReading(
-                    meter,
-                    self.clock.now(),
-                    False,
-                    error=describe(exc),
-                    attempts=getattr(exc, "attempts", 0),
-                    failure=type(exc),
-                )
-            else:
-                reading = decode_reply(meter, reply, self.clock.now())
+                reply = exc
+            reading = self._reading(meter, reply, self.clock.now())
         self._account(reading)
         return reading
+
+    async def read_line(
+        self,
+        meters: Sequence[Meter],
+        *,
+        continuous: bool = False,
+        each: Callable[[MeterReading], None] | None = None,
+    ) -> list[MeterReading]:
+        """Meters of one line read as one round by its master (one request, not one per meter),
+        each reading accounted (and given to ``each``) as soon as it is back. A continuous round
+        gives way to a reading cycle that starts on its line: it ends after the meter being read,
+        returning the readings made so far."""
+        if not meters:
+            return []
+        readings: list[MeterReading | None] = [None] * len(meters)
+        name = meters[0].interface
+        line = self.lines.get(name)
+
+        def arrived(k: int, reply: BusReply | Exception) -> None:
+            reading = readings[k] = self._reading(meters[k], reply, self.clock.now())
+            self._account(reading)
+            if each is not None:
+                each(reading)
+            if continuous and name in self._cycles:
+                raise _GiveWay
+
+        if line is None:
+            for k, meter in enumerate(meters):
+                reading = readings[k] = self._unconfigured(meter)
+                self._account(reading)
+                if each is not None:
+                    each(reading)
+        else:
+            try:
+                await line.read_round(meters, arrived, continuous=continuous)
+            except _GiveWay:
+                pass
+            except Exception as exc:  # the round stopped: the meters it did not reach failed
+                for k, reading in enumerate(readings):
+                    if reading is None:
+                        arrived(k, exc)
+        return [reading for reading in readings if reading is not None]
+
+    def _unconfigured(self, meter: Meter) -> MeterReading:
+        return MeterReading(
+            meter,
+            self.clock.now(),
+            False,
+            error=f"interface {meter.interface!r} is not configured",
+        )
+
+    @staticmethod
+    def _reading(meter: Meter, reply: BusReply | Exception, read_at: datetime) -> MeterReading:
+        if isinstance(reply, Exception):
+            return MeterReading(
+                meter,
+                read_at,
+                False,
+                error=describe(reply),
+                attempts=getattr(reply, "attempts", 0),
+                failure=type(reply),
+            )
+        return decode_reply(meter, reply, read_at)
 
     def record(self, reading: MeterReading) -> None:
         """Account a reading that came another way (a wireless telegram) like one read here."""
@@ -246,12 +311,14 @@ class ReadingPipeline:
         readings: list[MeterReading] = []
 
         async def read_line(name: str, line_meters: list[Meter]) -> None:
+            def counted(reading: MeterReading) -> None:
+                readings.append(reading)
+                if progress is not None:
+                    progress(len(readings), total)
+
             self._cycles[name] = self._cycles.get(name, 0) + 1
             try:
-                for meter in line_meters:
-                    readings.append(await self.read_one(meter))
-                    if progress is not None:
-                        progress(len(readings), total)
+                await self.read_line(line_meters, each=counted)
             finally:
                 self._cycles[name] -= 1
                 if not self._cycles[name]:
@@ -300,8 +367,9 @@ class ReadingPipeline:
             if not meters:
                 await trio.sleep(1.0)  # nothing installed on this line yet
                 continue
-            for meter in meters:
+            while meters:
                 while name in self._cycles:  # a full cycle reads this line: let it go first
                     await self._line_free.wait()
-                await self.read_one(meter, continuous=True)
+                done = await self.read_line(meters, continuous=True)
+                meters = meters[len(done) :]
             await trio.sleep(0)  # let the scheduled cycle and the services in between

@@ -22,7 +22,9 @@ from dataclasses import asdict, dataclass, field
 import trio
 
 from mbusgw.core import decode
-from mbusgw.gateway.bus import AddressingMode, BusMaster, Outcome, ProbeKind
+from mbusgw.core.busproto import Outcome, ProbeKind
+from mbusgw.gateway.bus import BusMaster
+from mbusgw.gateway.meters import AddressingMode
 from mbusgw.gateway.settings import ConfigError
 
 DECIMAL = "0123456789"

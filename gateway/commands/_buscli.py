@@ -14,7 +14,7 @@ from mbusgw.gateway.errors import BusError
 from mbusgw.gateway.settings import ConfigError
 
 if TYPE_CHECKING:
-    from mbusgw.gateway.bus import Timing
+    from mbusgw.gateway.bustiming import Timing
     from mbusgw.gateway.transport import Transport
 
 
@@ -38,7 +38,7 @@ def add_line_arguments(parser: argparse.ArgumentParser, *, several: bool) -> Non
 
 
 def timing_from(args: argparse.Namespace) -> Timing:
-    from mbusgw.gateway.bus import Timing
+    from mbusgw.gateway.bustiming import Timing
 
     timeout = None if args.response_timeout is None else args.response_timeout / 1000
     return Timing(response_timeout=timeout, latency=args.latency / 1000)

@@ -24,7 +24,7 @@ from mbusgw.gateway.meters import AddressingMode
 from mbusgw.gateway.settings import MBUS_BAUD_RATES
 
 if TYPE_CHECKING:
-    from mbusgw.gateway.bus import MeterAddress, ReadReply
+    from mbusgw.gateway.busrequests import MeterAddress, ReadReply
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_address(text: str) -> tuple[MeterAddress, AddressingMode]:
-    from mbusgw.gateway.bus import MeterAddress
+    from mbusgw.gateway.busrequests import MeterAddress
 
     if text.isdigit() and len(text) <= 3:
         return MeterAddress(primary=int(text)), AddressingMode.PRIMARY
@@ -52,7 +52,8 @@ async def read_command(args: argparse.Namespace, bar: ProgressBar) -> ReadReply:
     # the bus modules load here, not while the command line is parsed (--help stays fast)
     import trio
 
-    from mbusgw.gateway.bus import BusMaster, ReadSettings
+    from mbusgw.gateway.bus import BusMaster
+    from mbusgw.gateway.busrequests import ReadSettings
 
     address, mode = parse_address(args.address)
     settings = ReadSettings(modes=(mode,), telegram_limit=args.telegrams, init=not args.no_init)

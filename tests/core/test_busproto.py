@@ -26,7 +26,7 @@ from mbusgw.core.busproto import (
     Telegram,
 )
 from mbusgw.core.frame import req_ud2, select_secondary, snd_nke
-from mbusgw.gateway.bus import Timing, resolve
+from mbusgw.gateway.bustiming import Timing, resolve
 
 BAUD = 2400
 CHAR = 11 / BAUD

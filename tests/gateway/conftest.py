@@ -14,7 +14,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import pytest
 import trio
 
-from mbusgw.gateway.bus import BusMaster, Timing
+from mbusgw.gateway.bus import BusMaster
+from mbusgw.gateway.bustiming import Timing
 from mbusgw.gateway.simulator import SimLine, SimMeter
 from mbusgw.gateway.simulator.serve import socket_pair
 from mbusgw.gateway.transport import StreamTransport

@@ -7,17 +7,11 @@ import pytest
 import trio
 
 from mbusgw.core import decode
-from mbusgw.core.busproto import EchoCanceller
+from mbusgw.core.busproto import EchoCanceller, ProbeKind
 from mbusgw.core.frame import req_ud2, snd_nke
-from mbusgw.gateway.bus import (
-    BusMaster,
-    MeterAddress,
-    ProbeKind,
-    ReadSettings,
-    Timing,
-    resolve,
-    response_bound,
-)
+from mbusgw.gateway.bus import BusMaster
+from mbusgw.gateway.busrequests import MeterAddress, ReadSettings
+from mbusgw.gateway.bustiming import Timing, resolve, response_bound
 from mbusgw.gateway.errors import Collision, LineDown, LineNoisy, NoResponse
 from mbusgw.gateway.meters import AddressingMode, MultiTelegram
 from mbusgw.gateway.settings import ConfigError, LineTiming

@@ -11,8 +11,10 @@ import pytest
 import trio
 
 from mbusgw.core import decode
+from mbusgw.core.busproto import ProbeKind
 from mbusgw.core.frame import req_ud2, snd_nke
-from mbusgw.gateway.bus import BusMaster, MeterAddress, ProbeKind, ReadSettings
+from mbusgw.gateway.bus import BusMaster
+from mbusgw.gateway.busrequests import MeterAddress, ReadSettings
 from mbusgw.gateway.busthread import ThreadedBusMaster
 from mbusgw.gateway.errors import LineDown, LineNoisy, NoResponse
 from mbusgw.gateway.simulator import MEDIAN_TEMPLATE, SimLine, make_meter, serve_pty, serve_tcp
@@ -200,3 +202,55 @@ async def test_a_callback_that_raises_fails_its_request(driver: type[BusMaster])
                 await bus.read(MeterAddress(primary=2), on_telegram=broken_display)
             await trio.sleep(0.2)
             assert (await bus.read(MeterAddress(primary=1))).frames
+
+
+@DRIVERS
+async def test_a_round_hands_each_reading_back_as_it_is_read(driver: type[BusMaster]) -> None:
+    """A round is one request to the native driver, yet each meter's reading (or error) reaches
+    trio as soon as it is read, and a request from another task goes in between two meters."""
+    plan = [
+        (MeterAddress(primary=1), ReadSettings()),
+        (MeterAddress(primary=9), ReadSettings()),  # nobody there
+        (MeterAddress(primary=2), ReadSettings()),
+        (MeterAddress(primary=1), ReadSettings()),
+    ]
+    got: list[tuple[int, object]] = []
+    pinged: list[int] = []  # readings back when the other task's ping was answered
+    with trio.fail_after(30):
+        async with threaded("tcp", driver) as (bus, line):
+            first_back = trio.Event()
+
+            def on_read(k: int, reading: object) -> None:
+                got.append((k, reading))
+                first_back.set()
+
+            async def ping_meanwhile() -> None:
+                await first_back.wait()
+                await bus.ping(2)
+                pinged.append(len(got))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ping_meanwhile)
+                await bus.read_round(plan, on_read, keep_link=True)
+    assert [k for k, _ in got] == [0, 1, 2, 3]
+    assert isinstance(got[1][1], NoResponse)
+    assert [decode(r.frames[0]).header.id for _, r in got if not isinstance(r, Exception)] == [
+        "11111111",
+        "22222222",
+        "11111111",
+    ]
+    assert len(got[2][1].frames) == 3  # type: ignore[union-attr]
+    assert pinged and pinged[0] < len(plan)  # served before the round was over
+
+
+@DRIVERS
+async def test_a_round_whose_callback_fails_ends_with_that_error(driver: type[BusMaster]) -> None:
+    async with threaded("tcp", driver) as (bus, _):
+        plan = [(MeterAddress(primary=1), ReadSettings())] * 2
+
+        def refuse(k: int, reading: object) -> None:
+            raise ValueError(f"refused reading {k}")
+
+        with trio.fail_after(30), pytest.raises(ValueError, match="refused reading 0"):
+            await bus.read_round(plan, refuse)
+        assert (await bus.read(MeterAddress(primary=1))).frames  # the line serves on

@@ -11,7 +11,8 @@ import pytest
 import trio
 
 from mbusgw.core import decode
-from mbusgw.gateway.bus import BusMaster, MeterAddress, ReadSettings
+from mbusgw.gateway.bus import BusMaster
+from mbusgw.gateway.busrequests import MeterAddress, ReadSettings
 from mbusgw.gateway.errors import LineDown, NoResponse
 from mbusgw.gateway.scan import SecondaryScan, scan_line
 from mbusgw.gateway.simulator import (

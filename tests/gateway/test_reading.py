@@ -6,6 +6,7 @@ against the simulator in their own tests and end to end in the gateway tests.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,12 +14,17 @@ from pathlib import Path
 import trio
 import trio.testing
 
+from mbusgw.gateway.busthread import ThreadedBusMaster
 from mbusgw.gateway.clock import TrioWallClock
 from mbusgw.gateway.errors import MAX_ERROR_TEXT, Collision, bounded
 from mbusgw.gateway.events import CYCLE_FINISHED, METER_FAILED, METER_RECOVERED, EventBus
+from mbusgw.gateway.lines import BusLine
 from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.meters import AddressingMode, Meter
 from mbusgw.gateway.reading import BusReply, ReadingPipeline, heard_identities
+from mbusgw.gateway.settings import InterfaceConfig
+from mbusgw.gateway.simulator import MEDIAN_TEMPLATE, SimLine, make_meter, serve_tcp
+from mbusgw.gateway.transport import tcp_line
 
 DATA = Path(__file__).parent.parent / "data"
 FRAME = bytes.fromhex((DATA / "libmbus/test-frames/ELV-Elvaco-CMa10.hex").read_text())
@@ -40,6 +46,20 @@ class ReplayLine:
         if meter.key in self.failing:
             raise TimeoutError(f"no response from {meter.key}")
         return BusReply((FRAME,), attempts=1, duration=self.delay, reply_ended=trio.current_time())
+
+    async def read_round(
+        self,
+        meters: Sequence[Meter],
+        on_reply: Callable[[int, BusReply | Exception], None],
+        *,
+        continuous: bool = False,
+    ) -> None:
+        for k, one in enumerate(meters):
+            try:
+                reply: BusReply | Exception = await self.read_meter(one, continuous=continuous)
+            except Exception as exc:
+                reply = exc
+            on_reply(k, reply)
 
 
 def meter(key: str, line: str) -> Meter:
@@ -176,3 +196,50 @@ async def test_continuous_mode_reads_back_to_back_into_the_snapshot(autojump_clo
     assert starts == [i * 0.25 for i in range(41)]
     assert live.version == 40
     assert all(line.continuous)  # the lines may keep the meters' link state between reads
+
+
+async def test_a_round_on_the_native_driver_shows_each_reading_before_the_round_ends() -> None:
+    """Continuous mode hands a whole round of a line to the native driver as one request; each
+    reading is still in the snapshot as soon as it is back, not when the round is over."""
+    sim = SimLine(
+        [
+            make_meter(MEDIAN_TEMPLATE, "11111111", primary=1),
+            make_meter(MEDIAN_TEMPLATE, "33333333", primary=3),
+        ],
+        9600,
+    )
+    on_line = [
+        replace(
+            meter(key, "a"),
+            primary_address=primary,
+            secondary_address=None,
+            baud=9600,
+            addressing=(AddressingMode.PRIMARY,),
+        )
+        for key, primary in (("M1", 1), ("M2", 2), ("M3", 3))  # nobody answers at 2
+    ]
+    live = LiveSnapshot()
+    clock = TrioWallClock(datetime(2026, 11, 24, tzinfo=UTC))
+    round_over = False
+    seen_during_round: list[str] = []
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(serve_tcp, sim, "127.0.0.1", 0)
+            config = InterfaceConfig(name="a", kind="tcp", host="127.0.0.1", port=port, baud=9600)
+            line = BusLine(config, tcp_line("127.0.0.1", port, 9600), "threads")
+            assert isinstance(line.master, ThreadedBusMaster)
+            await nursery.start(line.master.run)
+            pipeline = ReadingPipeline({"a": line}, clock, events=EventBus(), live=live)
+
+            async def watch() -> None:
+                await live.wait_for_change(0)
+                if not round_over:
+                    seen_during_round.extend(r.meter_key for r in live.changes_since(0))
+
+            nursery.start_soon(watch)
+            readings = await pipeline.read_line(on_line, continuous=True)
+            round_over = True
+            nursery.cancel_scope.cancel()
+    assert [(r.meter.key, r.ok) for r in readings] == [("M1", True), ("M2", False), ("M3", True)]
+    assert "M1" in seen_during_round
+    assert live.last_good("M3") is not None and live.latest("M2").error.startswith("NoResponse")
