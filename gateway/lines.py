@@ -54,13 +54,18 @@ class BusLine:
         master = ThreadedBusMaster if driver == "threads" else BusMaster
         self.master = master(transport, name=config.name)
         self.mbus = MBusSettings()
+        self.busy_s = 0.0  # time spent reading meters, failed reads too (occupancy)
         self._plans: dict[str, tuple[Meter, MBusSettings, MeterAddress, ReadSettings]] = {}
 
     async def read_meter(self, meter: Meter, *, continuous: bool = False) -> BusReply:
         """``continuous``: read back to back, so the meter's link state from its previous
         read is fresh (no SND_NKE while it is known)."""
         address, settings = self._read_plan(meter)
-        reading = await self.master.read(address, settings, keep_link=continuous)
+        started = trio.current_time()
+        try:
+            reading = await self.master.read(address, settings, keep_link=continuous)
+        finally:
+            self.busy_s += trio.current_time() - started
         # attempts: the first try plus the retries (health and the meter log show the retries:
         # none for a clean read, however many requests its telegrams took)
         attempts = reading.retries + 1

@@ -64,7 +64,7 @@ def https_redirect(host: str | None, port: int) -> Response:
 
 
 def create_app(gateway: GatewayHandle) -> Quart:
-    from mbusgw.web import api_v1, jsonrpc, pages, report_pages
+    from mbusgw.web import api_v1, jsonrpc, metrics, pages, report_pages
 
     here = Path(__file__).parent
     # root and instance paths given: the package finder does not follow editable installs
@@ -109,4 +109,5 @@ def create_app(gateway: GatewayHandle) -> Quart:
     app.register_blueprint(jsonrpc.blueprint)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(report_pages.blueprint)
+    app.register_blueprint(metrics.blueprint)
     return app
