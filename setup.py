@@ -36,6 +36,7 @@ TOP_LEVEL = ("core", "gateway", "web")
 # holds package data without being listed), so they are named here with the files they carry.
 PACKAGE_DATA = {
     "mbusgw.core": ["*.pxd", "*.pyi", "compact_layouts.json"],
+    "mbusgw.gateway.services.snmp": ["*.txt"],
     "mbusgw.gateway.simulator.frames": ["*"],
     "mbusgw.web.static": ["*"],
     "mbusgw.web.templates": ["*"],

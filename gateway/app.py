@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mbusgw.gateway.events import SETTINGS_CHANGED, Event
 from mbusgw.gateway.facade import JsonObject, WirelessProgress
 from mbusgw.gateway.meters import Merge, Meter
 from mbusgw.gateway.reading import CycleResult, MeterReading
@@ -121,4 +122,6 @@ class Gateway(GatewayRoot):
         self.supervisor.restart(sorted(set(restart)))
         if touched:
             self.log(INFO, "settings", f"changed: {', '.join(sorted(touched))}")
+            detail = {"sections": sorted(touched)}
+            self.events.publish(Event(SETTINGS_CHANGED, self.clock.now(), None, detail))
         return after

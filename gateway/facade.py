@@ -30,6 +30,7 @@ from mbusgw.gateway.search import meter_from_found, quota_for, shortfall
 from mbusgw.gateway.services.modbus import ModbusService
 from mbusgw.gateway.services.reports.cursors import TABLE as REPORT_CURSORS
 from mbusgw.gateway.services.reports.service import ReportService
+from mbusgw.gateway.services.snmp import MIB_NAME, SnmpService, mib_text
 from mbusgw.gateway.settings import Settings, StartupConfig
 from mbusgw.gateway.store import LogFilter, Store, StoreWriter, value_flags
 from mbusgw.gateway.store.backup import HEADER_SIZE as BACKUP_HEADER_SIZE
@@ -63,6 +64,7 @@ class GatewayHandle(Protocol):
     after_stop: AfterStop | None  # what ``mbusgw run`` does once stopped
     reports: ReportService | None  # push reports (None while not running)
     modbus: ModbusService | None
+    snmp: SnmpService | None  # the SNMP agent and its notifications (None while not running)
 
     @property
     def keys(self) -> KeyStore:
@@ -115,11 +117,13 @@ __all__ = [
     "KeyFileError",
     "KeyStore",
     "LogFilter",
+    "MIB_NAME",
     "ScanProgress",
     "WirelessProgress",
     "backup_sealer",
     "create_backup",
     "meter_from_found",
+    "mib_text",
     "parse_config",
     "private_dir",
     "quota_for",

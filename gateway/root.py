@@ -21,7 +21,7 @@ from typing import Any
 import trio
 
 from mbusgw.gateway.clock import SystemClock, WallClock
-from mbusgw.gateway.events import DEVICE_STARTED, Event, EventBus
+from mbusgw.gateway.events import DEVICE_STARTED, SERVICE_RESTARTED, Event, EventBus
 from mbusgw.gateway.facade import GatewayHandle
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.key_records import StoreKeyBackend
@@ -40,6 +40,7 @@ from mbusgw.gateway.services.modbus import ModbusService, choose_source
 from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, ModbusSource
 from mbusgw.gateway.services.modbus_stored import StoredValuesSource
 from mbusgw.gateway.services.reports.service import ReportService
+from mbusgw.gateway.services.snmp import GatewayView, SnmpService, package_version, uptime_since
 from mbusgw.gateway.settings import EMBEDDED_DEFAULT, Settings, StartupConfig
 from mbusgw.gateway.store import CompactionService, RetentionService, Store, StoreWriter, store_path
 from mbusgw.gateway.supervisor import ERROR, INFO, FunctionService, Service, Supervisor
@@ -72,7 +73,7 @@ class GatewayRoot:
         self.live = LiveSnapshot()
         self.events = EventBus()
         self.health: dict[str, MeterHealth] = {}
-        self.supervisor = Supervisor(self.log)
+        self.supervisor = Supervisor(self.log, on_restart=self._service_restarted)
         self.interfaces = startup.interfaces or EMBEDDED_DEFAULT
         self.simulators: dict[str, SimulatorService] = {}
         self.lines: dict[str, BusLine] = {}
@@ -86,6 +87,7 @@ class GatewayRoot:
         self.searches: dict[int, SearchJob] = {}
         self.modbus: ModbusService | None = None
         self.reports: ReportService | None = None  # push reports: status, test and on-demand
+        self.snmp: SnmpService | None = None
         self.after_stop: AfterStop | None = None  # what ``mbusgw run`` does once stopped
         if northbound is None:
             northbound = [entry.load() for entry in entry_points(group=NORTHBOUND)]
@@ -125,6 +127,10 @@ class GatewayRoot:
         logger.log(python_level, "%s: %s", origin, text)
         if self.store is not None:
             self.store.log.log(level, origin, text)
+
+    def _service_restarted(self, name: str, reason: str) -> None:
+        detail = {"service": name, "reason": reason}
+        self.events.publish(Event(SERVICE_RESTARTED, self.clock.now(), None, detail))
 
     def _store(self) -> Store:
         if self.store is None:
@@ -235,8 +241,22 @@ class GatewayRoot:
             self.not_seen,
             self.reports,
         ]
+        self.snmp = SnmpService(
+            lambda: self.settings.snmp, self._snmp_view(), self.events, self.log
+        )
+        services.append(self.snmp)
         services += [factory(self) for factory in self.northbound]
         return services
+
+    def _snmp_view(self) -> GatewayView:
+        return GatewayView(
+            device_name=lambda: self.settings.identity.device_name,
+            version=package_version(),
+            uptime_s=uptime_since(self.clock.now, lambda: self.started_at),
+            meters=lambda: self.registry.meters,
+            health=self.health,
+            reports=lambda: self.reports.status() if self.reports is not None else [],
+        )
 
     def _modbus_source(self) -> ModbusSource:
         """Asked at every start of the Modbus service (a reading settings change restarts it)."""

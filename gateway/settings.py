@@ -21,11 +21,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mbusgw.gateway.cron import CronSchedule, CronSyntaxError
 from mbusgw.gateway.meters import CAPACITIES
+from mbusgw.gateway.metrics_settings import MetricsSettings
 from mbusgw.gateway.modbus_encoding import DATA_TYPE_LABELS, WORD_ORDERS, parse_constant
 from mbusgw.gateway.report_settings import (
     ReportSettings,
 )
 from mbusgw.gateway.settings_fields import ConfigError, _bounded, _choice
+from mbusgw.gateway.snmp_settings import SnmpSettings
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,8 @@ class Settings:
     modbus: ModbusSettings = field(default_factory=ModbusSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    snmp: SnmpSettings = field(default_factory=SnmpSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -35,12 +35,14 @@ MODEL = {
         "health",
         "live",
         "meters",
+        "metrics_settings",
         "modbus_encoding",
         "report_catalog",
         "report_checks",
         "report_settings",
         "settings",
         "settings_fields",
+        "snmp_settings",
         "store.model",
     )
 }

@@ -71,6 +71,8 @@ class RigGateway:
     wireless: Any = None  # no receivers (the wireless API is tested on a real gateway)
     after_stop: Any = None
     reports: Any = None  # no push-report service in the rig
+    modbus: Any = None  # nor Modbus, SNMP
+    snmp: Any = None
     stopped: int = 0
 
     def __post_init__(self) -> None:

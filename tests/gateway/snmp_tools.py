@@ -1,0 +1,105 @@
+"""net-snmp's own tools against the agent: the IETF base MIBs they need, snmpget/snmpwalk, and
+snmptrapd as a receiving manager whose printed notifications the tests read."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from mbusgw.gateway.services.snmp.objects import MIB_PATH
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE_MIBS = ROOT / ".venv" / "share" / "snmp-mibs"
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    assert found, f"{name} is missing: run `bash tools/system-deps.sh` (Debian snmp, snmptrapd)"
+    return found
+
+
+def mib_dirs() -> str:
+    """Our MIB's folder after the IETF base MIBs (fetched once, see tools/snmp-base-mibs.sh)."""
+    if not (BASE_MIBS / "SNMPv2-SMI.txt").exists():
+        done = subprocess.run(
+            ["bash", str(ROOT / "tools" / "snmp-base-mibs.sh"), str(BASE_MIBS)],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, f"the IETF base MIBs could not be fetched: {done.stderr}"
+    return f"{BASE_MIBS}:{MIB_PATH.parent}"
+
+
+def udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def net_snmp(command: str, *args: str) -> tuple[int, str]:
+    """Run snmpget/snmpwalk with our MIB loaded; (exit code, output)."""
+    argv = [tool(command), "-M", mib_dirs(), "-m", "MBUSGW-MIB", *args]
+    done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
+    return done.returncode, done.stdout.decode() + done.stderr.decode()
+
+
+class TrapReceiver:
+    """An snmptrapd on a loopback port, printing each notification on one line."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.lines: list[str] = []
+        self._arrived = trio.Event()
+
+    async def wait_for(self, text: str, count: int = 1) -> list[str]:
+        """The lines that contain ``text``, once there are ``count`` of them."""
+        while True:
+            found = [line for line in self.lines if text in line]
+            if len(found) >= count:
+                return found
+            self._arrived = trio.Event()
+            await self._arrived.wait()
+
+    async def _read(self, stream: trio.abc.ReceiveStream) -> None:
+        pending = b""
+        async for chunk in stream:
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            self.lines += [line.decode(errors="replace") for line in complete]
+            self._arrived.set()
+
+
+@asynccontextmanager
+async def snmptrapd(tmp: Path, community: str = "public") -> AsyncIterator[TrapReceiver]:
+    port = udp_port()
+    conf = tmp / f"snmptrapd-{port}.conf"
+    conf.write_text(f"authCommunity log {community}\n")
+    receiver = TrapReceiver(port)
+    argv = [
+        tool("snmptrapd"),
+        "-f", "-C", "-c", str(conf), "-Lo", "-n",
+        "-M", mib_dirs(), "-m", "MBUSGW-MIB:SNMPv2-MIB",
+        f"udp:127.0.0.1:{port}",
+    ]  # fmt: skip
+    env = {**os.environ, "SNMP_PERSISTENT_DIR": str(tmp / f"snmp-{port}")}
+    async with trio.open_nursery() as nursery:
+        process = await nursery.start(
+            lambda task_status: trio.run_process(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                check=False, task_status=task_status,
+            )
+        )  # fmt: skip
+        nursery.start_soon(receiver._read, process.stdout)
+        with trio.fail_after(10):
+            await receiver.wait_for("NET-SNMP version")
+        try:
+            yield receiver
+        finally:
+            process.terminate()
