@@ -70,7 +70,7 @@ async def test_walk_get_and_notifications_with_net_snmp(tmp_path: Path) -> None:
             assert code == 0, walked
             keys = [meter.key for meter in gateway.meters]
             for index, key in enumerate(keys, start=1):
-                assert f'MBUSGW-MIB::mbusgwMeterId.{index} = STRING: {key}' in walked
+                assert f"MBUSGW-MIB::mbusgwMeterId.{index} = STRING: {key}" in walked
                 assert f"MBUSGW-MIB::mbusgwMeterPosition.{index} = STRING:" in walked
                 assert f"MBUSGW-MIB::mbusgwMeterLastGood.{index} = STRING: 20" in walked
             assert "MBUSGW-MIB::mbusgwMeterStatus.1 = INTEGER: ok(1)" in walked
@@ -88,7 +88,7 @@ async def test_walk_get_and_notifications_with_net_snmp(tmp_path: Path) -> None:
             )  # fmt: skip
             assert code == 0, got
             assert "mbusgwStatus.0 = INTEGER: warning(2)" in got
-            assert f'mbusgwMeterId.3 = STRING: {keys[2]}' in got
+            assert f"mbusgwMeterId.3 = STRING: {keys[2]}" in got
             code, missing = await net_snmp("snmpget", "-v2c", "-c", COMMUNITY, target,
                                            "mbusgwMeterId.9")  # fmt: skip
             assert "No Such Instance" in missing
@@ -101,7 +101,7 @@ async def test_walk_get_and_notifications_with_net_snmp(tmp_path: Path) -> None:
             # the failure above: the meter's notification and the status change, at both
             for receiver in (plain, acknowledging):
                 failed = await receiver.wait_for("MBUSGW-MIB::mbusgwMeterFailed")
-                assert f'mbusgwMeterId.2 = STRING: {keys[1]}' in failed[0]
+                assert f"mbusgwMeterId.2 = STRING: {keys[1]}" in failed[0]
                 assert "mbusgwMeterStatus.2 = INTEGER: failed(3)" in failed[0]
                 changed = await receiver.wait_for("MBUSGW-MIB::mbusgwStatusChanged")
                 assert "mbusgwStatus.0 = INTEGER: warning(2)" in changed[-1]
