@@ -28,6 +28,7 @@ from mbusgw.gateway.reading import CycleResult, MeterReading
 from mbusgw.gateway.scan import ScanProgress, scan_line
 from mbusgw.gateway.search import meter_from_found, quota_for, shortfall
 from mbusgw.gateway.services.modbus import ModbusService
+from mbusgw.gateway.services.mqtt import MqttService
 from mbusgw.gateway.services.reports.cursors import TABLE as REPORT_CURSORS
 from mbusgw.gateway.services.reports.service import ReportService
 from mbusgw.gateway.services.snmp import MIB_NAME, SnmpService, mib_text
@@ -65,6 +66,7 @@ class GatewayHandle(Protocol):
     reports: ReportService | None  # push reports (None while not running)
     modbus: ModbusService | None
     snmp: SnmpService | None  # the SNMP agent and its notifications (None while not running)
+    mqtt: MqttService | None  # the MQTT publisher
 
     @property
     def keys(self) -> KeyStore:

@@ -39,6 +39,7 @@ from mbusgw.gateway.search import SearchJob
 from mbusgw.gateway.services.modbus import ModbusService, choose_source
 from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, ModbusSource
 from mbusgw.gateway.services.modbus_stored import StoredValuesSource
+from mbusgw.gateway.services.mqtt import MqttService
 from mbusgw.gateway.services.reports.service import ReportService
 from mbusgw.gateway.services.snmp import GatewayView, SnmpService, package_version, uptime_since
 from mbusgw.gateway.settings import EMBEDDED_DEFAULT, Settings, StartupConfig
@@ -88,6 +89,7 @@ class GatewayRoot:
         self.modbus: ModbusService | None = None
         self.reports: ReportService | None = None  # push reports: status, test and on-demand
         self.snmp: SnmpService | None = None
+        self.mqtt: MqttService | None = None
         self.after_stop: AfterStop | None = None  # what ``mbusgw run`` does once stopped
         if northbound is None:
             northbound = [entry.load() for entry in entry_points(group=NORTHBOUND)]
@@ -244,7 +246,16 @@ class GatewayRoot:
         self.snmp = SnmpService(
             lambda: self.settings.snmp, self._snmp_view(), self.events, self.log
         )
-        services.append(self.snmp)
+        self.mqtt = MqttService(
+            lambda: self.settings.mqtt,
+            self._snmp_view(),
+            self._store(),
+            store_writer,
+            self.events,
+            self.clock,
+            self.log,
+        )
+        services += [self.snmp, self.mqtt]
         services += [factory(self) for factory in self.northbound]
         return services
 

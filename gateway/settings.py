@@ -23,6 +23,7 @@ from mbusgw.gateway.cron import CronSchedule, CronSyntaxError
 from mbusgw.gateway.meters import CAPACITIES
 from mbusgw.gateway.metrics_settings import MetricsSettings
 from mbusgw.gateway.modbus_encoding import DATA_TYPE_LABELS, WORD_ORDERS, parse_constant
+from mbusgw.gateway.mqtt_settings import MqttSettings
 from mbusgw.gateway.report_settings import (
     ReportSettings,
 )
@@ -176,6 +177,7 @@ class Settings:
     reports: ReportSettings = field(default_factory=ReportSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     snmp: SnmpSettings = field(default_factory=SnmpSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

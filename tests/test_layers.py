@@ -36,6 +36,7 @@ MODEL = {
         "live",
         "meters",
         "metrics_settings",
+        "mqtt_settings",
         "modbus_encoding",
         "report_catalog",
         "report_checks",

@@ -252,6 +252,16 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             ),
         },
     ),
+    "MqttStatus": obj(
+        ("enabled", "connected", "published", "acknowledged", "dropped", "backlog"),
+        enabled=BOOL,
+        connected=BOOL,
+        last_error=nullable(STR),
+        published=INT,
+        acknowledged=INT,
+        dropped=INT,
+        backlog=INT,
+    ),
     "SnmpTestResult": obj(
         ("receivers", "ok"),
         receivers={"type": "object", "additionalProperties": BOOL},

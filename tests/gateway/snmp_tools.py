@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
+from process_lines import PrintedLines
 
 from mbusgw.gateway.services.snmp.objects import MIB_PATH
 
@@ -50,30 +51,12 @@ async def net_snmp(command: str, *args: str) -> tuple[int, str]:
     return done.returncode, done.stdout.decode() + done.stderr.decode()
 
 
-class TrapReceiver:
+class TrapReceiver(PrintedLines):
     """An snmptrapd on a loopback port, printing each notification on one line."""
 
     def __init__(self, port: int) -> None:
+        super().__init__()
         self.port = port
-        self.lines: list[str] = []
-        self._arrived = trio.Event()
-
-    async def wait_for(self, text: str, count: int = 1) -> list[str]:
-        """The lines that contain ``text``, once there are ``count`` of them."""
-        while True:
-            found = [line for line in self.lines if text in line]
-            if len(found) >= count:
-                return found
-            self._arrived = trio.Event()
-            await self._arrived.wait()
-
-    async def _read(self, stream: trio.abc.ReceiveStream) -> None:
-        pending = b""
-        async for chunk in stream:
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            self.lines += [line.decode(errors="replace") for line in complete]
-            self._arrived.set()
 
 
 @asynccontextmanager
@@ -96,7 +79,7 @@ async def snmptrapd(tmp: Path, community: str = "public") -> AsyncIterator[TrapR
                 check=False, task_status=task_status,
             )
         )  # fmt: skip
-        nursery.start_soon(receiver._read, process.stdout)
+        nursery.start_soon(receiver.read, process.stdout)
         with trio.fail_after(10):
             await receiver.wait_for("NET-SNMP version")
         try:

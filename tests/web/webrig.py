@@ -73,6 +73,7 @@ class RigGateway:
     reports: Any = None  # no push-report service in the rig
     modbus: Any = None  # nor Modbus, SNMP
     snmp: Any = None
+    mqtt: Any = None
     stopped: int = 0
 
     def __post_init__(self) -> None:
