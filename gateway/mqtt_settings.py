@@ -37,11 +37,11 @@ class MqttSettings:
     qos: int = _bounded(1, 0, 1, note="1: every reading acknowledged by the broker")
     retain: bool = True  # the latest value of each series retained on its own topic
     topic_prefix: str = _checked("mbusgw", check_topic_prefix)
-    discovery: bool = True  # Home Assistant MQTT discovery
-    discovery_prefix: str = _checked("homeassistant", check_topic_prefix)
     max_backlog: int = _bounded(
         50_000, 1, 10_000_000, note="readings per meter kept for an absent broker"
     )
+    discovery: bool = True  # Home Assistant MQTT discovery
+    discovery_prefix: str = _checked("homeassistant", check_topic_prefix)
 
     def cross_check(self) -> dict[str, str]:
         errors = {}

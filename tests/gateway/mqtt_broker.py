@@ -94,8 +94,8 @@ async def subscriber(
     """mosquitto_sub at QoS 1 printing ``topic payload``; with ``client_id`` its session
     persists (the broker keeps its messages while it is away)."""
     # line-buffered: mosquitto_sub's stdout is a pipe here
-    argv = [tool("stdbuf"), "-oL", tool("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(broker.port), "-u", USER,
-            "-P", PASSWORD, "-q", "1", "-v", "-d"]  # fmt: skip
+    argv = [tool("stdbuf"), "-oL", tool("mosquitto_sub"), "-h", "127.0.0.1",
+            "-p", str(broker.port), "-u", USER, "-P", PASSWORD, "-q", "1", "-v", "-d"]  # fmt: skip
     if client_id:
         argv += ["-c", "-i", client_id]
     for topic in topics:

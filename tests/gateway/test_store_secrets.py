@@ -130,7 +130,8 @@ def test_a_copy_of_the_store_alone_reveals_no_secret(tmp_path: Path) -> None:
         assert copy.stats().readings == 20  # everything else reads as before
     with Store.open(stolen / "store.mdb") as copy:  # with a key file of its own
         assert mode(stolen / KEY_FILE) == 0o600
-        assert "7 stored secrets do not open with the key file" in copy.log.take()[0].text
+        # 8: the seven the test stores and the SNMP community (a secret, "public" by default)
+        assert "8 stored secrets do not open with the key file" in copy.log.take()[0].text
     with Store.open(store_path(data_dir), readonly=True) as store:
         assert_secrets_readable(store)
 
@@ -161,7 +162,8 @@ def test_secrets_an_older_store_holds_in_clear_are_sealed_on_opening(tmp_path: P
 
     with Store.open(store_path(data_dir)) as store:
         assert_secrets_readable(store)
-        assert "secrets stored in clear sealed (4 records)" in [e.text for e in store.log.take()]
+        # 5: the four the test stores and the SNMP settings (their community)
+        assert "secrets stored in clear sealed (5 records)" in [e.text for e in store.log.take()]
     assert mode(data_dir / KEY_FILE) == 0o600
     tables = raw_tables(store_path(data_dir))
     assert not any(secrets_in(value) for values in tables.values() for value in values)
