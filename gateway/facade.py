@@ -28,18 +28,16 @@ from mbusgw.gateway.reading import CycleResult, MeterReading
 from mbusgw.gateway.scan import ScanProgress, scan_line
 from mbusgw.gateway.search import meter_from_found, quota_for, shortfall
 from mbusgw.gateway.services.modbus import ModbusService
-from mbusgw.gateway.services.mqtt import MqttService
-from mbusgw.gateway.services.reports.cursors import TABLE as REPORT_CURSORS
-from mbusgw.gateway.services.reports.service import ReportService
-from mbusgw.gateway.services.snmp import MIB_NAME, SnmpService, mib_text
+from mbusgw.gateway.services.reports.status import Outcome, ReportStatus
+from mbusgw.gateway.services.snmp.objects import MIB_NAME, mib_text
 from mbusgw.gateway.settings import Settings, StartupConfig
-from mbusgw.gateway.store import LogFilter, Store, StoreWriter, value_flags
+from mbusgw.gateway.store import LogFilter, RawTelegram, Store, StoreWriter, value_flags
 from mbusgw.gateway.store.backup import HEADER_SIZE as BACKUP_HEADER_SIZE
 from mbusgw.gateway.store.backup import backup_sealer, create_backup, read_backup_info
 from mbusgw.gateway.store.configfile import MAX_FILE_BYTES as MAX_CONFIG_BYTES
 from mbusgw.gateway.store.configfile import parse_config, render_config
 from mbusgw.gateway.store.sealing import private_dir, write_private
-from mbusgw.gateway.supervisor import Supervisor
+from mbusgw.gateway.supervisor import ERROR, INFO, WARNING, Supervisor
 from mbusgw.gateway.wireless import WirelessNetwork
 
 JsonObject = dict[str, object]
@@ -47,6 +45,39 @@ JsonObject = dict[str, object]
 
 WirelessProgress = Callable[[float, int], None]
 """``progress(done, found)`` of a wireless search, told once a second."""
+
+REPORT_CURSORS = "cursors"
+"""The store's record table of the push reports' delivery cursors (one record per report)."""
+
+
+class ReportControl(Protocol):
+    """The push-report service as the web drives it: status, test and on-demand reports."""
+
+    def status(self) -> list[ReportStatus]: ...
+
+    def check(self, name: str, *kinds: str) -> None:
+        """UnknownReport unless ``name`` is a configured report of one of ``kinds``."""
+        ...
+
+    async def send_test(self, name: str) -> Outcome: ...
+
+    async def run_on_demand(self, name: str) -> Outcome: ...
+
+
+class SnmpControl(Protocol):
+    """The SNMP agent as the web drives it."""
+
+    def status(self) -> dict[str, object]: ...
+
+    async def send_test(self) -> dict[str, bool]:
+        """The test notification to every receiver; ValueError without receivers."""
+        ...
+
+
+class MqttControl(Protocol):
+    """The MQTT publisher as the web shows it."""
+
+    def status_dict(self) -> dict[str, object]: ...
 
 
 class GatewayHandle(Protocol):
@@ -63,10 +94,10 @@ class GatewayHandle(Protocol):
     lines: dict[str, BusLine]  # interface name → line (its ``master`` scans)
     wireless: WirelessNetwork | None  # None without receivers
     after_stop: AfterStop | None  # what ``mbusgw run`` does once stopped
-    reports: ReportService | None  # push reports (None while not running)
+    reports: ReportControl | None  # push reports (None while not running)
     modbus: ModbusService | None
-    snmp: SnmpService | None  # the SNMP agent and its notifications (None while not running)
-    mqtt: MqttService | None  # the MQTT publisher
+    snmp: SnmpControl | None  # the SNMP agent and its notifications (None while not running)
+    mqtt: MqttControl | None  # the MQTT publisher
 
     @property
     def keys(self) -> KeyStore:
@@ -111,7 +142,10 @@ class GatewayHandle(Protocol):
 __all__ = [
     "BACKUP_HEADER_SIZE",
     "MAX_CONFIG_BYTES",
+    "ERROR",
+    "INFO",
     "REPORT_CURSORS",
+    "WARNING",
     "AfterStop",
     "CsvWriter",
     "GatewayHandle",
@@ -120,7 +154,15 @@ __all__ = [
     "KeyStore",
     "LogFilter",
     "MIB_NAME",
+    "MqttControl",
+    "Outcome",
+    "RawTelegram",
+    "ReportControl",
+    "ReportStatus",
     "ScanProgress",
+    "SnmpControl",
+    "Store",
+    "StoreWriter",
     "WirelessProgress",
     "backup_sealer",
     "create_backup",

@@ -39,9 +39,10 @@ from mbusgw.gateway.search import SearchJob
 from mbusgw.gateway.services.modbus import ModbusService, choose_source
 from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, ModbusSource
 from mbusgw.gateway.services.modbus_stored import StoredValuesSource
-from mbusgw.gateway.services.mqtt import MqttService
+from mbusgw.gateway.services.mqtt.service import MqttService
 from mbusgw.gateway.services.reports.service import ReportService
-from mbusgw.gateway.services.snmp import GatewayView, SnmpService, package_version, uptime_since
+from mbusgw.gateway.services.snmp.objects import GatewayView, package_version
+from mbusgw.gateway.services.snmp.service import SnmpService, uptime_since
 from mbusgw.gateway.settings import EMBEDDED_DEFAULT, Settings, StartupConfig
 from mbusgw.gateway.store import CompactionService, RetentionService, Store, StoreWriter, store_path
 from mbusgw.gateway.supervisor import ERROR, INFO, FunctionService, Service, Supervisor

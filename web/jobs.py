@@ -169,7 +169,7 @@ class JobBoard:
         else:
             raise BadRequest(f"unknown report action {action!r}")
         try:
-            service.runner.config(name, service.settings(), *kinds)
+            service.check(name, *kinds)
         except UnknownReport as exc:
             raise NotFound(str(exc)) from None
 

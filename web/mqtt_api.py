@@ -14,4 +14,4 @@ async def mqtt_status() -> Response:
     service = gw().mqtt
     if service is None:
         raise Conflict("the MQTT service is not running")
-    return reply({"enabled": gw().settings.mqtt.enabled, **service.status.as_dict()})
+    return reply(service.status_dict())

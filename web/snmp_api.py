@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from quart import Response
 
-from mbusgw.gateway.facade import MIB_NAME, SnmpService, mib_text
+from mbusgw.gateway.facade import MIB_NAME, SnmpControl, mib_text
 from mbusgw.web.errors import BadRequest, Conflict
 from mbusgw.web.routes import download, gw, reply, route
 
 
-def snmp_service() -> SnmpService:
+def snmp_service() -> SnmpControl:
     service = gw().snmp
     if service is None:
         raise Conflict("the SNMP service is not running")

@@ -1,5 +1,2 @@
-"""The MQTT publisher: readings, retained series, Home Assistant discovery (docs/mqtt.md)."""
-
-from mbusgw.gateway.services.mqtt.service import MqttService
-
-__all__ = ["MqttService"]
+"""The MQTT publisher (``service``): readings, retained series, Home Assistant discovery
+(docs/mqtt.md)."""

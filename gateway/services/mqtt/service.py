@@ -20,19 +20,18 @@ import trio
 from mbusgw.core.jsonout import dumps
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.events import READINGS_STORED, SETTINGS_CHANGED, EventBus
+from mbusgw.gateway.facade import INFO, REPORT_CURSORS, WARNING, Store, StoreWriter
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.mqtt_settings import MqttSettings
 from mbusgw.gateway.services.mqtt import payloads as pl
 from mbusgw.gateway.services.mqtt.link import BrokerLink
-from mbusgw.gateway.services.reports.cursors import TABLE
 from mbusgw.gateway.services.snmp.objects import GatewayView
-from mbusgw.gateway.store import Store, StoreWriter
 from mbusgw.gateway.store.model import SeriesInfo
-from mbusgw.gateway.supervisor import INFO, WARNING
 
 logger = logging.getLogger("mbusgw.mqtt")
 
 STATUS_NAMES = {1: "ok", 2: "warning", 3: "error"}
+TABLE = REPORT_CURSORS  # the delivery cursors' table, beside the push reports'
 CURSOR = "mqtt:cursor"  # never a report's name (those have no colon)
 ACK_TIMEOUT_S = 30.0
 Log = Callable[[int, str, str], None]
@@ -47,7 +46,7 @@ class MqttStatus:
     dropped: int = 0  # readings dropped by the backlog cap
     backlog: int = 0  # readings not yet acknowledged, at the last look
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "connected": self.connected,
             "last_error": self.last_error,
@@ -91,6 +90,9 @@ class MqttService:
         self._discovered: set[tuple[str, int]] = set()
         self._cursor: dict[str, int] = {}
         self._start = 0
+
+    def status_dict(self) -> dict[str, object]:
+        return {"enabled": self._settings().enabled, **self.status.as_dict()}
 
     # ---------------------------------------------------------------- lifetime
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from mbusgw.core.units import medium_name
 from mbusgw.gateway.services.reports.conventions import Conventions
 from mbusgw.gateway.services.reports.selection import Window
-from mbusgw.gateway.store import SeriesInfo
+from mbusgw.gateway.store.model import SeriesInfo
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mbusgw.gateway.store import Store, StoreWriter
-
-TABLE = "cursors"
+from mbusgw.gateway.facade import REPORT_CURSORS as TABLE
+from mbusgw.gateway.facade import Store, StoreWriter
 
 
 @dataclass

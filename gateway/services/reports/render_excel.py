@@ -15,8 +15,7 @@ from mbusgw.core.units import ValueKind
 from mbusgw.gateway.cells import sheet_row
 from mbusgw.gateway.services.reports.context import ReportContext, WideColumns
 from mbusgw.gateway.services.reports.selection import Selection
-from mbusgw.gateway.store import ValueTable
-from mbusgw.gateway.store.model import NO_TIME
+from mbusgw.gateway.store.model import NO_TIME, ValueTable
 
 _EPOCH = dt.datetime(1970, 1, 1)
 

@@ -18,7 +18,7 @@ from mbusgw.gateway.events import Event
 from mbusgw.gateway.services.reports.context import ReportContext
 from mbusgw.gateway.services.reports.conventions import format_decimals, value_texts
 from mbusgw.gateway.services.reports.selection import Selection
-from mbusgw.gateway.store import ValueTable
+from mbusgw.gateway.store.model import ValueTable
 
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
 _NUMERIC = (ValueKind.DECIMAL, ValueKind.REAL)

@@ -11,14 +11,14 @@ import datetime as dt
 import math
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 import trio
 
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.cron import CronSchedule
-from mbusgw.gateway.errors import UnknownReport
+from mbusgw.gateway.errors import UnknownReport, describe
 from mbusgw.gateway.events import Event
+from mbusgw.gateway.facade import INFO, WARNING, Store, StoreWriter
 from mbusgw.gateway.report_catalog import layout_of, protocol_of
 from mbusgw.gateway.report_checks import parse_period
 from mbusgw.gateway.report_settings import ReportConfig
@@ -28,24 +28,12 @@ from mbusgw.gateway.services.reports.cursors import Cursor, commit_cursor, load_
 from mbusgw.gateway.services.reports.receivers import delivery_for
 from mbusgw.gateway.services.reports.schedule import last_fire, period_at
 from mbusgw.gateway.services.reports.selection import AUTO_CYCLES, Selection, Window
-from mbusgw.gateway.services.reports.status import ReportStatus
+from mbusgw.gateway.services.reports.status import Outcome, ReportStatus
 from mbusgw.gateway.services.reports.templates import Rendered, render
 from mbusgw.gateway.settings import Settings
-from mbusgw.gateway.store import Store, StoreWriter
-from mbusgw.gateway.supervisor import INFO, WARNING, describe
 
 HISTORY = 20  # attempts kept per report for the API
 FALLBACK_READ_PERIOD_S = 900.0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt did."""
-
-    ok: bool
-    values: int
-    reply: str = ""
-    error: str = ""
 
 
 class ReportRunner:

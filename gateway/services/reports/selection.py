@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mbusgw.gateway.facade import RawTelegram, Store
 from mbusgw.gateway.report_catalog import VALUE_INTERVALS
 from mbusgw.gateway.services.reports.conventions import Conventions
-from mbusgw.gateway.store import RawTelegram, SeriesInfo, Store, ValueTable
-from mbusgw.gateway.store.model import NO_TIME
+from mbusgw.gateway.store.model import NO_TIME, SeriesInfo, ValueTable
 
 AUTO_CYCLES = 180  # "Auto" reaches back at most this many reading cycles (manual 6.32.2)
 

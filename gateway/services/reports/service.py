@@ -19,14 +19,15 @@ import trio
 
 from mbusgw.gateway.clock import WallClock, sleep_until_wall
 from mbusgw.gateway.cron import CronSchedule
-from mbusgw.gateway.errors import ReportError
+from mbusgw.gateway.errors import ReportError, describe
 from mbusgw.gateway.events import CYCLE_FINISHED, REPORT_FAILED, Event, EventBus
+from mbusgw.gateway.facade import ERROR, WARNING, Store, StoreWriter
 from mbusgw.gateway.report_catalog import EVENT_KINDS
 from mbusgw.gateway.report_checks import split_events
 from mbusgw.gateway.report_settings import ReportConfig
 from mbusgw.gateway.services.reports.conventions import Conventions
 from mbusgw.gateway.services.reports.retries import policy_for
-from mbusgw.gateway.services.reports.runner import Outcome, ReportRunner
+from mbusgw.gateway.services.reports.runner import ReportRunner
 from mbusgw.gateway.services.reports.schedule import (
     CycleTracker,
     is_synchronised,
@@ -34,11 +35,9 @@ from mbusgw.gateway.services.reports.schedule import (
     period_at,
     report_schedule,
 )
-from mbusgw.gateway.services.reports.status import ReportStatus
+from mbusgw.gateway.services.reports.status import Outcome, ReportStatus
 from mbusgw.gateway.services.reports.templates import Rendered
 from mbusgw.gateway.settings import Settings
-from mbusgw.gateway.store import Store, StoreWriter
-from mbusgw.gateway.supervisor import ERROR, WARNING, describe
 
 EVENT_HOLD_S = 10.0  # events arriving this close together go in one event report
 MAX_EVENTS_PER_REPORT = 1000
@@ -80,6 +79,10 @@ class ReportService:
         """Every configured report's status (last attempt, last success, error, pending)."""
         settings = self.settings()
         return [self.runner.status(name, settings) for name in sorted(settings.reports.reports)]
+
+    def check(self, name: str, *kinds: str) -> None:
+        """UnknownReport unless ``name`` is a configured report (of one of ``kinds``, if given)."""
+        self.runner.config(name, self.settings(), *kinds)
 
     def status_of(self, name: str) -> ReportStatus:
         settings = self.settings()

@@ -1,4 +1,5 @@
-"""What the API (and later the SNMP report status table) shows about each report."""
+"""What the API (and later the SNMP report status table) shows about each report, and what one
+attempt did."""
 
 from __future__ import annotations
 
@@ -7,6 +8,16 @@ from dataclasses import dataclass
 from typing import Any
 
 OK, NEVER, FAILED = 1, 2, 3  # the status codes of the SNMP report table
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt did."""
+
+    ok: bool
+    values: int
+    reply: str = ""
+    error: str = ""
 
 
 @dataclass

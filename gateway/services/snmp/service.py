@@ -26,11 +26,11 @@ from mbusgw.gateway.events import (
     Event,
     EventBus,
 )
+from mbusgw.gateway.facade import INFO, WARNING
 from mbusgw.gateway.services.snmp import objects as mib
 from mbusgw.gateway.services.snmp.codec import Refused, answer
 from mbusgw.gateway.services.snmp.notify import ReceiverStatus, send_to
 from mbusgw.gateway.snmp_settings import SnmpSettings
-from mbusgw.gateway.supervisor import INFO, WARNING
 
 logger = logging.getLogger("mbusgw.snmp")
 
