@@ -206,8 +206,9 @@ class MqttService:
         self._publish_gateway_state(link, topics)
         newest: dict[str, int] = {}
         backlog = 0
+        series = {info.id: info for info in self._store.series()}  # read once per batch
         for key in chosen:
-            readings = self._unsent(key, settings.max_backlog)
+            readings = self._unsent(key, settings.max_backlog, series)
             backlog += len(readings)
             for read_at, values in readings:
                 self._send(
@@ -272,13 +273,14 @@ class MqttService:
             link.publish(config[0], config[1], 1, True)
         self._discovered.add((meter.key, value.series))
 
-    def _unsent(self, key: str, cap: int) -> list[tuple[int, list[pl.SeriesValue]]]:
+    def _unsent(
+        self, key: str, cap: int, infos: dict[int, SeriesInfo]
+    ) -> list[tuple[int, list[pl.SeriesValue]]]:
         """The meter's readings past its cursor, oldest first (at most ``cap``)."""
         since = self._cursor.get(key, self._start - 1) + 1
         if self._store.meter(key) is None:
             return []
         tables = self._store.meter_values(key, since=since)
-        infos = {s.id: s for s in self._store.series(key)}
         by_time: dict[int, list[pl.SeriesValue]] = {}
         for series_id, table in tables.items():
             info: SeriesInfo | None = infos.get(series_id)
