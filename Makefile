@@ -10,7 +10,7 @@ CORE_SOURCES = $(wildcard core/*.pyx core/*.pxd core/*.h) core/vif_table.csv cor
 	tools/gen_vif_table.py
 PY_SOURCES   = $(shell find core gateway web -name '*.py')
 
-.PHONY: install compile debug test test-debug lint bench run clean
+.PHONY: install compile debug test test-debug lint bench run clean dist
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,8 +59,14 @@ lint: install
 bench: install
 	$(PY) -m bench.run $(BENCH)
 
+# The wheel (compiled core) and the source distribution (compiles it on install) in dist/.
+dist: install
+	rm -rf dist
+	$(PY) -m pip --disable-pip-version-check -q wheel --no-build-isolation --no-deps -w dist .
+	$(PY) setup.py -q sdist -d dist
+
 run: install
 	$(VENV)/bin/mbusgw run --data-dir $(DATA)
 
 clean:
-	rm -rf build $(VENV) $(VENV)-debug core/*.c core/*.so *.egg-info
+	rm -rf build dist $(VENV) $(VENV)-debug core/*.c core/*.so *.egg-info

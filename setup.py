@@ -36,6 +36,7 @@ TOP_LEVEL = ("core", "gateway", "web")
 # holds package data without being listed), so they are named here with the files they carry.
 PACKAGE_DATA = {
     "mbusgw.core": ["*.pxd", "*.pyi", "compact_layouts.json"],
+    "mbusgw.gateway.deploy": ["*.service", "*.toml"],
     "mbusgw.gateway.services.snmp": ["*.txt"],
     "mbusgw.gateway.simulator.frames": ["*"],
     "mbusgw.web.static": ["*"],
@@ -93,4 +94,5 @@ setup(
     # a separate build tree, so a debug build never picks up release objects (or vice versa)
     options={"build": {"build_base": "build/debug"}} if DEBUG else {},
     zip_safe=False,
+    include_package_data=False,  # MANIFEST.in feeds the sdist; the wheel takes PACKAGE_DATA alone
 )

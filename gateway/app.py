@@ -15,6 +15,7 @@ from mbusgw.gateway.root import SHUTDOWN_GRACE, GatewayRoot
 from mbusgw.gateway.search import SearchJob, SearchRequest, run_search
 from mbusgw.gateway.services.reports.service import ReportService
 from mbusgw.gateway.settings import EMBEDDED_DEFAULT, Settings
+from mbusgw.gateway.settings_keys import changed_keys
 from mbusgw.gateway.supervisor import INFO, WARNING
 from mbusgw.gateway.wireless_install import WirelessInstaller
 
@@ -121,7 +122,8 @@ class Gateway(GatewayRoot):
             await self.registry.apply_capacity(after.capacity)
         self.supervisor.restart(sorted(set(restart)))
         if touched:
-            self.log(INFO, "settings", f"changed: {', '.join(sorted(touched))}")
+            keys = changed_keys(changes, before, after) or sorted(touched)
+            self.log(INFO, "settings", f"changed: {', '.join(keys)}")
             detail = {"sections": sorted(touched)}
             self.events.publish(Event(SETTINGS_CHANGED, self.clock.now(), None, detail))
         return after

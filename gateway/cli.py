@@ -33,10 +33,39 @@ COMMAND_MODULES: list[str] = [
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mbusgw", description="Software M-Bus metering gateway")
+    parser.add_argument("--version", action=_Version)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: the package's version and how its core was compiled (imported only when
+    asked, so that building the parser stays cheap)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **_: object) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print the version"
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(version_text())
+        parser.exit()
+
+
+def version_text() -> str:
+    """``mbusgw 0.1.0 (core: release build; Python 3.11.7)``."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from mbusgw.core import build
+
+    try:
+        number = version("mbusgw")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        number = "(not installed)"
+    return f"mbusgw {number} (core: {build.describe()}; Python {platform.python_version()})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+import trio
+
 from mbusgw.gateway.cells import CsvWriter, sheet_row
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.events import EventBus
@@ -27,7 +29,6 @@ from mbusgw.gateway.meters import Merge, Meter
 from mbusgw.gateway.reading import CycleResult, MeterReading
 from mbusgw.gateway.scan import ScanProgress, scan_line
 from mbusgw.gateway.search import meter_from_found, quota_for, shortfall
-from mbusgw.gateway.services.modbus import ModbusService
 from mbusgw.gateway.services.reports.status import Outcome, ReportStatus
 from mbusgw.gateway.services.snmp.objects import MIB_NAME, mib_text
 from mbusgw.gateway.settings import Settings, StartupConfig
@@ -38,6 +39,7 @@ from mbusgw.gateway.store.configfile import MAX_FILE_BYTES as MAX_CONFIG_BYTES
 from mbusgw.gateway.store.configfile import parse_config, render_config
 from mbusgw.gateway.store.sealing import private_dir, write_private
 from mbusgw.gateway.supervisor import ERROR, INFO, WARNING, Supervisor
+from mbusgw.gateway.transport import open_serial
 from mbusgw.gateway.wireless import WirelessNetwork
 
 JsonObject = dict[str, object]
@@ -62,6 +64,42 @@ class ReportControl(Protocol):
     async def send_test(self, name: str) -> Outcome: ...
 
     async def run_on_demand(self, name: str) -> Outcome: ...
+
+
+class ModbusCounters(Protocol):
+    """The Modbus server's counters since it started."""
+
+    connections: int  # open now
+    accepted: int
+    refused: int
+    requests: int
+    exceptions: int
+    closed_bad_frame: int
+    closed_idle: int
+    rtu_frames_ignored: int  # other slaves', broadcasts, bad CRC
+
+
+class ModbusView(Protocol):
+    """The running Modbus service as the web sees it."""
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """Where its TCP server listens (None while it is down)."""
+        ...
+
+    @property
+    def stats(self) -> ModbusCounters | None:
+        """Its counters (None while it is down)."""
+        ...
+
+    def map_csv(self) -> str:
+        """The register map of the installed meters, as CSV."""
+        ...
+
+
+async def open_serial_port(device: str, baud: int) -> trio.abc.Stream:
+    """A serial port opened at ``baud``, 8E1, as a byte stream (a service's slave port)."""
+    return await open_serial(device, baud)
 
 
 class SnmpControl(Protocol):
@@ -95,7 +133,7 @@ class GatewayHandle(Protocol):
     wireless: WirelessNetwork | None  # None without receivers
     after_stop: AfterStop | None  # what ``mbusgw run`` does once stopped
     reports: ReportControl | None  # push reports (None while not running)
-    modbus: ModbusService | None
+    modbus: ModbusView | None
     snmp: SnmpControl | None  # the SNMP agent and its notifications (None while not running)
     mqtt: MqttControl | None  # the MQTT publisher
 
@@ -154,6 +192,8 @@ __all__ = [
     "KeyStore",
     "LogFilter",
     "MIB_NAME",
+    "ModbusCounters",
+    "ModbusView",
     "MqttControl",
     "Outcome",
     "RawTelegram",
@@ -168,6 +208,7 @@ __all__ = [
     "create_backup",
     "meter_from_found",
     "mib_text",
+    "open_serial_port",
     "parse_config",
     "private_dir",
     "quota_for",

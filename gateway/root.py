@@ -29,16 +29,13 @@ from mbusgw.gateway.keys import KeyStore
 from mbusgw.gateway.lifecycle import AfterStop
 from mbusgw.gateway.lines import BusLine, BusService, SimulatorService, meters_on, open_wired_lines
 from mbusgw.gateway.live import LiveSnapshot
-from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.not_seen import NotSeenWatch
 from mbusgw.gateway.parts import Shared
 from mbusgw.gateway.read_service import ReadingService
 from mbusgw.gateway.reading import ReadingPipeline
 from mbusgw.gateway.registry import MeterRegistry
 from mbusgw.gateway.search import SearchJob
-from mbusgw.gateway.services.modbus import ModbusService, choose_source
-from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, ModbusSource
-from mbusgw.gateway.services.modbus_stored import StoredValuesSource
+from mbusgw.gateway.services.modbus import ModbusService, modbus_service
 from mbusgw.gateway.services.mqtt.service import MqttService
 from mbusgw.gateway.services.reports.service import ReportService
 from mbusgw.gateway.services.snmp.objects import GatewayView, package_version
@@ -225,7 +222,7 @@ class GatewayRoot:
         if self.wireless is not None and self.wireless_installer is not None:
             store_batches = partial(self.wireless.run_store, self.wireless_installer.store_batch)
             services.append(FunctionService("wireless-store", store_batches))
-        self.modbus = ModbusService(lambda: self.settings.modbus, self._modbus_source, self.clock)
+        self.modbus = modbus_service(self)
         # made before DEVICE_STARTED is published: it subscribes to the events when made
         self.reports = ReportService(
             store=self._store(),
@@ -269,13 +266,3 @@ class GatewayRoot:
             health=self.health,
             reports=lambda: self.reports.status() if self.reports is not None else [],
         )
-
-    def _modbus_source(self) -> ModbusSource:
-        """Asked at every start of the Modbus service (a reading settings change restarts it)."""
-
-        def meters() -> list[Meter]:
-            return self.registry.meters  # asked each time: changes replace the list
-
-        live = LiveSnapshotSource(self.live, meters, self.clock, events=self.events)
-        stored = StoredValuesSource(self._store(), meters, self.clock, self.events)
-        return choose_source(self.settings.reading.continuous, live, stored)

@@ -27,7 +27,7 @@ from mbusgw.gateway.mqtt_settings import MqttSettings
 from mbusgw.gateway.report_settings import (
     ReportSettings,
 )
-from mbusgw.gateway.settings_fields import ConfigError, _bounded, _choice
+from mbusgw.gateway.settings_fields import ConfigError, _bounded, _checked, _choice
 from mbusgw.gateway.snmp_settings import SnmpSettings
 
 
@@ -128,6 +128,21 @@ class StoreSettings:
     )
 
 
+RTU_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400)  # rates the serial ports also run M-Bus at
+
+
+def _rtu_baud_rate(value: int) -> str | None:
+    if value not in RTU_BAUD_RATES:
+        return f"must be one of {', '.join(map(str, RTU_BAUD_RATES))}"
+    return None
+
+
+def _serial_device(value: str) -> str | None:
+    if value and not value.startswith("/dev/"):
+        return "must be a serial device such as /dev/ttyUSB1, or empty"
+    return None
+
+
 @dataclass(frozen=True)
 class ModbusSettings:
     """The Modbus TCP server (manual 6.29); see docs/modbus.md for the register map."""
@@ -145,6 +160,9 @@ class ModbusSettings:
     meters: dict[str, ModbusMeterSettings] = field(
         default_factory=dict, metadata={"key": re.compile(r"\S{1,64}"), "key_note": "a meter key"}
     )
+    # Modbus RTU on a serial slave port (8E1), the same map; "" = no RTU
+    rtu_device: str = _checked("", _serial_device, max_length=256)
+    rtu_baud_rate: int = _checked(19200, _rtu_baud_rate, min=1200, max=38400)
 
     def cross_check(self) -> dict[str, str]:
         """Unit ids must be unique and must not be one the gateway answers itself."""

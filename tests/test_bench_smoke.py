@@ -20,6 +20,7 @@ SHAPES = {
     "bus": {"occupancy", "no_answer", "primary_scan", "secondary_scan", "parallel", "cpu"},
     "decode": {"frames", "records", "rejected", "us_per_frame"},
     "gateway": {"meters", "reads_per_second", "cpu_percent", "snapshot_latency_ms", "peers"},
+    "migration": {"migrate_s", "store_mib", "kept_copy_mib", "raw_telegrams", "values"},
     "modbus": {"paced", "saturated", "pymodbus", "stored", "ratio_saturated_vs_pymodbus"},
     "reports": {"fill_s", "csv_s", "excel_s", "json_s", "csv_memory_1d", "excel_memory_2d"},
     "store": {"ingest_values_per_s", "bytes_per_value", "latest_512_meters_ms", "year_series_ms"},

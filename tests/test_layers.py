@@ -1,10 +1,10 @@
 """The layers of docs/architecture.md, checked on the import graph read from the sources.
 
 core (sans-I/O, no clock) ← gateway internals ← the façade (``gateway/facade.py``) ← the
-northbound services (``web/``, the push reports, SNMP and MQTT in ``gateway/services/``). The
-Modbus service still uses the store's public API and the supervisor's service protocol as well.
-Nothing in ``gateway/`` imports ``web/``: the web is started as a ``mbusgw.northbound`` entry
-point. No import circles.
+northbound services (``web/``, the push reports, SNMP and MQTT in ``gateway/services/``, and
+the Modbus modules of ``gateway/services/``, which use only each other besides). Nothing in
+``gateway/`` imports ``web/``: the web is started as a ``mbusgw.northbound`` entry point. No
+import circles.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ MODEL = {
         "metrics_settings",
         "mqtt_settings",
         "modbus_encoding",
+        "quantity_names",
         "report_catalog",
         "report_checks",
         "report_settings",
@@ -48,8 +49,7 @@ MODEL = {
         "store.model",
     )
 }
-# what the Modbus service (not the reports) may use beyond the façade and the model
-MODBUS_EXTRAS = {"mbusgw.gateway.store", "mbusgw.gateway.supervisor"}
+MODBUS = "mbusgw.gateway.services.modbus"  # the Modbus modules: modbus, modbus_map, ...
 # core opens no files or sockets and reads no clock
 CORE_IO_MODULES = r"os|io|socket|select|selectors|time|trio|asyncio|threading|pathlib|serial"
 CORE_IO = re.compile(
@@ -84,13 +84,19 @@ def _allowed(module: str, target: str) -> bool:
         return within(module, "mbusgw.web")
     if within(module, "mbusgw.web"):
         return within(target, "mbusgw.core") or target == FACADE or target in MODEL
+    if module.startswith(MODBUS):
+        return (
+            within(target, "mbusgw.core")
+            or target == FACADE
+            or target in MODEL
+            or target.startswith(MODBUS)
+        )
     if within(module, "mbusgw.gateway.services"):
         return (
             within(target, "mbusgw.core")
             or within(target, "mbusgw.gateway.services")
             or target == FACADE
             or target in MODEL
-            or (module.startswith("mbusgw.gateway.services.modbus") and target in MODBUS_EXTRAS)
         )
     return True
 
@@ -105,6 +111,8 @@ def test_the_rules_catch_a_web_module_reaching_a_gateway_internal(
     broken = {module: set(targets) for module, targets in graph.items()}
     broken["mbusgw.web.pages"].add("mbusgw.gateway.bus")
     broken["mbusgw.gateway.services.modbus"].add("mbusgw.gateway.reading")
+    broken["mbusgw.gateway.services.modbus_stored"].add("mbusgw.gateway.store")
+    broken["mbusgw.gateway.services.modbus_tcp"].add("mbusgw.gateway.supervisor")
     broken["mbusgw.gateway.services.reports.runner"].add("mbusgw.gateway.store")
     broken["mbusgw.gateway.app"].add("mbusgw.web.serve")
     broken["mbusgw.core.frame"].add("mbusgw.gateway.errors")
@@ -112,6 +120,8 @@ def test_the_rules_catch_a_web_module_reaching_a_gateway_internal(
         "mbusgw.core.frame -> mbusgw.gateway.errors",
         "mbusgw.gateway.app -> mbusgw.web.serve",
         "mbusgw.gateway.services.modbus -> mbusgw.gateway.reading",
+        "mbusgw.gateway.services.modbus_stored -> mbusgw.gateway.store",
+        "mbusgw.gateway.services.modbus_tcp -> mbusgw.gateway.supervisor",
         "mbusgw.gateway.services.reports.runner -> mbusgw.gateway.store",
         "mbusgw.web.pages -> mbusgw.gateway.bus",
     ]

@@ -15,6 +15,7 @@ from quart import Quart, Response, redirect, request
 from quart_trio import QuartTrio
 
 from mbusgw.gateway.facade import GatewayHandle
+from mbusgw.web import readable
 from mbusgw.web.auth import Auth
 from mbusgw.web.errors import install_error_handlers
 from mbusgw.web.jobs import JobBoard
@@ -64,7 +65,7 @@ def https_redirect(host: str | None, port: int) -> Response:
 
 
 def create_app(gateway: GatewayHandle) -> Quart:
-    from mbusgw.web import api_v1, jsonrpc, metrics, pages, report_pages
+    from mbusgw.web import api_v1, jsonrpc, metrics, modbus_page, pages, report_pages
 
     here = Path(__file__).parent
     # root and instance paths given: the package finder does not follow editable installs
@@ -77,8 +78,10 @@ def create_app(gateway: GatewayHandle) -> Quart:
     )
     app.json.sort_keys = False
     users = UserDirectory(_StoreRecords(gateway), gateway.clock.now)
+    users.log = gateway.store.log.log
     tls = TlsFiles(gateway.startup.data_dir / "tls")
-    web = WebState(gateway=gateway, auth=Auth(users), tls=tls, tls_settings=tls.settings())
+    auth = Auth(users, log=gateway.store.log.log)
+    web = WebState(gateway=gateway, auth=auth, tls=tls, tls_settings=tls.settings())
     web.jobs = JobBoard(gateway, app.add_background_task)
     app.extensions["mbusgw"] = web
     app.secret_key = None
@@ -104,10 +107,17 @@ def create_app(gateway: GatewayHandle) -> Quart:
     # every time on a page: in the configured zone, one format (graphs get the zone's name)
     app.add_template_filter(lambda value: shown_time(value, gateway.settings.timezone), "when")
     app.context_processor(lambda: {"time_zone": gateway.settings.timezone})
+    # every value on a page: the quantity in words, the number in a scaled unit
+    app.add_template_filter(
+        lambda series: readable.label(series, gateway.settings.conventions.language), "quantity"
+    )
+    app.add_template_filter(readable.value_html, "value_html")
+    app.add_template_filter(readable.job_title, "job_title")
     install_error_handlers(app)
     app.register_blueprint(api_v1.blueprint)
     app.register_blueprint(jsonrpc.blueprint)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(report_pages.blueprint)
+    app.register_blueprint(modbus_page.blueprint)
     app.register_blueprint(metrics.blueprint)
     return app

@@ -28,6 +28,8 @@ from urllib.parse import unquote, urlsplit
 import trio
 from quart import Response, current_app, g, redirect, request, url_for
 
+from mbusgw.gateway.facade import WARNING
+from mbusgw.web import audit
 from mbusgw.web.errors import (
     CsrfRefused,
     Forbidden,
@@ -184,6 +186,7 @@ class Auth:
     users: UserDirectory
     sessions: SessionTable = field(default_factory=SessionTable)
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    log: audit.Log | None = None  # the system log: sign-ins and refusals
 
     async def login(self, name: str, password: str, *, remember: bool = False) -> User:
         """Check a name and password against the limits; raises ``Unauthorized`` or
@@ -194,8 +197,11 @@ class Auth:
         user = await self.users.verify(name, password, remember=remember)
         if user is None:
             self.limiter.failed(*keys)
+            audit.record(self.log, f"sign-in refused for {audit.quoted(name)}", WARNING)
             raise Unauthorized("wrong user name or password")
         self.limiter.succeeded(f"user:{name}")
+        if not remember:  # basic auth checks on every request: its successes are not news
+            audit.record(self.log, f"{name} signed in")
         return user
 
     async def identify(self) -> None:

@@ -29,7 +29,9 @@ from mbusgw.gateway.facade import (
     shortfall,
 )
 from mbusgw.gateway.meters import BAUD_RATES, Meter
+from mbusgw.web import audit
 from mbusgw.web.errors import BadRequest, Conflict, NotFound
+from mbusgw.web.readable import job_title
 
 KEEP = 50
 SCAN_KINDS = ("primary", "secondary")
@@ -91,10 +93,12 @@ class JobBoard:
             raise Conflict(f"a {kind.replace('_', ' ')} job is running already")
         job = Job(f"{kind}-{next(self._numbers)}", kind, expected=expected)
         self._jobs = [*self._jobs, job][-KEEP:]
+        log, who = self._gateway.store.log, audit.who()  # who: of the request starting it
 
         async def run() -> None:
             clock = self._gateway.clock
             job.state, job.started = "running", clock.now()
+            log.info("web", f"job {job.id} started: {job_title(kind)}{who}")
             try:
                 with job.cancel_scope:
                     await work(job)
@@ -106,6 +110,8 @@ class JobBoard:
                 self._gateway.store.log.error("web", f"job {job.id} failed: {job.message}")
             finally:
                 job.finished = clock.now()
+                if job.state != "failed":  # a failure is logged as an error above
+                    log.info("web", f"job {job.id} {job.state}: {job.message or job_title(kind)}")
 
         self._spawn(run)
         return job

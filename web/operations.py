@@ -153,9 +153,11 @@ def meter_dict(gw: GatewayHandle, meter: Meter, latest: dict | None = None) -> d
     }
 
 
-def list_meters(gw: GatewayHandle, passive: bool = True) -> dict[str, Any]:
+def list_meters(gw: GatewayHandle, passive: bool = True, latest: bool = True) -> dict[str, Any]:
+    """The installed meters (``latest``: with their newest values; the meter list page
+    picks the one value it shows itself, ``readable.main_values``)."""
     meters = [m for m in gw.meters if passive or m.active]
-    latest = latest_by_meter(gw, [m.key for m in meters])
+    latest = latest_by_meter(gw, [m.key for m in meters]) if latest else {}
     rows = [meter_dict(gw, m, latest.get(m.key)) for m in meters]
     active = sum(1 for m in gw.meters if m.active)
     return {
@@ -320,12 +322,30 @@ async def read_now(gw: GatewayHandle, key: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- logs
 
 
+RECENT_LOG_S = 3 * 86_400
+
+
 def meter_log(
-    gw: GatewayHandle, key: str, since: float | None = None, until: float | None = None
+    gw: GatewayHandle,
+    key: str,
+    since: float | None = None,
+    until: float | None = None,
+    newest: int | None = None,
 ) -> dict[str, Any]:
+    """The meter's reading log, newest first (``newest``: only that many, as a page shows)."""
     find_meter(gw, key)
     if key not in {m.name for m in gw.store.meters()}:
         return {"meter": key, "entries": []}
+    log = None
+    if newest is not None:  # the last days hold the newest entries at any usual read rate
+        end = until if until is not None else gw.clock.now().timestamp()
+        recent = end - RECENT_LOG_S
+        if since is None or since < recent:
+            log = gw.store.meter_log(key, recent, until)
+            log = log if len(log) >= newest else None
+    log = log if log is not None else gw.store.meter_log(key, since, until)
+    if newest is not None and len(log) > newest:
+        log = type(log)(*(getattr(log, f.name)[-newest:] for f in dataclasses.fields(log)))
     entries = [
         {
             "read_at": iso(e.received_at),
@@ -335,7 +355,7 @@ def meter_log(
             "status_byte": e.status_byte,
             "error": e.error,
         }
-        for e in gw.store.meter_log(key, since, until)
+        for e in log
     ]
     entries.reverse()  # newest first, as a person reads a log
     return {"meter": key, "entries": entries}

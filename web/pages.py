@@ -6,19 +6,24 @@ the API) and the live progress of searches; without them the pages still show ta
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import trio
 from quart import Blueprint, Response, g, redirect, render_template, request, url_for
 
 from mbusgw.gateway.cron import PREDEFINED
+from mbusgw.gateway.facade import CsvWriter
 from mbusgw.gateway.settings import ConfigError
+from mbusgw.web import dashboard, graph, meter_list, readable
 from mbusgw.web import operations as ops
 from mbusgw.web import values as vals
 from mbusgw.web.auth import admin_only, first_change, public, same_site_path, self_service
-from mbusgw.web.errors import ApiError, BadRequest, as_api_error
+from mbusgw.web.errors import ApiError, BadRequest, NotFound, as_api_error
 from mbusgw.web.params import arg_bool, arg_int, query_filters, text_of, uploaded_file
+from mbusgw.web.plain import MAX_SERIES_PAGE, plain
 from mbusgw.web.routes import gw
 from mbusgw.web.state import state
 from mbusgw.web.times import local_zone
@@ -32,6 +37,7 @@ NAVIGATION = (
     ("pages.wireless", "Wireless"),
     ("pages.search", "Search"),
     ("pages.mbus_settings", "M-Bus"),
+    ("modbus_page.modbus", "Modbus"),
     ("report_pages.reports", "Reports"),
     ("pages.system_log", "Log"),
     ("pages.keys", "Keys"),
@@ -73,6 +79,13 @@ async def attempt(action: Any) -> tuple[Any, ApiError | None]:
 def safe_next(target: str | None) -> str:
     """Only a path on this site may follow a login (no open redirect)."""
     return same_site_path(target) or url_for("pages.installation")
+
+
+@blueprint.get("/favicon.ico")
+@public
+async def favicon() -> Response:
+    """Browsers ask for /favicon.ico whatever the page links: the same icon (SVG)."""
+    return redirect(url_for("static", filename="favicon.svg"), 301)
 
 
 # ------------------------------------------------------------------------------ sign in
@@ -173,11 +186,21 @@ async def installation() -> str:
     server = request.scope.get("server")
     if server and server[0] not in {a["address"] for a in info["addresses"]}:
         info["addresses"].insert(0, {"interface": "this connection", "address": server[0]})
+    zone = local_zone(settings.timezone)
+    shown = request.args.get("preview") or settings.reading.schedule  # see schedule()
+    runs, problem = dashboard.next_runs(
+        shown, str(gateway.startup.data_dir), zone, gateway.clock.now()
+    )
     return await page(
         "installation.html",
         info=info,
         counts=ops.meter_counts(gateway),
+        panel=dashboard.panel(gateway, zone),
         reading=settings.reading,
+        shown_schedule=shown,
+        schedule_words=dashboard.schedule_words,
+        runs=runs,
+        schedule_problem=problem,
         schedules=SCHEDULE_CHOICES,
         jobs=ops.list_jobs(state())["jobs"][-5:],
         lines=list(gateway.lines),
@@ -210,6 +233,8 @@ async def schedule() -> Any:
     form = await request.form
     choice = form.get("schedule", "")
     expression = form.get("cron", "").strip() if choice == "cron" else choice
+    if form.get("action") == "preview":  # the next runs of what is entered, nothing saved
+        return redirect(url_for("pages.installation", preview=expression[:256]), 303)
     changes = {"reading": {"schedule": expression, "enabled": form.get("enabled") == "on"}}
     _, error = await attempt(lambda: gw().update_settings(changes))
     if error is not None:
@@ -257,9 +282,25 @@ async def system() -> str:
 @blueprint.get("/meters")
 async def meters() -> str:
     show_passive = arg_bool("passive", False)
-    listing = ops.list_meters(gw(), passive=show_passive)
+    listing = ops.list_meters(gw(), passive=show_passive, latest=False)
+    query = meter_list.ListQuery.of(request.args)
+    rows, choices = meter_list.rows_of(gw(), listing, query)
     wireless = gw().wireless is not None
-    return await page("meters.html", listing=listing, show_passive=show_passive, wireless=wireless)
+    settings = gw().settings
+    href = url_for("pages.meter", key="KEY").replace("KEY", "{key}")
+    return await page(
+        "meters.html",
+        listing=listing,
+        rows=rows,
+        rows_html=meter_list.rows_html(
+            rows, href, settings.timezone, settings.conventions.language
+        ),
+        query=query,
+        choices=choices,
+        sorts=meter_list.SORTS,
+        show_passive=show_passive,
+        wireless=wireless,
+    )
 
 
 @blueprint.post("/meters/reinstall")
@@ -293,29 +334,124 @@ RANGES = (("1d", "24 hours", 1), ("7d", "7 days", 7), ("30d", "30 days", 30),
 async def meter(key: str) -> str:
     gateway = gw()
     data = ops.get_meter(gateway, key)
+    shown = _shown_graph(key)
+    log = ops.meter_log(gateway, key, since=shown.since, newest=50)["entries"]
+    recent = log[:48][::-1]  # the meter log is newest first; the sparkline oldest first
+    health_line = graph.sparkline([e["duration_ms"] for e in recent],
+                                  [e["status"] == "ok" for e in recent])  # fmt: skip
+    rows: list[tuple[int, Any]] = []
+    if shown.table is not None:
+        table = shown.table
+        rows = [(int(table.received_at[i]), plain(table.value(i)))
+                for i in range(len(table) - 1, max(len(table) - 51, -1), -1)]  # fmt: skip
+    return await page(
+        "meter.html",
+        meter=data,
+        series=shown.series,
+        chosen=shown.chosen,
+        shown=shown.info,
+        ranges=RANGES,
+        span=shown.span,
+        view=shown.view,
+        compare=shown.compare,
+        views=graph.VIEWS if shown.counter else graph.VIEWS[:1],
+        graph=shown.graph,
+        rows=rows,
+        log=log,
+        health_line=health_line,
+        telegram=_last_telegram(key, data),
+        addressing=[ADDRESSING_WORDS.get(mode, mode) for mode in data["addressing"]],
+    )
+
+
+ADDRESSING_WORDS = {
+    "primary": "primary address",
+    "secondary": "secondary address",
+    "esecondary": "secondary address with fabrication number",
+}
+
+
+def _last_telegram(key: str, data: dict[str, Any]) -> list[str]:
+    """The frames of the meter's newest stored reading, in hex (kept while raw telegrams
+    are retained)."""
+    latest = data.get("latest")
+    if not latest or not latest.get("read_at") or not _stored(key):
+        return []
+    at = datetime.fromisoformat(latest["read_at"]).timestamp()
+    raw = gw().store.raw_telegrams(key, at, at + 1)
+    return [" ".join(f"{b:02X}" for b in frame) for frame in raw[-1].frames] if raw else []
+
+
+@dataclass
+class ShownGraph:
+    """The series, range and view a meter page's query asks for, and their graph."""
+
+    series: list[dict[str, Any]]
+    chosen: int | None
+    info: dict[str, Any] | None
+    span: str
+    view: str
+    since: int
+    until: int
+    counter: bool = False
+    compare: bool = False  # the range before drawn too (dashed)
+    table: Any = None
+    graph: graph.Graph | None = None
+
+
+def _shown_graph(key: str) -> ShownGraph:
+    gateway = gw()
     series = vals.meter_series(gateway, key)["series"] if _stored(key) else []
+    readable.labelled(series, gateway.settings.conventions.language)
     measured = [s for s in series if s["numeric"]] or series
     chosen = arg_int("series", measured[0]["id"] if measured else None, 0)
     span = request.args.get("range", "7d")
     days = next((d for name, _, d in RANGES if name == span), 7)
-    since = (gateway.clock.now() - timedelta(days=days)).timestamp()
-    rows: list[tuple[str, Any]] = []
-    if chosen is not None and any(s["id"] == chosen for s in series):
-        values, _ = vals.series_values(gateway, key, chosen, since=since, limit=100_000)
-        pairs = list(zip(values["times"], values["values"], strict=True))[-50:]
-        rows = [(vals.iso(t), v) for t, v in reversed(pairs)]
-    log = ops.meter_log(gateway, key, since=since)["entries"][:50]
-    return await page(
-        "meter.html",
-        meter=data,
-        series=series,
-        chosen=chosen,
-        ranges=RANGES,
-        span=span,
-        since=int(since),
-        rows=rows,
-        log=log,
-    )
+    until = int(gateway.clock.now().timestamp())
+    since = until - days * 86_400
+    info = next((s for s in series if s["id"] == chosen), None)
+    counter = info is not None and graph.is_counter(info["quantity"], info["description"])
+    view = request.args.get("view", "values")
+    view = view if counter and view in graph.PERIODS else "values"
+    zone = local_zone(gateway.settings.timezone)
+    load = since
+    if view in graph.PERIODS:  # whole periods, and the reading before the first one
+        since = graph.boundaries(since, since, zone, view)[0]
+        load = graph.boundaries(since - 1, since - 1, zone, view)[0]
+    shown = ShownGraph(series, chosen, info, span, view, since, until, counter)
+    shown.compare = request.args.get("compare") == "1"
+    if info is not None:
+        _, shown.table = vals.series_values(
+            gateway, key, info["id"], since=load, limit=MAX_SERIES_PAGE, materialize=False
+        )
+        previous = None
+        if shown.compare and view == "values":
+            _, previous = vals.series_values(gateway, key, info["id"], since=2 * since - until,
+                                             until=since, limit=MAX_SERIES_PAGE,
+                                             materialize=False)  # fmt: skip
+        shown.graph = graph.draw(shown.table, label=info["label"], unit=info["unit"],
+                                 since=since, until=until, zone=zone, view=view,
+                                 previous=previous)  # fmt: skip
+    return shown
+
+
+@blueprint.get("/meters/<key>/graph.<kind>")
+async def meter_graph_file(key: str, kind: str) -> Response:
+    """The graph the meter page shows (the same query), as SVG or as CSV."""
+    ops.get_meter(gw(), key)
+    shown = _shown_graph(key)
+    if shown.graph is None or not shown.graph.svg or kind not in ("svg", "csv"):
+        raise NotFound(f"no graph {kind!r} for meter {key!r}")
+    name = re.sub(r"[^\w.-]", "_", f"{key}-{shown.chosen}-{shown.span}-{shown.view}.{kind}")
+    if kind == "svg":
+        response = Response(shown.graph.svg, mimetype="image/svg+xml")
+    else:
+        out = io.StringIO()
+        zone = local_zone(gw().settings.timezone)
+        CsvWriter(out).writerows(graph.csv_rows(shown.graph, shown.table, zone))
+        response = Response(out.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
 
 
 def _stored(key: str) -> bool:
@@ -337,8 +473,9 @@ async def meter_settings(key: str) -> Response:
     changes: dict[str, Any] = {
         "position": form.get("position", ""),
         "enabled": form.get("enabled") == "on",
-        "multi_telegram": form.get("multi_telegram", "auto"),
     }
+    if "multi_telegram" in form:  # a wireless meter's form has no wired fields
+        changes["multi_telegram"] = form["multi_telegram"]
     for name in ("baud", "multi_telegram_limit"):
         if form.get(name, "").isdigit():
             changes[name] = int(form[name])

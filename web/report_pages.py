@@ -13,7 +13,6 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from mbusgw.gateway.cron import PREDEFINED
 from mbusgw.gateway.report_catalog import EVENT_KINDS, TEMPLATES, layout_of, protocol_of
 from mbusgw.gateway.report_settings import REPORT_NAME, ReportConfig, ReportSettings
 from mbusgw.gateway.settings import SECRET_MASK, without_masks
@@ -31,7 +30,6 @@ TEMPLATE_CHOICES = tuple(
     (str(number), f"{number} — {PROTOCOL_NAMES[protocol_of(number)]}: {layout_of(number).summary}")
     for number in TEMPLATES
 )
-SCHEDULES = "report-schedules"  # the <datalist> of predefined schedules
 
 
 def report_fields(config: ReportConfig) -> list[FormField]:
@@ -39,7 +37,6 @@ def report_fields(config: ReportConfig) -> list[FormField]:
         ReportConfig,
         config,
         choices={"template": TEMPLATE_CHOICES},
-        suggestions={"schedule": SCHEDULES},
     )
 
 
@@ -57,7 +54,6 @@ async def render_report_form(
         fields=report_fields(config),
         field_errors=errors or {},
         error=refusal(errors, others),
-        schedules=tuple(PREDEFINED),
         event_kinds=EVENT_KINDS,
     )
     return html, 400 if errors or others else 200

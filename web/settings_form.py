@@ -11,10 +11,12 @@ alone, which ``without_masks`` turns into "keep the stored one".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, get_args, get_origin, get_type_hints
 
+from mbusgw.gateway.cron import PREDEFINED
 from mbusgw.gateway.settings import masked_secret
 
 LABELS = {
@@ -31,6 +33,7 @@ LABELS = {
     "adaptive_retries": "Adaptive retries (table 10)",
     "passive": "Passive mode",
 }
+OWN = "cron"  # the schedule choice "own times": the expression is in the input NAME.cron
 LONG_TEXT = 10_000  # strings allowed to be longer than this get a text area
 
 
@@ -46,6 +49,24 @@ class FormField:
     note: str = ""
     group: str = ""  # the nested section it belongs to ("" = the section itself)
     suggestions: str = ""  # the id of a <datalist> the input offers
+
+
+def words(identifier: str) -> str:
+    """An identifier as words: "every_15_minutes" -> "Every 15 minutes"."""
+    text = identifier.replace("_", " ")
+    return text[:1].upper() + text[1:]
+
+
+SCHEDULE_CHOICES = tuple((name, words(name)) for name in PREDEFINED)
+
+
+def note_words(note: str) -> str:
+    """A field's note as a person reads it: the model writes what an empty or a special
+    number means as ``'' = all`` or ``-1 = the job setting``; the form says "leave empty for
+    all" and "-1 means the job setting"."""
+    note = re.sub(r"(?<![\w'])''\s*=\s*", "leave empty for ", note)
+    note = re.sub(r"(?<![\w.])(-?\d+)\s*=\s*", r"\1 means ", note)
+    return note[:1].upper() + note[1:]
 
 
 def label_of(name: str) -> str:
@@ -85,15 +106,19 @@ def form_fields(
         common = {
             "name": name,
             "label": label_of(f.name),
-            "note": meta.get("note", ""),
+            "note": note_words(meta.get("note", "")),
             "group": group,
         }
-        if meta.get("secret"):
+        if meta.get("cron"):  # a predefined schedule in words, or own cron times
+            field = FormField(kind="schedule", value=current, choices=SCHEDULE_CHOICES, **common)
+        elif meta.get("secret"):
             field = FormField(kind="password", value=masked_secret(current), **common)
         elif kind is bool:
             field = FormField(kind="checkbox", value=current, **common)
         elif f.name in choices or meta.get("choices"):
-            options = choices.get(f.name) or tuple((c, c or "(default)") for c in meta["choices"])
+            options = choices.get(f.name) or tuple(
+                (c, c.replace("_", " ") or "(default)") for c in meta["choices"]
+            )
             field = FormField(kind="select", value=str(current), choices=options, **common)
         elif kind is int:
             field = FormField(
@@ -130,6 +155,9 @@ def changes_from_form(
             errors.update(nested_errors)
         elif get_origin(kind) is dict:
             continue
+        elif f.metadata.get("cron"):
+            choice = form.get(name, "")
+            changes[f.name] = form.get(name + ".cron", "").strip() if choice == OWN else choice
         elif kind is bool:
             changes[f.name] = form.get(name) == "on"
         elif kind is int or int in get_args(kind):

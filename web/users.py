@@ -32,6 +32,7 @@ import trio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from mbusgw.web import audit
 from mbusgw.web.errors import BadRequest, Conflict, InvalidPassword, NotFound
 
 TABLE = "users"
@@ -184,6 +185,7 @@ class UserDirectory:
         self._token_index: dict[str, tuple[str, ApiToken]] = {}
         self._verified = VerifiedCache()
         self.secret = b""
+        self.log: audit.Log | None = None  # the system log: account and role changes
 
     async def load(self) -> None:
         """Read the accounts; a store without any gets admin/admin (must change on first use)
@@ -261,6 +263,7 @@ class UserDirectory:
             raise Conflict(f"user {name!r} exists already")
         user = User(name, await self._hash(password), role=role, created=self._stamp())
         await self._save(user)
+        audit.record(self.log, f"account {name} added with the role {role}")
         return user
 
     async def update(
@@ -284,6 +287,10 @@ class UserDirectory:
             changes["tokens"] = ()
         updated = replace(user, **changes)
         await self._save(updated)
+        if role is not None and role != user.role:
+            audit.record(self.log, f"account {name}: role {user.role} changed to {role}")
+        if password is not None:
+            audit.record(self.log, f"account {name}: password changed, its API tokens revoked")
         return updated
 
     async def delete(self, name: str) -> None:
@@ -294,6 +301,7 @@ class UserDirectory:
         del self._users[name]
         self._verified.forget(name)
         self._reindex()
+        audit.record(self.log, f"account {name} deleted")
 
     async def complete_first_login(self, name: str, new_name: str, password: str) -> User:
         """Replace the default account by one with a new name and password (SPEC §6)."""
@@ -327,6 +335,7 @@ class UserDirectory:
             del self._users[name]
             self._verified.forget(name)
             self._reindex()
+        audit.record(self.log, f"first sign-in: account {name} is now {new_name}")
         return renamed
 
     async def create_token(self, name: str, label: str) -> str:

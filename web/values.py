@@ -93,17 +93,23 @@ def value_dicts(table: Any, names: dict[int, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def latest_by_meter(gw: GatewayHandle, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The newest stored values of the given meters, grouped by meter."""
-    keys = list(keys)
-    if not keys:
-        return {}
+def latest_table(gw: GatewayHandle, keys: Iterable[str]) -> tuple[Any, dict[int, Any]] | None:
+    """The newest stored values of the given meters (those with any) as the store's table,
+    and the catalog entries of their series; None when none of them has values."""
     known = {m.name for m in gw.store.meters()}
     wanted = [k for k in keys if k in known]
     if not wanted:
-        return {}
+        return None
     table = gw.store.latest(wanted)
-    names = series_names(gw, table)
+    return table, series_names(gw, table)
+
+
+def latest_by_meter(gw: GatewayHandle, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The newest stored values of the given meters, grouped by meter."""
+    found = latest_table(gw, keys)
+    if found is None:
+        return {}
+    table, names = found
     grouped: dict[str, dict[str, Any]] = {}
     for value in value_dicts(table, names):
         info = names.get(value["series"])

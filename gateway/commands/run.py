@@ -32,9 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mbusgw.gateway.systemd import log_handler
+
     logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
+        level=logging.WARNING if args.quiet else logging.INFO, handlers=[log_handler()]
     )
     try:
         startup = load_startup(args.config, data_dir=args.data_dir)
@@ -61,14 +62,27 @@ async def serve(gateway: Gateway) -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signal, gateway)
+        nursery.start_soon(_report_ready, gateway)
         await gateway.run()
         nursery.cancel_scope.cancel()
+
+
+async def _report_ready(gateway: Gateway) -> None:
+    """systemd's Type=notify: ready once the store is open and every service has started."""
+    from mbusgw.gateway.systemd import notify
+
+    await gateway.ready.wait()
+    web = f"web on {gateway.startup.web_host}:{gateway.startup.web_port}, "
+    notify(f"READY=1\nSTATUS={web}{len(gateway.active_meters())} active meter(s)")
 
 
 async def _stop_on_signal(gateway: Gateway) -> None:
     import trio
 
+    from mbusgw.gateway.systemd import notify
+
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             logging.getLogger("mbusgw").info("%s: stopping", signal.Signals(signum).name)
+            notify("STOPPING=1")
             gateway.stop()

@@ -15,8 +15,9 @@ read the same map. Nothing here does I/O: the server calls ``RegisterMap.read`` 
 from __future__ import annotations
 
 import io
+import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
@@ -131,6 +132,7 @@ METER_FIELDS = (
     Field("layout", 16, U16, "checksum of the slot layout: changes when the series move"),
 )
 AGE = METER_FIELDS[2]
+GATEWAY_TIME = next(f for f in DEVICE_FIELDS if f.name == "gateway_time")
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +207,14 @@ def _field(fld: Field, value: int | None, word_order: str) -> tuple[int, ...]:
     return encode(number, fld.data_type, ONE, word_order)
 
 
+_PAIR = struct.Struct(">HH")
+UINT32_HIGHEST = 0xFFFFFFFE  # 0xFFFFFFFF means "no value"
+
+
+def _words(registers: Sequence[int]) -> bytes:
+    return struct.pack(f">{len(registers)}H", *registers)
+
+
 def _unix(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp())
 
@@ -218,22 +228,41 @@ def layout_checksum(values: Sequence[SeriesValue]) -> int:
 
 
 class RegisterMap:
-    """Answers register reads from the source's current values (encoded once per reading)."""
+    """Answers register reads from an image of the map: each meter's registers encoded once
+    per reading, as big-endian bytes, and the device block.
+
+    Without a keeper (``published`` false) a request encodes what changed since the last one
+    (the tests read the map that way). The service runs ``modbus.keep_image``: it prepares
+    the image of each meter whose values change, off the request path, and sets
+    ``published``; from then on a request never asks the source or encodes a block: it
+    copies bytes from the image and writes in the age (and the device block's clock).
+    """
 
     def __init__(self, config: MapConfig, source: ModbusSource, clock: WallClock) -> None:
         self.config = config
         self.source = source
         self.clock = clock
+        self.published = False
         self._meter_list: Sequence[Meter] | None = None
         self._by_key: dict[str, tuple[int, Meter]] = {}
         self._by_index: dict[int, Meter] = {}
-        self._encoded: dict[str, tuple[MeterValues, Meter, int, list[int]]] = {}
+        # meter key -> (values, meter, index, registers as bytes with the age left as no value)
+        self._encoded: dict[str, tuple[MeterValues, Meter, int, bytes]] = {}
+        self._device: tuple[object, bytes] | None = None  # (what it was made from, bytes)
+        self._version = 0  # counts image changes: the device block follows them
 
     # ---------------------------------------------------------------- requests
 
     def read(self, unit_id: int, address: int, count: int) -> list[int] | ExceptionCode:
         """The registers ``address … address + count - 1`` of ``unit_id``'s view, or the
         exception code to answer with."""
+        result = self.read_bytes(unit_id, address, count)
+        if isinstance(result, ExceptionCode):
+            return result
+        return list(struct.unpack(f">{len(result) // 2}H", result))
+
+    def read_bytes(self, unit_id: int, address: int, count: int) -> bytes | ExceptionCode:
+        """``read`` as the bytes of a response: two per register, big-endian."""
         if not 1 <= count <= MAX_READ:
             return ExceptionCode.ILLEGAL_DATA_VALUE
         if address < 0 or address + count > 65536:
@@ -247,38 +276,36 @@ class RegisterMap:
         if found is None or not self.config.meter(found[1].key).enabled:
             return ExceptionCode.GATEWAY_PATH_UNAVAILABLE
         index, meter = found
-        registers = self._meter_registers(meter, index, now)
-        end = address + count
-        if end <= len(registers):
-            return registers[address:end]
+        data = self._meter_bytes(meter, index, now)
+        start, end = 2 * address, 2 * (address + count)
+        if end <= len(data):
+            return data[start:end]
         if not self.config.zero_fill:
             return ExceptionCode.ILLEGAL_DATA_ADDRESS
-        return registers[address:end] + [0] * (end - max(address, len(registers)))
+        return data[start:end] + bytes(end - max(start, len(data)))
 
-    def _read_gateway_view(
-        self, address: int, count: int, now: datetime
-    ) -> list[int] | ExceptionCode:
+    def _read_gateway_view(self, address: int, count: int, now: datetime) -> bytes | ExceptionCode:
         end = address + count
-        out: list[int] = []
+        parts: list[bytes] = []
         for block in range(address // BLOCK_SIZE, (end - 1) // BLOCK_SIZE + 1):
             base = block * BLOCK_SIZE
             low, high = max(address, base) - base, min(end, base + BLOCK_SIZE) - base
-            registers = self._gateway_block(block, now)
-            if registers is not None:
-                out += registers[low:high]
+            data = self._gateway_block(block, now)
+            if data is not None:
+                parts.append(data[2 * low : 2 * high])
             elif self.config.zero_fill:
-                out += [0] * (high - low)
+                parts.append(bytes(2 * (high - low)))
             else:
                 return ExceptionCode.ILLEGAL_DATA_ADDRESS
-        return out
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _gateway_block(self, block: int, now: datetime) -> list[int] | None:
+    def _gateway_block(self, block: int, now: datetime) -> bytes | None:
         if block == 0:
-            return self.device_block(now)
+            return self._device_bytes(now)
         meter = self._by_index.get(block)
         if meter is None or block > MAX_METER_INDEX or not self.config.meter(meter.key).enabled:
             return None
-        return self._meter_registers(meter, block, now)
+        return self._meter_bytes(meter, block, now)
 
     # ---------------------------------------------------------------- meters
 
@@ -291,25 +318,44 @@ class RegisterMap:
         self._by_index = {i: m for i, m in enumerate(meters, start=1)}
         for key in set(self._encoded) - set(self._by_key):
             del self._encoded[key]
+        self._version += 1
 
     def served_meters(self) -> list[tuple[int, Meter]]:
         self._refresh_meters()
         return [(i, m) for i, m in self._by_index.items() if self.config.meter(m.key).enabled]
 
-    def _meter_registers(self, meter: Meter, index: int, now: datetime) -> list[int]:
-        values = self.source.values(meter)
+    def prepare(self, keys: Iterable[str] | None = None) -> Iterator[None]:
+        """Encode the image of the meters ``keys`` (None: all) from the source's values,
+        yielding after each meter so that the caller can let requests in between."""
+        self._refresh_meters()
+        wanted = self._by_key if keys is None else keys
+        for key in wanted:
+            found = self._by_key.get(key)
+            if found is not None:
+                self._image(found[1], found[0], self.source.values(found[1]))
+                yield
+
+    def _image(self, meter: Meter, index: int, values: MeterValues) -> bytes:
         cached = self._encoded.get(meter.key)
         if cached is not None and cached[0] is values and cached[1] is meter and cached[2] == index:
-            registers = list(cached[3])
-        else:
-            encoded = self.encode_meter(meter, index, values)
-            self._encoded[meter.key] = (values, meter, index, encoded)
-            registers = list(encoded)
-        age = None
-        if values.read_at is not None:
-            age = max(0, round((now - values.read_at).total_seconds() * 1000))
-        registers[AGE.offset : AGE.offset + 2] = _field(AGE, age, self.config.word_order)
-        return registers
+            return cached[3]
+        data = _words(self.encode_meter(meter, index, values))
+        self._encoded[meter.key] = (values, meter, index, data)
+        self._version += 1
+        return data
+
+    def _meter_bytes(self, meter: Meter, index: int, now: datetime) -> bytes:
+        cached = self._encoded.get(meter.key)
+        if self.published and cached is not None and cached[1] is meter and cached[2] == index:
+            data, read_at = cached[3], cached[0].read_at
+        else:  # not prepared (the meter list changed), or no keeper: encode what changed
+            values = self.source.values(meter)
+            data, read_at = self._image(meter, index, values), values.read_at
+        if read_at is None:
+            return data
+        age = round((now - read_at).total_seconds() * 1000)
+        start = 2 * AGE.offset
+        return b"".join((data[:start], self._uint32(age), data[start + 4 :]))
 
     def encode_meter(self, meter: Meter, index: int, values: MeterValues) -> list[int]:
         """A meter's registers without the age (which the read fills in)."""
@@ -345,11 +391,36 @@ class RegisterMap:
 
     # ---------------------------------------------------------------- device block
 
+    def _device_bytes(self, now: datetime) -> bytes:
+        """The device block from the image (made again only when a meter's image changed, or
+        the cycle), with the clock written in."""
+        made_from = (self._version, self.source.last_cycle())
+        if not self.published or self._device is None or self._device[0] != made_from:
+            self._device = (made_from, _words(self.device_block(now)))
+        data = self._device[1]
+        start = 2 * GATEWAY_TIME.offset
+        return b"".join((data[:start], self._uint32(int(now.timestamp())), data[start + 4 :]))
+
+    def _uint32(self, value: int) -> bytes:
+        """A uint32 field's registers as ``encode`` makes them (saturated below the no-value
+        marker), without its exact arithmetic: the age and the clock are written per request."""
+        value = min(max(value, 0), UINT32_HIGHEST)
+        high, low = value >> 16, value & 0xFFFF
+        return _PAIR.pack(high, low) if self.config.word_order == "big" else _PAIR.pack(low, high)
+
+    def prepare_device(self) -> None:
+        """Make the device block from the image now, rather than on the next request."""
+        self._device_bytes(self.clock.now())
+
+    def _state(self, meter: Meter) -> MeterState:
+        cached = self._encoded.get(meter.key) if self.published else None
+        return (cached[0] if cached is not None else self.source.values(meter)).state
+
     def device_block(self, now: datetime) -> list[int]:
         counts = dict.fromkeys(MeterState, 0)
         served = self.served_meters()
         for _, meter in served:
-            counts[self.source.values(meter).state] += 1
+            counts[self._state(meter)] += 1
         ok, failed = counts[MeterState.OK], counts[MeterState.FAILED]
         if ok and failed:
             status = GatewayStatus.WARNING

@@ -10,6 +10,8 @@ on that identity.
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,10 +23,10 @@ import trio
 from mbusgw.core.units import Flag, ValueKind
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.events import CYCLE_FINISHED, Event, EventBus
+from mbusgw.gateway.facade import value_flags
 from mbusgw.gateway.live import LiveReading, LiveSnapshot
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.modbus_encoding import Number
-from mbusgw.gateway.store import value_flags
 
 
 class SourceKind(IntEnum):
@@ -116,6 +118,45 @@ class ModbusSource(Protocol):
     async def follow(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Keep what the source derives (cycle times) current; runs while the service runs."""
         ...
+
+    @property
+    def version(self) -> int:
+        """Grows whenever a meter's values may have changed."""
+        ...
+
+    async def wait_changed(self, version: int) -> tuple[int, set[str] | None]:
+        """Wait until the source is newer than ``version``; returns the new version and the
+        meters whose values changed since (None: any may have, when too many changed)."""
+        ...
+
+
+class ChangeFeed:
+    """Which meters changed, as a version and the recent changes (the snapshot's way)."""
+
+    RECENT = 256
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._recent: deque[set[str]] = deque(maxlen=self.RECENT)
+        self._changed = trio.Event()
+
+    def publish(self, keys: set[str]) -> None:
+        if not keys:
+            return
+        self.version += 1
+        self._recent.append(keys)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_changed(self, version: int) -> tuple[int, set[str] | None]:
+        while self.version <= version:
+            await self._changed.wait()
+        count = self.version - version
+        if count > len(self._recent):
+            return self.version, None
+        return self.version, set().union(
+            *itertools.islice(self._recent, len(self._recent) - count, None)
+        )
 
 
 ValueReader = Callable[[tuple[Any, ...]], tuple[MeterIdentity, tuple[SeriesValue, ...]]]
@@ -288,6 +329,17 @@ class LiveSnapshotSource:
 
     def last_cycle(self) -> CycleInfo | None:
         return self._cycle
+
+    @property
+    def version(self) -> int:
+        return self._snapshot.version
+
+    async def wait_changed(self, version: int) -> tuple[int, set[str] | None]:
+        new = await self._snapshot.wait_for_change(version)
+        updates = self._snapshot.changes_since(version)
+        if len(updates) != new - version:
+            return new, None
+        return new, {reading.meter_key for reading in updates}
 
     def _drop_updated(
         self, seen: dict[str, LiveReading | None], previous: int, version: int

@@ -13,8 +13,9 @@ Slots are in series order: the order in which the store first saw each series of
 which is the meter's record order as long as its telegram keeps the same records.
 
 Everything is cached per meter: a request costs a dictionary lookup. ``follow`` refreshes the
-meters of each ``READINGS_STORED`` event in a worker thread, and keeps the same ``MeterValues``
-object when nothing changed (the register map caches the encoded registers on it).
+meters of each ``READINGS_STORED`` event in a worker thread, one meter per call, keeps the same
+``MeterValues`` object when nothing changed (the register map caches the encoded registers on
+it) and tells ``wait_changed`` which meters did.
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ from mbusgw.core.units import UNIT_SYMBOLS, Quantity, Unit, quantity_name
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.errors import StoreError
 from mbusgw.gateway.events import CYCLE_FINISHED, READINGS_STORED, Event, EventBus
+from mbusgw.gateway.facade import Store
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.services.modbus_source import (
     SCALABLE_KINDS,
     SECONDS_KINDS,
+    ChangeFeed,
     CycleInfo,
     MeterIdentity,
     MeterState,
@@ -51,7 +54,7 @@ from mbusgw.gateway.services.modbus_source import (
     or_installed,
     record_number,
 )
-from mbusgw.gateway.store import ReadingStatus, SeriesInfo, Store, ValueTable
+from mbusgw.gateway.store.model import ReadingStatus, SeriesInfo, ValueTable
 
 logger = logging.getLogger("mbusgw.modbus")
 
@@ -104,6 +107,7 @@ class StoredValuesSource:
         self._events = events
         self._cache: dict[str, tuple[Meter, StoredMeter, MeterValues]] = {}
         self._cycle: CycleInfo | None = None
+        self._changes = ChangeFeed()
 
     def meters(self) -> Sequence[Meter]:
         return self._meters()
@@ -123,6 +127,13 @@ class StoredValuesSource:
     def last_cycle(self) -> CycleInfo | None:
         return self._cycle
 
+    @property
+    def version(self) -> int:
+        return self._changes.version
+
+    async def wait_changed(self, version: int) -> tuple[int, set[str] | None]:
+        return await self._changes.wait_changed(version)
+
     async def follow(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Load every installed meter, then refresh the meters whose readings were stored and
         note each complete reading cycle."""
@@ -130,8 +141,9 @@ class StoredValuesSource:
             # a cycle that ended before this start (the start-up read, or before a restart of
             # the service) counts: it is the last complete one until the next
             self._cycle = completed_cycle(self._events.latest(CYCLE_FINISHED), self.meters())
-            task_status.started()
+            # loaded before the service serves: no request waits for the store
             await self._refresh({meter.key for meter in self.meters()})
+            task_status.started()
             async for event in events:
                 stale = self._note(event)
                 while True:  # take what else is queued already: one refresh for all of it
@@ -151,17 +163,28 @@ class StoredValuesSource:
         return set()
 
     async def _refresh(self, keys: set[str]) -> None:
-        if not keys:
-            return
-        fresh = await trio.to_thread.run_sync(load_stored, self._store, sorted(keys), self._now())
-        installed = {meter.key: meter for meter in self.meters()}
+        # One meter per worker-thread call: a refresh of every meter would hold the
+        # interpreter lock for tens of ms, and each request waits for it; between the calls
+        # the event loop answers requests, and the image of each meter is made as it comes.
+        for key in sorted(keys):
+            fresh = await trio.to_thread.run_sync(load_stored, self._store, [key], self._now())
+            self._changes.publish(self._apply(fresh))
+
+    def _apply(self, fresh: dict[str, StoredMeter]) -> set[str]:
+        """Take the fresh stored state; returns the meters whose values changed."""
+        changed = set()
         for key, stored in fresh.items():
             cached = self._cache.get(key)
             if cached is not None and cached[1] == stored:
                 continue  # unchanged: the map keeps its encoded registers
-            meter = cached[0] if cached is not None else installed.get(key)
+            if cached is not None:
+                meter: Meter | None = cached[0]
+            else:  # loaded for the first time
+                meter = next((m for m in self.meters() if m.key == key), None)
             if meter is not None:
                 self._cache[key] = (meter, stored, meter_values(meter, stored))
+                changed.add(key)
+        return changed
 
     def _now(self) -> float:
         return self._clock.now().timestamp()

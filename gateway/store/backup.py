@@ -17,10 +17,11 @@ copy is copied (compacted again) into the backup's temporary file, which is rena
 
 ``restore_backup`` checks everything before touching the live store: header, version, size
 (truncation), checksum, the passphrase when the backup carries secrets; then it opens the
-extracted copy as a store, seals its secrets under the data directory's key file, and reads its
-tables. Only then does it rename the copy over the store file, an atomic step; any failure
-before leaves the store as it was. The store must not be open elsewhere (the gateway
-stopped): LMDB's lock file tells.
+extracted copy as a store, seals its secrets under the data directory's key file, migrates it
+when it is of an older store format (as starting the gateway would; a newer one is refused before
+anything is written), and reads its tables. Only then does it rename the copy over the store
+file, an atomic step; any failure before leaves the store as it was. The store must not be
+open elsewhere (the gateway stopped): LMDB's lock file tells.
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ from mbusgw.gateway.store.env import (
     COUNT_READINGS,
     COUNT_VALUES,
     OPEN_FILES,
-    SCHEMA_VERSION,
     StoreEnv,
     get_u64,
+    write_new,
 )
+from mbusgw.gateway.store.migrations import SCHEMA_VERSION, open_env
 from mbusgw.gateway.store.records import RECORD_TABLES, table
-from mbusgw.gateway.store.seal_on_open import seal_clear_secrets
 from mbusgw.gateway.store.sealing import PassphraseSealer, Sealer, SealError, map_sealed
 
 MAGIC = b"MBUSGW-BACKUP\n"
@@ -123,8 +124,8 @@ def create_backup(
     part = destination.with_name(destination.name + ".part")
     carrier = PassphraseSealer(passphrase) if passphrase is not None else None
 
-    # the copy's secrets under the store's key; a store that was never opened for writing by
-    # this version may still hold some in clear and have no key file: a key for the copy alone
+    # the copy's secrets under the store's key; a store opened read-only without its key file
+    # (moved without it) has none to give, and its secrets read as unset: a key for the copy alone
     working = env.sealer if env.sealer.has_key else Sealer.scratch()
 
     def carried(sealed: str, name: str) -> str | None:
@@ -137,9 +138,8 @@ def create_backup(
         os.fchmod(fd, 0o600)
         scratch = destination.with_name(destination.name + ".part.mdb")
         with _scratch_file(scratch, env.copy_to_fd):
-            copy = StoreEnv(scratch, sealer=working)
+            copy = open_env(scratch, sealer=working)
             try:
-                seal_clear_secrets(copy)
                 _reseal(copy, carried)
                 counts = _counts(copy)
                 os.lseek(fd, HEADER_SIZE, os.SEEK_SET)
@@ -243,9 +243,10 @@ def read_backup_info(path: str | os.PathLike[str]) -> BackupInfo:
         info = BackupInfo(**record)
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise BackupError(f"{path} has a damaged manifest: {error}") from error
-    if info.schema != SCHEMA_VERSION:
+    if not 1 <= info.schema <= SCHEMA_VERSION:
         raise BackupError(
-            f"{path} holds store format {info.schema}; this gateway reads {SCHEMA_VERSION}"
+            f"{path} holds store format {info.schema}, written by a newer release; this gateway "
+            f"restores formats up to {SCHEMA_VERSION}: update it first"
         )
     if size != HEADER_SIZE + info.data_bytes:
         raise BackupError(
@@ -301,6 +302,8 @@ def restore_backup(
         with _scratch_file(staged, partial(_copy_range, fd, HEADER_SIZE, info.data_bytes)):
             if carrier is not None:
                 _reseal_for(staged, carrier, Sealer.beside(store_file, create=True))
+            if info.schema < SCHEMA_VERSION:
+                _migrate_staged(staged, Sealer.beside(store_file, create=True))
             _test_open(staged, info, full_check)
             os.replace(staged, store_file)
             _fsync_dir(store_file.parent)
@@ -310,7 +313,7 @@ def restore_backup(
 def _reseal_for(path: Path, carrier: Sealer, kept: Sealer) -> None:
     """The secrets of the store file at ``path``, sealed by ``carrier``, sealed by ``kept``."""
     try:
-        copy = StoreEnv(path, sealer=carrier)
+        copy = open_env(path, sealer=carrier, keep_old_format=False)
     except StoreError as error:
         raise BackupError(f"the backup does not open as a store: {error}") from error
     try:
@@ -319,6 +322,25 @@ def _reseal_for(path: Path, carrier: Sealer, kept: Sealer) -> None:
         raise BackupError(f"the backup's secrets are damaged: {error}") from error
     finally:
         copy.close()
+
+
+def _migrate_staged(path: Path, kept: Sealer) -> None:
+    """A backup of an older store format, brought to this one as a store opened here would be
+    (its clear-text secrets sealed by ``kept``); the backup file itself is the old copy. The
+    migrated copy is compacted once more, so that no free page keeps a secret in clear."""
+    try:
+        env = open_env(path, sealer=kept, keep_old_format=False)
+    except StoreError as error:
+        raise BackupError(f"the backup does not migrate to this store format: {error}") from error
+    compacted = path.with_name(path.name + ".compacted")
+    try:
+        try:
+            write_new(compacted, env.copy_to_fd)
+        finally:
+            env.close()
+        os.replace(compacted, path)
+    finally:
+        compacted.unlink(missing_ok=True)
 
 
 def backup_sealer(info: BackupInfo, passphrase: str | None) -> PassphraseSealer | None:
@@ -336,7 +358,7 @@ def backup_sealer(info: BackupInfo, passphrase: str | None) -> PassphraseSealer 
 
 def _test_open(path: Path, info: BackupInfo, full_check: bool) -> None:
     try:
-        env = StoreEnv(path, readonly=True, sealer=Sealer(None, "no key"))
+        env = open_env(path, readonly=True, sealer=Sealer(None, "no key"))
     except StoreError as error:
         raise BackupError(f"the backup does not open as a store: {error}") from error
     try:

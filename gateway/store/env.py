@@ -23,11 +23,9 @@ from pathlib import Path
 import lmdb
 
 from mbusgw.gateway.errors import StoreError
-from mbusgw.gateway.store.migrations import SCHEMA_VERSION, migrate
 from mbusgw.gateway.store.sealing import FILE_MODE, Sealer, private_dir, private_file
 from mbusgw.gateway.store.space import check_room_to_open
 
-MAX_MIGRATION_GROWTH = 6  # doublings of the map a migration may need
 FILE_NAME = "store.mdb"
 MiB = 1 << 20
 GiB = 1 << 30
@@ -76,6 +74,15 @@ class Databases:
         return {name: getattr(self, name) for name in DB_NAMES}
 
 
+@dataclass(frozen=True, slots=True)
+class OpenedFile:
+    """A store file's tables and the sealer of its secrets, where no ``StoreEnv`` is open (the
+    copy a migration keeps): what a migration step needs, like ``StoreEnv``."""
+
+    db: Databases
+    sealer: Sealer
+
+
 class _Gate:
     """Shared for transactions, exclusive for map resizes (never nested in one thread)."""
 
@@ -122,9 +129,15 @@ class StoreEnv:
         readonly: bool = False,
         map_size: int = DEFAULT_MAP_SIZE,
         sealer: Sealer | None = None,
+        schema: int,
     ) -> None:
+        """``schema``: the store format this release writes. A store of an older format opens
+        unchanged, with ``found_format`` telling (``migrations.open_env`` migrates it); one of
+        a newer format is refused."""
         self.path = Path(path)
         self.readonly = readonly
+        self.schema = schema
+        self.found_format = schema
         if readonly and not self.path.is_file():
             raise StoreError(f"no store at {self.path}")
         check_room_to_open(self.path, readonly=readonly)  # LMDB dies of SIGBUS on a full disk
@@ -155,7 +168,7 @@ class StoreEnv:
             for made_earlier in (self.path, Path(f"{self.path}-lock")):
                 private_file(made_earlier)
         self._gate = _Gate()
-        self.migrated: tuple[int, Path] | None = None  # (old format, its copy) once migrated
+        self.migrated: tuple[int, Path | None] | None = None  # (old format, its copy)
         try:
             self.db = self._open_databases()
         except BaseException:
@@ -184,45 +197,18 @@ class StoreEnv:
             version = txn.get(b"schema", db=db.meta)
         if version is None and not self.readonly:
             with self.write() as txn:
-                txn.put(b"schema", struct.pack("<I", SCHEMA_VERSION), db=db.meta)
-            version = struct.pack("<I", SCHEMA_VERSION)
+                txn.put(b"schema", struct.pack("<I", self.schema), db=db.meta)
+            version = struct.pack("<I", self.schema)
         if version is None or len(version) != 4:
             raise StoreError(f"{self.path} is not an mbusgw store (no schema version)")
         found = struct.unpack("<I", version)[0]
-        if found > SCHEMA_VERSION or found < 1:
+        if found > self.schema or found < 1:
             raise StoreError(
                 f"{self.path} has store format {found}, written by a newer release; this "
-                f"gateway reads formats up to {SCHEMA_VERSION}: update it or restore a backup"
+                f"gateway reads formats up to {self.schema}: update it or restore a backup"
             )
-        if found < SCHEMA_VERSION:
-            if self.readonly:
-                raise StoreError(
-                    f"{self.path} has store format {found}; start the gateway once (it opens "
-                    f"the store for writing) to migrate it to format {SCHEMA_VERSION}"
-                )
-            self._migrate(db, found)
+        self.found_format = found
         return db
-
-    def _migrate(self, db: Databases, found: int) -> None:
-        """Copy the store next to itself, then migrate it in one transaction."""
-        backup = self.path.with_name(f"{self.path.name}.format-{found}.bak")
-        fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            self.copy_to_fd(fd)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        for _ in range(MAX_MIGRATION_GROWTH):
-            try:
-                with self.write() as txn:
-                    migrate(txn, db.all(), found)
-                    txn.put(b"schema", struct.pack("<I", SCHEMA_VERSION), db=db.meta)
-                break
-            except lmdb.MapFullError:
-                self.grow(self.map_size * 2)  # the copy-on-write pages of a large store
-        else:
-            raise StoreError(f"{self.path}: migrating to format {SCHEMA_VERSION} needs more space")
-        self.migrated = (found, backup)
 
     # -- transactions ----------------------------------------------------------------------
 
@@ -300,6 +286,16 @@ class StoreEnv:
     def close(self) -> None:
         OPEN_FILES.discard(self.path.resolve())
         self.env.close()
+
+
+def write_new(path: Path, fill: Callable[[int], None]) -> None:
+    """A new private file at ``path`` written by ``fill(fd)`` and flushed to the disk."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fill(fd)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def get_u64(txn: lmdb.Transaction, db: lmdb._Database, key: bytes, default: int = 0) -> int:

@@ -7,7 +7,7 @@ decodes a stored telegram again to learn who sent it. Layout::
     i64 received_at · u8 fields present · 8s id · 3s manufacturer · u8 version · u8 medium
     · u8 access number · u8 status · (u16 length · frame)*
 
-Format 1 had no identity block (``decode_frames_v1``; only the migration reads it).
+Format 1 had no identity block (``first_frame_v1``, ``with_identity_v1``: for the migration).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ _FRAME_LENGTH = struct.Struct("<H")
 
 
 def encode_raw(received_at: int, frames: Sequence[bytes], header: HeaderIdentity | None) -> bytes:
-    parts = [_RAW_HEAD.pack(received_at), _encode_identity(header)]
+    parts = [_RAW_HEAD.pack(received_at), encode_identity(header)]
     for frame in frames:
         parts += (_FRAME_LENGTH.pack(len(frame)), bytes(frame))
     return b"".join(parts)
@@ -38,10 +38,19 @@ def decode_raw(value: bytes) -> tuple[int, HeaderIdentity | None, tuple[bytes, .
     return received_at, header, _frames(value, _RAW_HEAD.size + _IDENTITY.size)
 
 
-def decode_frames_v1(value: bytes) -> tuple[int, tuple[bytes, ...]]:
-    """``(received_at, frames)`` of a raw telegram record of store format 1."""
-    (received_at,) = _RAW_HEAD.unpack_from(value)
-    return received_at, _frames(value, _RAW_HEAD.size)
+def first_frame_v1(value: bytes) -> bytes | None:
+    """The first frame of a format-1 record (it had no identity block); None if it has none."""
+    if len(value) < _RAW_HEAD.size + _FRAME_LENGTH.size:
+        return None
+    (length,) = _FRAME_LENGTH.unpack_from(value, _RAW_HEAD.size)
+    start = _RAW_HEAD.size + _FRAME_LENGTH.size
+    return value[start : start + length]
+
+
+def with_identity_v1(value: bytes, identity: bytes) -> bytes:
+    """A format-1 record in today's layout: the identity block (``encode_identity``) goes
+    between the reception time and the frames, which stay the same bytes."""
+    return value[: _RAW_HEAD.size] + identity + value[_RAW_HEAD.size :]
 
 
 def _frames(value: bytes, pos: int) -> tuple[bytes, ...]:
@@ -56,7 +65,7 @@ def _frames(value: bytes, pos: int) -> tuple[bytes, ...]:
     return tuple(frames)
 
 
-def _encode_identity(header: HeaderIdentity | None) -> bytes:
+def encode_identity(header: HeaderIdentity | None) -> bytes:
     if header is None:
         return bytes(_IDENTITY.size)
     values = [getattr(header, name) for name in HEADER_FIELDS]

@@ -19,6 +19,7 @@ from mbusgw.gateway.store import records, syslog_table
 from mbusgw.gateway.store.batch import BatchRunner, WriteOp
 from mbusgw.gateway.store.catalog import Catalog
 from mbusgw.gateway.store.check import find_problems
+from mbusgw.gateway.store.clear_secrets import count_unreadable
 from mbusgw.gateway.store.context import WriteContext
 from mbusgw.gateway.store.env import (
     COUNT_READINGS,
@@ -30,9 +31,9 @@ from mbusgw.gateway.store.env import (
     get_u64,
 )
 from mbusgw.gateway.store.ingest import Receipt, admit, write_readings
+from mbusgw.gateway.store.migrations import SCHEMA_VERSION, open_env
 from mbusgw.gateway.store.model import MeterInfo, MeterLog, SeriesInfo, StoredReading, ValueTable
 from mbusgw.gateway.store.queries import Queries, RawTelegram, time_bounds
-from mbusgw.gateway.store.seal_on_open import seal_clear_secrets
 from mbusgw.gateway.store.settings_table import read_settings, update_settings
 from mbusgw.gateway.store.syslog import LogEntry, SystemLog
 from mbusgw.gateway.store.syslog_table import EVERYTHING, LogFilter
@@ -77,14 +78,12 @@ class Store:
     def __init__(self, env: StoreEnv, clock: WallClock) -> None:
         self.env = env
         self.clock = clock
-        sealed, unreadable = (0, 0) if env.readonly else seal_clear_secrets(env)
+        unreadable = 0 if env.readonly else count_unreadable(env)
         self.catalog = Catalog(env.db)
         with env.read() as txn:
             self.catalog.refresh(txn)
             settings = read_settings(txn, env)
         self.log = SystemLog(clock, min_level=settings.log.min_level)
-        if sealed:
-            self.log.info("store", f"secrets stored in clear sealed ({sealed} records)")
         if unreadable:
             self.log.warning(
                 "store",
@@ -97,7 +96,9 @@ class Store:
         self.writer_running = False
         if env.migrated is not None:
             old, copy = env.migrated
-            text = f"store migrated from format {old}; the old store is kept as {copy.name}"
+            text = f"store migrated from format {old} to {SCHEMA_VERSION}"
+            if copy is not None:
+                text += f"; the old store (its secrets sealed) is kept as {copy.name}"
             self.log.log(0, "store", text)
 
     @classmethod
@@ -109,7 +110,7 @@ class Store:
         clock: WallClock | None = None,
         map_size: int = DEFAULT_MAP_SIZE,
     ) -> Store:
-        env = StoreEnv(Path(path), readonly=readonly, map_size=map_size)
+        env = open_env(Path(path), readonly=readonly, map_size=map_size)
         try:
             return cls(env, clock or SystemClock())
         except BaseException:

@@ -128,8 +128,7 @@ def smtp_receiver(
             "auth_required": True,
             "auth_require_tls": False,  # aiosmtpd cannot tell the whole connection is TLS
         }
-    # a plain asyncio loop for the server's thread (not one from trio-asyncio's loop policy,
-    # which other tests install and which refuses to make loops inside trio)
+    # a plain asyncio loop of the server's own thread, whatever loop policy is installed
     loop = asyncio.SelectorEventLoop()
     controller = Controller(receiver, loop=loop, hostname="127.0.0.1", port=receiver.port, **kwargs)
     controller.start()

@@ -18,6 +18,7 @@ from mbusgw.core import decode, decode_application
 from mbusgw.gateway.events import CYCLE_FINISHED, READINGS_STORED, Event, EventBus
 from mbusgw.gateway.live import LiveReading, LiveSnapshot
 from mbusgw.gateway.modbus_encoding import Number
+from mbusgw.gateway.services.modbus import keep_image
 from mbusgw.gateway.services.modbus_map import (
     BLOCK_SIZE,
     DEVICE_FIELDS,
@@ -312,3 +313,29 @@ def test_slots_follow_the_order_the_store_first_saw_the_series(tmp_path: Path) -
         (b"\x04\x13", Number(6)),
         (b"\x04\x06", Number(7)),
     ]
+
+
+async def test_a_stored_reading_changes_only_its_meters_image(tmp_path: Path) -> None:
+    twin = Twin(tmp_path)
+    twin.read("00000001", (frame("kamstrup_382_005"),))
+    twin.read("00000002", (frame("abb_delta"),))
+    events = EventBus()
+    source = StoredValuesSource(twin.store, lambda: twin.meters, twin.clock, events)
+    register_map = RegisterMap(MapConfig(Settings().modbus), source, twin.clock)
+    one, two = twin.meters
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(source.follow)
+            await nursery.start(keep_image, register_map, source)
+            image = dict(register_map._encoded)
+            state = register_map.read(1, 125, 1)
+            version = source.version
+            twin.fail(one.key, SECOND_READING)
+            events.publish(Event(READINGS_STORED, SECOND_READING, None, {"meters": [one.key]}))
+            assert await source.wait_changed(version) == (version + 1, {one.key})
+            while register_map._encoded[one.key] is image[one.key]:
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert state == [MeterState.OK] and register_map.read(1, 125, 1) == [MeterState.FAILED]
+    assert register_map._encoded[two.key] is image[two.key]  # the other meter kept its block
+    assert register_map.read(1, 0, 9)[5:7] == [1, 1]  # device block: one ok, one failed

@@ -1,11 +1,13 @@
 """Secrets at rest: a private data directory, secrets sealed in the store under a key file of
-their own, older stores sealed on opening, and backups that carry secrets only when asked."""
+their own, older stores sealed by their migration, and backups that carry secrets only when
+asked."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import stat
+import struct
 from pathlib import Path
 
 import lmdb
@@ -16,7 +18,7 @@ from test_key_records import with_store
 from test_keys import ELS, GOOD, OTHER
 
 from mbusgw.gateway.cli import main
-from mbusgw.gateway.errors import BackupError
+from mbusgw.gateway.errors import BackupError, StoreError
 from mbusgw.gateway.store import Store, store_path
 from mbusgw.gateway.store.backup import create_backup, read_backup_info, restore_backup
 from mbusgw.gateway.store.configfile import export_config
@@ -137,7 +139,8 @@ def test_a_copy_of_the_store_alone_reveals_no_secret(tmp_path: Path) -> None:
 
 
 def make_older_store(data_dir: Path) -> None:
-    """A store as an older version wrote it: secrets in clear, and no key file."""
+    """A store as a release before sealing wrote it: store format 2, secrets in clear, and no
+    key file."""
     trio.run(fill_with_secrets, data_dir)
     with Store.open(store_path(data_dir), readonly=True) as store:
         settings = {k: json.dumps(v) for k, v in store.stored_settings().to_dict().items()}
@@ -150,24 +153,32 @@ def make_older_store(data_dir: Path) -> None:
             for name, record in keys.items():
                 ctx.txn.put(name.encode(), json.dumps(record).encode(), db=ctx.db.keys)
             ctx.txn.put(b"#session-secret", b'{"hex": "' + b"ab" * 32 + b'"}', db=ctx.db.users)
+            ctx.txn.put(b"schema", struct.pack("<I", 2), db=ctx.db.meta)
 
         store.write(clear)
     (data_dir / KEY_FILE).unlink()
     assert len(secrets_in(store_path(data_dir).read_bytes())) == 6
 
 
-def test_secrets_an_older_store_holds_in_clear_are_sealed_on_opening(tmp_path: Path) -> None:
+def test_secrets_an_older_store_holds_in_clear_are_sealed_by_its_migration(
+    tmp_path: Path,
+) -> None:
     data_dir = tmp_path / "data"
     make_older_store(data_dir)
 
     with Store.open(store_path(data_dir)) as store:
         assert_secrets_readable(store)
-        # 5: the four the test stores and the SNMP settings (their community)
-        assert "secrets stored in clear sealed (5 records)" in [e.text for e in store.log.take()]
+        assert [e.text for e in store.log.take()] == [
+            "store migrated from format 2 to 3; the old store (its secrets sealed) is kept as "
+            "store.mdb.format-2.bak"
+        ]
     assert mode(data_dir / KEY_FILE) == 0o600
-    tables = raw_tables(store_path(data_dir))
-    assert not any(secrets_in(value) for values in tables.values() for value in values)
-    with Store.open(store_path(data_dir)) as store:  # nothing left to seal
+    for copy in (store_path(data_dir), data_dir / "store.mdb.format-2.bak"):
+        tables = raw_tables(copy)
+        assert not any(secrets_in(value) for values in tables.values() for value in values)
+    # the kept copy is compacted: not even a free page of it holds one
+    assert secrets_in((data_dir / "store.mdb.format-2.bak").read_bytes()) == []
+    with Store.open(store_path(data_dir)) as store:  # nothing left to do
         assert store.log.take() == []
 
 
@@ -215,15 +226,19 @@ def test_a_backup_carries_secrets_only_when_asked(tmp_path: Path) -> None:
     assert not any(secrets_in(value) for values in tables.values() for value in values)
 
 
-def test_a_backup_of_an_older_store_carries_no_secret_in_clear(tmp_path: Path) -> None:
-    """Backed up read-only (the command line) before this version ever opened it for writing."""
+def test_an_older_store_is_backed_up_once_it_is_migrated(tmp_path: Path) -> None:
+    """Read-only (the command line), a store of format 2 is refused before this version opened
+    it for writing: its secrets are sealed by the migration, never by a backup of it."""
     data_dir = tmp_path / "data"
     make_older_store(data_dir)
     plain, sealed = tmp_path / "plain.backup", tmp_path / "sealed.backup"
+    with pytest.raises(StoreError, match="start the gateway once"):
+        Store.open(store_path(data_dir), readonly=True)
+    with Store.open(store_path(data_dir)):
+        pass
     with Store.open(store_path(data_dir), readonly=True) as store:
         create_backup(store.env, plain, 0)
         create_backup(store.env, sealed, 0, passphrase=PASSPHRASE)
-    assert not (data_dir / KEY_FILE).exists()
     assert secrets_in(plain.read_bytes()) == [] and secrets_in(sealed.read_bytes()) == []
     restore_backup(sealed, store_path(tmp_path / "restored"), passphrase=PASSPHRASE)
     with Store.open(store_path(tmp_path / "restored"), readonly=True) as store:

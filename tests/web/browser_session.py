@@ -1,6 +1,6 @@
-"""The browser side of ``test_browser.py``, run as a process of its own: the gateway's
-asyncio bridge (trio-asyncio) takes over the event loop policy of any process that imports it,
-and Playwright needs plain asyncio. Prints nothing; writes what it saw to ``<work>/seen.json``.
+"""The browser side of ``test_browser.py``, run as a process of its own: the tests run in
+trio, and Playwright needs plain asyncio. Prints nothing; writes what it saw to
+``<work>/seen.json``.
 
 Usage: python browser_session.py BASE_URL WORK_DIR   (WORK_DIR holds meters.csv)
 """
@@ -71,11 +71,16 @@ def drive_browser(base: str, work: Path) -> dict:
         seen["positions"] = page.locator("table.meters tbody td:first-child").all_inner_texts()
         shot("05-meters")
 
+        seen["main_values"] = page.locator("table.meters tbody td:last-child").all_inner_texts()
+
         page.click("text=Flat 1")
         graph = page.locator("figure.graph svg")
         expect(graph).to_be_visible()
-        seen["points"] = int(page.locator("figure.graph").get_attribute("data-drawn"))
+        seen["points"] = graph.locator(".x-tick").count()
         seen["caption"] = page.locator("figure.graph figcaption").inner_text()
+        box = graph.bounding_box()
+        page.mouse.move(box["x"] + box["width"] - 20, box["y"] + box["height"] / 2)
+        seen["readout"] = page.locator("figure.graph output.readout").inner_text()
         shot("06-meter")
 
         page.goto(base + "/log")
@@ -111,9 +116,7 @@ def drive_browser(base: str, work: Path) -> dict:
             "tr[data-report=daily] [data-field=last_error]"
         ).inner_text()
         shot("15-reports")
-        page.set_viewport_size({"width": 390, "height": 844})
-        page.goto(base + "/meters")
-        shot("14-meters-phone")
+        seen["identifiers"] = walk_every_page(page, base, shot)
 
         page.click("button:has-text('Sign out')")
         page.fill("input[name=username]", "admin")
@@ -122,6 +125,59 @@ def drive_browser(base: str, work: Path) -> dict:
         seen["old_login"] = page.locator(".error").inner_text()
         browser.close()
     return seen
+
+
+QUANTITY_ID = r"\b(?:[a-z]+_)+(?:temperature|time|number|flags|flow|point|version|rate|duration)\b"
+
+
+def walk_every_page(page, base: str, shot) -> dict[str, list[str]]:
+    """Every page of the navigation and a meter page, at desktop and phone width: a
+    screenshot of each, and what of its visible text looks like an identifier (a
+    snake_case quantity name or an empty unit ``[]``)."""
+    import re
+
+    page.goto(base + "/meters")
+    meter = page.locator("table.meters tbody a").first.get_attribute("href")
+    paths = [a.get_attribute("href") for a in page.locator("nav[aria-label=main] a").all()]
+    found: dict[str, list[str]] = {}
+    for width, height, suffix in ((1280, 900, "desktop"), (390, 844, "phone")):
+        page.set_viewport_size({"width": width, "height": height})
+        for path in [*paths, meter]:
+            page.goto(base + path)
+            if suffix == "desktop":
+                unreached, checked = keyboard_unreached(page)
+                found.setdefault("controls reached by keyboard", []).append(str(checked))
+                if unreached:
+                    found[path + " (keyboard)"] = unreached
+            text = page.locator("body").inner_text()
+            bad = re.findall(QUANTITY_ID, text) + (["[]"] if "[]" in text else [])
+            if bad:
+                found[path] = bad
+            name = path.strip("/").replace("/", "-") or "installation"
+            shot(f"page-{name}-{suffix}")
+    return found
+
+
+MARK_CONTROLS = """() => {
+  const stops = [...document.querySelectorAll(
+    "a[href], input:not([type=hidden]), select, textarea, button, summary")]
+    .filter(e => !e.disabled && e.getClientRects().length);
+  const controls = stops.filter(e => e.matches("input, select, textarea, button"));
+  controls.forEach((e, i) => e.dataset.kb = String(i));
+  return [stops.length, controls.map(e => e.name || e.textContent.trim())];
+}"""
+
+
+def keyboard_unreached(page) -> tuple[list[str], int]:
+    """The form controls of the page that pressing Tab from the top does not reach, and how
+    many controls it has."""
+    stops, names = page.evaluate(MARK_CONTROLS)
+    reached = set()
+    page.locator("body").focus()
+    for _ in range(stops + 5):
+        page.keyboard.press("Tab")
+        reached.add(page.evaluate("() => document.activeElement.dataset.kb ?? null"))
+    return [name for i, name in enumerate(names) if str(i) not in reached], len(names)
 
 
 if __name__ == "__main__":

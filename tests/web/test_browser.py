@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -58,7 +59,14 @@ async def test_field_engineer_session(tmp_path: Path) -> None:
     assert seen["positions"] == [f"Flat {n}" for n in range(1, 7)]
     assert seen["statuses"] == ["ok"] * 6, seen
     assert "6 of 6 meters read" in seen["job"]
-    assert seen["points"] >= 1 and "[" in seen["caption"]
+    assert seen["points"] >= 3 and " in " in seen["caption"], seen["caption"]  # ticks, unit
+    assert " CET" in seen["readout"] or " UTC" in seen["readout"], seen["readout"]
+    mains = [" ".join(v.split()) for v in seen["main_values"]]  # "Energy 12.89 GWh"
+    assert all(re.fullmatch(r"[A-Z][a-z]+( [a-z]+)* -?[\d.]+ \S+", v) for v in mains), mains
+    assert {v.split()[0] for v in mains} >= {"Energy", "Volume"}, mains
+    checked = seen["identifiers"].pop("controls reached by keyboard")
+    assert sum(map(int, checked)) >= 40, checked  # every form control of every page, by Tab
+    assert seen["identifiers"] == {}, seen["identifiers"]
     header, *rows = list(csv.reader(io.StringIO(seen["log_csv"])))
     assert header == ["time", "level", "level_name", "origin", "text"]
     assert any("meter list installed" in row[-1] for row in rows)

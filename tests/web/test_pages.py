@@ -12,7 +12,8 @@ from mbusgw.web.pages import TIMING_FIELDS
 
 PAGES = ("/", "/system", "/meters", "/meters?passive=1", "/meters/12345678",
          "/meters/12345678?range=30d", "/search", "/settings/mbus", "/log", "/keys", "/users",
-         "/device", "/account", "/reports", "/reports/new", "/settings/reports")  # fmt: skip
+         "/device", "/account", "/reports", "/reports/new", "/settings/reports",
+         "/modbus")  # fmt: skip
 
 
 async def browser_with_meters(app, admin: Client, gateway) -> Client:
@@ -36,7 +37,7 @@ async def test_every_page_renders(app, admin: Client, gateway) -> None:
         assert "<main>" in html and "</html>" in html
         assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
     meter = (await (await browser.get("/meters/12345678?range=365d")).get_data()).decode()
-    assert 'class="graph" data-src="/api/v1/meters/12345678/series/' in meter
+    assert "No values in this range." in meter  # the values are of 2024: the graph says so
     assert "Heat flat 1" in meter
 
 

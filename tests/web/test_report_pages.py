@@ -116,6 +116,12 @@ async def test_reports_are_added_edited_refused_and_deleted_in_the_pages(tmp_pat
             assert saved.status_code == 303, problems(saved.text)
             daily = gateway.settings.reports.reports["daily"]
             assert daily.schedule == "hourly" and daily.http.password == PASSWORD
+            assert shown["schedule"] == "daily" and "Every 15 minutes" in edit  # in words
+            own = shown | {"schedule": "cron", "schedule.cron": "0 6 * * 1"}  # own times
+            assert (await http.post("/report/daily", data=own)).status_code == 303
+            assert gateway.settings.reports.reports["daily"].schedule == "0 6 * * 1"
+            shown = form_values((await http.get("/report/daily")).text)
+            assert (shown["schedule"], shown["schedule.cron"]) == ("cron", "0 6 * * 1")
             # basic auth without the password: refused at the input the settings name
             cleared = await http.post("/report/daily", data=shown | {"http.password": ""})
             assert problems(cleared.text) == {

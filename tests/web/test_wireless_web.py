@@ -180,13 +180,15 @@ async def test_meters_and_wireless_pages_reinstall_with_a_form(tmp_path: Path) -
             await sign_in(browser, *ADMIN)
             await wait_until(lambda: len(gateway.wireless.heard()) == 5)
             meters = (await (await browser.get("/meters")).get_data()).decode()
-            assert "Re-install wireless meters" in meters and "wireless via rx1" in meters
+            assert "Re-install wireless meters" in meters and "wireless, heard by rx1" in meters
             token = csrf_of(meters)
             wireless = (await (await browser.get("/wireless")).get_data()).decode()
             assert "heard, not installed" in wireless and "listening" in wireless
             key = gateway.meters[0].key
             page = (await (await browser.get(f"/meters/{key}")).get_data()).decode()
             assert "Re-install (strongest receiver)" in page and "Read now" not in page
+            for wired in ("Baud rate", "telegrams per reading", "Follow-up telegrams", "Retries"):
+                assert wired not in page, wired  # wired words stay off a wireless meter
             refused = await browser.post("/meters/reinstall", form={})
             assert refused.status_code == 403  # no CSRF token
             done = await browser.post("/meters/reinstall", form={"csrf_token": token})

@@ -312,3 +312,23 @@ def form_values(html: str, action: str | None = None) -> dict[str, str]:
     reader = _FormReader(action)
     reader.feed(html)
     return reader.values
+
+
+@asynccontextmanager
+async def real_gateway(
+    data_dir: Path, settings: dict[str, Any], interfaces: Sequence[InterfaceConfig]
+) -> AsyncIterator[tuple[Gateway, Any]]:
+    """A real ``Gateway`` on ``data_dir`` (``settings`` stored before it starts) and its app,
+    in-process; the gateway stops when the block ends."""
+    from mbusgw.web.app import create_app
+
+    store = Store.open(store_path(data_dir))
+    store.update_settings(settings)
+    store.close()
+    gateway = Gateway(StartupConfig(data_dir, web_port=0, interfaces=tuple(interfaces)))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gateway.run)
+        app = create_app(gateway)
+        async with app.test_app():
+            yield gateway, app
+        gateway.stop()

@@ -23,6 +23,7 @@
       const warning = show("warning", job.warning || "");
       if (warning) warning.hidden = !job.warning;
       if (job.state === "queued" || job.state === "running") setTimeout(poll, 1000);
+      else for (const notice of document.querySelectorAll(".notice")) notice.remove();  // "… started"
     } catch (err) {
       setTimeout(poll, 3000);
     }

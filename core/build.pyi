@@ -1,0 +1,5 @@
+"""Type stub of core/build.pyx."""
+
+DEBUG: bool
+
+def describe() -> str: ...

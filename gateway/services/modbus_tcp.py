@@ -1,0 +1,161 @@
+"""Modbus TCP on trio: ``trio.serve_listeners`` (``serve_tcp``'s loop) accepts, one task per
+connection answers.
+
+Rules a client meets (docs/modbus.md):
+- Several requests in one segment are all answered, in order; a request split over segments
+  is answered once it is complete.
+- A bad MBAP header (protocol id not 0, impossible length): the connection is closed, since a
+  TCP byte stream cannot be resynchronised.
+- Beyond ``max_connections`` a new connection is accepted and closed at once.
+- A connection without a complete request for ``idle_timeout_s`` is closed, also while its
+  answers wait because it does not read them.
+- A client is served ``BATCH`` requests at a time between the other clients' turns, and while
+  it does not read its answers it is not read from either (trio's ``send_all`` waits), so a
+  flood of requests stays in the client's socket, not in the gateway.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from typing import Any
+
+import trio
+from pymodbus.framer import FramerSocket
+from pymodbus.pdu import DecodePDU
+
+from mbusgw.gateway.services.modbus_pdu import ModbusStats, Responder
+
+logger = logging.getLogger("mbusgw.modbus")
+
+MBAP = struct.Struct(">HHHB")  # transaction id, protocol id, length, unit id
+MBAP_SIZE = 7
+MAX_PDU = 253
+BATCH = 16  # requests answered from one client before the others get a turn
+RECEIVE_SIZE = 65536
+
+
+class BadFrame(Exception):
+    """The stream is not Modbus TCP."""
+
+
+class TcpServer:
+    """The listening side: the connection limit, the idle timeout and the counters."""
+
+    def __init__(
+        self, responder: Responder, stats: ModbusStats, max_connections: int, idle_timeout: float
+    ) -> None:
+        self.responder = responder
+        self.stats = stats
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.address: tuple[str, int] | None = None
+
+    async def serve(
+        self, host: str, port: int, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        # An OSError (port in use, no permission) goes up as it is, before any nursery wraps
+        # it: the supervisor logs it with its reason and tries again after a backoff.
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, self._connection, listeners)
+            self.address = listeners[0].socket.getsockname()[:2]
+            try:
+                task_status.started(self.address)
+                await trio.sleep_forever()
+            finally:
+                self.address = None
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        peer = _peer(stream)
+        if self.stats.connections >= self.max_connections:
+            self.stats.refused += 1
+            logger.warning(
+                "Modbus connection refused: %d connections is the limit", self.max_connections
+            )
+            await trio.aclose_forcefully(stream)
+            return
+        self.stats.accepted += 1
+        self.stats.connections += 1
+        idle = self.idle_timeout or float("inf")
+        try:
+            with trio.CancelScope(deadline=trio.current_time() + idle) as scope:
+                await self._answer_requests(stream, scope, idle)
+            if scope.cancelled_caught:
+                self.stats.closed_idle += 1
+        except BadFrame:
+            self.stats.closed_bad_frame += 1
+            logger.warning("Modbus client %s sent a bad MBAP header; closed", peer)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away
+        finally:
+            self.stats.connections -= 1
+            await trio.aclose_forcefully(stream)
+
+    async def _answer_requests(
+        self, stream: trio.SocketStream, scope: trio.CancelScope, idle: float
+    ) -> None:
+        # The descriptor is read once trio says it is readable, and answers are written to it
+        # at once: the usual exchange (one request, one answer) then costs one trip through
+        # the scheduler instead of three. ``send_all`` only takes what the socket did not.
+        fd = stream.socket.fileno()
+        framer = FramerSocket(DecodePDU(is_server=True))
+        buffer = bytearray()
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                data = os.read(fd, RECEIVE_SIZE)
+            except BlockingIOError:
+                continue
+            except OSError as error:  # reset by the client
+                raise trio.BrokenResourceError from error
+            if not data:
+                return
+            buffer += data
+            while True:
+                answers, used = self._batch(framer, buffer)
+                if not answers:
+                    break
+                del buffer[:used]
+                await _write(stream, fd, b"".join(answers))
+                scope.deadline = trio.current_time() + idle
+                if len(answers) < BATCH:
+                    break
+                await trio.lowlevel.checkpoint()  # the other clients' turn
+
+    def _batch(self, framer: FramerSocket, buffer: bytearray) -> tuple[list[bytes], int]:
+        """The answers to up to ``BATCH`` complete requests at the start of ``buffer``, and the
+        bytes they took. BadFrame for a header that is not Modbus TCP."""
+        answers: list[bytes] = []
+        used = 0
+        while len(answers) < BATCH and len(buffer) - used >= MBAP_SIZE:
+            _, protocol, length, _ = MBAP.unpack_from(buffer, used)
+            if protocol != 0 or not 2 <= length <= MAX_PDU + 1:
+                raise BadFrame
+            end = used + 6 + length
+            if len(buffer) < end:
+                break
+            _, unit, tid, pdu = framer.decode(bytes(buffer[used:end]))
+            answers.append(framer.encode(self.responder.answer(unit, pdu), unit, tid))
+            used = end
+        return answers, used
+
+
+async def _write(stream: trio.SocketStream, fd: int, data: bytes) -> None:
+    try:
+        written = os.write(fd, data)
+    except BlockingIOError:
+        written = 0
+    except OSError as error:  # the client is gone
+        raise trio.BrokenResourceError from error
+    if written < len(data):  # the socket is full: wait for the client to read
+        await stream.send_all(data[written:])
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "(gone)"
+    return f"{host}:{port}"
