@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import trio
-from process_lines import PrintedLines
+from process_lines import PrintedLines, start_process
 
 USER, PASSWORD = "gateway", "broker-pass-1"
 
@@ -66,12 +66,7 @@ async def running(broker: Broker) -> AsyncIterator[Broker]:
     broker.folder.mkdir(parents=True, exist_ok=True)
     argv = [tool("mosquitto"), "-c", str(broker_config(broker))]
     async with trio.open_nursery() as nursery:
-        process = await nursery.start(
-            lambda task_status: trio.run_process(
-                argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
-                task_status=task_status,
-            )
-        )  # fmt: skip
+        process = await start_process(nursery, argv)
         with trio.fail_after(10):
             while True:
                 try:
@@ -102,13 +97,7 @@ async def subscriber(
         argv += ["-t", topic]
     printed = PrintedLines()
     async with trio.open_nursery() as nursery:
-        process = await nursery.start(
-            lambda task_status: trio.run_process(
-                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
-                task_status=task_status,
-            )
-        )  # fmt: skip
-        nursery.start_soon(printed.read, process.stdout)
+        process = await start_process(nursery, argv, printed)
         with trio.fail_after(10):
             await printed.wait_for("received SUBACK")
         try:

@@ -3,6 +3,9 @@ waits for."""
 
 from __future__ import annotations
 
+import subprocess
+from functools import partial
+
 import trio
 
 
@@ -27,3 +30,19 @@ class PrintedLines:
             *complete, pending = pending.split(b"\n")
             self.lines += [line.decode(errors="replace") for line in complete]
             self._arrived.set()
+
+
+async def start_process(
+    nursery: trio.Nursery,
+    argv: list[str],
+    printed: PrintedLines | None = None,
+    env: dict[str, str] | None = None,
+) -> trio.Process:
+    """``argv`` running in ``nursery``; what it prints goes to ``printed`` (else nowhere)."""
+    output = subprocess.PIPE if printed is not None else subprocess.DEVNULL
+    errors = subprocess.STDOUT if printed is not None else subprocess.DEVNULL
+    run = partial(trio.run_process, argv, stdout=output, stderr=errors, env=env, check=False)
+    process = await nursery.start(run)
+    if printed is not None:
+        nursery.start_soon(printed.read, process.stdout)
+    return process

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
-from process_lines import PrintedLines
+from process_lines import PrintedLines, start_process
 
 from mbusgw.gateway.services.snmp.objects import MIB_PATH
 
@@ -73,13 +73,7 @@ async def snmptrapd(tmp: Path, community: str = "public") -> AsyncIterator[TrapR
     ]  # fmt: skip
     env = {**os.environ, "SNMP_PERSISTENT_DIR": str(tmp / f"snmp-{port}")}
     async with trio.open_nursery() as nursery:
-        process = await nursery.start(
-            lambda task_status: trio.run_process(
-                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                check=False, task_status=task_status,
-            )
-        )  # fmt: skip
-        nursery.start_soon(receiver.read, process.stdout)
+        process = await start_process(nursery, argv, receiver, env)
         with trio.fail_after(10):
             await receiver.wait_for("NET-SNMP version")
         try:

@@ -23,6 +23,7 @@ from mbusgw.gateway.events import READINGS_STORED, SETTINGS_CHANGED, EventBus
 from mbusgw.gateway.facade import INFO, REPORT_CURSORS, WARNING, Store, StoreWriter
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.mqtt_settings import MqttSettings
+from mbusgw.gateway.services.following import SettingsFollower
 from mbusgw.gateway.services.mqtt import payloads as pl
 from mbusgw.gateway.services.mqtt.link import BrokerLink
 from mbusgw.gateway.services.snmp.objects import GatewayView
@@ -84,7 +85,7 @@ class MqttService:
         self._link: BrokerLink | None = None
         self._dirty: set[str] = set()  # meters with readings to publish
         self._wake = trio.Event()
-        self._changed = trio.Event()
+        self._follower = SettingsFollower()
         self._unacked: set[int] = set()
         self._acked = trio.Event()
         self._discovered: set[tuple[str, int]] = set()
@@ -99,21 +100,7 @@ class MqttService:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow_events)
-            while True:
-                self._changed = trio.Event()
-                settings = self._settings()
-                with trio.CancelScope() as scope:
-                    nursery.start_soon(self._cancel_on_change, scope)
-                    if settings.enabled:
-                        await self._serve(settings, task_status)
-                    else:
-                        task_status.started()
-                        await trio.sleep_forever()
-                task_status = trio.TASK_STATUS_IGNORED
-
-    async def _cancel_on_change(self, scope: trio.CancelScope) -> None:
-        await self._changed.wait()
-        scope.cancel()
+            await self._follower.run(self._settings, self._serve, task_status)
 
     async def _serve(self, settings: MqttSettings, task_status: Any) -> None:
         self._load_cursor()
@@ -165,7 +152,7 @@ class MqttService:
     async def _follow_events(self) -> None:
         async for event in self._events:
             if event.kind == SETTINGS_CHANGED and "mqtt" in event.detail.get("sections", ()):
-                self._changed.set()
+                self._follower.changed()
             elif event.kind == READINGS_STORED:
                 self._dirty.update(event.detail.get("meters", ()))
                 self._wake.set()

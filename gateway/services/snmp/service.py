@@ -27,6 +27,7 @@ from mbusgw.gateway.events import (
     EventBus,
 )
 from mbusgw.gateway.facade import INFO, WARNING
+from mbusgw.gateway.services.following import SettingsFollower
 from mbusgw.gateway.services.snmp import objects as mib
 from mbusgw.gateway.services.snmp.codec import Refused, answer
 from mbusgw.gateway.services.snmp.notify import ReceiverStatus, send_to
@@ -65,7 +66,7 @@ class SnmpService:
         self.last_status: int | None = None
         self._snapshot: mib.Snapshot | None = None
         self._snapshot_at = -SNAPSHOT_S
-        self._changed = trio.Event()
+        self._follower = SettingsFollower()
         self._nursery: trio.Nursery | None = None
 
     def status(self) -> dict[str, Any]:
@@ -84,22 +85,10 @@ class SnmpService:
             self._nursery = nursery
             self.last_status = self.view.status()
             nursery.start_soon(self._follow_events)
-            while True:
-                self._changed = trio.Event()
-                with trio.CancelScope() as scope:
-                    nursery.start_soon(self._cancel_on_change, scope)
-                    settings = self._settings()
-                    if settings.enabled:
-                        await self._serve(settings, task_status)
-                    else:
-                        self.address = None
-                        task_status.started()
-                        await trio.sleep_forever()
-                task_status = trio.TASK_STATUS_IGNORED
+            await self._follower.run(self._settings, self._serve, task_status, self._idle)
 
-    async def _cancel_on_change(self, scope: trio.CancelScope) -> None:
-        await self._changed.wait()
-        scope.cancel()
+    def _idle(self) -> None:
+        self.address = None
 
     async def _serve(self, settings: SnmpSettings, task_status: Any) -> None:
         family = trio.socket.AF_INET6 if ":" in settings.host else trio.socket.AF_INET
@@ -132,7 +121,7 @@ class SnmpService:
     async def _follow_events(self) -> None:
         async for event in self._events:
             if event.kind == SETTINGS_CHANGED and "snmp" in event.detail.get("sections", ()):
-                self._changed.set()
+                self._follower.changed()
                 continue
             settings = self._settings()
             if not settings.enabled:
