@@ -65,7 +65,15 @@ def https_redirect(host: str | None, port: int) -> Response:
 
 
 def create_app(gateway: GatewayHandle) -> Quart:
-    from mbusgw.web import api_v1, jsonrpc, metrics, modbus_page, pages, report_pages
+    from mbusgw.web import (
+        api_v1,
+        integrations_page,
+        jsonrpc,
+        metrics,
+        modbus_page,
+        pages,
+        report_pages,
+    )
 
     here = Path(__file__).parent
     # root and instance paths given: the package finder does not follow editable installs
@@ -120,4 +128,5 @@ def create_app(gateway: GatewayHandle) -> Quart:
     app.register_blueprint(report_pages.blueprint)
     app.register_blueprint(modbus_page.blueprint)
     app.register_blueprint(metrics.blueprint)
+    app.register_blueprint(integrations_page.blueprint)
     return app

@@ -39,6 +39,7 @@ NAVIGATION = (
     ("pages.mbus_settings", "M-Bus"),
     ("modbus_page.modbus", "Modbus"),
     ("report_pages.reports", "Reports"),
+    ("integrations_page.integrations", "Integrations"),
     ("pages.system_log", "Log"),
     ("pages.keys", "Keys"),
     ("pages.users", "Users"),

@@ -138,6 +138,8 @@ async def test_wrong_password_and_tls_give_a_clear_status(tmp_path: Path) -> Non
             while not (refused["last_error"] or "").startswith("the broker refused"):
                 refused = await status_of(http)
             assert "not authori" in refused["last_error"].lower()
+            page = await http.get("/integrations", auth=SERVED_ADMIN)
+            assert "not connected" in page.text and "Not authori" in page.text
 
             stranger = trustme.CA().cert_pem.bytes().decode()
             await gateway.update_settings(settings(broker, password=PASSWORD,

@@ -117,6 +117,15 @@ async def test_walk_get_and_notifications_with_net_snmp(tmp_path: Path) -> None:
                                      "ok": True}  # fmt: skip
             for receiver in (plain, acknowledging):
                 await receiver.wait_for("MBUSGW-MIB::mbusgwTestNotification")
+            page = await http.get("/integrations", auth=SERVED_ADMIN)
+            assert page.status_code == 200
+            assert f"listening</span> on <code>127.0.0.1:{port}" in page.text
+            assert "/api/v1/snmp/MBUSGW-MIB.txt" in page.text
+            button = await http.post("/integrations", auth=SERVED_ADMIN)
+            assert button.status_code == 303
+            assert "acknowledging:+ok" in button.headers["location"]
+            for receiver in (plain, acknowledging):
+                await receiver.wait_for("MBUSGW-MIB::mbusgwTestNotification", 2)
             status = (await http.get("/api/v1/snmp/status", auth=SERVED_ADMIN)).json()
             assert status["receivers"]["acknowledging"]["acknowledged"] >= 4
             assert status["receivers"]["plain"]["failed"] == 0
