@@ -40,6 +40,7 @@ debug: $(VENV)-debug/.installed
 
 system-deps:
 	@bash tools/system-deps.sh
+	@bash tools/snmp-base-mibs.sh $(VENV)/share/snmp-mibs
 
 test: install system-deps
 	$(PY) -m ruff check .

@@ -37,6 +37,7 @@ TOP_LEVEL = ("core", "gateway", "web")
 PACKAGE_DATA = {
     "mbusgw.core": ["*.pxd", "*.pyi", "compact_layouts.json"],
     "mbusgw.gateway.deploy": ["*.service", "*.toml"],
+    "mbusgw.gateway.services.snmp": ["*.txt"],
     "mbusgw.gateway.simulator.frames": ["*"],
     "mbusgw.web.static": ["*"],
     "mbusgw.web.templates": ["*"],

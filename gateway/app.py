@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mbusgw.gateway.bus import BusMaster
+from mbusgw.gateway.events import SETTINGS_CHANGED, Event
 from mbusgw.gateway.facade import JsonObject, WirelessProgress
 from mbusgw.gateway.licence import Licence
 from mbusgw.gateway.meters import Merge, Meter
@@ -205,4 +206,6 @@ class Gateway(GatewayRoot):
         if touched:
             keys = changed_keys(changes, before, after) or sorted(touched)
             self.log(INFO, "settings", f"changed: {', '.join(keys)}")
+            detail = {"sections": sorted(touched)}
+            self.events.publish(Event(SETTINGS_CHANGED, self.clock.now(), None, detail))
         return after

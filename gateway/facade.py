@@ -32,6 +32,7 @@ from mbusgw.gateway.reading import CycleProgress, CycleResult, MeterReading
 from mbusgw.gateway.search import SearchJob, SearchRequest
 from mbusgw.gateway.services.reports.status import Outcome, ReportStatus
 from mbusgw.gateway.services.reports.tls import client_context
+from mbusgw.gateway.services.snmp.objects import MIB_NAME, mib_text
 from mbusgw.gateway.settings import Settings, StartupConfig
 from mbusgw.gateway.store import LogFilter, RawTelegram, Store, StoreWriter, value_flags
 from mbusgw.gateway.store.backup import HEADER_SIZE as BACKUP_HEADER_SIZE
@@ -103,6 +104,22 @@ async def open_serial_port(device: str, baud: int) -> trio.abc.Stream:
     return await open_serial(device, baud)
 
 
+class SnmpControl(Protocol):
+    """The SNMP agent as the web drives it."""
+
+    def status(self) -> dict[str, object]: ...
+
+    async def send_test(self) -> dict[str, bool]:
+        """The test notification to every receiver; ValueError without receivers."""
+        ...
+
+
+class MqttControl(Protocol):
+    """The MQTT publisher as the web shows it."""
+
+    def status_dict(self) -> dict[str, object]: ...
+
+
 class GatewayHandle(Protocol):
     startup: StartupConfig
     store: Store  # queries and record tables (users, keys, cursors ...)
@@ -123,6 +140,8 @@ class GatewayHandle(Protocol):
     login_limiter: LoginLimiter  # failed logins of every service (web, terminal) together
     licence: LicenceFiles | None  # the optional licence file (None while not running)
     service_status: dict[str, Callable[[], JsonObject]]  # northbound services' status, by name
+    snmp: SnmpControl | None  # the SNMP agent and its notifications (None while not running)
+    mqtt: MqttControl | None  # the MQTT publisher
 
     @property
     def keys(self) -> KeyStore:
@@ -203,20 +222,24 @@ __all__ = [
     "Licence",
     "LicenceError",
     "LoginLimiter",
+    "MIB_NAME",
     "ModbusCounters",
     "ModbusView",
+    "MqttControl",
     "Outcome",
     "RawTelegram",
     "ReportControl",
     "ReportStatus",
     "SearchJob",
     "SearchRequest",
+    "SnmpControl",
     "Store",
     "StoreWriter",
     "WirelessProgress",
     "backup_sealer",
     "client_context",
     "create_backup",
+    "mib_text",
     "open_serial_port",
     "parse_config",
     "private_dir",

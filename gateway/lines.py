@@ -7,7 +7,8 @@ same TCP transport as a real converter, so the embedded default exercises the re
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import trio
@@ -56,13 +57,15 @@ class BusLine:
         master = ThreadedBusMaster if driver == "threads" else BusMaster
         self.master = master(transport, name=config.name)
         self.mbus = MBusSettings()
+        self.busy_s = 0.0  # time spent reading meters, failed reads too (occupancy)
         self._plans: dict[str, tuple[Meter, MBusSettings, MeterAddress, ReadSettings]] = {}
 
     async def read_meter(self, meter: Meter, *, continuous: bool = False) -> BusReply:
         """``continuous``: read back to back, so the meter's link state from its previous
         read is fresh (no SND_NKE while it is known)."""
         address, settings = self._read_plan(meter)
-        return _bus_reply(await self.master.read(address, settings, keep_link=continuous))
+        with self._busy():
+            return _bus_reply(await self.master.read(address, settings, keep_link=continuous))
 
     async def read_round(
         self,
@@ -86,7 +89,17 @@ class BusLine:
         def read(j: int, got: ReadReply | Exception) -> None:
             on_reply(index[j], got if isinstance(got, Exception) else _bus_reply(got))
 
-        await self.master.read_round(plan, read, keep_link=continuous)
+        with self._busy():
+            await self.master.read_round(plan, read, keep_link=continuous)
+
+    @contextmanager
+    def _busy(self) -> Iterator[None]:
+        """Counts the time spent reading in ``busy_s``, failed reads too."""
+        started = trio.current_time()
+        try:
+            yield
+        finally:
+            self.busy_s += trio.current_time() - started
 
     def _read_plan(self, meter: Meter) -> tuple[MeterAddress, ReadSettings]:
         """How to read ``meter``; kept until the meter or the M-Bus settings are replaced

@@ -22,7 +22,7 @@ import trio
 
 from mbusgw.gateway.clock import SystemClock, WallClock
 from mbusgw.gateway.clock_watch import ClockWatch
-from mbusgw.gateway.events import DEVICE_STARTED, Event, EventBus
+from mbusgw.gateway.events import DEVICE_STARTED, SERVICE_RESTARTED, Event, EventBus
 from mbusgw.gateway.facade import GatewayHandle
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.key_records import StoreKeyBackend
@@ -40,7 +40,10 @@ from mbusgw.gateway.reading import ReadingPipeline
 from mbusgw.gateway.registry import MeterRegistry
 from mbusgw.gateway.search import SearchJob
 from mbusgw.gateway.services.modbus import ModbusService, modbus_service
+from mbusgw.gateway.services.mqtt.service import MqttService
 from mbusgw.gateway.services.reports.service import ReportService
+from mbusgw.gateway.services.snmp.objects import GatewayView, package_version
+from mbusgw.gateway.services.snmp.service import SnmpService, uptime_since
 from mbusgw.gateway.settings import EMBEDDED_DEFAULT, Settings, StartupConfig
 from mbusgw.gateway.sntp import SntpCheck
 from mbusgw.gateway.store import CompactionService, RetentionService, Store, StoreWriter, store_path
@@ -74,7 +77,7 @@ class GatewayRoot:
         self.live = LiveSnapshot()
         self.events = EventBus()
         self.health: dict[str, MeterHealth] = {}
-        self.supervisor = Supervisor(self.log)
+        self.supervisor = Supervisor(self.log, on_restart=self._service_restarted)
         self.interfaces = startup.interfaces or EMBEDDED_DEFAULT
         self.simulators: dict[str, SimulatorService] = {}
         self.lines: dict[str, BusLine] = {}
@@ -91,6 +94,8 @@ class GatewayRoot:
         self.running_northbound: dict[str, object] = {}  # by name, once started
         self.licence: LicenceFiles | None = None  # set by run(): the optional licence file
         self.reports: ReportService | None = None  # push reports: status, test and on-demand
+        self.snmp: SnmpService | None = None
+        self.mqtt: MqttService | None = None
         self.after_stop: AfterStop | None = None  # what ``mbusgw run`` does once stopped
         # status and counters of northbound services that report them, by service name
         self.service_status: dict[str, Callable[[], dict[str, Any]]] = {}
@@ -132,6 +137,10 @@ class GatewayRoot:
         logger.log(python_level, "%s: %s", origin, text)
         if self.store is not None:
             self.store.log.log(level, origin, text)
+
+    def _service_restarted(self, name: str, reason: str) -> None:
+        detail = {"service": name, "reason": reason}
+        self.events.publish(Event(SERVICE_RESTARTED, self.clock.now(), None, detail))
 
     def _store(self) -> Store:
         if self.store is None:
@@ -255,7 +264,30 @@ class GatewayRoot:
             ClockWatch(self.shared),
             SntpCheck(self.shared, seed=str(self.startup.data_dir)),
         ]
+        self.snmp = SnmpService(
+            lambda: self.settings.snmp, self._snmp_view(), self.events, self.log
+        )
+        self.mqtt = MqttService(
+            lambda: self.settings.mqtt,
+            self._snmp_view(),
+            self._store(),
+            store_writer,
+            self.events,
+            self.clock,
+            self.log,
+        )
+        services += [self.snmp, self.mqtt]
         northbound = [factory(self) for factory in self.northbound]
         self.running_northbound = {service.name: service for service in northbound}
         services += northbound
         return services
+
+    def _snmp_view(self) -> GatewayView:
+        return GatewayView(
+            device_name=lambda: self.settings.identity.device_name,
+            version=package_version(),
+            uptime_s=uptime_since(self.clock.now, lambda: self.started_at),
+            meters=lambda: self.registry.meters,
+            health=self.health,
+            reports=lambda: self.reports.status() if self.reports is not None else [],
+        )

@@ -22,12 +22,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from mbusgw.gateway.autoconfig_settings import AutoconfigSettings
 from mbusgw.gateway.cron import CronSchedule, CronSyntaxError
 from mbusgw.gateway.meters import CAPACITIES
+from mbusgw.gateway.metrics_settings import MetricsSettings
 from mbusgw.gateway.modbus_encoding import DATA_TYPE_LABELS, WORD_ORDERS, parse_constant
+from mbusgw.gateway.mqtt_settings import MqttSettings
 from mbusgw.gateway.report_settings import (
     ReportSettings,
 )
 from mbusgw.gateway.settings_fields import ConfigError, _bounded, _checked, _choice
 from mbusgw.gateway.slave_settings import SlaveSettings
+from mbusgw.gateway.snmp_settings import SnmpSettings
 from mbusgw.gateway.terminal_settings import TerminalSettings
 from mbusgw.gateway.time_settings import TimeSettings
 
@@ -198,6 +201,9 @@ class Settings:
     autoconfig: AutoconfigSettings = field(default_factory=AutoconfigSettings)
     time: TimeSettings = field(default_factory=TimeSettings)
     slave: SlaveSettings = field(default_factory=SlaveSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    snmp: SnmpSettings = field(default_factory=SnmpSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

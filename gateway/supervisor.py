@@ -78,9 +78,16 @@ class ServiceState:
 
 class Supervisor:
     def __init__(
-        self, log: LogFunction, *, backoff: Backoff | None = None, seed: int | None = None
+        self,
+        log: LogFunction,
+        *,
+        backoff: Backoff | None = None,
+        seed: int | None = None,
+        on_restart: Callable[[str, str], None] | None = None,
     ) -> None:
+        """``on_restart(name, reason)``: told each time a service starts again."""
         self._log = log
+        self._on_restart = on_restart
         self._backoff_template = backoff or Backoff()
         self._rng = random.Random(seed)
         self._scopes: dict[str, trio.CancelScope] = {}
@@ -204,6 +211,7 @@ class Supervisor:
             if scope.cancelled_caught and name in self._restart_requested:
                 self._restart_requested.discard(name)
                 self._log(INFO, name, "service restarted after a settings change")
+                self._told_restart(name, "settings changed")
                 backoff.reset()
                 continue
             if trio.current_time() - started >= backoff.healthy_after:
@@ -216,6 +224,11 @@ class Supervisor:
                 if name in self._stoppable:
                     self._stoppable[name][1].set()
                 await trio.sleep_forever()
+            self._told_restart(name, state.last_error or "stopped on its own")
+
+    def _told_restart(self, name: str, reason: str) -> None:
+        if self._on_restart is not None:
+            self._on_restart(name, reason)
 
     @staticmethod
     async def _attempt(service: Service, ready: Callable[[], None]) -> None:

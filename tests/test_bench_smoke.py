@@ -21,6 +21,7 @@ SHAPES = {
     "decode": {"frames", "records", "rejected", "us_per_frame"},
     "gateway": {"meters", "reads_per_second", "cpu_percent", "snapshot_latency_ms", "peers"},
     "migration": {"migrate_s", "store_mib", "kept_copy_mib", "raw_telegrams", "values"},
+    "ops": {"metrics_512_ms", "snmpwalk_meter_table_512_ms", "mqtt_cycle_512_ms"},
     "modbus": {"paced", "saturated", "pymodbus", "stored", "ratio_saturated_vs_pymodbus"},
     "site": {"search_s", "first_read_s", "latest_ms", "meters_api_ms", "meters_page_ms", "rss_mb"},
     "reports": {"fill_s", "csv_s", "excel_s", "json_s", "csv_memory_1d", "excel_memory_2d"},

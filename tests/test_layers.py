@@ -1,8 +1,8 @@
 """The layers of docs/architecture.md, checked on the import graph read from the sources.
 
 core (sans-I/O, no clock) ← gateway internals ← the façade (``gateway/facade.py``) ← the
-northbound services (``web/``, the push reports in ``gateway/services/reports/``, and the
-Modbus modules of ``gateway/services/``, which use only each other besides). Nothing in
+northbound services (``web/``, the push reports, SNMP and MQTT in ``gateway/services/``, and
+the Modbus modules of ``gateway/services/``, which use only each other besides). Nothing in
 ``gateway/`` imports ``web/``: the web is started as a ``mbusgw.northbound`` entry point. No
 import circles.
 """
@@ -37,6 +37,8 @@ MODEL = {
         "health",
         "live",
         "meters",
+        "metrics_settings",
+        "mqtt_settings",
         "modbus_encoding",
         "quantity_names",
         "report_catalog",
@@ -45,6 +47,7 @@ MODEL = {
         "settings",
         "settings_fields",
         "slave_settings",
+        "snmp_settings",
         "store.model",
         "terminal_settings",
         "time_settings",

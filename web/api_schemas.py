@@ -255,6 +255,49 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         ),
     ),
     "Ok": obj(("ok",), ok=BOOL, message=STR),
+    "SnmpStatus": obj(
+        ("enabled", "address", "requests", "refused", "receivers"),
+        enabled=BOOL,
+        address=nullable(STR),
+        requests=INT,
+        refused=INT,
+        status=nullable(INT),
+        receivers={
+            "type": "object",
+            "additionalProperties": obj(
+                sent=INT, acknowledged=INT, failed=INT, last_error=nullable(STR)
+            ),
+        },
+    ),
+    "MqttStatus": obj(
+        ("enabled", "connected", "published", "acknowledged", "dropped", "backlog"),
+        enabled=BOOL,
+        connected=BOOL,
+        last_error=nullable(STR),
+        published=INT,
+        acknowledged=INT,
+        dropped=INT,
+        backlog=INT,
+    ),
+    "SnmpTestResult": obj(
+        ("receivers", "ok"),
+        receivers={"type": "object", "additionalProperties": BOOL},
+        ok=BOOL,
+    ),
+    "EventList": obj(
+        ("events", "last_id"),
+        events=array(
+            obj(
+                ("id", "kind", "at", "meter", "detail"),
+                id=INT,
+                kind=STR,
+                at=TIME,
+                meter=nullable(STR),
+                detail={"type": "object"},
+            )
+        ),
+        last_id=INT,
+    ),
     "DeviceInfo": obj(
         ("name", "version"),
         name=STR,

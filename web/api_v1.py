@@ -14,7 +14,10 @@ from typing import Any
 import trio
 from quart import Response, g
 
+from mbusgw.web import events_api as events_api  # its routes join this table
+from mbusgw.web import mqtt_api as mqtt_api  # its routes join this table
 from mbusgw.web import operations as ops
+from mbusgw.web import snmp_api as snmp_api  # its routes join this table
 from mbusgw.web import values as vals
 from mbusgw.web.api_schemas import BOOL, INT, STR
 from mbusgw.web.auth import first_change

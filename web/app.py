@@ -70,8 +70,10 @@ def create_app(gateway: GatewayHandle) -> Quart:
     from mbusgw.web import (  # noqa: F401
         api_v1,
         autoconfig_views,
+        integrations_page,
         jsonrpc,
         licence_views,
+        metrics,
         modbus_page,
         pages,
         report_pages,
@@ -131,4 +133,6 @@ def create_app(gateway: GatewayHandle) -> Quart:
     app.register_blueprint(report_pages.blueprint)
     app.register_blueprint(modbus_page.blueprint)
     app.register_blueprint(slave_pages.blueprint)
+    app.register_blueprint(metrics.blueprint)
+    app.register_blueprint(integrations_page.blueprint)
     return app

@@ -54,6 +54,19 @@ def public(view: F) -> F:
     return view
 
 
+def own_token(accepts: Callable[[str], bool]) -> Callable[[F], F]:
+    """A view a machine may also reach with a bearer token of its own (the metrics' scrape
+    token): ``accepts(token)`` tells whether the token sent is that one. The view is public to
+    the gate and checks ``g.via == "own_token"`` or a signed-in user itself."""
+
+    def mark(view: F) -> F:
+        view._access = "public"  # type: ignore[attr-defined]
+        view._own_token = accepts  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
 def admin_only(view: F) -> F:
     view._access = "admin"  # type: ignore[attr-defined]
     return view
@@ -162,6 +175,11 @@ class Auth:
         if scheme.lower() == "bearer":
             g.user = self.users.user_for_token(value.strip())
             if g.user is None:
+                view = current_app.view_functions.get(request.endpoint or "")
+                accepts = getattr(view, "_own_token", None)
+                if accepts is not None and accepts(value.strip()):
+                    g.via = "own_token"
+                    return
                 raise Unauthorized("unknown or revoked API token")
             if g.user.must_change:
                 # a token cannot change a password, so it has nothing to do before the change

@@ -77,6 +77,8 @@ MEDIA = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "toml": "application/toml",
     "binary": "application/octet-stream",
+    "event-stream": "text/event-stream",
+    "text": "text/plain",
 }
 
 ERROR_STATUSES = {

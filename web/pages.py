@@ -41,6 +41,7 @@ NAVIGATION = (
     ("modbus_page.modbus", "Modbus"),
     ("report_pages.reports", "Reports"),
     ("pages.autoconfig", "Autoconfig"),
+    ("integrations_page.integrations", "Integrations"),
     ("pages.system_log", "Log"),
     ("pages.keys", "Keys"),
     ("pages.users", "Users"),

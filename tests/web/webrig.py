@@ -76,6 +76,9 @@ class RigGateway:
     running_northbound: dict[str, Any] = field(default_factory=dict)
     licence: Any = None  # no licence files in the rig (tested on a real gateway)
     service_status: dict[str, Any] = field(default_factory=dict)  # no northbound services
+    modbus: Any = None  # nor Modbus, SNMP
+    snmp: Any = None
+    mqtt: Any = None
     stopped: int = 0
 
     def __post_init__(self) -> None:

@@ -1,0 +1,2 @@
+"""The MQTT publisher (``service``): readings, retained series, Home Assistant discovery
+(docs/mqtt.md)."""

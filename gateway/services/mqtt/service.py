@@ -1,0 +1,293 @@
+"""Service ``mqtt``: every stored reading to the broker, at least once.
+
+The store is the queue: a durable cursor per meter (record ``mqtt:cursor`` of the store's
+``cursors`` table, beside the push reports') says up to which reception time the broker has
+acknowledged a meter's readings. After each stored batch, and after every (re)connection, each
+meter's readings past its cursor are published; the cursors move only once the broker has
+acknowledged every message (QoS 1), with a durable commit. A broker that is away for a day
+gets the day's readings when it returns; a meter whose backlog passes ``max_backlog`` loses
+its oldest readings, with a line in the system log. The service follows its own settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from mbusgw.core.jsonout import dumps
+from mbusgw.gateway.clock import WallClock
+from mbusgw.gateway.events import READINGS_STORED, SETTINGS_CHANGED, EventBus
+from mbusgw.gateway.facade import INFO, REPORT_CURSORS, WARNING, Store, StoreWriter
+from mbusgw.gateway.meters import Meter
+from mbusgw.gateway.mqtt_settings import MqttSettings
+from mbusgw.gateway.services.following import SettingsFollower
+from mbusgw.gateway.services.mqtt import payloads as pl
+from mbusgw.gateway.services.mqtt.link import BrokerLink
+from mbusgw.gateway.services.snmp.objects import GatewayView
+from mbusgw.gateway.store.model import SeriesInfo
+
+logger = logging.getLogger("mbusgw.mqtt")
+
+STATUS_NAMES = {1: "ok", 2: "warning", 3: "error"}
+TABLE = REPORT_CURSORS  # the delivery cursors' table, beside the push reports'
+CURSOR = "mqtt:cursor"  # never a report's name (those have no colon)
+ACK_TIMEOUT_S = 30.0
+Log = Callable[[int, str, str], None]
+
+
+@dataclass
+class MqttStatus:
+    connected: bool = False
+    last_error: str | None = None
+    published: int = 0
+    acknowledged: int = 0
+    dropped: int = 0  # readings dropped by the backlog cap
+    backlog: int = 0  # readings not yet acknowledged, at the last look
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "connected": self.connected,
+            "last_error": self.last_error,
+            "published": self.published,
+            "acknowledged": self.acknowledged,
+            "dropped": self.dropped,
+            "backlog": self.backlog,
+        }
+
+
+class MqttService:
+    name = "mqtt"
+
+    def __init__(
+        self,
+        settings: Callable[[], MqttSettings],
+        view: GatewayView,
+        store: Store,
+        writer: StoreWriter,
+        events: EventBus,
+        clock: WallClock,
+        log: Log,
+    ) -> None:
+        self._settings = settings
+        self._view = view
+        self._device_name = view.device_name
+        self._version = view.version
+        self._meters = view.meters
+        self._store = store
+        self._writer = writer
+        self._clock = clock
+        self._log = log
+        self._events = events.subscribe()  # made before the first reading: nothing is missed
+        self.status = MqttStatus()
+        self._link: BrokerLink | None = None
+        self._dirty: set[str] = set()  # meters with readings to publish
+        self._wake = trio.Event()
+        self._follower = SettingsFollower()
+        self._unacked: set[int] = set()
+        self._acked = trio.Event()
+        self._discovered: set[tuple[str, int]] = set()
+        self._cursor: dict[str, int] = {}
+        self._start = 0
+
+    def status_dict(self) -> dict[str, object]:
+        return {"enabled": self._settings().enabled, **self.status.as_dict()}
+
+    # ---------------------------------------------------------------- lifetime
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._follow_events)
+            await self._follower.run(self._settings, self._serve, task_status)
+
+    async def _serve(self, settings: MqttSettings, task_status: Any) -> None:
+        self._load_cursor()
+        topics = pl.Topics(settings.topic_prefix, settings.discovery_prefix)
+        client_id = settings.client_id or f"mbusgw-{pl.safe(self._device_name())}"
+        self.status = MqttStatus()
+        self._discovered.clear()
+        link = BrokerLink(settings, client_id, topics.availability, self._state, self._ack)
+        self._link = link
+        link.start()
+        task_status.started()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                if self.status.connected:
+                    await self._publish_pending(settings, topics)
+        finally:
+            self._link = None
+            self.status.connected = False
+            with trio.CancelScope(shield=True):
+                await link.stop()
+
+    def _state(self, connected: bool, error: str | None) -> None:
+        was = self.status.connected
+        self.status.connected = connected
+        self.status.last_error = error
+        if connected and not was:
+            self._log(INFO, self.name, "connected to the broker")
+            self._discovered.clear()  # the broker may have lost them: sent again
+            self._dirty.update(m.key for m in self._meters() if m.active)
+            self._wake.set()
+        elif not connected and error and (was or error != self._last_logged):
+            self._log(WARNING, self.name, error)
+            self._last_logged = error
+        if not connected:
+            self._unacked.clear()
+            self._acked.set()
+
+    _last_logged: str | None = None
+
+    def _ack(self, mid: int) -> None:
+        if mid in self._unacked:
+            self._unacked.discard(mid)
+            self.status.acknowledged += 1
+            if not self._unacked:
+                self._acked.set()
+
+    async def _follow_events(self) -> None:
+        async for event in self._events:
+            if event.kind == SETTINGS_CHANGED and "mqtt" in event.detail.get("sections", ()):
+                self._follower.changed()
+            elif event.kind == READINGS_STORED:
+                self._dirty.update(event.detail.get("meters", ()))
+                self._wake.set()
+
+    # ---------------------------------------------------------------- cursors
+
+    def _load_cursor(self) -> None:
+        record = self._store.record(TABLE, CURSOR)
+        meters = record.get("meters") if isinstance(record, dict) else None
+        start = record.get("start") if isinstance(record, dict) else None
+        self._cursor = (
+            {k: v for k, v in meters.items() if isinstance(v, int)}
+            if isinstance(meters, dict)
+            else {}
+        )
+        # first start: readings stored from now on are published, not the whole history
+        self._start = start if isinstance(start, int) else int(self._clock.now().timestamp())
+
+    async def _commit_cursor(self) -> None:
+        record = {"meters": dict(self._cursor), "start": self._start}
+        await self._writer.put_record(TABLE, CURSOR, record)
+
+    # ---------------------------------------------------------------- publishing
+
+    async def _publish_pending(self, settings: MqttSettings, topics: pl.Topics) -> None:
+        link = self._link
+        if link is None:
+            return
+        meters = {m.key: m for m in self._meters() if m.active}
+        chosen = [key for key in sorted(self._dirty) if key in meters]
+        self._dirty.clear()
+        if settings.discovery and not self._discovered:
+            node = f"mbusgw_{pl.safe(self._device_name())}"
+            for topic, payload in pl.gateway_discovery(
+                topics, node, self._device_name(), self._version
+            ):
+                link.publish(topic, payload, 1, True)
+        self._publish_gateway_state(link, topics)
+        newest: dict[str, int] = {}
+        backlog = 0
+        series = {info.id: info for info in self._store.series()}  # read once per batch
+        for key in chosen:
+            readings = self._unsent(key, settings.max_backlog, series)
+            backlog += len(readings)
+            for read_at, values in readings:
+                self._send(
+                    link,
+                    topics.reading(key),
+                    pl.reading_message(meters[key], read_at, values),
+                    settings.qos,
+                    False,
+                )
+            if readings:
+                read_at, values = readings[-1]
+                for value in values:
+                    self._send(
+                        link,
+                        topics.series(key, value.series),
+                        pl.series_state(read_at, value),
+                        settings.qos,
+                        settings.retain,
+                    )
+                    if settings.discovery:
+                        self._discover(link, topics, meters[key], value)
+                newest[key] = read_at
+        self.status.backlog = backlog
+        if not newest:
+            return
+        with trio.move_on_after(ACK_TIMEOUT_S):
+            while self._unacked and self.status.connected:
+                self._acked = trio.Event()
+                await self._acked.wait()
+        if self._unacked or not self.status.connected:
+            self._dirty.update(newest)  # not all acknowledged: published again later
+            return
+        self._cursor.update(newest)
+        self.status.backlog = 0
+        await self._commit_cursor()
+
+    def _send(self, link: BrokerLink, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        mid = link.publish(topic, payload, qos, retain)
+        self.status.published += 1
+        if qos and mid >= 0:
+            self._unacked.add(mid)
+
+    def _publish_gateway_state(self, link: BrokerLink, topics: pl.Topics) -> None:
+        active = [m for m in self._meters() if m.active]
+        health = self._view.health
+        failed = sum(1 for m in active if m.key in health and health[m.key].status == "failed")
+        state = {
+            "status": STATUS_NAMES[self._view.status()],
+            "meters_active": len(active),
+            "meters_failed": failed,
+        }
+        link.publish(topics.gateway_state, dumps(state).encode(), 1, True)
+
+    def _discover(
+        self, link: BrokerLink, topics: pl.Topics, meter: Meter, value: pl.SeriesValue
+    ) -> None:
+        if (meter.key, value.series) in self._discovered:
+            return
+        node = f"mbusgw_{pl.safe(self._device_name())}"
+        config = pl.meter_discovery(topics, node, meter, value)
+        if config is not None:
+            link.publish(config[0], config[1], 1, True)
+        self._discovered.add((meter.key, value.series))
+
+    def _unsent(
+        self, key: str, cap: int, infos: dict[int, SeriesInfo]
+    ) -> list[tuple[int, list[pl.SeriesValue]]]:
+        """The meter's readings past its cursor, oldest first (at most ``cap``)."""
+        since = self._cursor.get(key, self._start - 1) + 1
+        if self._store.meter(key) is None:
+            return []
+        tables = self._store.meter_values(key, since=since)
+        by_time: dict[int, list[pl.SeriesValue]] = {}
+        for series_id, table in tables.items():
+            info: SeriesInfo | None = infos.get(series_id)
+            if info is None:
+                continue
+            numbers = table.as_float()
+            for i in range(len(table)):
+                value = pl.SeriesValue(
+                    series_id, info.quantity, info.unit, info.description,
+                    table.value(i), float(numbers[i]),
+                )  # fmt: skip
+                by_time.setdefault(int(table.received_at[i]), []).append(value)
+        readings = sorted(by_time.items())
+        if len(readings) > cap:
+            dropped = len(readings) - cap
+            self.status.dropped += dropped
+            self._log(
+                WARNING,
+                key,
+                f"MQTT backlog over {cap} readings: the {dropped} oldest were dropped",
+            )
+            readings = readings[-cap:]
+        return readings

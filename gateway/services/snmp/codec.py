@@ -1,0 +1,145 @@
+"""SNMP v2c messages with pysnmp's protocol layer (``pysnmp.proto.api.v2c``, BER by pyasn1):
+answering GET, GETNEXT and GETBULK from a ``Snapshot``, and building notifications. No I/O
+here; ``agent`` and ``notify`` own the sockets."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from typing import Any
+
+from pyasn1.codec.ber import decoder, encoder
+from pyasn1.error import PyAsn1Error
+from pysnmp.proto.api import v2c
+
+from mbusgw.gateway.services.snmp.objects import Oid, Snapshot, Value
+
+V2C = 1  # the version field of an SNMP v2c message
+MAX_MESSAGE = 65_000  # a UDP datagram, with room to spare
+MAX_BULK_VARBINDS = 1_000
+NOT_WRITABLE = 17
+TOO_BIG = 1
+SYS_UPTIME = (1, 3, 6, 1, 2, 1, 1, 3, 0)
+SNMP_TRAP_OID = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)
+
+_SYNTAX = {
+    "text": lambda value: v2c.OctetString(str(value).encode()),
+    "integer": v2c.Integer,
+    "gauge": v2c.Gauge32,
+    "ticks": lambda value: v2c.TimeTicks(int(value) % 2**32),
+    "oid": v2c.ObjectIdentifier,
+}
+
+
+class Refused(Exception):
+    """A datagram that gets no answer (not v2c, wrong community, not a request)."""
+
+
+def snmp_value(value: Value) -> Any:
+    syntax, plain = value
+    return _SYNTAX[syntax](plain)
+
+
+def answer(datagram: bytes, community: bytes, snapshot: Snapshot) -> bytes:
+    """The response to one request; ``Refused`` when there is none to send."""
+    try:
+        message, _ = decoder.decode(datagram, asn1Spec=v2c.Message())
+    except (PyAsn1Error, ValueError) as exc:
+        raise Refused(f"not an SNMP message: {exc}") from None
+    if int(v2c.apiMessage.get_version(message)) != V2C:
+        raise Refused("not SNMP v2c")
+    if not hmac.compare_digest(bytes(v2c.apiMessage.get_community(message)), community):
+        raise Refused("wrong community")
+    pdu = v2c.apiMessage.get_pdu(message)
+    response = v2c.apiMessage.get_response(message)
+    reply = v2c.apiMessage.get_pdu(response)
+    asked = [tuple(oid) for oid, _ in v2c.apiPDU.get_varbinds(pdu)]
+    tag = pdu.tagSet
+    if tag == v2c.GetRequestPDU.tagSet:
+        found = [(oid, snapshot.get(oid)) for oid in asked]
+        varbinds = [(oid, snmp_value(v) if v else v2c.NoSuchInstance("")) for oid, v in found]
+    elif tag == v2c.GetNextRequestPDU.tagSet:
+        varbinds = [_next(snapshot, oid) for oid in asked]
+    elif tag == v2c.GetBulkRequestPDU.tagSet:
+        non_repeaters = int(v2c.apiBulkPDU.get_non_repeaters(pdu))
+        repetitions = int(v2c.apiBulkPDU.get_max_repetitions(pdu))
+        varbinds = _bulk(snapshot, asked, non_repeaters, repetitions)
+    elif tag == v2c.SetRequestPDU.tagSet:
+        v2c.apiPDU.set_error_status(reply, NOT_WRITABLE)
+        v2c.apiPDU.set_error_index(reply, 1)
+        varbinds = list(v2c.apiPDU.get_varbinds(pdu))
+    else:
+        raise Refused("not a request")
+    v2c.apiPDU.set_varbinds(reply, varbinds)
+    encoded = encoder.encode(response)
+    while len(encoded) > MAX_MESSAGE and len(varbinds) > len(asked):
+        varbinds = varbinds[: max(len(asked), len(varbinds) // 2)]  # a bulk answer may shrink
+        v2c.apiPDU.set_varbinds(reply, varbinds)
+        encoded = encoder.encode(response)
+    if len(encoded) > MAX_MESSAGE:
+        v2c.apiPDU.set_varbinds(reply, [(oid, v2c.null) for oid in asked])
+        v2c.apiPDU.set_error_status(reply, TOO_BIG)
+        encoded = encoder.encode(response)
+    return encoded
+
+
+def _next(snapshot: Snapshot, oid: Oid) -> tuple[Oid, Any]:
+    found = snapshot.next(oid)
+    if found is None:
+        return oid, v2c.EndOfMibView("")
+    return found[0], snmp_value(found[1])
+
+
+def _bulk(
+    snapshot: Snapshot, asked: Sequence[Oid], non_repeaters: int, repetitions: int
+) -> list[tuple[Oid, Any]]:
+    """RFC 3416 4.2.3: the non-repeaters once, then the rest ``repetitions`` times over."""
+    non_repeaters = max(0, min(non_repeaters, len(asked)))
+    varbinds = [_next(snapshot, oid) for oid in asked[:non_repeaters]]
+    repeaters = list(asked[non_repeaters:])
+    if not repeaters:
+        return varbinds
+    rounds = max(0, min(repetitions, MAX_BULK_VARBINDS // len(repeaters)))
+    for _ in range(rounds):
+        row = [_next(snapshot, oid) for oid in repeaters]
+        varbinds += row
+        if all(value.tagSet == v2c.EndOfMibView.tagSet for _, value in row):
+            break
+        repeaters = [oid for oid, _ in row]
+    return varbinds
+
+
+def notification(
+    community: str,
+    trap_oid: Oid,
+    uptime_ticks: int,
+    values: Sequence[tuple[Oid, Value]],
+    *,
+    inform: bool,
+) -> tuple[int, bytes]:
+    """A v2c TRAP or INFORM: ``(request id, message)``."""
+    pdu = v2c.InformRequestPDU() if inform else v2c.TrapPDU()
+    v2c.apiTrapPDU.set_defaults(pdu)
+    varbinds: list[tuple[Oid, Any]] = [
+        (SYS_UPTIME, v2c.TimeTicks(uptime_ticks % 2**32)),
+        (SNMP_TRAP_OID, v2c.ObjectIdentifier(trap_oid)),
+    ]
+    varbinds += [(oid, snmp_value(value)) for oid, value in values]
+    v2c.apiTrapPDU.set_varbinds(pdu, varbinds)
+    message = v2c.Message()
+    v2c.apiMessage.set_defaults(message)
+    v2c.apiMessage.set_community(message, community.encode())
+    v2c.apiMessage.set_pdu(message, pdu)
+    return int(v2c.apiTrapPDU.get_request_id(pdu)), encoder.encode(message)
+
+
+def acknowledged(datagram: bytes, request_id: int) -> bool:
+    """The datagram is the response to the INFORM ``request_id``."""
+    try:
+        message, _ = decoder.decode(datagram, asn1Spec=v2c.Message())
+        pdu = v2c.apiMessage.get_pdu(message)
+    except (PyAsn1Error, ValueError):
+        return False
+    return (
+        pdu.tagSet == v2c.ResponsePDU.tagSet and int(v2c.apiPDU.get_request_id(pdu)) == request_id
+    )

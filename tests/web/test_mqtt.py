@@ -1,0 +1,149 @@
+"""The MQTT publisher against a real mosquitto on loopback: readings, retained series and Home
+Assistant discovery reach mosquitto_sub; a broker that is away misses nothing; a wrong
+password and TLS give a clear status."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import trio
+import trustme
+from mqtt_broker import PASSWORD, USER, Broker, running, subscriber, tcp_port
+from webrig import SERVED_ADMIN, served_gateway
+
+from mbusgw.gateway.services.mqtt.service import CURSOR
+from mbusgw.gateway.settings import InterfaceConfig
+
+LINE = InterfaceConfig(name="sim1", kind="simulator", baud=9600, meters=3)
+
+
+def settings(broker: Broker, **changes: Any) -> dict[str, Any]:
+    return {
+        "mqtt": {
+            "enabled": True,
+            "host": "127.0.0.1",
+            "port": broker.port,
+            "username": USER,
+            "password": PASSWORD,
+            "client_id": "site-a",
+            **changes,
+        }
+    }
+
+
+def messages(lines: list[str], prefix: str) -> list[tuple[str, Any]]:
+    """``(topic, JSON payload)`` of the printed lines under ``prefix``."""
+    found = []
+    for line in lines:
+        if line.startswith(prefix):
+            topic, _, payload = line.partition(" ")
+            found.append((topic, json.loads(payload)))
+    return found
+
+
+async def status_of(http: Any) -> dict[str, Any]:
+    return (await http.get("/api/v1/mqtt/status", auth=SERVED_ADMIN)).json()
+
+
+async def wait_status(http: Any, **wanted: Any) -> dict[str, Any]:
+    while True:
+        status = await status_of(http)
+        if all(status[k] == v for k, v in wanted.items()):
+            return status
+        await trio.sleep(0.05)
+
+
+async def test_readings_discovery_and_an_outage_without_loss(tmp_path: Path) -> None:
+    broker = Broker(tcp_port(), tmp_path / "broker")
+    with trio.fail_after(90):
+        async with served_gateway(tmp_path / "gw", LINE) as (gateway, http):
+            keys = [m.key for m in gateway.meters]
+            async with running(broker):
+                async with subscriber(broker, "mbusgw/meters/+/reading", client_id="backend"):
+                    pass  # the backend's session: the broker keeps its readings from now on
+                await gateway.update_settings(settings(broker))
+                await wait_status(http, connected=True)
+                await gateway.read_all()
+                async with subscriber(broker, "mbusgw/#", "homeassistant/#") as late:
+                    # retained: the latest value of each series, the discovery configs
+                    for key in keys:  # each meter a device of its own
+                        await late.wait_for(f"homeassistant/sensor/mbusgw_mbusgw_{key}/")
+                        await late.wait_for(f"mbusgw/meters/{key}/series/")
+                    await late.wait_for("mbusgw/status online")
+                    series = messages(late.lines, "mbusgw/meters/")
+                configs = messages(late.lines, "homeassistant/sensor/")
+                # the simulated meters are water meters: their volume is Home Assistant's water
+                water = [c for _, c in configs if c.get("device_class") == "water"]
+                assert water and all(c["state_class"] == "total_increasing" for c in water)
+                assert all(c["unit_of_measurement"] == "m³" for c in water)
+                flows = [c for _, c in configs if c.get("device_class") == "volume_flow_rate"]
+                assert flows and all(c["state_class"] == "measurement" for c in flows)
+                assert not [c for _, c in configs if "fabrication" in c["name"]]
+                nodes = {c["device"]["identifiers"][0] for _, c in configs}
+                assert len([n for n in nodes if n.endswith(tuple(keys))]) == 3
+                assert "mbusgw_mbusgw" in nodes  # the gateway is a device of its own
+                state = [p for t, p in series if "/series/" in t][0]
+                assert {"read_at", "unit", "value", "float", "quantity"} <= set(state)
+
+            # away: three cycles, a second apart (one reading per meter and second)
+            for _ in range(3):
+                await trio.sleep(1.05)
+                await gateway.read_all()
+            down = await wait_status(http, connected=False)
+            assert down["last_error"]
+            async with (
+                running(broker),
+                subscriber(broker, "mbusgw/meters/+/reading", client_id="backend") as sub,
+            ):
+                await sub.wait_for("mbusgw/meters/", 12)
+                await wait_status(http, connected=True, backlog=0)
+            readings = messages(sub.lines, "mbusgw/meters/")
+            got = {(p["meter"]["key"], p["read_at"]) for _, p in readings}
+            start = gateway.store.record("cursors", CURSOR)["start"]
+            stored = {
+                (key, datetime.fromtimestamp(int(at), UTC).isoformat())
+                for key in keys
+                for at in gateway.store.meter_log(key, since=start).received_at
+            }
+            assert len(stored) >= 12 and got == stored
+            reading = readings[0][1]
+            assert reading["status"] == "ok" and reading["values"]
+            volume = next(v for v in reading["values"] if v["quantity"] == "volume")
+            assert float(volume["value"]) == volume["float"] and volume["unit"] == "m³"
+            cursor = gateway.store.record("cursors", CURSOR)
+            assert set(cursor["meters"]) == set(keys)
+
+
+async def test_wrong_password_and_tls_give_a_clear_status(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    files = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    ca.cert_pem.write_to_path(str(files[0]))
+    leaf.cert_chain_pems[0].write_to_path(str(files[1]))
+    leaf.private_key_pem.write_to_path(str(files[2]))
+    broker = Broker(tcp_port(), folder, tls=files)
+    with trio.fail_after(60):
+        async with served_gateway(tmp_path / "gw", LINE) as (gateway, http), running(broker):
+            trusted = ca.cert_pem.bytes().decode()
+            await gateway.update_settings(settings(broker, tls=True, ca_certificate=trusted))
+            await wait_status(http, connected=True)
+
+            await gateway.update_settings(settings(broker, password="not-it"))
+            refused = await wait_status(http, connected=False)
+            while not (refused["last_error"] or "").startswith("the broker refused"):
+                refused = await status_of(http)
+            assert "not authori" in refused["last_error"].lower()
+            page = await http.get("/integrations", auth=SERVED_ADMIN)
+            assert "not connected" in page.text and "Not authori" in page.text
+
+            stranger = trustme.CA().cert_pem.bytes().decode()
+            await gateway.update_settings(settings(broker, password=PASSWORD,
+                                                   ca_certificate=stranger))  # fmt: skip
+            while "not trusted" not in ((await status_of(http))["last_error"] or ""):
+                await trio.sleep(0.05)
+            assert PASSWORD not in str(await http.get("/api/v1/settings", auth=SERVED_ADMIN))
