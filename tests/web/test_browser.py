@@ -66,6 +66,7 @@ async def test_field_engineer_session(tmp_path: Path) -> None:
     assert " CET" in seen["readout"] or " UTC" in seen["readout"], seen["readout"]
     width, height, pixels = png_pixels((tmp_path / "graph.png").read_bytes())
     assert (width, height) == (graph.W, graph.H) and seen["png_name"].endswith(".png")
+    assert seen["png_without_script"] is False
     colours = {pixels[i : i + 3] for i in range(0, len(pixels), 4)}
     assert b"\xff\xff\xff" in colours and b"\x0b\x5c\xad" in colours  # background, the line
     mains = [" ".join(v.split()) for v in seen["main_values"]]  # "Energy 12.89 GWh"
