@@ -5,6 +5,8 @@ password and TLS give a clear status."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -135,10 +137,21 @@ async def cursor_at(gateway: Any, key: str, position: list[int]) -> None:
         await trio.sleep(0.05)
 
 
-async def read_at_start_done(gateway: Any) -> None:
-    """Until the reading at start-up is stored: no other reading comes in the test's way."""
-    while not any("read at start" in e.text for e in gateway.store.system_log()):
-        await trio.sleep(0.05)
+@asynccontextmanager
+async def quiet_gateway(tmp_path: Path) -> AsyncIterator[tuple[Any, Any, Broker, str]]:
+    """The gateway once its reading at start-up is stored (no other reading comes in the
+    test's way), a broker not yet running, and the key of the meter the test stores for."""
+    async with served_gateway(tmp_path / "gw", LINE) as (gateway, http):
+        while not any("read at start" in e.text for e in gateway.store.system_log()):
+            await trio.sleep(0.05)
+        yield gateway, http, Broker(tcp_port(), tmp_path / "broker"), gateway.meters[0].key
+
+
+@asynccontextmanager
+async def heard(broker: Broker) -> AsyncIterator[Any]:
+    """The running broker and a subscriber to the readings (its printed lines)."""
+    async with running(broker), subscriber(broker, "mbusgw/meters/+/reading") as sub:
+        yield sub
 
 
 def counts(lines: list[str], key: str) -> list[int]:
@@ -152,15 +165,9 @@ def counts(lines: list[str], key: str) -> list[int]:
 
 
 async def test_readings_in_one_second_are_each_published_once(tmp_path: Path) -> None:
-    broker = Broker(tcp_port(), tmp_path / "broker")
     with trio.fail_after(30):
-        async with served_gateway(tmp_path / "gw", LINE) as (gateway, http):
-            key = gateway.meters[0].key
-            await read_at_start_done(gateway)
-            async with (
-                running(broker),
-                subscriber(broker, "mbusgw/meters/+/reading") as sub,
-            ):
+        async with quiet_gateway(tmp_path) as (gateway, http, broker, key):
+            async with heard(broker) as sub:
                 await gateway.update_settings(settings(broker))
                 await wait_status(http, connected=True)
                 second = int(gateway.clock.now().timestamp())
@@ -175,20 +182,14 @@ async def test_readings_in_one_second_are_each_published_once(tmp_path: Path) ->
 
 
 async def test_a_cursor_of_whole_seconds_is_read_and_converted(tmp_path: Path) -> None:
-    broker = Broker(tcp_port(), tmp_path / "broker")
     with trio.fail_after(30):
-        async with served_gateway(tmp_path / "gw", LINE) as (gateway, http):
-            key = gateway.meters[0].key
-            await read_at_start_done(gateway)
+        async with quiet_gateway(tmp_path) as (gateway, _, broker, key):
             second = int(gateway.clock.now().timestamp())
             await stored(gateway, key, second, 1, 2)  # sent before, by the older cursor
             await stored(gateway, key, second + 1, 3)
             old = {"meters": {key: second}, "start": second - 60}
             await gateway.writer.put_record("cursors", CURSOR, old)
-            async with (
-                running(broker),
-                subscriber(broker, "mbusgw/meters/+/reading") as sub,
-            ):
+            async with heard(broker) as sub:
                 await gateway.update_settings(settings(broker))
                 await cursor_at(gateway, key, [second + 1, 1])
                 await stored(gateway, key, second + 1, 4)
