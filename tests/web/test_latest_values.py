@@ -1,9 +1,11 @@
 """``/api/v1/values/latest`` keeps each meter's part of the answer between requests; a reading
 stored since (a newer one, one of the same second, one with a new series, one flagged invalid)
-shows at once, and the answer always equals the one written without anything kept."""
+shows at once, and the answer always equals the one written without anything kept. A large
+answer's gzipped body is kept too, and used only for the very same answer."""
 
 from __future__ import annotations
 
+import gzip
 from datetime import UTC, datetime
 
 from webclient import Client, body
@@ -11,6 +13,7 @@ from webrig import METER_CSV, RigGateway
 
 from mbusgw.core.records import decode
 from mbusgw.gateway.store import SeriesNames, reading_from_telegrams
+from mbusgw.web.compress import KEPT_ANSWERS, gzipped
 
 AT = int(datetime(2026, 12, 7, 0, 20, tzinfo=UTC).timestamp())
 HEADER = "4304 01 07 2A 00 0000"
@@ -99,3 +102,15 @@ async def test_latest_values_follow_every_stored_reading(
         "volume": (1.234, "2026-12-07T01:05:00+00:00", False),
     }
     assert third["12345678"] == (await latest(admin))["12345678"]
+
+
+def test_a_kept_gzipped_answer_is_the_answer_of_now() -> None:
+    before = b'{"meters":[' + b'{"key":"12345678","values":[1000]},' * 3000 + b"{}]}"
+    after = before.replace(b"[1000]", b"[1001]", 1)
+    kept = gzipped("/api/v1/values/latest", before)
+    assert gzipped("/api/v1/values/latest", before) is kept  # unchanged: not compressed again
+    assert gzip.decompress(gzipped("/api/v1/values/latest", after)) == after
+    assert gzip.decompress(gzipped("/api/v1/values/latest", before)) == before
+    for n in range(KEPT_ANSWERS + 1):  # other large answers push the oldest out
+        gzipped(f"/api/v1/other/{n}", after)
+    assert gzipped("/api/v1/values/latest", before) is not kept
