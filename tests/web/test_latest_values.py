@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 from datetime import UTC, datetime
 
+from test_value_flags import long_frame
 from webclient import Client, body
 from webrig import METER_CSV, RigGateway
 
@@ -20,12 +21,6 @@ HEADER = "4304 01 07 2A 00 0000"
 CLOCK = "04 6D 14 0E E7 1C"  # the meter's clock, 2015-12-07T14:20
 CLOCK_INVALID = "04 6D 94 0E E7 1C"  # the same, with its invalid bit (IV) set
 VOLUME = "04 13 D2040000"  # volume 1.234 m³
-
-
-def long_frame(data: bytes) -> bytes:
-    payload = bytes((0x08, 0x01, 0x72)) + data
-    head = bytes((0x68, len(payload), len(payload), 0x68))
-    return head + payload + bytes((sum(payload) & 0xFF, 0x16))
 
 
 def energy(wh: int) -> str:
