@@ -255,49 +255,6 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         ),
     ),
     "Ok": obj(("ok",), ok=BOOL, message=STR),
-    "SnmpStatus": obj(
-        ("enabled", "address", "requests", "refused", "receivers"),
-        enabled=BOOL,
-        address=nullable(STR),
-        requests=INT,
-        refused=INT,
-        status=nullable(INT),
-        receivers={
-            "type": "object",
-            "additionalProperties": obj(
-                sent=INT, acknowledged=INT, failed=INT, last_error=nullable(STR)
-            ),
-        },
-    ),
-    "MqttStatus": obj(
-        ("enabled", "connected", "published", "acknowledged", "dropped", "backlog"),
-        enabled=BOOL,
-        connected=BOOL,
-        last_error=nullable(STR),
-        published=INT,
-        acknowledged=INT,
-        dropped=INT,
-        backlog=INT,
-    ),
-    "SnmpTestResult": obj(
-        ("receivers", "ok"),
-        receivers={"type": "object", "additionalProperties": BOOL},
-        ok=BOOL,
-    ),
-    "EventList": obj(
-        ("events", "last_id"),
-        events=array(
-            obj(
-                ("id", "kind", "at", "meter", "detail"),
-                id=INT,
-                kind=STR,
-                at=TIME,
-                meter=nullable(STR),
-                detail={"type": "object"},
-            )
-        ),
-        last_id=INT,
-    ),
     "DeviceInfo": obj(
         ("name", "version"),
         name=STR,
@@ -319,26 +276,6 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         services=array(SERVICE),
         store=nullable({"type": "object"}),
         continuous=BOOL,
-    ),
-    "SlaveStatus": obj(
-        ("services",),
-        services=array(
-            obj(
-                ("name", "enabled", "sessions_open", "sessions"),
-                extra=True,  # a service adds its own: port, line, device, meters served
-                name=STR,
-                enabled=BOOL,
-                sessions_open=INT,
-                sessions=INT,
-                sessions_refused=INT,
-                frames_in=INT,
-                frames_out=INT,
-                bytes_in=INT,
-                bytes_out=INT,
-                refused_frames=INT,
-                timeouts=INT,
-            )
-        ),
     ),
     "Health": HEALTH,
     "Value": VALUE,
@@ -445,35 +382,6 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 failures=INT,
             )
         ),
-    ),
-    "LicenceStatus": obj(
-        ("device", "licence", "capacity"),
-        device=STR,
-        licence=nullable(
-            obj(
-                ("device", "licensee", "capacity", "features", "issued"),
-                device=STR,
-                licensee=STR,
-                capacity=INT,
-                features=array(STR),
-                issued=STR,
-            )
-        ),
-        problem=nullable(STR),
-        capacity=INT,
-    ),
-    "AutoconfigStatus": obj(
-        ("enabled", "result"),
-        enabled=BOOL,
-        url=STR,
-        last_fetch=nullable(TIME),
-        last_applied=nullable(TIME),
-        next_fetch=nullable(TIME),
-        result={"enum": ["never", "applied", "unchanged", "refused", "fetch_failed"], **STR},
-        error=nullable(STR),
-        applied_sha256=nullable(STR),
-        changes=array(STR),
-        refused=obj(extra=True),
     ),
     "ReportOutcome": obj(("ok", "values"), ok=BOOL, values=INT, reply=STR, error=STR),
     "JobList": obj(("jobs",), jobs=array(ref("Job"))),

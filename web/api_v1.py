@@ -12,16 +12,17 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
-from quart import Response, g
+from quart import Response
 
+from mbusgw.web import api_admin as api_admin  # its routes join this table
 from mbusgw.web import events_api as events_api  # its routes join this table
+from mbusgw.web import key_ops
 from mbusgw.web import mqtt_api as mqtt_api  # its routes join this table
 from mbusgw.web import operations as ops
 from mbusgw.web import snmp_api as snmp_api  # its routes join this table
 from mbusgw.web import values as vals
 from mbusgw.web.api_schemas import BOOL, INT, STR
-from mbusgw.web.auth import first_change
-from mbusgw.web.errors import BadRequest, Conflict, NotFound, Unauthorized
+from mbusgw.web.errors import BadRequest, Conflict, NotFound
 from mbusgw.web.openapi import Param, build_document
 from mbusgw.web.params import (
     arg_bool,
@@ -46,7 +47,6 @@ from mbusgw.web.routes import (
 )
 from mbusgw.web.routes import blueprint as blueprint  # the app registers it from here
 from mbusgw.web.state import state
-from mbusgw.web.tls import HOSTNAME
 
 # ---------------------------------------------------------------------------- the document
 
@@ -224,13 +224,13 @@ async def meter_log(key: str) -> Response:
        access="admin", params=(METER,), body="KeyLink", response="KeyListing")  # fmt: skip
 async def meter_key_link(key: str) -> Response:
     body = await json_body()
-    return reply(await ops.link_key(state(), key, body.get("key")))
+    return reply(await key_ops.link_key(state(), key, body.get("key")))
 
 
 @route("DELETE", "/meters/{key}/key", "Remove the meter's linked key", "keys",
        access="admin", params=(METER,), response="KeyListing")  # fmt: skip
 async def meter_key_unlink(key: str) -> Response:
-    return reply(await ops.unlink_key(state(), key))
+    return reply(await key_ops.unlink_key(state(), key))
 
 
 # ---------------------------------------------------------------------------- values
@@ -328,13 +328,13 @@ async def settings_update() -> Response:
 @route("GET", "/keys", "Wireless M-Bus keys (masked)", "keys", access="admin",
        response="KeyListing")  # fmt: skip
 async def keys_list() -> Response:
-    return reply(ops.key_listing(state()))
+    return reply(key_ops.key_listing(state()))
 
 
 @route("POST", "/keys", "Add a key with match criteria", "keys", access="admin",
        body="KeyEntry", response="KeyListing")  # fmt: skip
 async def keys_add() -> Response:
-    return reply(await ops.add_key(state(), await json_body()))
+    return reply(await key_ops.add_key(state(), await json_body()))
 
 
 @route("POST", "/keys/import", "Upload a key file (CSV, XLSX or XLS; manual table 7)", "keys",
@@ -342,7 +342,7 @@ async def keys_add() -> Response:
        params=(Param("replace", BOOL, "replace all existing entries"),))  # fmt: skip
 async def keys_import() -> Response:
     data, filename = await uploaded_file()
-    return reply(await ops.import_keys(state(), data, filename, arg_bool("replace")))
+    return reply(await key_ops.import_keys(state(), data, filename, arg_bool("replace")))
 
 
 @route("DELETE", "/keys/{entry}", "Remove a key entry", "keys", access="admin",
@@ -350,205 +350,7 @@ async def keys_import() -> Response:
 async def keys_remove(entry: str) -> Response:
     if not entry.isdigit():
         raise BadRequest("the entry id must be a number", {"entry": "not a number"})
-    return reply(await ops.remove_key(state(), int(entry)))
-
-
-# ---------------------------------------------------------------------------- users
-
-
-def _users() -> Any:
-    return state().auth.users
-
-
-@route("GET", "/users", "Accounts", "users", access="admin", response="UserList")
-async def users_list() -> Response:
-    return reply({"users": [u.public() for u in _users().all()]})
-
-
-@route("POST", "/users", "Add an account", "users", access="admin", body="NewUser",
-       response="User", status=201)  # fmt: skip
-async def users_add() -> Response:
-    body = await json_body()
-    user = await _users().add(body.get("name"), body.get("password"), body.get("role"))
-    return reply(user.public(), 201)
-
-
-USER = Param("name", STR, "user name", where="path")
-
-
-@route("PATCH", "/users/{name}", "Change an account's password or role", "users",
-       access="admin", params=(USER,), body="UserChange", response="User")  # fmt: skip
-async def users_update(name: str) -> Response:
-    body = await json_body()
-    unknown = set(body) - {"password", "role"}
-    if unknown:
-        raise BadRequest("unknown fields", {n: "unknown field" for n in unknown})
-    user = await _users().update(name, password=body.get("password"), role=body.get("role"))
-    if "password" in body:
-        state().auth.password_changed(name, user)
-    return reply(user.public())
-
-
-@route("DELETE", "/users/{name}", "Delete an account", "users", access="admin",
-       params=(USER,), response="Ok")  # fmt: skip
-async def users_delete(name: str) -> Response:
-    await _users().delete(name)
-    state().auth.sessions.drop_user(name)
-    return reply({"ok": True, "message": f"user {name} deleted"})
-
-
-@first_change
-@route("GET", "/me", "The signed-in account", "users", access="self", response="User")
-async def me() -> Response:
-    return reply(g.user.public())
-
-
-@first_change
-@route("POST", "/me/password", "Change the own password (and, on the first login, the name)",
-       "users", access="self", body="PasswordChange", response="User")  # fmt: skip
-async def me_password() -> Response:
-    body = await json_body()
-    web = state()
-    user = g.user
-    if await web.auth.users.verify(user.name, str(body.get("current_password", ""))) is None:
-        raise Unauthorized("the current password is wrong")
-    if user.must_change:
-        new_name = body.get("new_username")
-        updated = await web.auth.users.complete_first_login(
-            user.name, new_name, body.get("new_password")
-        )
-    else:
-        updated = await web.auth.users.update(user.name, password=body.get("new_password"))
-    web.auth.password_changed(user.name, updated)
-    return reply(updated.public())
-
-
-@route("POST", "/me/tokens", "Create an API token (shown once)", "users", access="self",
-       body="NewToken", response="Token", status=201)  # fmt: skip
-async def me_token_create() -> Response:
-    body = await json_body()
-    token = await state().auth.users.create_token(g.user.name, str(body.get("label", "")))
-    return reply({"token": token, "warning": "shown only now; store it safely"}, 201)
-
-
-@route("DELETE", "/me/tokens/{token}", "Revoke an API token", "users", access="self",
-       params=(Param("token", STR, "token id", where="path"),), response="User")  # fmt: skip
-async def me_token_delete(token: str) -> Response:
-    await state().auth.users.delete_token(g.user.name, token)
-    return reply(state().auth.users.require(g.user.name).public())
-
-
-# ---------------------------------------------------------------------------- HTTPS
-
-
-@route("GET", "/tls", "HTTPS settings, server certificate and client trust store", "https",
-       access="admin", response="TlsStatus")  # fmt: skip
-async def tls_status() -> Response:
-    return reply(state().tls.status())
-
-
-@route("PATCH", "/tls", "Change the HTTPS settings (restarts the web server)", "https",
-       access="admin", body="TlsSettingsChange", response="TlsStatus")  # fmt: skip
-async def tls_update() -> Response:
-    web = state()
-    web.tls_settings = web.tls.update_settings(await json_body())
-    web.reload_server()
-    return reply(web.tls.status())
-
-
-@route("POST", "/tls/certificate", "Upload the server certificate (PEM with key, or PKCS#12)",
-       "https", access="admin", body="file", response="Certificate")  # fmt: skip
-async def tls_certificate() -> Response:
-    from quart import request
-
-    tls = state().tls
-    if request.mimetype == "multipart/form-data":
-        form, files = await request.form, await request.files
-        password = (form.get("password") or "").encode() or None
-        cert = files.get("file")
-        key = files.get("key")
-        if cert is None:
-            raise BadRequest("no certificate file", {"file": "required"})
-        if key is not None:
-            return reply(tls.install_pem(cert.read(), key.read(), password))
-        data = cert.read()
-    else:
-        data, password = await request.get_data(as_text=False), None
-    if b"-----BEGIN" in data:
-        return reply(tls.install_pem(data, data, password))
-    return reply(tls.install_pkcs12(data, password))
-
-
-@route("POST", "/tls/self-signed", "Generate a self-signed server certificate", "https",
-       access="admin", body="SelfSigned", response="Certificate")  # fmt: skip
-async def tls_self_signed() -> Response:
-    body = await json_body()
-    hostname = body.get("hostname")
-    if hostname is not None and not (isinstance(hostname, str) and HOSTNAME.match(hostname)):
-        raise BadRequest("not a host name", {"hostname": "letters, digits, '-' and '.'"})
-    cert = await trio.to_thread.run_sync(state().tls.generate_self_signed, hostname or None)
-    return reply(cert)
-
-
-@route("PUT", "/tls/trust-store", "Replace the client-certificate trust store (PEM)", "https",
-       access="admin", body="file", response="TlsStatus")  # fmt: skip
-async def tls_trust_store() -> Response:
-    data, _ = await uploaded_file()
-    state().tls.set_trust_store(data)
-    return reply(state().tls.status())
-
-
-# ---------------------------------------------------------------------------- files
-
-
-PASSWORDS = Param("passwords", BOOL, "include passwords (admin only). Default false: a set "
-                  "password is written as ******** and an import keeps the stored one")  # fmt: skip
-
-
-@route("GET", "/config", "The configuration file (every setting that is not device-specific)",
-       "device", media="toml", params=(PASSWORDS,))  # fmt: skip
-async def config_download() -> Response:
-    from mbusgw.web.transfer import export_config
-
-    text = export_config(gw(), arg_bool("passwords", False))
-    return download(text, "application/toml", "mbusgw-config.toml")
-
-
-@route("PUT", "/config", "Import a configuration file (checked completely, then applied)",
-       "device", access="admin", body="file", response="Settings")  # fmt: skip
-async def config_upload() -> Response:
-    from mbusgw.web.transfer import import_config
-
-    data, _ = await uploaded_file()
-    return reply(await import_config(gw(), text_of(data)))
-
-
-PASSPHRASE = Param("X-Backup-Passphrase", STR, "download: include the secrets (meter keys, "
-                   "passwords), sealed with this passphrase (at least 8 characters); restore: "
-                   "the passphrase of a backup that carries secrets", where="header")  # fmt: skip
-
-
-@route("GET", "/backup", "A backup of all values and settings (secrets only with a passphrase)",
-       "device", access="admin", media="binary", params=(PASSPHRASE,))  # fmt: skip
-async def backup_download() -> Response:
-    from quart import request
-
-    from mbusgw.web.transfer import backup_file, backup_response
-
-    path = await backup_file(gw(), request.headers.get(PASSPHRASE.name))
-    return backup_response(gw(), path)
-
-
-@route("POST", "/backup", "Restore a backup (checked first; the gateway restarts)", "device",
-       access="admin", body="file", response="Ok", status=202, params=(PASSPHRASE,))  # fmt: skip
-async def backup_restore() -> Response:
-    from quart import request
-
-    from mbusgw.web.transfer import stage_restore
-
-    passphrase = request.headers.get(PASSPHRASE.name)
-    path = await stage_restore(gw(), request.body, passphrase)
-    return reply(ops.stop_for(gw(), "restore", path, passphrase), 202)
+    return reply(await key_ops.remove_key(state(), int(entry)))
 
 
 # ---------------------------------------------------------------------------- push reports

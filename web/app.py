@@ -66,13 +66,16 @@ def https_redirect(host: str | None, port: int) -> Response:
 
 
 def create_app(gateway: GatewayHandle) -> Quart:
-    # autoconfig_views, licence_views: imported for their routes on the API and page blueprints
+    # admin_pages, autoconfig_views, licence_views, meter_pages: imported for their routes on the
+    # API and page blueprints
     from mbusgw.web import (  # noqa: F401
+        admin_pages,
         api_v1,
         autoconfig_views,
         integrations_page,
         jsonrpc,
         licence_views,
+        meter_pages,
         metrics,
         modbus_page,
         pages,

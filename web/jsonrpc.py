@@ -24,6 +24,7 @@ from typing import Any, Union, get_args, get_origin
 from quart import Blueprint, Response, g, request
 
 from mbusgw.core.jsonout import dumps
+from mbusgw.web import key_ops
 from mbusgw.web import operations as ops
 from mbusgw.web import values as vals
 from mbusgw.web.auth import public, self_service
@@ -287,11 +288,11 @@ METHODS: dict[str, Method] = {
     "scans.start": _admin(_with_gateway(ops.start_scan, state), "Start a scan or a search"),
     "settings.get": Method(_with_gateway(ops.get_settings), "The settings (secrets masked)"),
     "settings.update": _admin(_with_gateway(ops.update_settings), "Change settings"),
-    "keys.list": _admin(_with_gateway(ops.key_listing, state), "The key list (keys masked)"),
-    "keys.add": _admin(_with_gateway(ops.add_key, state), "Add a key entry"),
-    "keys.remove": _admin(_with_gateway(ops.remove_key, state), "Remove a key entry"),
-    "keys.link": _admin(_with_gateway(ops.link_key, state), "Give a meter its key"),
-    "keys.unlink": _admin(_with_gateway(ops.unlink_key, state), "Take a meter's key away"),
+    "keys.list": _admin(_with_gateway(key_ops.key_listing, state), "The key list (keys masked)"),
+    "keys.add": _admin(_with_gateway(key_ops.add_key, state), "Add a key entry"),
+    "keys.remove": _admin(_with_gateway(key_ops.remove_key, state), "Remove a key entry"),
+    "keys.link": _admin(_with_gateway(key_ops.link_key, state), "Give a meter its key"),
+    "keys.unlink": _admin(_with_gateway(key_ops.unlink_key, state), "Take a meter's key away"),
     "users.list": _admin(_users_list, "User accounts"),
     "users.add": _admin(_users_add, "Add a user account"),
     "users.update": _admin(_users_update, "Change a user's password or role"),

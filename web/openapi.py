@@ -7,7 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mbusgw.web.api_schemas import BOOL, SCHEMAS, STR, obj, ref
+from mbusgw.web.api_schemas import BOOL, STR, obj, ref
+from mbusgw.web.api_schemas import SCHEMAS as CORE_SCHEMAS
+from mbusgw.web.service_schemas import SERVICE_SCHEMAS
+
+SCHEMAS = CORE_SCHEMAS | SERVICE_SCHEMAS  # every schema the document names
 
 VERSION = "1.0.0"
 

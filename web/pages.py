@@ -5,25 +5,18 @@ the API) and the live progress of searches; without them the pages still show ta
 
 from __future__ import annotations
 
-import io
-import re
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import trio
 from quart import Blueprint, Response, g, redirect, render_template, request, url_for
 
 from mbusgw.gateway.cron import PREDEFINED
-from mbusgw.gateway.facade import CsvWriter
 from mbusgw.gateway.settings import ConfigError
-from mbusgw.web import dashboard, graph, meter_list, readable
+from mbusgw.web import dashboard, meter_list
 from mbusgw.web import operations as ops
-from mbusgw.web import values as vals
 from mbusgw.web.auth import admin_only, first_change, public, same_site_path, self_service
-from mbusgw.web.errors import ApiError, BadRequest, NotFound, as_api_error
-from mbusgw.web.params import arg_bool, arg_int, query_filters, text_of, uploaded_file
-from mbusgw.web.plain import MAX_SERIES_PAGE, plain
+from mbusgw.web.errors import ApiError, BadRequest, as_api_error
+from mbusgw.web.params import arg_bool, text_of, uploaded_file
 from mbusgw.web.routes import gw
 from mbusgw.web.state import state
 from mbusgw.web.times import local_zone
@@ -244,7 +237,7 @@ async def schedule() -> Any:
     changes = {"reading": {"schedule": expression, "enabled": form.get("enabled") == "on"}}
     _, error = await attempt(lambda: gw().update_settings(changes))
     if error is not None:
-        return back("pages.installation", f"Schedule refused: {_detail(error)}")
+        return back("pages.installation", f"Schedule refused: {detail_text(error)}")
     return back("pages.installation", "Read schedule saved")
 
 
@@ -316,7 +309,7 @@ async def meters_reinstall() -> Response:
     meter = form.get("meter") or None
     result, error = await attempt(lambda: ops.reinstall(gw(), meter))
     if error is not None:
-        return back("pages.meters", f"Re-install refused: {_detail(error)}")
+        return back("pages.meters", f"Re-install refused: {detail_text(error)}")
     moved = "; ".join(f"{m['meter']}: {m['old'] or 'none'} → {m['new']}" for m in result["moved"])
     text = f"Re-install: {len(result['moved'])} of {result['meters']} wireless meter(s) moved"
     text += f" ({moved})" if moved else ""
@@ -325,178 +318,6 @@ async def meters_reinstall() -> Response:
     if meter is not None:
         return back("pages.meter", text, key=meter)
     return back("pages.meters", text)
-
-
-@blueprint.get("/wireless")
-async def wireless() -> str:
-    return await page("wireless.html", status=ops.wireless_status(gw()))
-
-
-RANGES = (("1d", "24 hours", 1), ("7d", "7 days", 7), ("30d", "30 days", 30),
-          ("365d", "1 year", 365))  # fmt: skip
-
-
-@blueprint.get("/meters/<key>")
-async def meter(key: str) -> str:
-    gateway = gw()
-    data = ops.get_meter(gateway, key)
-    shown = _shown_graph(key)
-    log = ops.meter_log(gateway, key, since=shown.since, newest=50)["entries"]
-    recent = log[:48][::-1]  # the meter log is newest first; the sparkline oldest first
-    health_line = graph.sparkline([e["duration_ms"] for e in recent],
-                                  [e["status"] == "ok" for e in recent])  # fmt: skip
-    rows: list[tuple[int, Any]] = []
-    if shown.table is not None:
-        table = shown.table
-        rows = [(int(table.received_at[i]), plain(table.value(i)))
-                for i in range(len(table) - 1, max(len(table) - 51, -1), -1)]  # fmt: skip
-    return await page(
-        "meter.html",
-        meter=data,
-        series=shown.series,
-        chosen=shown.chosen,
-        shown=shown.info,
-        ranges=RANGES,
-        span=shown.span,
-        view=shown.view,
-        compare=shown.compare,
-        views=graph.VIEWS if shown.counter else graph.VIEWS[:1],
-        graph=shown.graph,
-        rows=rows,
-        log=log,
-        health_line=health_line,
-        telegram=_last_telegram(key, data),
-        addressing=[ADDRESSING_WORDS.get(mode, mode) for mode in data["addressing"]],
-    )
-
-
-ADDRESSING_WORDS = {
-    "primary": "primary address",
-    "secondary": "secondary address",
-    "esecondary": "secondary address with fabrication number",
-}
-
-
-def _last_telegram(key: str, data: dict[str, Any]) -> list[str]:
-    """The frames of the meter's newest stored reading, in hex (kept while raw telegrams
-    are retained)."""
-    latest = data.get("latest")
-    if not latest or not latest.get("read_at") or not _stored(key):
-        return []
-    at = datetime.fromisoformat(latest["read_at"]).timestamp()
-    raw = gw().store.raw_telegrams(key, at, at + 1)
-    return [" ".join(f"{b:02X}" for b in frame) for frame in raw[-1].frames] if raw else []
-
-
-@dataclass
-class ShownGraph:
-    """The series, range and view a meter page's query asks for, and their graph."""
-
-    series: list[dict[str, Any]]
-    chosen: int | None
-    info: dict[str, Any] | None
-    span: str
-    view: str
-    since: int
-    until: int
-    counter: bool = False
-    compare: bool = False  # the range before drawn too (dashed)
-    table: Any = None
-    graph: graph.Graph | None = None
-
-
-def _shown_graph(key: str) -> ShownGraph:
-    gateway = gw()
-    series = vals.meter_series(gateway, key)["series"] if _stored(key) else []
-    readable.labelled(series, gateway.settings.conventions.language)
-    measured = [s for s in series if s["numeric"]] or series
-    chosen = arg_int("series", measured[0]["id"] if measured else None, 0)
-    span = request.args.get("range", "7d")
-    days = next((d for name, _, d in RANGES if name == span), 7)
-    until = int(gateway.clock.now().timestamp())
-    since = until - days * 86_400
-    info = next((s for s in series if s["id"] == chosen), None)
-    counter = info is not None and graph.is_counter(info["quantity"], info["description"])
-    view = request.args.get("view", "values")
-    view = view if counter and view in graph.PERIODS else "values"
-    zone = local_zone(gateway.settings.timezone)
-    load = since
-    if view in graph.PERIODS:  # whole periods, and the reading before the first one
-        since = graph.boundaries(since, since, zone, view)[0]
-        load = graph.boundaries(since - 1, since - 1, zone, view)[0]
-    shown = ShownGraph(series, chosen, info, span, view, since, until, counter)
-    shown.compare = request.args.get("compare") == "1"
-    if info is not None:
-        _, shown.table = vals.series_values(
-            gateway, key, info["id"], since=load, limit=MAX_SERIES_PAGE, materialize=False
-        )
-        previous = None
-        if shown.compare and view == "values":
-            _, previous = vals.series_values(gateway, key, info["id"], since=2 * since - until,
-                                             until=since, limit=MAX_SERIES_PAGE,
-                                             materialize=False)  # fmt: skip
-        shown.graph = graph.draw(shown.table, label=info["label"], unit=info["unit"],
-                                 since=since, until=until, zone=zone, view=view,
-                                 previous=previous)  # fmt: skip
-    return shown
-
-
-@blueprint.get("/meters/<key>/graph.<kind>")
-async def meter_graph_file(key: str, kind: str) -> Response:
-    """The graph the meter page shows (the same query), as SVG or as CSV."""
-    ops.get_meter(gw(), key)
-    shown = _shown_graph(key)
-    if shown.graph is None or not shown.graph.svg or kind not in ("svg", "csv"):
-        raise NotFound(f"no graph {kind!r} for meter {key!r}")
-    name = re.sub(r"[^\w.-]", "_", f"{key}-{shown.chosen}-{shown.span}-{shown.view}.{kind}")
-    if kind == "svg":
-        response = Response(shown.graph.svg, mimetype="image/svg+xml")
-    else:
-        out = io.StringIO()
-        zone = local_zone(gw().settings.timezone)
-        CsvWriter(out).writerows(graph.csv_rows(shown.graph, shown.table, zone))
-        response = Response(out.getvalue(), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
-
-
-def _stored(key: str) -> bool:
-    return gw().store.meter(key) is not None
-
-
-@blueprint.post("/meters/<key>/read")
-@admin_only
-async def meter_read(key: str) -> Response:
-    result = await ops.read_now(gw(), key)
-    text = "Read OK" if result["ok"] else f"Reading failed: {result['error']}"
-    return back("pages.meter", text, key=key)
-
-
-@blueprint.post("/meters/<key>/settings")
-@admin_only
-async def meter_settings(key: str) -> Response:
-    form = await request.form
-    changes: dict[str, Any] = {
-        "position": form.get("position", ""),
-        "enabled": form.get("enabled") == "on",
-    }
-    if "multi_telegram" in form:  # a wireless meter's form has no wired fields
-        changes["multi_telegram"] = form["multi_telegram"]
-    for name in ("baud", "multi_telegram_limit"):
-        if form.get(name, "").isdigit():
-            changes[name] = int(form[name])
-    _, error = await attempt(lambda: ops.update_meter(gw(), key, changes))
-    return back("pages.meter", f"Refused: {_detail(error)}" if error else "Saved", key=key)
-
-
-@blueprint.post("/meters/<key>/remove")
-@admin_only
-async def meter_remove(key: str) -> Response:
-    await ops.remove_meter(gw(), key)
-    return back("pages.meters", f"Meter {key} removed")
-
-
-# ------------------------------------------------------------------------------ search
 
 
 @blueprint.route("/search", methods=["GET", "POST"])
@@ -517,7 +338,7 @@ async def search() -> Any:
         job, error = await attempt(lambda: _start_scan(params))
         if error is None:
             return back("pages.job", "Search started", job=job["id"])
-        return back("pages.search", f"Search refused: {_detail(error)}")
+        return back("pages.search", f"Search refused: {detail_text(error)}")
     return await page(
         "search.html", jobs=ops.list_jobs(state())["jobs"], interfaces=list(gw().lines)
     )
@@ -537,7 +358,7 @@ async def job(job: str) -> str:
 async def job_install(job: str) -> Response:
     result, error = await attempt(lambda: ops.install_job(state(), job))
     if error is not None:
-        return back("pages.job", f"Install refused: {_detail(error)}", job=job)
+        return back("pages.job", f"Install refused: {detail_text(error)}", job=job)
     installed = result["result"]["installed"]
     return back("pages.job", f"Installed the meters found ({installed} new)", job=job)
 
@@ -580,169 +401,7 @@ async def mbus_settings() -> Any:
     ), (error.status if error else 200)
 
 
-# ------------------------------------------------------------------------------ logs
-
-
-@blueprint.get("/log")
-async def system_log() -> str:
-    filters = query_filters(local_zone(gw().settings.timezone))
-    entries = ops.system_log(gw(), limit=500, **filters)
-    return await page("log.html", log=entries, args=request.args)
-
-
-# ------------------------------------------------------------------------------ keys
-
-
-@blueprint.route("/keys", methods=["GET", "POST"])
-@admin_only
-async def keys() -> Any:
-    error = None
-    if request.method == "POST":
-        form = await request.form
-        if form.get("action") == "remove":
-            entry = form.get("entry", "")
-            _, error = await attempt(lambda: ops.remove_key(state(), int(entry or -1)))
-            if error is None:
-                return back("pages.keys", f"Key entry {entry} removed")
-        elif form.get("action") == "upload":
-            data, name = await uploaded_file()
-            result, error = await attempt(
-                lambda: ops.import_keys(state(), data, name, form.get("replace") == "on")
-            )
-            if error is None:
-                return back("pages.keys", f"{result['added']} keys added")
-        else:
-            entry = {k: form.get(k) or None for k in ("address", "manufacturer")}
-            entry["key"] = form.get("key", "")
-            _, error = await attempt(lambda: ops.add_key(state(), entry))
-            if error is None:
-                return back("pages.keys", "Key added")
-    return await page("keys.html", listing=ops.key_listing(state()), error=error), (
-        error.status if error else 200
-    )
-
-
-async def _async(fn: Any, *args: Any) -> Any:
-    return fn(*args)
-
-
-# ------------------------------------------------------------------------------ users
-
-
-@blueprint.route("/users", methods=["GET", "POST"])
-@admin_only
-async def users() -> Any:
-    error = None
-    directory = state().auth.users
-    if request.method == "POST":
-        form = await request.form
-        action, name = form.get("action"), form.get("name", "")
-        if action == "add":
-            _, error = await attempt(
-                lambda: directory.add(name, form.get("password", ""), form.get("role", ""))
-            )
-            notice = f"User {name} added"
-        elif action == "delete":
-            _, error = await attempt(lambda: directory.delete(name))
-            notice = f"User {name} deleted"
-        else:
-            password = form.get("password") or None
-            _, error = await attempt(
-                lambda: directory.update(name, password=password, role=form.get("role"))
-            )
-            notice = f"User {name} saved"
-        if error is None:
-            if action == "delete" or form.get("password"):
-                state().auth.sessions.drop_user(name)
-            return back("pages.users", notice)
-    return await page("users.html", accounts=directory.all(), error=error), (
-        error.status if error else 200
-    )
-
-
-# ------------------------------------------------------------------------------ device
-
-
-@blueprint.get("/device")
-async def device() -> str:
-    return await page("device.html", info=ops.device_info(gw()), tls=state().tls.status())
-
-
-@blueprint.post("/device/<action>")
-@admin_only
-async def device_action(action: str) -> Any:
-    gateway = gw()
-    if action == "restart":
-        return back("pages.device", ops.stop_for(gateway, "restart")["message"])
-    if action == "factory-reset":
-        form = await request.form
-        if form.get("confirm") != "RESET":
-            return back("pages.device", "Type RESET to confirm a factory reset")
-        return back("pages.device", ops.stop_for(gateway, "factory_reset")["message"])
-    if action == "backup":
-        from mbusgw.web.transfer import backup_file, backup_response
-
-        form = await request.form
-        passphrase = form.get("passphrase") or None
-        if passphrase is not None and passphrase != form.get("repeat_passphrase"):
-            return back("pages.device", "Refused: the two passphrases differ")
-        path, error = await attempt(lambda: backup_file(gateway, passphrase))
-        if error is not None:
-            return back("pages.device", f"Refused: {_detail(error)}")
-        return backup_response(gateway, path)
-    if action == "self-signed":
-        await trio.to_thread.run_sync(state().tls.generate_self_signed, None)
-        return back("pages.device", "Self-signed certificate generated")
-    if action == "https":
-        form = await request.form
-        changes = {
-            "https": form.get("https") == "on",
-            "client_certificates": form.get("client_certificates", "off"),
-        }
-        if form.get("https_port", "").isdigit():
-            changes["https_port"] = int(form["https_port"])
-        settings, error = await attempt(lambda: _async(state().tls.update_settings, changes))
-        if error is not None:
-            return back("pages.device", f"Refused: {_detail(error)}")
-        state().tls_settings = settings
-        state().reload_server()
-        return back("pages.device", "HTTPS settings saved; the web server restarts")
-    if action == "config":
-        data, _ = await uploaded_file()
-        _, error = await attempt(lambda: _import_config(text_of(data)))
-        if error is not None:
-            return back("pages.device", f"Configuration refused: {_detail(error)}")
-        return back("pages.device", "Configuration imported")
-    raise BadRequest(f"unknown device action {action!r}")
-
-
-async def _import_config(text: str) -> None:
-    from mbusgw.web.transfer import import_config
-
-    await import_config(gw(), text)
-
-
-@blueprint.get("/device/configuration.toml")
-async def configuration_file() -> Response:
-    from mbusgw.web.transfer import export_config
-
-    response = Response(export_config(gw(), arg_bool("passwords")), mimetype="application/toml")
-    response.headers["Content-Disposition"] = 'attachment; filename="mbusgw-config.toml"'
-    return response
-
-
-@blueprint.get("/log.csv")
-async def system_log_csv() -> Response:
-    out = io.StringIO()
-    where = ops.log_filter(**query_filters(local_zone(gw().settings.timezone)))
-    await trio.to_thread.run_sync(gw().store.export_system_log, out, where)
-    response = Response(out.getvalue(), mimetype="text/csv")
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
-    response.headers["Content-Disposition"] = f'attachment; filename="system-log-{stamp}.csv"'
-    return response
-
-
-def _detail(error: ApiError | ConfigError | None) -> str:
+def detail_text(error: ApiError | ConfigError | None) -> str:
     if error is None:
         return ""
     details = getattr(error, "details", None)
