@@ -109,7 +109,7 @@ async def _mqtt(
     clock = FixedClock(YEAR_START)
     # the earlier cycles went out before: the cursors are at the newest stored reading
     stored = fleet.cycle(fleet.cycles - 2, frames=False)
-    cursors = {r.meter: int(r.received_at) for r in stored}
+    cursors = {r.meter: [int(r.received_at), 1] for r in stored}  # one reading a second
     await writer.put_record("cursors", CURSOR, {"meters": cursors, "start": YEAR_START})
     service = MqttService(lambda: settings, view, store, writer, events, clock, _log)
     async with trio.open_nursery() as nursery:
@@ -126,14 +126,14 @@ async def _mqtt(
         await trio.sleep(0.5)  # the discovery configs of the start are out
         cycle = fleet.cycle(fleet.cycles - 1, frames=False)
         await writer.put_readings(cycle)
-        wanted = {r.meter: int(r.received_at) for r in cycle}
+        wanted = {r.meter: [int(r.received_at), 1] for r in cycle}
         started = time.perf_counter()
         events.publish(Event(READINGS_STORED, datetime.now(UTC), None,
                              {"meters": [r.meter for r in cycle]}))  # fmt: skip
         while True:
             record = store.record("cursors", CURSOR) or {}
             done = record.get("meters", {})
-            if all(done.get(key, 0) >= at for key, at in wanted.items()):
+            if all(done.get(key, [0, 0]) >= at for key, at in wanted.items()):
                 break
             await trio.sleep(0.002)
         elapsed = time.perf_counter() - started

@@ -336,6 +336,22 @@ class ValueTable:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadingValues:
+    """A meter's readings in time order (arrival order within a second) and their values.
+
+    ``received_at`` has one entry per reading, those without values too; ``values`` holds the
+    values grouped by reading in that order, and ``reading`` the index of each value's reading.
+    """
+
+    received_at: np.ndarray
+    reading: np.ndarray
+    values: ValueTable
+
+    def __len__(self) -> int:
+        return len(self.received_at)
+
+
+@dataclass(frozen=True, slots=True)
 class MeterLogEntry:
     received_at: int
     status: ReadingStatus

@@ -9,7 +9,7 @@ reader for milliseconds and never pins pages for long.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import lmdb
@@ -38,7 +38,7 @@ from mbusgw.gateway.store.keys import (
     unpack_block_key,
     unpack_reading_key,
 )
-from mbusgw.gateway.store.model import HeaderIdentity, MeterLog, ValueTable
+from mbusgw.gateway.store.model import HeaderIdentity, MeterLog, ReadingValues, ValueTable
 from mbusgw.gateway.store.raw import decode_raw
 from mbusgw.gateway.store.rows import ENTRY_DTYPE, HEADER, LATEST_TIME, decode_row
 
@@ -86,6 +86,24 @@ def _blocks(txn: lmdb.Transaction, env: StoreEnv, meter_id: int, span: TimeRange
     get, db = txn.get, env.db.blocks
     found = (get(block_key(day, meter_id), db=db) for day in range(first, last + 1))
     return [data for data in found if data is not None]
+
+
+def _sources(
+    txn: lmdb.Transaction, env: StoreEnv, meter_id: int, span: TimeRange
+) -> tuple[list[bytes], list[bytes]]:
+    """A meter's day blocks and its rows not yet compacted that cover ``span`` (bytes)."""
+    return _blocks(txn, env, meter_id, span), meter_rows(txn, env.db.readings, meter_id, span)
+
+
+def _decoded(
+    found: tuple[list[bytes], list[bytes]], decode: Callable[[bytes], MeterColumns]
+) -> list[MeterColumns]:
+    """Blocks (decoded by ``decode``), then the rows, as columns: oldest first."""
+    blocks, rows = found
+    pieces = [decode(data) for data in blocks]
+    if rows:
+        pieces.append(columns_from_rows([decode_row(row) for row in rows]))
+    return pieces
 
 
 def meter_rows(
@@ -171,18 +189,33 @@ class Queries:
         span = TimeRange.of(since, until)
         return _log_of(self._meter_columns(meter, span, decode_block_log), span)
 
+    def readings_after(self, positions: Mapping[str, tuple[int, int]]) -> dict[str, ReadingValues]:
+        """The readings of many meters past a position each, in one snapshot.
+
+        A position ``(received_at, count)`` lies after every reading received before that
+        second and after the first ``count`` received in it (in arrival order, which the store
+        keeps): exact, although reception times are whole seconds. Meters the store does not
+        know are left out.
+        """
+        sources: dict[str, tuple[list[bytes], list[bytes]]] = {}
+        with self.env.read() as txn:
+            for meter, (received_at, _) in positions.items():
+                meter_id = self.catalog.meter_id(txn, meter)
+                if meter_id is not None:
+                    span = TimeRange.of(received_at, None)
+                    sources[meter] = _sources(txn, self.env, meter_id, span)
+        return {
+            meter: _readings_after(_decoded(found, decode_block), *positions[meter])
+            for meter, found in sources.items()
+        }
+
     def _meter_columns(
         self, meter: str, span: TimeRange, decode: Callable[[bytes], MeterColumns]
     ) -> list[MeterColumns]:
         """A meter's blocks (decoded by ``decode``) and its recent rows in ``span``."""
         with self.env.read() as txn:
-            meter_id = self._meter_id(txn, meter)
-            blocks = _blocks(txn, self.env, meter_id, span)
-            rows = meter_rows(txn, self.env.db.readings, meter_id, span)
-        pieces = [decode(data) for data in blocks]
-        if rows:
-            pieces.append(columns_from_rows([decode_row(row) for row in rows]))
-        return pieces
+            found = _sources(txn, self.env, self._meter_id(txn, meter), span)
+        return _decoded(found, decode)
 
     def raw_telegrams(
         self, meter: str, since: float | None = None, until: float | None = None
@@ -328,6 +361,37 @@ def _clip(table: ValueTable, span: TimeRange) -> ValueTable:
     if not len(received) or (received[0] >= span.since and received[-1] < span.until):
         return table
     return table.select((received >= span.since) & (received < span.until))
+
+
+def _readings_after(pieces: list[MeterColumns], received_at: int, count: int) -> ReadingValues:
+    """The readings of ``pieces`` past the position ``(received_at, count)``, with values."""
+    received = np.concatenate([p.received_at for p in pieces]) if pieces else np.zeros(0, np.int64)
+    order = np.argsort(received, kind="stable")  # keeps arrival order within a second
+    in_order = received[order]
+    first = np.searchsorted(in_order, received_at, "left")
+    after = np.searchsorted(in_order, received_at, "right")
+    kept = order[min(first + count, after) :]
+    position = np.full(len(received), -1, np.int64)  # each reading's index in the result
+    position[kept] = np.arange(len(kept))
+    tables: list[ValueTable] = []
+    owners: list[np.ndarray] = []
+    offset = 0
+    for piece in pieces:
+        for series_id, column in piece.series.items():
+            owner = position[column.rows + offset]
+            wanted = owner >= 0
+            if wanted.any():
+                rows = column.rows
+                table = _series_table(
+                    series_id, piece.received_at[rows], piece.meter_time[rows], column
+                )
+                tables.append(table.select(wanted))
+                owners.append(owner[wanted])
+        offset += len(piece)
+    reading = np.concatenate(owners) if owners else np.zeros(0, np.int64)
+    values = _concat(tables)
+    by_reading = np.lexsort((values.series, reading))  # per reading, series by id
+    return ReadingValues(received[kept], reading[by_reading], values.select(by_reading))
 
 
 def _log_of(pieces: list[MeterColumns], span: TimeRange) -> MeterLog:

@@ -7,7 +7,7 @@ for command-line tools and tests, which have no trio loop, and is refused while 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -32,7 +32,14 @@ from mbusgw.gateway.store.env import (
 )
 from mbusgw.gateway.store.ingest import Receipt, admit, write_readings
 from mbusgw.gateway.store.migrations import SCHEMA_VERSION, open_env
-from mbusgw.gateway.store.model import MeterInfo, MeterLog, SeriesInfo, StoredReading, ValueTable
+from mbusgw.gateway.store.model import (
+    MeterInfo,
+    MeterLog,
+    ReadingValues,
+    SeriesInfo,
+    StoredReading,
+    ValueTable,
+)
 from mbusgw.gateway.store.queries import Queries, RawTelegram, time_bounds
 from mbusgw.gateway.store.settings_table import read_settings, update_settings
 from mbusgw.gateway.store.syslog import LogEntry, SystemLog
@@ -200,6 +207,9 @@ class Store:
         self, meter: str, since: float | None = None, until: float | None = None
     ) -> dict[int, ValueTable]:
         return self.queries.meter_values(meter, since, until)
+
+    def readings_after(self, positions: Mapping[str, tuple[int, int]]) -> dict[str, ReadingValues]:
+        return self.queries.readings_after(positions)
 
     def latest(self, meters: Iterable[str] | None = None) -> ValueTable:
         return self.queries.latest(meters)

@@ -130,6 +130,36 @@ def test_a_late_row_in_a_compacted_day_is_merged(store) -> None:
     assert store.problems() == []
 
 
+def test_readings_after_a_position_are_exact_within_a_second(store) -> None:
+    compact_now(store)
+    second = T0 + 3 * DAY + 39 * 900 + 60  # after the last reading, in the rows
+    energy_spec = heat_reading("a", 0).series[0]
+    store.put_readings([StoredReading.of("a", second, [(energy_spec, 1)])])
+    store.put_readings(
+        [
+            StoredReading("a", second, status=ReadingStatus.NO_RESPONSE),  # no values
+            StoredReading.of("a", second, [(energy_spec, 2)]),
+        ]
+    )
+    closed = T0 + 2 * DAY + 95 * 900 + 7  # the last reading of a compacted day
+    found = store.readings_after({"a": (closed, 0), "b": (second, 0), "nobody": (T0, 0)})
+    assert set(found) == {"a", "b"} and len(found["b"]) == 0
+    a = found["a"]
+    assert a.received_at.tolist() == [closed + 900 * i for i in range(41)] + [second] * 3
+    assert a.reading.tolist() == [i for i in range(41) for _ in range(4)] + [41, 43]
+    assert a.values.values()[:4] == energy(store, "a", closed, closed + 1).values() + [
+        Decimal("456.789") + Decimal("0.011") * 287,
+        Decimal("65.0"),
+        "Aa",
+    ]
+    assert a.values.values()[-2:] == [1, 2]
+    # past the first reading of the second: the other two; past all three: nothing
+    rest = store.readings_after({"a": (second, 1)})["a"]
+    assert rest.received_at.tolist() == [second] * 2 and rest.values.values() == [2]
+    assert len(store.readings_after({"a": (second, 3)})["a"]) == 0
+    assert len(store.readings_after({"a": (second + 1, 0)})["a"]) == 0
+
+
 def test_unknown_meters_and_series_are_not_found(store) -> None:
     with pytest.raises(NotFound):
         store.values(999)

@@ -5,6 +5,8 @@ password and TLS give a clear status."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,10 +16,14 @@ import trustme
 from mqtt_broker import PASSWORD, USER, Broker, running, subscriber, tcp_port
 from webrig import SERVED_ADMIN, served_gateway
 
+from mbusgw.gateway.events import READINGS_STORED, Event
 from mbusgw.gateway.services.mqtt.service import CURSOR
 from mbusgw.gateway.settings import InterfaceConfig
+from mbusgw.gateway.store import SeriesSpec, StoredReading
 
 LINE = InterfaceConfig(name="sim1", kind="simulator", baud=9600, meters=3)
+# the series of the readings a test stores itself (the simulated meters have no such series)
+COUNTER = SeriesSpec(b"\x04\xff\x06", "energy", "kWh", "mqtt test")
 
 
 def settings(broker: Broker, **changes: Any) -> dict[str, Any]:
@@ -115,6 +121,82 @@ async def test_readings_discovery_and_an_outage_without_loss(tmp_path: Path) -> 
             assert float(volume["value"]) == volume["float"] and volume["unit"] == "m³"
             cursor = gateway.store.record("cursors", CURSOR)
             assert set(cursor["meters"]) == set(keys)
+
+
+async def stored(gateway: Any, key: str, second: int, *counts: int) -> None:
+    """Readings of ``key`` received in one second (one per count), told like a cycle's."""
+    await gateway.writer.put_readings(
+        [StoredReading.of(key, second, [(COUNTER, count)]) for count in counts]
+    )
+    gateway.events.publish(Event(READINGS_STORED, gateway.clock.now(), None, {"meters": [key]}))
+
+
+async def cursor_at(gateway: Any, key: str, position: list[int]) -> None:
+    """Until the broker has acknowledged the meter's readings up to ``position``."""
+    while (gateway.store.record("cursors", CURSOR) or {}).get("meters", {}).get(key) != position:
+        await trio.sleep(0.05)
+
+
+@asynccontextmanager
+async def quiet_gateway(tmp_path: Path) -> AsyncIterator[tuple[Any, Any, Broker, str]]:
+    """The gateway once its reading at start-up is stored (no other reading comes in the
+    test's way), a broker not yet running, and the key of the meter the test stores for."""
+    async with served_gateway(tmp_path / "gw", LINE) as (gateway, http):
+        while not any("read at start" in e.text for e in gateway.store.system_log()):
+            await trio.sleep(0.05)
+        yield gateway, http, Broker(tcp_port(), tmp_path / "broker"), gateway.meters[0].key
+
+
+@asynccontextmanager
+async def heard(broker: Broker) -> AsyncIterator[Any]:
+    """The running broker and a subscriber to the readings (its printed lines)."""
+    async with running(broker), subscriber(broker, "mbusgw/meters/+/reading") as sub:
+        yield sub
+
+
+def counts(lines: list[str], key: str) -> list[int]:
+    """The counts of the meter's published readings that the test stored, in arrival order."""
+    return [
+        v["value"]
+        for _, p in messages(lines, f"mbusgw/meters/{key}/")
+        for v in p["values"]
+        if v["description"] == COUNTER.description
+    ]
+
+
+async def test_readings_in_one_second_are_each_published_once(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with quiet_gateway(tmp_path) as (gateway, http, broker, key):
+            async with heard(broker) as sub:
+                await gateway.update_settings(settings(broker))
+                await wait_status(http, connected=True)
+                second = int(gateway.clock.now().timestamp())
+                await stored(gateway, key, second, 1)
+                await cursor_at(gateway, key, [second, 1])
+                # two more in the same second, after the first was acknowledged
+                await stored(gateway, key, second, 2, 3)
+                await cursor_at(gateway, key, [second, 3])
+                await stored(gateway, key, second + 1, 4)
+                await cursor_at(gateway, key, [second + 1, 1])
+            assert counts(sub.lines, key) == [1, 2, 3, 4]
+
+
+async def test_a_cursor_of_whole_seconds_is_read_and_converted(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with quiet_gateway(tmp_path) as (gateway, _, broker, key):
+            second = int(gateway.clock.now().timestamp())
+            await stored(gateway, key, second, 1, 2)  # sent before, by the older cursor
+            await stored(gateway, key, second + 1, 3)
+            old = {"meters": {key: second}, "start": second - 60}
+            await gateway.writer.put_record("cursors", CURSOR, old)
+            async with heard(broker) as sub:
+                await gateway.update_settings(settings(broker))
+                await cursor_at(gateway, key, [second + 1, 1])
+                await stored(gateway, key, second + 1, 4)
+                await cursor_at(gateway, key, [second + 1, 2])
+            assert counts(sub.lines, key) == [3, 4]
+            record = gateway.store.record("cursors", CURSOR)
+            assert record["meters"][key] == [second + 1, 2] and record["start"] == second - 60
 
 
 async def test_wrong_password_and_tls_give_a_clear_status(tmp_path: Path) -> None:

@@ -1,12 +1,14 @@
 """Service ``mqtt``: every stored reading to the broker, at least once.
 
 The store is the queue: a durable cursor per meter (record ``mqtt:cursor`` of the store's
-``cursors`` table, beside the push reports') says up to which reception time the broker has
-acknowledged a meter's readings. After each stored batch, and after every (re)connection, each
-meter's readings past its cursor are published; the cursors move only once the broker has
-acknowledged every message (QoS 1), with a durable commit. A broker that is away for a day
-gets the day's readings when it returns; a meter whose backlog passes ``max_backlog`` loses
-its oldest readings, with a line in the system log. The service follows its own settings."""
+``cursors`` table, beside the push reports') says up to which reading the broker has
+acknowledged a meter's readings: a reception second and how many readings of that second (the
+store keeps their arrival order), so two readings in one second are both sent. After each
+stored batch, and after every (re)connection, each meter's readings past its cursor are
+published; the cursors move only once the broker has acknowledged every message (QoS 1), with
+a durable commit. A broker that is away for a day gets the day's readings when it returns; a
+meter whose backlog passes ``max_backlog`` loses its oldest readings, with a line in the system
+log. The service follows its own settings."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from mbusgw.gateway.services.following import SettingsFollower
 from mbusgw.gateway.services.mqtt import payloads as pl
 from mbusgw.gateway.services.mqtt.link import BrokerLink
 from mbusgw.gateway.services.snmp.objects import GatewayView
-from mbusgw.gateway.store.model import SeriesInfo
+from mbusgw.gateway.store.model import ReadingValues, SeriesInfo
 
 logger = logging.getLogger("mbusgw.mqtt")
 
@@ -36,6 +38,8 @@ TABLE = REPORT_CURSORS  # the delivery cursors' table, beside the push reports'
 CURSOR = "mqtt:cursor"  # never a report's name (those have no colon)
 ACK_TIMEOUT_S = 30.0
 Log = Callable[[int, str, str], None]
+# a cursor: (reception second, how many readings of that second the broker has acknowledged)
+Position = tuple[int, int]
 
 
 @dataclass
@@ -89,7 +93,7 @@ class MqttService:
         self._unacked: set[int] = set()
         self._acked = trio.Event()
         self._discovered: set[tuple[str, int]] = set()
-        self._cursor: dict[str, int] = {}
+        self._cursor: dict[str, Position] = {}
         self._start = 0
 
     def status_dict(self) -> dict[str, object]:
@@ -163,16 +167,13 @@ class MqttService:
         record = self._store.record(TABLE, CURSOR)
         meters = record.get("meters") if isinstance(record, dict) else None
         start = record.get("start") if isinstance(record, dict) else None
-        self._cursor = (
-            {k: v for k, v in meters.items() if isinstance(v, int)}
-            if isinstance(meters, dict)
-            else {}
-        )
+        found = meters.items() if isinstance(meters, dict) else ()
+        self._cursor = {k: p for k, v in found if (p := stored_position(v)) is not None}
         # first start: readings stored from now on are published, not the whole history
         self._start = start if isinstance(start, int) else int(self._clock.now().timestamp())
 
     async def _commit_cursor(self) -> None:
-        record = {"meters": dict(self._cursor), "start": self._start}
+        record = {"meters": {k: list(p) for k, p in self._cursor.items()}, "start": self._start}
         await self._writer.put_record(TABLE, CURSOR, record)
 
     # ---------------------------------------------------------------- publishing
@@ -191,11 +192,17 @@ class MqttService:
             ):
                 link.publish(topic, payload, 1, True)
         self._publish_gateway_state(link, topics)
-        newest: dict[str, int] = {}
+        newest: dict[str, Position] = {}
         backlog = 0
         series = {info.id: info for info in self._store.series()}  # read once per batch
+        positions = {key: self._cursor.get(key, (self._start, 0)) for key in chosen}
+        unsent = self._store.readings_after(positions)  # one snapshot for the whole batch
         for key in chosen:
-            readings = self._unsent(key, settings.max_backlog, series)
+            found = unsent.get(key)
+            if found is None or not len(found):
+                continue
+            newest[key] = moved(positions[key], found)
+            readings = self._readings(key, found, settings.max_backlog, series)
             backlog += len(readings)
             for read_at, values in readings:
                 self._send(
@@ -217,7 +224,6 @@ class MqttService:
                     )
                     if settings.discovery:
                         self._discover(link, topics, meters[key], value)
-                newest[key] = read_at
         self.status.backlog = backlog
         if not newest:
             return
@@ -260,27 +266,23 @@ class MqttService:
             link.publish(config[0], config[1], 1, True)
         self._discovered.add((meter.key, value.series))
 
-    def _unsent(
-        self, key: str, cap: int, infos: dict[int, SeriesInfo]
+    def _readings(
+        self, key: str, found: ReadingValues, cap: int, infos: dict[int, SeriesInfo]
     ) -> list[tuple[int, list[pl.SeriesValue]]]:
-        """The meter's readings past its cursor, oldest first (at most ``cap``)."""
-        since = self._cursor.get(key, self._start - 1) + 1
-        if self._store.meter(key) is None:
-            return []
-        tables = self._store.meter_values(key, since=since)
-        by_time: dict[int, list[pl.SeriesValue]] = {}
-        for series_id, table in tables.items():
-            info: SeriesInfo | None = infos.get(series_id)
+        """The meter's unsent readings that have values, oldest first (at most ``cap``)."""
+        table = found.values
+        numbers = table.as_float()
+        by_reading: dict[int, list[pl.SeriesValue]] = {}  # values come grouped by reading
+        for i in range(len(table)):
+            info: SeriesInfo | None = infos.get(int(table.series[i]))
             if info is None:
                 continue
-            numbers = table.as_float()
-            for i in range(len(table)):
-                value = pl.SeriesValue(
-                    series_id, info.quantity, info.unit, info.description,
-                    table.value(i), float(numbers[i]),
-                )  # fmt: skip
-                by_time.setdefault(int(table.received_at[i]), []).append(value)
-        readings = sorted(by_time.items())
+            value = pl.SeriesValue(
+                info.id, info.quantity, info.unit, info.description,
+                table.value(i), float(numbers[i]),
+            )  # fmt: skip
+            by_reading.setdefault(int(found.reading[i]), []).append(value)
+        readings = [(int(found.received_at[r]), values) for r, values in by_reading.items()]
         if len(readings) > cap:
             dropped = len(readings) - cap
             self.status.dropped += dropped
@@ -291,3 +293,24 @@ class MqttService:
             )
             readings = readings[-cap:]
         return readings
+
+
+def stored_position(value: object) -> Position | None:
+    """A cursor as the record holds it: ``[second, count]``; or the older form, a bare second
+    (every reading up to and including it acknowledged); None if it is neither."""
+    if type(value) is int and value >= 0:
+        return (value + 1, 0)
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(type(v) is int and v >= 0 for v in value)
+    ):
+        return (value[0], value[1])
+    return None
+
+
+def moved(position: Position, found: ReadingValues) -> Position:
+    """The cursor past the newest of ``found`` (readings past ``position``)."""
+    last = int(found.received_at[-1])
+    count = int((found.received_at == last).sum())
+    return (last, count + position[1] if last == position[0] else count)
