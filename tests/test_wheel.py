@@ -1,20 +1,25 @@
 """The built wheel, installed into a fresh virtualenv outside the checkout, is a working gateway.
 
-The wheel is built once per test session (``pip wheel``, as ``make dist`` does; the compiled
-objects under ``build/`` are reused while the sources are unchanged). The virtualenv takes its
-dependencies from the package indexes pip is configured with, as an integrator's would; nothing of
-the checkout is on its path. ``mbusgw run`` starts on the built-in simulator and reports its
-readiness over a real ``NOTIFY_SOCKET`` datagram socket, as systemd's ``Type=notify`` expects.
+The wheel is built once per test session (``pip wheel``, as ``make dist`` does). The compiled
+core of the checkout's own install goes where that build looks for it first, so the session does
+not compile it again: setuptools skips an extension whose built file is newer than its sources
+and compiles any other (``make install`` builds it in place from the same sources and flags).
+The virtualenv takes its dependencies from the package indexes pip is configured with, as an
+integrator's would; nothing of the checkout is on its path. ``mbusgw run`` starts on the
+built-in simulator and reports its readiness over a real ``NOTIFY_SOCKET`` datagram socket, as
+systemd's ``Type=notify`` expects.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import urllib.request
 from pathlib import Path
@@ -30,6 +35,7 @@ QUIET = {"modbus": {"port": 0}, "reading": {"read_at_start": False}}
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel and the source distribution, built once per session."""
     out = tmp_path_factory.mktemp("dist")
+    seed_compiled_core()
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     for command in (
         [*pip, "wheel", "--no-build-isolation", "--no-deps", "-w", str(out), str(ROOT)],
@@ -38,6 +44,17 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
         built = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
         assert built.returncode == 0, built.stderr
     return out
+
+
+def seed_compiled_core() -> None:
+    """Copy the checkout's compiled extensions, with their times, into the wheel build's tree."""
+    tag = f"lib.{sysconfig.get_platform()}-{sys.implementation.cache_tag}"
+    built = ROOT / "build" / tag / "mbusgw" / "core"
+    built.mkdir(parents=True, exist_ok=True)
+    for extension in (ROOT / "core").glob("*.so"):
+        target = built / extension.name
+        if not target.exists() or target.stat().st_mtime < extension.stat().st_mtime:
+            shutil.copy2(extension, target)
 
 
 @pytest.fixture(scope="session")

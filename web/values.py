@@ -149,36 +149,110 @@ def latest_values(gw: GatewayHandle) -> dict[str, Any]:
 
 def latest_values_json(gw: GatewayHandle) -> str:
     """``latest_values`` as JSON text, written from the store's columns (the API's hot path:
-    512 meters of ten values each)."""
+    512 meters of ten values each). Each meter's part is kept between calls and written again
+    only when its latest values in the store change."""
     meters = list(gw.meters)
     known = {m.name for m in gw.store.meters()}
     wanted = [m.key for m in meters if m.key in known]
     table = gw.store.latest(wanted) if wanted else None
+    cache = _latest_caches.get(gw.store)
+    if cache is None:
+        cache = _latest_caches[gw.store] = LatestCache()
+    per_meter = cache.update(catalog(gw), gw.store, table)
+    return '{"meters":[' + ",".join(cache.meter_texts(meters, per_meter)) + "]}"
+
+
+class LatestCache:
+    """The JSON text of each meter's latest values, with the latest-values table it was written
+    from. A new table is compared with the last one column by column (a few numpy operations),
+    and only the meters with a changed row are written again."""
+
+    def __init__(self) -> None:
+        self.table: Any = None
+        self.row_meter: list[str | None] = []  # the meter of each row of ``table``
+        self.per_meter: dict[str, tuple[str, int]] = {}  # meter: (values text, newest time)
+        self.texts: dict[str, tuple[Any, tuple[str, int] | None, str]] = {}  # meter's part
+
+    def update(self, cat: SeriesCatalog, store: Any, table: Any) -> dict[str, tuple[str, int]]:
+        if table is None or not len(table):
+            self.table, self.row_meter, self.per_meter = None, [], {}
+            return self.per_meter
+        rows = self._changed_rows(table)
+        if rows is None:  # other series than last time: write every meter
+            names = cat.refresh(store, np.unique(table.series).tolist())
+            row_meter = [getattr(names.get(s), "meter", None) for s in table.series.tolist()]
+            per_meter = _meter_values_texts(cat, names, table, row_meter)
+        elif len(rows):
+            row_meter = self.row_meter
+            changed = {row_meter[i] for i in rows.tolist()}
+            pick = np.array([m in changed for m in row_meter], dtype=bool)
+            per_meter = dict(self.per_meter)
+            per_meter.update(
+                _meter_values_texts(
+                    cat, cat.by_id, table.select(pick), [m for m in row_meter if m in changed]
+                )
+            )
+        else:
+            return self.per_meter
+        self.table, self.row_meter, self.per_meter = table, row_meter, per_meter
+        return per_meter
+
+    def _changed_rows(self, table: Any) -> np.ndarray | None:
+        """Rows of ``table`` that differ from the last table; None when the series differ."""
+        last = self.table
+        if last is None or len(last) != len(table) or not np.array_equal(last.series, table.series):
+            return None
+        changed = np.zeros(len(table), dtype=bool)
+        for name in ("received_at", "kind", "exponent", "flags", "mantissa"):
+            changed |= getattr(last, name) != getattr(table, name)
+        if last.blobs is not None or table.blobs is not None:
+            none = (None,) * len(table)
+            old, new = last.blobs or none, table.blobs or none
+            changed |= np.array([a != b for a, b in zip(old, new, strict=True)], dtype=bool)
+        return np.flatnonzero(changed)
+
+    def meter_texts(self, meters: list[Any], per_meter: dict[str, tuple[str, int]]) -> list[str]:
+        """Each meter's part of the answer (kept while its position and values stay)."""
+        kept, self.texts = self.texts, {}
+        out = []
+        for meter in meters:
+            latest = per_meter.get(meter.key)
+            last = kept.get(meter.key)
+            if last is not None and last[0] == meter.position and last[1] is latest:
+                text = last[2]
+            else:
+                values, read_at = latest if latest is not None else ("", None)
+                text = (
+                    f'{{"key":{dumps(meter.key)},"position":{dumps(meter.position)},'
+                    f'"read_at":{dumps(iso(read_at))},"values":[{values}]}}'
+                )
+            self.texts[meter.key] = (meter.position, latest, text)
+            out.append(text)
+        return out
+
+
+_latest_caches: weakref.WeakKeyDictionary[Any, LatestCache] = weakref.WeakKeyDictionary()
+
+
+def _meter_values_texts(
+    cat: SeriesCatalog, names: dict[int, Any], table: Any, row_meter: list[str | None]
+) -> dict[str, tuple[str, int]]:
+    """Per meter of ``table``: the JSON text of its values (in the table's order) and the
+    time of its newest one. ``row_meter`` names each row's meter (None: an unknown series)."""
     per_meter: dict[str, list[str]] = {}
     newest: dict[str, int] = {}
-    if table is not None and len(table):
-        cat = catalog(gw)
-        names = cat.refresh(gw.store, np.unique(table.series).tolist())
-        texts = value_texts(table, plain)
-        stamps = table.received_at.tolist()
-        when = {t: f',"read_at":"{iso(t)}"}}' for t in set(stamps)}
-        for series, text, stamp, flags in zip(
-            table.series.tolist(), texts, stamps, table.flags.tolist(), strict=True
-        ):
-            info = names.get(series)
-            if info is None:
-                continue
-            value = cat.prefix[series] + text + (',"invalid":true' if flags & Flag.INVALID else "")
-            per_meter.setdefault(info.meter, []).append(value + when[stamp])
-            newest[info.meter] = max(newest.get(info.meter, 0), stamp)
-    parts = []
-    for m in meters:
-        read_at = dumps(iso(newest[m.key])) if m.key in newest else "null"
-        parts.append(
-            f'{{"key":{dumps(m.key)},"position":{dumps(m.position)},"read_at":{read_at},'
-            f'"values":[{",".join(per_meter.get(m.key, ()))}]}}'
-        )
-    return '{"meters":[' + ",".join(parts) + "]}"
+    texts = value_texts(table, plain)
+    stamps = table.received_at.tolist()
+    when = {t: f',"read_at":"{iso(t)}"}}' for t in set(stamps)}
+    for meter, series, text, stamp, flags in zip(
+        row_meter, table.series.tolist(), texts, stamps, table.flags.tolist(), strict=True
+    ):
+        if meter is None or series not in names:
+            continue
+        value = cat.prefix[series] + text + (',"invalid":true' if flags & Flag.INVALID else "")
+        per_meter.setdefault(meter, []).append(value + when[stamp])
+        newest[meter] = max(newest.get(meter, 0), stamp)
+    return {meter: (",".join(values), newest[meter]) for meter, values in per_meter.items()}
 
 
 def meter_series(gw: GatewayHandle, key: str) -> dict[str, Any]:

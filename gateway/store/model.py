@@ -313,6 +313,15 @@ class ValueTable:
     def values(self) -> list[object]:
         return [self.value(i) for i in range(len(self))]
 
+    def select(self, pick: np.ndarray) -> ValueTable:
+        """Rows by index array or boolean mask."""
+        index = np.flatnonzero(pick) if pick.dtype == bool else pick
+        blobs = self.blobs
+        return ValueTable(
+            *(getattr(self, name)[index] for name in self.COLUMNS),
+            None if blobs is None else tuple(blobs[i] for i in index.tolist()),
+        )
+
     def as_float(self) -> np.ndarray:
         """float64 values for graphs and arithmetic (NaN for text, bytes and none)."""
         out = np.full(len(self), np.nan)

@@ -349,28 +349,18 @@ def _concat(tables: list[ValueTable]) -> ValueTable:
     return ValueTable(*columns, blobs)
 
 
-def _select(table: ValueTable, pick: np.ndarray) -> ValueTable:
-    """Rows by index array or boolean mask."""
-    index = np.flatnonzero(pick) if pick.dtype == bool else pick
-    blobs = table.blobs
-    return ValueTable(
-        *(getattr(table, name)[index] for name in ValueTable.COLUMNS),
-        None if blobs is None else tuple(blobs[i] for i in index.tolist()),
-    )
-
-
 def _in_time_order(table: ValueTable) -> ValueTable:
     received = table.received_at
     if len(received) < 2 or not (np.diff(received) < 0).any():
         return table
-    return _select(table, np.argsort(received, kind="stable"))
+    return table.select(np.argsort(received, kind="stable"))
 
 
 def _clip(table: ValueTable, span: TimeRange) -> ValueTable:
     received = table.received_at
     if not len(received) or (received[0] >= span.since and received[-1] < span.until):
         return table
-    return _select(table, (received >= span.since) & (received < span.until))
+    return table.select((received >= span.since) & (received < span.until))
 
 
 def _readings_after(pieces: list[MeterColumns], received_at: int, count: int) -> ReadingValues:
@@ -395,13 +385,13 @@ def _readings_after(pieces: list[MeterColumns], received_at: int, count: int) ->
                 table = _series_table(
                     series_id, piece.received_at[rows], piece.meter_time[rows], column
                 )
-                tables.append(_select(table, wanted))
+                tables.append(table.select(wanted))
                 owners.append(owner[wanted])
         offset += len(piece)
     reading = np.concatenate(owners) if owners else np.zeros(0, np.int64)
     values = _concat(tables)
     by_reading = np.lexsort((values.series, reading))  # per reading, series by id
-    return ReadingValues(received[kept], reading[by_reading], _select(values, by_reading))
+    return ReadingValues(received[kept], reading[by_reading], values.select(by_reading))
 
 
 def _log_of(pieces: list[MeterColumns], span: TimeRange) -> MeterLog:
@@ -515,7 +505,7 @@ def _newest_per_series(tables: list[ValueTable]) -> ValueTable:
         return table
     order = np.lexsort((np.arange(len(table)), table.received_at, table.series))
     series = table.series[order]
-    return _select(table, order[np.append(series[1:] != series[:-1], True)])
+    return table.select(order[np.append(series[1:] != series[:-1], True)])
 
 
 def time_bounds(env: StoreEnv) -> tuple[int | None, int | None]:
