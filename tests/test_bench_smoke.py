@@ -35,8 +35,12 @@ SHAPES = {
 
 
 def numbers(value: object) -> list[float]:
+    """Every measured number; an ``added_*`` figure is a difference of two medians and may fall
+    below zero in noise, so it is not one of them."""
     if isinstance(value, dict):
-        return [n for item in value.values() for n in numbers(item)]
+        return [
+            n for key, item in value.items() if not key.startswith("added") for n in numbers(item)
+        ]
     if isinstance(value, list | tuple):
         return [n for item in value for n in numbers(item)]
     if isinstance(value, int | float) and not isinstance(value, bool):
