@@ -1,17 +1,19 @@
-"""SNMP v2c messages with pysnmp's protocol layer (``pysnmp.proto.api.v2c``, BER by pyasn1):
-answering GET, GETNEXT and GETBULK from a ``Snapshot``, and building notifications. No I/O
-here; ``agent`` and ``notify`` own the sockets."""
+"""SNMP v2c messages: answering GET, GETNEXT and GETBULK from a ``Snapshot`` (the common
+requests with our own BER in ``ber``, every other with pysnmp's protocol layer,
+``pysnmp.proto.api.v2c``, BER by pyasn1), and building notifications. No I/O here; the service
+and ``notify`` own the sockets."""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pyasn1.codec.ber import decoder, encoder
 from pyasn1.error import PyAsn1Error
 from pysnmp.proto.api import v2c
 
+from mbusgw.gateway.services.snmp import ber
 from mbusgw.gateway.services.snmp.objects import Oid, Snapshot, Value
 
 V2C = 1  # the version field of an SNMP v2c message
@@ -28,7 +30,13 @@ _SYNTAX = {
     "gauge": v2c.Gauge32,
     "ticks": lambda value: v2c.TimeTicks(int(value) % 2**32),
     "oid": v2c.ObjectIdentifier,
+    "null": lambda _: v2c.null,
+    "noSuchInstance": lambda _: v2c.NoSuchInstance(""),
+    "endOfMibView": lambda _: v2c.EndOfMibView(""),
 }
+NO_SUCH_INSTANCE: Value = ("noSuchInstance", None)
+END_OF_MIB: Value = ("endOfMibView", None)
+Varbinds = list[tuple[Oid, Value]]
 
 
 class Refused(Exception):
@@ -41,7 +49,38 @@ def snmp_value(value: Value) -> Any:
 
 
 def answer(datagram: bytes, community: bytes, snapshot: Snapshot) -> bytes:
-    """The response to one request; ``Refused`` when there is none to send."""
+    """The response to one request; ``Refused`` when there is none to send.
+
+    The common requests go through our own BER reader and writer (``ber``); whatever it does
+    not take, pysnmp answers, with the same result."""
+    request = ber.read_request(datagram)
+    if request is None:
+        return answer_with_pysnmp(datagram, community, snapshot)
+    if not hmac.compare_digest(request.community, community):
+        raise Refused("wrong community")
+    asked = request.oids
+    if request.kind == ber.GET:
+        varbinds = _get(snapshot, asked)
+    elif request.kind == ber.GETNEXT:
+        varbinds = [_next(snapshot, oid) for oid in asked]
+    else:
+        varbinds = _bulk(snapshot, asked, request.non_repeaters, request.max_repetitions)
+    null: Value = ("null", None)
+    try:
+        return _fit(
+            varbinds,
+            len(asked),
+            lambda binds: ber.response(request.community, request.request_id, binds),
+            lambda: ber.response(
+                request.community, request.request_id, [(o, null) for o in asked], TOO_BIG
+            ),
+        )
+    except ber.Unsupported:
+        return answer_with_pysnmp(datagram, community, snapshot)
+
+
+def answer_with_pysnmp(datagram: bytes, community: bytes, snapshot: Snapshot) -> bytes:
+    """``answer`` by pysnmp's codec: every message it can decode."""
     try:
         message, _ = decoder.decode(datagram, asn1Spec=v2c.Message())
     except (PyAsn1Error, ValueError) as exc:
@@ -56,43 +95,66 @@ def answer(datagram: bytes, community: bytes, snapshot: Snapshot) -> bytes:
     asked = [tuple(oid) for oid, _ in v2c.apiPDU.get_varbinds(pdu)]
     tag = pdu.tagSet
     if tag == v2c.GetRequestPDU.tagSet:
-        found = [(oid, snapshot.get(oid)) for oid in asked]
-        varbinds = [(oid, snmp_value(v) if v else v2c.NoSuchInstance("")) for oid, v in found]
+        varbinds = _snmp_values(_get(snapshot, asked))
     elif tag == v2c.GetNextRequestPDU.tagSet:
-        varbinds = [_next(snapshot, oid) for oid in asked]
+        varbinds = _snmp_values([_next(snapshot, oid) for oid in asked])
     elif tag == v2c.GetBulkRequestPDU.tagSet:
         non_repeaters = int(v2c.apiBulkPDU.get_non_repeaters(pdu))
         repetitions = int(v2c.apiBulkPDU.get_max_repetitions(pdu))
-        varbinds = _bulk(snapshot, asked, non_repeaters, repetitions)
+        varbinds = _snmp_values(_bulk(snapshot, asked, non_repeaters, repetitions))
     elif tag == v2c.SetRequestPDU.tagSet:
         v2c.apiPDU.set_error_status(reply, NOT_WRITABLE)
         v2c.apiPDU.set_error_index(reply, 1)
         varbinds = list(v2c.apiPDU.get_varbinds(pdu))
     else:
         raise Refused("not a request")
-    v2c.apiPDU.set_varbinds(reply, varbinds)
-    encoded = encoder.encode(response)
-    while len(encoded) > MAX_MESSAGE and len(varbinds) > len(asked):
-        varbinds = varbinds[: max(len(asked), len(varbinds) // 2)]  # a bulk answer may shrink
-        v2c.apiPDU.set_varbinds(reply, varbinds)
-        encoded = encoder.encode(response)
-    if len(encoded) > MAX_MESSAGE:
-        v2c.apiPDU.set_varbinds(reply, [(oid, v2c.null) for oid in asked])
+
+    def encode(binds: list[tuple[Oid, Any]]) -> bytes:
+        v2c.apiPDU.set_varbinds(reply, binds)
+        return encoder.encode(response)
+
+    def too_big() -> bytes:
         v2c.apiPDU.set_error_status(reply, TOO_BIG)
-        encoded = encoder.encode(response)
+        return encode([(oid, v2c.null) for oid in asked])
+
+    return _fit(varbinds, len(asked), encode, too_big)
+
+
+def _fit(
+    varbinds: list[Any],
+    asked: int,
+    encode: Callable[[list[Any]], bytes],
+    too_big: Callable[[], bytes],
+) -> bytes:
+    """The encoded response within ``MAX_MESSAGE``: a bulk answer may shrink, down to one
+    varbind per asked OID; past that, ``tooBig``."""
+    encoded = encode(varbinds)
+    while len(encoded) > MAX_MESSAGE and len(varbinds) > asked:
+        varbinds = varbinds[: max(asked, len(varbinds) // 2)]
+        encoded = encode(varbinds)
+    if len(encoded) > MAX_MESSAGE:
+        return too_big()
     return encoded
 
 
-def _next(snapshot: Snapshot, oid: Oid) -> tuple[Oid, Any]:
+def _snmp_values(varbinds: Varbinds) -> list[tuple[Oid, Any]]:
+    return [(oid, snmp_value(value)) for oid, value in varbinds]
+
+
+def _get(snapshot: Snapshot, asked: Sequence[Oid]) -> Varbinds:
+    return [(oid, snapshot.get(oid) or NO_SUCH_INSTANCE) for oid in asked]
+
+
+def _next(snapshot: Snapshot, oid: Oid) -> tuple[Oid, Value]:
     found = snapshot.next(oid)
     if found is None:
-        return oid, v2c.EndOfMibView("")
-    return found[0], snmp_value(found[1])
+        return oid, END_OF_MIB
+    return found
 
 
 def _bulk(
     snapshot: Snapshot, asked: Sequence[Oid], non_repeaters: int, repetitions: int
-) -> list[tuple[Oid, Any]]:
+) -> Varbinds:
     """RFC 3416 4.2.3: the non-repeaters once, then the rest ``repetitions`` times over."""
     non_repeaters = max(0, min(non_repeaters, len(asked)))
     varbinds = [_next(snapshot, oid) for oid in asked[:non_repeaters]]
@@ -103,7 +165,7 @@ def _bulk(
     for _ in range(rounds):
         row = [_next(snapshot, oid) for oid in repeaters]
         varbinds += row
-        if all(value.tagSet == v2c.EndOfMibView.tagSet for _, value in row):
+        if all(value is END_OF_MIB for _, value in row):
             break
         repeaters = [oid for oid, _ in row]
     return varbinds
