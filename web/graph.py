@@ -403,19 +403,32 @@ def _bars(
     return "".join(out)
 
 
-def csv_rows(graph: Graph, table: Any, zone: tzinfo) -> list[list[str]]:
+def csv_rows(graph: Graph, table: Any, zone: tzinfo, previous: Any = None) -> list[list[str]]:
     """What the graph shows as CSV rows (a header first): the values, or the bars, exact in
-    the stored unit."""
+    the stored unit. Compared with ``previous`` (the values of the range before, dashed on
+    the graph), a first column says which period a row is of: its rows first, at the times
+    they were read."""
     unit = graph.unit
     if graph.view in PERIODS:
         head = ["from", "until", f"consumption ({unit})" if unit else "consumption"]
         return [head] + [
             [_when(a, zone), _when(b, zone), repr(amount)] for a, b, amount in graph.rows
         ]
-    shown = np.isfinite(table.as_float()).tolist()
     head = ["time", f"{graph.label} ({unit})" if unit else graph.label]
-    exact = value_texts(table, plain)  # the stored decimals, not through a float
-    return [head] + [
+    if previous is None:
+        return [head] + _value_rows(table, zone)
+    return [
+        ["period", *head],
+        *(["previous", *row] for row in _value_rows(previous, zone)),
+        *(["current", *row] for row in _value_rows(table, zone)),
+    ]
+
+
+def _value_rows(table: Any, zone: tzinfo) -> list[list[str]]:
+    """Time and exact value (the stored decimals, not through a float) of each number."""
+    shown = np.isfinite(table.as_float()).tolist()
+    exact = value_texts(table, plain)
+    return [
         [_when(t, zone), text]
         for t, text, ok in zip(table.received_at.tolist(), exact, shown, strict=True)
         if ok

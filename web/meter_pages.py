@@ -64,6 +64,7 @@ async def meter(key: str) -> str:
         health_line=health_line,
         telegram=_last_telegram(key, data),
         addressing=[ADDRESSING_WORDS.get(mode, mode) for mode in data["addressing"]],
+        png_name=_file_name(key, shown, "png"),
     )
 
 
@@ -99,6 +100,7 @@ class ShownGraph:
     counter: bool = False
     compare: bool = False  # the range before drawn too (dashed)
     table: Any = None
+    previous: Any = None  # the values of the range before, when compared
     graph: graph.Graph | None = None
 
 
@@ -127,14 +129,14 @@ def _shown_graph(key: str) -> ShownGraph:
         _, shown.table = vals.series_values(
             gateway, key, info["id"], since=load, limit=MAX_SERIES_PAGE, materialize=False
         )
-        previous = None
         if shown.compare and view == "values":
-            _, previous = vals.series_values(gateway, key, info["id"], since=2 * since - until,
-                                             until=since, limit=MAX_SERIES_PAGE,
-                                             materialize=False)  # fmt: skip
+            _, shown.previous = vals.series_values(gateway, key, info["id"],
+                                                   since=2 * since - until, until=since,
+                                                   limit=MAX_SERIES_PAGE,
+                                                   materialize=False)  # fmt: skip
         shown.graph = graph.draw(shown.table, label=info["label"], unit=info["unit"],
                                  since=since, until=until, zone=zone, view=view,
-                                 previous=previous)  # fmt: skip
+                                 previous=shown.previous)  # fmt: skip
     return shown
 
 
@@ -145,16 +147,25 @@ async def meter_graph_file(key: str, kind: str) -> Response:
     shown = _shown_graph(key)
     if shown.graph is None or not shown.graph.svg or kind not in ("svg", "csv"):
         raise NotFound(f"no graph {kind!r} for meter {key!r}")
-    name = re.sub(r"[^\w.-]", "_", f"{key}-{shown.chosen}-{shown.span}-{shown.view}.{kind}")
+    name = _file_name(key, shown, kind)
     if kind == "svg":
         response = Response(shown.graph.svg, mimetype="image/svg+xml")
     else:
         out = io.StringIO()
         zone = local_zone(gw().settings.timezone)
-        CsvWriter(out).writerows(graph.csv_rows(shown.graph, shown.table, zone))
+        rows = graph.csv_rows(shown.graph, shown.table, zone, previous=shown.previous)
+        CsvWriter(out).writerows(rows)
         response = Response(out.getvalue(), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
+
+
+def _file_name(key: str, shown: ShownGraph, kind: str) -> str:
+    """The download name of the shown graph's export (SVG, CSV, or the PNG the page's script
+    renders from the SVG)."""
+    compared = "-compared" if shown.previous is not None else ""
+    name = f"{key}-{shown.chosen}-{shown.span}-{shown.view}{compared}.{kind}"
+    return re.sub(r"[^\w.-]", "_", name)
 
 
 def _stored(key: str) -> bool:

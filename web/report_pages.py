@@ -20,7 +20,13 @@ from mbusgw.web import operations as ops
 from mbusgw.web.auth import admin_only
 from mbusgw.web.errors import ApiError, InvalidSettings, NotFound
 from mbusgw.web.pages import attempt, back, gw, page
-from mbusgw.web.settings_form import FormField, changes_from_form, field_errors, form_fields
+from mbusgw.web.settings_form import (
+    FormField,
+    changes_from_form,
+    field_errors,
+    form_fields,
+    words,
+)
 from mbusgw.web.state import state
 
 blueprint = Blueprint("report_pages", __name__)
@@ -30,6 +36,14 @@ TEMPLATE_CHOICES = tuple(
     (str(number), f"{number} — {PROTOCOL_NAMES[protocol_of(number)]}: {layout_of(number).summary}")
     for number in TEMPLATES
 )
+EVENT_WORDS = {  # the report catalogue's event kinds as the form offers them
+    "device_started": "The gateway started",
+    "meter_failed": "A meter's reading failed",
+    "meter_recovered": "A meter's reading works again",
+    "meter_not_seen": "No values from a meter for too long",
+    "report_failed": "A report could not be delivered",
+}
+EVENT_CHOICES = tuple((kind, EVENT_WORDS.get(kind) or words(kind)) for kind in EVENT_KINDS)
 
 
 def report_fields(config: ReportConfig) -> list[FormField]:
@@ -37,6 +51,7 @@ def report_fields(config: ReportConfig) -> list[FormField]:
         ReportConfig,
         config,
         choices={"template": TEMPLATE_CHOICES},
+        many={"events": EVENT_CHOICES},
     )
 
 
@@ -54,7 +69,6 @@ async def render_report_form(
         fields=report_fields(config),
         field_errors=errors or {},
         error=refusal(errors, others),
-        event_kinds=EVENT_KINDS,
     )
     return html, 400 if errors or others else 200
 
@@ -99,7 +113,7 @@ async def report_new() -> Any:
         return await render_report_form(None, ReportConfig())
     form = await request.form
     name = form.get("name", "").strip()
-    changes, errors = changes_from_form(ReportConfig, form)
+    changes, errors = changes_from_form(ReportConfig, form, many=("events",))
     if not REPORT_NAME.fullmatch(name):
         errors["name"] = "1-32 letters, digits, '_', '.' or '-', starting with a letter or digit"
     elif name in gw().settings.reports.reports:
@@ -114,7 +128,7 @@ async def report_edit(name: str) -> Any:
         raise NotFound(f"no report {name!r} is configured")
     if request.method == "GET":
         return await render_report_form(name, stored)
-    changes, errors = changes_from_form(ReportConfig, await request.form)
+    changes, errors = changes_from_form(ReportConfig, await request.form, many=("events",))
     return await save_report(name, changes, errors, stored, created=False)
 
 

@@ -12,7 +12,7 @@ alone, which ``without_masks`` turns into "keep the stored one".
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -41,7 +41,7 @@ LONG_TEXT = 10_000  # strings allowed to be longer than this get a text area
 class FormField:
     name: str  # the input's name: the dotted path below the form's section
     label: str
-    kind: str  # checkbox | number | select | password | textarea | text
+    kind: str  # checkbox | number | select | many | password | textarea | text
     value: Any
     choices: tuple[tuple[str, str], ...] = ()  # (value, label)
     minimum: float | None = None
@@ -81,11 +81,13 @@ def form_fields(
     group: str = "",
     choices: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
     suggestions: Mapping[str, str] | None = None,
+    many: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
 ) -> list[FormField]:
     """The inputs of dataclass ``cls`` with ``value``'s settings; tables of named entries
     are left out (they have pages of their own). ``choices`` and ``suggestions`` (by field
-    name) offer a select or a <datalist> where the model has free values."""
-    choices, suggestions = choices or {}, suggestions or {}
+    name) offer a select or a <datalist> where the model has free values; ``many`` offers a
+    checkbox per choice for a comma-separated list (its value: the chosen ones)."""
+    choices, suggestions, many = choices or {}, suggestions or {}, many or {}
     hints = get_type_hints(cls)
     result: list[FormField] = []
     for f in fields(cls):
@@ -99,6 +101,7 @@ def form_fields(
                 group=label_of(f.name),
                 choices=choices,
                 suggestions=suggestions,
+                many=many,
             )
             continue
         if get_origin(kind) is dict:
@@ -115,6 +118,11 @@ def form_fields(
             field = FormField(kind="password", value=masked_secret(current), **common)
         elif kind is bool:
             field = FormField(kind="checkbox", value=current, **common)
+        elif f.name in many:
+            chosen = frozenset(part.strip() for part in str(current).split(","))
+            # a note's "leave empty" means: no box checked
+            common["note"] = common["note"].replace("leave empty for", "check none for")
+            field = FormField(kind="many", value=chosen, choices=many[f.name], **common)
         elif f.name in choices or meta.get("choices"):
             options = choices.get(f.name) or tuple(
                 (c, c.replace("_", " ") or "(default)") for c in meta["choices"]
@@ -139,18 +147,19 @@ def form_fields(
 
 
 def changes_from_form(
-    cls: type, form: Mapping[str, str], *, prefix: str = ""
+    cls: type, form: Mapping[str, str], *, prefix: str = "", many: Collection[str] = ()
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """A nested change for ``cls`` from a posted form, and the inputs that are not even of
     their field's type (by input name). Every field of the form is in the change: a checkbox
-    left out is off."""
+    left out is off; the checked boxes of a ``many`` field (by field name) are its value,
+    comma-separated."""
     hints = get_type_hints(cls)
     changes: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for f in fields(cls):
         kind, name = hints[f.name], prefix + f.name
         if is_dataclass(kind):
-            nested, nested_errors = changes_from_form(kind, form, prefix=name + ".")
+            nested, nested_errors = changes_from_form(kind, form, prefix=name + ".", many=many)
             changes[f.name] = nested
             errors.update(nested_errors)
         elif get_origin(kind) is dict:
@@ -160,6 +169,11 @@ def changes_from_form(
             changes[f.name] = form.get(name + ".cron", "").strip() if choice == OWN else choice
         elif kind is bool:
             changes[f.name] = form.get(name) == "on"
+        elif f.name in many:
+            # a posted form (a MultiDict) has every checked box; a plain mapping has one
+            getlist = getattr(form, "getlist", None)
+            chosen = getlist(name) if getlist else [form.get(name, "")]
+            changes[f.name] = ", ".join(part for part in chosen if part)
         elif kind is int or int in get_args(kind):
             text = form.get(name, "").strip()
             try:

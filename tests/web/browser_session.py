@@ -81,6 +81,18 @@ def drive_browser(base: str, work: Path) -> dict:
         box = graph.bounding_box()
         page.mouse.move(box["x"] + box["width"] - 20, box["y"] + box["height"] / 2)
         seen["readout"] = page.locator("figure.graph output.readout").inner_text()
+        with page.expect_download() as download_info:
+            page.click("button:has-text('Export PNG')")
+        png = work / "graph.png"
+        download_info.value.save_as(str(png))
+        seen["png_name"] = download_info.value.suggested_filename
+        # without JavaScript there is no PNG to make: the button is not shown
+        plain = browser.new_context(java_script_enabled=False,
+                                    storage_state=page.context.storage_state())  # fmt: skip
+        no_script = plain.new_page()
+        no_script.goto(page.url)
+        seen["png_without_script"] = no_script.locator("button.export-png").is_visible()
+        plain.close()
         shot("06-meter")
 
         page.goto(base + "/log")

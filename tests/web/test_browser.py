@@ -13,7 +13,9 @@ import csv
 import io
 import json
 import re
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from webrig import free_port
 from mbusgw.gateway.app import Gateway
 from mbusgw.gateway.lines import meters_on, simulated_line
 from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
+from mbusgw.web import graph
 
 LINE = InterfaceConfig(name="sim1", kind="simulator", baud=2400, meters=6)
 
@@ -61,6 +64,11 @@ async def test_field_engineer_session(tmp_path: Path) -> None:
     assert "6 of 6 meters read" in seen["job"]
     assert seen["points"] >= 3 and " in " in seen["caption"], seen["caption"]  # ticks, unit
     assert " CET" in seen["readout"] or " UTC" in seen["readout"], seen["readout"]
+    width, height, pixels = png_pixels((tmp_path / "graph.png").read_bytes())
+    assert (width, height) == (graph.W, graph.H) and seen["png_name"].endswith(".png")
+    assert seen["png_without_script"] is False
+    colours = {pixels[i : i + 3] for i in range(0, len(pixels), 4)}
+    assert b"\xff\xff\xff" in colours and b"\x0b\x5c\xad" in colours  # background, the line
     mains = [" ".join(v.split()) for v in seen["main_values"]]  # "Energy 12.89 GWh"
     assert all(re.fullmatch(r"[A-Z][a-z]+( [a-z]+)* -?[\d.]+ \S+", v) for v in mains), mains
     assert {v.split()[0] for v in mains} >= {"Energy", "Volume"}, mains
@@ -72,3 +80,38 @@ async def test_field_engineer_session(tmp_path: Path) -> None:
     assert any("meter list installed" in row[-1] for row in rows)
     assert "wrong user name or password" in seen["old_login"]
     assert "DeliveryError" in seen["report_job"] and seen["report_error"]
+
+
+def png_pixels(data: bytes) -> tuple[int, int, bytes]:
+    """Width, height and RGBA pixels of an 8-bit RGBA PNG (what a canvas exports)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", data[:8]
+    chunks, at = {}, 8
+    while at < len(data):
+        size, kind = struct.unpack(">I4s", data[at : at + 8])
+        chunks[kind] = chunks.get(kind, b"") + data[at + 8 : at + 8 + size]
+        at += size + 12
+    width, height, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    assert (depth, colour) == (8, 6), (depth, colour)
+    raw, stride = zlib.decompress(chunks[b"IDAT"]), width * 4
+    rows: list[bytearray] = []
+    previous = bytearray(stride)
+    for y in range(height):
+        at = y * (stride + 1)
+        kind, row = raw[at], bytearray(raw[at + 1 : at + 1 + stride])
+        for x in range(stride):  # undo the row's filter (PNG spec, section 9)
+            left = row[x - 4] if x >= 4 else 0
+            up, corner = previous[x], previous[x - 4] if x >= 4 else 0
+            if kind == 1:
+                row[x] = (row[x] + left) & 255
+            elif kind == 2:
+                row[x] = (row[x] + up) & 255
+            elif kind == 3:
+                row[x] = (row[x] + (left + up) // 2) & 255
+            elif kind == 4:
+                guess = left + up - corner
+                near = min((abs(guess - left), 0, left), (abs(guess - up), 1, up),
+                           (abs(guess - corner), 2, corner))  # fmt: skip
+                row[x] = (row[x] + near[2]) & 255
+        rows.append(row)
+        previous = row
+    return width, height, b"".join(rows)

@@ -180,6 +180,17 @@ async def test_year_graph_consumption_and_exports(app, admin, gateway) -> None:
     values_csv = await browser.get(f"/meters/{KEY}/graph.csv?series={series}&range=30d")
     head, *lines = list(csv.reader(io.StringIO((await values_csv.get_data()).decode())))
     assert head == ["time", "Energy (Wh)"] and lines[-1][1] == str(points[-1][1])
+    # compared with the 30 days before: both periods, the one before first, exact values
+    compared_csv = await browser.get(f"/meters/{KEY}/graph.csv?series={series}&range=30d&compare=1")
+    assert "compared" in compared_csv.headers["Content-Disposition"]
+    head, *both = list(csv.reader(io.StringIO((await compared_csv.get_data()).decode())))
+    assert head == ["period", "time", "Energy (Wh)"]
+    before = [row[1:] for row in both if row[0] == "previous"]
+    assert both == [["previous", *row] for row in before] + [["current", *row] for row in lines]
+    stored = [str(v) for _, v in points]
+    first = stored.index(lines[0][1])
+    assert 115 <= len(before) <= 121
+    assert [v for _, v in before] == stored[first - len(before) : first]
     # a date series is listed, not drawn as epoch seconds
     dates = next(s.id for s in gateway.store.series(KEY) if s.quantity == "time_point")
     html = (await (await browser.get(f"/meters/{KEY}?series={dates}")).get_data()).decode()

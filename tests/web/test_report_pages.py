@@ -16,6 +16,7 @@ import trio
 from report_receivers import HttpReceiver, start_http_receiver
 from webrig import SERVED_ADMIN, finished_job, form_values, served_gateway, sign_in_over_http
 
+from mbusgw.gateway.report_catalog import EVENT_KINDS
 from mbusgw.gateway.report_settings import ReportSettings
 from mbusgw.gateway.settings import SECRET_MASK, InterfaceConfig, Settings, without_masks
 from mbusgw.web.settings_form import changes_from_form, form_fields
@@ -208,6 +209,35 @@ async def test_send_test_send_now_and_the_delivery_status(tmp_path: Path) -> Non
         "daily"
     ]
     assert delivered_cursor["until"] and cursor is None
+
+
+async def test_event_kinds_are_choices_in_words_stored_as_before(tmp_path: Path) -> None:
+    with trio.fail_after(120):
+        async with gateway_with_receiver(tmp_path) as (gateway, http, token, receiver):
+            form = (await http.get("/reports/new")).text
+            boxes = re.findall(r'<input type="checkbox" name="events" value="([^"]+)"', form)
+            assert boxes == list(EVENT_KINDS)
+            assert "reading works again" in form and "check none for all" in form
+            assert "<code>meter_failed</code>" not in form  # no identifiers to type
+            chosen = {"events": ["meter_failed", "report_failed"]}
+            alarms = new_report(token, receiver, name="alarms", kind="event", template="3201")
+            added = await http.post("/reports/new", data=alarms | chosen)
+            assert added.status_code == 303, problems(added.text)
+            stored = gateway.settings.reports.reports["alarms"]
+            assert stored.events == "meter_failed, report_failed"  # the setting's own form
+            edit = (await http.get("/report/alarms")).text
+            checked = re.findall(r'name="events" value="([^"]+)" checked', edit)
+            assert checked == ["meter_failed", "report_failed"]
+            # an unknown kind (not offered, but posted) is refused at the input
+            shown = form_values(edit)
+            refused = await http.post("/report/alarms", data=shown | {"events": ["gone"]})
+            assert refused.status_code == 400
+            assert "unknown event gone" in problems(refused.text)["events"]
+            assert gateway.settings.reports.reports["alarms"] == stored
+            # none checked: every event
+            del shown["events"]
+            assert (await http.post("/report/alarms", data=shown)).status_code == 303
+            assert gateway.settings.reports.reports["alarms"].events == ""
 
 
 def test_a_settings_form_sent_back_as_shown_changes_nothing() -> None:
