@@ -23,6 +23,7 @@ from mbusgw.web import snmp_api as snmp_api  # its routes join this table
 from mbusgw.web import values as vals
 from mbusgw.web.api_schemas import BOOL, INT, STR
 from mbusgw.web.errors import BadRequest, Conflict, NotFound
+from mbusgw.web.meterlist import meters_json
 from mbusgw.web.openapi import Param, build_document
 from mbusgw.web.params import (
     arg_bool,
@@ -97,15 +98,14 @@ async def device_factory_reset() -> Response:
 async def meters_list() -> Response:
     from quart import request
 
-    return reply(
-        ops.list_meters(
-            gw(),
-            passive=arg_bool("passive", True),
-            offset=arg_int("offset", 0, 0, 4096) or 0,
-            limit=arg_int("limit", None, 1, 4096),
-            fields=ops.meter_fields(request.args.get("fields")),
-        )
+    text = meters_json(
+        gw(),
+        passive=arg_bool("passive", True),
+        offset=arg_int("offset", 0, 0, 4096) or 0,
+        limit=arg_int("limit", None, 1, 4096),
+        fields=ops.meter_fields(request.args.get("fields")),
     )
+    return Response(text, mimetype="application/json")
 
 
 @route("POST", "/meters", "Install meters from a meter list (CSV, manual table 5)", "meters",

@@ -151,9 +151,13 @@ METER_FIELD_NAMES = (
 )
 
 
-def meter_dict(gw: GatewayHandle, meter: Meter, latest: dict | None = None) -> dict[str, Any]:
+def modbus_enabled(gw: GatewayHandle, meter: Meter) -> bool:
     modbus = gw.settings.modbus
     per_meter = modbus.meters.get(meter.key)
+    return modbus.enabled and (per_meter.enabled if per_meter else True)
+
+
+def meter_dict(gw: GatewayHandle, meter: Meter, latest: dict | None = None) -> dict[str, Any]:
     return {
         "key": meter.key,
         "position": meter.position,
@@ -173,7 +177,7 @@ def meter_dict(gw: GatewayHandle, meter: Meter, latest: dict | None = None) -> d
         "medium": meter.medium,
         "timing": dict(meter.timing),
         "wireless": meter.wireless,
-        "modbus_enabled": modbus.enabled and (per_meter.enabled if per_meter else True),
+        "modbus_enabled": modbus_enabled(gw, meter),
         "health": health_of(gw, meter.key).as_dict(),
         "latest": latest,
     }
@@ -208,16 +212,24 @@ def list_meters(
     asked for: the latest values and health are looked up for that page only. ``latest``
     False: without the newest values (the meter list page picks the one value it shows
     itself, ``readable.main_values``)."""
-    meters = gw.meters if passive else [m for m in gw.meters if m.active]
-    page = meters[offset : None if limit is None else offset + limit]
+    page, counts = meter_page(gw, passive, offset, limit)
     wanted = latest and (fields is None or "latest" in fields)
     newest = latest_by_meter(gw, [m.key for m in page]) if wanted else {}
     rows = [meter_dict(gw, m, newest.get(m.key)) for m in page]
     if fields is not None:
         rows = [{name: row[name] for name in row if name in fields} for row in rows]
+    return {"meters": rows, **counts}
+
+
+def meter_page(
+    gw: GatewayHandle, passive: bool = True, offset: int = 0, limit: int | None = None
+) -> tuple[list[Meter], dict[str, Any]]:
+    """One page of the meters in list order, and the counts a meter list answer gives after
+    its ``meters``."""
+    meters = gw.meters if passive else [m for m in gw.meters if m.active]
+    page = list(meters[offset : None if limit is None else offset + limit])
     active = sum(1 for m in gw.meters if m.active)
-    return {
-        "meters": rows,
+    return page, {
         "total": len(gw.meters),
         "active": active,
         "passive": len(gw.meters) - active,
