@@ -10,7 +10,7 @@ from typing import Any
 import trio
 from quart import Response, request
 
-from mbusgw.web import key_ops
+from mbusgw.web import device_ops, key_ops
 from mbusgw.web import operations as ops
 from mbusgw.web.auth import admin_only
 from mbusgw.web.errors import BadRequest
@@ -105,7 +105,7 @@ async def users() -> Any:
 
 @blueprint.get("/device")
 async def device() -> str:
-    return await page("device.html", info=ops.device_info(gw()), tls=state().tls.status())
+    return await page("device.html", info=device_ops.device_info(gw()), tls=state().tls.status())
 
 
 @blueprint.post("/device/<action>")

@@ -15,8 +15,8 @@ import trio
 from quart import Response
 
 from mbusgw.web import api_admin as api_admin  # its routes join this table
+from mbusgw.web import device_ops, key_ops
 from mbusgw.web import events_api as events_api  # its routes join this table
-from mbusgw.web import key_ops
 from mbusgw.web import mqtt_api as mqtt_api  # its routes join this table
 from mbusgw.web import operations as ops
 from mbusgw.web import snmp_api as snmp_api  # its routes join this table
@@ -65,12 +65,12 @@ async def openapi_document() -> Response:
 
 @route("GET", "/device", "Device information", "device", response="DeviceInfo")
 async def device_info() -> Response:
-    return reply(ops.device_info(gw()))
+    return reply(device_ops.device_info(gw()))
 
 
 @route("GET", "/device/status", "Device status", "device", response="DeviceStatus")
 async def device_status() -> Response:
-    return reply(ops.device_status(gw()))
+    return reply(device_ops.device_status(gw()))
 
 
 @route("POST", "/device/restart", "Restart the gateway", "device", access="admin",

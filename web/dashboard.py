@@ -10,7 +10,8 @@ from typing import Any
 
 from mbusgw.gateway.cron import PREDEFINED, CronSchedule, CronSyntaxError
 from mbusgw.gateway.facade import GatewayHandle
-from mbusgw.web.operations import health_of, meter_counts
+from mbusgw.web.device_ops import meter_counts
+from mbusgw.web.operations import health_of
 from mbusgw.web.settings_form import words
 
 PREVIEW_RUNS = 3

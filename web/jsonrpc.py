@@ -24,7 +24,7 @@ from typing import Any, Union, get_args, get_origin
 from quart import Blueprint, Response, g, request
 
 from mbusgw.core.jsonout import dumps
-from mbusgw.web import key_ops
+from mbusgw.web import device_ops, key_ops
 from mbusgw.web import operations as ops
 from mbusgw.web import values as vals
 from mbusgw.web.auth import public, self_service
@@ -259,8 +259,8 @@ def _admin(fn: Callable[..., Any], summary: str, **options: Any) -> Method:
 
 
 METHODS: dict[str, Method] = {
-    "device.info": Method(_with_gateway(ops.device_info), "The device: name, version, time"),
-    "device.status": Method(_with_gateway(ops.device_status), "Lines, meters and services"),
+    "device.info": Method(_with_gateway(device_ops.device_info), "The device: name, version, time"),
+    "device.status": Method(_with_gateway(device_ops.device_status), "Lines, meters and services"),
     "device.restart": _admin(lambda: ops.stop_for(_gw(), "restart"), "Restart the gateway"),
     "device.factoryReset": _admin(
         lambda: ops.stop_for(_gw(), "factory_reset"), "Erase everything and restart"

@@ -16,6 +16,7 @@ from typing import Any
 from quart import Blueprint, Response, g
 
 from mbusgw.gateway.facade import GatewayHandle
+from mbusgw.web import device_ops
 from mbusgw.web import operations as ops
 from mbusgw.web.auth import own_token
 from mbusgw.web.errors import NotFound, Unauthorized
@@ -92,8 +93,8 @@ class Exposition:
 
 def exposition(gw: GatewayHandle) -> str:
     out = Exposition()
-    info = ops.device_info(gw)
-    status = ops.device_status(gw)
+    info = device_ops.device_info(gw)
+    status = device_ops.device_status(gw)
     out.family(
         "mbusgw_info",
         "gauge",

@@ -12,7 +12,7 @@ from quart import Blueprint, Response, g, redirect, render_template, request, ur
 
 from mbusgw.gateway.cron import PREDEFINED
 from mbusgw.gateway.settings import ConfigError
-from mbusgw.web import dashboard, meter_list
+from mbusgw.web import dashboard, device_ops, meter_list
 from mbusgw.web import operations as ops
 from mbusgw.web.auth import admin_only, first_change, public, same_site_path, self_service
 from mbusgw.web.errors import ApiError, BadRequest, as_api_error
@@ -179,7 +179,7 @@ async def account() -> Any:
 async def installation() -> str:
     gateway = gw()
     settings = gateway.settings
-    info = ops.device_info(gateway)
+    info = device_ops.device_info(gateway)
     server = request.scope.get("server")
     if server and server[0] not in {a["address"] for a in info["addresses"]}:
         info["addresses"].insert(0, {"interface": "this connection", "address": server[0]})
@@ -191,7 +191,7 @@ async def installation() -> str:
     return await page(
         "installation.html",
         info=info,
-        counts=ops.meter_counts(gateway),
+        counts=device_ops.meter_counts(gateway),
         panel=dashboard.panel(gateway, zone),
         reading=settings.reading,
         shown_schedule=shown,
@@ -270,8 +270,8 @@ async def system() -> str:
     gateway = gw()
     return await page(
         "system.html",
-        info=ops.device_info(gateway),
-        status=ops.device_status(gateway),
+        info=device_ops.device_info(gateway),
+        status=device_ops.device_status(gateway),
     )
 
 

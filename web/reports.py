@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from mbusgw.gateway.facade import CsvWriter, GatewayHandle, sheet_row
 from mbusgw.gateway.settings import masked
+from mbusgw.web import device_ops
 from mbusgw.web import operations as ops
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def installation_report(gw: GatewayHandle) -> bytes:
 
     book = Workbook()
     book.remove(book.active)
-    info = ops.device_info(gw)
+    info = device_ops.device_info(gw)
     device: list[tuple[str, Any]] = [
         ("device.name", info["name"]),
         ("device.hostname", info["hostname"]),

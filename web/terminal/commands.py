@@ -19,6 +19,7 @@ from mbusgw.gateway.facade import GatewayHandle
 from mbusgw.gateway.meters import COLUMNS
 from mbusgw.gateway.settings import ConfigError
 from mbusgw.gateway.terminal_settings import LEVELS
+from mbusgw.web import device_ops
 from mbusgw.web import operations as ops
 from mbusgw.web.errors import ApiError, as_api_error
 from mbusgw.web.values import latest_by_meter
@@ -202,7 +203,7 @@ class Commands:
         return "\n".join(lines) + "\n"
 
     def show_status(self, command: Command) -> str:
-        status = ops.device_status(self.gw)
+        status = device_ops.device_status(self.gw)
         counts = " ".join(f"{name}={count}" for name, count in status["meters"].items())
         lines = [
             f"device {self.gw.settings.identity.device_name}: {status['status']}",
