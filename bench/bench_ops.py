@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -192,11 +191,8 @@ def main(argv: list[str]) -> dict:
     parser.add_argument("--meters", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=5)
     args, _ = parser.parse_known_args([a for a in argv if a.startswith("--")])
-    workdir = Path(tempfile.mkdtemp(prefix="mbusgw-bench-ops-"))
-    try:
-        results = trio.run(_bench, workdir, args)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="mbusgw-bench-ops-", ignore_cleanup_errors=True) as tmp:
+        results = trio.run(_bench, Path(tmp), args)
     print(f"{'workload':<30}{'median ms':>12}{'goal ms':>10}")
     for key, value in results.items():
         name = key.removesuffix("_ms")

@@ -8,7 +8,6 @@ timings to compare with.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import tempfile
 import time
@@ -78,11 +77,10 @@ def main(argv: list[str]) -> dict:
     parser.add_argument("--meters", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=9)
     args, _ = parser.parse_known_args([a for a in argv if a.startswith("--")])
-    workdir = Path(tempfile.mkdtemp(prefix="mbusgw-bench-terminal-"))
-    try:
-        results = trio.run(_bench, workdir, args)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with tempfile.TemporaryDirectory(
+        prefix="mbusgw-bench-terminal-", ignore_cleanup_errors=True
+    ) as tmp:
+        results = trio.run(_bench, Path(tmp), args)
     print(f"{'workload':<28}{'median ms':>12}{'bytes':>12}{'goal ms':>10}")
     value = results["show_values_512_ms"]
     size = results["show_values_512_bytes"]
