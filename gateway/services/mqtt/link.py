@@ -1,10 +1,15 @@
-"""The broker connection: paho-mqtt's client on a thread of its own, told to the trio side.
+"""The broker connection: paho-mqtt's client, its socket driven by trio.
 
 paho-mqtt is the Eclipse reference client (MQTT 3.1.1 and 5, TLS, last will, QoS 1 with
-acknowledgements); its callbacks run on its network thread and are handed to trio with
-``TrioToken.run_sync_soon``. (aiomqtt wraps the same client for asyncio only.) The thread here
-connects and reconnects itself, so that a refused connection is reported with its reason
-(wrong password, certificate not trusted, broker away)."""
+acknowledgements). (aiomqtt wraps the same client for asyncio only.) Its network thread is not
+used: that thread handled each acknowledgement in Python and woke per publication, fighting the
+publishing side for the interpreter. Instead paho's external-loop interface is driven from trio
+(``loop_read`` when the socket is readable, ``loop_write`` when paho has queued packets,
+``loop_misc`` for the keep-alive), so publications are queued and written in batches while the
+acknowledgements are read in between, all on one thread, and ``on_ack`` runs directly. Only the
+connection itself (name resolution, TCP and TLS handshakes, blocking in paho) runs on a worker
+thread. The link connects and reconnects itself, so that a refused connection is reported with
+its reason (wrong password, certificate not trusted, broker away)."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 import trio
@@ -23,6 +29,8 @@ from mbusgw.gateway.mqtt_settings import MqttSettings
 
 KEEPALIVE_S = 30
 MAX_RECONNECT_S = 30.0
+MISC_EVERY_S = 1.0  # paho's keep-alive bookkeeping (pings, a broker that stopped answering)
+GOODBYE_S = 2.0  # how long the "offline" availability message may take at the end
 OFFLINE = b"offline"
 ONLINE = b"online"
 
@@ -42,9 +50,9 @@ def tls_context(settings: MqttSettings) -> ssl.SSLContext:
 
 
 class BrokerLink:
-    """One connection's lifetime: ``start()`` runs the thread, ``stop()`` says goodbye
-    (availability ``offline``) and joins it. ``on_state(connected, error)`` and
-    ``on_ack(mid)`` are called in trio."""
+    """One connection's lifetime: ``run()`` (a trio task) connects, reconnects and moves the
+    bytes; ``stop()`` says goodbye (availability ``offline``) and ends it. ``on_state(connected,
+    error)`` and ``on_ack(mid)`` are called in trio."""
 
     def __init__(
         self,
@@ -57,12 +65,14 @@ class BrokerLink:
         self.settings = settings
         self.availability = availability
         self.port = settings.port or (8883 if settings.tls else 1883)
-        self._token = trio.lowlevel.current_trio_token()
         self._on_state = on_state
         self._on_ack = on_ack
-        self._stop = threading.Event()
-        self._acks: list[int] = []  # acknowledged ids not yet told to trio
-        self._acks_lock = threading.Lock()
+        self._trio_thread = threading.get_ident()
+        self._want_write = trio.Event()
+        self._scope = trio.CancelScope()
+        self._finished = trio.Event()
+        self._goodbye_mid = -1
+        self._goodbye = trio.Event()
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -82,80 +92,149 @@ class BrokerLink:
         client.on_connect = self._connected
         client.on_disconnect = self._disconnected
         client.on_publish = self._published
+        # with these set, paho only queues what it has to send; the writer task writes it
+        client.on_socket_register_write = self._register_write
+        client.on_socket_close = self._socket_closing
         self.client = client
-        self._thread = threading.Thread(target=self._network, name="mqtt", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
+    # ---------------------------------------------------------------- lifetime
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            with self._scope:
+                await self._connections()
+        finally:
+            self._finished.set()
+
+    async def _connections(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                # blocking in paho: the name, the TCP and TLS handshakes (connect_timeout)
+                await trio.to_thread.run_sync(
+                    self.client.connect, self.settings.host, self.port, KEEPALIVE_S
+                )
+            except (OSError, ValueError) as exc:
+                self._on_state(False, f"cannot connect: {reason_of(exc)}")
+                await trio.sleep(delay)
+                delay = min(delay * 2, MAX_RECONNECT_S)
+                continue
+            await self._connection()
+            if self._up:  # closed without paho's on_disconnect: told all the same
+                self._up = False
+                self._on_state(False, "connection lost")
+            if self._connected_once:  # it was up: try again soon
+                delay, self._connected_once = 1.0, False
+            await trio.sleep(delay)
+            delay = min(delay * 2, MAX_RECONNECT_S)
+
+    async def _connection(self) -> None:
+        """Moves the bytes of one connection until it ends."""
+        sock = self.client.socket()
+        if sock is None:
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._writer, sock)
+            nursery.start_soon(self._keepalive)
+            await self._reader(sock)
+            nursery.cancel_scope.cancel()
 
     async def stop(self) -> None:
-        self._stop.set()
-        if self.client.is_connected():
+        self._scope.cancel()
+        await self._finished.wait()  # no task of the link waits on the socket now
+        sock = self.client.socket()
+        if sock is not None and self.client.is_connected():
             info = self.client.publish(self.availability, OFFLINE, qos=1, retain=True)
+            self._goodbye_mid = info.mid
             # the connection may end meanwhile: the last will says "offline" then
-            with contextlib.suppress(RuntimeError, ValueError):
-                await trio.to_thread.run_sync(info.wait_for_publish, 2.0)
-        self.client.disconnect()
-        await trio.to_thread.run_sync(self._thread.join, 5.0)
+            with trio.move_on_after(GOODBYE_S), contextlib.suppress(trio.ClosedResourceError):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer, sock)
+                    nursery.start_soon(self._reader, sock)
+                    await self._goodbye.wait()
+                    nursery.cancel_scope.cancel()
+        if self.client.socket() is not None:
+            self.client.disconnect()  # queues DISCONNECT
+            with trio.move_on_after(GOODBYE_S), contextlib.suppress(trio.ClosedResourceError):
+                await self._flush(self.client.socket())
+        sock = self.client.socket()
+        if sock is not None:  # not written in time: closed all the same
+            sock.close()
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
-        """The message's id (its acknowledgement comes to ``on_ack``); -1 when not connected."""
+        """The message's id (its acknowledgement comes to ``on_ack``); -1 when not connected.
+        The message is queued; the writer task sends it at trio's next checkpoint."""
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         return info.mid if info.rc == paho.MQTT_ERR_SUCCESS else -1
 
-    def _tell(self, fn: Callable[..., None], *args: object) -> None:
-        with contextlib.suppress(trio.RunFinishedError):  # the gateway has stopped
-            self._token.run_sync_soon(fn, *args)
+    # ---------------------------------------------------------------- the socket
 
-    def _network(self) -> None:
-        # paho writes a publication from the publishing thread unless its network loop runs on
-        # a thread it knows of (as loop_start's): this one is that thread, so every write
-        # happens here and publish() from trio only queues
-        self.client._thread = threading.current_thread()
-        delay = 1.0
-        while not self._stop.is_set():
+    async def _reader(self, sock: Any) -> None:
+        client = self.client
+        while client.socket() is sock:
             try:
-                self.client.connect(self.settings.host, self.port, KEEPALIVE_S)
-            except (OSError, ValueError) as exc:
-                self._tell(self._on_state, False, f"cannot connect: {reason_of(exc)}")
-                self._stop.wait(delay)
-                delay = min(delay * 2, MAX_RECONNECT_S)
-                continue
-            self.client.loop_forever()  # returns when the connection ends
-            if self._connected_once:  # it was up: try again soon
-                delay, self._connected_once = 1.0, False
-            self._stop.wait(delay)
-            delay = min(delay * 2, MAX_RECONNECT_S)
+                await trio.lowlevel.wait_readable(sock)
+            except trio.ClosedResourceError:
+                return
+            client.loop_read()  # every complete packet there is; on_ack for each PUBACK
+            # TLS may hold decrypted bytes the kernel no longer shows as readable
+            while client.socket() is sock and isinstance(sock, ssl.SSLSocket) and sock.pending():
+                client.loop_read()
+
+    async def _writer(self, sock: Any) -> None:
+        # a flush first: what was queued while connecting (on the worker thread) is not told
+        while self.client.socket() is sock:
+            await self._flush(sock)
+            await self._want_write.wait()
+            self._want_write = trio.Event()
+
+    async def _flush(self, sock: Any) -> None:
+        client = self.client
+        while client.socket() is sock and client.want_write():
+            client.loop_write()  # as much as the socket takes
+            if client.socket() is sock and client.want_write():
+                await trio.lowlevel.wait_writable(sock)
+
+    async def _keepalive(self) -> None:
+        while True:
+            await trio.sleep(MISC_EVERY_S)
+            self.client.loop_misc()
+
+    # ---------------------------------------------------------------- paho's callbacks
+
+    def _register_write(self, client, userdata, sock) -> None:  # noqa: ANN001
+        # also called from the connecting worker thread: the connection's writer starts with
+        # a flush of what was queued then
+        if threading.get_ident() == self._trio_thread:
+            self._want_write.set()
+
+    def _socket_closing(self, client, userdata, sock) -> None:  # noqa: ANN001
+        # a task may wait on the socket: trio wakes it (ClosedResourceError) before the close
+        if threading.get_ident() == self._trio_thread:
+            trio.lowlevel.notify_closing(sock)
 
     _connected_once = False
+    _up = False  # connected, as told to on_state
 
     def _connected(self, client, userdata, flags, reason, properties) -> None:  # noqa: ANN001
         if reason.is_failure:
-            self._tell(self._on_state, False, f"the broker refused the connection: {reason}")
+            self._on_state(False, f"the broker refused the connection: {reason}")
             client.disconnect()
             return
-        self._connected_once = True
+        self._connected_once = self._up = True
         client.publish(self.availability, ONLINE, qos=1, retain=True)
-        self._tell(self._on_state, True, None)
+        self._on_state(True, None)
 
     def _disconnected(self, client, userdata, flags, reason, properties) -> None:  # noqa: ANN001
-        if not self._stop.is_set() and not reason.is_failure:
-            return
-        if not self._stop.is_set():
-            self._tell(self._on_state, False, f"connection lost: {reason}")
+        self._up = False
+        if reason.is_failure and not self._scope.cancel_called:
+            self._on_state(False, f"connection lost: {reason}")
 
     def _published(self, client, userdata, mid, reason, properties) -> None:  # noqa: ANN001
-        # one wake-up of trio for the acknowledgements that arrive meanwhile, not one each
-        with self._acks_lock:
-            first = not self._acks
-            self._acks.append(mid)
-        if first:
-            self._tell(self._tell_acks)
-
-    def _tell_acks(self) -> None:
-        with self._acks_lock:
-            mids, self._acks = self._acks, []
-        for mid in mids:
+        if mid == self._goodbye_mid:
+            self._goodbye.set()
+        else:
             self._on_ack(mid)
 
 

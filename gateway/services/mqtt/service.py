@@ -114,19 +114,20 @@ class MqttService:
         self._discovered.clear()
         link = BrokerLink(settings, client_id, topics.availability, self._state, self._ack)
         self._link = link
-        link.start()
-        task_status.started()
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake = trio.Event()
-                if self.status.connected:
-                    await self._publish_pending(settings, topics)
-        finally:
-            self._link = None
-            self.status.connected = False
-            with trio.CancelScope(shield=True):
-                await link.stop()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(link.run)
+            task_status.started()
+            try:
+                while True:
+                    await self._wake.wait()
+                    self._wake = trio.Event()
+                    if self.status.connected:
+                        await self._publish_pending(settings, topics)
+            finally:
+                self._link = None
+                self.status.connected = False
+                with trio.CancelScope(shield=True):
+                    await link.stop()
 
     def _state(self, connected: bool, error: str | None) -> None:
         was = self.status.connected
