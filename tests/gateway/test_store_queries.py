@@ -184,3 +184,21 @@ def test_status_byte_logging_modes(tmp_path, mode: str, expected: list) -> None:
     for i, (byte, status) in enumerate(zip([0, 0, 4, 4, 0], statuses, strict=True)):
         store.put_readings([heat_reading("m", i, status_byte=byte, status=status)])
     assert [e.status_byte for e in store.meter_log("m")] == expected
+
+
+def test_readings_after_read_the_same_from_rows_and_from_blocks(store) -> None:
+    # rows only before compaction (the publisher's usual case, read straight from the rows'
+    # entries), blocks and rows after it: the same readings, values and blobs
+    second = T0 + DAY + 10 * 900 + 7  # a reading of the second day
+    positions = {"a": (second, 1), "b": (second, 0)}
+    before = store.readings_after(positions)
+    assert compact_now(store) == 6
+    after = store.readings_after(positions)
+    for meter in positions:
+        old, new = before[meter], after[meter]
+        assert new.received_at.tolist() == old.received_at.tolist()
+        assert new.reading.tolist() == old.reading.tolist()
+        for name in type(new.values).COLUMNS:
+            assert getattr(new.values, name).tolist() == getattr(old.values, name).tolist()
+        assert new.values.blobs == old.values.blobs and new.values.blobs is not None
+    assert len(after["a"]) == len(after["b"]) - 1 == READINGS_PER_METER - DAY // 900 - 11
