@@ -3,7 +3,9 @@
 - ``/metrics`` (goal ≤ 50 ms), through the app in-process like ``bench_web``;
 - ``snmpwalk`` of the whole meter table from net-snmp over loopback UDP (goal ≤ 1 s);
 - MQTT: one cycle's 512 readings, with their retained series, published at QoS 1 to a local
-  mosquitto and acknowledged, the cursors committed (goal ≤ 1 s).
+  mosquitto and acknowledged, the cursors committed (goal ≤ 1 s): the first cycle after the
+  connection (each series' Home Assistant discovery config goes out with it, once) and the
+  next one (the steady state, the goal's).
 
 The store is real (LMDB in a temporary directory) with ``--cycles`` cycles of the fleet; the
 health of every meter is filled. No peer: the reference device has none of these services.
@@ -41,6 +43,7 @@ GOALS_MS = {
     "metrics_512": 50.0,
     "snmpwalk_meter_table_512": 1000.0,
     "snmpbulkwalk_meter_table_512": 1000.0,
+    "mqtt_first_cycle_512": None,
     "mqtt_cycle_512": 1000.0,
 }
 
@@ -97,7 +100,8 @@ async def _snmpwalk(view: GatewayView, events: Any, repeat: int, tool: str) -> f
 
 async def _mqtt(
     store: Store, writer: StoreWriter, view: GatewayView, events: Any, fleet: Any, folder: Path
-) -> float:
+) -> list[float]:
+    """The milliseconds of the first cycle after the connection and of the next."""
     port = _free_port()
     config = folder / "mosquitto.conf"
     lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "max_queued_messages 0"]
@@ -107,10 +111,11 @@ async def _mqtt(
     settings = MqttSettings(enabled=True, host="127.0.0.1", port=port, client_id="bench")
     clock = FixedClock(YEAR_START)
     # the earlier cycles went out before: the cursors are at the newest stored reading
-    stored = fleet.cycle(fleet.cycles - 2, frames=False)
+    stored = fleet.cycle(fleet.cycles - 3, frames=False)
     cursors = {r.meter: [int(r.received_at), 1] for r in stored}  # one reading a second
     await writer.put_record("cursors", CURSOR, {"meters": cursors, "start": YEAR_START})
     service = MqttService(lambda: settings, view, store, writer, events, clock, _log)
+    elapsed = []
     async with trio.open_nursery() as nursery:
         broker = await nursery.start(
             lambda task_status: trio.run_process(
@@ -122,25 +127,26 @@ async def _mqtt(
         await nursery.start(service.run)
         while not service.status.connected:
             await trio.sleep(0.01)
-        await trio.sleep(0.5)  # the discovery configs of the start are out
-        cycle = fleet.cycle(fleet.cycles - 1, frames=False)
-        await writer.put_readings(cycle)
-        wanted = {r.meter: [int(r.received_at), 1] for r in cycle}
-        started = time.perf_counter()
-        events.publish(Event(READINGS_STORED, datetime.now(UTC), None,
-                             {"meters": [r.meter for r in cycle]}))  # fmt: skip
-        while True:
-            record = store.record("cursors", CURSOR) or {}
-            done = record.get("meters", {})
-            if all(done.get(key, [0, 0]) >= at for key, at in wanted.items()):
-                break
-            await trio.sleep(0.002)
-        elapsed = time.perf_counter() - started
+        await trio.sleep(0.5)  # the gateway's own messages of the start are out
+        for c in (fleet.cycles - 2, fleet.cycles - 1):
+            cycle = fleet.cycle(c, frames=False)
+            await writer.put_readings(cycle)
+            wanted = {r.meter: [int(r.received_at), 1] for r in cycle}
+            started = time.perf_counter()
+            events.publish(Event(READINGS_STORED, datetime.now(UTC), None,
+                                 {"meters": [r.meter for r in cycle]}))  # fmt: skip
+            while True:
+                record = store.record("cursors", CURSOR) or {}
+                done = record.get("meters", {})
+                if all(done.get(key, [0, 0]) >= at for key, at in wanted.items()):
+                    break
+                await trio.sleep(0.002)
+            elapsed.append((time.perf_counter() - started) * 1000)
+            print(f"  MQTT: {service.status.published} messages published, "
+                  f"{service.status.acknowledged} acknowledged")  # fmt: skip
         broker.terminate()
         nursery.cancel_scope.cancel()
-    print(f"  MQTT: {service.status.published} messages published, "
-          f"{service.status.acknowledged} acknowledged")  # fmt: skip
-    return elapsed * 1000
+    return elapsed
 
 
 def _free_port() -> int:
@@ -159,7 +165,7 @@ async def _bench(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     async with trio.open_nursery() as nursery:
         await nursery.start(writer.run)
-        for c in range(fleet.cycles - 1):
+        for c in range(fleet.cycles - 2):  # the last two: the MQTT cycles
             await writer.put_readings(fleet.cycle(c, frames=False))
         clock.time = YEAR_START + fleet.cycles * SLOT
         meters = [_meter(key, i) for i, key in enumerate(fleet.names)]
@@ -179,8 +185,9 @@ async def _bench(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
             walk_ms = await _snmpwalk(view, events, args.repeat, tool)
             results[f"{tool}_meter_table_512_ms"] = round(walk_ms, 1)
             print(f"  {tool}: {walk_ms:.1f} ms", flush=True)
-        mqtt_ms = await _mqtt(store, writer, view, events, fleet, workdir)
-        results["mqtt_cycle_512_ms"] = round(mqtt_ms, 1)
+        first_ms, steady_ms = await _mqtt(store, writer, view, events, fleet, workdir)
+        results["mqtt_first_cycle_512_ms"] = round(first_ms, 1)
+        results["mqtt_cycle_512_ms"] = round(steady_ms, 1)
         writer.close()
     store.close()
     return results

@@ -63,7 +63,11 @@ class Topics:
         return f"{self.prefix}/meters/{safe(meter)}/reading"
 
     def series(self, meter: str, series: int) -> str:
-        return f"{self.prefix}/meters/{safe(meter)}/series/{series}"
+        return f"{self.series_level(meter)}{series}"
+
+    def series_level(self, meter: str) -> str:
+        """The meter's series topics up to the series id (made once per meter and batch)."""
+        return f"{self.prefix}/meters/{safe(meter)}/series/"
 
     def discovery(self, node: str, object_id: str) -> str:
         return f"{self.discovery_prefix}/sensor/{node}/{object_id}/config"
@@ -115,19 +119,28 @@ def identity(meter: Meter) -> dict[str, Any]:
     }
 
 
-def reading_message(meter: Meter, read_at: int, values: list[SeriesValue]) -> bytes:
-    return dumps(
-        {
-            "meter": identity(meter),
-            "read_at": iso(read_at),
-            "status": "ok",
-            "values": [value_dict(v) for v in values],
-        }
+# A reading's message and its series' messages are made from parts each written once per
+# reading: each value's JSON, the meter's identity, the reading's time.
+
+
+def value_json(value: SeriesValue) -> str:
+    return dumps(value_dict(value))
+
+
+def identity_json(meter: Meter) -> str:
+    return dumps(identity(meter))
+
+
+def reading_message(meter_json: str, read_at: str, value_jsons: list[str]) -> bytes:
+    return (
+        f'{{"meter":{meter_json},"read_at":{dumps(read_at)},"status":"ok",'
+        f'"values":[{",".join(value_jsons)}]}}'
     ).encode()
 
 
-def series_state(read_at: int, value: SeriesValue) -> bytes:
-    return dumps({"read_at": iso(read_at), **value_dict(value)}).encode()
+def series_state(read_at: str, value_json: str) -> bytes:
+    # value_json is an object: the time goes in as its first member
+    return f'{{"read_at":{dumps(read_at)},{value_json[1:]}'.encode()
 
 
 def gateway_device(node: str, name: str, version: str) -> dict[str, Any]:

@@ -37,6 +37,7 @@ STATUS_NAMES = {1: "ok", 2: "warning", 3: "error"}
 TABLE = REPORT_CURSORS  # the delivery cursors' table, beside the push reports'
 CURSOR = "mqtt:cursor"  # never a report's name (those have no colon)
 ACK_TIMEOUT_S = 30.0
+PIPELINE_METERS = 16  # meters' messages made between two chances to send and read
 Log = Callable[[int, str, str], None]
 # a cursor: (reception second, how many readings of that second the broker has acknowledged)
 Position = tuple[int, int]
@@ -95,6 +96,7 @@ class MqttService:
         self._discovered: set[tuple[str, int]] = set()
         self._cursor: dict[str, Position] = {}
         self._start = 0
+        self._generation = 0  # connections lost so far
 
     def status_dict(self) -> dict[str, object]:
         return {"enabled": self._settings().enabled, **self.status.as_dict()}
@@ -142,6 +144,7 @@ class MqttService:
             self._log(WARNING, self.name, error)
             self._last_logged = error
         if not connected:
+            self._generation += 1  # what was sent before is not acknowledged any more
             self._unacked.clear()
             self._acked.set()
 
@@ -195,36 +198,22 @@ class MqttService:
         self._publish_gateway_state(link, topics)
         newest: dict[str, Position] = {}
         backlog = 0
+        generation = self._generation
         series = {info.id: info for info in self._store.series()}  # read once per batch
         positions = {key: self._cursor.get(key, (self._start, 0)) for key in chosen}
         unsent = self._store.readings_after(positions)  # one snapshot for the whole batch
-        for key in chosen:
+        for done, key in enumerate(chosen, 1):
             found = unsent.get(key)
             if found is None or not len(found):
                 continue
             newest[key] = moved(positions[key], found)
             readings = self._readings(key, found, settings.max_backlog, series)
             backlog += len(readings)
-            for read_at, values in readings:
-                self._send(
-                    link,
-                    topics.reading(key),
-                    pl.reading_message(meters[key], read_at, values),
-                    settings.qos,
-                    False,
-                )
-            if readings:
-                read_at, values = readings[-1]
-                for value in values:
-                    self._send(
-                        link,
-                        topics.series(key, value.series),
-                        pl.series_state(read_at, value),
-                        settings.qos,
-                        settings.retain,
-                    )
-                    if settings.discovery:
-                        self._discover(link, topics, meters[key], value)
+            self._publish_meter(link, settings, topics, meters[key], readings)
+            if done % PIPELINE_METERS == 0:
+                # the writer sends what is queued and the reader takes acknowledgements
+                # while the next meters' messages are made
+                await trio.lowlevel.checkpoint()
         self.status.backlog = backlog
         if not newest:
             return
@@ -232,12 +221,39 @@ class MqttService:
             while self._unacked and self.status.connected:
                 self._acked = trio.Event()
                 await self._acked.wait()
-        if self._unacked or not self.status.connected:
+        if self._unacked or not self.status.connected or self._generation != generation:
             self._dirty.update(newest)  # not all acknowledged: published again later
             return
         self._cursor.update(newest)
         self.status.backlog = 0
         await self._commit_cursor()
+
+    def _publish_meter(
+        self,
+        link: BrokerLink,
+        settings: MqttSettings,
+        topics: pl.Topics,
+        meter: Meter,
+        readings: list[tuple[int, list[pl.SeriesValue]]],
+    ) -> None:
+        """A message per reading, then the newest value of each series on its own topic: each
+        value's JSON written once for both."""
+        if not readings:
+            return
+        meter_json = pl.identity_json(meter)
+        topic = topics.reading(meter.key)
+        for read_at, values in readings:
+            when = pl.iso(read_at)
+            parts = [pl.value_json(v) for v in values]
+            self._send(
+                link, topic, pl.reading_message(meter_json, when, parts), settings.qos, False
+            )
+        level = topics.series_level(meter.key)
+        for value, part in zip(values, parts, strict=True):
+            payload = pl.series_state(when, part)
+            self._send(link, f"{level}{value.series}", payload, settings.qos, settings.retain)
+            if settings.discovery:
+                self._discover(link, topics, meter, value)
 
     def _send(self, link: BrokerLink, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         mid = link.publish(topic, payload, qos, retain)
