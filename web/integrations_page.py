@@ -1,20 +1,36 @@
 """The Integrations page: the SNMP agent (where it listens, its receivers, the MIB to download,
-the test notification) and the MQTT publisher (connection, counts, backlog); the endpoints of
-the metrics and the event stream. Presentation only: the settings are edited through the API
-(``/api/v1/settings``, sections ``snmp``, ``mqtt``, ``metrics``)."""
+the test notification), the MQTT publisher (connection, counts, backlog) and the metrics, each
+with its settings as a form made from the settings model (``web/settings_form.py``), in the
+style of the Modbus and report pages; a page per SNMP notification receiver (add, edit,
+delete). Every form goes the API's way (``update_settings``): all of it is stored or nothing,
+each refusal shown at its input; passwords, the community and the client key are shown masked
+and kept when sent back so."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from quart import Blueprint, g, request
+from quart import Blueprint, Response, g, request
 
 from mbusgw.gateway.facade import MIB_NAME
-from mbusgw.web.errors import Forbidden
+from mbusgw.gateway.metrics_settings import MetricsSettings
+from mbusgw.gateway.mqtt_settings import MqttSettings
+from mbusgw.gateway.settings import without_masks
+from mbusgw.gateway.snmp_settings import SnmpReceiver, SnmpSettings
+from mbusgw.web.auth import admin_only
+from mbusgw.web.errors import Forbidden, NotFound
 from mbusgw.web.pages import attempt, back, page
+from mbusgw.web.report_pages import as_submitted, refusal, retyped_passwords
 from mbusgw.web.routes import gw
+from mbusgw.web.settings_form import changes_from_form, field_errors, form_fields
 
 blueprint = Blueprint("integrations_page", __name__)
+
+SECTIONS: dict[str, type] = {"snmp": SnmpSettings, "mqtt": MqttSettings, "metrics": MetricsSettings}
+TITLES = {"snmp": "SNMP", "mqtt": "MQTT", "metrics": "Metrics"}
+RECEIVER_NAME = SnmpSettings.__dataclass_fields__["receivers"].metadata["key"]
+HERE = "integrations_page.integrations"
 
 
 @blueprint.route("/integrations", methods=["GET", "POST"])
@@ -30,15 +46,145 @@ async def integrations() -> Any:
                 got = ", ".join(
                     f"{name}: {'ok' if ok else 'failed'}" for name, ok in results.items()
                 )
-                return back("integrations_page.integrations", f"Test notification sent ({got})")
+                return back(HERE, f"Test notification sent ({got})")
+    html = await render_page(error=problem)
+    return html, 400 if problem is not None else 200
+
+
+@blueprint.post("/integrations/<section>")
+@admin_only
+async def section_settings(section: str) -> Any:
+    """One service's settings form: stored whole, or shown again with its problems."""
+    cls = SECTIONS.get(section)
+    if cls is None:
+        raise NotFound(f"no settings section {section!r} on this page")
+    stored = getattr(gw().settings, section)
+    changes, errors = changes_from_form(cls, await request.form)
+    others: dict[str, str] = {}
+    if not errors:
+        change = without_masks({section: changes})
+        _, problem = await attempt(lambda: gw().update_settings(change))
+        if problem is None:
+            return back(HERE, f"{TITLES[section]} settings saved")
+        errors, others = field_errors(problem.details, f"{section}.", form_fields(cls, stored))
+    errors |= retyped_passwords(form_fields(cls, stored), changes)
+    html = await render_page(
+        refused=section,
+        shown=as_submitted(stored, changes),
+        errors=errors,
+        error=refusal(errors, others),
+    )
+    return html, 400
+
+
+async def render_page(
+    *,
+    refused: str | None = None,
+    shown: Any = None,
+    errors: Mapping[str, str] | None = None,
+    error: Any = None,
+) -> str:
+    """The page, with the ``refused`` section's form as it was sent (``shown``, ``errors``)
+    and the others as stored."""
+    gateway = gw()
     settings = gateway.settings
-    html = await page(
+    forms = {}
+    for section, cls in SECTIONS.items():
+        value = shown if section == refused else getattr(settings, section)
+        problems = (errors or {}) if section == refused else {}
+        forms[section] = {"fields": form_fields(cls, value), "errors": problems}
+    return await page(
         "integrations.html",
         snmp=gateway.snmp.status() if gateway.snmp is not None else None,
         mqtt=gateway.mqtt.status_dict() if gateway.mqtt is not None else None,
         mqtt_settings=settings.mqtt,
         metrics=settings.metrics,
+        receivers=sorted(settings.snmp.receivers.items()),
+        forms=forms,
+        refused=refused,
         mib_name=MIB_NAME,
-        error=problem.message if problem is not None else None,
+        error=error,
     )
-    return html, 400 if problem is not None else 200
+
+
+# ------------------------------------------------------------------------------ receivers
+
+
+@blueprint.route("/integrations/snmp/receivers/new", methods=["GET", "POST"])
+@admin_only
+async def receiver_new() -> Any:
+    if request.method == "GET":
+        return await render_receiver(None, SnmpReceiver())
+    form = await request.form
+    name = form.get("name", "").strip()
+    changes, errors = changes_from_form(SnmpReceiver, form)
+    if not RECEIVER_NAME.fullmatch(name):
+        errors["name"] = "1-32 letters, digits, '_', '.' or '-'"
+    elif name in gw().settings.snmp.receivers:
+        errors["name"] = "a receiver of that name exists already"
+    return await save_receiver(name, changes, errors, SnmpReceiver(), created=True)
+
+
+@blueprint.route("/integrations/snmp/receiver/<name>", methods=["GET", "POST"])
+async def receiver_edit(name: str) -> Any:
+    stored = gw().settings.snmp.receivers.get(name)
+    if stored is None:
+        raise NotFound(f"no notification receiver {name!r} is configured")
+    if request.method == "GET":
+        return await render_receiver(name, stored)
+    if not g.user.is_admin:
+        raise Forbidden("only an administrator can change settings")
+    changes, errors = changes_from_form(SnmpReceiver, await request.form)
+    return await save_receiver(name, changes, errors, stored, created=False)
+
+
+@blueprint.post("/integrations/snmp/receiver/<name>/delete")
+@admin_only
+async def receiver_delete(name: str) -> Response:
+    if name not in gw().settings.snmp.receivers:
+        raise NotFound(f"no notification receiver {name!r} is configured")
+    await gw().update_settings({"snmp": {"receivers": {name: None}}})
+    return back(HERE, f"Notification receiver {name} deleted")
+
+
+async def save_receiver(
+    name: str,
+    changes: dict[str, Any],
+    errors: dict[str, str],
+    stored: SnmpReceiver,
+    *,
+    created: bool,
+) -> Any:
+    """Store the receiver's form, or show it again with its problems (nothing is stored)."""
+    others: dict[str, str] = {}
+    if not errors:
+        change = without_masks({"snmp": {"receivers": {name: changes}}})
+        _, problem = await attempt(lambda: gw().update_settings(change))
+        if problem is None:
+            done = "added" if created else "saved"
+            return back(HERE, f"Notification receiver {name} {done}")
+        inputs = form_fields(SnmpReceiver, stored)
+        errors, others = field_errors(problem.details, f"snmp.receivers.{name}.", inputs)
+    shown = as_submitted(stored, changes)
+    errors |= retyped_passwords(form_fields(SnmpReceiver, stored), changes)
+    if created:
+        return await render_receiver(None, shown, errors, others, new_name=name)
+    return await render_receiver(name, shown, errors, others)
+
+
+async def render_receiver(
+    name: str | None,
+    receiver: SnmpReceiver,
+    errors: Mapping[str, str] | None = None,
+    others: Mapping[str, str] | None = None,
+    new_name: str = "",
+) -> tuple[str, int]:
+    html = await page(
+        "snmp_receiver.html",
+        name=name,
+        new_name=new_name,
+        fields=form_fields(SnmpReceiver, receiver),
+        field_errors=errors or {},
+        error=refusal(errors, others),
+    )
+    return html, 400 if errors or others else 200

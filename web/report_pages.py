@@ -215,14 +215,16 @@ def as_submitted(stored: Any, changes: dict[str, Any]) -> Any:
 
 
 def retyped_passwords(shown: list[FormField], changes: dict[str, Any]) -> dict[str, str]:
-    """The password inputs of a refused form that held a new password: it was not saved."""
+    """The password inputs (and secret text areas) of a refused form that held a new secret:
+    it was not saved."""
     wanted = {}
     for field in shown:
-        if field.kind != "password":
+        if field.kind not in ("password", "secret_text"):
             continue
         submitted: Any = changes
         for part in field.name.split("."):
             submitted = submitted.get(part, "") if isinstance(submitted, dict) else ""
         if submitted not in ("", SECRET_MASK, field.value):
-            wanted[field.name] = "not saved: type the password again"
+            again = "type the password" if field.kind == "password" else "paste it"
+            wanted[field.name] = f"not saved: {again} again"
     return wanted

@@ -32,6 +32,18 @@ LABELS = {
     "trusted_certificates": "Trusted certificates (PEM)",
     "adaptive_retries": "Adaptive retries (table 10)",
     "passive": "Passive mode",
+    "timeout_s": "Timeout (s)",
+    "tls": "TLS",
+    "ca_certificate": "CA certificates (PEM)",
+    "client_certificate": "Client certificate (PEM)",
+    "client_key": "Client key (PEM)",
+    "client_id": "Client id",
+    "qos": "QoS",
+    "discovery": "Home Assistant discovery",
+    "traps_on_status": "Notifications on status changes",
+    "traps_on_meters": "Notifications on meters failed, recovered, not seen",
+    "inform": "INFORM (acknowledged, sent again until it is)",
+    "meter_values": "Each meter's latest values as gauges",
 }
 OWN = "cron"  # the schedule choice "own times": the expression is in the input NAME.cron
 LONG_TEXT = 10_000  # strings allowed to be longer than this get a text area
@@ -41,7 +53,7 @@ LONG_TEXT = 10_000  # strings allowed to be longer than this get a text area
 class FormField:
     name: str  # the input's name: the dotted path below the form's section
     label: str
-    kind: str  # checkbox | number | select | many | password | textarea | text
+    kind: str  # checkbox | number | select | many | password | secret_text | textarea | text
     value: Any
     choices: tuple[tuple[str, str], ...] = ()  # (value, label)
     minimum: float | None = None
@@ -115,7 +127,9 @@ def form_fields(
         if meta.get("cron"):  # a predefined schedule in words, or own cron times
             field = FormField(kind="schedule", value=current, choices=SCHEDULE_CHOICES, **common)
         elif meta.get("secret"):
-            field = FormField(kind="password", value=masked_secret(current), **common)
+            # a long secret (a PEM private key) has lines: a text area, masked as a password
+            kind_of = "secret_text" if meta.get("max_length", 0) > LONG_TEXT else "password"
+            field = FormField(kind=kind_of, value=masked_secret(current), **common)
         elif kind is bool:
             field = FormField(kind="checkbox", value=current, **common)
         elif f.name in many:

@@ -107,7 +107,8 @@ def drive_browser(base: str, work: Path) -> dict:
         for name, path in (("08-system", "/system"), ("09-search", "/search"),
                            ("10-mbus-settings", "/settings/mbus"), ("11-device", "/device"),
                            ("12-users", "/users"), ("13-keys", "/keys"),
-                           ("17-report-receivers", "/settings/reports")):  # fmt: skip
+                           ("17-report-receivers", "/settings/reports"),
+                           ("18-snmp-receiver", "/integrations/snmp/receivers/new")):  # fmt: skip
             page.goto(base + path)
             shot(name)
 
