@@ -229,3 +229,19 @@ async def test_wrong_password_and_tls_give_a_clear_status(tmp_path: Path) -> Non
             while "not trusted" not in ((await status_of(http))["last_error"] or ""):
                 await trio.sleep(0.05)
             assert PASSWORD not in str(await http.get("/api/v1/settings", auth=SERVED_ADMIN))
+
+
+async def test_availability_says_offline_when_the_publisher_stops(tmp_path: Path) -> None:
+    broker = Broker(tcp_port(), tmp_path / "broker")
+    with trio.fail_after(30):
+        async with (
+            served_gateway(tmp_path / "gw", LINE) as (gateway, http),
+            running(broker),
+            subscriber(broker, "mbusgw/status") as sub,
+        ):
+            await gateway.update_settings(settings(broker))
+            await sub.wait_for("mbusgw/status online")
+            await gateway.update_settings({"mqtt": {"enabled": False}})
+            await sub.wait_for("mbusgw/status offline")
+            status = await wait_status(http, connected=False)
+    assert status["enabled"] is False and status["last_error"] is None
