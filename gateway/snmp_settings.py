@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from mbusgw.gateway import report_checks
 from mbusgw.gateway.settings_fields import _bounded, _checked
 
+RECEIVER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
 
 def _community(default: str) -> object:
     """A community string: a shared secret of v2c, so shown only as set or not."""
@@ -37,7 +39,7 @@ class SnmpSettings:
     traps_on_meters: bool = True  # on a meter failed, recovered, not seen
     receivers: dict[str, SnmpReceiver] = field(
         default_factory=dict,
-        metadata={"key": re.compile(r"[A-Za-z0-9_.-]{1,32}"), "key_note": "a receiver's name"},
+        metadata={"key": RECEIVER_NAME, "key_note": "a receiver's name"},
     )
 
     def cross_check(self) -> dict[str, str]:

@@ -17,11 +17,11 @@ from mbusgw.gateway.facade import MIB_NAME
 from mbusgw.gateway.metrics_settings import MetricsSettings
 from mbusgw.gateway.mqtt_settings import MqttSettings
 from mbusgw.gateway.settings import without_masks
-from mbusgw.gateway.snmp_settings import SnmpReceiver, SnmpSettings
+from mbusgw.gateway.snmp_settings import RECEIVER_NAME, SnmpReceiver, SnmpSettings
 from mbusgw.web.auth import admin_only
+from mbusgw.web.entry_forms import NamedEntries, as_submitted, refusal, retyped_passwords
 from mbusgw.web.errors import Forbidden, NotFound
 from mbusgw.web.pages import attempt, back, page
-from mbusgw.web.report_pages import as_submitted, refusal, retyped_passwords
 from mbusgw.web.routes import gw
 from mbusgw.web.settings_form import changes_from_form, field_errors, form_fields
 
@@ -29,7 +29,6 @@ blueprint = Blueprint("integrations_page", __name__)
 
 SECTIONS: dict[str, type] = {"snmp": SnmpSettings, "mqtt": MqttSettings, "metrics": MetricsSettings}
 TITLES = {"snmp": "SNMP", "mqtt": "MQTT", "metrics": "Metrics"}
-RECEIVER_NAME = SnmpSettings.__dataclass_fields__["receivers"].metadata["key"]
 HERE = "integrations_page.integrations"
 
 
@@ -110,81 +109,32 @@ async def render_page(
 # ------------------------------------------------------------------------------ receivers
 
 
+RECEIVERS = NamedEntries(
+    cls=SnmpReceiver,
+    path=("snmp", "receivers"),
+    kind="notification receiver",
+    name_pattern=RECEIVER_NAME,
+    name_rule="1-32 letters, digits, '_', '.' or '-'",
+    template="snmp_receiver.html",
+    saved_endpoint=HERE,
+    inputs=lambda receiver: form_fields(SnmpReceiver, receiver),
+)
+
+
 @blueprint.route("/integrations/snmp/receivers/new", methods=["GET", "POST"])
 @admin_only
 async def receiver_new() -> Any:
-    if request.method == "GET":
-        return await render_receiver(None, SnmpReceiver())
-    form = await request.form
-    name = form.get("name", "").strip()
-    changes, errors = changes_from_form(SnmpReceiver, form)
-    if not RECEIVER_NAME.fullmatch(name):
-        errors["name"] = "1-32 letters, digits, '_', '.' or '-'"
-    elif name in gw().settings.snmp.receivers:
-        errors["name"] = "a receiver of that name exists already"
-    return await save_receiver(name, changes, errors, SnmpReceiver(), created=True)
+    return await RECEIVERS.new()
 
 
 @blueprint.route("/integrations/snmp/receiver/<name>", methods=["GET", "POST"])
 async def receiver_edit(name: str) -> Any:
-    stored = gw().settings.snmp.receivers.get(name)
-    if stored is None:
-        raise NotFound(f"no notification receiver {name!r} is configured")
-    if request.method == "GET":
-        return await render_receiver(name, stored)
-    if not g.user.is_admin:
-        raise Forbidden("only an administrator can change settings")
-    changes, errors = changes_from_form(SnmpReceiver, await request.form)
-    return await save_receiver(name, changes, errors, stored, created=False)
+    return await RECEIVERS.edit(name)
 
 
 @blueprint.post("/integrations/snmp/receiver/<name>/delete")
 @admin_only
 async def receiver_delete(name: str) -> Response:
-    if name not in gw().settings.snmp.receivers:
-        raise NotFound(f"no notification receiver {name!r} is configured")
-    await gw().update_settings({"snmp": {"receivers": {name: None}}})
+    RECEIVERS.stored(name)  # NotFound when there is none
+    await gw().update_settings(RECEIVERS.change(name, None))
     return back(HERE, f"Notification receiver {name} deleted")
-
-
-async def save_receiver(
-    name: str,
-    changes: dict[str, Any],
-    errors: dict[str, str],
-    stored: SnmpReceiver,
-    *,
-    created: bool,
-) -> Any:
-    """Store the receiver's form, or show it again with its problems (nothing is stored)."""
-    others: dict[str, str] = {}
-    if not errors:
-        change = without_masks({"snmp": {"receivers": {name: changes}}})
-        _, problem = await attempt(lambda: gw().update_settings(change))
-        if problem is None:
-            done = "added" if created else "saved"
-            return back(HERE, f"Notification receiver {name} {done}")
-        inputs = form_fields(SnmpReceiver, stored)
-        errors, others = field_errors(problem.details, f"snmp.receivers.{name}.", inputs)
-    shown = as_submitted(stored, changes)
-    errors |= retyped_passwords(form_fields(SnmpReceiver, stored), changes)
-    if created:
-        return await render_receiver(None, shown, errors, others, new_name=name)
-    return await render_receiver(name, shown, errors, others)
-
-
-async def render_receiver(
-    name: str | None,
-    receiver: SnmpReceiver,
-    errors: Mapping[str, str] | None = None,
-    others: Mapping[str, str] | None = None,
-    new_name: str = "",
-) -> tuple[str, int]:
-    html = await page(
-        "snmp_receiver.html",
-        name=name,
-        new_name=new_name,
-        fields=form_fields(SnmpReceiver, receiver),
-        field_errors=errors or {},
-        error=refusal(errors, others),
-    )
-    return html, 400 if errors or others else 200

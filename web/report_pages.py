@@ -7,18 +7,16 @@ A refused form changes nothing and shows each problem at its input.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import fields, is_dataclass, replace
 from typing import Any
 
 from quart import Blueprint, Response, request
 
 from mbusgw.gateway.report_catalog import EVENT_KINDS, TEMPLATES, layout_of, protocol_of
 from mbusgw.gateway.report_settings import REPORT_NAME, ReportConfig, ReportSettings
-from mbusgw.gateway.settings import SECRET_MASK, without_masks
+from mbusgw.gateway.settings import without_masks
 from mbusgw.web import operations as ops
 from mbusgw.web.auth import admin_only
-from mbusgw.web.errors import ApiError, InvalidSettings, NotFound
+from mbusgw.web.entry_forms import NamedEntries, as_submitted, refusal, retyped_passwords
 from mbusgw.web.pages import attempt, back, gw, page
 from mbusgw.web.settings_form import (
     FormField,
@@ -55,29 +53,17 @@ def report_fields(config: ReportConfig) -> list[FormField]:
     )
 
 
-async def render_report_form(
-    name: str | None,
-    config: ReportConfig,
-    errors: Mapping[str, str] | None = None,
-    others: Mapping[str, str] | None = None,
-    new_name: str = "",
-) -> tuple[str, int]:
-    html = await page(
-        "report.html",
-        name=name,
-        new_name=new_name,
-        fields=report_fields(config),
-        field_errors=errors or {},
-        error=refusal(errors, others),
-    )
-    return html, 400 if errors or others else 200
-
-
-def refusal(errors: Mapping[str, str] | None, others: Mapping[str, str] | None) -> ApiError | None:
-    """The notice over a refused form (its problems are shown at their inputs, the rest here)."""
-    if not errors and not others:
-        return None
-    return InvalidSettings("Refused; nothing was saved. See the marked fields.", others or None)
+REPORTS = NamedEntries(
+    cls=ReportConfig,
+    path=("reports", "reports"),
+    kind="report",
+    name_pattern=REPORT_NAME,
+    name_rule="1-32 letters, digits, '_', '.' or '-', starting with a letter or digit",
+    template="report.html",
+    saved_endpoint="report_pages.reports",
+    inputs=report_fields,
+    many=("events",),
+)
 
 
 # ------------------------------------------------------------------------------ list
@@ -109,51 +95,12 @@ async def reports() -> str:
 @blueprint.route("/reports/new", methods=["GET", "POST"])
 @admin_only
 async def report_new() -> Any:
-    if request.method == "GET":
-        return await render_report_form(None, ReportConfig())
-    form = await request.form
-    name = form.get("name", "").strip()
-    changes, errors = changes_from_form(ReportConfig, form, many=("events",))
-    if not REPORT_NAME.fullmatch(name):
-        errors["name"] = "1-32 letters, digits, '_', '.' or '-', starting with a letter or digit"
-    elif name in gw().settings.reports.reports:
-        errors["name"] = "a report of that name exists already"
-    return await save_report(name, changes, errors, ReportConfig(), created=True)
+    return await REPORTS.new()
 
 
 @blueprint.route("/report/<name>", methods=["GET", "POST"])
 async def report_edit(name: str) -> Any:
-    stored = gw().settings.reports.reports.get(name)
-    if stored is None:
-        raise NotFound(f"no report {name!r} is configured")
-    if request.method == "GET":
-        return await render_report_form(name, stored)
-    changes, errors = changes_from_form(ReportConfig, await request.form, many=("events",))
-    return await save_report(name, changes, errors, stored, created=False)
-
-
-async def save_report(
-    name: str,
-    changes: dict[str, Any],
-    errors: dict[str, str],
-    stored: ReportConfig,
-    *,
-    created: bool,
-) -> Any:
-    """Store the report's form, or show it again with its problems (nothing is stored)."""
-    others: dict[str, str] = {}
-    if not errors:
-        change = without_masks({"reports": {"reports": {name: changes}}})
-        _, problem = await attempt(lambda: gw().update_settings(change))
-        if problem is None:
-            return back("report_pages.reports", f"Report {name} {'added' if created else 'saved'}")
-        inputs = report_fields(stored)
-        errors, others = field_errors(problem.details, f"reports.reports.{name}.", inputs)
-    shown = as_submitted(stored, changes)
-    errors |= retyped_passwords(report_fields(stored), changes)
-    if created:
-        return await render_report_form(None, shown, errors, others, new_name=name)
-    return await render_report_form(name, shown, errors, others)
+    return await REPORTS.edit(name)
 
 
 @blueprint.post("/report/<name>/delete")
@@ -197,34 +144,3 @@ async def report_settings() -> Any:
         error=refusal(errors, others),
     )
     return html, 400 if errors or others else 200
-
-
-def as_submitted(stored: Any, changes: dict[str, Any]) -> Any:
-    """The settings as a refused form had them, to show it again; passwords stay the stored
-    ones (a password typed in is never sent back to the browser)."""
-    values = {}
-    for f in fields(stored):
-        if f.name not in changes:
-            continue
-        current, submitted = getattr(stored, f.name), changes[f.name]
-        if is_dataclass(current):
-            values[f.name] = as_submitted(current, submitted)
-        elif not f.metadata.get("secret") and not isinstance(current, dict):
-            values[f.name] = submitted
-    return replace(stored, **values) if values else stored
-
-
-def retyped_passwords(shown: list[FormField], changes: dict[str, Any]) -> dict[str, str]:
-    """The password inputs (and secret text areas) of a refused form that held a new secret:
-    it was not saved."""
-    wanted = {}
-    for field in shown:
-        if field.kind not in ("password", "secret_text"):
-            continue
-        submitted: Any = changes
-        for part in field.name.split("."):
-            submitted = submitted.get(part, "") if isinstance(submitted, dict) else ""
-        if submitted not in ("", SECRET_MASK, field.value):
-            again = "type the password" if field.kind == "password" else "paste it"
-            wanted[field.name] = f"not saved: {again} again"
-    return wanted

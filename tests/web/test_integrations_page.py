@@ -139,7 +139,9 @@ async def test_snmp_receivers_are_added_edited_refused_and_deleted(tmp_path: Pat
             stored = gateway.settings.snmp.receivers["nms"]
             assert (stored.port, stored.inform, stored.community) == (1162, True, TRAP_COMMUNITY)
             taken = await http.post(url, data=receiver)
-            assert problems(taken.text)["name"] == "a receiver of that name exists already"
+            assert problems(taken.text)["name"] == (
+                "a notification receiver of that name exists already"
+            )
 
             listing = (await http.get("/integrations")).text
             assert 'data-receiver="nms"' in listing and "127.0.0.1:1162" in listing
