@@ -37,7 +37,8 @@ STATUS_NAMES = {1: "ok", 2: "warning", 3: "error"}
 TABLE = REPORT_CURSORS  # the delivery cursors' table, beside the push reports'
 CURSOR = "mqtt:cursor"  # never a report's name (those have no colon)
 ACK_TIMEOUT_S = 30.0
-PIPELINE_METERS = 16  # meters' messages made between two chances to send and read
+# messages made between two chances for the link to send them and read acknowledgements
+PIPELINE_MESSAGES = 200
 Log = Callable[[int, str, str], None]
 # a cursor: (reception second, how many readings of that second the broker has acknowledged)
 Position = tuple[int, int]
@@ -97,6 +98,7 @@ class MqttService:
         self._cursor: dict[str, Position] = {}
         self._start = 0
         self._generation = 0  # connections lost so far
+        self._made = 0  # messages made since the link last had a chance to send them
 
     def status_dict(self) -> dict[str, object]:
         return {"enabled": self._settings().enabled, **self.status.as_dict()}
@@ -202,18 +204,14 @@ class MqttService:
         series = {info.id: info for info in self._store.series()}  # read once per batch
         positions = {key: self._cursor.get(key, (self._start, 0)) for key in chosen}
         unsent = self._store.readings_after(positions)  # one snapshot for the whole batch
-        for done, key in enumerate(chosen, 1):
+        for key in chosen:
             found = unsent.get(key)
             if found is None or not len(found):
                 continue
             newest[key] = moved(positions[key], found)
             readings = self._readings(key, found, settings.max_backlog, series)
             backlog += len(readings)
-            self._publish_meter(link, settings, topics, meters[key], readings)
-            if done % PIPELINE_METERS == 0:
-                # the writer sends what is queued and the reader takes acknowledgements
-                # while the next meters' messages are made
-                await trio.lowlevel.checkpoint()
+            await self._publish_meter(link, settings, topics, meters[key], readings)
         self.status.backlog = backlog
         if not newest:
             return
@@ -228,7 +226,7 @@ class MqttService:
         self.status.backlog = 0
         await self._commit_cursor()
 
-    def _publish_meter(
+    async def _publish_meter(
         self,
         link: BrokerLink,
         settings: MqttSettings,
@@ -248,16 +246,27 @@ class MqttService:
             self._send(
                 link, topic, pl.reading_message(meter_json, when, parts), settings.qos, False
             )
+            await self._pipeline()
         level = topics.series_level(meter.key)
         for value, part in zip(values, parts, strict=True):
             payload = pl.series_state(when, part)
             self._send(link, f"{level}{value.series}", payload, settings.qos, settings.retain)
             if settings.discovery:
                 self._discover(link, topics, meter, value)
+        await self._pipeline()
+
+    async def _pipeline(self) -> None:
+        """Now and then, the link's writer sends what is queued and its reader takes the
+        acknowledgements, while the next messages are made (a backlog of a day of one meter
+        too, not only a cycle of many)."""
+        if self._made >= PIPELINE_MESSAGES:
+            self._made = 0
+            await trio.lowlevel.checkpoint()
 
     def _send(self, link: BrokerLink, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         mid = link.publish(topic, payload, qos, retain)
         self.status.published += 1
+        self._made += 1
         if qos and mid >= 0:
             self._unacked.add(mid)
 
