@@ -47,6 +47,7 @@ def broker_config(broker: Broker) -> Path:
         "allow_anonymous false",
         f"password_file {passwords}",
         "persistence true",
+        "max_queued_messages 0",  # a backend's session keeps every reading (1000 by default)
         f"persistence_location {broker.folder}/",
         "log_dest stdout",
     ]

@@ -245,3 +245,37 @@ async def test_availability_says_offline_when_the_publisher_stops(tmp_path: Path
             await sub.wait_for("mbusgw/status offline")
             status = await wait_status(http, connected=False)
     assert status["enabled"] is False and status["last_error"] is None
+
+
+async def test_a_broker_lost_in_the_middle_of_a_backlog_misses_nothing(tmp_path: Path) -> None:
+    # a backlog big enough that its messages are still being sent and acknowledged when the
+    # broker goes (its first quarter made): what it did not acknowledge comes again
+    backlog = 2000
+    readings = "mbusgw/meters/+/reading"
+    with trio.fail_after(60):
+        async with quiet_gateway(tmp_path) as (gateway, http, broker, key):
+            async with running(broker):
+                async with subscriber(broker, readings, client_id="backend"):
+                    pass  # the backend's session: the broker keeps its readings from now on
+                await gateway.update_settings(settings(broker))
+                await wait_status(http, connected=True)
+                second = int(gateway.clock.now().timestamp())  # not before the cursor's start
+                published = (await status_of(http))["published"]
+                async with subscriber(broker, readings, client_id="backend") as first:
+                    await gateway.writer.put_readings(
+                        [StoredReading.of(key, second + i, [(COUNTER, i)]) for i in range(backlog)]
+                    )
+                    gateway.events.publish(Event(READINGS_STORED, gateway.clock.now(), None,
+                                                 {"meters": [key]}))  # fmt: skip
+                    while gateway.mqtt.status.published < published + backlog // 4:
+                        await trio.sleep(0)
+            await wait_status(http, connected=False)
+            async with running(broker), subscriber(broker, readings, client_id="backend") as then:
+                await cursor_at(gateway, key, [second + backlog - 1, 1])
+                # acknowledged by the broker: each reading reaches the backend (a lost one
+                # never does, and the test runs out of time)
+                missing = set(range(backlog)) - set(counts(first.lines, key))
+                while missing - set(counts(then.lines, key)):
+                    seen = len(then.lines)
+                    await then.wait_for("", seen + 1)
+    assert not missing - set(counts(then.lines, key))
