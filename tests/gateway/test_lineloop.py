@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -68,6 +68,26 @@ def serve(protocol: BusProtocol, master: socket.socket, wake: int, stopping: boo
     )
 
 
+def pinging() -> BusProtocol:
+    """A protocol with a ping of address 5 begun."""
+    protocol = BusProtocol(more_records_follow)
+    protocol.ping(5, TIMES, now=Monotonic().current_time())
+    return protocol
+
+
+def ping_with(
+    meter: Callable[[], None], master: socket.socket, wake: int
+) -> tuple[BusProtocol, Done | Failed]:
+    """A ping served while ``meter`` plays the other end in a thread."""
+    responder = threading.Thread(target=meter)
+    responder.start()
+    protocol = pinging()
+    try:
+        return protocol, serve(protocol, master, wake)
+    finally:
+        responder.join()
+
+
 async def test_the_trio_clock_is_read_in_c_and_agrees() -> None:
     clock = lineloop.LineClock(trio.lowlevel.current_clock())
     assert clock.native
@@ -93,17 +113,14 @@ def test_a_test_clock_is_asked() -> None:
 
 def test_a_ping_answered_over_a_socket_pair() -> None:
     with line() as (master, meters, wake, _):
+        requests = []
 
         def meter() -> None:
-            assert meters.recv(16) == snd_nke(5)
+            requests.append(meters.recv(16))
             meters.sendall(b"\xe5")
 
-        responder = threading.Thread(target=meter)
-        responder.start()
-        protocol = BusProtocol(more_records_follow)
-        protocol.ping(5, TIMES, now=Monotonic().current_time())
-        ended = serve(protocol, master, wake)
-        responder.join()
+        protocol, ended = ping_with(meter, master, wake)
+        assert requests == [snd_nke(5)]
         assert type(ended) is Done
         exchange = ended.value
         assert type(exchange) is Exchange
@@ -115,8 +132,7 @@ def test_a_ping_answered_over_a_socket_pair() -> None:
 
 def test_silence_is_no_answer_after_every_try() -> None:
     with line() as (master, meters, wake, _):
-        protocol = BusProtocol(more_records_follow)
-        protocol.ping(5, TIMES, now=Monotonic().current_time())
+        protocol = pinging()
         ended = serve(protocol, master, wake)
         assert type(ended) is Failed
         assert ended.kind == NO_RESPONSE
@@ -148,8 +164,7 @@ def test_the_other_end_closing_ends_the_job_with_eof() -> None:
 
         closer = threading.Thread(target=go_away)
         closer.start()
-        protocol = BusProtocol(more_records_follow)
-        protocol.ping(5, TIMES, now=Monotonic().current_time())
+        protocol = pinging()
         with pytest.raises(EOFError):
             serve(protocol, master, wake)
         closer.join()
@@ -158,8 +173,7 @@ def test_the_other_end_closing_ends_the_job_with_eof() -> None:
 
 def test_a_wake_while_stopping_leaves_the_job() -> None:
     with line() as (master, _, wake, wake_write):
-        protocol = BusProtocol(more_records_follow)
-        protocol.ping(5, TIMES, now=Monotonic().current_time())
+        protocol = pinging()
         os.write(wake_write, b"w")
         with pytest.raises(lineloop.Stopped):
             serve(protocol, master, wake, stopping=True)
@@ -177,12 +191,7 @@ def test_a_wake_without_a_stop_changes_nothing() -> None:
             time.sleep(0.005)
             meters.sendall(b"\xe5")
 
-        responder = threading.Thread(target=meter)
-        responder.start()
-        protocol = BusProtocol(more_records_follow)
-        protocol.ping(5, TIMES, now=Monotonic().current_time())
-        ended = serve(protocol, master, wake)
-        responder.join()
+        _, ended = ping_with(meter, master, wake)
         assert type(ended) is Done
         assert ended.value.outcome is Outcome.ANSWER
         with pytest.raises(BlockingIOError):
