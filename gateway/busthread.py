@@ -4,11 +4,12 @@ waits on the line's descriptor, outside the trio clock and its scheduler.
 Requests are taken from trio exactly as ``BusMaster`` takes them (same methods, same results and
 errors); what the thread finishes is handed back to trio in batches: one trio wake-up serves
 every reply (and every ``on_exchange``/``on_telegram`` call) that finished since the last one,
-so trio is not woken per byte, nor per exchange while it is busy. The thread's waits are
-``poll`` calls on the descriptor with the protocol's deadline as timeout, so the bus keeps its
-timing while the trio side is busy (a big report, Modbus and REST), and a line costs a few
-system calls per exchange. Times are the trio clock's (it is read from the thread), so readings
-carry the same times as under the trio driver.
+so trio is not woken per byte, nor per exchange while it is busy. Each job runs in the compiled
+loop of ``gateway.lineloop``: its waits are ``poll`` calls on the descriptor with the protocol's
+deadline as timeout and the GIL released, so the bus keeps its timing while the trio side is
+busy (a big report, Modbus and REST), and a line costs a few system calls per exchange. Times
+are the trio clock's (read in C from the thread), so readings carry the same times as under the
+trio driver.
 
 Opening and reopening the line stays with the transport on the trio side (``ensure_open``,
 ``broken``); the thread asks for it when it needs the descriptor.
