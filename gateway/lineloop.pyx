@@ -165,9 +165,11 @@ def serve(protocol, int fd, int wake_fd, LineClock clock, dispatch, stopping, tr
             out = protocol.take_output()
             if out:
                 _write(fd, out)
-            ended = dispatch(protocol.pop_events())
-            if ended is not None:
-                return ended
+            events = protocol.pop_events()
+            if events:  # most wake-ups bring none: no call into Python for them
+                ended = dispatch(events)
+                if ended is not None:
+                    return ended
             deadline = protocol.deadline
             if deadline == INF:
                 timeout = -1
