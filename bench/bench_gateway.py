@@ -220,6 +220,7 @@ def main(argv: list[str]) -> dict:
         result["peers"] = {
             "trio_io_only": io_floor.trio_peer(ports, BAUD, args.peer_seconds, peer_warmup),
             "threads_io_only": io_floor.thread_peer(ports, BAUD, args.peer_seconds, peer_warmup),
+            "one_thread_io_only": io_floor.poll_peer(ports, BAUD, args.peer_seconds, peer_warmup),
         }
     finally:
         simulator.terminate()
@@ -249,7 +250,11 @@ def main(argv: list[str]) -> dict:
     own = result["cpu_ms_per_exchange"]
     rate = result["exchanges"] / result["seconds"]
     print(f"  gateway            {own:>8} ms  ({rate:.1f} exchanges/s)")
-    peers = (("trio_io_only", "I/O only, trio"), ("threads_io_only", "I/O only, threads"))
+    peers = (
+        ("trio_io_only", "I/O only, trio"),
+        ("threads_io_only", "I/O only, threads"),
+        ("one_thread_io_only", "I/O only, 1 thread"),
+    )
     for name, label in peers:
         peer = result["peers"][name]
         per = peer["cpu_ms_per_exchange"]
