@@ -167,12 +167,16 @@ def _thread_line(port: int, rules: Rules, tally: Tally, running: Callable[[], bo
                 tally.count(exchange(req_ud2(address, fcb[address])))
 
 
-def thread_peer(ports: list[int], baud: int, seconds: float, warmup: float) -> dict:
+def _measure_threads(
+    targets: list[tuple[Callable[..., None], tuple]], baud: int, seconds: float, warmup: float
+) -> dict:
+    """Start a thread per ``(target, args)``, each called with ``args``, the rules, the tally
+    and whether to go on; measure after ``warmup`` for ``seconds``; stop them."""
     rules, tally = Rules(baud), Tally()
     stop = threading.Event()
     threads = [
-        threading.Thread(target=_thread_line, args=(port, rules, tally, lambda: not stop.is_set()))
-        for port in ports
+        threading.Thread(target=target, args=(*args, rules, tally, lambda: not stop.is_set()))
+        for target, args in targets
     ]
     for thread in threads:
         thread.start()
@@ -186,6 +190,11 @@ def thread_peer(ports: list[int], baud: int, seconds: float, warmup: float) -> d
         for thread in threads:
             thread.join(timeout=10)
     return result
+
+
+def thread_peer(ports: list[int], baud: int, seconds: float, warmup: float) -> dict:
+    """A blocking OS thread per line."""
+    return _measure_threads([(_thread_line, (port,)) for port in ports], baud, seconds, warmup)
 
 
 # ---------------------------------------------------------------------- one thread, all lines
@@ -277,18 +286,4 @@ def _poll_lines(ports: list[int], rules: Rules, tally: Tally, running: Callable[
 
 def poll_peer(ports: list[int], baud: int, seconds: float, warmup: float) -> dict:
     """One OS thread polls every line (the alternative to a thread per line)."""
-    rules, tally = Rules(baud), Tally()
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=_poll_lines, args=(ports, rules, tally, lambda: not stop.is_set())
-    )
-    thread.start()
-    try:
-        time.sleep(warmup)
-        start = (tally.exchanges, tally.silent, cpu_seconds(), time.monotonic())
-        time.sleep(seconds)
-        result = _result(tally, start, time.monotonic())
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-    return result
+    return _measure_threads([(_poll_lines, (ports,))], baud, seconds, warmup)
