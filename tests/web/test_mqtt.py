@@ -17,6 +17,7 @@ from mqtt_broker import PASSWORD, USER, Broker, running, subscriber, tcp_port
 from webrig import SERVED_ADMIN, served_gateway
 
 from mbusgw.gateway.events import READINGS_STORED, Event
+from mbusgw.gateway.services.mqtt import service
 from mbusgw.gateway.services.mqtt.service import CURSOR
 from mbusgw.gateway.settings import InterfaceConfig
 from mbusgw.gateway.store import SeriesSpec, StoredReading
@@ -127,6 +128,14 @@ async def stored(gateway: Any, key: str, second: int, *counts: int) -> None:
     """Readings of ``key`` received in one second (one per count), told like a cycle's."""
     await gateway.writer.put_readings(
         [StoredReading.of(key, second, [(COUNTER, count)]) for count in counts]
+    )
+    gateway.events.publish(Event(READINGS_STORED, gateway.clock.now(), None, {"meters": [key]}))
+
+
+async def stored_many(gateway: Any, key: str, second: int, count: int) -> None:
+    """``count`` readings of ``key``, a second apart from ``second`` on, told as one batch."""
+    await gateway.writer.put_readings(
+        [StoredReading.of(key, second + i, [(COUNTER, i)]) for i in range(count)]
     )
     gateway.events.publish(Event(READINGS_STORED, gateway.clock.now(), None, {"meters": [key]}))
 
@@ -262,11 +271,7 @@ async def test_a_broker_lost_in_the_middle_of_a_backlog_misses_nothing(tmp_path:
                 second = int(gateway.clock.now().timestamp())  # not before the cursor's start
                 published = (await status_of(http))["published"]
                 async with subscriber(broker, readings, client_id="backend") as first:
-                    await gateway.writer.put_readings(
-                        [StoredReading.of(key, second + i, [(COUNTER, i)]) for i in range(backlog)]
-                    )
-                    gateway.events.publish(Event(READINGS_STORED, gateway.clock.now(), None,
-                                                 {"meters": [key]}))  # fmt: skip
+                    await stored_many(gateway, key, second, backlog)
                     while gateway.mqtt.status.published < published + backlog // 4:
                         await trio.sleep(0)
             await wait_status(http, connected=False)
@@ -279,3 +284,21 @@ async def test_a_broker_lost_in_the_middle_of_a_backlog_misses_nothing(tmp_path:
                     seen = len(then.lines)
                     await then.wait_for("", seen + 1)
     assert not missing - set(counts(then.lines, key))
+
+
+async def test_a_backlog_beyond_the_messages_in_flight_waits_for_acknowledgements(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    # the cap is paho's message ids (65 535) in the field; a small one here, same path
+    monkeypatch.setattr(service, "MAX_IN_FLIGHT", 50)
+    monkeypatch.setattr(service, "PIPELINE_MESSAGES", 20)
+    backlog = 600
+    with trio.fail_after(30):
+        async with quiet_gateway(tmp_path) as (gateway, http, broker, key), heard(broker) as sub:
+            await gateway.update_settings(settings(broker))
+            await wait_status(http, connected=True)
+            second = int(gateway.clock.now().timestamp())
+            await stored_many(gateway, key, second, backlog)
+            await cursor_at(gateway, key, [second + backlog - 1, 1])
+            await sub.wait_for(f'"value":{backlog - 1},')
+    assert counts(sub.lines, key) == list(range(backlog))

@@ -39,6 +39,9 @@ CURSOR = "mqtt:cursor"  # never a report's name (those have no colon)
 ACK_TIMEOUT_S = 30.0
 # messages made between two chances for the link to send them and read acknowledgements
 PIPELINE_MESSAGES = 200
+# messages awaiting the broker's acknowledgement at the most: paho's message ids (65 535, one
+# per message in flight) and its memory (it keeps each until acknowledged) bound a backlog
+MAX_IN_FLIGHT = 20_000
 Log = Callable[[int, str, str], None]
 # a cursor: (reception second, how many readings of that second the broker has acknowledged)
 Position = tuple[int, int]
@@ -99,6 +102,7 @@ class MqttService:
         self._start = 0
         self._generation = 0  # connections lost so far
         self._made = 0  # messages made since the link last had a chance to send them
+        self._unsent = False  # a message of the batch was not taken
 
     def status_dict(self) -> dict[str, object]:
         return {"enabled": self._settings().enabled, **self.status.as_dict()}
@@ -200,7 +204,7 @@ class MqttService:
         self._publish_gateway_state(link, topics)
         newest: dict[str, Position] = {}
         backlog = 0
-        generation = self._generation
+        generation, self._unsent = self._generation, False
         series = {info.id: info for info in self._store.series()}  # read once per batch
         positions = {key: self._cursor.get(key, (self._start, 0)) for key in chosen}
         unsent = self._store.readings_after(positions)  # one snapshot for the whole batch
@@ -211,7 +215,11 @@ class MqttService:
             newest[key] = moved(positions[key], found)
             readings = self._readings(key, found, settings.max_backlog, series)
             backlog += len(readings)
-            await self._publish_meter(link, settings, topics, meters[key], readings)
+            if not await self._publish_meter(link, settings, topics, meters[key], readings):
+                # cut short (the connection lost or stuck): no cursor moves, all again later
+                self._unsent = True
+                self._dirty.update(chosen)
+                break
         self.status.backlog = backlog
         if not newest:
             return
@@ -219,7 +227,8 @@ class MqttService:
             while self._unacked and self.status.connected:
                 self._acked = trio.Event()
                 await self._acked.wait()
-        if self._unacked or not self.status.connected or self._generation != generation:
+        lost = not self.status.connected or self._generation != generation
+        if self._unacked or self._unsent or lost:
             self._dirty.update(newest)  # not all acknowledged: published again later
             return
         self._cursor.update(newest)
@@ -233,11 +242,11 @@ class MqttService:
         topics: pl.Topics,
         meter: Meter,
         readings: list[tuple[int, list[pl.SeriesValue]]],
-    ) -> None:
+    ) -> bool:
         """A message per reading, then the newest value of each series on its own topic: each
-        value's JSON written once for both."""
+        value's JSON written once for both. False when the connection was lost meanwhile."""
         if not readings:
-            return
+            return True
         meter_json = pl.identity_json(meter)
         topic = topics.reading(meter.key)
         for read_at, values in readings:
@@ -246,22 +255,30 @@ class MqttService:
             self._send(
                 link, topic, pl.reading_message(meter_json, when, parts), settings.qos, False
             )
-            await self._pipeline()
+            if not await self._pipeline():
+                return False
         level = topics.series_level(meter.key)
         for value, part in zip(values, parts, strict=True):
             payload = pl.series_state(when, part)
             self._send(link, f"{level}{value.series}", payload, settings.qos, settings.retain)
             if settings.discovery:
                 self._discover(link, topics, meter, value)
-        await self._pipeline()
+        return await self._pipeline()
 
-    async def _pipeline(self) -> None:
+    async def _pipeline(self) -> bool:
         """Now and then, the link's writer sends what is queued and its reader takes the
         acknowledgements, while the next messages are made (a backlog of a day of one meter
-        too, not only a cycle of many)."""
-        if self._made >= PIPELINE_MESSAGES:
-            self._made = 0
-            await trio.lowlevel.checkpoint()
+        too, not only a cycle of many); with ``MAX_IN_FLIGHT`` unacknowledged, they are
+        awaited first. False when the connection is lost."""
+        if self._made < PIPELINE_MESSAGES:
+            return True
+        self._made = 0
+        await trio.lowlevel.checkpoint()
+        with trio.move_on_after(ACK_TIMEOUT_S):
+            while len(self._unacked) >= MAX_IN_FLIGHT and self.status.connected:
+                self._acked = trio.Event()
+                await self._acked.wait()
+        return self.status.connected and len(self._unacked) < MAX_IN_FLIGHT
 
     def _send(self, link: BrokerLink, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         mid = link.publish(topic, payload, qos, retain)
@@ -269,6 +286,8 @@ class MqttService:
         self._made += 1
         if qos and mid >= 0:
             self._unacked.add(mid)
+        elif qos:  # not taken (no connection, or every message id in use): never acknowledged
+            self._unsent = True
 
     def _publish_gateway_state(self, link: BrokerLink, topics: pl.Topics) -> None:
         active = [m for m in self._meters() if m.active]
