@@ -308,9 +308,7 @@ class MqttService:
         node = f"mbusgw_{pl.safe(self._device_name())}"
         config = pl.meter_discovery(topics, node, meter, value)
         if config is not None:
-            # QoS 0: no cursor waits on a config, and every (re)connection sends them all
-            # again, so the broker's acknowledgement would only cost its handling
-            link.publish(config[0], config[1], 0, True)
+            link.publish(config[0], config[1], 1, True)
         self._discovered.add((meter.key, value.series))
 
     def _readings(
