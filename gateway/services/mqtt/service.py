@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -27,9 +27,11 @@ from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.mqtt_settings import MqttSettings
 from mbusgw.gateway.services.following import SettingsFollower
 from mbusgw.gateway.services.mqtt import payloads as pl
-from mbusgw.gateway.services.mqtt.link import BrokerLink
 from mbusgw.gateway.services.snmp.objects import GatewayView
 from mbusgw.gateway.store.model import ReadingValues, SeriesInfo
+
+if TYPE_CHECKING:
+    from mbusgw.gateway.services.mqtt.link import BrokerLink
 
 logger = logging.getLogger("mbusgw.mqtt")
 
@@ -107,6 +109,9 @@ class MqttService:
             await self._follower.run(self._settings, self._serve, task_status)
 
     async def _serve(self, settings: MqttSettings, task_status: Any) -> None:
+        # paho is loaded when the publisher is switched on, not with every gateway
+        from mbusgw.gateway.services.mqtt.link import BrokerLink
+
         self._load_cursor()
         topics = pl.Topics(settings.topic_prefix, settings.discovery_prefix)
         client_id = settings.client_id or f"mbusgw-{pl.safe(self._device_name())}"
