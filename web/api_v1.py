@@ -22,6 +22,7 @@ from mbusgw.web import operations as ops
 from mbusgw.web import snmp_api as snmp_api  # its routes join this table
 from mbusgw.web import values as vals
 from mbusgw.web.api_schemas import BOOL, INT, STR
+from mbusgw.web.compress import wants_gzip
 from mbusgw.web.errors import BadRequest, Conflict, NotFound
 from mbusgw.web.meterlist import meters_json
 from mbusgw.web.openapi import Param, build_document
@@ -98,14 +99,18 @@ async def device_factory_reset() -> Response:
 async def meters_list() -> Response:
     from quart import request
 
-    text = meters_json(
+    body, gzipped = meters_json(
         gw(),
         passive=arg_bool("passive", True),
         offset=arg_int("offset", 0, 0, 4096) or 0,
         limit=arg_int("limit", None, 1, 4096),
         fields=ops.meter_fields(request.args.get("fields")),
+        gzip=wants_gzip(request),
     )
-    return Response(text, mimetype="application/json")
+    response = Response(body, mimetype="application/json")
+    if gzipped:  # compressed from the parts kept (web/compress.py leaves it as it is)
+        response.headers["Content-Encoding"] = "gzip"
+    return response
 
 
 @route("POST", "/meters", "Install meters from a meter list (CSV, manual table 5)", "meters",
