@@ -93,8 +93,8 @@ async def device_factory_reset() -> Response:
        params=(Param("passive", BOOL, "include passive meters (default true)"),
                Param("offset", INT, "skip this many meters of the list (paging; default 0)"),
                Param("limit", INT, "at most this many meters (paging; default all)"),
-               Param("fields", STR, "only these fields of each meter, comma-separated "
-                     "(the key always; e.g. key,position,state,latest)")),
+               Param("fields", STR, "only these fields of each meter, comma-separated, and "
+                     "always key, position and state (e.g. interface,latest)")),
        response="MeterList")  # fmt: skip
 async def meters_list() -> Response:
     from quart import request
