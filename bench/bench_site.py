@@ -107,7 +107,7 @@ def _rss_mb(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else float("nan")
 
 
-def _rss_split_mb(pid: int) -> dict[str, float]:
+def rss_split_mb(pid: int) -> dict[str, float]:
     """Resident memory by kind: anonymous (the heap, arenas, stacks) and file-backed (code of
     the interpreter and extension modules, mapped store pages)."""
     text = Path(f"/proc/{pid}/smaps_rollup").read_text()
@@ -202,7 +202,7 @@ def _drive(pid: int, port: int, total: int, samples: int, settle: float) -> dict
         time.sleep(max(0.0, 2 * settle - (time.monotonic() - cpu_begun)))  # CPU over >= 10 s
         cpu = (_cpu_s(pid) - cpu_before) / (time.monotonic() - cpu_begun) * 100
         rss = _rss_mb(pid)
-        split = _rss_split_mb(pid)
+        split = rss_split_mb(pid)
         live = http.get("/api/v1/values/live", headers=auth).json()
     return {
         "meters": total,
