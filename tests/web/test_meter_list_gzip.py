@@ -16,7 +16,8 @@ from webrig import SERVED_ADMIN, served_gateway
 from mbusgw.core.jsonout import dumps
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.settings import InterfaceConfig
-from mbusgw.web.compress import GROUP, PartsGzip
+from mbusgw.web import compress
+from mbusgw.web.compress import GROUP, PartsGzip, gzipped
 from mbusgw.web.meterlist import _caches
 from mbusgw.web.operations import list_meters
 
@@ -90,3 +91,13 @@ async def test_a_changed_meter_recompresses_its_group_only(tmp_path: Path) -> No
             # the whole list after the page: its own segments were kept
             assert await raw_gzip(http, "/api/v1/meters") == later
             assert compressed() == groups + 2
+
+
+def test_a_kept_answer_holds_a_digest_of_the_body_not_the_body() -> None:
+    body = b'{"values":"' + b"x" * 100_000 + b'"}'
+    packed = gzipped("/api/v1/test/digest", body)
+    assert gzipped("/api/v1/test/digest", body) is packed  # unchanged: found kept
+    digest, kept = compress._kept["/api/v1/test/digest"]
+    assert (
+        kept is packed and len(digest) == 32 and body not in compress._kept["/api/v1/test/digest"]
+    )
