@@ -37,6 +37,7 @@ from bench.bench_site import rss_split_mb
 from bench.services_load import all_services
 from mbusgw.gateway import heap
 from mbusgw.gateway.app import Gateway
+from mbusgw.gateway.malloc import fix_thresholds
 from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
 from mbusgw.gateway.store import Store, store_path
 
@@ -143,6 +144,7 @@ async def measure(
         await gateway.update_settings({"reading": {"continuous": True}})
         # as ``mbusgw run`` does once started (there the meter list comes from the store)
         heap.settle()
+        fix_thresholds()  # as ``mbusgw run`` does before it starts
         in_use = AsyncExitStack()
         service_report = None
         if services == "all":
