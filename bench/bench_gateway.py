@@ -130,6 +130,7 @@ async def measure(
         InterfaceConfig(name=f"line{k}", kind="tcp", host="127.0.0.1", port=port, baud=BAUD)
         for k, port in enumerate(ports)
     )
+    fix_thresholds()  # as ``mbusgw run`` does before it starts
     # the web interface runs as it does for a user, on a free port (runs side by side can't clash)
     gateway = Gateway(StartupConfig(data_dir, interfaces=interfaces, web_port=0))
     latencies: list[float] = []
@@ -144,7 +145,6 @@ async def measure(
         await gateway.update_settings({"reading": {"continuous": True}})
         # as ``mbusgw run`` does once started (there the meter list comes from the store)
         heap.settle()
-        fix_thresholds()  # as ``mbusgw run`` does before it starts
         in_use = AsyncExitStack()
         service_report = None
         if services == "all":
