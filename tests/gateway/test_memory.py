@@ -1,6 +1,7 @@
 """Resident memory of a running gateway: the libraries of services that are switched off are
-not loaded (pymodbus, pysnmp with pyasn1, paho), and freed large buffers do not stay resident
-(``gateway/malloc.py``). Each case runs in a fresh interpreter: this one has loaded them all."""
+not loaded (pymodbus, pysnmp with pyasn1, paho), freed large buffers do not stay resident and
+threads share two arenas of the C allocator (``gateway/malloc.py``). Each case runs in a
+fresh interpreter: this one has loaded them all."""
 
 from __future__ import annotations
 
@@ -54,13 +55,38 @@ del blocks
 print(rss_kib() - before)
 """
 
+THREAD_ARENAS = """
+import ctypes, sys, threading
+from mbusgw.gateway.malloc import fix_thresholds
+
+if sys.argv[1] == "fixed":
+    assert fix_thresholds()
+
+all_alive = threading.Barrier(8)
+
+def work():
+    kept = [bytes(2000) for _ in range(200)]  # blocks of the C allocator, not of Python's
+    all_alive.wait()  # as the bus threads of 8 lines: all at once
+
+threads = [threading.Thread(target=work) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+ctypes.CDLL("libc.so.6").malloc_stats()  # "Arena N:" per arena, on stderr
+"""
+
 
 def run_python(code: str, *args: str) -> str:
+    return run_python_both(code, *args)[0]
+
+
+def run_python_both(code: str, *args: str) -> tuple[str, str]:
     done = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+    return done.stdout, done.stderr
 
 
 def test_libraries_of_services_switched_off_are_not_loaded(tmp_path: Path) -> None:
@@ -75,3 +101,10 @@ def test_freed_large_buffers_do_not_stay_resident() -> None:
     kept_when_fixed = int(run_python(FREED_BLOCKS, "fixed"))
     assert kept_by_default > 30 * 1024  # the case: 40 freed MiB held below the last block
     assert kept_when_fixed < 8 * 1024
+
+
+def test_threads_share_two_arenas() -> None:
+    by_default = run_python_both(THREAD_ARENAS, "default")[1].count("Arena ")
+    when_fixed = run_python_both(THREAD_ARENAS, "fixed")[1].count("Arena ")
+    assert by_default > 2  # the case: an arena for each thread (up to eight per core)
+    assert when_fixed <= 2
