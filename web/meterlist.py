@@ -112,8 +112,7 @@ def meters_json(
     latest_texts, packer = cache.page((passive, offset, limit, fields))
     latest = None
     if fields is None or "latest" in fields:
-        # the page's meters with stored values, looked up one by one: a page costs its size
-        wanted = [m.key for m in page if gw.store.meter(m.key) is not None]
+        wanted = gw.store.stored_meters(m.key for m in page)  # a page costs its size
         table = gw.store.latest(wanted) if wanted else None
         latest = latest_texts.update(catalog(gw), gw.store, table)
     parts = cache.texts(gw, page, fields, latest, len(page) == len(gw.meters))
