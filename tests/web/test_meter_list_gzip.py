@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import trio
-from webrig import SERVED_ADMIN, served_gateway
+from webrig import SERVED_ADMIN, install_flats, served_gateway
 
 from mbusgw.core.jsonout import dumps
 from mbusgw.gateway.health import MeterHealth
@@ -21,7 +21,6 @@ from mbusgw.web.compress import GROUP, PartsGzip, gzipped
 from mbusgw.web.meterlist import _caches
 from mbusgw.web.operations import list_meters
 
-HEADER = "Position,SecondaryAddress,BaudRate,AddressingMode,PrimaryAddress,EnhancedAddress\n"
 LINE = InterfaceConfig(name="sim1", kind="simulator", baud=9600, meters=2)
 GZIP = {"Accept-Encoding": "gzip"}
 
@@ -47,16 +46,9 @@ async def raw_gzip(http: httpx.AsyncClient, path: str) -> bytes:
 
 
 async def test_a_changed_meter_recompresses_its_group_only(tmp_path: Path) -> None:
-    rows = "".join(f"Flat {a},,2400,primary,{a},\n" for a in range(100, 200))
     with trio.fail_after(120):
         async with served_gateway(tmp_path, LINE) as (gateway, http):
-            installed = await http.post(
-                "/api/v1/meters",
-                auth=SERVED_ADMIN,
-                content=(HEADER + rows).encode(),
-                headers={"Content-Type": "text/csv"},
-            )
-            assert installed.status_code == 200, installed.text
+            await install_flats(http, range(100, 200))
             await gateway.read_all(gateway.meters[:2])  # the simulated meters have values
             first = await raw_gzip(http, "/api/v1/meters")
             pages = _caches[gateway.store].pages

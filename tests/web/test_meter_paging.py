@@ -6,25 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
-from webrig import SERVED_ADMIN, served_gateway
+from webrig import SERVED_ADMIN, install_flats, served_gateway
 
 from mbusgw.gateway.settings import InterfaceConfig
 
-HEADER = "Position,SecondaryAddress,BaudRate,AddressingMode,PrimaryAddress,EnhancedAddress\n"
 LINE = InterfaceConfig(name="sim1", kind="simulator", baud=9600, meters=2)
 
 
 async def test_the_meter_list_comes_in_pages_of_the_fields_asked_for(tmp_path: Path) -> None:
-    rows = "".join(f"Flat {a},,2400,primary,{a},\n" for a in range(100, 220))
     with trio.fail_after(120):
         async with served_gateway(tmp_path, LINE) as (gateway, http):
-            installed = await http.post(
-                "/api/v1/meters",
-                auth=SERVED_ADMIN,
-                content=(HEADER + rows).encode(),
-                headers={"Content-Type": "text/csv"},
-            )
-            assert installed.status_code == 200, installed.text
+            await install_flats(http, range(100, 220))
             asked: list[list[str]] = []  # the meters each lookup of latest values was for
             latest = gateway.store.latest
 
