@@ -39,6 +39,9 @@ STATUS_NAMES = {1: "ok", 2: "warning", 3: "error"}
 TABLE = REPORT_CURSORS  # the delivery cursors' table, beside the push reports'
 CURSOR = "mqtt:cursor"  # never a report's name (those have no colon)
 ACK_TIMEOUT_S = 30.0
+# messages awaiting their acknowledgement at most: the client holds each until then, and a
+# cycle of 512 meters queued at once (readings, series, discovery) held tens of megabytes
+IN_FLIGHT = 256
 Log = Callable[[int, str, str], None]
 # a cursor: (reception second, how many readings of that second the broker has acknowledged)
 Position = tuple[int, int]
@@ -93,6 +96,7 @@ class MqttService:
         self._wake = trio.Event()
         self._follower = SettingsFollower()
         self._unacked: set[int] = set()
+        self._configs_unacked: set[int] = set()  # discovery configs: in the window, not counted
         self._acked = trio.Event()
         self._discovered: set[tuple[str, int]] = set()
         self._cursor: dict[str, Position] = {}
@@ -147,6 +151,7 @@ class MqttService:
             self._last_logged = error
         if not connected:
             self._unacked.clear()
+            self._configs_unacked.clear()
             self._acked.set()
 
     _last_logged: str | None = None
@@ -155,8 +160,10 @@ class MqttService:
         if mid in self._unacked:
             self._unacked.discard(mid)
             self.status.acknowledged += 1
-            if not self._unacked:
-                self._acked.set()
+            self._acked.set()  # whoever waits looks again: for room, or for none left
+        elif mid in self._configs_unacked:
+            self._configs_unacked.discard(mid)
+            self._acked.set()
 
     async def _follow_events(self) -> None:
         async for event in self._events:
@@ -210,6 +217,7 @@ class MqttService:
             readings = self._readings(key, found, settings.max_backlog, series)
             backlog += len(readings)
             for read_at, values in readings:
+                await self._room()
                 self._send(
                     link,
                     topics.reading(key),
@@ -220,6 +228,7 @@ class MqttService:
             if readings:
                 read_at, values = readings[-1]
                 for value in values:
+                    await self._room()
                     self._send(
                         link,
                         topics.series(key, value.series),
@@ -242,6 +251,14 @@ class MqttService:
         self._cursor.update(newest)
         self.status.backlog = 0
         await self._commit_cursor()
+
+    async def _room(self) -> None:
+        """Wait while ``IN_FLIGHT`` messages await their acknowledgement."""
+        while (
+            len(self._unacked) + len(self._configs_unacked) >= IN_FLIGHT and self.status.connected
+        ):
+            self._acked = trio.Event()
+            await self._acked.wait()
 
     def _send(self, link: BrokerLink, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         mid = link.publish(topic, payload, qos, retain)
@@ -268,7 +285,9 @@ class MqttService:
         node = f"mbusgw_{pl.safe(self._device_name())}"
         config = pl.meter_discovery(topics, node, meter, value)
         if config is not None:
-            link.publish(config[0], config[1], 1, True)
+            mid = link.publish(config[0], config[1], 1, True)
+            if mid >= 0:
+                self._configs_unacked.add(mid)
         self._discovered.add((meter.key, value.series))
 
     def _readings(
