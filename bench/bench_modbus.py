@@ -6,8 +6,11 @@ Scenarios, each for ``--seconds`` (default 5):
   on a cycle; the response times are the goal's (p99 ≤ 5 ms at ≥ 1 000 requests/s, with
   either source).
 - ``saturated``: every client asks again as soon as it has its answer: the most requests/s.
-- ``pymodbus``: the saturated load against pymodbus's stock ``ModbusTcpServer`` (a static
-  datastore, no map, no limits) in plain asyncio in its own process: the peer for the ratio.
+  The clients are a small C program (``modbus_load.c``, compiled with gcc for the run): on two
+  cores the Python clients took a whole core, so the rate measured them as much as the server.
+- ``pymodbus``: the saturated load (the same C clients) against pymodbus's stock
+  ``ModbusTcpServer`` (a static datastore, no map, no limits) in plain asyncio in its own
+  process: the peer for the ratio.
 - ``stored``: the paced load on the stored-values source (continuous mode off) while a whole
   reading cycle of every meter is stored each second (a real store in a temporary directory,
   the real writer) and announced: every meter is refreshed from the store once a second.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,7 +46,9 @@ from mbusgw.gateway.store import SeriesNames, Store, StoreWriter, reading_from_t
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "libmbus" / "test-frames"
+LOAD_SOURCE = Path(__file__).with_name("modbus_load.c")
 CLIENTS = 32
+DEPTH = 1  # requests in flight per saturating client: a PLC waits for its answer
 PACED_RATE = 40.0  # requests/s per client
 METERS = 64
 READINGS_PER_SECOND = METERS  # every meter's reading is refreshed each second
@@ -55,9 +61,24 @@ def load_frames() -> list[bytes]:
     return [bytes.fromhex("".join(p.read_text().split())) for p in sorted(CORPUS.glob("*.hex"))]
 
 
-async def run_clients(port: int, seconds: float, rate: float) -> dict:
-    command = [sys.executable, "-m", "bench.modbus_load", str(port), str(CLIENTS), str(seconds)]
-    result = await trio.run_process(command + [str(rate)], capture_stdout=True, cwd=ROOT)
+def compile_load(directory: str) -> Path:
+    """The saturating load generator, compiled from its source into ``directory``."""
+    if shutil.which("gcc") is None:
+        raise RuntimeError("the Modbus bench compiles its load generator with gcc: install gcc")
+    program = Path(directory) / "modbus_load"
+    subprocess.run(["gcc", "-O2", "-o", str(program), str(LOAD_SOURCE)], check=True)
+    return program
+
+
+async def run_clients(port: int, seconds: float, rate: float, load: Path | None = None) -> dict:
+    """The paced load from the Python clients, or with ``load`` (the compiled C clients, rate
+    0) the saturated one, DEPTH requests in flight per connection."""
+    if load is not None:
+        command = [str(load), str(port), str(CLIENTS), str(seconds), str(DEPTH)]
+    else:
+        command = [sys.executable, "-m", "bench.modbus_load", str(port), str(CLIENTS)]
+        command += [str(seconds), str(rate)]
+    result = await trio.run_process(command, capture_stdout=True, cwd=ROOT)
     return json.loads(result.stdout)
 
 
@@ -88,7 +109,7 @@ def bench_meters() -> list[Meter]:
 SETTINGS = ModbusSettings(host="127.0.0.1", port=0, max_connections=64)
 
 
-async def ours(seconds: float, rate: float) -> dict:
+async def ours(seconds: float, rate: float, load: Path | None = None) -> dict:
     meters = bench_meters()
     snapshot = LiveSnapshot()
     clock = SystemClock()
@@ -101,7 +122,7 @@ async def ours(seconds: float, rate: float) -> dict:
         await trio.sleep(1.5)  # every polled meter has a reading
         first = readings[0]
         cpu = time.process_time()
-        result = await run_clients(service.address[1], seconds, rate)
+        result = await run_clients(service.address[1], seconds, rate, load)
         result["server_cpu_us"] = cpu_per_request(time.process_time() - cpu, result)
         result["readings_per_s"] = round((readings[0] - first) / result["seconds"], 1)
         result["server_requests"] = service.stats.requests
@@ -182,7 +203,7 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-async def stock_pymodbus(seconds: float) -> dict:
+async def stock_pymodbus(seconds: float, load: Path) -> dict:
     command = [sys.executable, "-m", "bench.modbus_stock"]
     async with trio.open_nursery() as nursery:
         process = await nursery.start(
@@ -195,7 +216,7 @@ async def stock_pymodbus(seconds: float) -> dict:
             port += await process.stdout.receive_some(16)
         try:
             cpu = process_cpu_s(process.pid)
-            result = await run_clients(int(port), seconds, 0)
+            result = await run_clients(int(port), seconds, 0, load)
             result["server_cpu_us"] = cpu_per_request(process_cpu_s(process.pid) - cpu, result)
             return result
         finally:
@@ -206,13 +227,16 @@ def main(argv: list[str]) -> dict:
     seconds = 5.0
     if "--seconds" in argv:
         seconds = float(argv[argv.index("--seconds") + 1])
-    results = {
-        "paced": trio.run(ours, seconds, PACED_RATE),
-        "saturated": trio.run(ours, seconds, 0.0),
-        "pymodbus": trio.run(stock_pymodbus, seconds),
-        "stored": trio.run(stored, seconds, PACED_RATE),
-    }
+    with tempfile.TemporaryDirectory() as directory:
+        load = compile_load(directory)
+        results = {
+            "paced": trio.run(ours, seconds, PACED_RATE),
+            "saturated": trio.run(ours, seconds, 0.0, load),
+            "pymodbus": trio.run(stock_pymodbus, seconds, load),
+            "stored": trio.run(stored, seconds, PACED_RATE),
+        }
     print(f"{CLIENTS} clients x 125 registers, {seconds:g} s each, loopback")
+    print(f"saturated and pymodbus: C clients, {DEPTH} request(s) in flight per connection")
     print(
         f"{'scenario':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}"
         f" {'readings/s':>10} {'cpu us/req':>10}"
