@@ -7,8 +7,8 @@ Rules a client meets (docs/modbus.md):
 - A bad MBAP header (protocol id not 0, impossible length): the connection is closed, since a
   TCP byte stream cannot be resynchronised.
 - Beyond ``max_connections`` a new connection is accepted and closed at once.
-- A connection without a complete request for ``idle_timeout_s`` is closed, also while its
-  answers wait because it does not read them.
+- A connection without a complete request for ``idle_timeout_s`` is closed (within 1 s or 1 %
+  of the timeout after it), also while its answers wait because it does not read them.
 - A client is served ``BATCH`` requests at a time between the other clients' turns, and while
   it does not read its answers it is not read from either (trio's ``send_all`` waits), so a
   flood of requests stays in the client's socket, not in the gateway.
@@ -37,6 +37,9 @@ READ_LENGTH = 6  # the MBAP length of a read request: the unit id and a 5-byte P
 MAX_PDU = 253
 BATCH = 16  # requests answered from one client before the others get a turn
 RECEIVE_SIZE = 65536
+# an idle connection is closed up to 1 s (at most 1 % of the timeout) after the timeout
+IDLE_SLACK = 1.0
+IDLE_SLACK_SHARE = 0.01
 
 
 class BadFrame(Exception):
@@ -103,6 +106,7 @@ class TcpServer:
         # at once: the usual exchange (one request, one answer) then costs one trip through
         # the scheduler instead of three. ``send_all`` only takes what the socket did not.
         fd = stream.socket.fileno()
+        slack = min(IDLE_SLACK, idle * IDLE_SLACK_SHARE)
         framer = FramerSocket(DecodePDU(is_server=True))
         buffer = bytearray()
         while True:
@@ -122,7 +126,9 @@ class TcpServer:
                     break
                 del buffer[:used]
                 await _write(stream, fd, b"".join(answers))
-                scope.deadline = trio.current_time() + idle
+                deadline = idle_deadline(scope.deadline, trio.current_time(), idle, slack)
+                if deadline != scope.deadline:
+                    scope.deadline = deadline
                 if len(answers) < BATCH:
                     break
                 await trio.lowlevel.checkpoint()  # the other clients' turn
@@ -145,6 +151,13 @@ class TcpServer:
             answers.append(answer)
             used = end
         return answers, used
+
+
+def idle_deadline(deadline: float, now: float, idle: float, slack: float) -> float:
+    """The idle deadline after a request answered at ``now``: at least ``idle`` and at most
+    ``idle + slack`` later. Setting a cancel scope's deadline costs a trip through trio's
+    deadline heap, so one that is still far enough is kept."""
+    return deadline if deadline - now >= idle else now + idle + slack
 
 
 def answer_frame(responder: Responder, framer: FramerSocket, frame: bytes) -> bytes:

@@ -16,10 +16,13 @@ from mbusgw.gateway.services.modbus_pdu import ModbusStats, Responder
 from mbusgw.gateway.services.modbus_source import SeriesValue
 from mbusgw.gateway.services.modbus_tcp import (
     BATCH,
+    IDLE_SLACK,
+    IDLE_SLACK_SHARE,
     MBAP,
     READ_REQUEST,
     TcpServer,
     answer_frame,
+    idle_deadline,
     read_fast,
 )
 from mbusgw.gateway.settings import Settings
@@ -161,3 +164,22 @@ def test_the_fast_path_serves_registers_and_exceptions() -> None:
     refused = read_fast(responder, READ_REQUEST.pack(8, 0, 6, 1, 3, 250, 1), 0)
     assert refused == MBAP.pack(8, 0, 3, 1) + bytes((0x83, 2))
     assert (stats.requests, stats.exceptions) == (2, 1)
+
+
+@given(
+    idle=st.sampled_from([0.05, 1.0, 120.0, 3600.0]),
+    gaps=st.lists(st.floats(0, 200, allow_nan=False), min_size=1, max_size=40),
+)
+def test_the_idle_deadline_is_kept_between_idle_and_idle_plus_slack(
+    idle: float, gaps: list[float]
+) -> None:
+    slack = min(IDLE_SLACK, idle * IDLE_SLACK_SHARE)
+    now = 1000.0
+    deadline = now + idle  # as the connection starts
+    for gap in gaps:  # a request answered after each gap, if the connection is still open
+        if now + gap > deadline:
+            break
+        now += gap
+        deadline = idle_deadline(deadline, now, idle, slack)
+        assert now + idle <= deadline <= now + idle + slack
+    assert idle_deadline(float("inf"), now, float("inf"), 0.0) == float("inf")
