@@ -1,11 +1,14 @@
 /* Saturating Modbus TCP load for bench_modbus: cheap enough that, on a small machine, the
  * requests per second measure the server rather than the client.
  *
- *   modbus_load PORT CLIENTS SECONDS DEPTH
+ *   modbus_load PORT CLIENTS SECONDS DEPTH [RATE]
  *
  * Opens CLIENTS connections to 127.0.0.1:PORT; client i reads the 125 holding registers of
- * meter block i + 1 (address 125 * (i + 1), unit 1) and keeps DEPTH requests in flight: a new
- * request goes out as soon as an answer comes in. Every answer is checked (transaction id in
+ * meter block i + 1 (address 125 * (i + 1), unit 1). Without RATE (or 0) it keeps DEPTH
+ * requests in flight: a new request goes out as soon as an answer comes in. With RATE (depth
+ * 1) each client asks RATE times a second, the clients' turns spread over one period, the way
+ * PLCs poll on a cycle; an answer that comes after the next turn was due is followed by the
+ * next request at once, as in bench/modbus_load.py. Every answer is checked (transaction id in
  * order, protocol 0, length, unit, function 3, byte count 250); a wrong one counts as an error,
  * and an answer whose MBAP header cannot be followed ends that connection. After SECONDS no new
  * request is sent and the ones in flight are awaited (for at most 2 s more). Prints one JSON
@@ -23,6 +26,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +45,7 @@ struct client {
     uint16_t expected_tid;         /* of the oldest request in flight */
     int in_flight;
     uint64_t sent_at[MAX_DEPTH];   /* ring, indexed by tid % MAX_DEPTH */
+    uint64_t next_at;              /* paced: when the next request is due */
     unsigned char buffer[BUFFER_SIZE];
     size_t filled;
 };
@@ -165,25 +170,43 @@ static double pick_ms(double q) {
     return (double)latencies[i] / 1e6;
 }
 
+/* Paced: arm the timer for the earliest client that waits for its turn (none: disarmed). */
+static void arm(int timer, struct client *all, int clients, uint64_t stop) {
+    uint64_t due = 0;
+    for (int i = 0; i < clients; i++)
+        if (all[i].open && !all[i].in_flight && all[i].next_at < stop
+            && (!due || all[i].next_at < due))
+            due = all[i].next_at;
+    struct itimerspec when = {0};
+    if (due) {
+        when.it_value.tv_sec = (time_t)(due / 1000000000ULL);
+        when.it_value.tv_nsec = (long)(due % 1000000000ULL);
+    }
+    timerfd_settime(timer, TFD_TIMER_ABSTIME, &when, NULL);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s PORT CLIENTS SECONDS DEPTH\n", argv[0]);
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: %s PORT CLIENTS SECONDS DEPTH [RATE]\n", argv[0]);
         return 2;
     }
     int port = atoi(argv[1]), clients = atoi(argv[2]), depth = atoi(argv[4]);
-    double seconds = atof(argv[3]);
+    double seconds = atof(argv[3]), rate = argc == 6 ? atof(argv[5]) : 0;
     if (port <= 0 || port > 65535 || clients < 1 || clients > 523 || depth < 1
-        || depth > MAX_DEPTH || !(seconds > 0)) {
-        fprintf(stderr, "bad arguments: 1-65535 port, 1-523 clients, depth 1-%d, seconds > 0\n",
-                MAX_DEPTH);
+        || depth > MAX_DEPTH || !(seconds > 0) || !(rate >= 0) || (rate > 0 && depth != 1)) {
+        fprintf(stderr, "bad arguments: 1-65535 port, 1-523 clients, depth 1-%d, seconds > 0,"
+                        " rate >= 0 (paced: depth 1)\n", MAX_DEPTH);
         return 2;
     }
     struct client *all = calloc((size_t)clients, sizeof *all);
     int poll = epoll_create1(0);
-    if (!all || poll < 0) {
+    int timer = timerfd_create(CLOCK_MONOTONIC, 0);
+    if (!all || poll < 0 || timer < 0) {
         perror("setup");
         return 1;
     }
+    struct epoll_event timer_event = {.events = EPOLLIN, .data.ptr = NULL};
+    epoll_ctl(poll, EPOLL_CTL_ADD, timer, &timer_event);
     struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     for (int i = 0; i < clients; i++) {
@@ -202,11 +225,18 @@ int main(int argc, char **argv) {
     }
     uint64_t start = now_ns();
     uint64_t stop = start + (uint64_t)(seconds * 1e9);
-    for (int i = 0; i < clients; i++)
-        send_requests(&all[i], depth);
+    /* paced clients start spread over one period, as PLCs polling on their own cycles */
+    uint64_t period = rate > 0 ? (uint64_t)(1e9 / rate) : 0;
+    for (int i = 0; i < clients; i++) {
+        all[i].next_at = start + period * (uint64_t)i / (uint64_t)clients;
+        if (!period)
+            send_requests(&all[i], depth);
+    }
     uint64_t last = start;
     struct epoll_event events[64];
     for (;;) {
+        if (period)
+            arm(timer, all, clients, stop);
         uint64_t at = now_ns();
         int waiting = 0;
         for (int i = 0; i < clients; i++)
@@ -217,11 +247,30 @@ int main(int argc, char **argv) {
         at = now_ns();
         for (int e = 0; e < ready; e++) {
             struct client *c = events[e].data.ptr;
+            if (!c) { /* the pacing timer: every client whose turn it is asks */
+                uint64_t expirations;
+                if (read(timer, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
+                    perror("timer");
+                for (int i = 0; i < clients; i++) {
+                    struct client *due = &all[i];
+                    if (due->open && !due->in_flight && due->next_at <= at && at < stop) {
+                        due->next_at += period;
+                        send_requests(due, 1);
+                    }
+                }
+                continue;
+            }
             int answers = receive_answers(c, at);
             if (answers)
                 last = at;
-            if (answers && c->open && at < stop)
+            if (!answers || !c->open || at >= stop)
+                continue;
+            if (!period) {
                 send_requests(c, answers);
+            } else if (c->next_at <= at) { /* late: its turn came while it waited */
+                c->next_at += period;
+                send_requests(c, 1);
+            }
         }
     }
     for (int i = 0; i < clients; i++) {

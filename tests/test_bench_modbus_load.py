@@ -1,5 +1,6 @@
-"""The bench's C Modbus load generator: it compiles, loads a real server without errors, and
-counts every answer it must not accept (wrong transaction id, function or byte count)."""
+"""The bench's C Modbus load generator: it compiles, loads a real server without errors,
+saturating or paced, and counts every answer it must not accept (wrong transaction id,
+function or byte count)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,11 @@ def load(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return compile_load(str(tmp_path_factory.mktemp("load")))
 
 
-async def test_it_loads_the_gateway_without_errors(load: Path) -> None:
+@pytest.mark.parametrize(
+    ("depth", "rate"),
+    [(2, 0.0), (1, 50.0)],  # saturated with two requests in flight; paced at 50/s per client
+)
+async def test_it_loads_the_gateway_without_errors(load: Path, depth: int, rate: float) -> None:
     meters = [
         Meter(f"{i:08d}", f"meter {i}", f"{i:08d}", 2400, (AddressingMode.SECONDARY,))
         for i in range(1, CLIENTS + 1)
@@ -37,20 +42,22 @@ async def test_it_loads_the_gateway_without_errors(load: Path) -> None:
     source = LiveSnapshotSource(LiveSnapshot(), lambda: meters, clock)
     settings = ModbusSettings(host="127.0.0.1", port=0)
     service = ModbusService(lambda: settings, lambda: source, clock)
+    seconds = 0.3
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
             assert service.address is not None
             port = service.address[1]
-            process = await trio.run_process(
-                [str(load), str(port), str(CLIENTS), "0.3", "2"], capture_stdout=True
-            )
+            command = [str(load), str(port), str(CLIENTS), str(seconds), str(depth), str(rate)]
+            process = await trio.run_process(command, capture_stdout=True)
             served = service.stats.requests
             nursery.cancel_scope.cancel()
     result = json.loads(process.stdout)
     assert result["errors"] == 0
     assert result["requests"] == served > 0
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    if rate:  # a paced client never asks before its turn
+        assert result["requests"] <= CLIENTS * (seconds * rate + 1)
 
 
 def wrong_tid(tid: int, function: int) -> bytes:
@@ -102,6 +109,17 @@ async def test_every_answer_is_checked(load: Path, answer: Callable[[int, int], 
         assert result["requests"] == 0
 
 
-async def test_bad_arguments_are_refused(load: Path) -> None:
-    process = await trio.run_process([str(load), "1502", "0", "1", "1"], check=False)
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["0", "1", "1"],
+        ["3", "1", "0"],
+        ["3", "0", "1"],
+        ["3", "1", "2", "40"],
+        ["3", "1", "1", "-1"],
+    ],
+)
+async def test_bad_arguments_are_refused(load: Path, arguments: list[str]) -> None:
+    # no clients, no requests in flight, no time, paced with two in flight, a negative rate
+    process = await trio.run_process([str(load), "1502", *arguments], check=False)
     assert process.returncode == 2
