@@ -1,0 +1,196 @@
+"""One client's application association, sans I/O: an APDU in, the APDU to answer out.
+
+dlms-cosem parses and encodes the AARQ/AARE, the GET request and response forms, the RLRQ/RLRE
+and the exception response; what is ours is the server's side of them: which client may
+associate and how, the negotiated context, and the dispatch of a GET to the object model.
+
+Two associations are offered, each bound to its client SAP (the wrapper's source port):
+the public client (16) without security, and client 17 with low-level security (LLS, the
+password in the AARQ's calling-authentication-value). Logical-name referencing only, no
+ciphering. An APDU that cannot be parsed is ``Garbage``: the connection is closed.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from dlms_cosem import enumerations as enums
+from dlms_cosem.protocol import acse, xdlms
+from dlms_cosem.protocol.acse.user_information import UserInformation
+
+from mbusgw.gateway.dlms_settings import DlmsSettings
+from mbusgw.gateway.services.dlms.objects import CosemModel
+
+PUBLIC_CLIENT = 16
+LLS_CLIENT = 17
+MAX_RECEIVE_PDU = 1024  # ours; every object's answer is far smaller
+AARQ, RLRQ, GET_REQUEST, GET_RESPONSE = 0x60, 0x62, 0xC0, 0xC4
+# the application context name "logical name referencing, with ciphering / short names"
+SHORT_NAME_CONTEXTS = (b"\x60\x85\x74\x05\x08\x01\x02", b"\x60\x85\x74\x05\x08\x01\x04")
+OFFERED = xdlms.Conformance(get=True)
+
+Diagnostic = enums.AcseServiceUserDiagnostics
+
+
+class Garbage(ValueError):
+    """Bytes that are no APDU this server understands: the connection ends."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an AARQ came to, for the log and the counters (never the password)."""
+
+    accepted: bool
+    reason: str
+
+
+class Association:
+    def __init__(self, model: CosemModel, client_sap: int, settings: DlmsSettings) -> None:
+        self.model = model
+        self.client_sap = client_sap
+        self.settings = settings
+        self.associated = False
+        self.conformance = xdlms.Conformance()
+        self.last_outcome: Outcome | None = None  # of the latest AARQ
+
+    def answer(self, apdu: bytes) -> bytes:
+        """The answer to one APDU; ``Garbage`` when it is none the server understands."""
+        if not apdu:
+            raise Garbage("an empty APDU")
+        tag = apdu[0]
+        try:
+            if tag == AARQ:
+                return self._associate(apdu)
+            if tag == RLRQ:
+                acse.ReleaseRequest.from_bytes(apdu)
+                self.associated = False
+                return acse.ReleaseResponse(reason=enums.ReleaseResponseReason.NORMAL).to_bytes()
+            if tag == GET_REQUEST:
+                return self._get(apdu)
+        except Garbage:
+            raise
+        except (ValueError, IndexError, KeyError, TypeError) as exc:
+            raise Garbage(f"APDU 0x{tag:02X} not understood: {exc}") from None
+        raise Garbage(f"APDU 0x{tag:02X} is not served")
+
+    # ----------------------------------------------------------------- association
+
+    def _associate(self, apdu: bytes) -> bytes:
+        if any(context in apdu[:16] for context in SHORT_NAME_CONTEXTS):
+            return self._refuse(
+                Diagnostic.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED, "short names or ciphering"
+            )
+        request = acse.ApplicationAssociationRequest.from_bytes(apdu)
+        initiate = request.user_information.content
+        if request.ciphered or not isinstance(initiate, xdlms.InitiateRequest):
+            return self._refuse(Diagnostic.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED, "ciphering")
+        refusal = self._check_authentication(request)
+        if refusal is not None:
+            return self._refuse(*refusal)
+        proposed = initiate.proposed_conformance
+        self.conformance = xdlms.Conformance(get=proposed.get and OFFERED.get)
+        self.associated = True
+        lls = self.client_sap == LLS_CLIENT
+        self.last_outcome = Outcome(True, "low-level security" if lls else "no security")
+        return acse.ApplicationAssociationResponse(
+            result=enums.AssociationResult.ACCEPTED,
+            result_source_diagnostics=Diagnostic.NULL,
+            authentication=enums.AuthenticationMechanism.LLS if lls else None,
+            user_information=UserInformation(
+                xdlms.InitiateResponse(
+                    negotiated_conformance=self.conformance,
+                    server_max_receive_pdu_size=MAX_RECEIVE_PDU,
+                )
+            ),
+        ).to_bytes()
+
+    def _check_authentication(
+        self, request: acse.ApplicationAssociationRequest
+    ) -> tuple[Diagnostic, str] | None:
+        mechanism = request.authentication or enums.AuthenticationMechanism.NONE
+        if self.client_sap == PUBLIC_CLIENT:
+            if not self.settings.public_client:
+                return Diagnostic.NO_REASON_GIVEN, "the public client is switched off"
+            if mechanism != enums.AuthenticationMechanism.NONE:
+                return (
+                    Diagnostic.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNIZED,
+                    "the public client associates without security",
+                )
+            return None
+        if self.client_sap != LLS_CLIENT:
+            return Diagnostic.NO_REASON_GIVEN, f"no association for client SAP {self.client_sap}"
+        if not self.settings.lls_password:
+            return Diagnostic.NO_REASON_GIVEN, "no low-level security password is set"
+        if mechanism == enums.AuthenticationMechanism.NONE:
+            return Diagnostic.AUTHENTICATION_REQUIRED, "no password given"
+        if mechanism != enums.AuthenticationMechanism.LLS:
+            return (
+                Diagnostic.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNIZED,
+                f"mechanism {mechanism.name} is not offered",
+            )
+        given = request.authentication_value or b""
+        if not hmac.compare_digest(given, self.settings.lls_password.encode()):
+            return Diagnostic.AUTHENTICATION_FAILED, "wrong password"
+        return None
+
+    def _refuse(self, diagnostic: Diagnostic, reason: str) -> bytes:
+        self.associated = False
+        self.last_outcome = Outcome(False, reason)
+        return acse.ApplicationAssociationResponse(
+            result=enums.AssociationResult.REJECTED_PERMANENT,
+            result_source_diagnostics=diagnostic,
+        ).to_bytes()
+
+    # ------------------------------------------------------------------------- GET
+
+    def _get(self, apdu: bytes) -> bytes:
+        if not self.associated or not self.conformance.get:
+            return xdlms.ExceptionResponse(
+                enums.StateException.SERVICE_NOT_ALLOWED,
+                enums.ServiceException.OPERATION_NOT_POSSIBLE,
+            ).to_bytes()
+        unknown = _unknown_class(apdu)
+        if unknown is not None:  # dlms-cosem knows only the standard's classes
+            return unknown
+        request = xdlms.GetRequestFactory.from_bytes(apdu)
+        if not isinstance(request, xdlms.GetRequestNormal):
+            # the objects' answers all fit one APDU: no block transfer is ever started
+            kind = type(request).__name__
+            if isinstance(request, xdlms.GetRequestNext):
+                return xdlms.GetResponseNormalWithError(
+                    enums.DataAccessResult.NO_LONG_GET_IN_PROGRESS,
+                    invoke_id_and_priority=request.invoke_id_and_priority,
+                ).to_bytes()
+            raise Garbage(f"{kind} was not negotiated")
+        invoke = request.invoke_id_and_priority
+        if request.access_selection is not None:
+            answer: bytes | enums.DataAccessResult = enums.DataAccessResult.OTHER_REASON
+        else:
+            target = request.cosem_attribute
+            code = target.instance.to_bytes()
+            answer = self.model.get(int(target.interface), tuple(code), int(target.attribute))
+        if isinstance(answer, bytes):
+            # dlms-cosem 25.1's GetResponseNormal.to_bytes fails (it appends the invoke-id's
+            # bytes as one int), so this four-byte head is written here
+            return (
+                bytes((GET_RESPONSE, enums.GetResponseType.NORMAL))
+                + invoke.to_bytes()
+                + b"\x00"
+                + answer
+            )
+        return xdlms.GetResponseNormalWithError(answer, invoke_id_and_priority=invoke).to_bytes()
+
+
+def _unknown_class(apdu: bytes) -> bytes | None:
+    """The error answer to a GET-Request-Normal for a class id the standard does not have
+    (no object of it exists here); None for every other request."""
+    if len(apdu) != 13 or apdu[1] != enums.GetRequestType.NORMAL or apdu[12] != 0:
+        return None
+    class_id = int.from_bytes(apdu[3:5], "big")
+    if class_id in enums.CosemInterface._value2member_map_:
+        return None
+    return xdlms.GetResponseNormalWithError(
+        enums.DataAccessResult.OBJECT_UNDEFINED,
+        invoke_id_and_priority=xdlms.InvokeIdAndPriority.from_bytes(apdu[2:3]),
+    ).to_bytes()
