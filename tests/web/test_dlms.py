@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import trio
-from dlms_client import LLS, DlmsClient, GXDLMSException
 from gurux_dlms.enums import ErrorCode, Unit
 from gurux_dlms.objects import GXDLMSClock, GXDLMSData, GXDLMSRegister
 from webclient import Client, body, complete_first_login
 
+from bench.dlms_client import LLS, DlmsClient, GXDLMSException
 from mbusgw.gateway.app import Gateway
 from mbusgw.gateway.services.dlms.service import DlmsService, dlms_service
 from mbusgw.gateway.settings import InterfaceConfig, StartupConfig

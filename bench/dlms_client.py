@@ -1,4 +1,4 @@
-"""An independent DLMS/COSEM client for the tests and the bench: Gurux's (``gurux-dlms``, GPL,
+"""An independent DLMS/COSEM client for the bench and the tests: Gurux's (``gurux-dlms``, GPL,
 a test and bench dependency only) over a blocking TCP socket with the wrapper. Its calls
 block: a trio test runs them in a worker thread."""
 

@@ -1,0 +1,84 @@
+"""The DLMS/COSEM server: the main register (value and scaler_unit) of every meter over one
+association (issue 17 goal: 512 meters in ≤ 2 s), read by Gurux's client over a real
+loopback socket, the store real (LMDB in a temporary directory, the newest cycles of ten
+values a meter), the service as the gateway runs it. The figure is the median of ``--repeat``
+runs after one warm-up. No peer publishes DLMS server timings to compare with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from bench.bench_web import SLOT, YEAR_START, BenchGateway, FixedClock, _fill, _meter
+from bench.dlms_client import DlmsClient
+from mbusgw.gateway.services.dlms.obis import channel
+from mbusgw.gateway.services.dlms.service import DlmsService
+from mbusgw.gateway.settings import StartupConfig
+from mbusgw.gateway.store import Store, StoreWriter
+
+SMOKE_ARGV = ["--meters=4", "--repeat=1"]
+GOAL_S = 2.0
+
+
+def _read_all(port: int, meters: int, repeat: int) -> tuple[list[float], int]:
+    """Seconds per pass over every meter's main register, and how many had a value."""
+    client = DlmsClient(port)
+    codes = [f"0.{b}.24.2.1.{f}" for b, f in map(channel, range(1, meters + 1))]
+    samples, found = [], 0
+    try:
+        client.associate()
+        for run in range(repeat + 1):
+            started = time.perf_counter()
+            found = sum(client.register(code).value is not None for code in codes)
+            if run:
+                samples.append(time.perf_counter() - started)
+        client.release()
+    finally:
+        client.close()
+    return samples, found
+
+
+async def _bench(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    clock = FixedClock(YEAR_START)
+    store = Store.open(workdir / "store.mdb", clock=clock)
+    names, _ = await _fill(store, args.meters, 1)
+    clock.time = YEAR_START + (96 + 8) * SLOT
+    store.update_settings({"dlms": {"enabled": True, "host": "127.0.0.1", "port": 0}})
+    writer = StoreWriter(store)
+    results: dict[str, Any] = {"meters": args.meters}
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        meters = [_meter(key, i) for i, key in enumerate(names)]
+        gateway = BenchGateway(store, writer, StartupConfig(data_dir=workdir), clock, meters)
+        service = DlmsService(gateway)
+        _, port = await nursery.start(service.run)
+        samples, found = await trio.to_thread.run_sync(_read_all, port, args.meters, args.repeat)
+        results["main_registers_s"] = round(statistics.median(samples), 3)
+        results["registers_with_value"] = found
+        writer.close()
+        nursery.cancel_scope.cancel()
+    store.close()
+    return results
+
+
+def main(argv: list[str]) -> dict:
+    parser = argparse.ArgumentParser(prog="bench_dlms")
+    parser.add_argument("--meters", type=int, default=512)
+    parser.add_argument("--repeat", type=int, default=5)
+    args, _ = parser.parse_known_args([a for a in argv if a.startswith("--")])
+    with tempfile.TemporaryDirectory(
+        prefix="mbusgw-bench-dlms-", ignore_cleanup_errors=True
+    ) as tmp:
+        results = trio.run(_bench, Path(tmp), args)
+    print(f"{'workload':<36}{'median s':>10}{'with value':>12}{'goal s':>8}")
+    label = f"main registers ({args.meters} meters)"
+    value, found = results["main_registers_s"], results["registers_with_value"]
+    print(f"{label:<36}{value:>10.3f}{found:>12}{GOAL_S:>8}")
+    return results
