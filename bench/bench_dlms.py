@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from bench.bench_web import SLOT, YEAR_START, BenchGateway, FixedClock, _fill, _meter
 from bench.dlms_client import DlmsClient
+from bench.service_bench import run_in_tempdir, service_gateway
 from mbusgw.gateway.services.dlms.obis import channel
 from mbusgw.gateway.services.dlms.service import DlmsService
-from mbusgw.gateway.settings import StartupConfig
-from mbusgw.gateway.store import Store, StoreWriter
 
 SMOKE_ARGV = ["--meters=4", "--repeat=1"]
 GOAL_S = 2.0
@@ -46,25 +43,13 @@ def _read_all(port: int, meters: int, repeat: int) -> tuple[list[float], int]:
 
 
 async def _bench(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    clock = FixedClock(YEAR_START)
-    store = Store.open(workdir / "store.mdb", clock=clock)
-    names, _ = await _fill(store, args.meters, 1)
-    clock.time = YEAR_START + (96 + 8) * SLOT
-    store.update_settings({"dlms": {"enabled": True, "host": "127.0.0.1", "port": 0}})
-    writer = StoreWriter(store)
+    settings = {"dlms": {"enabled": True, "host": "127.0.0.1", "port": 0}}
     results: dict[str, Any] = {"meters": args.meters}
-    async with trio.open_nursery() as nursery:
-        await nursery.start(writer.run)
-        meters = [_meter(key, i) for i, key in enumerate(names)]
-        gateway = BenchGateway(store, writer, StartupConfig(data_dir=workdir), clock, meters)
-        service = DlmsService(gateway)
-        _, port = await nursery.start(service.run)
+    async with service_gateway(workdir, args.meters, settings) as (gateway, nursery):
+        _, port = await nursery.start(DlmsService(gateway).run)
         samples, found = await trio.to_thread.run_sync(_read_all, port, args.meters, args.repeat)
-        results["main_registers_s"] = round(statistics.median(samples), 3)
-        results["registers_with_value"] = found
-        writer.close()
-        nursery.cancel_scope.cancel()
-    store.close()
+    results["main_registers_s"] = round(statistics.median(samples), 3)
+    results["registers_with_value"] = found
     return results
 
 
@@ -73,10 +58,7 @@ def main(argv: list[str]) -> dict:
     parser.add_argument("--meters", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=5)
     args, _ = parser.parse_known_args([a for a in argv if a.startswith("--")])
-    with tempfile.TemporaryDirectory(
-        prefix="mbusgw-bench-dlms-", ignore_cleanup_errors=True
-    ) as tmp:
-        results = trio.run(_bench, Path(tmp), args)
+    results = run_in_tempdir("dlms", _bench, args)
     print(f"{'workload':<36}{'median s':>10}{'with value':>12}{'goal s':>8}")
     label = f"main registers ({args.meters} meters)"
     value, found = results["main_registers_s"], results["registers_with_value"]

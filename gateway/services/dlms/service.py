@@ -126,19 +126,18 @@ class DlmsService:
     async def _serve(self, settings: DlmsSettings, task_status: Any) -> None:
         # An OSError (port in use) goes up as it is: the supervisor logs it and tries again.
         listeners = await trio.open_tcp_listeners(settings.port, host=settings.host)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.source.follow)  # every meter loaded before the first GET
-            await nursery.start(trio.serve_listeners, self._connection, listeners)
-            self.address = listeners[0].socket.getsockname()[:2]
-            logger.info("DLMS/COSEM server on %s port %d", *self.address)
-            try:
+        self.address = listeners[0].socket.getsockname()[:2]
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.source.follow)  # every meter loaded before a GET
+                nursery.start_soon(trio.serve_listeners, self._connection, listeners)
+                logger.info("DLMS/COSEM server on %s port %d", *self.address)
                 task_status.started(self.address)
-                await trio.sleep_forever()
-            finally:
-                self.address = None
+        finally:
+            self.address = None
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        peer = _peer(stream)
+        peer = str(stream.socket.getpeername()[0])
         settings = self._settings()
         counters = self.counters
         if counters.connections >= settings.max_connections:
@@ -212,11 +211,3 @@ class DlmsService:
         elif reply[:2] == b"\xc4\x01":  # a GET-Response-Normal: data (0) or an error (1)
             self.counters.requests += 1
             self.counters.errors += reply[3] == 1
-
-
-def _peer(stream: trio.SocketStream) -> str:
-    try:
-        host, port = stream.socket.getpeername()[:2]
-    except OSError:
-        return "(gone)"
-    return f"{host}:{port}"
