@@ -175,8 +175,8 @@ async def test_every_mapped_object_equals_the_rest_value_and_unit(running: DlmsG
     assert found["name_attribute"] == "0.1.24.2.1.255"
 
 
-def associate(port: int, client_sap: int, password: str | None) -> int | None:
-    """The AARE's diagnostic of a refusal (None: associated, and a read works)."""
+def associate(port: int, client_sap: int, password: str | None) -> tuple[int, int] | None:
+    """The AARE's result and diagnostic of a refusal (None: associated, and a read works)."""
     client = DlmsClient(port, client_sap, password)
     try:
         client.associate()
@@ -184,9 +184,13 @@ def associate(port: int, client_sap: int, password: str | None) -> int | None:
         client.release()
         return None
     except GXDLMSException as exc:
-        return int(exc.diagnostic)
+        return int(exc.result), int(exc.diagnostic)
     finally:
         client.close()
+
+
+PERMANENT, TRANSIENT = 1, 2  # association results
+NO_REASON, AUTHENTICATION_FAILURE, AUTHENTICATION_REQUIRED = 1, 13, 14
 
 
 async def test_low_level_security_wants_the_right_password_and_says_why_not(
@@ -199,20 +203,27 @@ async def test_low_level_security_wants_the_right_password_and_says_why_not(
         none = await trio.to_thread.run_sync(associate, port, LLS, None)
         right = await trio.to_thread.run_sync(associate, port, LLS, PASSWORD)
         stranger = await trio.to_thread.run_sync(associate, port, 40, None)
+        # four more wrong guesses from this address make five: the right one waits too
+        for _ in range(4):
+            await trio.to_thread.run_sync(associate, port, LLS, "guess")
+        locked = await trio.to_thread.run_sync(associate, port, LLS, PASSWORD)
         await gateway.update_settings({"dlms": {"public_client": False}})
         public_off = await trio.to_thread.run_sync(associate, port, 16, None)
-    authentication_failure, authentication_required, no_reason = 13, 14, 1
-    assert (wrong, none, right) == (authentication_failure, authentication_required, None)
-    assert stranger == public_off == no_reason
+    assert wrong == (PERMANENT, AUTHENTICATION_FAILURE)
+    assert none == (PERMANENT, AUTHENTICATION_REQUIRED)
+    assert right is None
+    assert stranger == public_off == (PERMANENT, NO_REASON)
+    assert locked == (TRANSIENT, NO_REASON)
 
     (status, settings) = await rest(gateway, "dlms/status", "settings")
-    assert status["associations"] == 1 and status["associations_refused"] == 4
+    assert status["associations"] == 1 and status["associations_refused"] == 9
     assert status["last_refusal"] == "client 16: the public client is switched off"
     assert settings["dlms"]["lls_password"] == "********"
     assert gateway.writer is not None and gateway.store is not None
     await gateway.writer.flush()
     texts = [e.text for e in gateway.store.system_log(limit=1000) if e.origin == "dlms"]
     assert any("client 17: wrong password" in text for text in texts)
+    assert any("client 17: too many wrong passwords" in text for text in texts)
     assert not any(PASSWORD in text or "lls-pass2" in text for text in texts)
 
 

@@ -29,6 +29,7 @@ AARQ, RLRQ, GET_REQUEST, GET_RESPONSE = 0x60, 0x62, 0xC0, 0xC4
 # the application context name "logical name referencing, with ciphering / short names"
 SHORT_NAME_CONTEXTS = (b"\x60\x85\x74\x05\x08\x01\x02", b"\x60\x85\x74\x05\x08\x01\x04")
 OFFERED = xdlms.Conformance(get=True)
+WRONG_PASSWORD = "wrong password"
 
 Diagnostic = enums.AcseServiceUserDiagnostics
 
@@ -43,6 +44,7 @@ class Outcome:
 
     accepted: bool
     reason: str
+    wrong_password: bool = False  # counts toward the login limiting
 
 
 class Association:
@@ -131,14 +133,20 @@ class Association:
             )
         given = request.authentication_value or b""
         if not hmac.compare_digest(given, self.settings.lls_password.encode()):
-            return Diagnostic.AUTHENTICATION_FAILED, "wrong password"
+            return Diagnostic.AUTHENTICATION_FAILED, WRONG_PASSWORD
         return None
 
-    def _refuse(self, diagnostic: Diagnostic, reason: str) -> bytes:
+    def refuse_for_now(self, reason: str) -> bytes:
+        """The AARE that turns an AARQ away for the time being (rejected-transient), whatever
+        it holds: too many wrong passwords came from its address."""
+        return self._refuse(Diagnostic.NO_REASON_GIVEN, reason, transient=True)
+
+    def _refuse(self, diagnostic: Diagnostic, reason: str, *, transient: bool = False) -> bytes:
         self.associated = False
-        self.last_outcome = Outcome(False, reason)
+        self.last_outcome = Outcome(False, reason, reason == WRONG_PASSWORD)
+        result = enums.AssociationResult
         return acse.ApplicationAssociationResponse(
-            result=enums.AssociationResult.REJECTED_PERMANENT,
+            result=result.REJECTED_TRANSIENT if transient else result.REJECTED_PERMANENT,
             result_source_diagnostics=diagnostic,
         ).to_bytes()
 

@@ -9,7 +9,10 @@ Rules a client meets:
 - Beyond ``max_connections`` a new connection is closed at once; a connection silent for
   ``idle_timeout_s`` is closed.
 - A refused association is answered with its AARE diagnostic and logged with the reason
-  (never the password); the client may try again on the same connection.
+  (never the password); the client may try again on the same connection. Wrong LLS passwords
+  count toward the gateway's login limiting (per address and for the server, together with
+  the web's and the terminal's): beyond it, client 17 is turned away (rejected-transient)
+  until the window has passed, whatever password it gives.
 
 The values come from the latest stored readings (the store REST reads, through the Modbus
 map's stored-values source). Passwords, the public client switch and the limits are read for
@@ -31,7 +34,7 @@ from dlms_cosem.protocol.wrappers import WrapperHeader, WrapperProtocolDataUnit
 from mbusgw.gateway.dlms_settings import DlmsSettings
 from mbusgw.gateway.events import SETTINGS_CHANGED
 from mbusgw.gateway.facade import GatewayHandle
-from mbusgw.gateway.services.dlms.association import AARQ, Association, Garbage
+from mbusgw.gateway.services.dlms.association import AARQ, LLS_CLIENT, Association, Garbage
 from mbusgw.gateway.services.dlms.objects import CosemModel, Identity
 from mbusgw.gateway.services.following import SettingsFollower
 from mbusgw.gateway.services.modbus_stored import StoredValuesSource
@@ -40,6 +43,7 @@ from mbusgw.gateway.services.snmp.objects import package_version
 logger = logging.getLogger("mbusgw.dlms")
 
 ORIGIN = "dlms"
+SERVICE_KEY = "service:dlms"  # the login limiter's key for the server as a whole
 HEADER_SIZE = 8
 WRAPPER_VERSION = 1
 LOGICAL_DEVICE = 1  # the management logical device: the only one
@@ -190,20 +194,36 @@ class DlmsService:
                     association = Association(self.model, header.source_wport, self._settings())
                 elif apdu[0] == AARQ:  # the password or switch may have changed meanwhile
                     association.settings = self._settings()
-                reply = association.answer(apdu)
+                wait = self._locked_out(peer) if apdu[0] == AARQ else 0
+                if wait and association.client_sap == LLS_CLIENT:
+                    reply = association.refuse_for_now(f"too many wrong passwords; {wait} s")
+                else:
+                    reply = association.answer(apdu)
                 self._count(association, apdu, reply, peer)
                 frame = WrapperProtocolDataUnit(
                     reply, WrapperHeader(LOGICAL_DEVICE, header.source_wport, len(reply))
                 )
                 await stream.send_all(frame.to_bytes())
 
+    @staticmethod
+    def _limiter_keys(peer: str) -> tuple[str, str]:
+        return f"addr:{peer}", SERVICE_KEY
+
+    def _locked_out(self, peer: str) -> int:
+        """Seconds before an LLS association may be tried from ``peer`` again (0: now)."""
+        return self.gateway.login_limiter.wait_s(*self._limiter_keys(peer))
+
     def _count(self, association: Association, apdu: bytes, reply: bytes, peer: str) -> None:
         if apdu[0] == AARQ and association.last_outcome is not None:
             outcome = association.last_outcome
             if outcome.accepted:
                 self.counters.associations += 1
+                if association.client_sap == LLS_CLIENT:
+                    self.gateway.login_limiter.succeeded(SERVICE_KEY)
                 return
             self.counters.associations_refused += 1
+            if outcome.wrong_password:
+                self.gateway.login_limiter.failed(*self._limiter_keys(peer))
             self.last_refusal = f"client {association.client_sap}: {outcome.reason}"
             self.gateway.store.log.warning(
                 ORIGIN, f"{peer}: association refused, {self.last_refusal}"
