@@ -1,5 +1,6 @@
 """The DLMS/COSEM object model and OBIS mapping without a socket: channels and groups up to 512
-meters, the order of a meter's values, the medium's own codes, and the A-XDR of a value."""
+meters, the order of a meter's values, the medium's own codes, the A-XDR of a value; and the
+check of the LLS password setting."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import struct
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 from dlms_cosem.enumerations import DataAccessResult
 
 from mbusgw.core.units import Function, Quantity, Unit
@@ -20,6 +22,7 @@ from mbusgw.gateway.services.modbus_source import (
     MeterValues,
     SeriesValue,
 )
+from mbusgw.gateway.settings import ConfigError, Settings
 
 HEAT = 0x04
 
@@ -111,3 +114,13 @@ def test_a_value_is_exact_a_real_stays_real_and_an_invalid_one_is_null() -> None
     assert register_value(SeriesValue(b"", None)) == (0, b"\x00")
     huge = value(Quantity.ENERGY, 3, 200)  # beyond an integer scaler: a float, scaler 0
     assert register_value(huge) == (0, b"\x18" + struct.pack(">d", 3e200))
+
+
+def test_a_bad_lls_password_is_refused_with_a_reason_and_changes_nothing() -> None:
+    settings = Settings()
+    for bad, reason in (("pässword", "printable ASCII"), ("x" * 33, "at most 32")):
+        with pytest.raises(ConfigError) as caught:
+            settings.updated({"dlms": {"lls_password": bad}})
+        assert reason in str(caught.value)
+    assert settings.dlms.lls_password == ""
+    assert settings.updated({"dlms": {"lls_password": "Good-1"}}).dlms.lls_password == "Good-1"
