@@ -18,28 +18,47 @@ __all__ = ["DlmsClient", "GXDLMSException", "ObjectType"]
 
 
 class DlmsClient:
-    def __init__(self, port: int, client_sap: int = PUBLIC, password: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        client_sap: int = PUBLIC,
+        password: str | None = None,
+        max_pdu: int | None = None,
+    ) -> None:
         mechanism = Authentication.LOW if password is not None else Authentication.NONE
         self.client = GXDLMSClient(True, client_sap, 1, mechanism, password, InterfaceType.WRAPPER)
+        if max_pdu is not None:  # the largest APDU it takes: a longer answer comes in blocks
+            self.client.setMaxReceivePDUSize(max_pdu)
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=RECEIVE_TIMEOUT_S)
 
     def close(self) -> None:
         self.sock.close()
 
     def _exchange(self, packets: Any) -> GXReplyData:
+        """Send each packet and take its answer; a long answer's blocks are asked for."""
         reply = GXReplyData()
         for packet in packets if isinstance(packets, list) else [packets]:
             reply = GXReplyData()
-            self.sock.sendall(bytes(packet))
-            buffer = GXByteBuffer()
-            while not self.client.getData(buffer, reply, None):
-                data = self.sock.recv(4096)
-                if not data:
-                    raise ConnectionError("the server closed the connection")
-                buffer.set(data)
-            if reply.error:  # a data-access-result other than success
-                raise GXDLMSException(reply.error)
+            self._answer(packet, reply)
+            while reply.isMoreData():
+                self._answer(self.client.receiverReady(reply), reply)
         return reply
+
+    def _answer(self, packet: Any, reply: GXReplyData) -> None:
+        self.sock.sendall(bytes(packet))
+        buffer = GXByteBuffer()
+        while not self.client.getData(buffer, reply, None):
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("the server closed the connection")
+            buffer.set(data)
+        if reply.error:  # a data-access-result other than success
+            raise GXDLMSException(reply.error)
+
+    def objects(self) -> Any:
+        """The association's object list (attribute 2 of 0-0:40.0.0.255), as Gurux parses it."""
+        reply = self._exchange(self.client.getObjectsRequest())
+        return self.client.parseObjects(reply.data, False)
 
     def associate(self) -> None:
         """The AARQ; GXDLMSException (with the AARE's diagnostic) when it is refused."""

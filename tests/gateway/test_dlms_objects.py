@@ -9,13 +9,24 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from dlms_cosem.enumerations import DataAccessResult
+from dlms_cosem.cosem import CosemAttribute, Obis
+from dlms_cosem.enumerations import CosemInterface, DataAccessResult
+from dlms_cosem.protocol import acse, xdlms
+from dlms_cosem.protocol.acse.user_information import UserInformation
 
 from mbusgw.core.units import Function, Quantity, Unit
+from mbusgw.gateway.dlms_settings import DlmsSettings
 from mbusgw.gateway.meters import AddressingMode, Meter
 from mbusgw.gateway.modbus_encoding import Number
 from mbusgw.gateway.services.dlms import obis
-from mbusgw.gateway.services.dlms.objects import CosemModel, Identity, register_value
+from mbusgw.gateway.services.dlms.association import PUBLIC_CLIENT, Association
+from mbusgw.gateway.services.dlms.objects import (
+    ClassId,
+    CosemModel,
+    Identity,
+    object_list_data,
+    register_value,
+)
 from mbusgw.gateway.services.modbus_source import (
     MeterIdentity,
     MeterState,
@@ -124,3 +135,52 @@ def test_a_bad_lls_password_is_refused_with_a_reason_and_changes_nothing() -> No
         assert reason in str(caught.value)
     assert settings.dlms.lls_password == ""
     assert settings.updated({"dlms": {"lls_password": "Good-1"}}).dlms.lls_password == "Good-1"
+
+
+def association(max_pdu: int, block_transfer: bool = True) -> tuple[Association, bytes]:
+    """An association of the public client over ``model(3)``, made by a dlms-cosem AARQ; and
+    the AARE."""
+    proposed = xdlms.Conformance(get=True, block_transfer_with_get_or_read=block_transfer)
+    initiate = xdlms.InitiateRequest(proposed, client_max_receive_pdu_size=max_pdu)
+    aarq = acse.ApplicationAssociationRequest(user_information=UserInformation(initiate))
+    associated = Association(model(3), PUBLIC_CLIENT, DlmsSettings())
+    return associated, associated.answer(aarq.to_bytes())
+
+
+OBJECT_LIST = xdlms.GetRequestNormal(
+    CosemAttribute(CosemInterface.ASSOCIATION_LN, Obis(0, 0, 40, 0, 0), 2)
+).to_bytes()
+
+
+def test_a_long_answer_comes_in_blocks_the_client_asks_for_in_turn() -> None:
+    client, aare = association(max_pdu=128)
+    assert acse.ApplicationAssociationResponse.from_bytes(aare).result == 0
+    whole = object_list_data(
+        [(ClassId.ASSOCIATION_LN, obis.ASSOCIATION), *client.model.object_list()]
+    )
+    first = xdlms.GetResponseWithBlock.from_bytes(client.answer(OBJECT_LIST))
+    assert first.block_number == 1 and len(first.to_bytes()) <= 128
+    blocks = [first.data]
+    while True:
+        answer = client.answer(xdlms.GetRequestNext(block_number=len(blocks)).to_bytes())
+        if answer[3] == 1:  # the last block
+            blocks.append(xdlms.GetResponseLastBlock.from_bytes(answer).data)
+            break
+        blocks.append(xdlms.GetResponseWithBlock.from_bytes(answer).data)
+    assert b"".join(blocks) == whole and len(blocks) > 3
+    # 3 meters: 6 registers, an identification and 3 heat codes each (energy in tariffs 0 and
+    # 1, volume); the gateway's 4 objects and the association itself
+    assert whole[:2] == bytes((1, 1 + 4 + 3 * (6 + 1 + 3)))
+
+    # a block asked for out of turn ends the long get; then there is none to continue
+    client.answer(OBJECT_LIST)
+    wrong = client.answer(xdlms.GetRequestNext(block_number=5).to_bytes())
+    assert xdlms.GetResponseLastBlockWithError.from_bytes(wrong).error == 19
+    none = client.answer(xdlms.GetRequestNext(block_number=1).to_bytes())
+    assert xdlms.GetResponseNormalWithError.from_bytes(none).error == 16
+
+
+def test_without_block_transfer_a_long_answer_is_an_error() -> None:
+    client, _ = association(max_pdu=128, block_transfer=False)
+    answer = client.answer(OBJECT_LIST)
+    assert xdlms.GetResponseNormalWithError.from_bytes(answer).error == 250

@@ -292,3 +292,38 @@ async def test_the_integrations_page_shows_the_server(running: DlmsGateway) -> N
         await complete_first_login(client)
         page = (await (await client.get("/integrations")).get_data()).decode()
     assert "DLMS/COSEM server" in page and f"127.0.0.1:{gateway.port()}" in page
+
+
+def objects_and_reads(port: int) -> tuple[list[tuple[int, str]], list[Any]]:
+    """The object list over a small PDU size (so in blocks), then every listed Register's
+    value read with the same client."""
+    client = DlmsClient(port, max_pdu=256)
+    try:
+        client.associate()
+        listed = client.objects()
+        values = [client.read(o, 2) for o in listed if isinstance(o, GXDLMSRegister)]
+        return [(int(o.objectType), o.logicalName) for o in listed], values
+    finally:
+        client.close()
+
+
+async def test_the_object_list_names_every_object_and_comes_in_blocks(
+    running: DlmsGateway,
+) -> None:
+    gateway = running
+    (latest,) = await rest(gateway, "values/latest")
+    with trio.fail_after(60):
+        listed, values = await trio.to_thread.run_sync(objects_and_reads, gateway.port())
+    expected = {(15, "0.0.40.0.0.255"), (8, "0.0.1.0.0.255")}
+    expected |= {(1, name) for name in ("0.0.42.0.0.255", "0.0.96.1.0.255", "0.0.0.2.0.255")}
+    for b, meter in enumerate(latest["meters"], 1):
+        count = len(expected_registers(meter["values"]))
+        expected |= {(3, f"0.{b}.24.2.{e}.255") for e in range(1, count + 1)}
+        expected.add((1, f"0.{b}.96.1.0.255"))
+    medium = {(kind, name) for kind, name in listed if not name.startswith("0.")}
+    assert set(listed) == expected | medium and len(listed) == len(set(listed))
+    assert {name for _, name in medium} == {"9.1.1.0.0.255"}  # meter 1: warm water
+    assert len(values) == sum(kind == 3 for kind, _ in listed)
+    assert all(value is not None for value in values)
+    status = gateway.running_northbound["dlms"].status()  # type: ignore[attr-defined]
+    assert status["errors"] == 0

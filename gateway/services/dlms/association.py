@@ -28,7 +28,10 @@ MAX_RECEIVE_PDU = 1024  # ours; every object's answer is far smaller
 AARQ, RLRQ, GET_REQUEST, GET_RESPONSE = 0x60, 0x62, 0xC0, 0xC4
 # the application context name "logical name referencing, with ciphering / short names"
 SHORT_NAME_CONTEXTS = (b"\x60\x85\x74\x05\x08\x01\x02", b"\x60\x85\x74\x05\x08\x01\x04")
-OFFERED = xdlms.Conformance(get=True)
+OFFERED = xdlms.Conformance(get=True, block_transfer_with_get_or_read=True)
+MAX_APDU = 65_000  # what the wrapper's 16-bit length carries, with room for the head
+MIN_PDU = 64  # a smaller max-receive-PDU-size is taken as this (room for a block's data)
+BLOCK_HEAD = 13  # a data block's head: tag, choice, invoke-id, last, number, choice, length
 WRONG_PASSWORD = "wrong password"
 
 Diagnostic = enums.AcseServiceUserDiagnostics
@@ -47,6 +50,17 @@ class Outcome:
     wrong_password: bool = False  # counts toward the login limiting
 
 
+@dataclass
+class LongGet:
+    """A GET answered in blocks: its data, how much of it is sent, the last block's number."""
+
+    data: bytes
+    invoke: xdlms.InvokeIdAndPriority
+    block_size: int
+    sent: int = 0
+    block: int = 0
+
+
 class Association:
     def __init__(self, model: CosemModel, client_sap: int, settings: DlmsSettings) -> None:
         self.model = model
@@ -54,6 +68,8 @@ class Association:
         self.settings = settings
         self.associated = False
         self.conformance = xdlms.Conformance()
+        self.client_max_pdu = MAX_APDU  # the client's max-receive-PDU-size, once it said
+        self.long_get: LongGet | None = None  # a GET answered in blocks, not finished
         self.last_outcome: Outcome | None = None  # of the latest AARQ
 
     def answer(self, apdu: bytes) -> bytes:
@@ -91,7 +107,14 @@ class Association:
         if refusal is not None:
             return self._refuse(*refusal)
         proposed = initiate.proposed_conformance
-        self.conformance = xdlms.Conformance(get=proposed.get and OFFERED.get)
+        self.conformance = xdlms.Conformance(
+            get=proposed.get and OFFERED.get,
+            block_transfer_with_get_or_read=proposed.block_transfer_with_get_or_read
+            and OFFERED.block_transfer_with_get_or_read,
+        )
+        size = initiate.client_max_receive_pdu_size or MAX_APDU  # 0: no limit of its own
+        self.client_max_pdu = min(max(size, MIN_PDU), MAX_APDU)
+        self.long_get = None
         self.associated = True
         lls = self.client_sap == LLS_CLIENT
         self.last_outcome = Outcome(True, "low-level security" if lls else "no security")
@@ -162,32 +185,65 @@ class Association:
         if unknown is not None:  # dlms-cosem knows only the standard's classes
             return unknown
         request = xdlms.GetRequestFactory.from_bytes(apdu)
+        if isinstance(request, xdlms.GetRequestNext):
+            return self._get_next(request)
         if not isinstance(request, xdlms.GetRequestNormal):
-            # the objects' answers all fit one APDU: no block transfer is ever started
-            kind = type(request).__name__
-            if isinstance(request, xdlms.GetRequestNext):
-                return xdlms.GetResponseNormalWithError(
-                    enums.DataAccessResult.NO_LONG_GET_IN_PROGRESS,
-                    invoke_id_and_priority=request.invoke_id_and_priority,
-                ).to_bytes()
-            raise Garbage(f"{kind} was not negotiated")
+            raise Garbage(f"{type(request).__name__} was not negotiated")
+        self.long_get = None  # a new request ends a long get
         invoke = request.invoke_id_and_priority
         if request.access_selection is not None:
             answer: bytes | enums.DataAccessResult = enums.DataAccessResult.OTHER_REASON
         else:
             target = request.cosem_attribute
-            code = target.instance.to_bytes()
-            answer = self.model.get(int(target.interface), tuple(code), int(target.attribute))
+            code = tuple(target.instance.to_bytes())
+            class_id, attribute = int(target.interface), int(target.attribute)
+            answer = self.model.get(class_id, code, attribute, self.client_sap)  # type: ignore[arg-type]
         if isinstance(answer, bytes):
-            # dlms-cosem 25.1's GetResponseNormal.to_bytes fails (it appends the invoke-id's
-            # bytes as one int), so this four-byte head is written here
-            return (
-                bytes((GET_RESPONSE, enums.GetResponseType.NORMAL))
-                + invoke.to_bytes()
-                + b"\x00"
-                + answer
-            )
+            return self._data(invoke, answer)
         return xdlms.GetResponseNormalWithError(answer, invoke_id_and_priority=invoke).to_bytes()
+
+    def _data(self, invoke: xdlms.InvokeIdAndPriority, data: bytes) -> bytes:
+        """The GET-Response with ``data``: normal when it fits the client's PDU size, else the
+        first block of a long get."""
+        # dlms-cosem 25.1's GetResponseNormal.to_bytes fails (it appends the invoke-id's bytes
+        # as one int), so this four-byte head is written here
+        head = bytes((GET_RESPONSE, enums.GetResponseType.NORMAL)) + invoke.to_bytes() + b"\x00"
+        if len(head) + len(data) <= self.client_max_pdu:
+            return head + data
+        if not self.conformance.block_transfer_with_get_or_read:
+            return xdlms.GetResponseNormalWithError(
+                enums.DataAccessResult.OTHER_REASON, invoke_id_and_priority=invoke
+            ).to_bytes()
+        self.long_get = LongGet(data, invoke, self.client_max_pdu - BLOCK_HEAD)
+        return self._next_block()
+
+    def _next_block(self) -> bytes:
+        long_get = self.long_get
+        assert long_get is not None
+        long_get.block += 1
+        chunk = long_get.data[long_get.sent : long_get.sent + long_get.block_size]
+        long_get.sent += len(chunk)
+        invoke = long_get.invoke
+        if long_get.sent < len(long_get.data):
+            return xdlms.GetResponseWithBlock(chunk, long_get.block, invoke).to_bytes()
+        self.long_get = None
+        return xdlms.GetResponseLastBlock(chunk, long_get.block, invoke).to_bytes()
+
+    def _get_next(self, request: xdlms.GetRequestNext) -> bytes:
+        long_get, self.long_get = self.long_get, None
+        invoke = request.invoke_id_and_priority
+        if long_get is None:
+            return xdlms.GetResponseNormalWithError(
+                enums.DataAccessResult.NO_LONG_GET_IN_PROGRESS, invoke_id_and_priority=invoke
+            ).to_bytes()
+        if request.block_number != long_get.block:  # the long get ends here
+            return xdlms.GetResponseLastBlockWithError(
+                enums.DataAccessResult.DATA_BLOCK_NUMBER_INVALID,
+                request.block_number,
+                invoke,
+            ).to_bytes()
+        self.long_get = long_get
+        return self._next_block()
 
 
 def _unknown_class(apdu: bytes) -> bytes | None:

@@ -23,6 +23,7 @@ M_BUS_VALUE = (0, 24, 2)  # A, C, D of 0-b:24.2.e.f: the meter's values, E = 1 t
 METER_ID = (0, 96, 1, 0)  # A, C, D, E of 0-b:96.1.0.f: the meter's identification number
 
 CLOCK: Obis = (0, 0, 1, 0, 0, 255)
+ASSOCIATION: Obis = (0, 0, 40, 0, 0, 255)  # the current association (Association LN)
 LOGICAL_DEVICE_NAME: Obis = (0, 0, 42, 0, 0, 255)
 DEVICE_ID: Obis = (0, 0, 96, 1, 0, 255)
 FIRMWARE_VERSION: Obis = (0, 0, 0, 2, 0, 255)
@@ -142,6 +143,19 @@ def medium_alias(
         if (code_a, code_c, code_d) == (a, c, d):
             return current_of(values, quantity, e)
     return None
+
+
+def medium_codes(medium: int | None, b: int, f: int, values: Sequence[Fields]) -> list[Obis]:
+    """Every medium code that names one of ``values`` (the object list's part of them)."""
+    codes = []
+    for a, c, d, quantity in MEDIUM_REGISTERS.get(-1 if medium is None else medium, ()):
+        tariffs = sorted({fields[3] for fields in values if fields[0] == quantity})
+        codes += [
+            (a, b, c, d, tariff, f)
+            for tariff in tariffs
+            if current_of(values, quantity, tariff) is not None
+        ]
+    return codes
 
 
 def obis_text(code: Obis) -> str:

@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import IntEnum
 
 from dlms_cosem import dlms_data
+from dlms_cosem.dlms_data import encode_variable_integer
 from dlms_cosem.enumerations import DataAccessResult
 from dlms_cosem.time import ClockStatus, datetime_to_bytes
 
@@ -23,6 +24,17 @@ from mbusgw.gateway.services.dlms import obis
 from mbusgw.gateway.services.modbus_source import MeterValues, SeriesValue
 
 NULL = b"\x00"
+# A-XDR type tags
+NULL_TAG, ARRAY, STRUCTURE, OCTET_STRING, INTEGER, LONG_UNSIGNED, UNSIGNED, ENUM = (
+    0,
+    1,
+    2,
+    9,
+    15,
+    18,
+    17,
+    22,
+)
 FLOAT64_TAG = 24
 SCALER_RANGE = range(-128, 128)
 
@@ -31,10 +43,20 @@ class ClassId(IntEnum):
     DATA = 1
     REGISTER = 3
     CLOCK = 8
+    ASSOCIATION_LN = 15
 
 
-ATTRIBUTES = {ClassId.DATA: 2, ClassId.REGISTER: 3, ClassId.CLOCK: 9}  # how many each class has
-CLOCK_SERVED = {1, 2, 3, 4}  # logical_name, time, time_zone, status; the others are denied
+# how many attributes each class has (its version below), and which of them are served
+ATTRIBUTES = {ClassId.DATA: 2, ClassId.REGISTER: 3, ClassId.CLOCK: 9, ClassId.ASSOCIATION_LN: 9}
+VERSIONS = {ClassId.DATA: 0, ClassId.REGISTER: 0, ClassId.CLOCK: 0, ClassId.ASSOCIATION_LN: 1}
+SERVED = {
+    ClassId.DATA: {1, 2},
+    ClassId.REGISTER: {1, 2, 3},
+    ClassId.CLOCK: {1, 2, 3, 4},  # logical_name, time, time_zone, status
+    ClassId.ASSOCIATION_LN: {1, 2, 3, 8},  # logical_name, object_list, partners, status
+}
+READ_ONLY, NO_ACCESS = 1, 0  # attribute access modes
+ASSOCIATED = 2  # association_status
 
 
 @dataclass(frozen=True)
@@ -72,8 +94,10 @@ class CosemModel:
         self._identity = identity
         self._ordered: dict[str, _Ordered] = {}
 
-    def get(self, class_id: int, code: obis.Obis, attribute: int) -> Answer:
-        found = self._find(code)
+    def get(self, class_id: int, code: obis.Obis, attribute: int, client_sap: int = 0) -> Answer:
+        """An attribute's data; ``client_sap`` is the association's client (for the
+        association object's own attributes)."""
+        found = self._association(client_sap) if code == obis.ASSOCIATION else self._find(code)
         if found is None:
             return DataAccessResult.OBJECT_UNDEFINED
         kind, read = found
@@ -81,6 +105,8 @@ class CosemModel:
             return DataAccessResult.OBJECT_CLASS_INCONSISTENT
         if not 1 <= attribute <= ATTRIBUTES[kind]:
             return DataAccessResult.OBJECT_UNDEFINED
+        if attribute not in SERVED[kind]:
+            return DataAccessResult.READ_WRITE_DENIED
         if attribute == 1:
             return dlms_data.OctetStringData(bytes(code)).to_bytes()
         return read(attribute)
@@ -123,9 +149,40 @@ class CosemModel:
             return ClassId.DATA, _data(_visible(identity.version))
         return None
 
+    def _association(self, client_sap: int) -> tuple[ClassId, Callable[[int], Answer]]:
+        def read(attribute: int) -> Answer:
+            if attribute == 2:
+                listed = [(ClassId.ASSOCIATION_LN, obis.ASSOCIATION), *self.object_list()]
+                return object_list_data(listed)
+            if attribute == 3:  # associated_partners_id: client SAP, server SAP
+                return bytes((STRUCTURE, 2, INTEGER, client_sap, LONG_UNSIGNED, 0, 1))
+            return dlms_data.EnumData(ASSOCIATED).to_bytes()  # association_status
+
+        return ClassId.ASSOCIATION_LN, read
+
+    def object_list(self) -> list[tuple[ClassId, obis.Obis]]:
+        """Every object of the logical device but the association itself, in a stable order:
+        the gateway's, then each meter's (values, identification, medium codes)."""
+        found = [
+            (ClassId.CLOCK, obis.CLOCK),
+            (ClassId.DATA, obis.LOGICAL_DEVICE_NAME),
+            (ClassId.DATA, obis.DEVICE_ID),
+            (ClassId.DATA, obis.FIRMWARE_VERSION),
+        ]
+        for index, meter in enumerate(self._meters(), 1):
+            b, f = obis.channel(index)
+            ordered = self._order(meter)
+            found += [
+                (ClassId.REGISTER, (0, b, 24, 2, e, f)) for e in range(1, len(ordered.values) + 1)
+            ]
+            found.append((ClassId.DATA, (0, b, 96, 1, 0, f)))
+            medium = ordered.source.identity.medium
+            found += [
+                (ClassId.REGISTER, code) for code in obis.medium_codes(medium, b, f, ordered.fields)
+            ]
+        return found
+
     def _clock(self, attribute: int) -> Answer:
-        if attribute not in CLOCK_SERVED:
-            return DataAccessResult.READ_WRITE_DENIED
         now = self._local_now()
         summer = bool(now.dst())
         if attribute == 2:
@@ -150,6 +207,32 @@ class CosemModel:
         )
         self._ordered[meter.key] = ordered
         return ordered
+
+
+def object_list_data(objects: Sequence[tuple[ClassId, obis.Obis]]) -> bytes:
+    """The object_list attribute (Association LN version 1): per object its class, version,
+    logical name and access rights (served attributes read-only, the others no access, no
+    methods)."""
+    parts = [bytes((ARRAY,)), encode_variable_integer(len(objects))]
+    rights = {kind: _access_rights(kind) for kind in ClassId}
+    for kind, code in objects:
+        parts.append(
+            bytes((STRUCTURE, 4, LONG_UNSIGNED))
+            + kind.to_bytes(2, "big")
+            + bytes((UNSIGNED, VERSIONS[kind], OCTET_STRING, 6, *code))
+            + rights[kind]
+        )
+    return b"".join(parts)
+
+
+def _access_rights(kind: ClassId) -> bytes:
+    count = ATTRIBUTES[kind]
+    attributes = b"".join(
+        bytes((STRUCTURE, 3, INTEGER, attribute, ENUM))
+        + bytes((READ_ONLY if attribute in SERVED[kind] else NO_ACCESS, NULL_TAG))
+        for attribute in range(1, count + 1)
+    )
+    return bytes((STRUCTURE, 2, ARRAY)) + encode_variable_integer(count) + attributes + b"\x01\x00"
 
 
 def _visible(text: str) -> dlms_data.VisibleStringData:

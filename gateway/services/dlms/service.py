@@ -34,7 +34,13 @@ from dlms_cosem.protocol.wrappers import WrapperHeader, WrapperProtocolDataUnit
 from mbusgw.gateway.dlms_settings import DlmsSettings
 from mbusgw.gateway.events import SETTINGS_CHANGED
 from mbusgw.gateway.facade import GatewayHandle
-from mbusgw.gateway.services.dlms.association import AARQ, LLS_CLIENT, Association, Garbage
+from mbusgw.gateway.services.dlms.association import (
+    AARQ,
+    GET_RESPONSE,
+    LLS_CLIENT,
+    Association,
+    Garbage,
+)
 from mbusgw.gateway.services.dlms.objects import CosemModel, Identity
 from mbusgw.gateway.services.following import SettingsFollower
 from mbusgw.gateway.services.modbus_stored import StoredValuesSource
@@ -49,6 +55,7 @@ WRAPPER_VERSION = 1
 LOGICAL_DEVICE = 1  # the management logical device: the only one
 MAX_FRAME = 2048  # an APDU this long is no request of ours (AARQ and GET are < 200 bytes)
 RECEIVE_SIZE = 4096
+NORMAL, WITH_BLOCK = 1, 2  # GET-Response choices
 
 
 @dataclass
@@ -60,7 +67,7 @@ class DlmsCounters:
     refused: int = 0  # beyond max_connections
     associations: int = 0
     associations_refused: int = 0
-    requests: int = 0  # GET requests answered
+    requests: int = 0  # GET requests answered (each block of a long answer counts)
     errors: int = 0  # of them, answered with a data-access-result error
     closed_garbage: int = 0
     closed_idle: int = 0
@@ -228,6 +235,7 @@ class DlmsService:
             self.gateway.store.log.warning(
                 ORIGIN, f"{peer}: association refused, {self.last_refusal}"
             )
-        elif reply[:2] == b"\xc4\x01":  # a GET-Response-Normal: data (0) or an error (1)
+        elif reply[0] == GET_RESPONSE:  # normal: data or an error; or a block of a long get
             self.counters.requests += 1
-            self.counters.errors += reply[3] == 1
+            normal_error = reply[1] == NORMAL and reply[3] == 1
+            self.counters.errors += normal_error or (reply[1] == WITH_BLOCK and reply[8] == 1)
