@@ -184,3 +184,16 @@ def test_without_block_transfer_a_long_answer_is_an_error() -> None:
     client, _ = association(max_pdu=128, block_transfer=False)
     answer = client.answer(OBJECT_LIST)
     assert xdlms.GetResponseNormalWithError.from_bytes(answer).error == 250
+
+
+def test_short_names_and_ciphering_are_refused_with_their_diagnostic() -> None:
+    proposed = xdlms.Conformance(get=True)
+    aarq = acse.ApplicationAssociationRequest(
+        user_information=UserInformation(xdlms.InitiateRequest(proposed))
+    ).to_bytes()
+    logical_names = b"\x60\x85\x74\x05\x08\x01\x01"
+    for context in (2, 3, 4):  # short names; logical names ciphered; short names ciphered
+        client = Association(model(1), PUBLIC_CLIENT, DlmsSettings())
+        other = aarq.replace(logical_names, logical_names[:-1] + bytes((context,)))
+        aare = acse.ApplicationAssociationResponse.from_bytes(client.answer(other))
+        assert (aare.result, aare.result_source_diagnostics) == (1, 2) and not client.associated

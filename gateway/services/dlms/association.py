@@ -24,9 +24,9 @@ from mbusgw.gateway.services.dlms.objects import CosemModel
 
 PUBLIC_CLIENT = 16
 LLS_CLIENT = 17
-MAX_RECEIVE_PDU = 1024  # ours; every object's answer is far smaller
+MAX_RECEIVE_PDU = 1024  # ours: an AARQ or a GET request is far smaller
 AARQ, RLRQ, GET_REQUEST, GET_RESPONSE = 0x60, 0x62, 0xC0, 0xC4
-# the application context name "logical name referencing, with ciphering / short names"
+# the application context names of short-name referencing, without and with ciphering
 SHORT_NAME_CONTEXTS = (b"\x60\x85\x74\x05\x08\x01\x02", b"\x60\x85\x74\x05\x08\x01\x04")
 OFFERED = xdlms.Conformance(get=True, block_transfer_with_get_or_read=True)
 MAX_APDU = 65_000  # what the wrapper's 16-bit length carries, with room for the head
@@ -97,7 +97,7 @@ class Association:
     def _associate(self, apdu: bytes) -> bytes:
         if any(context in apdu[:16] for context in SHORT_NAME_CONTEXTS):
             return self._refuse(
-                Diagnostic.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED, "short names or ciphering"
+                Diagnostic.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED, "short-name referencing"
             )
         request = acse.ApplicationAssociationRequest.from_bytes(apdu)
         initiate = request.user_information.content
