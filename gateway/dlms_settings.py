@@ -32,4 +32,6 @@ class DlmsSettings:
         note="client SAP 17 (low-level security); empty: that association is refused",
     )
     max_connections: int = _bounded(4, 1, 64, note="connections beyond this are closed at once")
-    idle_timeout_s: int = _bounded(120, 1, 86_400, note="a silent connection is closed after this")
+    idle_timeout_s: int = _bounded(
+        120, 1, 86_400, note="a connection without a whole request is closed after this"
+    )

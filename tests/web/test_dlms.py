@@ -277,8 +277,9 @@ async def test_garbage_closes_and_the_limits_hold(running: DlmsGateway) -> None:
                 await trio.sleep(0.01)
             second = await trio.to_thread.run_sync(raw_exchange, port, [wrapped(GET_CLOCK_TIME)])
             assert second == [b""]  # turned away at once
+            first.sendall(wrapped(GET_CLOCK_TIME)[:5])  # bytes, but no whole request: idle
             first.settimeout(30)
-            assert await trio.to_thread.run_sync(first.recv, 16) == b""  # idle: closed
+            assert await trio.to_thread.run_sync(first.recv, 16) == b""  # closed
 
     status = gateway.running_northbound["dlms"].status()  # type: ignore[attr-defined]
     assert status["closed_garbage"] == 3 and status["refused"] == 1 and status["closed_idle"] == 1

@@ -6,8 +6,9 @@ Rules a client meets:
   are taken as they come. A header that is not version 1, names another logical device, or
   announces more than ``MAX_FRAME`` bytes, and an APDU the server cannot parse, close the
   connection: a TCP byte stream cannot be resynchronised.
-- Beyond ``max_connections`` a new connection is closed at once; a connection silent for
-  ``idle_timeout_s`` is closed.
+- Beyond ``max_connections`` a new connection is closed at once; a connection without a
+  whole request answered for ``idle_timeout_s`` (silent, trickling bytes, or not reading its
+  answers) is closed.
 - A refused association is answered with its AARE diagnostic and logged with the reason
   (never the password); the client may try again on the same connection. Wrong LLS passwords
   count toward the gateway's login limiting (per address and for the server, together with
@@ -148,7 +149,11 @@ class DlmsService:
             self.address = None
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        peer = str(stream.socket.getpeername()[0])
+        try:
+            peer = str(stream.socket.getpeername()[0])
+        except OSError:  # reset before it was served
+            await trio.aclose_forcefully(stream)
+            return
         settings = self._settings()
         counters = self.counters
         if counters.connections >= settings.max_connections:
@@ -160,8 +165,14 @@ class DlmsService:
             return
         counters.accepted += 1
         counters.connections += 1
+        idle = settings.idle_timeout_s
         try:
-            await self._session(stream, peer)
+            # the deadline moves on with every answered request: a client that sends nothing
+            # whole, or does not read its answers, for ``idle`` seconds is closed
+            with trio.CancelScope(deadline=trio.current_time() + idle) as scope:
+                await self._session(stream, peer, scope)
+            if scope.cancelled_caught:
+                counters.closed_idle += 1
         except Garbage as exc:
             counters.closed_garbage += 1
             self.gateway.store.log.warning(ORIGIN, f"{peer} closed: {exc}")
@@ -174,17 +185,10 @@ class DlmsService:
             counters.connections -= 1
             await trio.aclose_forcefully(stream)
 
-    async def _session(self, stream: trio.SocketStream, peer: str) -> None:
+    async def _session(self, stream: trio.SocketStream, peer: str, idle: trio.CancelScope) -> None:
         buffer = bytearray()
         association: Association | None = None
-        while True:
-            with trio.move_on_after(self._settings().idle_timeout_s) as scope:
-                data = await stream.receive_some(RECEIVE_SIZE)
-            if scope.cancelled_caught:
-                self.counters.closed_idle += 1
-                return
-            if not data:
-                return
+        while data := await stream.receive_some(RECEIVE_SIZE):
             buffer += data
             while len(buffer) >= HEADER_SIZE:
                 header = WrapperHeader.from_bytes(bytes(buffer[:HEADER_SIZE]))
@@ -211,6 +215,7 @@ class DlmsService:
                     reply, WrapperHeader(LOGICAL_DEVICE, header.source_wport, len(reply))
                 )
                 await stream.send_all(frame.to_bytes())
+                idle.deadline = trio.current_time() + self._settings().idle_timeout_s
 
     @staticmethod
     def _limiter_keys(peer: str) -> tuple[str, str]:
