@@ -72,6 +72,8 @@ def test_512_meters_have_a_channel_each_and_the_mapping_goes_both_ways() -> None
     assert [obis.meter_index(b, f) for b, f in codes] == list(range(1, 513))
     assert obis.meter_index(0, 255) is None and obis.meter_index(65, 255) is None
     assert obis.meter_index(1, 128) is None and obis.meter_index(1, 100) is None
+    last = obis.channel(obis.MAX_METERS)
+    assert last == (64, 254) and obis.meter_index(*last) == obis.MAX_METERS
 
 
 def test_the_main_register_comes_first_then_the_values_in_record_order() -> None:

@@ -18,6 +18,7 @@ CHANNELS = 64  # value group B: the standard's M-Bus channels 1..64
 GROUP_F = 128  # F = 128 + g for the meters of group g >= 1 (manufacturer-specific F)
 NOT_USED = 255  # F of the standard's objects
 MAX_VALUES = 255  # value group E numbers a meter's values 1..255
+MAX_METERS = CHANNELS * (NOT_USED - GROUP_F)  # groups 0..126: F = 255, 129..254
 
 M_BUS_VALUE = (0, 24, 2)  # A, C, D of 0-b:24.2.e.f: the meter's values, E = 1 the main one
 METER_ID = (0, 96, 1, 0)  # A, C, D, E of 0-b:96.1.0.f: the meter's identification number

@@ -169,7 +169,7 @@ class CosemModel:
             (ClassId.DATA, obis.DEVICE_ID),
             (ClassId.DATA, obis.FIRMWARE_VERSION),
         ]
-        for index, meter in enumerate(self._meters(), 1):
+        for index, meter in enumerate(self._meters()[: obis.MAX_METERS], 1):
             b, f = obis.channel(index)
             ordered = self._order(meter)
             found += [
