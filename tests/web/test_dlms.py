@@ -252,17 +252,22 @@ def wrapped(apdu: bytes, source: int = 16, destination: int = 1, version: int = 
 
 
 GET_CLOCK_TIME = bytes.fromhex("c001c100080000010000ff0200")
+SET_CLOCK_TIME = bytes.fromhex("c101c100080000010000ff0200090c") + bytes(12)
 
 
 async def test_garbage_closes_and_the_limits_hold(running: DlmsGateway) -> None:
     gateway = running
     port = gateway.port()
     with trio.fail_after(60):
-        # a GET before an association: the exception response (state error, service error)
-        early, garbage = await trio.to_thread.run_sync(
-            raw_exchange, port, [wrapped(GET_CLOCK_TIME), b"GET / HTTP/1.0\r\n\r\n"]
+        # a GET before an association, and a SET (never negotiated): exception responses
+        # (state error, service error); then bytes that are no wrapper close the connection
+        early, set_request, garbage = await trio.to_thread.run_sync(
+            raw_exchange,
+            port,
+            [wrapped(GET_CLOCK_TIME), wrapped(SET_CLOCK_TIME), b"GET / HTTP/1.0\r\n\r\n"],
         )
         assert early == wrapped(bytes.fromhex("d80101"), source=1, destination=16)
+        assert set_request == wrapped(bytes.fromhex("d80102"), source=1, destination=16)
         assert garbage == b""
         other_device = await trio.to_thread.run_sync(
             raw_exchange, port, [wrapped(GET_CLOCK_TIME, destination=5)]

@@ -26,6 +26,7 @@ PUBLIC_CLIENT = 16
 LLS_CLIENT = 17
 MAX_RECEIVE_PDU = 1024  # ours: an AARQ or a GET request is far smaller
 AARQ, RLRQ, GET_REQUEST, GET_RESPONSE = 0x60, 0x62, 0xC0, 0xC4
+NOT_SUPPORTED = {0xC1, 0xC3}  # SET and ACTION requests: answered, not served
 # the application context names of short-name referencing, without and with ciphering
 SHORT_NAME_CONTEXTS = (b"\x60\x85\x74\x05\x08\x01\x02", b"\x60\x85\x74\x05\x08\x01\x04")
 OFFERED = xdlms.Conformance(get=True, block_transfer_with_get_or_read=True)
@@ -86,6 +87,8 @@ class Association:
                 return acse.ReleaseResponse(reason=enums.ReleaseResponseReason.NORMAL).to_bytes()
             if tag == GET_REQUEST:
                 return self._get(apdu)
+            if tag in NOT_SUPPORTED:
+                return _not_supported()
         except Garbage:
             raise
         except (ValueError, IndexError, KeyError, TypeError) as exc:
@@ -187,8 +190,8 @@ class Association:
         request = xdlms.GetRequestFactory.from_bytes(apdu)
         if isinstance(request, xdlms.GetRequestNext):
             return self._get_next(request)
-        if not isinstance(request, xdlms.GetRequestNormal):
-            raise Garbage(f"{type(request).__name__} was not negotiated")
+        if not isinstance(request, xdlms.GetRequestNormal):  # with-list
+            return _not_supported()
         self.long_get = None  # a new request ends a long get
         invoke = request.invoke_id_and_priority
         if request.access_selection is not None:
@@ -257,4 +260,11 @@ def _unknown_class(apdu: bytes) -> bytes | None:
     return xdlms.GetResponseNormalWithError(
         enums.DataAccessResult.OBJECT_UNDEFINED,
         invoke_id_and_priority=xdlms.InvokeIdAndPriority.from_bytes(apdu[2:3]),
+    ).to_bytes()
+
+
+def _not_supported() -> bytes:
+    """The exception response to a request of a service that was not negotiated."""
+    return xdlms.ExceptionResponse(
+        enums.StateException.SERVICE_NOT_ALLOWED, enums.ServiceException.SERVICE_NOT_SUPPORTED
     ).to_bytes()
