@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import trio
+from gurux_dlms import GXDLMSException
 from gurux_dlms.enums import ErrorCode, Unit
 from gurux_dlms.objects import GXDLMSClock, GXDLMSData, GXDLMSRegister
 from webclient import Client, body, complete_first_login
 
-from bench.dlms_client import LLS, DlmsClient, GXDLMSException
 from mbusgw.gateway.app import Gateway
 from mbusgw.gateway.services.dlms.service import DlmsService, dlms_service
 from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
@@ -27,6 +27,7 @@ sys.path.append(str(Path(__file__).parents[1] / "gateway"))
 from gatewaykit import kept, seed_settings  # noqa: E402
 
 PASSWORD = "lls-pass1"
+LLS = 17  # the client SAP of the low-level-security association
 DLMS = {"enabled": True, "host": "127.0.0.1", "port": 0, "lls_password": PASSWORD}
 QUIET = {
     "modbus": {"enabled": False},
@@ -45,6 +46,16 @@ UNITS = {
 }
 # EN 13757-3 device types and the medium's own OBIS code of its main register (A-b:C.D.0)
 MEDIUM_CODES = {6: "9.{b}.1.0.0.255", 7: "8.{b}.1.0.0.255", 4: "6.{b}.1.0.0.255"}
+
+
+def connect(
+    port: int, client_sap: int = 16, password: str | None = None, max_pdu: int | None = None
+) -> Any:
+    """Gurux's client (``bench/dlms_client.py``), imported here: the bounds-checked run
+    collects this file from tests/, where the checkout's bench package is not importable."""
+    from bench.dlms_client import DlmsClient
+
+    return DlmsClient(port, client_sap, password, max_pdu)
 
 
 class DlmsGateway(Gateway):
@@ -103,7 +114,7 @@ def expected_registers(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def read_everything(port: int, meters: list[dict[str, Any]]) -> dict[str, Any]:
     """Each meter's registers and identification, then the gateway's objects, over one
     association of the public client."""
-    client = DlmsClient(port)
+    client = connect(port)
     try:
         client.associate()
         found: dict[str, Any] = {"meters": []}
@@ -177,7 +188,7 @@ async def test_every_mapped_object_equals_the_rest_value_and_unit(running: DlmsG
 
 def associate(port: int, client_sap: int, password: str | None) -> tuple[int, int] | None:
     """The AARE's result and diagnostic of a refusal (None: associated, and a read works)."""
-    client = DlmsClient(port, client_sap, password)
+    client = connect(port, client_sap, password)
     try:
         client.associate()
         client.register("0.1.24.2.1.255")
@@ -303,7 +314,7 @@ async def test_the_integrations_page_shows_the_server(running: DlmsGateway) -> N
 def objects_and_reads(port: int) -> tuple[list[tuple[int, str]], list[Any]]:
     """The object list over a small PDU size (so in blocks), then every listed Register's
     value read with the same client."""
-    client = DlmsClient(port, max_pdu=256)
+    client = connect(port, max_pdu=256)
     try:
         client.associate()
         listed = client.objects()
