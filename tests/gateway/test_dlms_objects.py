@@ -199,3 +199,12 @@ def test_short_names_and_ciphering_are_refused_with_their_diagnostic() -> None:
         other = aarq.replace(logical_names, logical_names[:-1] + bytes((context,)))
         aare = acse.ApplicationAssociationResponse.from_bytes(client.answer(other))
         assert (aare.result, aare.result_source_diagnostics) == (1, 2) and not client.associated
+
+
+def test_selective_access_is_not_offered() -> None:
+    client, _ = association(max_pdu=1024)
+    # attribute 2 of 0-1:24.2.1.255 with selector 2 (entry): entries 1 to 0, columns 1 to 0
+    selected = bytes.fromhex(
+        "c001c1 0003 0001180201ff 02 01 02 0204 0600000001 0600000000 120001 120000"
+    )
+    assert xdlms.GetResponseNormalWithError.from_bytes(client.answer(selected)).error == 250

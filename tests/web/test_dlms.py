@@ -262,8 +262,8 @@ def wrapped(apdu: bytes, source: int = 16, destination: int = 1, version: int = 
     )
 
 
-GET_CLOCK_TIME = bytes.fromhex("c001c100080000010000ff0200")
-SET_CLOCK_TIME = bytes.fromhex("c101c100080000010000ff0200090c") + bytes(12)
+GET_CLOCK_TIME = bytes.fromhex("c001c1 0008 0000010000ff 02 00")  # invoke 1, class, LN, attr
+SET_CLOCK_TIME = bytes.fromhex("c101c1 0008 0000010000ff 02 00 090c") + bytes(12)
 
 
 async def test_garbage_closes_and_the_limits_hold(running: DlmsGateway) -> None:

@@ -91,7 +91,7 @@ class Association:
                 return _not_supported()
         except Garbage:
             raise
-        except (ValueError, IndexError, KeyError, TypeError) as exc:
+        except (ValueError, IndexError, KeyError, TypeError, NotImplementedError) as exc:
             raise Garbage(f"APDU 0x{tag:02X} not understood: {exc}") from None
         raise Garbage(f"APDU 0x{tag:02X} is not served")
 
@@ -184,9 +184,9 @@ class Association:
                 enums.StateException.SERVICE_NOT_ALLOWED,
                 enums.ServiceException.OPERATION_NOT_POSSIBLE,
             ).to_bytes()
-        unknown = _unknown_class(apdu)
-        if unknown is not None:  # dlms-cosem knows only the standard's classes
-            return unknown
+        early = _before_parsing(apdu)
+        if early is not None:
+            return early
         request = xdlms.GetRequestFactory.from_bytes(apdu)
         if isinstance(request, xdlms.GetRequestNext):
             return self._get_next(request)
@@ -194,13 +194,10 @@ class Association:
             return _not_supported()
         self.long_get = None  # a new request ends a long get
         invoke = request.invoke_id_and_priority
-        if request.access_selection is not None:
-            answer: bytes | enums.DataAccessResult = enums.DataAccessResult.OTHER_REASON
-        else:
-            target = request.cosem_attribute
-            code = tuple(target.instance.to_bytes())
-            class_id, attribute = int(target.interface), int(target.attribute)
-            answer = self.model.get(class_id, code, attribute, self.client_sap)  # type: ignore[arg-type]
+        target = request.cosem_attribute
+        code = tuple(target.instance.to_bytes())
+        class_id, attribute = int(target.interface), int(target.attribute)
+        answer = self.model.get(class_id, code, attribute, self.client_sap)  # type: ignore[arg-type]
         if isinstance(answer, bytes):
             return self._data(invoke, answer)
         return xdlms.GetResponseNormalWithError(answer, invoke_id_and_priority=invoke).to_bytes()
@@ -249,17 +246,21 @@ class Association:
         return self._next_block()
 
 
-def _unknown_class(apdu: bytes) -> bytes | None:
-    """The error answer to a GET-Request-Normal for a class id the standard does not have
-    (no object of it exists here); None for every other request."""
-    if len(apdu) != 13 or apdu[1] != enums.GetRequestType.NORMAL or apdu[12] != 0:
+def _before_parsing(apdu: bytes) -> bytes | None:
+    """The answer to a GET-Request-Normal that dlms-cosem cannot parse: one with selective
+    access (it does not decode the descriptors; no object here offers any), and one for a
+    class id the standard does not have (no object of it exists here). None for the others."""
+    if len(apdu) < 13 or apdu[1] != enums.GetRequestType.NORMAL:
         return None
-    class_id = int.from_bytes(apdu[3:5], "big")
-    if class_id in enums.CosemInterface._value2member_map_:
+    error = None
+    if apdu[12] != 0:
+        error = enums.DataAccessResult.OTHER_REASON
+    elif int.from_bytes(apdu[3:5], "big") not in enums.CosemInterface._value2member_map_:
+        error = enums.DataAccessResult.OBJECT_UNDEFINED
+    if error is None:
         return None
     return xdlms.GetResponseNormalWithError(
-        enums.DataAccessResult.OBJECT_UNDEFINED,
-        invoke_id_and_priority=xdlms.InvokeIdAndPriority.from_bytes(apdu[2:3]),
+        error, invoke_id_and_priority=xdlms.InvokeIdAndPriority.from_bytes(apdu[2:3])
     ).to_bytes()
 
 
