@@ -4,6 +4,7 @@ check of the LLS password setting."""
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -13,13 +14,15 @@ from dlms_cosem.cosem import CosemAttribute, Obis
 from dlms_cosem.enumerations import CosemInterface, DataAccessResult
 from dlms_cosem.protocol import acse, xdlms
 from dlms_cosem.protocol.acse.user_information import UserInformation
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mbusgw.core.units import Function, Quantity, Unit
 from mbusgw.gateway.dlms_settings import DlmsSettings
 from mbusgw.gateway.meters import AddressingMode, Meter
 from mbusgw.gateway.modbus_encoding import Number
 from mbusgw.gateway.services.dlms import obis
-from mbusgw.gateway.services.dlms.association import PUBLIC_CLIENT, Association
+from mbusgw.gateway.services.dlms.association import PUBLIC_CLIENT, Association, Garbage
 from mbusgw.gateway.services.dlms.objects import (
     ClassId,
     CosemModel,
@@ -208,3 +211,39 @@ def test_selective_access_is_not_offered() -> None:
         "c001c1 0003 0001180201ff 02 01 02 0204 0600000001 0600000000 120001 120000"
     )
     assert xdlms.GetResponseNormalWithError.from_bytes(client.answer(selected)).error == 250
+
+
+VALID_APDUS = (
+    acse.ApplicationAssociationRequest(
+        user_information=UserInformation(xdlms.InitiateRequest(xdlms.Conformance(get=True)))
+    ).to_bytes(),
+    OBJECT_LIST,
+    xdlms.GetRequestNext(block_number=1).to_bytes(),
+    acse.ReleaseRequest().to_bytes(),
+)
+
+
+@st.composite
+def damaged_apdus(draw: st.DrawFn) -> bytes:
+    """A valid APDU with bytes changed, cut off or put in."""
+    apdu = bytearray(draw(st.sampled_from(VALID_APDUS)))
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(apdu)))
+        change = draw(st.sampled_from(("set", "cut", "insert")))
+        if change == "set" and at < len(apdu):
+            apdu[at] = draw(st.integers(0, 255))
+        elif change == "cut":
+            del apdu[at:]
+        else:
+            apdu.insert(at, draw(st.integers(0, 255)))
+    return bytes(apdu)
+
+
+@pytest.mark.property
+@settings(max_examples=400, deadline=None)
+@given(apdu=st.one_of(damaged_apdus(), st.binary(max_size=40)))
+def test_any_bytes_get_an_answer_or_close_the_connection(apdu: bytes) -> None:
+    """Hostile or broken input raises nothing but ``Garbage`` (the connection closes)."""
+    client, _ = association(max_pdu=1024)
+    with contextlib.suppress(Garbage):
+        assert isinstance(client.answer(apdu), bytes)

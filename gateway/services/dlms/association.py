@@ -13,7 +13,9 @@ ciphering. An APDU that cannot be parsed is ``Garbage``: the connection is close
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from dlms_cosem import enumerations as enums
 from dlms_cosem.protocol import acse, xdlms
@@ -36,6 +38,7 @@ BLOCK_HEAD = 13  # a data block's head: tag, choice, invoke-id, last, number, ch
 WRONG_PASSWORD = "wrong password"
 
 Diagnostic = enums.AcseServiceUserDiagnostics
+T = TypeVar("T")
 
 
 class Garbage(ValueError):
@@ -78,21 +81,16 @@ class Association:
         if not apdu:
             raise Garbage("an empty APDU")
         tag = apdu[0]
-        try:
-            if tag == AARQ:
-                return self._associate(apdu)
-            if tag == RLRQ:
-                acse.ReleaseRequest.from_bytes(apdu)
-                self.associated = False
-                return acse.ReleaseResponse(reason=enums.ReleaseResponseReason.NORMAL).to_bytes()
-            if tag == GET_REQUEST:
-                return self._get(apdu)
-            if tag in NOT_SUPPORTED:
-                return _not_supported()
-        except Garbage:
-            raise
-        except (ValueError, IndexError, KeyError, TypeError, NotImplementedError) as exc:
-            raise Garbage(f"APDU 0x{tag:02X} not understood: {exc}") from None
+        if tag == AARQ:
+            return self._associate(apdu)
+        if tag == RLRQ:
+            _parsed(acse.ReleaseRequest.from_bytes, apdu)
+            self.associated = False
+            return acse.ReleaseResponse(reason=enums.ReleaseResponseReason.NORMAL).to_bytes()
+        if tag == GET_REQUEST:
+            return self._get(apdu)
+        if tag in NOT_SUPPORTED:
+            return _not_supported()
         raise Garbage(f"APDU 0x{tag:02X} is not served")
 
     # ----------------------------------------------------------------- association
@@ -102,7 +100,7 @@ class Association:
             return self._refuse(
                 Diagnostic.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED, "short-name referencing"
             )
-        request = acse.ApplicationAssociationRequest.from_bytes(apdu)
+        request = _parsed(acse.ApplicationAssociationRequest.from_bytes, apdu)
         initiate = request.user_information.content
         if request.ciphered or not isinstance(initiate, xdlms.InitiateRequest):
             return self._refuse(Diagnostic.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED, "ciphering")
@@ -187,7 +185,7 @@ class Association:
         early = _before_parsing(apdu)
         if early is not None:
             return early
-        request = xdlms.GetRequestFactory.from_bytes(apdu)
+        request = _parsed(xdlms.GetRequestFactory.from_bytes, apdu)
         if isinstance(request, xdlms.GetRequestNext):
             return self._get_next(request)
         if not isinstance(request, xdlms.GetRequestNormal):  # with-list
@@ -244,6 +242,15 @@ class Association:
             ).to_bytes()
         self.long_get = long_get
         return self._next_block()
+
+
+def _parsed(parse: Callable[[bytes], T], apdu: bytes) -> T:
+    """``parse(apdu)``; whatever dlms-cosem raises on bytes it cannot parse (ValueError,
+    IndexError, an assertion, a part it does not implement, ...) is ``Garbage``."""
+    try:
+        return parse(apdu)
+    except Exception as exc:
+        raise Garbage(f"APDU 0x{apdu[0]:02X} not understood: {exc!r}") from None
 
 
 def _before_parsing(apdu: bytes) -> bytes | None:
