@@ -6,7 +6,7 @@ PIP     = $(PY) -m pip --disable-pip-version-check -q
 DATA   ?= var
 # core/_vif_table.h is generated from core/vif_table.csv and committed; the build (setup.py)
 # rewrites it only when the table gives another one, so the table and its generator are sources.
-CORE_SOURCES = $(wildcard core/*.pyx core/*.pxd core/*.h) core/vif_table.csv core/units.py \
+CORE_SOURCES = $(wildcard core/*.pyx core/*.pxd core/*.h gateway/*.pyx) core/vif_table.csv core/units.py \
 	tools/gen_vif_table.py
 PY_SOURCES   = $(shell find core gateway web -name '*.py')
 

@@ -28,6 +28,7 @@ import numpy as np
 import trio
 
 from bench import io_floor
+from mbusgw.gateway import heap
 from mbusgw.gateway.app import Gateway
 from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
 from mbusgw.gateway.store import Store, store_path
@@ -131,6 +132,8 @@ async def measure(data_dir: Path, ports: list[int], seconds: float, warmup: floa
             )
             await gateway.install_meter_list(header + rows, interface=line)
         await gateway.update_settings({"reading": {"continuous": True}})
+        # as ``mbusgw run`` does once started (there the meter list comes from the store)
+        heap.settle()
 
         async def follow() -> None:
             # the probe must not add CPU to what is measured: instead of waking for every
@@ -161,6 +164,7 @@ async def measure(data_dir: Path, ports: list[int], seconds: float, warmup: floa
         drivers = sorted({type(line.master).__name__ for line in gateway.lines.values()})
         gateway.stop()
         nursery.cancel_scope.cancel()
+    heap.release()
     lat = np.array(latencies) * 1000 if latencies else np.array([np.nan])
     return {
         "meters": LINES * METERS_PER_LINE,
@@ -216,6 +220,7 @@ def main(argv: list[str]) -> dict:
         result["peers"] = {
             "trio_io_only": io_floor.trio_peer(ports, BAUD, args.peer_seconds, peer_warmup),
             "threads_io_only": io_floor.thread_peer(ports, BAUD, args.peer_seconds, peer_warmup),
+            "one_thread_io_only": io_floor.poll_peer(ports, BAUD, args.peer_seconds, peer_warmup),
         }
     finally:
         simulator.terminate()
@@ -245,7 +250,11 @@ def main(argv: list[str]) -> dict:
     own = result["cpu_ms_per_exchange"]
     rate = result["exchanges"] / result["seconds"]
     print(f"  gateway            {own:>8} ms  ({rate:.1f} exchanges/s)")
-    peers = (("trio_io_only", "I/O only, trio"), ("threads_io_only", "I/O only, threads"))
+    peers = (
+        ("trio_io_only", "I/O only, trio"),
+        ("threads_io_only", "I/O only, threads"),
+        ("one_thread_io_only", "I/O only, 1 thread"),
+    )
     for name, label in peers:
         peer = result["peers"][name]
         per = peer["cpu_ms_per_exchange"]

@@ -1,17 +1,20 @@
 """What the protocol's I/O alone costs: the peers of the gateway bench.
 
-Both peers read the simulated lines the way continuous mode does, with the same timing rules
+The peers read the simulated lines the way continuous mode does, with the same timing rules
 (a broadcast SND_NKE per line, then REQ_UD2 to primary addresses 1-64 back to back, the
 no-answer bound, the rest of a long frame held back with ``SO_RCVLOWAT``, the inter-frame gap
 before the next request), but nothing else: no decoding, no accounting, no snapshot. One peer
-waits on trio (one task per line, as the gateway does), the other in one blocking OS thread per
-line. Their CPU per exchange is the least a program with that waiting model can spend.
+waits on trio (one task per line), one in a blocking OS thread per line, and one in a single
+OS thread that polls every line (the two shapes a native driver can take). Their CPU per
+exchange is the least a program with that waiting model can spend.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+import select
 import socket
 import threading
 import time
@@ -164,12 +167,16 @@ def _thread_line(port: int, rules: Rules, tally: Tally, running: Callable[[], bo
                 tally.count(exchange(req_ud2(address, fcb[address])))
 
 
-def thread_peer(ports: list[int], baud: int, seconds: float, warmup: float) -> dict:
+def _measure_threads(
+    targets: list[tuple[Callable[..., None], tuple]], baud: int, seconds: float, warmup: float
+) -> dict:
+    """Start a thread per ``(target, args)``, each called with ``args``, the rules, the tally
+    and whether to go on; measure after ``warmup`` for ``seconds``; stop them."""
     rules, tally = Rules(baud), Tally()
     stop = threading.Event()
     threads = [
-        threading.Thread(target=_thread_line, args=(port, rules, tally, lambda: not stop.is_set()))
-        for port in ports
+        threading.Thread(target=target, args=(*args, rules, tally, lambda: not stop.is_set()))
+        for target, args in targets
     ]
     for thread in threads:
         thread.start()
@@ -183,3 +190,100 @@ def thread_peer(ports: list[int], baud: int, seconds: float, warmup: float) -> d
         for thread in threads:
             thread.join(timeout=10)
     return result
+
+
+def thread_peer(ports: list[int], baud: int, seconds: float, warmup: float) -> dict:
+    """A blocking OS thread per line."""
+    return _measure_threads([(_thread_line, (port,)) for port in ports], baud, seconds, warmup)
+
+
+# ---------------------------------------------------------------------- one thread, all lines
+
+
+class _PolledLine:
+    """One line of the one-thread peer: its exchange as states instead of blocking calls."""
+
+    def __init__(self, sock: socket.socket, rules: Rules) -> None:
+        self.sock = sock
+        self.rules = rules
+        self.fcb: dict[int, bool] = {}
+        self.addresses = iter(())
+        self.got = b""
+        self.holding = False  # SO_RCVLOWAT holds the rest of a frame back
+        self.deadline = 0.0
+        self.state = "gap"  # gap → answer → gap ...
+        self.request = snd_nke(0xFF)
+
+    def send(self, now: float) -> None:
+        self.sock.send(self.request)
+        self.got = b""
+        self.state = "answer"
+        self.deadline = now + self.rules.first_byte_within(self.request)
+
+    def next_request(self) -> None:
+        address = next(self.addresses, None)
+        if address is None:
+            self.addresses = iter(ADDRESSES)
+            address = next(self.addresses)
+        self.fcb[address] = not self.fcb.get(address, False)
+        self.request = req_ud2(address, self.fcb[address])
+
+    def received(self, now: float) -> bool:
+        """Bytes came; True once the answer is complete."""
+        try:
+            self.got += self.sock.recv(4096)
+        except BlockingIOError:
+            return False
+        if self.got[0] == LONG_START and len(self.got) < 2:
+            return False  # its length comes with the next byte
+        length = self.rules.frame_length(self.got)
+        if len(self.got) >= length:
+            return True
+        if not self.holding:
+            self.deadline = now + (length - len(self.got)) * self.rules.char + 0.5
+            self.holding = True
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, length - len(self.got))
+        return False
+
+    def end(self, now: float, tally: Tally) -> None:
+        if self.holding:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+            self.holding = False
+        tally.count(bool(self.got))
+        self.state = "gap"
+        self.deadline = now + self.rules.gap
+        self.next_request()
+
+
+def _poll_lines(ports: list[int], rules: Rules, tally: Tally, running: Callable[[], bool]) -> None:
+    lines = [_PolledLine(socket.create_connection(("127.0.0.1", p)), rules) for p in ports]
+    by_fd = {line.sock.fileno(): line for line in lines}
+    poller = select.poll()
+    for line in lines:
+        line.sock.setblocking(False)
+        poller.register(line.sock, select.POLLIN)
+    try:
+        while running():
+            timeout = max(0.0, min(line.deadline for line in lines) - time.monotonic())
+            for fd, _ in poller.poll(timeout * 1000):
+                line = by_fd[fd]
+                if line.state != "answer":
+                    with contextlib.suppress(BlockingIOError):
+                        line.sock.recv(4096)  # stray: dropped
+                elif line.received(time.monotonic()):
+                    line.end(time.monotonic(), tally)
+            now = time.monotonic()
+            for line in lines:
+                if now >= line.deadline:
+                    if line.state == "gap":
+                        line.send(now)
+                    else:
+                        line.end(now, tally)
+    finally:
+        for line in lines:
+            line.sock.close()
+
+
+def poll_peer(ports: list[int], baud: int, seconds: float, warmup: float) -> dict:
+    """One OS thread polls every line (the alternative to a thread per line)."""
+    return _measure_threads([(_poll_lines, (ports,))], baud, seconds, warmup)

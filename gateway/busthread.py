@@ -4,11 +4,12 @@ waits on the line's descriptor, outside the trio clock and its scheduler.
 Requests are taken from trio exactly as ``BusMaster`` takes them (same methods, same results and
 errors); what the thread finishes is handed back to trio in batches: one trio wake-up serves
 every reply (and every ``on_exchange``/``on_telegram`` call) that finished since the last one,
-so trio is not woken per byte, nor per exchange while it is busy. The thread's waits are
-``poll`` calls on the descriptor with the protocol's deadline as timeout, so the bus keeps its
-timing while the trio side is busy (a big report, Modbus and REST), and a line costs a few
-system calls per exchange. Times are the trio clock's (it is read from the thread), so readings
-carry the same times as under the trio driver.
+so trio is not woken per byte, nor per exchange while it is busy. Each job runs in the compiled
+loop of ``gateway.lineloop``: its waits are ``poll`` calls on the descriptor with the protocol's
+deadline as timeout and the GIL released, so the bus keeps its timing while the trio side is
+busy (a big report, Modbus and REST), and a line costs a few system calls per exchange. Times
+are the trio clock's (read in C from the thread), so readings carry the same times as under the
+trio driver.
 
 Opening and reopening the line stays with the transport on the trio side (``ensure_open``,
 ``broken``); the thread asks for it when it needs the descriptor.
@@ -19,11 +20,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import math
 import os
 import select
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,12 +30,11 @@ import outcome
 import trio
 
 from mbusgw.gateway import busjobs as jobs
+from mbusgw.gateway import lineloop
 from mbusgw.gateway.bus import BusMaster
 from mbusgw.gateway.busjobs import fail_ops
 from mbusgw.gateway.busrequests import ReadReply
 from mbusgw.gateway.errors import LineDown
-
-_CLOSED = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
 class _Stopped(Exception):
@@ -57,14 +55,14 @@ class ThreadedBusMaster(BusMaster):
         self._stop = False
         self._in_hand: list[jobs.Reply] = []  # a round serves others in between
         self._token: trio.lowlevel.TrioToken | None = None
-        self._clock: trio.abc.Clock | None = None
+        self._line_clock: lineloop.LineClock | None = None
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ the trio side
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._token = trio.lowlevel.current_trio_token()
-        self._clock = trio.lowlevel.current_clock()
+        self._line_clock = lineloop.LineClock(trio.lowlevel.current_clock())
         self._stop = False
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
@@ -145,10 +143,6 @@ class ThreadedBusMaster(BusMaster):
 
     # ------------------------------------------------------------------ the thread
 
-    def _now(self) -> float:
-        assert self._clock is not None
-        return self._clock.current_time()
-
     def _thread_main(self) -> None:
         poller = select.poll()
         poller.register(self._wake_read, select.POLLIN)
@@ -217,6 +211,8 @@ class ThreadedBusMaster(BusMaster):
 
     def _broken(self, error: BaseException) -> LineDown:
         assert self._token is not None
+        if isinstance(error, EOFError):
+            error = trio.BrokenResourceError(str(error))
         with contextlib.suppress(trio.RunFinishedError):
             trio.from_thread.run(self.transport.broken, error, trio_token=self._token)
         down = LineDown(f"{self.name}: {error}")
@@ -235,67 +231,36 @@ class ThreadedBusMaster(BusMaster):
             return self._serve_round(request, reply)
         on_telegram = request.on_telegram if type(request) is jobs.Read else None
         fd = self._open()
+        assert self._line_clock is not None
         try:
-            # what came between exchanges (late answers, noise) is stray: counted, dropped
-            while data := self._read(fd):
-                protocol.receive(data, self._now())
-        except LineDown:
+            lineloop.drain(protocol, fd, self._line_clock)
+        except (OSError, EOFError) as exc:
+            self._broken(exc)
             fd = self._open()  # it broke while idle: open it again, as the trio driver's send does
-        poller = select.poll()
-        poller.register(self._wake_read, select.POLLIN)
-        poller.register(fd, select.POLLIN)
-        finish = self.begin(request, self._now())
-        threshold = False
+        finish = self.begin(request, self._line_clock.now())
+        callback = functools.partial(self._callback, reply)
+
+        def dispatch(events: list[Any]) -> Any:
+            return self.dispatch(events, on_telegram, callback)
+
         try:
-            while True:
-                out = protocol.take_output()
-                if out:
-                    self._write(fd, out)
-                ended = self.dispatch(
-                    protocol.pop_events(), on_telegram, functools.partial(self._callback, reply)
-                )
-                if ended is not None:
-                    break
-                deadline = protocol.deadline
-                timeout = deadline - self._now()
-                ready = poller.poll(
-                    None if timeout == math.inf else max(0, math.ceil(timeout * 1000))
-                )
-                if self._stop:
-                    raise _Stopped
-                data = b""
-                for which, mask in ready:
-                    if which == self._wake_read:
-                        self._drain_wake()
-                    elif mask & select.POLLIN or mask & _CLOSED:
-                        data = self._read(fd)
-                now = self._now()
-                if not data:
-                    if threshold and protocol.receiving and now >= deadline:
-                        # the stream held back an incomplete rest of a frame: take what is there
-                        threshold = self._release(threshold)
-                        data = self._read(fd)
-                    if not data:
-                        if now >= deadline:
-                            protocol.tick(now)
-                            if not protocol.receiving:
-                                threshold = self._release(threshold)
-                        continue
-                if not protocol.receive(data, now):
-                    threshold = self._release(threshold)
-                elif self.transport.set_receive_threshold(protocol.remaining):
-                    threshold = True
-                else:
-                    # the rest of a long frame is still on the wire: let it gather
-                    pause = protocol.pace_until - self._now()
-                    if pause > 0:
-                        time.sleep(pause)
-        except BaseException:
-            protocol.abort()  # the line broke, or the driver stops
-            raise
-        finally:
-            self._release(threshold)
+            ended = lineloop.serve(
+                protocol,
+                fd,
+                self._wake_read,
+                self._line_clock,
+                dispatch,
+                self._stopping,
+                self.transport,
+            )
+        except lineloop.Stopped as exc:
+            raise _Stopped from exc
+        except (OSError, EOFError) as exc:
+            raise self._broken(exc) from exc
         return self.result(ended, finish)
+
+    def _stopping(self) -> bool:
+        return self._stop
 
     def _notify(self, hold: jobs.Hold) -> None:
         self._wake()
@@ -325,35 +290,6 @@ class ThreadedBusMaster(BusMaster):
         except _Stopped:
             self._hand_over(fail_ops, hold, LineDown(f"{self.name}: the bus task stopped"))
             raise
-
-    def _release(self, threshold: bool) -> bool:
-        if threshold:
-            self.transport.set_receive_threshold(1)
-        return False
-
-    def _read(self, fd: int) -> bytes:
-        """What is waiting (b"": nothing); a closed or failed line is LineDown."""
-        try:
-            data = os.read(fd, 4096)
-        except BlockingIOError:
-            return b""
-        except OSError as exc:
-            raise self._broken(exc) from exc
-        if not data:
-            raise self._broken(trio.BrokenResourceError("closed by the other end"))
-        return data
-
-    def _write(self, fd: int, request: bytes) -> None:
-        view = memoryview(request)
-        while view:
-            try:
-                sent = os.write(fd, view)
-            except BlockingIOError:
-                select.select([], [fd], [], 1.0)
-                continue
-            except OSError as exc:
-                raise self._broken(exc) from exc
-            view = view[sent:]
 
 
 def _line_error(name: str, error: Exception) -> Exception:

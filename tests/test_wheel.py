@@ -49,12 +49,13 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def seed_compiled_core() -> None:
     """Copy the checkout's compiled extensions, with their times, into the wheel build's tree."""
     tag = f"lib.{sysconfig.get_platform()}-{sys.implementation.cache_tag}"
-    built = ROOT / "build" / tag / "mbusgw" / "core"
-    built.mkdir(parents=True, exist_ok=True)
-    for extension in (ROOT / "core").glob("*.so"):
-        target = built / extension.name
-        if not target.exists() or target.stat().st_mtime < extension.stat().st_mtime:
-            shutil.copy2(extension, target)
+    for folder in ("core", "gateway"):
+        built = ROOT / "build" / tag / "mbusgw" / folder
+        built.mkdir(parents=True, exist_ok=True)
+        for extension in (ROOT / folder).glob("*.so"):
+            target = built / extension.name
+            if not target.exists() or target.stat().st_mtime < extension.stat().st_mtime:
+                shutil.copy2(extension, target)
 
 
 @pytest.fixture(scope="session")
@@ -96,8 +97,9 @@ def test_the_wheel_carries_the_compiled_core_and_every_data_file(dist: Path) -> 
     for folder in ("web/templates", "web/static", "gateway/simulator/frames"):
         for data in (ROOT / folder).iterdir():
             assert f"mbusgw/{folder}/{data.name}" in names, data
-    for pyx in (ROOT / "core").glob("*.pyx"):
-        assert any(n.startswith(f"mbusgw/core/{pyx.stem}.") and n.endswith(".so") for n in names)
+    for pyx in [*(ROOT / "core").glob("*.pyx"), *(ROOT / "gateway").glob("*.pyx")]:
+        module = f"mbusgw/{pyx.parent.name}/{pyx.stem}."
+        assert any(n.startswith(module) and n.endswith(".so") for n in names), pyx
     assert {"mbusgw/gateway/deploy/mbusgw.service", "mbusgw/gateway/deploy/mbusgw.toml"} <= names
 
 
@@ -108,6 +110,7 @@ def test_the_sdist_carries_what_compiling_the_core_needs(dist: Path) -> None:
     needed = ["setup.py", "pyproject.toml", "LICENSE", "Containerfile", "docs/install.md"]
     needed += [str(p.relative_to(ROOT)) for p in (ROOT / "core").glob("*.p[xy][xd]")]
     needed += [str(p.relative_to(ROOT)) for p in (ROOT / "core").glob("*.h")]
+    needed += [str(p.relative_to(ROOT)) for p in (ROOT / "gateway").glob("*.pyx")]
     needed += [str(p.relative_to(ROOT)) for p in (ROOT / "web/templates").iterdir()]
     assert sorted(set(needed) - names) == []
     assert not [n for n in names if n.endswith((".c", ".so"))]  # made again by the build

@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     import trio
 
+    from mbusgw.gateway import heap
     from mbusgw.gateway.app import Gateway
     from mbusgw.gateway.lifecycle import apply_after_stop
     from mbusgw.gateway.owner import DataDirBusy
@@ -56,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
             trio.run(serve, gateway)
         except* DataDirBusy as group:
             busy = group.exceptions[0]  # type: ignore[assignment]
+        finally:
+            heap.release()
         if busy is not None:
             print(f"mbusgw: cannot start: {busy}; one gateway per data directory")
             return 1
@@ -76,10 +79,13 @@ async def serve(gateway: Gateway) -> None:
 
 
 async def _report_ready(gateway: Gateway) -> None:
-    """systemd's Type=notify: ready once the store is open and every service has started."""
+    """systemd's Type=notify: ready once the store is open and every service has started.
+    What the start built lives as long as the run: it is left out of garbage collections."""
+    from mbusgw.gateway import heap
     from mbusgw.gateway.systemd import notify
 
     await gateway.ready.wait()
+    heap.settle()
     web = f"web on {gateway.startup.web_host}:{gateway.startup.web_port}, "
     notify(f"READY=1\nSTATUS={web}{len(gateway.active_meters())} active meter(s)")
 

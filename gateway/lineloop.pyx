@@ -1,0 +1,224 @@
+# cython: language_level=3
+"""The native bus driver's exchange loop, compiled: it runs one job of a line's ``BusProtocol``
+over the line's descriptor from an OS thread.
+
+The protocol (``mbusgw.core.busproto``) stays the only place where the exchange is decided; this
+loop only moves bytes and time: it writes what the protocol gives, waits in ``poll(2)`` with the
+GIL released until the line has bytes or the protocol's deadline has come, reads them into a
+buffer of its own, and feeds them with the time. Only the moments the protocol needs hold the
+GIL, so the line keeps its timing whatever the Python side does, and an exchange costs the
+system calls and the protocol's own work, not an interpreted loop around them.
+
+The times are the trio clock's: trio's system clock is ``CLOCK_MONOTONIC`` plus an offset, read
+here without the interpreter; any other clock (a test's) is asked through Python.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.errno cimport EAGAIN, EINTR, errno
+from libc.math cimport ceil
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, nanosleep, timespec
+from posix.unistd cimport read, write
+
+import math
+import os
+import time
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    ctypedef unsigned long nfds_t
+    int poll(pollfd *fds, nfds_t nfds, int timeout)
+    enum:
+        POLLIN
+        POLLOUT
+        POLLERR
+        POLLHUP
+        POLLNVAL
+
+cdef enum:
+    CHUNK = 4096  # what one read takes: more than the longest frame (261 bytes)
+
+cdef double INF = math.inf
+
+
+class Stopped(Exception):
+    """The loop was woken and its driver is stopping: the job in hand is left undone."""
+
+
+cdef class LineClock:
+    """The trio clock, readable from a thread. ``clock`` is the trio run's clock."""
+
+    cdef object _clock
+    cdef double _offset
+    cdef bint _native
+
+    def __init__(self, clock):
+        self._clock = clock
+        offset = getattr(clock, "offset", None)
+        # trio's SystemClock: current_time() is offset + perf_counter(), i.e. CLOCK_MONOTONIC
+        self._native = (
+            type(offset) is float
+            and abs(clock.current_time() - (offset + time.perf_counter())) < 1e-3
+        )
+        self._offset = offset if self._native else 0.0
+
+    @property
+    def native(self) -> bool:
+        """The clock is read in C (False: through the clock object)."""
+        return self._native
+
+    cpdef double now(self):
+        cdef timespec ts
+        if not self._native:
+            return self._clock.current_time()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return self._offset + ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef bytes _read(int fd, char *buffer):
+    """What is waiting on ``fd`` (b"": nothing yet). OSError when reading fails, EOFError when
+    the other end closed the line."""
+    cdef Py_ssize_t got
+    while True:
+        with nogil:
+            got = read(fd, buffer, CHUNK)
+        if got > 0:
+            return PyBytes_FromStringAndSize(buffer, got)
+        if got == 0:
+            raise EOFError("closed by the other end")
+        if errno == EINTR:
+            continue
+        if errno == EAGAIN:  # EWOULDBLOCK on Linux
+            return b""
+        raise OSError(errno, os.strerror(errno))
+
+
+cdef void _write(int fd, bytes data) except *:
+    """All of ``data`` on ``fd`` (waiting while the descriptor's buffer is full)."""
+    cdef const char *start = PyBytes_AS_STRING(data)
+    cdef Py_ssize_t left = PyBytes_GET_SIZE(data), sent
+    cdef pollfd writable
+    writable.fd = fd
+    writable.events = POLLOUT
+    while left > 0:
+        with nogil:
+            sent = write(fd, start, left)
+        if sent >= 0:
+            start += sent
+            left -= sent
+            continue
+        if errno == EINTR:
+            continue
+        if errno != EAGAIN:
+            raise OSError(errno, os.strerror(errno))
+        with nogil:
+            poll(&writable, 1, 1000)
+
+
+cdef void _drain_wake(int fd) noexcept nogil:
+    cdef char sink[64]
+    while read(fd, sink, 64) > 0:
+        pass
+
+
+cdef void _sleep(double seconds) noexcept nogil:
+    cdef timespec pause
+    pause.tv_sec = <long>seconds
+    pause.tv_nsec = <long>((seconds - pause.tv_sec) * 1e9)
+    nanosleep(&pause, NULL)
+
+
+def drain(protocol, int fd, LineClock clock) -> None:
+    """Feed the protocol what came on the line since the last exchange (late answers, noise: it
+    counts them as stray), without waiting."""
+    cdef char buffer[CHUNK]
+    while True:
+        data = _read(fd, buffer)
+        if not data:
+            return
+        protocol.receive(data, clock.now())
+
+
+def serve(protocol, int fd, int wake_fd, LineClock clock, dispatch, stopping, transport):
+    """Run the job begun on ``protocol`` to its end on the line ``fd``.
+
+    ``dispatch(events)`` passes the protocol's events on and returns the job's end (``Done`` or
+    ``Failed``) once it is among them, which ``serve`` returns. A byte on ``wake_fd`` wakes the
+    wait; if ``stopping()`` is then true, ``Stopped`` is raised. ``transport`` is asked to hold
+    the rest of a long frame back (``set_receive_threshold``); where it cannot, the loop sleeps
+    until the rest can be there. OSError or EOFError: the line broke. The protocol's job is
+    aborted whenever ``serve`` raises.
+    """
+    cdef char buffer[CHUNK]
+    cdef pollfd fds[2]
+    cdef double deadline, now, pause
+    cdef int timeout, ready
+    cdef bint threshold = False
+    fds[0].fd = wake_fd
+    fds[0].events = POLLIN
+    fds[1].fd = fd
+    fds[1].events = POLLIN
+    try:
+        while True:
+            out = protocol.take_output()
+            if out:
+                _write(fd, out)
+            events = protocol.pop_events()
+            if events:  # most wake-ups bring none: no call into Python for them
+                ended = dispatch(events)
+                if ended is not None:
+                    return ended
+            deadline = protocol.deadline
+            if deadline == INF:
+                timeout = -1
+            else:
+                timeout = <int>max(0.0, ceil((deadline - clock.now()) * 1000))
+            with nogil:
+                ready = poll(fds, 2, timeout)
+            if ready < 0:
+                if errno == EINTR:
+                    continue
+                raise OSError(errno, os.strerror(errno))
+            if fds[0].revents:
+                with nogil:
+                    _drain_wake(wake_fd)
+                if stopping():
+                    raise Stopped
+            data = b""
+            if fds[1].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL):
+                data = _read(fd, buffer)
+            now = clock.now()
+            if not data:
+                if threshold and protocol.receiving and now >= deadline:
+                    # the stream held back an incomplete rest of a frame: take what is there
+                    threshold = _release(transport, threshold)
+                    data = _read(fd, buffer)
+                if not data:
+                    if now >= deadline:
+                        protocol.tick(now)
+                        if not protocol.receiving:
+                            threshold = _release(transport, threshold)
+                    continue
+            if not protocol.receive(data, now):
+                threshold = _release(transport, threshold)
+            elif transport.set_receive_threshold(protocol.remaining):
+                threshold = True
+            else:
+                # the rest of a long frame is still on the wire: let it gather
+                pause = protocol.pace_until - clock.now()
+                if pause > 0:
+                    with nogil:
+                        _sleep(pause)
+    except BaseException:
+        protocol.abort()  # the line broke, or the driver stops
+        raise
+    finally:
+        _release(transport, threshold)
+
+
+cdef bint _release(transport, bint threshold) except -1:
+    if threshold:
+        transport.set_receive_threshold(1)
+    return False

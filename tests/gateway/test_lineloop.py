@@ -1,0 +1,198 @@
+"""The native driver's compiled loop on its own: the trio clock read from a thread, and one job of
+a line's protocol over a real socket pair (answer, silence, a line closed under it, a stop)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+import trio
+import trio.testing
+
+from mbusgw.core.busproto import NO_RESPONSE, BusProtocol, Done, Exchange, Failed, Outcome
+from mbusgw.core.frame import snd_nke
+from mbusgw.core.records_follow import more_records_follow
+from mbusgw.gateway import lineloop
+from mbusgw.gateway.bustiming import Timing, resolve
+
+TIMES = resolve(Timing(read_attempts=2), 9600)
+
+
+class Monotonic:
+    """A clock shaped like trio's system clock: ``current_time`` is ``offset`` + the monotonic
+    clock."""
+
+    offset = 12345.0
+
+    def current_time(self) -> float:
+        return self.offset + time.perf_counter()
+
+
+class Transport:
+    """What the loop asks of a transport: here a stream that cannot hold bytes back."""
+
+    def set_receive_threshold(self, count: int) -> bool:
+        return False
+
+
+def dispatch(events: list) -> Done | Failed | None:
+    ends = [e for e in events if type(e) in (Done, Failed)]
+    return ends[0] if ends else None
+
+
+@contextmanager
+def line() -> Iterator[tuple[socket.socket, socket.socket, int, int]]:
+    """The master's end (non-blocking), the meters' end, and a wake pipe."""
+    master, meters = socket.socketpair()
+    master.setblocking(False)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_read, False)
+    try:
+        yield master, meters, wake_read, wake_write
+    finally:
+        master.close()
+        meters.close()
+        os.close(wake_read)
+        os.close(wake_write)
+
+
+def serve(protocol: BusProtocol, master: socket.socket, wake: int, stopping: bool = False):
+    clock = lineloop.LineClock(Monotonic())
+    return lineloop.serve(
+        protocol, master.fileno(), wake, clock, dispatch, lambda: stopping, Transport()
+    )
+
+
+def pinging() -> BusProtocol:
+    """A protocol with a ping of address 5 begun."""
+    protocol = BusProtocol(more_records_follow)
+    protocol.ping(5, TIMES, now=Monotonic().current_time())
+    return protocol
+
+
+def ping_with(
+    meter: Callable[[], None], master: socket.socket, wake: int
+) -> tuple[BusProtocol, Done | Failed]:
+    """A ping served while ``meter`` plays the other end in a thread."""
+    responder = threading.Thread(target=meter)
+    responder.start()
+    protocol = pinging()
+    try:
+        return protocol, serve(protocol, master, wake)
+    finally:
+        responder.join()
+
+
+async def test_the_trio_clock_is_read_in_c_and_agrees() -> None:
+    clock = lineloop.LineClock(trio.lowlevel.current_clock())
+    assert clock.native
+    before = trio.current_time()
+    now = clock.now()
+    after = trio.current_time()
+    assert before <= now <= after
+
+
+def test_a_test_clock_is_asked() -> None:
+    mock = trio.testing.MockClock(autojump_threshold=0)
+
+    async def main() -> None:
+        clock = lineloop.LineClock(trio.lowlevel.current_clock())
+        assert not clock.native
+        start = clock.now()
+        assert start == trio.current_time()
+        await trio.sleep(5)
+        assert clock.now() == start + 5
+
+    trio.run(main, clock=mock)
+
+
+def test_a_ping_answered_over_a_socket_pair() -> None:
+    with line() as (master, meters, wake, _):
+        requests = []
+
+        def meter() -> None:
+            requests.append(meters.recv(16))
+            meters.sendall(b"\xe5")
+
+        protocol, ended = ping_with(meter, master, wake)
+        assert requests == [snd_nke(5)]
+        assert type(ended) is Done
+        exchange = ended.value
+        assert type(exchange) is Exchange
+        assert exchange.outcome is Outcome.ANSWER
+        assert exchange.received == b"\xe5"
+        assert exchange.first_byte_at >= exchange.sent_at
+        assert not protocol.busy
+
+
+def test_silence_is_no_answer_after_every_try() -> None:
+    with line() as (master, meters, wake, _):
+        protocol = pinging()
+        ended = serve(protocol, master, wake)
+        assert type(ended) is Failed
+        assert ended.kind == NO_RESPONSE
+        assert ended.attempts == 2
+        assert meters.recv(64) == snd_nke(5) * 2  # the request and its one repetition
+        assert protocol.stats.silent == 2
+
+
+def test_stray_bytes_before_a_job_are_counted_and_dropped() -> None:
+    with line() as (master, meters, wake, _):
+        meters.sendall(b"\x01\x02\x03")
+        time.sleep(0.01)  # the bytes are in the master's buffer
+        protocol = BusProtocol(more_records_follow)
+        lineloop.drain(protocol, master.fileno(), lineloop.LineClock(Monotonic()))
+        with pytest.raises(BlockingIOError):
+            master.recv(16)  # nothing left
+        protocol.ping(5, TIMES, now=Monotonic().current_time())
+        ended = serve(protocol, master, wake)
+        assert ended.attempts == 2
+        assert protocol.stats.stray_bytes == 3
+
+
+def test_the_other_end_closing_ends_the_job_with_eof() -> None:
+    with line() as (master, meters, wake, _):
+
+        def go_away() -> None:
+            meters.recv(16)
+            meters.shutdown(socket.SHUT_WR)
+
+        closer = threading.Thread(target=go_away)
+        closer.start()
+        protocol = pinging()
+        with pytest.raises(EOFError):
+            serve(protocol, master, wake)
+        closer.join()
+        assert not protocol.busy  # aborted: the next job may start
+
+
+def test_a_wake_while_stopping_leaves_the_job() -> None:
+    with line() as (master, _, wake, wake_write):
+        protocol = pinging()
+        os.write(wake_write, b"w")
+        with pytest.raises(lineloop.Stopped):
+            serve(protocol, master, wake, stopping=True)
+        assert not protocol.busy
+        with pytest.raises(BlockingIOError):
+            os.read(wake, 16)  # the loop took the wake-up byte
+
+
+def test_a_wake_without_a_stop_changes_nothing() -> None:
+    with line() as (master, meters, wake, wake_write):
+
+        def meter() -> None:
+            meters.recv(16)
+            os.write(wake_write, b"w")  # another request came meanwhile
+            time.sleep(0.005)
+            meters.sendall(b"\xe5")
+
+        _, ended = ping_with(meter, master, wake)
+        assert type(ended) is Done
+        assert ended.value.outcome is Outcome.ANSWER
+        with pytest.raises(BlockingIOError):
+            os.read(wake, 16)  # the loop took the wake-up
