@@ -18,8 +18,16 @@ MODULES = sorted(path.stem for path in (Path(__file__).parents[1] / "bench").glo
 # what each module's results hold at the top level (a benchmark that stops reporting one fails)
 SHAPES = {
     "bus": {"occupancy", "no_answer", "primary_scan", "secondary_scan", "parallel", "cpu"},
+    "dlms": {"meters", "main_registers_s", "registers_with_value", "object_list_s"},
     "decode": {"frames", "records", "rejected", "us_per_frame"},
-    "gateway": {"meters", "reads_per_second", "cpu_percent", "snapshot_latency_ms", "peers"},
+    "gateway": {
+        "meters",
+        "reads_per_second",
+        "cpu_percent",
+        "trio_thread_cpu_ms_per_read",
+        "snapshot_latency_ms",
+        "peers",
+    },
     "migration": {"migrate_s", "store_mib", "kept_copy_mib", "raw_telegrams", "values"},
     "ops": {"metrics_512_ms", "snmpwalk_meter_table_512_ms", "mqtt_cycle_512_ms"},
     "modbus": {"paced", "saturated", "pymodbus", "stored", "ratio_saturated_vs_pymodbus"},

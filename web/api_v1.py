@@ -16,6 +16,7 @@ from quart import Response
 
 from mbusgw.web import api_admin as api_admin  # its routes join this table
 from mbusgw.web import device_ops, key_ops
+from mbusgw.web import dlms_api as dlms_api  # its routes join this table
 from mbusgw.web import events_api as events_api  # its routes join this table
 from mbusgw.web import mqtt_api as mqtt_api  # its routes join this table
 from mbusgw.web import operations as ops

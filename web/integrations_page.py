@@ -1,7 +1,8 @@
 """The Integrations page: the SNMP agent (where it listens, its receivers, the MIB to download,
 the test notification) and the MQTT publisher (connection, counts, backlog); the endpoints of
-the metrics and the event stream. Presentation only: the settings are edited through the API
-(``/api/v1/settings``, sections ``snmp``, ``mqtt``, ``metrics``)."""
+the metrics and the event stream; the DLMS/COSEM server's state and counters. Presentation
+only: the settings are edited through the API (``/api/v1/settings``, sections ``snmp``,
+``mqtt``, ``metrics``, ``dlms``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from quart import Blueprint, g, request
 
 from mbusgw.gateway.facade import MIB_NAME
+from mbusgw.web.dlms_api import dlms_status
 from mbusgw.web.errors import Forbidden
 from mbusgw.web.pages import attempt, back, page
 from mbusgw.web.routes import gw
@@ -38,6 +40,7 @@ async def integrations() -> Any:
         mqtt=gateway.mqtt.status_dict() if gateway.mqtt is not None else None,
         mqtt_settings=settings.mqtt,
         metrics=settings.metrics,
+        dlms=dlms_status(),
         mib_name=MIB_NAME,
         error=problem.message if problem is not None else None,
     )
