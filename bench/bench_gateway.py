@@ -4,6 +4,11 @@
 The simulated lines run in a separate process (``mbusgw simulate``) so that only the gateway's
 own CPU time and memory are measured. ``python -m bench.run gateway --seconds 60``.
 
+``--services all`` switches on every service of the integrations issue and uses it meanwhile
+(``bench/services_load.py``: SNMP walked, MQTT to a local mosquitto, ``/metrics`` scraped, the
+event stream open), with one "read all & store" cycle beside continuous mode so that MQTT has
+stored readings to publish; the default ``none`` leaves them off.
+
 ``--driver trio|threads`` chooses the bus driver (``MBusSettings.driver``; default: the
 setting's default). ``--cpu-quota PERCENT`` runs the gateway (this process, while it measures;
 the simulator and the I/O-only peers stay outside) in a CPU cgroup of that share of one core:
@@ -21,15 +26,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
 import trio
 
 from bench import io_floor
+from bench.bench_site import rss_split_mb
+from bench.services_load import all_services
 from mbusgw.gateway import heap
 from mbusgw.gateway.app import Gateway
+from mbusgw.gateway.malloc import fix_thresholds
 from mbusgw.gateway.settings import InterfaceConfig, StartupConfig
 from mbusgw.gateway.store import Store, store_path
 
@@ -115,11 +123,14 @@ def exchanges(gateway: Gateway) -> int:
     return sum(line.master.stats.exchanges for line in gateway.lines.values())
 
 
-async def measure(data_dir: Path, ports: list[int], seconds: float, warmup: float) -> dict:
+async def measure(
+    data_dir: Path, ports: list[int], seconds: float, warmup: float, services: str = "none"
+) -> dict:
     interfaces = tuple(
         InterfaceConfig(name=f"line{k}", kind="tcp", host="127.0.0.1", port=port, baud=BAUD)
         for k, port in enumerate(ports)
     )
+    fix_thresholds()  # as ``mbusgw run`` does before it starts
     # the web interface runs as it does for a user, on a free port (runs side by side can't clash)
     gateway = Gateway(StartupConfig(data_dir, interfaces=interfaces, web_port=0))
     latencies: list[float] = []
@@ -134,6 +145,12 @@ async def measure(data_dir: Path, ports: list[int], seconds: float, warmup: floa
         await gateway.update_settings({"reading": {"continuous": True}})
         # as ``mbusgw run`` does once started (there the meter list comes from the store)
         heap.settle()
+        in_use = AsyncExitStack()
+        service_report = None
+        if services == "all":
+            service_report = await in_use.enter_async_context(all_services(gateway, data_dir))
+            # continuous mode stores nothing: a stored cycle gives MQTT its readings to publish
+            nursery.start_soon(gateway.read_all)
 
         async def follow() -> None:
             # the probe must not add CPU to what is measured: instead of waking for every
@@ -162,8 +179,9 @@ async def measure(data_dir: Path, ports: list[int], seconds: float, warmup: floa
         reads = sum(h.readings for h in gateway.health.values()) - reads_before
         exchange_count = exchanges(gateway) - exchanges_before
         failures = sum(h.failures for h in gateway.health.values())
-        memory = rss_mb()
+        memory, split = rss_mb(), rss_split_mb(os.getpid())
         drivers = sorted({type(line.master).__name__ for line in gateway.lines.values()})
+        await in_use.aclose()
         gateway.stop()
         nursery.cancel_scope.cancel()
     heap.release()
@@ -186,6 +204,10 @@ async def measure(data_dir: Path, ports: list[int], seconds: float, warmup: floa
         "exchanges": exchange_count,
         "cpu_ms_per_exchange": round(1000 * cpu / max(exchange_count, 1), 3),
         "rss_mb": round(memory, 1),
+        "rss_anon_mb": split["anon"],
+        "rss_file_mb": split["file"],
+        "services": services,
+        "service_report": service_report,
         "snapshot_latency_ms": {
             "p50": round(float(np.percentile(lat, 50)), 3),
             "p99": round(float(np.percentile(lat, 99)), 3),
@@ -201,6 +223,7 @@ def main(argv: list[str]) -> dict:
     parser.add_argument("--peer-seconds", type=float, default=20.0)
     parser.add_argument("--driver", choices=("trio", "threads"), default=None)
     parser.add_argument("--cpu-quota", type=float, default=None, metavar="PERCENT")
+    parser.add_argument("--services", choices=("none", "all"), default="none")
     args, _ = parser.parse_known_args(argv)
     mbus = {} if args.driver is None else {"mbus": {"driver": args.driver}}
     simulator, ports = start_simulator()
@@ -217,7 +240,9 @@ def main(argv: list[str]) -> dict:
             )
             store.close()
             with cpu_quota(args.cpu_quota) as quota_kind:
-                result = trio.run(measure, data_dir, ports, args.seconds, args.warmup)
+                result = trio.run(
+                    measure, data_dir, ports, args.seconds, args.warmup, args.services
+                )
             result["cpu_quota"] = (
                 None if quota_kind is None else {"percent": args.cpu_quota, "group": quota_kind}
             )
@@ -247,7 +272,12 @@ def main(argv: list[str]) -> dict:
     )
     print(f"  CPU per read       {result['cpu_ms_per_read']:>8} ms")
     print(f"    in trio's thread {result['trio_thread_cpu_ms_per_read']:>8} ms")
-    print(f"  resident memory    {result['rss_mb']:>8} MB  (goal ≤ {GOALS['rss_mb']:.0f} MB)")
+    print(
+        f"  resident memory    {result['rss_mb']:>8} MB  (goal ≤ {GOALS['rss_mb']:.0f} MB; "
+        f"anon {result['rss_anon_mb']}, file {result['rss_file_mb']}; services: {args.services})"
+    )
+    if result["service_report"] is not None:
+        print(f"  services in use    {result['service_report']}")
     print(
         f"  reply → snapshot   p50 {latency['p50']} ms, p99 {latency['p99']} ms, "
         f"max {latency['max']} ms (goal ≤ {GOALS['snapshot_latency_ms']} ms)"

@@ -107,6 +107,17 @@ def _rss_mb(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else float("nan")
 
 
+def rss_split_mb(pid: int) -> dict[str, float]:
+    """Resident memory by kind: anonymous (the heap, arenas, stacks) and file-backed (code of
+    the interpreter and extension modules, mapped store pages)."""
+    text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    kinds = {"anon": "Anonymous", "file": "Rss"}
+    found = {k: re.search(rf"^{v}:\s+(\d+) kB", text, re.M) for k, v in kinds.items()}
+    anon = int(found["anon"].group(1)) if found["anon"] else 0
+    rss = int(found["file"].group(1)) if found["file"] else 0
+    return {"anon": round(anon / 1024, 1), "file": round((rss - anon) / 1024, 1)}
+
+
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -191,6 +202,7 @@ def _drive(pid: int, port: int, total: int, samples: int, settle: float) -> dict
         time.sleep(max(0.0, 2 * settle - (time.monotonic() - cpu_begun)))  # CPU over >= 10 s
         cpu = (_cpu_s(pid) - cpu_before) / (time.monotonic() - cpu_begun) * 100
         rss = _rss_mb(pid)
+        split = rss_split_mb(pid)
         live = http.get("/api/v1/values/live", headers=auth).json()
     return {
         "meters": total,
@@ -209,6 +221,8 @@ def _drive(pid: int, port: int, total: int, samples: int, settle: float) -> dict
         "meters_page_ms": round(page_ms, 1),
         "meters_page_bytes": page_b,
         "rss_mb": round(rss, 1),
+        "rss_anon_mb": split["anon"],
+        "rss_file_mb": split["file"],
         "cpu_percent": round(cpu, 1),
         "live_meters": len(live.get("meters", live)) if isinstance(live, dict) else len(live),
     }

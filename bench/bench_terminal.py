@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from bench.bench_web import SLOT, YEAR_START, BenchGateway, FixedClock, _fill, _meter
-from mbusgw.gateway.settings import StartupConfig
-from mbusgw.gateway.store import Store, StoreWriter
+from bench.service_bench import run_in_tempdir, service_gateway
 from mbusgw.web.terminal.service import TerminalService
 
 SMOKE_ARGV = ["--meters=4", "--repeat=1"]
@@ -37,17 +34,9 @@ async def _until(stream: trio.SocketStream, marker: bytes) -> bytes:
 
 
 async def _bench(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    clock = FixedClock(YEAR_START)
-    store = Store.open(workdir / "store.mdb", clock=clock)
-    names, _ = await _fill(store, args.meters, 1)
-    clock.time = YEAR_START + (96 + 8) * SLOT
-    store.update_settings({"terminal": {"enabled": True, "port": 0, "read_password": PASSWORD}})
-    writer = StoreWriter(store)
+    settings = {"terminal": {"enabled": True, "port": 0, "read_password": PASSWORD}}
     results: dict[str, Any] = {"meters": args.meters}
-    async with trio.open_nursery() as nursery:
-        await nursery.start(writer.run)
-        meters = [_meter(key, i) for i, key in enumerate(names)]
-        gateway = BenchGateway(store, writer, StartupConfig(data_dir=workdir), clock, meters)
+    async with service_gateway(workdir, args.meters, settings) as (gateway, nursery):
         service = TerminalService(gateway)
         host, port = await nursery.start(service.run)
         stream = await trio.open_tcp_stream(host, port)
@@ -66,9 +55,6 @@ async def _bench(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
         await stream.aclose()
         results["show_values_512_ms"] = round(statistics.median(samples) * 1000, 2)
         results["show_values_512_bytes"] = size
-        writer.close()
-        nursery.cancel_scope.cancel()
-    store.close()
     return results
 
 
@@ -77,10 +63,7 @@ def main(argv: list[str]) -> dict:
     parser.add_argument("--meters", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=9)
     args, _ = parser.parse_known_args([a for a in argv if a.startswith("--")])
-    with tempfile.TemporaryDirectory(
-        prefix="mbusgw-bench-terminal-", ignore_cleanup_errors=True
-    ) as tmp:
-        results = trio.run(_bench, Path(tmp), args)
+    results = run_in_tempdir("terminal", _bench, args)
     print(f"{'workload':<28}{'median ms':>12}{'bytes':>12}{'goal ms':>10}")
     value = results["show_values_512_ms"]
     size = results["show_values_512_bytes"]

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mbusgw.gateway.autoconfig_settings import AutoconfigSettings
 from mbusgw.gateway.cron import CronSchedule, CronSyntaxError
+from mbusgw.gateway.dlms_settings import DlmsSettings
 from mbusgw.gateway.meters import CAPACITIES
 from mbusgw.gateway.metrics_settings import MetricsSettings
 from mbusgw.gateway.modbus_encoding import DATA_TYPE_LABELS, WORD_ORDERS, parse_constant
@@ -204,6 +205,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     snmp: SnmpSettings = field(default_factory=SnmpSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
+    dlms: DlmsSettings = field(default_factory=DlmsSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

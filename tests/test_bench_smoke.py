@@ -18,6 +18,7 @@ MODULES = sorted(path.stem for path in (Path(__file__).parents[1] / "bench").glo
 # what each module's results hold at the top level (a benchmark that stops reporting one fails)
 SHAPES = {
     "bus": {"occupancy", "no_answer", "primary_scan", "secondary_scan", "parallel", "cpu"},
+    "dlms": {"meters", "main_registers_s", "registers_with_value", "object_list_s"},
     "decode": {"frames", "records", "rejected", "us_per_frame"},
     "gateway": {
         "meters",

@@ -32,6 +32,7 @@ MODEL = {
         "cells",
         "clock",
         "cron",
+        "dlms_settings",
         "errors",
         "events",
         "health",

@@ -16,12 +16,14 @@ from quart import Response
 
 from mbusgw.web import api_admin as api_admin  # its routes join this table
 from mbusgw.web import device_ops, key_ops
+from mbusgw.web import dlms_api as dlms_api  # its routes join this table
 from mbusgw.web import events_api as events_api  # its routes join this table
 from mbusgw.web import mqtt_api as mqtt_api  # its routes join this table
 from mbusgw.web import operations as ops
 from mbusgw.web import snmp_api as snmp_api  # its routes join this table
 from mbusgw.web import values as vals
 from mbusgw.web.api_schemas import BOOL, INT, STR
+from mbusgw.web.compress import wants_gzip
 from mbusgw.web.errors import BadRequest, Conflict, NotFound
 from mbusgw.web.meterlist import meters_json
 from mbusgw.web.openapi import Param, build_document
@@ -92,20 +94,24 @@ async def device_factory_reset() -> Response:
        params=(Param("passive", BOOL, "include passive meters (default true)"),
                Param("offset", INT, "skip this many meters of the list (paging; default 0)"),
                Param("limit", INT, "at most this many meters (paging; default all)"),
-               Param("fields", STR, "only these fields of each meter, comma-separated "
-                     "(the key always; e.g. key,position,state,latest)")),
+               Param("fields", STR, "only these fields of each meter, comma-separated, and "
+                     "always key, position and state (e.g. interface,latest)")),
        response="MeterList")  # fmt: skip
 async def meters_list() -> Response:
     from quart import request
 
-    text = meters_json(
+    body, gzipped = meters_json(
         gw(),
         passive=arg_bool("passive", True),
         offset=arg_int("offset", 0, 0, 4096) or 0,
         limit=arg_int("limit", None, 1, 4096),
         fields=ops.meter_fields(request.args.get("fields")),
+        gzip=wants_gzip(request),
     )
-    return Response(text, mimetype="application/json")
+    response = Response(body, mimetype="application/json")
+    if gzipped:  # compressed from the parts kept (web/compress.py leaves it as it is)
+        response.headers["Content-Encoding"] = "gzip"
+    return response
 
 
 @route("POST", "/meters", "Install meters from a meter list (CSV, manual table 5)", "meters",

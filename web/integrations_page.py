@@ -2,9 +2,9 @@
 the test notification), the MQTT publisher (connection, counts, backlog) and the metrics, each
 with its settings as a form made from the settings model (``web/settings_form.py``), in the
 style of the Modbus and report pages; a page per SNMP notification receiver (add, edit,
-delete). Every form goes the API's way (``update_settings``): all of it is stored or nothing,
-each refusal shown at its input; passwords, the community and the client key are shown masked
-and kept when sent back so."""
+delete); the DLMS/COSEM server's state and counters. Every form goes the API's way
+(``update_settings``): all of it is stored or nothing, each refusal shown at its input;
+passwords, the community and the client key are shown masked and kept when sent back so."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from mbusgw.gateway.mqtt_settings import MqttSettings
 from mbusgw.gateway.settings import without_masks
 from mbusgw.gateway.snmp_settings import RECEIVER_NAME, SnmpReceiver, SnmpSettings
 from mbusgw.web.auth import admin_only
+from mbusgw.web.dlms_api import dlms_status
 from mbusgw.web.entry_forms import NamedEntries, as_submitted, refusal, retyped_passwords
 from mbusgw.web.errors import Forbidden, NotFound
 from mbusgw.web.pages import attempt, back, page
@@ -101,6 +102,7 @@ async def render_page(
         receivers=sorted(settings.snmp.receivers.items()),
         forms=forms,
         refused=refused,
+        dlms=dlms_status(),
         mib_name=MIB_NAME,
         error=error,
     )

@@ -9,23 +9,36 @@ one of these differs, so the answer equals ``operations.list_meters`` written af
 from __future__ import annotations
 
 import weakref
+from collections import OrderedDict
 from typing import Any
 
 from mbusgw.core.jsonout import dumps
 from mbusgw.gateway.facade import GatewayHandle
 from mbusgw.gateway.meters import Meter
+from mbusgw.web.compress import MIN_BYTES, PartsGzip
 from mbusgw.web.operations import health_of, meter_dict, meter_page, modbus_enabled
 from mbusgw.web.plain import iso
 from mbusgw.web.values import LatestCache, catalog
+
+KEPT_PAGES = 2
 
 
 class MeterListCache:
     """Each meter's JSON part with the inputs it was written from."""
 
     def __init__(self) -> None:
-        self.latest = LatestCache()
+        # by page (passive, offset, limit, fields): the latest values' texts and the gzip
+        # segments, so that a page and the whole list asked in turn each find theirs unchanged
+        self.pages: OrderedDict[tuple, tuple[LatestCache, PartsGzip]] = OrderedDict()
         # meter key: (fields, meter, Modbus flag, health, latest values, part)
         self.parts: dict[str, tuple[Any, Meter, bool, dict, Any, str]] = {}
+
+    def page(self, key: tuple) -> tuple[LatestCache, PartsGzip]:
+        kept = self.pages.pop(key, None) or (LatestCache(), PartsGzip())
+        self.pages[key] = kept
+        while len(self.pages) > KEPT_PAGES:
+            self.pages.popitem(last=False)
+        return kept
 
     def texts(
         self,
@@ -87,17 +100,23 @@ def meters_json(
     offset: int = 0,
     limit: int | None = None,
     fields: frozenset[str] | None = None,
-) -> str:
-    """``operations.list_meters`` as JSON text, from the parts kept for the gateway's store."""
+    gzip: bool = False,
+) -> tuple[bytes, bool]:
+    """``operations.list_meters`` as JSON text, from the parts kept for the gateway's store,
+    and whether it is gzipped: with ``gzip`` it is when large enough (``compress.MIN_BYTES``),
+    from the segments kept of the parts that did not change."""
     page, counts = meter_page(gw, passive, offset, limit)
     cache = _caches.get(gw.store)
     if cache is None:
         cache = _caches[gw.store] = MeterListCache()
+    latest_texts, packer = cache.page((passive, offset, limit, fields))
     latest = None
     if fields is None or "latest" in fields:
-        known = {m.name for m in gw.store.meters()}
-        wanted = [m.key for m in page if m.key in known]
+        wanted = gw.store.stored_meters(m.key for m in page)  # a page costs its size
         table = gw.store.latest(wanted) if wanted else None
-        latest = cache.latest.update(catalog(gw), gw.store, table)
-    parts = ",".join(cache.texts(gw, page, fields, latest, len(page) == len(gw.meters)))
-    return f'{{"meters":[{parts}],' + dumps(counts)[1:]
+        latest = latest_texts.update(catalog(gw), gw.store, table)
+    parts = cache.texts(gw, page, fields, latest, len(page) == len(gw.meters))
+    head, tail = '{"meters":[', "]," + dumps(counts)[1:]
+    if gzip and len(head) + len(tail) + sum(map(len, parts)) + len(parts) >= MIN_BYTES:
+        return packer.gzipped(head, parts, tail), True
+    return (head + ",".join(parts) + tail).encode(), False

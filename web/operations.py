@@ -97,10 +97,13 @@ def meter_dict(gw: GatewayHandle, meter: Meter, latest: dict | None = None) -> d
 
 
 METER_FIELDS = frozenset(METER_FIELD_NAMES)
+# in every answer, whatever the fields asked for: the ``Meter`` schema requires them
+METER_IDENTITY = frozenset(("key", "position", "state"))
 
 
 def meter_fields(text: str | None) -> frozenset[str] | None:
-    """The fields asked for (``fields=key,position,latest``); None: all of them."""
+    """The fields asked for (``fields=latest``) and the identity fields (``METER_IDENTITY``);
+    None: all of them."""
     if not text:
         return None
     names = frozenset(name.strip() for name in text.split(",") if name.strip())
@@ -110,7 +113,7 @@ def meter_fields(text: str | None) -> frozenset[str] | None:
             f"no such meter field: {', '.join(unknown)}",
             {"fields": f"any of {', '.join(METER_FIELD_NAMES)}"},
         )
-    return names | {"key"}
+    return names | METER_IDENTITY
 
 
 def list_meters(

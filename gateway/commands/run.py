@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from mbusgw.gateway import heap
     from mbusgw.gateway.app import Gateway
     from mbusgw.gateway.lifecycle import apply_after_stop
+    from mbusgw.gateway.malloc import fix_thresholds
     from mbusgw.gateway.owner import DataDirBusy
+
+    fix_thresholds()  # large web answers must not stay resident (gateway/malloc.py)
 
     while True:
         gateway = Gateway(startup)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -23,18 +23,20 @@ from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.facade import GatewayHandle, open_serial_port
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.services.modbus_map import MapConfig, RegisterMap, map_csv
-from mbusgw.gateway.services.modbus_pdu import ModbusStats, Responder
-from mbusgw.gateway.services.modbus_rtu import SerialOpener, serve_rtu
 from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, ModbusSource
 from mbusgw.gateway.services.modbus_stored import StoredValuesSource
-from mbusgw.gateway.services.modbus_tcp import TcpServer
 from mbusgw.gateway.settings import ModbusSettings
+
+if TYPE_CHECKING:  # pymodbus is loaded when the service is switched on (run)
+    from mbusgw.gateway.services.modbus_pdu import ModbusStats, Responder
+    from mbusgw.gateway.services.modbus_rtu import SerialOpener
+    from mbusgw.gateway.services.modbus_tcp import TcpServer
 
 logger = logging.getLogger("mbusgw.modbus")
 RTU_RETRY_S = 1.0
 RTU_RETRY_MAX_S = 60.0
 
-__all__ = ["ModbusService", "ModbusStats", "choose_source", "keep_image", "modbus_service"]
+__all__ = ["ModbusService", "choose_source", "keep_image", "modbus_service"]
 
 
 async def keep_image(
@@ -97,6 +99,9 @@ class ModbusService:
         if not settings.enabled:
             task_status.started()
             await trio.sleep_forever()
+        from mbusgw.gateway.services.modbus_pdu import ModbusStats, Responder
+        from mbusgw.gateway.services.modbus_tcp import TcpServer
+
         source = self._source()
         register_map = RegisterMap(MapConfig(settings), source, self._clock)
         stats = ModbusStats()
@@ -126,6 +131,8 @@ class ModbusService:
         """The serial port, opened again after it fails (a USB adapter unplugged and back),
         with a doubling wait; TCP goes on meanwhile. Started once the first attempt to open
         it is over, so that the service serves RTU when it says it is started."""
+        from mbusgw.gateway.services.modbus_rtu import serve_rtu
+
         device, wait = settings.rtu_device, RTU_RETRY_S
         while True:
             stream = None

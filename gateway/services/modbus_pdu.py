@@ -42,7 +42,6 @@ class Responder:
 
     def answer(self, unit: int, pdu: bytes) -> bytes:
         """The answer PDU (function code first) to one request PDU."""
-        self.stats.requests += 1
         function = pdu[0]
         if function not in READ_FUNCTIONS:
             code = ExceptionCode.ILLEGAL_FUNCTION
@@ -52,10 +51,20 @@ class Responder:
         elif (request := self._decoder.decode(pdu)) is None:
             code = ExceptionCode.ILLEGAL_DATA_VALUE
         else:
-            result = self.register_map.read_bytes(unit, request.address, request.count)
-            if not isinstance(result, ExceptionCode):
-                return bytes((function, len(result))) + result
-            code = result
+            return self.read(unit, function, request.address, request.count)
+        self.stats.requests += 1
+        return self._exception(function, code)
+
+    def read(self, unit: int, function: int, address: int, count: int) -> bytes:
+        """The answer PDU to a well-formed read: function 3 or 4, 0 <= address < 65 536 and
+        1 <= count <= 125 (``answer`` and the TCP fast path have checked that)."""
+        self.stats.requests += 1
+        result = self.register_map.read_bytes(unit, address, count)
+        if isinstance(result, ExceptionCode):
+            return self._exception(function, result)
+        return bytes((function, len(result))) + result
+
+    def _exception(self, function: int, code: ExceptionCode) -> bytes:
         self.stats.exceptions += 1
         exception = ExceptionResponse(function & 0x7F, int(code))
         return bytes((exception.function_code,)) + exception.encode()

@@ -186,6 +186,14 @@ class Store:
             self.catalog.sync(txn)
         return sorted(list(self.catalog.meters.values()), key=lambda m: m.id)
 
+    def stored_meters(self, names: Iterable[str]) -> list[str]:
+        """Those of ``names`` that have anything stored, in their order: one look at the
+        catalog, whatever the number of meters stored."""
+        with self.env.read() as txn:
+            self.catalog.sync(txn)
+        known = self.catalog.meter_ids
+        return [name for name in names if name in known]
+
     def meter(self, name: str) -> MeterInfo | None:
         with self.env.read() as txn:
             meter_id = self.catalog.meter_id(txn, name)

@@ -79,9 +79,11 @@ def test_truncated_and_binary_files(tmp_path) -> None:
     path = tmp_path / "gateway.toml"
     export_config(store.stored_settings(), path, T0)
     whole = path.read_bytes()
-    # cut inside a string: a cut after a number's first digits still parses (TOML cannot tell)
+    # cut inside a string: a cut after a number's first digits still parses (TOML cannot tell),
+    # so the cut near the end goes into the last string, whichever setting comes last
     inside_a_string = whole.index(b'= "', len(whole) // 2) + 3
-    for cut in (10, inside_a_string, len(whole) - 3):
+    inside_the_last_string = whole.rindex(b'= "') + 3
+    for cut in (10, inside_a_string, inside_the_last_string):
         path.write_bytes(whole[:cut])
         with pytest.raises(ConfigError):
             read_config(path)

@@ -102,3 +102,18 @@ async def test_the_meter_list_follows_settings_health_and_values(
     removed = await admin.delete("/api/v1/meters/default:p5")
     assert removed.status_code == 200
     assert list(await listed(admin, gateway)) == ["12345678", "12345679"]
+
+
+async def test_selected_fields_keep_the_identity_the_schema_requires(
+    admin: Client, gateway: RigGateway
+) -> None:
+    """Every answer passes the ``Meter`` schema of the OpenAPI document (the client checks
+    it), whichever fields are asked for: key, position and state come always."""
+    installed = await admin.post(
+        "/api/v1/meters", data=METER_CSV, headers={"Content-Type": "text/csv"}
+    )
+    assert installed.status_code == 200
+    for fields in ("key", "latest", "interface,health", "state"):
+        meters = await listed(admin, gateway, f"?fields={fields}")
+        wanted = {"key", "position", "state"} | set(fields.split(","))
+        assert meters and all(set(m) == wanted for m in meters.values())

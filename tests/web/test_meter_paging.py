@@ -6,25 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
-from webrig import SERVED_ADMIN, served_gateway
+from webrig import SERVED_ADMIN, install_flats, served_gateway
 
 from mbusgw.gateway.settings import InterfaceConfig
 
-HEADER = "Position,SecondaryAddress,BaudRate,AddressingMode,PrimaryAddress,EnhancedAddress\n"
 LINE = InterfaceConfig(name="sim1", kind="simulator", baud=9600, meters=2)
 
 
 async def test_the_meter_list_comes_in_pages_of_the_fields_asked_for(tmp_path: Path) -> None:
-    rows = "".join(f"Flat {a},,2400,primary,{a},\n" for a in range(100, 220))
     with trio.fail_after(120):
         async with served_gateway(tmp_path, LINE) as (gateway, http):
-            installed = await http.post(
-                "/api/v1/meters",
-                auth=SERVED_ADMIN,
-                content=(HEADER + rows).encode(),
-                headers={"Content-Type": "text/csv"},
-            )
-            assert installed.status_code == 200, installed.text
+            await install_flats(http, range(100, 220))
             asked: list[list[str]] = []  # the meters each lookup of latest values was for
             latest = gateway.store.latest
 
@@ -44,7 +36,7 @@ async def test_the_meter_list_comes_in_pages_of_the_fields_asked_for(tmp_path: P
 
     listing = page.json()
     assert listing["count"] == listing["total"] == 122 and listing["offset"] == 0
-    assert [set(m) for m in listing["meters"]] == [{"key", "position", "latest"}] * 5
+    assert [set(m) for m in listing["meters"]] == [{"key", "position", "state", "latest"}] * 5
     assert listing["meters"][0]["latest"] is not None
     assert [m["key"] for m in later.json()["meters"]] == ["sim1:p218", "sim1:p219"]
     # latest values were looked up for the meters shown, never for all 122
@@ -52,8 +44,11 @@ async def test_the_meter_list_comes_in_pages_of_the_fields_asked_for(tmp_path: P
     # a large answer is gzipped for a client that takes it (httpx does), a small one is not
     assert everything.headers["content-encoding"] == "gzip"
     assert len(everything.json()["meters"]) == 122
+    meter = gateway.meters[1]
     assert "content-encoding" not in bare.headers and bare.json()["meters"][1] == {
-        "key": gateway.meters[1].key
+        "key": meter.key,
+        "position": meter.position,
+        "state": "active",
     }
     assert "Accept-Encoding" in everything.headers["vary"]
     assert bad.status_code == 400 and "no such meter field: secret" in bad.text

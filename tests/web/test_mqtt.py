@@ -289,8 +289,8 @@ async def test_a_broker_lost_in_the_middle_of_a_backlog_misses_nothing(tmp_path:
 async def test_a_backlog_beyond_the_messages_in_flight_waits_for_acknowledgements(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    # the cap is paho's message ids (65 535) in the field; a small one here, same path
-    monkeypatch.setattr(service, "MAX_IN_FLIGHT", 50)
+    # a window smaller than a pipelining step: the publisher waits for acknowledgements
+    monkeypatch.setattr(service, "IN_FLIGHT", 50)
     monkeypatch.setattr(service, "PIPELINE_MESSAGES", 20)
     backlog = 600
     with trio.fail_after(30):

@@ -249,6 +249,20 @@ async def served_gateway(
                 gateway.stop()
 
 
+async def install_flats(http: httpx.AsyncClient, addresses: range) -> None:
+    """Meters "Flat N" at the primary addresses ``addresses`` (2400 baud, on the first line),
+    installed over HTTP: a site's worth of meters, most of them never answering."""
+    header = "Position,SecondaryAddress,BaudRate,AddressingMode,PrimaryAddress,EnhancedAddress\n"
+    rows = "".join(f"Flat {a},,2400,primary,{a},\n" for a in addresses)
+    installed = await http.post(
+        "/api/v1/meters",
+        auth=SERVED_ADMIN,
+        content=(header + rows).encode(),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert installed.status_code == 200, installed.text
+
+
 async def finished_job(http: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
     """A web job (``/api/v1/jobs/{id}``) once it has ended."""
     while True:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -27,9 +27,11 @@ from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.mqtt_settings import MqttSettings
 from mbusgw.gateway.services.following import SettingsFollower
 from mbusgw.gateway.services.mqtt import payloads as pl
-from mbusgw.gateway.services.mqtt.link import BrokerLink
 from mbusgw.gateway.services.snmp.objects import GatewayView
 from mbusgw.gateway.store.model import ReadingValues, SeriesInfo
+
+if TYPE_CHECKING:
+    from mbusgw.gateway.services.mqtt.link import BrokerLink
 
 logger = logging.getLogger("mbusgw.mqtt")
 
@@ -39,9 +41,9 @@ CURSOR = "mqtt:cursor"  # never a report's name (those have no colon)
 ACK_TIMEOUT_S = 30.0
 # messages made between two chances for the link to send them and read acknowledgements
 PIPELINE_MESSAGES = 200
-# messages awaiting the broker's acknowledgement at the most: paho's message ids (65 535, one
-# per message in flight) and its memory (it keeps each until acknowledged) bound a backlog
-MAX_IN_FLIGHT = 20_000
+# messages awaiting their acknowledgement at most: the client holds each until then, and a
+# cycle of 512 meters queued at once (readings, series, discovery) held tens of megabytes
+IN_FLIGHT = 256
 Log = Callable[[int, str, str], None]
 # a cursor: (reception second, how many readings of that second the broker has acknowledged)
 Position = tuple[int, int]
@@ -96,6 +98,7 @@ class MqttService:
         self._wake = trio.Event()
         self._follower = SettingsFollower()
         self._unacked: set[int] = set()
+        self._configs_unacked: set[int] = set()  # discovery configs: in the window, not counted
         self._acked = trio.Event()
         self._discovered: set[tuple[str, int]] = set()
         self._cursor: dict[str, Position] = {}
@@ -115,6 +118,9 @@ class MqttService:
             await self._follower.run(self._settings, self._serve, task_status)
 
     async def _serve(self, settings: MqttSettings, task_status: Any) -> None:
+        # paho is loaded when the publisher is switched on, not with every gateway
+        from mbusgw.gateway.services.mqtt.link import BrokerLink
+
         self._load_cursor()
         topics = pl.Topics(settings.topic_prefix, settings.discovery_prefix)
         client_id = settings.client_id or f"mbusgw-{pl.safe(self._device_name())}"
@@ -152,6 +158,7 @@ class MqttService:
         if not connected:
             self._generation += 1  # what was sent before is not acknowledged any more
             self._unacked.clear()
+            self._configs_unacked.clear()
             self._acked.set()
 
     _last_logged: str | None = None
@@ -160,8 +167,10 @@ class MqttService:
         if mid in self._unacked:
             self._unacked.discard(mid)
             self.status.acknowledged += 1
-            if not self._unacked:
-                self._acked.set()
+            self._acked.set()  # whoever waits looks again: for room, or for none left
+        elif mid in self._configs_unacked:
+            self._configs_unacked.discard(mid)
+            self._acked.set()
 
     async def _follow_events(self) -> None:
         async for event in self._events:
@@ -268,17 +277,21 @@ class MqttService:
     async def _pipeline(self) -> bool:
         """Now and then, the link's writer sends what is queued and its reader takes the
         acknowledgements, while the next messages are made (a backlog of a day of one meter
-        too, not only a cycle of many); with ``MAX_IN_FLIGHT`` unacknowledged, they are
-        awaited first. False when the connection is lost."""
-        if self._made < PIPELINE_MESSAGES:
-            return True
-        self._made = 0
-        await trio.lowlevel.checkpoint()
+        too, not only a cycle of many); with ``IN_FLIGHT`` unacknowledged, until half of them
+        are. False when the connection is lost, or no acknowledgement comes."""
+        if self._made >= PIPELINE_MESSAGES:
+            self._made = 0
+            await trio.lowlevel.checkpoint()
+        if self._in_flight() < IN_FLIGHT:
+            return self.status.connected
         with trio.move_on_after(ACK_TIMEOUT_S):
-            while len(self._unacked) >= MAX_IN_FLIGHT and self.status.connected:
+            while self._in_flight() > IN_FLIGHT // 2 and self.status.connected:
                 self._acked = trio.Event()
                 await self._acked.wait()
-        return self.status.connected and len(self._unacked) < MAX_IN_FLIGHT
+        return self.status.connected and self._in_flight() < IN_FLIGHT
+
+    def _in_flight(self) -> int:
+        return len(self._unacked) + len(self._configs_unacked)
 
     def _send(self, link: BrokerLink, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         mid = link.publish(topic, payload, qos, retain)
@@ -308,7 +321,9 @@ class MqttService:
         node = f"mbusgw_{pl.safe(self._device_name())}"
         config = pl.meter_discovery(topics, node, meter, value)
         if config is not None:
-            link.publish(config[0], config[1], 1, True)
+            mid = link.publish(config[0], config[1], 1, True)
+            if mid >= 0:
+                self._configs_unacked.add(mid)
         self._discovered.add((meter.key, value.series))
 
     def _readings(

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import trio
 
-from mbusgw.gateway.services.snmp.codec import acknowledged, notification
 from mbusgw.gateway.services.snmp.objects import Oid, Value
 from mbusgw.gateway.snmp_settings import SnmpReceiver
 
@@ -43,7 +42,10 @@ async def send_to(
 ) -> bool:
     """Send one notification to one receiver; True when it went out (and, for an INFORM, was
     acknowledged)."""
-    request_id, message = notification(
+    # pysnmp is loaded with the first notification, not with every gateway
+    from mbusgw.gateway.services.snmp import codec
+
+    request_id, message = codec.notification(
         receiver.community, trap_oid, uptime_ticks, values, inform=receiver.inform
     )
     try:
@@ -69,7 +71,7 @@ async def send_to(
                         reply = await sock.recv(65_536)
                     except OSError:
                         break  # e.g. port unreachable: wait out the timeout, then retry
-                    if acknowledged(reply, request_id):
+                    if codec.acknowledged(reply, request_id):
                         status.acknowledged += 1
                         status.last_error = None
                         return True

@@ -29,7 +29,6 @@ from mbusgw.gateway.events import (
 from mbusgw.gateway.facade import INFO, WARNING
 from mbusgw.gateway.services.following import SettingsFollower
 from mbusgw.gateway.services.snmp import objects as mib
-from mbusgw.gateway.services.snmp.codec import Refused, answer
 from mbusgw.gateway.services.snmp.notify import ReceiverStatus, send_to
 from mbusgw.gateway.snmp_settings import SnmpSettings
 
@@ -91,6 +90,9 @@ class SnmpService:
         self.address = None
 
     async def _serve(self, settings: SnmpSettings, task_status: Any) -> None:
+        # pysnmp is loaded when the agent is switched on, not with every gateway
+        from mbusgw.gateway.services.snmp.codec import Refused, answer
+
         family = trio.socket.AF_INET6 if ":" in settings.host else trio.socket.AF_INET
         with trio.socket.socket(family, trio.socket.SOCK_DGRAM) as sock:
             await sock.bind((settings.host, settings.port))

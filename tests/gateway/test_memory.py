@@ -1,0 +1,110 @@
+"""Resident memory of a running gateway: the libraries of services that are switched off are
+not loaded (pymodbus, pysnmp with pyasn1, paho), freed large buffers do not stay resident and
+threads share two arenas of the C allocator (``gateway/malloc.py``). Each case runs in a
+fresh interpreter: this one has loaded them all."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+GATEWAY_WITH_SERVICES_OFF = """
+import json, sys
+from pathlib import Path
+import trio
+from mbusgw.gateway.app import Gateway
+from mbusgw.gateway.settings import StartupConfig
+from mbusgw.gateway.store import Store, store_path
+
+data_dir = Path(sys.argv[1])
+store = Store.open(store_path(data_dir))
+store.update_settings({"modbus": {"enabled": False}})  # SNMP and MQTT are off by default
+store.close()
+
+async def main():
+    gateway = Gateway(StartupConfig(data_dir, web_port=0))  # with the web, as ``mbusgw run``
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gateway.run)
+        loaded = sorted({name.split(".")[0] for name in sys.modules})
+        await gateway.update_settings({"snmp": {"enabled": True, "port": 0}})
+        await trio.sleep(0.5)
+        print(json.dumps({"off": loaded, "snmp_on": "pysnmp" in sys.modules}))
+        gateway.stop()
+        nursery.cancel_scope.cancel()
+
+trio.run(main)
+"""
+
+FREED_BLOCKS = """
+import re, sys
+from mbusgw.gateway.malloc import fix_thresholds
+
+def rss_kib():
+    return int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+
+if sys.argv[1] == "fixed":
+    assert fix_thresholds()
+big = bytearray(8 << 20)  # an 8 MiB block, freed: glibc raises its mmap threshold to it
+del big
+before = rss_kib()
+blocks = [bytearray(1 << 20) for _ in range(40)]  # answers of a megabyte each
+last = blocks[-1]  # still in use, above the others on the heap
+del blocks
+print(rss_kib() - before)
+"""
+
+THREAD_ARENAS = """
+import ctypes, sys, threading
+from mbusgw.gateway.malloc import fix_thresholds
+
+if sys.argv[1] == "fixed":
+    assert fix_thresholds()
+
+all_alive = threading.Barrier(8)
+
+def work():
+    kept = [bytes(2000) for _ in range(200)]  # blocks of the C allocator, not of Python's
+    all_alive.wait()  # as the bus threads of 8 lines: all at once
+
+threads = [threading.Thread(target=work) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+ctypes.CDLL("libc.so.6").malloc_stats()  # "Arena N:" per arena, on stderr
+"""
+
+
+def run_python(code: str, *args: str) -> str:
+    return run_python_both(code, *args)[0]
+
+
+def run_python_both(code: str, *args: str) -> tuple[str, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout, done.stderr
+
+
+def test_libraries_of_services_switched_off_are_not_loaded(tmp_path: Path) -> None:
+    found = json.loads(run_python(GATEWAY_WITH_SERVICES_OFF, str(tmp_path)).splitlines()[-1])
+    assert "mbusgw" in found["off"] and "quart" in found["off"]  # the gateway and its web ran
+    assert not {"pymodbus", "pysnmp", "pyasn1", "paho"} & set(found["off"])
+    assert found["snmp_on"]  # switched on, the agent loads what it needs
+
+
+def test_freed_large_buffers_do_not_stay_resident() -> None:
+    kept_by_default = int(run_python(FREED_BLOCKS, "default"))
+    kept_when_fixed = int(run_python(FREED_BLOCKS, "fixed"))
+    assert kept_by_default > 30 * 1024  # the case: 40 freed MiB held below the last block
+    assert kept_when_fixed < 8 * 1024
+
+
+def test_threads_share_two_arenas() -> None:
+    by_default = run_python_both(THREAD_ARENAS, "default")[1].count("Arena ")
+    when_fixed = run_python_both(THREAD_ARENAS, "fixed")[1].count("Arena ")
+    assert by_default > 2  # the case: an arena for each thread (up to eight per core)
+    assert when_fixed <= 2
