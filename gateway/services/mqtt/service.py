@@ -40,7 +40,7 @@ TABLE = REPORT_CURSORS  # the delivery cursors' table, beside the push reports'
 CURSOR = "mqtt:cursor"  # never a report's name (those have no colon)
 ACK_TIMEOUT_S = 30.0
 # messages made between two chances for the link to send them and read acknowledgements
-PIPELINE_MESSAGES = 200
+PIPELINE_MESSAGES = 32  # well within the window: writing goes on while acknowledgements come
 # messages awaiting their acknowledgement at most: the client holds each until then, and a
 # cycle of 512 meters queued at once (readings, series, discovery) held tens of megabytes
 IN_FLIGHT = 256
@@ -167,10 +167,12 @@ class MqttService:
         if mid in self._unacked:
             self._unacked.discard(mid)
             self.status.acknowledged += 1
-            self._acked.set()  # whoever waits looks again: for room, or for none left
         elif mid in self._configs_unacked:
             self._configs_unacked.discard(mid)
-            self._acked.set()
+        else:
+            return
+        if not self._unacked or self._in_flight() <= IN_FLIGHT // 2:
+            self._acked.set()  # whoever waits looks again: for room, or for none left
 
     async def _follow_events(self) -> None:
         async for event in self._events:
