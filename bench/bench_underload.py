@@ -30,7 +30,7 @@ from pathlib import Path
 import trio
 
 from bench.bench_gateway import BAUD, METERS_PER_LINE, start_simulator
-from bench.bench_modbus import run_clients
+from bench.bench_modbus import compile_load, run_clients
 from bench.bench_reports import _fill, _render
 from mbusgw.core.busproto import Outcome
 from mbusgw.core.frame import parse_frame, req_ud2
@@ -54,6 +54,7 @@ async def measure(
     seconds: float,
     warmup: float,
     loaded: bool,
+    load: Path,
 ) -> dict:
     interfaces = tuple(
         InterfaceConfig(name=f"line{k}", kind="tcp", host="127.0.0.1", port=port, baud=BAUD)
@@ -98,19 +99,19 @@ async def measure(
         async def poll_modbus() -> None:
             address = gateway.modbus.address if gateway.modbus is not None else None
             assert address is not None, "the Modbus server is not listening"
-            modbus.update(await run_clients(address[1], seconds, MODBUS_RATE))
+            modbus.update(await run_clients(address[1], seconds, MODBUS_RATE, load))
 
         began = time.monotonic()
-        async with trio.open_nursery() as load:
+        async with trio.open_nursery() as busy:
             if loaded:
-                load.start_soon(render_again)
-                load.start_soon(poll_modbus)
+                busy.start_soon(render_again)
+                busy.start_soon(poll_modbus)
             await trio.sleep(seconds)
             if loaded:
                 with trio.move_on_after(seconds):
                     while not modbus:
                         await trio.sleep(0.1)
-            load.cancel_scope.cancel()
+            busy.cancel_scope.cancel()
         wall = time.monotonic() - began
         char = 11 / BAUD
         occupancy = [
@@ -173,6 +174,7 @@ def main(argv: list[str]) -> dict:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             report_store = Path(tmp) / "report.mdb"
+            load = compile_load(tmp)
             _fill(report_store, args.report_meters, 1)
             for driver in args.driver or ["trio", "threads"]:
                 for loaded in (False, True):
@@ -188,7 +190,14 @@ def main(argv: list[str]) -> dict:
                     )
                     store.close()
                     run = trio.run(
-                        measure, data_dir, report_store, ports, args.seconds, args.warmup, loaded
+                        measure,
+                        data_dir,
+                        report_store,
+                        ports,
+                        args.seconds,
+                        args.warmup,
+                        loaded,
+                        load,
                     )
                     results["runs"].append(run)
                     _print(run)
