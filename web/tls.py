@@ -15,30 +15,19 @@ HTTP is spoken.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import socket
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
 
 from mbusgw.gateway.facade import private_dir, write_private
 from mbusgw.web.errors import BadRequest
 
 CLIENT_MODES = ("off", "required")
 HOSTNAME = re.compile(r"^(?=.{1,64}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$")
-
-
-class CertificateError(BadRequest):
-    code = "invalid_certificate"
 
 
 @dataclass(frozen=True)
@@ -62,46 +51,6 @@ class TlsSettings:
         if errors:
             raise BadRequest("the HTTPS settings were refused; nothing was changed", errors)
         return self
-
-
-def describe_certificate(cert: x509.Certificate) -> dict[str, Any]:
-    return {
-        "subject": cert.subject.rfc4514_string(),
-        "issuer": cert.issuer.rfc4514_string(),
-        "not_before": cert.not_valid_before_utc.isoformat(),
-        "not_after": cert.not_valid_after_utc.isoformat(),
-        "serial": format(cert.serial_number, "x"),
-        "sha256": cert.fingerprint(hashes.SHA256()).hex(":"),
-        "self_signed": cert.issuer == cert.subject,
-    }
-
-
-def _same_key(cert: x509.Certificate, key: Any) -> bool:
-    public = serialization.PublicFormat.SubjectPublicKeyInfo
-    encoding = serialization.Encoding.DER
-    return cert.public_key().public_bytes(encoding, public) == key.public_key().public_bytes(
-        encoding, public
-    )
-
-
-def _load_pem_chain(data: bytes) -> list[x509.Certificate]:
-    try:
-        return x509.load_pem_x509_certificates(data)
-    except ValueError:
-        return []
-
-
-def _private_key_block(pem: bytes) -> bytes:
-    """The private key's PEM block (a combined file holds the certificates too)."""
-    start = pem.find(b"-----BEGIN ")
-    while start != -1:
-        line_end = pem.find(b"\n", start)
-        if b"PRIVATE KEY-----" in pem[start : line_end if line_end != -1 else None]:
-            end = pem.find(b"-----END ", start)
-            end = pem.find(b"-----", end + 9) if end != -1 else -1
-            return pem[start : end + 5] if end != -1 else pem[start:]
-        start = pem.find(b"-----BEGIN ", start + 1)
-    return pem
 
 
 class TlsFiles:
@@ -150,85 +99,50 @@ class TlsFiles:
     def certificate(self) -> dict[str, Any] | None:
         if not self.cert_path.exists():
             return None
-        chain = _load_pem_chain(self.cert_path.read_bytes())
-        return describe_certificate(chain[0]) if chain else None
+        x509 = _certificates()
+        chain = x509.load_pem_chain(self.cert_path.read_bytes())
+        return x509.describe_certificate(chain[0]) if chain else None
 
     def install_pem(self, cert_pem: bytes, key_pem: bytes, password: bytes | None = None) -> dict:
-        chain = _load_pem_chain(cert_pem)
+        x509 = _certificates()
+        chain = x509.load_pem_chain(cert_pem)
         if not chain:
-            raise CertificateError("no PEM certificate found", {"certificate": "not PEM"})
-        block = _private_key_block(key_pem)
-        try:
-            key = serialization.load_pem_private_key(block, password=password or None)
-        except (ValueError, TypeError) as exc:
-            raise CertificateError(
-                "the private key could not be read", {"key": str(exc) or "not a PEM key"}
-            ) from None
-        return self._install(chain, key)
+            raise x509.CertificateError("no PEM certificate found", {"certificate": "not PEM"})
+        return self._install(chain, x509.read_key(key_pem, password))
 
     def install_pkcs12(self, data: bytes, password: bytes | None = None) -> dict:
-        try:
-            key, cert, extra = pkcs12.load_key_and_certificates(data, password or None)
-        except ValueError as exc:
-            raise CertificateError(
-                "the PKCS#12 file could not be read (wrong password?)", {"file": str(exc)}
-            ) from None
-        if key is None or cert is None:
-            raise CertificateError("the PKCS#12 file has no key or no certificate")
-        return self._install([cert, *extra], key)
+        return self._install(*_certificates().read_pkcs12(data, password))
 
     def generate_self_signed(self, hostname: str | None = None, days: int = 3650) -> dict:
         name = hostname or socket.gethostname() or "mbusgw"
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name[:64])])
-        alt: list[x509.GeneralName] = [x509.DNSName(name), x509.DNSName("localhost")]
-        alt += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
-        now = datetime.now(UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        return self._install([cert], key)
+        return self._install(*_certificates().self_signed(name, days))
 
-    def _install(self, chain: list[x509.Certificate], key: Any) -> dict:
-        if not _same_key(chain[0], key):
-            raise CertificateError(
-                "the private key does not belong to the certificate", {"key": "does not match"}
-            )
+    def _install(self, chain: list, key: Any) -> dict:
+        x509 = _certificates()
+        cert_pem, key_pem = x509.server_pem(chain, key)
         private_dir(self.directory)
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        cert_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
         write_private(self.key_path, key_pem)
         write_private(self.cert_path, cert_pem)
-        return describe_certificate(chain[0])
+        return x509.describe_certificate(chain[0])
 
     # -- client trust store
 
     def trust_store(self) -> list[dict[str, Any]]:
         if not self.trust_path.exists():
             return []
-        return [describe_certificate(c) for c in _load_pem_chain(self.trust_path.read_bytes())]
+        x509 = _certificates()
+        return [
+            x509.describe_certificate(c) for c in x509.load_pem_chain(self.trust_path.read_bytes())
+        ]
 
     def set_trust_store(self, pem: bytes) -> list[dict[str, Any]]:
-        certs = _load_pem_chain(pem)
+        x509 = _certificates()
+        certs = x509.load_pem_chain(pem)
         if not certs:
-            raise CertificateError("no PEM certificate found", {"trust_store": "not PEM"})
+            raise x509.CertificateError("no PEM certificate found", {"trust_store": "not PEM"})
         private_dir(self.directory)
-        data = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-        write_private(self.trust_path, data)
-        return [describe_certificate(c) for c in certs]
+        write_private(self.trust_path, x509.chain_pem(certs))
+        return [x509.describe_certificate(c) for c in certs]
 
     def https_host(self) -> str | None:
         """The host a plain-HTTP request is sent on to: the first name the server certificate
@@ -236,24 +150,9 @@ class TlsFiles:
         ``Host`` header, which the client chooses. None without a usable name."""
         if not self.cert_path.exists():
             return None
-        chain = _load_pem_chain(self.cert_path.read_bytes())
-        if not chain:
-            return None
-        try:
-            names = list(
-                chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            )
-        except x509.ExtensionNotFound:
-            names = []
-        for name in names:
-            if isinstance(name, x509.IPAddress):
-                address = name.value
-                return f"[{address}]" if address.version == 6 else str(address)
-            if isinstance(name, x509.DNSName) and HOSTNAME.match(name.value):
-                return name.value
-        common = chain[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        value = common[0].value if common else None
-        return value if isinstance(value, str) and HOSTNAME.match(value) else None
+        x509 = _certificates()
+        chain = x509.load_pem_chain(self.cert_path.read_bytes())
+        return x509.first_host_name(chain) if chain else None
 
     def status(self) -> dict[str, Any]:
         return {
@@ -261,3 +160,11 @@ class TlsFiles:
             "certificate": self.certificate(),
             "trust_store": self.trust_store(),
         }
+
+
+def _certificates() -> ModuleType:
+    """The certificate functions; cryptography's X.509 code (about 2 MB resident) is loaded
+    with them, on the first certificate handled, not by every gateway that serves plain HTTP."""
+    from mbusgw.web import certificates
+
+    return certificates
