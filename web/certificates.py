@@ -8,6 +8,7 @@ certificate is actually handled, not by every gateway that never turns HTTPS on.
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,6 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from mbusgw.web.errors import BadRequest
-from mbusgw.web.tls import HOSTNAME
 
 
 class CertificateError(BadRequest):
@@ -128,9 +128,9 @@ def server_pem(chain: list[x509.Certificate], key: Any) -> tuple[bytes, bytes]:
     return chain_pem(chain), key_pem
 
 
-def first_host_name(chain: list[x509.Certificate]) -> str | None:
+def first_host_name(chain: list[x509.Certificate], usable: re.Pattern[str]) -> str | None:
     """The first name the certificate is issued for that a browser can be sent to: an address
-    or a host name of its alternative names, else its common name; None without one."""
+    or a host name (``usable``) of its alternative names, else its common name; None without one."""
     try:
         names = list(chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     except x509.ExtensionNotFound:
@@ -139,8 +139,8 @@ def first_host_name(chain: list[x509.Certificate]) -> str | None:
         if isinstance(name, x509.IPAddress):
             address = name.value
             return f"[{address}]" if address.version == 6 else str(address)
-        if isinstance(name, x509.DNSName) and HOSTNAME.match(name.value):
+        if isinstance(name, x509.DNSName) and usable.match(name.value):
             return name.value
     common = chain[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     value = common[0].value if common else None
-    return value if isinstance(value, str) and HOSTNAME.match(value) else None
+    return value if isinstance(value, str) and usable.match(value) else None

@@ -152,7 +152,7 @@ class TlsFiles:
             return None
         x509 = _certificates()
         chain = x509.load_pem_chain(self.cert_path.read_bytes())
-        return x509.first_host_name(chain) if chain else None
+        return x509.first_host_name(chain, HOSTNAME) if chain else None
 
     def status(self) -> dict[str, Any]:
         return {
