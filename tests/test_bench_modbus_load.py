@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from bench.bench_modbus import compile_load
 from mbusgw.gateway.clock import SystemClock
 from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.meters import AddressingMode, Meter
@@ -26,6 +25,10 @@ REQUEST = struct.Struct(">HHHBBHH")
 
 @pytest.fixture(scope="module")
 def load(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # imported here, as the bench smoke test does: the bench package is importable only from
+    # the checkout's root, and the property run collects this module from tests/
+    from bench.bench_modbus import compile_load
+
     return compile_load(str(tmp_path_factory.mktemp("load")))
 
 
