@@ -159,11 +159,12 @@ async def measure(
             version = gateway.live.version
             while True:
                 await trio.sleep(FOLLOW_INTERVAL)
-                recent = gateway.live.changes_since(version)
-                if gateway.live.version - version > len(recent):
+                # the version and the readings together: line threads put readings meanwhile
+                now, recent = gateway.live.changes_after(version)
+                if now - version > len(recent):
                     raise RuntimeError("the latency probe fell behind the snapshot's window")
                 latencies.extend(r.published - r.reply_ended for r in recent if r.ok)
-                version = gateway.live.version
+                version = now
 
         await trio.sleep(warmup)
         nursery.start_soon(follow)

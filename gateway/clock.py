@@ -33,10 +33,13 @@ class TrioWallClock:
         if epoch.tzinfo is None:
             raise ValueError("the epoch must be an aware datetime")
         self._epoch = epoch.astimezone(UTC)
-        self._start = trio.current_time()
+        # the run's clock object rather than ``trio.current_time``: it can be read from a
+        # line's thread too (a reading is stamped where it is read)
+        self._clock = trio.lowlevel.current_clock()
+        self._start = self._clock.current_time()
 
     def now(self) -> datetime:
-        return self._epoch + timedelta(seconds=trio.current_time() - self._start)
+        return self._epoch + timedelta(seconds=self._clock.current_time() - self._start)
 
 
 async def sleep_until_wall(clock: WallClock, when: datetime, *, max_step: float = 60.0) -> None:

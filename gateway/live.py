@@ -3,11 +3,16 @@
 Continuous read mode writes here and never to the database. REST, Modbus and JSON-RPC read
 from here; ``wait_for_change`` lets a consumer follow updates without polling, and
 ``changes_since`` tells it which readings are new without going through every meter.
+
+A reading may be put here from a line's thread (``put``) as soon as it is read, so that it is
+visible before trio has run; the readers take the same lock. Waking the trio tasks that wait
+for a change (``notify``) is done in trio, with the rest of the reading's accounting.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +36,7 @@ class LiveReading:
 
 class LiveSnapshot:
     def __init__(self) -> None:
+        self._lock = threading.Lock()  # ``put`` may run in a line's thread
         self._readings: dict[str, LiveReading] = {}
         self._last_good: dict[str, LiveReading] = {}
         self.version = 0
@@ -38,38 +44,61 @@ class LiveSnapshot:
         self._recent: deque[LiveReading] = deque(maxlen=RECENT)
 
     def update(self, reading: LiveReading) -> None:
-        self._readings[reading.meter_key] = reading
-        if reading.ok:
-            self._last_good[reading.meter_key] = reading
-        self.version += 1
-        self._recent.append(reading)
+        """In trio: put ``reading`` and wake the waiters at once."""
+        self.put(reading)
+        self.notify()
+
+    def put(self, reading: LiveReading) -> None:
+        """From any thread: make ``reading`` the meter's latest; the trio tasks waiting for a
+        change learn of it at the next ``notify``."""
+        with self._lock:
+            self._readings[reading.meter_key] = reading
+            if reading.ok:
+                self._last_good[reading.meter_key] = reading
+            self.version += 1
+            self._recent.append(reading)
+
+    def notify(self) -> None:
+        """In trio: wake the tasks waiting in ``wait_for_change``."""
         self._changed.set()
         self._changed = trio.Event()
 
     def latest(self, meter_key: str) -> LiveReading | None:
         """The latest attempt, good or failed."""
-        return self._readings.get(meter_key)
+        with self._lock:
+            return self._readings.get(meter_key)
 
     def last_good(self, meter_key: str) -> LiveReading | None:
         """The latest successful reading (what a PLC wants, with its age)."""
-        return self._last_good.get(meter_key)
+        with self._lock:
+            return self._last_good.get(meter_key)
 
     def all_last_good(self) -> dict[str, LiveReading]:
-        return dict(self._last_good)
+        with self._lock:
+            return dict(self._last_good)
 
     def changes_since(self, version: int) -> list[LiveReading]:
         """The updates after ``version``, oldest first; at most the last ``RECENT`` of them (a
         consumer that has fallen further behind reads the whole snapshot instead)."""
-        count = min(self.version - version, len(self._recent))
-        if count <= 0:
-            return []
-        return list(itertools.islice(self._recent, len(self._recent) - count, None))
+        return self.changes_after(version)[1]
+
+    def changes_after(self, version: int) -> tuple[int, list[LiveReading]]:
+        """The current version and the updates after ``version`` (as ``changes_since``), read
+        together: a line's thread may put a reading between two separate looks. Fewer updates
+        than versions in between means the consumer fell behind the window."""
+        with self._lock:
+            count = min(self.version - version, len(self._recent))
+            if count <= 0:
+                return self.version, []
+            recent = self._recent
+            return self.version, list(itertools.islice(recent, len(recent) - count, None))
 
     def forget(self, meter_keys: set[str]) -> None:
         """Drop meters that were uninstalled."""
-        for key in meter_keys:
-            self._readings.pop(key, None)
-            self._last_good.pop(key, None)
+        with self._lock:
+            for key in meter_keys:
+                self._readings.pop(key, None)
+                self._last_good.pop(key, None)
 
     async def wait_for_change(self, version: int) -> int:
         """Wait until the snapshot is newer than ``version``; returns the new version."""

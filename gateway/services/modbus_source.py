@@ -335,20 +335,18 @@ class LiveSnapshotSource:
         return self._snapshot.version
 
     async def wait_changed(self, version: int) -> tuple[int, set[str] | None]:
-        new = await self._snapshot.wait_for_change(version)
-        updates = self._snapshot.changes_since(version)
+        await self._snapshot.wait_for_change(version)
+        new, updates = self._snapshot.changes_after(version)
         if len(updates) != new - version:
             return new, None
         return new, {reading.meter_key for reading in updates}
 
-    def _drop_updated(
-        self, seen: dict[str, LiveReading | None], previous: int, version: int
-    ) -> bool:
+    def _drop_updated(self, seen: dict[str, LiveReading | None], previous: int) -> tuple[int, bool]:
         """Remove from ``seen`` the meters with a new reading since ``previous``: from the
         snapshot's list of recent updates, or by comparing every meter if it fell behind that.
-        Returns whether any was removed."""
+        Returns the version this covers and whether any was removed."""
         count = len(seen)
-        updates = self._snapshot.changes_since(previous)
+        version, updates = self._snapshot.changes_after(previous)
         if len(updates) == version - previous:
             for reading in updates:
                 seen.pop(reading.meter_key, None)
@@ -356,7 +354,7 @@ class LiveSnapshotSource:
             for key, before in list(seen.items()):
                 if self._snapshot.latest(key) is not before:
                     del seen[key]
-        return len(seen) < count
+        return version, len(seen) < count
 
     async def follow(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """A cycle ends when every active meter has had a new attempt since the cycle began
@@ -370,8 +368,9 @@ class LiveSnapshotSource:
             seen = {m.key: self._snapshot.latest(m.key) for m in self.meters() if m.active}
             while seen:
                 previous = version
-                version = await self._snapshot.wait_for_change(version)
-                if not self._drop_updated(seen, previous, version):
+                await self._snapshot.wait_for_change(version)
+                version, dropped = self._drop_updated(seen, previous)
+                if not dropped:
                     # A meter read again while others are missing: maybe they are gone or passive.
                     active = {m.key for m in self.meters() if m.active}
                     for key in seen.keys() - active:
