@@ -184,20 +184,29 @@ class BusMaster:
     async def read_round(
         self,
         plan: Sequence[tuple[MeterAddress, ReadSettings]],
-        on_read: Callable[[int, ReadReply | Exception], None],
+        on_read: Callable[[int, Any], None],
         *,
         keep_link: bool = False,
+        prepare: jobs.Prepare | None = None,
     ) -> None:
         """Read the meters of ``plan`` one after the other (a round of continuous mode, a line's
         share of a read-all cycle). ``on_read(k, reading)`` is called in trio as soon as the
         k-th meter is read, with its ``ReadReply`` or the error that failed it; the round goes
         on either way. Requests of others still go in between two meters. This driver reads
-        them as separate requests; the native one takes the round as one request."""
+        them as separate requests; the native one takes the round as one request.
+
+        ``prepare(k, reading)``, when given, is called first, in whichever thread read the
+        meter (the native driver's line thread: it must be thread-safe), and returns what
+        ``on_read(k, ...)`` gets and whether it must reach trio at once; the native driver lets
+        the others wait for its next batch."""
         reads = tuple(jobs.Read(address, settings, None, keep_link) for address, settings in plan)
-        await self._round(reads, on_read)
+        await self._round(reads, on_read, prepare)
 
     async def _round(
-        self, reads: tuple[jobs.Read, ...], on_read: Callable[[int, ReadReply | Exception], None]
+        self,
+        reads: tuple[jobs.Read, ...],
+        on_read: Callable[[int, Any], None],
+        prepare: jobs.Prepare | None,
     ) -> None:
         """The trio driver: one request per meter, so the round needs nothing of its own."""
         for k, read in enumerate(reads):
@@ -205,7 +214,7 @@ class BusMaster:
                 got: ReadReply | Exception = await self.submit(read)
             except Exception as exc:  # that meter's outcome; the round goes on
                 got = exc
-            on_read(k, got)
+            on_read(k, got if prepare is None else prepare(k, got)[0])
 
     async def probe_primary(self, address: int) -> Probe:
         """Scan step: is there one meter at ``address`` (0-250), several, or none?"""

@@ -28,13 +28,20 @@ class Read:
     keep_link: bool = False
 
 
+Prepare = Callable[[int, Any], tuple[Any, bool]]
+"""A round's thread-safe part of a reading: ``prepare(k, reading or error)`` returns what
+``on_read`` gets and whether it must reach trio at once."""
+
+
 @dataclass(frozen=True)
 class Round:
     """Several reads served one after the other as one request (the native driver's batch);
-    ``on_read(k, reading or error)`` as each is done."""
+    ``on_read(k, reading or error)`` as each is done (``on_read(k, prepared)`` with
+    ``prepare``)."""
 
     reads: tuple[Read, ...]
     on_read: Callable[[int, Any], None]
+    prepare: Prepare | None = None
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,16 @@
 waits on the line's descriptor, outside the trio clock and its scheduler.
 
 Requests are taken from trio exactly as ``BusMaster`` takes them (same methods, same results and
-errors); what the thread finishes is handed back to trio in batches: one trio wake-up serves
-every reply (and every ``on_exchange``/``on_telegram`` call) that finished since the last one,
-so trio is not woken per byte, nor per exchange while it is busy. Each job runs in the compiled
-loop of ``gateway.lineloop``: its waits are ``poll`` calls on the descriptor with the protocol's
-deadline as timeout and the GIL released, so the bus keeps its timing while the trio side is
-busy (a big report, Modbus and REST), and a line costs a few system calls per exchange. Times
-are the trio clock's (read in C from the thread), so readings carry the same times as under the
-trio driver.
+errors); what the thread finishes is handed back to trio in batches (``gateway.handback``, shared
+by every line): one trio wake-up serves every reply (and every ``on_exchange``/``on_telegram``
+call) that finished since the last one, so trio is not woken per byte, nor per exchange while it
+is busy. A round's readings do their thread-safe part (``prepare``: decode, the snapshot) in the
+thread as each is read, and wait for the next batch, at most ``HAND_BACK_INTERVAL``, for the
+rest. Each job runs in the compiled loop of ``gateway.lineloop``: its waits are ``poll`` calls on
+the descriptor with the protocol's deadline as timeout and the GIL released, so the bus keeps its
+timing while the trio side is busy (a big report, Modbus and REST), and a line costs a few
+system calls per exchange. Times are the trio clock's (read in C from the thread), so readings
+carry the same times as under the trio driver.
 
 Opening and reopening the line stays with the transport on the trio side (``ensure_open``,
 ``broken``); the thread asks for it when it needs the descriptor.
@@ -33,8 +35,8 @@ from mbusgw.gateway import busjobs as jobs
 from mbusgw.gateway import lineloop
 from mbusgw.gateway.bus import BusMaster
 from mbusgw.gateway.busjobs import fail_ops
-from mbusgw.gateway.busrequests import ReadReply
 from mbusgw.gateway.errors import LineDown
+from mbusgw.gateway.handback import HandBack
 
 
 class _Stopped(Exception):
@@ -49,9 +51,7 @@ class ThreadedBusMaster(BusMaster):
         super().__init__(*args, **kwargs)
         self._queue: collections.deque[tuple[Any, jobs.Reply]] = collections.deque()
         self._wake_read = self._wake_write = -1  # a pipe while running: wakes the thread
-        self._lock = threading.Lock()
-        self._finished: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
-        self._delivery_pending = False
+        self._hand_back: HandBack | None = None  # while running
         self._stop = False
         self._in_hand: list[jobs.Reply] = []  # a round serves others in between
         self._token: trio.lowlevel.TrioToken | None = None
@@ -62,6 +62,7 @@ class ThreadedBusMaster(BusMaster):
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._token = trio.lowlevel.current_trio_token()
+        hand_back = self._hand_back = HandBack.shared()
         self._line_clock = lineloop.LineClock(trio.lowlevel.current_clock())
         self._stop = False
         self._wake_read, self._wake_write = os.pipe()
@@ -87,7 +88,7 @@ class ThreadedBusMaster(BusMaster):
             self._wake_read = self._wake_write = -1
             self.protocol.abort()
             stopped = LineDown(f"{self.name}: the bus task stopped")
-            self._deliver()  # what finished before the stop is the callers'
+            hand_back.deliver()  # what finished before the stop is the callers'
             waiting = self._in_hand + [reply for _, reply in self._queue]
             self._in_hand = []
             self._queue.clear()
@@ -95,19 +96,26 @@ class ThreadedBusMaster(BusMaster):
                 if not reply.done.is_set():
                     reply.result = outcome.Error(stopped)
                     reply.done.set()
+            self._hand_back = None
+            hand_back.release()
 
     async def _enqueue(self, request: Any, reply: jobs.Reply) -> None:
         self._queue.append((request, reply))
         self._wake()
 
     async def _round(
-        self, reads: tuple[jobs.Read, ...], on_read: Callable[[int, ReadReply | Exception], None]
+        self,
+        reads: tuple[jobs.Read, ...],
+        on_read: Callable[[int, Any], None],
+        prepare: jobs.Prepare | None,
     ) -> None:
         """The round as one request to the thread: nothing goes from trio to the thread per
-        meter, and each reading comes back with the next batch (``on_read`` runs in trio; if
-        it raises, the round ends with its error)."""
+        meter. Without ``prepare`` each reading comes back with the next batch, at once; with
+        it, ``prepare`` runs in the thread as each meter is read and ``on_read`` with the
+        batch it joins (``on_read`` runs in trio; if it raises, the round ends with its
+        error)."""
         if reads:
-            await self.submit(jobs.Round(reads, on_read))
+            await self.submit(jobs.Round(reads, on_read, prepare))
 
     def _wake(self) -> None:
         if self._wake_write < 0:
@@ -115,26 +123,10 @@ class ThreadedBusMaster(BusMaster):
         with contextlib.suppress(BlockingIOError):  # full: the thread is to wake anyway
             os.write(self._wake_write, b"w")
 
-    def _deliver(self) -> None:
-        """In trio: everything the thread finished since the last delivery, in order."""
-        with self._lock:
-            batch, self._finished = self._finished, []
-            self._delivery_pending = False
-        for call, args in batch:
-            call(*args)
-
     def _hand_over(self, call: Callable[..., Any], *args: Any) -> None:
-        """From the thread: run ``call(*args)`` in trio with the next batch."""
-        with self._lock:
-            self._finished.append((call, args))
-            if self._delivery_pending:
-                return
-            self._delivery_pending = True
-        try:
-            assert self._token is not None
-            self._token.run_sync_soon(self._deliver)
-        except trio.RunFinishedError:
-            pass
+        """From the thread: run ``call(*args)`` in trio with the next batch, at once."""
+        assert self._hand_back is not None
+        self._hand_back.call(call, *args)
 
     def _callback(self, reply: jobs.Reply, call: Callable[..., Any], *args: Any) -> None:
         """From the thread: a caller's callback (``on_exchange``, ``on_telegram``), run in
@@ -186,7 +178,16 @@ class ThreadedBusMaster(BusMaster):
                 raise
             except Exception as exc:  # that meter's outcome; the round goes on
                 got = _line_error(self.name, exc)
-            self._callback(reply, round_.on_read, k, got)
+            if round_.prepare is None:
+                self._callback(reply, round_.on_read, k, got)
+                continue
+            try:
+                prepared, urgent = round_.prepare(k, got)
+            except Exception as exc:  # as if ``on_read`` had raised: the round ends with it
+                self._hand_over(_fail_round, reply, exc)
+                return
+            assert self._hand_back is not None
+            self._hand_back.call(_run_prepared, reply, round_.on_read, k, prepared, urgent=urgent)
 
     def _drain_wake(self) -> None:
         try:
@@ -307,6 +308,22 @@ def _run_callback(reply: jobs.Reply, call: Callable[..., Any], args: tuple[Any, 
             call(*args)
         except Exception as exc:
             reply.failure = exc
+
+
+def _run_prepared(reply: jobs.Reply, call: Callable[..., Any], k: int, prepared: Any) -> None:
+    """The trio side of a reading whose thread side ran: it runs even after an earlier reading's
+    ``on_read`` raised (the reading is in the snapshot already, so it is accounted too); the
+    first error is the round's."""
+    try:
+        call(k, prepared)
+    except Exception as exc:
+        if reply.failure is None:
+            reply.failure = exc
+
+
+def _fail_round(reply: jobs.Reply, error: Exception) -> None:
+    if reply.failure is None:
+        reply.failure = error
 
 
 def _settle_reply(reply: jobs.Reply, result: outcome.Outcome) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import trio
 
 from mbusgw.gateway.bus import BusMaster
+from mbusgw.gateway.busjobs import Prepare
 from mbusgw.gateway.busrequests import MeterAddress, ReadReply, ReadSettings
 from mbusgw.gateway.busthread import ThreadedBusMaster
 from mbusgw.gateway.bustiming import Timing
@@ -70,27 +71,36 @@ class BusLine:
     async def read_round(
         self,
         meters: Sequence[Meter],
-        on_reply: Callable[[int, BusReply | Exception], None],
+        on_reply: Callable[[int, Any], None],
         *,
         continuous: bool = False,
+        prepare: Prepare | None = None,
     ) -> None:
         """The meters one after the other in one request to the master; ``on_reply(k, reply)``
-        as each is read. A meter that cannot be planned (a bad address) fails alone."""
+        as each is read (with ``prepare``: ``on_reply(k, prepared)``, ``prepare`` running
+        where the meter was read, as ``BusMaster.read_round`` says). A meter that cannot be
+        planned (a bad address) fails alone."""
         plan: list[tuple[MeterAddress, ReadSettings]] = []
         index: list[int] = []  # plan position → position in ``meters``
         for k, meter in enumerate(meters):
             try:
                 plan.append(self._read_plan(meter))
             except Exception as exc:  # that meter's outcome
-                on_reply(k, exc)
+                on_reply(k, exc if prepare is None else prepare(k, exc)[0])
             else:
                 index.append(k)
 
-        def read(j: int, got: ReadReply | Exception) -> None:
-            on_reply(index[j], got if isinstance(got, Exception) else _bus_reply(got))
+        def read(j: int, got: Any) -> None:
+            on_reply(index[j], got if prepare is not None else _reply_of(got))
+
+        def prepared(j: int, got: ReadReply | Exception) -> tuple[Any, bool]:
+            assert prepare is not None
+            return prepare(index[j], _reply_of(got))
 
         with self._busy():
-            await self.master.read_round(plan, read, keep_link=continuous)
+            await self.master.read_round(
+                plan, read, keep_link=continuous, prepare=None if prepare is None else prepared
+            )
 
     @contextmanager
     def _busy(self) -> Iterator[None]:
@@ -118,6 +128,10 @@ class BusLine:
         address = address_of(meter)
         self._plans[meter.key] = (meter, self.mbus, address, settings)
         return address, settings
+
+
+def _reply_of(got: ReadReply | Exception) -> BusReply | Exception:
+    return got if isinstance(got, Exception) else _bus_reply(got)
 
 
 def _bus_reply(reading: ReadReply) -> BusReply:

@@ -48,12 +48,16 @@ class LineReader(Protocol):
     async def read_round(
         self,
         meters: Sequence[Meter],
-        on_reply: Callable[[int, BusReply | Exception], None],
+        on_reply: Callable[[int, Any], None],
         *,
         continuous: bool = False,
+        prepare: Callable[[int, BusReply | Exception], tuple[Any, bool]] | None = None,
     ) -> None:
         """The meters (all on this line) one after the other; ``on_reply(k, reply)`` with the
-        k-th meter's reply, or the error that failed it, as soon as it is read."""
+        k-th meter's reply, or the error that failed it, as soon as it is read. With
+        ``prepare``, ``on_reply(k, prepare(k, reply)[0])``: ``prepare`` may run in another
+        thread as soon as the meter is read, ``on_reply`` later in trio (with the second value
+        true, at once)."""
         ...
 
 
@@ -216,14 +220,25 @@ class ReadingPipeline:
         readings: list[MeterReading | None] = [None] * len(meters)
         name = meters[0].interface
         line = self.lines.get(name)
+        trio_clock = trio.lowlevel.current_clock()  # readable from a line's thread
 
-        def arrived(k: int, reply: BusReply | Exception) -> None:
-            reading = readings[k] = self._reading(meters[k], reply, self.clock.now())
-            self._account(reading)
+        def prepare(k: int, reply: BusReply | Exception) -> tuple[MeterReading, bool]:
+            # where the meter was read (a line's thread): visible in the snapshot at once; a
+            # failure goes to trio at once too (its event)
+            reading = self._reading(meters[k], reply, self.clock.now())
+            self._publish(reading, trio_clock.current_time())
+            return reading, not reading.ok
+
+        def settle(k: int, reading: MeterReading) -> None:
+            readings[k] = reading
+            self._settle(reading)
             if each is not None:
                 each(reading)
             if continuous and name in self._cycles:
                 raise _GiveWay
+
+        def arrived(k: int, reply: BusReply | Exception) -> None:
+            settle(k, prepare(k, reply)[0])
 
         if line is None:
             for k, meter in enumerate(meters):
@@ -233,7 +248,7 @@ class ReadingPipeline:
                     each(reading)
         else:
             try:
-                await line.read_round(meters, arrived, continuous=continuous)
+                await line.read_round(meters, settle, continuous=continuous, prepare=prepare)
             except _GiveWay:
                 pass
             except Exception as exc:  # the round stopped: the meters it did not reach failed
@@ -268,6 +283,26 @@ class ReadingPipeline:
         self._account(reading)
 
     def _account(self, reading: MeterReading) -> None:
+        """In trio: all of a reading's accounting at once."""
+        self._publish(reading, trio.current_time())
+        self._settle(reading)
+
+    def _publish(self, reading: MeterReading, now: float) -> None:
+        """From any thread: the reading into the snapshot, stamped with when (trio time)."""
+        self.live.put(
+            LiveReading(
+                reading.meter.key,
+                reading.read_at,
+                reading.ok,
+                reading.telegrams,
+                reading.error,
+                reading.reply_ended,
+                published=now,
+            )
+        )
+
+    def _settle(self, reading: MeterReading) -> None:
+        """In trio: health, the event its outcome causes, and the snapshot's waiters."""
         key = reading.meter.key
         health = self.health.get(key)
         if health is None:
@@ -281,17 +316,7 @@ class ReadingPipeline:
         )
         if event is not None:
             self.events.publish(event)
-        self.live.update(
-            LiveReading(
-                key,
-                reading.read_at,
-                reading.ok,
-                reading.telegrams,
-                reading.error,
-                reading.reply_ended,
-                published=trio.current_time(),
-            )
-        )
+        self.live.notify()
 
     async def read_cycle(
         self,

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import trio
 import trio.testing
@@ -50,16 +51,17 @@ class ReplayLine:
     async def read_round(
         self,
         meters: Sequence[Meter],
-        on_reply: Callable[[int, BusReply | Exception], None],
+        on_reply: Callable[[int, Any], None],
         *,
         continuous: bool = False,
+        prepare: Callable[[int, BusReply | Exception], tuple[Any, bool]] | None = None,
     ) -> None:
         for k, one in enumerate(meters):
             try:
                 reply: BusReply | Exception = await self.read_meter(one, continuous=continuous)
             except Exception as exc:
                 reply = exc
-            on_reply(k, reply)
+            on_reply(k, reply if prepare is None else prepare(k, reply)[0])
 
 
 def meter(key: str, line: str) -> Meter:
