@@ -5,15 +5,14 @@ callback that does nothing costs 70-180 µs; health, events and the snapshot's w
 so every line's thread hands its calls to one ``HandBack`` of the trio run, and one trio wake-up
 runs all that were handed over since the last, in the order they were handed over. A call that
 must not wait (a request's reply, a failed read, a caller's callback) asks trio at once, taking
-those before it along; the others wait at most ``HAND_BACK_INTERVAL`` for a wake-up, which a
-timer thread asks for when nothing else did.
+those before it along; the others are delivered by a trio task every ``HAND_BACK_INTERVAL``
+while they keep coming: its sleep is the wake-up, so no thread has to wake to time it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,78 +33,70 @@ class HandBack:
         self._token = token
         self._interval = interval
         self._lock = threading.Lock()
-        self._due_changed = threading.Condition(self._lock)
         self._calls: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self._asked = False  # trio is asked to deliver (and has not yet)
-        self._due: float | None = None  # when the oldest waiting call must be delivered
-        self._closed = False
+        self._ticking = False  # the trio task delivers every interval
+        self._resume = trio.Event()  # set to start the idle task ticking again
         self._users = 0
-        self._timer = threading.Thread(target=self._keep_time, name="hand back", daemon=True)
-        self._timer.start()
+        self._cancel = trio.CancelScope()
 
     @classmethod
     def shared(cls) -> HandBack:
         """In trio: the run's hand-back, for one more user (give it back with ``release``)."""
         hand_back = _SHARED.get(None)
-        if hand_back is None or hand_back._closed:
+        if hand_back is None or hand_back._cancel.cancel_called:
             hand_back = cls(trio.lowlevel.current_trio_token(), HAND_BACK_INTERVAL)
             _SHARED.set(hand_back)
+            trio.lowlevel.spawn_system_task(hand_back._tick, name="hand back")
         hand_back._users += 1
         return hand_back
 
     def release(self) -> None:
         """In trio: one user less; what was handed over is delivered, and the last user's
-        release stops the timer."""
+        release stops the task."""
         self.deliver()
         self._users -= 1
-        if self._users:
-            return
-        with self._lock:
-            self._closed = True
-            self._due_changed.notify()
-        self._timer.join()
+        if not self._users:
+            self._cancel.cancel()
 
     def call(self, function: Callable[..., Any], *args: Any, urgent: bool = True) -> None:
         """From any thread: run ``function(*args)`` in trio, at once if ``urgent``, else within
         the interval. It must not raise (it would end the trio run)."""
         with self._lock:
             self._calls.append((function, args))
-            if self._asked:
-                return
-            if not urgent:
-                if self._due is None:
-                    self._due = time.monotonic() + self._interval
-                    self._due_changed.notify()
+            if self._asked or (self._ticking and not urgent):
                 return
             self._asked = True
-        self._ask_trio()
+            resume = not self._ticking and not urgent
+            self._ticking = self._ticking or resume
+        # the first call that may wait after a quiet spell is delivered at once (the task is
+        # idle); the task ticks again from then on
+        with contextlib.suppress(trio.RunFinishedError):  # over: nobody left to deliver to
+            self._token.run_sync_soon(self._resume_ticking if resume else self.deliver)
 
-    def deliver(self) -> None:
-        """In trio: run everything handed over so far, in order."""
+    def deliver(self) -> int:
+        """In trio: run everything handed over so far, in order; returns how many."""
         with self._lock:
             batch, self._calls = self._calls, []
             self._asked = False
-            self._due = None
         for function, args in batch:
             function(*args)
+        return len(batch)
 
-    def _ask_trio(self) -> None:
-        # a run that is over has nobody left to deliver to
-        with contextlib.suppress(trio.RunFinishedError):
-            self._token.run_sync_soon(self.deliver)
+    def _resume_ticking(self) -> None:
+        self.deliver()
+        self._resume.set()
 
-    def _keep_time(self) -> None:
-        """The timer thread: asks trio for a delivery when the oldest waiting call is due."""
-        with self._lock:
-            while not self._closed:
-                if self._due is None:
-                    self._due_changed.wait()
+    async def _tick(self) -> None:
+        """Delivers every interval while calls keep coming; idle once one brought none."""
+        with self._cancel:
+            while True:
+                await trio.sleep(self._interval)
+                if self.deliver():
                     continue
-                left = self._due - time.monotonic()
-                if left > 0:
-                    self._due_changed.wait(left)
-                    continue
-                self._due = None
-                if not self._asked:
-                    self._asked = True
-                    self._ask_trio()  # only queues the delivery: safe under the lock
+                with self._lock:
+                    if self._calls:
+                        continue
+                    self._ticking = False
+                self._resume = trio.Event()
+                await self._resume.wait()
