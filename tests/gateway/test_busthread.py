@@ -4,6 +4,7 @@ errors."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -241,6 +242,28 @@ async def test_a_round_hands_each_reading_back_as_it_is_read(driver: type[BusMas
     ]
     assert len(got[2][1].frames) == 3  # type: ignore[union-attr]
     assert pinged and pinged[0] < len(plan)  # served before the round was over
+
+
+@DRIVERS
+async def test_a_round_prepares_each_reading_where_it_was_read(driver: type[BusMaster]) -> None:
+    """``prepare`` runs in the thread that read the meter (the native driver's line thread),
+    and ``on_read`` in trio gets what it returned, in order."""
+    plan = [(MeterAddress(primary=p), ReadSettings()) for p in (1, 9, 2)]  # nobody at 9
+    prepared_in: list[int] = []
+    got: list[tuple[int, tuple[object, ...]]] = []
+
+    def prepare(k: int, reading: object) -> tuple[tuple[object, ...], bool]:
+        prepared_in.append(threading.get_ident())
+        return ("prepared", k, reading), isinstance(reading, Exception)
+
+    with trio.fail_after(30):
+        async with threaded("tcp", driver) as (bus, _):
+            await bus.read_round(plan, lambda k, p: got.append((k, p)), prepare=prepare)
+    assert [(k, p[:2]) for k, p in got] == [(k, ("prepared", k)) for k in range(3)]
+    assert isinstance(got[1][1][2], NoResponse)
+    assert len(got[2][1][2].frames) == 3  # type: ignore[attr-defined]
+    in_trio = {ident == threading.get_ident() for ident in prepared_in}
+    assert in_trio == {driver is BusMaster}
 
 
 @DRIVERS

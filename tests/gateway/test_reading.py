@@ -6,15 +6,21 @@ against the simulator in their own tests and end to end in the gateway tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
+from mbusgw.gateway import handback
 from mbusgw.gateway.busthread import ThreadedBusMaster
 from mbusgw.gateway.clock import TrioWallClock
 from mbusgw.gateway.errors import MAX_ERROR_TEXT, Collision, bounded
@@ -22,7 +28,7 @@ from mbusgw.gateway.events import CYCLE_FINISHED, METER_FAILED, METER_RECOVERED,
 from mbusgw.gateway.lines import BusLine
 from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.meters import AddressingMode, Meter
-from mbusgw.gateway.reading import BusReply, ReadingPipeline, heard_identities
+from mbusgw.gateway.reading import BusReply, MeterReading, ReadingPipeline, heard_identities
 from mbusgw.gateway.settings import InterfaceConfig
 from mbusgw.gateway.simulator import MEDIAN_TEMPLATE, SimLine, make_meter, serve_tcp
 from mbusgw.gateway.transport import tcp_line
@@ -200,9 +206,56 @@ async def test_continuous_mode_reads_back_to_back_into_the_snapshot(autojump_clo
     assert all(line.continuous)  # the lines may keep the meters' link state between reads
 
 
-async def test_a_round_on_the_native_driver_shows_each_reading_before_the_round_ends() -> None:
-    """Continuous mode hands a whole round of a line to the native driver as one request; each
-    reading is still in the snapshot as soon as it is back, not when the round is over."""
+def on_native_line(key: str, primary: int) -> Meter:
+    return replace(
+        meter(key, "a"),
+        primary_address=primary,
+        secondary_address=None,
+        baud=9600,
+        addressing=(AddressingMode.PRIMARY,),
+    )
+
+
+@contextmanager
+def simulator_in_its_own_thread(line: SimLine) -> Iterator[int]:
+    """``line`` served on a loopback port (yielded) by a trio run of its own in another thread:
+    it keeps answering while a test holds its own trio thread up."""
+    ports: queue.Queue[int] = queue.Queue()
+    stop = threading.Event()
+
+    async def serve() -> None:
+        async with trio.open_nursery() as nursery:
+            ports.put(await nursery.start(serve_tcp, line, "127.0.0.1", 0))
+            await trio.to_thread.run_sync(stop.wait)
+            nursery.cancel_scope.cancel()
+
+    thread = threading.Thread(target=trio.run, args=(serve,), daemon=True)
+    thread.start()
+    try:
+        yield ports.get(timeout=10)
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+@dataclass
+class NativeLine:
+    """A pipeline reading line "a" through the native driver: meters M1 and M3 answer at
+    primary addresses 1 and 3, nobody at 2 (M2)."""
+
+    pipeline: ReadingPipeline
+    nursery: trio.Nursery
+    bus: trio.CancelScope  # cancelling it stops the line's driver
+    meters: dict[str, Meter]
+
+    async def round(self, keys: str, done: list[MeterReading]) -> None:
+        """Reads the meters named by ``keys`` ("1 2 3") as one continuous round into ``done``."""
+        chosen = [self.meters[f"M{n}"] for n in keys.split()]
+        done.extend(await self.pipeline.read_line(chosen, continuous=True))
+
+
+@asynccontextmanager
+async def native_line() -> AsyncIterator[NativeLine]:
     sim = SimLine(
         [
             make_meter(MEDIAN_TEMPLATE, "11111111", primary=1),
@@ -210,38 +263,118 @@ async def test_a_round_on_the_native_driver_shows_each_reading_before_the_round_
         ],
         9600,
     )
-    on_line = [
-        replace(
-            meter(key, "a"),
-            primary_address=primary,
-            secondary_address=None,
-            baud=9600,
-            addressing=(AddressingMode.PRIMARY,),
-        )
-        for key, primary in (("M1", 1), ("M2", 2), ("M3", 3))  # nobody answers at 2
-    ]
-    live = LiveSnapshot()
     clock = TrioWallClock(datetime(2026, 11, 24, tzinfo=UTC))
-    round_over = False
-    seen_during_round: list[str] = []
-    with trio.fail_after(30):
+    with simulator_in_its_own_thread(sim) as port, trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(serve_tcp, sim, "127.0.0.1", 0)
             config = InterfaceConfig(name="a", kind="tcp", host="127.0.0.1", port=port, baud=9600)
             line = BusLine(config, tcp_line("127.0.0.1", port, 9600), "threads")
             assert isinstance(line.master, ThreadedBusMaster)
-            await nursery.start(line.master.run)
-            pipeline = ReadingPipeline({"a": line}, clock, events=EventBus(), live=live)
+            bus = trio.CancelScope()
 
-            async def watch() -> None:
-                await live.wait_for_change(0)
-                if not round_over:
-                    seen_during_round.extend(r.meter_key for r in live.changes_since(0))
+            async def run_bus(task_status: trio.TaskStatus[None]) -> None:
+                with bus:
+                    await line.master.run(task_status=task_status)
 
-            nursery.start_soon(watch)
-            readings = await pipeline.read_line(on_line, continuous=True)
-            round_over = True
+            await nursery.start(run_bus)
+            pipeline = ReadingPipeline({"a": line}, clock, events=EventBus(), live=LiveSnapshot())
+            meters = {f"M{n}": on_native_line(f"M{n}", n) for n in (1, 2, 3)}
+            yield NativeLine(pipeline, nursery, bus, meters)
             nursery.cancel_scope.cancel()
+        await line.transport.aclose()
+
+
+async def test_a_round_on_the_native_driver_shows_each_reading_before_the_round_ends() -> None:
+    """Continuous mode hands a whole round of a line to the native driver as one request; each
+    reading is still in the snapshot as soon as it is back, not when the round is over."""
+    round_over = False
+    seen_during_round: list[str] = []
+    readings: list[MeterReading] = []
+    async with native_line() as rig:
+        live = rig.pipeline.live
+
+        async def watch() -> None:
+            await live.wait_for_change(0)
+            if not round_over:
+                seen_during_round.extend(r.meter_key for r in live.changes_since(0))
+
+        rig.nursery.start_soon(watch)
+        await rig.round("1 2 3", readings)
+        round_over = True
     assert [(r.meter.key, r.ok) for r in readings] == [("M1", True), ("M2", False), ("M3", True)]
     assert "M1" in seen_during_round
     assert live.last_good("M3") is not None and live.latest("M2").error.startswith("NoResponse")
+
+
+async def test_a_native_reading_is_in_the_snapshot_while_trio_is_held_up() -> None:
+    """The line's thread decodes a reading and puts it in the snapshot itself: pollers see it
+    while trio's thread is busy; health and events follow when trio runs again."""
+    readings: list[MeterReading] = []
+    async with native_line() as rig:
+        live, health = rig.pipeline.live, rig.pipeline.health
+        await rig.round("3", [])  # the line is open now (opening it needs trio)
+        finished = trio.Event()
+
+        async def read_round() -> None:
+            await rig.round("1 3", readings)
+            finished.set()
+
+        rig.nursery.start_soon(read_round)
+        await trio.testing.wait_all_tasks_blocked()  # the round is the thread's now
+        deadline = time.monotonic() + 10
+        while live.latest("M1") is None:  # trio's thread is held up all along
+            assert time.monotonic() < deadline, "the reading did not reach the snapshot"
+            time.sleep(0.005)
+        assert live.latest("M1").ok and "M1" not in health  # its trio side has not run
+        await finished.wait()
+    assert [r.meter.key for r in readings] == ["M1", "M3"] and all(r.ok for r in readings)
+    assert health["M1"].readings == 1 and health["M3"].readings == 2
+
+
+async def test_a_native_failure_reaches_trio_at_once_good_readings_with_the_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(handback, "HAND_BACK_INTERVAL", 60.0)  # good readings wait for the end
+    readings: list[MeterReading] = []
+    async with native_line() as rig:
+        live, health = rig.pipeline.live, rig.pipeline.health
+        failures = rig.pipeline.events.subscribe()
+        await rig.round("3", [])
+        before = live.latest("M3")
+        rig.nursery.start_soon(rig.round, "1 2 3 1 1 1 1 1 1", readings)
+        event = await failures.receive()
+        assert (event.kind, event.meter_key) == (METER_FAILED, "M2") and not readings
+        assert health["M1"].readings == 1  # handed over before the failure, so with it
+        while live.latest("M3") is before:
+            await trio.sleep(0.005)
+        assert health["M3"].readings == 1  # its new reading is visible; the rest waits
+        while not readings:
+            await trio.sleep(0.005)
+    assert [r.meter.key for r in readings] == ["M1", "M2", "M3"] + ["M1"] * 6
+    assert (health["M1"].readings, health["M2"].readings, health["M3"].readings) == (7, 1, 2)
+
+
+async def test_the_readings_in_hand_are_delivered_when_the_native_driver_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(handback, "HAND_BACK_INTERVAL", 60.0)
+    readings: list[MeterReading] = []
+    async with native_line() as rig:
+        live = rig.pipeline.live
+        await rig.round("1", [])
+        start = live.version
+        finished = trio.Event()
+
+        async def read_round() -> None:
+            await rig.round("1 3 " * 20, readings)
+            finished.set()
+
+        rig.nursery.start_soon(read_round)
+        while live.version - start < 3:
+            await trio.sleep(0.005)
+        rig.bus.cancel()
+        await finished.wait()
+    visible = [r.meter_key for r in live.changes_since(start) if r.ok]
+    accounted = [r.meter.key for r in readings if r.ok]
+    assert len(accounted) >= 3 and accounted == visible  # none lost, none reordered
+    assert all("stopped" in (r.error or "") for r in readings[len(accounted) :])
+    assert sum(h.readings for h in rig.pipeline.health.values()) == 1 + len(readings)
