@@ -199,8 +199,9 @@ async def measure(
         "cpu_seconds": round(cpu, 3),
         "cpu_percent": round(100 * cpu / wall, 3),
         "cpu_ms_per_read": round(1000 * cpu / max(reads, 1), 3),
-        # the trio side of a reading: its hand-back from the line thread, decoding, health and
-        # the snapshot (with the threads driver trio wakes about once per reading)
+        # the trio side of a reading: with the threads driver its share of a batch handed back
+        # from the line threads (health, events, the snapshot's waiters; the line thread has
+        # decoded it and put it in the snapshot), with the trio driver all of it
         "trio_thread_cpu_ms_per_read": round(1000 * trio_cpu / max(reads, 1), 3),
         "exchanges": exchange_count,
         "cpu_ms_per_exchange": round(1000 * cpu / max(exchange_count, 1), 3),
