@@ -128,10 +128,13 @@ class ThreadedBusMaster(BusMaster):
         assert self._hand_back is not None
         self._hand_back.call(call, *args)
 
-    def _callback(self, reply: jobs.Reply, call: Callable[..., Any], *args: Any) -> None:
-        """From the thread: a caller's callback (``on_exchange``, ``on_telegram``), run in
-        trio; if it raises, the request fails with its error, as under the trio driver."""
-        self._hand_over(_run_callback, reply, call, args)
+    def _callback(
+        self, reply: jobs.Reply, call: Callable[..., Any], *args: Any, urgent: bool = True
+    ) -> None:
+        """From the thread: a caller's callback, run in trio; if it raises, the request fails
+        with its error, as under the trio driver."""
+        assert self._hand_back is not None
+        self._hand_back.call(_run_callback, reply, call, args, urgent=urgent)
 
     # ------------------------------------------------------------------ the thread
 
@@ -239,7 +242,9 @@ class ThreadedBusMaster(BusMaster):
             self._broken(exc)
             fd = self._open()  # it broke while idle: open it again, as the trio driver's send does
         finish = self.begin(request, self._line_clock.now())
-        callback = functools.partial(self._callback, reply)
+        # ``on_exchange`` and ``on_telegram`` (a monitor, a progress display) may wait for the
+        # batch: the reply comes after them all the same
+        callback = functools.partial(self._callback, reply, urgent=False)
 
         def dispatch(events: list[Any]) -> Any:
             return self.dispatch(events, on_telegram, callback)

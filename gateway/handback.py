@@ -4,7 +4,7 @@ Waking trio costs its thread more than the work a reading leaves it (a ``run_syn
 callback that does nothing costs 70-180 µs; health, events and the snapshot's waiters take less),
 so every line's thread hands its calls to one ``HandBack`` of the trio run, and one trio wake-up
 runs all that were handed over since the last, in the order they were handed over. A call that
-must not wait (a request's reply, a failed read, a caller's callback) asks trio at once, taking
+must not wait (a request's reply, a round's end, a failed read) asks trio at once, taking
 those before it along; the others are delivered by a trio task every ``HAND_BACK_INTERVAL``
 while they keep coming: its sleep is the wake-up, so no thread has to wake to time it.
 """

@@ -14,6 +14,7 @@ import trio
 from mbusgw.core import decode
 from mbusgw.core.busproto import ProbeKind
 from mbusgw.core.frame import req_ud2, snd_nke
+from mbusgw.gateway import handback
 from mbusgw.gateway.bus import BusMaster
 from mbusgw.gateway.busrequests import MeterAddress, ReadSettings
 from mbusgw.gateway.busthread import ThreadedBusMaster
@@ -264,6 +265,33 @@ async def test_a_round_prepares_each_reading_where_it_was_read(driver: type[BusM
     assert len(got[2][1][2].frames) == 3  # type: ignore[attr-defined]
     in_trio = {ident == threading.get_ident() for ident in prepared_in}
     assert in_trio == {driver is BusMaster}
+
+
+async def test_progress_callbacks_wait_for_the_batch_and_come_before_the_reply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The native driver hands ``on_telegram``/``on_exchange`` calls back with the next batch
+    (the first after a quiet spell at once), never after the request's reply, in order."""
+    monkeypatch.setattr(handback, "HAND_BACK_INTERVAL", 60.0)
+    telegrams: list[int] = []
+    exchanges: list[bytes] = []
+    seen_while_reading: set[int] = set()
+    with trio.fail_after(30):
+        async with threaded("tcp") as (bus, _):
+            bus.on_exchange = lambda exchange: exchanges.append(exchange.request)
+            done = trio.Event()
+
+            async def read() -> None:
+                await bus.read(MeterAddress(primary=2), on_telegram=telegrams.append)
+                done.set()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read)
+                while not done.is_set():
+                    seen_while_reading.add(len(telegrams))
+                    await trio.sleep(0.002)
+    assert telegrams == [1, 2, 3] and seen_while_reading <= {0, 1}
+    assert exchanges[:2] == [snd_nke(2), req_ud2(2, True)] and len(exchanges) == 4
 
 
 @DRIVERS
