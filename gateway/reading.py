@@ -212,9 +212,12 @@ class ReadingPipeline:
         each: Callable[[MeterReading], None] | None = None,
     ) -> list[MeterReading]:
         """Meters of one line read as one round by its master (one request, not one per meter),
-        each reading accounted (and given to ``each``) as soon as it is back. A continuous round
-        gives way to a reading cycle that starts on its line: it ends after the meter being read,
-        returning the readings made so far."""
+        each reading in the snapshot as soon as it is read (the native driver puts it there
+        from the line's thread) and accounted (and given to ``each``) in trio when the driver
+        hands it back (a failure at once, the others within ``handback.HAND_BACK_INTERVAL``,
+        all before the round returns). A continuous round gives way to a reading cycle that
+        starts on its line: it ends after the meter being read, returning the readings made so
+        far."""
         if not meters:
             return []
         readings: list[MeterReading | None] = [None] * len(meters)
