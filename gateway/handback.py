@@ -6,12 +6,15 @@ so every line's thread hands its calls to one ``HandBack`` of the trio run, and 
 runs all that were handed over since the last, in the order they were handed over. A call that
 must not wait (a request's reply, a round's end, a failed read) asks trio at once, taking
 those before it along; the others are delivered by a trio task every ``HAND_BACK_INTERVAL``
-while they keep coming: its sleep is the wake-up, so no thread has to wake to time it.
+while they keep coming: its sleep is the wake-up, so no thread has to wake to time it. When they
+come seldom (a line or two) the task is idle and each is delivered at once, one wake-up each as
+before: ticking for them would add an empty tick per call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +42,8 @@ class HandBack:
         self._resume = trio.Event()  # set to start the idle task ticking again
         self._users = 0
         self._cancel = trio.CancelScope()
+        self._clock = trio.lowlevel.current_clock()  # readable from the line threads
+        self._delivered_at = -math.inf  # when calls were last delivered (trio time)
 
     @classmethod
     def shared(cls) -> HandBack:
@@ -67,10 +72,11 @@ class HandBack:
             if self._asked or (self._ticking and not urgent):
                 return
             self._asked = True
-            resume = not self._ticking and not urgent
+            # a call that may wait while the task is idle is delivered at once; if calls were
+            # delivered less than an interval ago, they come often: the task ticks from now on
+            since = self._clock.current_time() - self._delivered_at
+            resume = not urgent and since < self._interval
             self._ticking = self._ticking or resume
-        # the first call that may wait after a quiet spell is delivered at once (the task is
-        # idle); the task ticks again from then on
         with contextlib.suppress(trio.RunFinishedError):  # over: nobody left to deliver to
             self._token.run_sync_soon(self._resume_ticking if resume else self.deliver)
 
@@ -79,6 +85,8 @@ class HandBack:
         with self._lock:
             batch, self._calls = self._calls, []
             self._asked = False
+            if batch:
+                self._delivered_at = self._clock.current_time()
         for function, args in batch:
             function(*args)
         return len(batch)

@@ -58,30 +58,39 @@ async def test_a_call_that_may_wait_waits_for_the_tick(
         await trio.to_thread.run_sync(lambda: hand_back.call(ran.append, name, urgent=urgent))
         await trio.testing.wait_all_tasks_blocked()
 
+    interval = handback.HAND_BACK_INTERVAL
     try:
         await from_a_thread("first after a quiet spell", urgent=False)
         assert ran == ["first after a quiet spell"]  # at once: nothing was ticking
+        await from_a_thread("soon after", urgent=False)
+        assert ran[-1] == "soon after"  # at once too, and from now on the task ticks
         await from_a_thread("waits", urgent=False)
-        assert ran == ["first after a quiet spell"]  # the clock stands still
-        mock_clock.jump(handback.HAND_BACK_INTERVAL)
+        assert ran[-1] == "soon after"  # the clock stands still
+        mock_clock.jump(interval)
         await trio.testing.wait_all_tasks_blocked()
         assert ran[-1] == "waits"
         await from_a_thread("waits too", urgent=False)
         await from_a_thread("urgent", urgent=True)
         assert ran[-2:] == ["waits too", "urgent"]  # taken along, in order
         for _ in range(2):  # a tick that finds nothing: the task goes quiet
-            mock_clock.jump(handback.HAND_BACK_INTERVAL)
+            mock_clock.jump(interval)
             await trio.testing.wait_all_tasks_blocked()
         await from_a_thread("after the next quiet spell", urgent=False)
         assert ran[-1] == "after the next quiet spell"
+        mock_clock.jump(interval)
+        await trio.testing.wait_all_tasks_blocked()
+        await from_a_thread("seldom", urgent=False)  # an interval after the last: at once
+        assert ran[-1] == "seldom"
     finally:
         hand_back.release()
     assert ran == [
         "first after a quiet spell",
+        "soon after",
         "waits",
         "waits too",
         "urgent",
         "after the next quiet spell",
+        "seldom",
     ]
 
 
@@ -92,12 +101,12 @@ async def test_the_last_release_delivers_and_a_later_user_gets_a_new_one(
     first, second = HandBack.shared(), HandBack.shared()
     assert first is second
     ran: list[int] = []
-    for n in (1, 2):
+    for n in (1, 2, 3):
         await trio.to_thread.run_sync(lambda n=n: first.call(ran.append, n, urgent=False))
         await trio.testing.wait_all_tasks_blocked()
-    assert ran == [1]  # the second waits for a tick a minute away
+    assert ran == [1, 2]  # the third waits for a tick a minute away
     first.release()
-    assert ran == [1, 2]  # a release delivers what is in hand
+    assert ran == [1, 2, 3]  # a release delivers what is in hand
     second.release()
     again = HandBack.shared()
     assert again is not first
