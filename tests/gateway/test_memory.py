@@ -1,5 +1,6 @@
 """Resident memory of a running gateway: the libraries of services that are switched off are
-not loaded (pymodbus, pysnmp with pyasn1, paho, and cryptography's X.509 without HTTPS), freed
+not loaded (pymodbus, pysnmp with pyasn1, paho, dlms_cosem, and cryptography's X.509 without
+HTTPS), freed
 large buffers do not stay resident and threads share two arenas of the C allocator
 (``gateway/malloc.py``). Each case runs in a fresh interpreter: this one has loaded them all."""
 
@@ -29,9 +30,12 @@ async def main():
         await nursery.start(gateway.run)
         loaded = sorted({name.split(".")[0] for name in sys.modules})
         x509 = "cryptography.x509" in sys.modules
-        await gateway.update_settings({"snmp": {"enabled": True, "port": 0}})
+        await gateway.update_settings(
+            {"snmp": {"enabled": True, "port": 0}, "dlms": {"enabled": True, "port": 0}}
+        )
         await trio.sleep(0.5)
-        print(json.dumps({"off": loaded, "x509": x509, "snmp_on": "pysnmp" in sys.modules}))
+        on = {"snmp_on": "pysnmp" in sys.modules, "dlms_on": "dlms_cosem" in sys.modules}
+        print(json.dumps({"off": loaded, "x509": x509, **on}))
         gateway.stop()
         nursery.cancel_scope.cancel()
 
@@ -93,9 +97,10 @@ def run_python_both(code: str, *args: str) -> tuple[str, str]:
 def test_libraries_of_services_switched_off_are_not_loaded(tmp_path: Path) -> None:
     found = json.loads(run_python(GATEWAY_WITH_SERVICES_OFF, str(tmp_path)).splitlines()[-1])
     assert "mbusgw" in found["off"] and "quart" in found["off"]  # the gateway and its web ran
-    assert not {"pymodbus", "pysnmp", "pyasn1", "paho"} & set(found["off"])
+    assert not {"pymodbus", "pysnmp", "pyasn1", "paho", "dlms_cosem"} & set(found["off"])
     assert not found["x509"]  # plain HTTP: certificates are handled only when HTTPS is set up
     assert found["snmp_on"]  # switched on, the agent loads what it needs
+    assert found["dlms_on"]
 
 
 def test_freed_large_buffers_do_not_stay_resident() -> None:
