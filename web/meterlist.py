@@ -18,7 +18,7 @@ from mbusgw.gateway.meters import Meter
 from mbusgw.web.compress import MIN_BYTES, PartsGzip
 from mbusgw.web.operations import health_of, meter_dict, meter_page, modbus_enabled
 from mbusgw.web.plain import iso
-from mbusgw.web.values import LatestCache, catalog
+from mbusgw.web.values import LatestCache, catalog, latest_cache
 
 KEPT_PAGES = 2
 
@@ -33,12 +33,14 @@ class MeterListCache:
         # meter key: (fields, meter, Modbus flag, health, latest values, part)
         self.parts: dict[str, tuple[Any, Meter, bool, dict, Any, str]] = {}
 
-    def page(self, key: tuple) -> tuple[LatestCache, PartsGzip]:
+    def page(self, key: tuple, latest: LatestCache | None) -> tuple[LatestCache, PartsGzip]:
+        """The kept texts of page ``key``; ``latest``: the latest values' texts to use instead
+        of the page's own (those of every meter, for the whole list: the page's stay empty)."""
         kept = self.pages.pop(key, None) or (LatestCache(), PartsGzip())
         self.pages[key] = kept
         while len(self.pages) > KEPT_PAGES:
             self.pages.popitem(last=False)
-        return kept
+        return latest or kept[0], kept[1]
 
     def texts(
         self,
@@ -109,13 +111,16 @@ def meters_json(
     cache = _caches.get(gw.store)
     if cache is None:
         cache = _caches[gw.store] = MeterListCache()
-    latest_texts, packer = cache.page((passive, offset, limit, fields))
+    whole = len(page) == len(gw.meters)
+    # every meter: the latest values' texts are those of ``/values/latest`` (one copy of each)
+    shared = latest_cache(gw) if whole else None
+    latest_texts, packer = cache.page((passive, offset, limit, fields), shared)
     latest = None
     if fields is None or "latest" in fields:
         wanted = gw.store.stored_meters(m.key for m in page)  # a page costs its size
         table = gw.store.latest(wanted) if wanted else None
         latest = latest_texts.update(catalog(gw), gw.store, table)
-    parts = cache.texts(gw, page, fields, latest, len(page) == len(gw.meters))
+    parts = cache.texts(gw, page, fields, latest, whole)
     head, tail = '{"meters":[', "]," + dumps(counts)[1:]
     if gzip and len(head) + len(tail) + sum(map(len, parts)) + len(parts) >= MIN_BYTES:
         return packer.gzipped(head, parts, tail), True

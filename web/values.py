@@ -155,11 +155,18 @@ def latest_values_json(gw: GatewayHandle) -> str:
     known = {m.name for m in gw.store.meters()}
     wanted = [m.key for m in meters if m.key in known]
     table = gw.store.latest(wanted) if wanted else None
-    cache = _latest_caches.get(gw.store)
-    if cache is None:
-        cache = _latest_caches[gw.store] = LatestCache()
+    cache = latest_cache(gw)
     per_meter = cache.update(catalog(gw), gw.store, table)
     return '{"meters":[' + "".join(cache.meter_pieces(meters, per_meter)) + "]}"
+
+
+def latest_cache(gw: GatewayHandle) -> LatestCache:
+    """The texts of every meter's latest values, kept for the gateway's store: the latest
+    values and the whole meter list share them (one copy of each meter's values)."""
+    found = _latest_caches.get(gw.store)
+    if found is None:
+        found = _latest_caches[gw.store] = LatestCache()
+    return found
 
 
 class LatestCache:
