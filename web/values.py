@@ -68,7 +68,7 @@ def catalog(gw: GatewayHandle) -> SeriesCatalog:
 
 
 def series_names(gw: GatewayHandle, table: Any) -> dict[int, Any]:
-    return catalog(gw).refresh(gw.store, np.unique(table.series).tolist())
+    return catalog(gw).refresh(gw.store, set(table.series.tolist()))
 
 
 def value_dicts(table: Any, names: dict[int, Any]) -> list[dict[str, Any]]:
@@ -186,7 +186,7 @@ class LatestCache:
             return self.per_meter
         rows = self._changed_rows(table)
         if rows is None:  # other series than last time: write every meter
-            names = cat.refresh(store, np.unique(table.series).tolist())
+            names = cat.refresh(store, set(table.series.tolist()))
             row_meter = [getattr(names.get(s), "meter", None) for s in table.series.tolist()]
             per_meter = _meter_values_texts(cat, names, table, row_meter)
         elif len(rows):

@@ -82,6 +82,34 @@ ctypes.CDLL("libc.so.6").malloc_stats()  # "Arena N:" per arena, on stderr
 """
 
 
+LATEST_VALUES_TEXTS = """
+import sys
+import numpy as np
+from mbusgw.core.units import ValueKind
+from mbusgw.gateway.store.model import SeriesInfo, ValueTable
+from mbusgw.web.plain import plain
+from mbusgw.web.values import LatestCache, SeriesCatalog
+
+class Store:
+    def series(self):
+        return [SeriesInfo(k, f"m{k % 3}", b"", "energy", "Wh", "instantaneous") for k in range(9)]
+
+rows = 9
+table = ValueTable(
+    np.arange(rows, dtype=np.uint32),
+    np.full(rows, 1_765_000_000, np.int64),
+    np.zeros(rows, np.int64),
+    np.array([ValueKind.DECIMAL] * 8 + [ValueKind.REAL], np.uint8),  # two ways to write
+    np.array([0, -1, -2, 0, -1, -2, 0, -1, 0], np.int8),  # several exponents
+    np.zeros(rows, np.uint8),
+    np.array([12345] * 8 + [np.float64(1.5).view(np.int64)], np.int64),
+)
+texts = LatestCache().update(SeriesCatalog(), Store(), table)
+assert texts["m0"][0].count('"value":') == 3, texts
+print("numpy.ma" in sys.modules)
+"""
+
+
 def run_python(code: str, *args: str) -> str:
     return run_python_both(code, *args)[0]
 
@@ -115,3 +143,9 @@ def test_threads_share_two_arenas() -> None:
     when_fixed = run_python_both(THREAD_ARENAS, "fixed")[1].count("Arena ")
     assert by_default > 2  # the case: an arena for each thread (up to eight per core)
     assert when_fixed <= 2
+
+
+def test_writing_the_latest_values_does_not_load_numpy_masked_arrays() -> None:
+    """``np.unique`` imports ``numpy.ma`` (about 0.7 MB) on its first call: the latest values,
+    written for every meter list and ``/values/latest``, do without it."""
+    assert run_python(LATEST_VALUES_TEXTS).split() == ["False"]
