@@ -136,6 +136,8 @@ async def test_the_whole_list_and_the_latest_values_keep_one_copy_of_each_meters
     assert set(shared) == {"12345679"}
     [(own_texts, _)] = _caches[gateway.store].pages.values()
     assert own_texts.per_meter == {} and own_texts.table is None  # none of its own
+    part = _caches[gateway.store].parts["12345679"][-1]  # the meter's part holds the text
+    assert any(text is shared["12345679"][0] for text in part)
     # a page of the list keeps the texts of its own meters
     assert list(await listed(admin, gateway, "?offset=1&limit=1")) == ["12345679"]
     page_texts, _ = _caches[gateway.store].pages[(True, 1, 1, None)]
