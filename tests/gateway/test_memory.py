@@ -15,6 +15,7 @@ from pathlib import Path
 from mbusgw.core.records import decode
 from mbusgw.gateway.simulator import default_meters
 from mbusgw.gateway.store import SeriesNames, reading_from_telegrams
+from mbusgw.web.plain import record_values
 
 GATEWAY_WITH_SERVICES_OFF = """
 import json, sys
@@ -158,14 +159,15 @@ def test_writing_the_latest_values_does_not_load_numpy_masked_arrays() -> None:
 
 def test_storing_a_reading_leaves_its_telegrams_without_a_list_of_their_records() -> None:
     """The telegrams of a stored reading live on in the continuous-read snapshot: looking up
-    a series' name or a text value makes that record alone, and keeps nothing on the
-    telegram (a list of every record: about 0.7 MB for a cycle of 512 meters)."""
+    a series' name or a text value, or writing the live values, makes each record alone and
+    keeps nothing on the telegram (a list of every record: about 0.7 MB for 512 meters)."""
     meters = default_meters(12, seed=3)
     telegrams = [decode(meter._user_data(0x7B, 0.0)) for meter in meters]
     names = SeriesNames()
     for telegram in telegrams:
         reading = reading_from_telegrams("m", (telegram,), 1_765_000_000, names=names)
         assert len(reading.series)
+    assert record_values(telegrams)  # the live values of the API, written the same way
     assert not any(_holds_a_list(telegram) for telegram in telegrams)
     for telegram in telegrams:  # each record alone is the record of the whole list
         alone = [(r.quantity, r.unit, r.value) for r in map(telegram.record, range(len(telegram)))]
