@@ -80,6 +80,7 @@ cdef class BusProtocol:
     cdef Rx *_rx
     cdef double _char, _no_answer
     cdef double _sent_at, _request_end, _wake, _settle_bound
+    cdef double _at  # the time of the job's step in hand: what a job reads as "now"
     cdef Py_ssize_t _sent_stray, _unbooked_stray
     # the line
     cdef public double quiet_at  # when the line's last activity ended

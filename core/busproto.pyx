@@ -532,7 +532,6 @@ class LinkStates:
 # what a job asks of the machine (yielded by the job's generator)
 cdef int _OP_EXCHANGE = 1
 cdef int _OP_SLEEP = 2
-cdef int _OP_NOW = 3
 cdef int _OP_LISTEN = 4
 
 # the machine's phases
@@ -771,6 +770,7 @@ cdef class BusProtocol:
     def _resume(self, double now, value, error=None) -> None:
         """Run the job until it needs the line or the time again."""
         job = self._job
+        self._at = now
         while job is not None:
             try:
                 if error is not None:
@@ -821,7 +821,7 @@ cdef class BusProtocol:
                     return
                 self._after_gap(now)
                 return
-            value = now  # _OP_NOW
+            raise RuntimeError(f"not a step of a job: {op!r}")
 
     def _finish(self, event) -> None:
         self._job = None
@@ -938,12 +938,8 @@ cdef class BusProtocol:
 
 # ------------------------------------------------------------------ the jobs (generators)
 # A job yields (_OP_EXCHANGE, request, times, expect_ack, strict) and gets the Exchange back,
-# (_OP_SLEEP, seconds), or (_OP_NOW,) and gets the time; it returns its result or raises
-# _JobFailed.
-
-
-def _now():
-    return (yield (_OP_NOW,))
+# or (_OP_SLEEP, seconds); it reads the time of its step as ``proto._at``, and returns its result
+# or raises _JobFailed.
 
 
 def _attempts(bytes request, times, int attempts, str label, expect_ack):
@@ -1036,7 +1032,7 @@ def _read(BusProtocol proto, tuple targets, times, follow, bint init, int limit,
 
 
 def _read_with(BusProtocol proto, target, times, follow, bint init, int limit, bint keep_link):
-    started = yield from _now()
+    started = proto._at
     primary = target.selection is None
     key = target.key
     links = proto.links
@@ -1067,7 +1063,7 @@ def _read_with(BusProtocol proto, target, times, follow, bint init, int limit, b
         retries += again
     if primary and complete:
         links.read_completely(key, len(frames))
-    finished = yield from _now()
+    finished = proto._at
     return Telegrams(
         target.mode, tuple(frames), requests, retries, started, finished, tuple(durations),
         complete,
@@ -1086,7 +1082,7 @@ def _read_telegrams(BusProtocol proto, target, times, follow, bint init, bint fr
     durations = []
     for index in range(limit):
         step = times if index == 0 else follow
-        begun = yield from _now()
+        begun = proto._at
         exchange, used = yield from _attempts(
             req_ud2(link, fcb), step, step.read_attempts, target.label, False
         )
@@ -1095,7 +1091,7 @@ def _read_telegrams(BusProtocol proto, target, times, follow, bint init, bint fr
         proto._set_fcb(key, fcb)
         fcb = not fcb
         frames.append(exchange.frame)
-        durations.append((yield from _now()) - begun)
+        durations.append(proto._at - begun)
         proto._telegram(len(frames))
         if not proto._more(exchange.frame):
             return frames, durations, requests, retries, True
@@ -1123,24 +1119,24 @@ def _application_reset(BusProtocol proto, target, subcode, times):
     return exchange
 
 
-def _identify(int link, times, int requests, double begun):
+def _identify(BusProtocol proto, int link, times, int requests, double begun):
     """After an E5: read the telegram strictly; garbage means several meters answered."""
     for _ in range(times.read_attempts):
         exchange = yield from _strict(req_ud2(link, True), times, False)
         requests += 1
-        now = yield from _now()
+        now = proto._at
         if exchange is None:
             return Probe(ProbeKind.COLLISION, None, requests, now - begun)
         if exchange.outcome is Outcome.ANSWER:
             return Probe(ProbeKind.FOUND, exchange.frame, requests, now - begun)
         if exchange.outcome is Outcome.GARBLED:
             return Probe(ProbeKind.COLLISION, None, requests, now - begun)
-    now = yield from _now()
+    now = proto._at
     return Probe(ProbeKind.UNREADABLE, None, requests, now - begun)
 
 
 def _probe_primary(BusProtocol proto, int address, times):
-    begun = yield from _now()
+    begun = proto._at
     requests = 0
     for _ in range(times.select_attempts):
         exchange = yield from _strict(snd_nke(address), times, True)
@@ -1148,25 +1144,25 @@ def _probe_primary(BusProtocol proto, int address, times):
         if exchange is None:
             break
         if exchange.outcome is Outcome.SILENT:
-            now = yield from _now()
+            now = proto._at
             return Probe(ProbeKind.EMPTY, None, requests, now - begun)
         if exchange.outcome is Outcome.ANSWER:
-            return (yield from _identify(address, times, requests, begun))
-    now = yield from _now()
+            return (yield from _identify(proto, address, times, requests, begun))
+    now = proto._at
     return Probe(ProbeKind.COLLISION, None, requests, now - begun)
 
 
 def _probe_secondary(BusProtocol proto, bytes selection, times):
-    begun = yield from _now()
+    begun = proto._at
     # One try only: silence is a definitive "nobody", garbage the signal to narrow down.
     # Listen until the window closes: a slower meter's E5 may still come, and a meter still
     # waiting to send its E5 would not hear the REQ_UD2 that follows.
     exchange = yield from _strict(selection, times, True)
-    now = yield from _now()
+    now = proto._at
     if exchange is None or exchange.outcome is Outcome.GARBLED:
         return Probe(ProbeKind.COLLISION, None, 1, now - begun)
     if exchange.outcome is Outcome.SILENT:
         return Probe(ProbeKind.EMPTY, None, 1, now - begun)
     # A clean E5 can still be several identical E5s on top of each other: the telegrams that
     # follow cannot be identical, so the read decides.
-    return (yield from _identify(ADDRESS_SELECTED, times, 1, begun))
+    return (yield from _identify(proto, ADDRESS_SELECTED, times, 1, begun))
