@@ -78,7 +78,8 @@ cdef class BusProtocol:
     cdef bint _strict
     cdef Reception _reception
     cdef Rx *_rx
-    cdef double _char, _no_answer
+    cdef object _resolved  # the times the next four were read from
+    cdef double _char, _char_gap, _no_answer, _gap
     cdef double _sent_at, _request_end, _wake, _settle_bound
     cdef double _at  # the time of the job's step in hand: what a job reads as "now"
     cdef Py_ssize_t _sent_stray, _unbooked_stray

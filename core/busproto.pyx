@@ -563,6 +563,7 @@ cdef class BusProtocol:
         self._out_pending = False
         self._reception = None
         self._rx = NULL
+        self._resolved = None
         self._unbooked_stray = 0
         self.quiet_at = -math.inf
         self.ready_at = -math.inf
@@ -804,19 +805,23 @@ cdef class BusProtocol:
             if kind == _OP_EXCHANGE:
                 self._request, self._times, self._expect_ack, self._strict = op[1:]
                 times = self._times
-                self._char = times.char
-                self._no_answer = times.no_answer
+                if times is not self._resolved:  # a job's times are the same object each time
+                    self._resolved = times
+                    self._char = times.char
+                    self._char_gap = times.char_gap
+                    self._no_answer = times.no_answer
+                    self._gap = times.gap
                 # ready before the gap, so that the gap and the send need no Python object
                 self._reception = Reception(
                     self._request,
                     char=self._char,
-                    char_gap=times.char_gap,
+                    char_gap=self._char_gap,
                     expect_ack=self._expect_ack,
                     strict=self._strict,
                 )
                 self._rx = &self._reception.rx
                 self._phase = _GAP
-                self._wake = self.quiet_at + self._times.gap
+                self._wake = self.quiet_at + self._gap
                 if self._wake > now:
                     return
                 self._after_gap(now)
