@@ -7,6 +7,9 @@ of ``gateway.bus``, or a native loop of its own) starts a job (``read``, ``ping`
 time (``tick``), writes what ``take_output`` gives at once, wakes at ``deadline``, and collects
 ``pop_events``: every ``Exchange`` as it ends, ``Telegram`` progress, and the job's end as
 ``Done`` or ``Failed``. The machine never reads a clock: every time comes in as an argument.
+A compiled driver may instead run the hot phases on the machine's C level (``busproto.pxd``:
+``fast_phase``, ``fast_send``, ``fast_receive``, then ``received`` with the GIL): the same
+state, the same decisions, without a Python object per chunk or per deadline.
 
 The rules (EN 13757-2, SPEC table 8):
 
