@@ -63,7 +63,7 @@ cdef class Reception:
 
 cdef class BusProtocol:
     cdef object _more_follows
-    cdef object _stats
+    cdef public object stats
     cdef public object links
     cdef dict _fcb
     cdef object _job
@@ -103,3 +103,4 @@ cdef class BusProtocol:
     cdef _settle(self, double now)
     cdef void _send(self, double now) noexcept nogil
     cdef _end_exchange(self, double now)
+    cdef void _book_stray(self)

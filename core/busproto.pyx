@@ -556,7 +556,7 @@ cdef class BusProtocol:
 
     def __init__(self, more_follows):
         self._more_follows = more_follows
-        self._stats = BusStats()
+        self.stats = BusStats()
         self.links = LinkStates()
         self._fcb = {}  # link key → the FCB of the last REQ_UD2
         self._job = None
@@ -574,13 +574,6 @@ cdef class BusProtocol:
         self._stray = 0
         self._garbled = False
         self._heard = bytearray()
-
-    @property
-    def stats(self) -> BusStats:
-        # stray bytes are counted where no Python object may be touched (``_send``)
-        self._stats.stray_bytes += self._unbooked_stray
-        self._unbooked_stray = 0
-        return self._stats
 
     # ---------------------------------------------------------------- what the driver sees
 
@@ -727,6 +720,7 @@ cdef class BusProtocol:
         self._rx = NULL
         self._output = b""
         self._out_pending = False
+        self._book_stray()
         self.links.forget_all()
 
     # ---------------------------------------------------------------- jobs
@@ -870,7 +864,7 @@ cdef class BusProtocol:
 
     cdef void _send(self, double now) noexcept nogil:
         self._sent_stray = self._stray
-        self._unbooked_stray += self._stray
+        self._unbooked_stray += self._stray  # booked in stats with the GIL: _book_stray
         self._stray = 0
         self._sent_at = now
         self._request_end = now + self._rx.expected_len * self._char
@@ -899,6 +893,7 @@ cdef class BusProtocol:
         self.quiet_at = max(self._request_end, rx.last_at)
         self.ready_at = self.quiet_at + self._times.gap
         self._garbled = result is Outcome.GARBLED
+        self._book_stray()
         stats = self.stats
         stats.exchanges += 1
         stats.bytes_sent += len(self._request)
@@ -928,6 +923,12 @@ cdef class BusProtocol:
         self._rx = NULL
         self._phase = _IDLE
         self._resume(now, exchange)
+
+    cdef void _book_stray(self):
+        """The stray bytes ``_send`` counted, in ``stats``: by the thread that drives the
+        protocol, so a reader of ``stats`` in another thread never races with it."""
+        self.stats.stray_bytes += self._unbooked_stray
+        self._unbooked_stray = 0
 
     # ---------------------------------------------------------------- for the jobs
 
