@@ -241,7 +241,7 @@ cdef class EchoCanceller:
         return expected[: self._matched] + data[i:]
 
 
-def expected_kind(event, expect_ack) -> bool:
+cpdef bint expected_kind(event, expect_ack):
     """``expect_ack``: True for E5, False for RSP_UD, None for any valid frame."""
     if expect_ack is None:
         return not isinstance(event, Discarded)
@@ -250,13 +250,20 @@ def expected_kind(event, expect_ack) -> bool:
     return isinstance(event, LongFrame) and event.control & 0x0F == RSP_UD_FUNCTION
 
 
-def raw_frame(event) -> bytes:
+cpdef bytes raw_frame(event):
     if isinstance(event, SingleChar):
         return b"\xe5"
     if isinstance(event, ShortFrame):
         control, address = event.control, event.address
         return bytes((0x10, control, address, (control + address) & 0xFF, 0x16))
     return event.raw
+
+
+cdef bint _any_discarded(list events):
+    for event in events:
+        if isinstance(event, Discarded):
+            return True
+    return False
 
 
 cdef int _rx_append(Rx *rx, const unsigned char *data, Py_ssize_t n) noexcept nogil:
@@ -455,7 +462,7 @@ cdef class Reception:
         new = parser.events()
         events = self.events
         events += new
-        if len(events) > 1 or any(isinstance(e, Discarded) for e in new):
+        if len(events) > 1 or _any_discarded(new):
             rx.garbled = True
         elif (
             not rx.garbled
@@ -487,7 +494,7 @@ cdef class Reception:
                 rx.deadline = rx.window_end
                 return False
         self.events += self._parser.flush()
-        if any(isinstance(e, Discarded) for e in self.events):
+        if _any_discarded(self.events):
             rx.garbled = True
         return True
 
@@ -878,7 +885,7 @@ cdef class BusProtocol:
         if not rx.done:
             reception.expire(math.inf)  # whatever is incomplete now is garbage
         got = reception.events
-        frames = tuple(raw_frame(e) for e in got if not isinstance(e, Discarded))
+        frames = tuple([raw_frame(e) for e in got if not isinstance(e, Discarded)])
         detail = ""
         if not rx.started:
             result = Outcome.SILENT
