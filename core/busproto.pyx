@@ -636,16 +636,16 @@ cdef class BusProtocol:
             self.quiet_at = max(self.quiet_at, now)
             self.ready_at = max(self.ready_at, now + self._times.gap)
             return False
-        if self._phase != _RECEIVE:
-            self._stray += len(data)
-            self._stray_at = now
-            if self._phase == _SETTLE:
-                self._settle(now)
-            return False
         cdef bytes chunk = bytes(data)
-        return self.received(
-            rx_take(self._rx, now, <const unsigned char *><const char *>chunk, len(chunk)), now
+        cdef int phase = self._phase
+        cdef int flags = self.fast_receive(
+            <const unsigned char *><const char *>chunk, len(chunk), now
         )
+        if phase == _RECEIVE:
+            return self.received(flags, now)
+        if phase == _SETTLE:
+            self._settle(now)  # stray bytes: the line is not quiet yet
+        return False
 
     cdef bint received(self, int flags, double at) except -1:
         """The Python level of a chunk ``rx_take`` took at ``at``."""
@@ -683,10 +683,11 @@ cdef class BusProtocol:
         return self._rx.expected
 
     cdef int fast_receive(self, const unsigned char *data, Py_ssize_t n, double now) noexcept nogil:
-        """``receive`` without the GIL, in a fast phase. ``RX_PARSE`` (or ``RX_NOMEM``): the
-        driver passes the flags to ``received`` with the GIL."""
+        """``receive`` without the GIL (but for raw access's listening). Between exchanges the
+        bytes are stray: counted, and they delay a retry after a garble. ``RX_PARSE`` (or
+        ``RX_NOMEM``): the driver passes the flags to ``received`` with the GIL."""
         if self._phase != _RECEIVE:
-            self._stray += n  # the gap: stray bytes, as ``receive`` counts them
+            self._stray += n
             self._stray_at = now
             return RX_NOTHING
         return rx_take(self._rx, now, data, n)
