@@ -415,14 +415,6 @@ cdef class Reception:
         return self.rx.first_at if self.rx.started else None
 
     @property
-    def last_at(self):
-        return self.rx.last_at if self.rx.started else None
-
-    @property
-    def count(self) -> int:
-        return self.rx.count
-
-    @property
     def remaining(self) -> int:
         return self.rx.remaining
 
