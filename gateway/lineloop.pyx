@@ -23,7 +23,6 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, nanosleep, timespec
 from posix.unistd cimport read, write
 
 from mbusgw.core.busproto cimport (
-    FAST_GAP,
     FAST_NONE,
     FAST_RECEIVE,
     RX_MORE,
