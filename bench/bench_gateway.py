@@ -34,7 +34,7 @@ import numpy as np
 import trio
 
 from bench import io_floor
-from bench.bench_site import rss_split_mb
+from bench.memory import rss_split_mb
 from bench.services_load import all_services
 from mbusgw.gateway import heap
 from mbusgw.gateway.app import Gateway

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.memory import rss_split_mb
+
 SMOKE_ARGV = ["--lines", "2", "--meters", "2", "--baud", "38400", "--samples", "2", "--settle", "0"]
 ADMIN = ("engineer", "Install2024")
 GOALS = {
@@ -105,17 +107,6 @@ def _rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     match = re.search(r"VmRSS:\s+(\d+) kB", status)
     return int(match.group(1)) / 1024 if match else float("nan")
-
-
-def rss_split_mb(pid: int) -> dict[str, float]:
-    """Resident memory by kind: anonymous (the heap, arenas, stacks) and file-backed (code of
-    the interpreter and extension modules, mapped store pages)."""
-    text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    kinds = {"anon": "Anonymous", "file": "Rss"}
-    found = {k: re.search(rf"^{v}:\s+(\d+) kB", text, re.M) for k, v in kinds.items()}
-    anon = int(found["anon"].group(1)) if found["anon"] else 0
-    rss = int(found["file"].group(1)) if found["file"] else 0
-    return {"anon": round(anon / 1024, 1), "file": round((rss - anon) / 1024, 1)}
 
 
 def _cpu_s(pid: int) -> float:

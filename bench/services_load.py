@@ -2,10 +2,12 @@
 gateway --services all``: the SNMP agent (walked by ``snmpwalk`` every 5 s), the MQTT publisher
 to a local ``mosquitto`` (QoS 1), ``/metrics`` scraped by ``curl`` every second and the event
 stream held open by ``curl``. The clients run as processes of their own, so that only the
-gateway's CPU time and memory are measured."""
+gateway's CPU time and memory are measured: the few API calls made here go through ``curl``
+too, as an HTTP client library in this process would count as the gateway's memory."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,7 +18,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 
 from mbusgw.gateway.app import Gateway
@@ -58,18 +59,30 @@ async def _listening(port: int) -> None:
             return
 
 
-async def _api_token(base: str) -> str:
+async def _curl(curl: str, url: str, *options: str) -> tuple[int, bytes]:
+    """``curl`` on ``url``: the HTTP status and the body."""
+    done = await trio.run_process(
+        [curl, "-s", "-o", "-", "-w", "\n%{http_code}", *options, url], capture_stdout=True
+    )
+    body, _, status = done.stdout.rpartition(b"\n")
+    return int(status), body
+
+
+async def _post_json(curl: str, url: str, user: tuple[str, str], payload: dict) -> dict:
+    status, body = await _curl(
+        curl, url, "-u", ":".join(user), "-H", "Content-Type: application/json",
+        "-d", json.dumps(payload),
+    )  # fmt: skip
+    assert 200 <= status < 300, body[:500]
+    return json.loads(body)
+
+
+async def _api_token(curl: str, base: str) -> str:
     """The first login done (the default account must change its password), then a token."""
-    async with httpx.AsyncClient(base_url=base) as http:
-        first = await http.post(
-            "/api/v1/me/password",
-            auth=("admin", "admin"),
-            json={"current_password": "admin", "new_username": ADMIN[0]}
-            | {"new_password": ADMIN[1]},
-        )
-        assert first.status_code == 200, first.text
-        made = await http.post("/api/v1/me/tokens", auth=ADMIN, json={"label": "bench"})
-        return made.json()["token"]
+    first = {"current_password": "admin", "new_username": ADMIN[0], "new_password": ADMIN[1]}
+    await _post_json(curl, f"{base}/api/v1/me/password", ("admin", "admin"), first)
+    made = await _post_json(curl, f"{base}/api/v1/me/tokens", ADMIN, {"label": "bench"})
+    return made["token"]
 
 
 @asynccontextmanager
@@ -79,7 +92,8 @@ async def all_services(gateway: Gateway, directory: Path) -> AsyncIterator[dict[
     tools = {name: _tool(name) for name in TOOLS}
     web = gateway.running_northbound["web"]
     base = web.urls[0]  # type: ignore[attr-defined]
-    token = await _api_token(base)
+    curl = tools["curl"]
+    token = await _api_token(curl, base)
     broker_port = _free_port()
     config = directory / "mosquitto.conf"
     config.write_text(f"listener {broker_port} 127.0.0.1\nallow_anonymous true\n")
@@ -98,7 +112,6 @@ async def all_services(gateway: Gateway, directory: Path) -> AsyncIterator[dict[
             while gateway.snmp is None or gateway.snmp.address is None:
                 await trio.sleep(0.05)
         host, port = gateway.snmp.address
-        curl = tools["curl"]
         bearer = f"'Authorization: Bearer {METRICS_TOKEN}'"
         scrape = f"{curl} -sf -o /dev/null -H {bearer} {base}/metrics"
         walk = f"{tools['snmpwalk']} -v2c -c public -On {host}:{port} .1.3.6.1.4.1"
@@ -109,13 +122,14 @@ async def all_services(gateway: Gateway, directory: Path) -> AsyncIterator[dict[
                     f"{base}/api/v1/events/stream"]),
         ]  # fmt: skip
         yield report
-        async with httpx.AsyncClient(base_url=base) as http:
-            scraped = await http.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        status, scraped = await _curl(
+            curl, f"{base}/metrics", "-H", f"Authorization: Bearer {token}"
+        )
         report.update(
             snmp_requests=gateway.snmp.requests,
             mqtt=gateway.mqtt.status.as_dict() if gateway.mqtt is not None else None,
-            metrics_status=scraped.status_code,
-            metrics_bytes=len(scraped.content),
+            metrics_status=status,
+            metrics_bytes=len(scraped),
         )
     finally:
         for client in clients:

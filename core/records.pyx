@@ -1080,6 +1080,16 @@ cdef class Telegram:
         cdef Py_ssize_t i
         return [_make_record(&base[i], self.payload, self._msb_first) for i in range(self._count)]
 
+    def record(self, Py_ssize_t index) -> Record:
+        """Record ``index`` alone, made anew and not kept: a telegram that lives on (in the
+        continuous-read snapshot) then holds no list of every record for one value looked at."""
+        cdef const RecordC* base = <const RecordC*>PyBytes_AS_STRING(self._buffer)
+        if self._records is not None:
+            return self._records[index]
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        return _make_record(&base[index], self.payload, self._msb_first)
+
     def __len__(self):
         return self._count
 

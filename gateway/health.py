@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from mbusgw.gateway.events import METER_FAILED, METER_RECOVERED, Event
 
 WINDOW = 96  # the success rate covers the last 96 readings (a day at 15-minute readings)
+_WINDOW_MASK = (1 << WINDOW) - 1
 
 
-@dataclass
+# One per meter, kept while the gateway runs: slots and the window as the bits of one int
+# (instead of a deque of 96 booleans) hold 512 meters in about a sixth of the memory.
+@dataclass(slots=True)
 class MeterHealth:
     meter_key: str
     readings: int = 0
@@ -23,13 +25,15 @@ class MeterHealth:
     last_error: str | None = None
     last_retries: int = 0
     last_response_ms: float | None = None
-    _recent: deque[bool] = field(default_factory=lambda: deque(maxlen=WINDOW), repr=False)
+    # the last ``_counted`` (at most WINDOW) outcomes, the newest in the lowest bit (1: good)
+    _outcomes: int = field(default=0, repr=False)
+    _counted: int = field(default=0, repr=False)
 
     @property
     def success_rate(self) -> float | None:
-        if not self._recent:
+        if not self._counted:
             return None
-        return sum(self._recent) / len(self._recent)
+        return self._outcomes.bit_count() / self._counted
 
     @property
     def status(self) -> str:
@@ -52,7 +56,8 @@ class MeterHealth:
         self.readings += 1
         self.last_attempt = at
         self.last_retries = retries
-        self._recent.append(ok)
+        self._outcomes = ((self._outcomes << 1) | ok) & _WINDOW_MASK
+        self._counted = min(self._counted + 1, WINDOW)
         if ok:
             self.consecutive_failures = 0
             self.last_good = at

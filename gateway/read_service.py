@@ -8,6 +8,7 @@ turned into stored rows here (no second decode).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -87,7 +88,10 @@ class ReadingService:
         result = await self.pipeline.read_cycle(
             chosen, store=self._store_when_room, progress=progress
         )
-        self.last_cycle = result
+        # kept while the gateway runs: the outcome of each meter, without its frames and decoded
+        # telegrams (the store and the snapshot hold those; 512 meters: about a megabyte)
+        readings = [replace(r, frames=(), telegrams=()) for r in result.readings]
+        self.last_cycle = replace(result, readings=readings)
         return result
 
     async def read_meter(self, key: str) -> MeterReading:

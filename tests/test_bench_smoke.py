@@ -7,6 +7,8 @@ module runs to the end and returns its results in their usual shape.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,18 @@ def test_the_benchmark_runs_on_its_smoke_workload(
     measured = numbers(results)
     assert measured and all(math.isnan(n) or n >= 0 for n in measured)
     assert f"== {name}" in capsys.readouterr().out
+
+
+def test_the_gateway_bench_loads_no_http_client_into_the_process_it_measures() -> None:
+    """``bench gateway`` measures the memory of its own process, the gateway's: its clients
+    run as processes of their own, and no HTTP client library is loaded beside the gateway."""
+    root = Path(__file__).parents[1]
+    code = (
+        "import sys, bench.bench_gateway, bench.services_load; "
+        "print(sorted({'httpx', 'httpcore', 'anyio'} & set(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["[]"]

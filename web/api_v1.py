@@ -14,6 +14,7 @@ from typing import Any
 import trio
 from quart import Response
 
+from mbusgw.core.jsonout import dumps
 from mbusgw.web import api_admin as api_admin  # its routes join this table
 from mbusgw.web import device_ops, key_ops
 from mbusgw.web import dlms_api as dlms_api  # its routes join this table
@@ -57,9 +58,9 @@ from mbusgw.web.state import state
 @route("GET", "/openapi.json", "This document", "meta", access="public", response="OpenApi")
 async def openapi_document() -> Response:
     web = state()
-    if web.openapi is None:
-        web.openapi = build_document(ROUTES)
-    return reply(web.openapi)
+    if web.openapi is None:  # kept as text: half the memory of its dicts, written once
+        web.openapi = dumps(build_document(ROUTES))
+    return Response(web.openapi, mimetype="application/json")
 
 
 # ---------------------------------------------------------------------------- device

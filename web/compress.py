@@ -75,6 +75,10 @@ def gzipped(path: str, body: bytes) -> bytes:
     return data
 
 
+Part = tuple[str, ...]
+"""A part of an answer as the texts it is made of, in order: a part may hold a text that
+something else keeps (a meter's latest values) instead of a copy of it."""
+
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, mtime 0
 FINAL_BLOCK = b"\x03\x00"  # an empty last block: ends the deflate stream
 GROUP = 32  # parts per segment: large enough to compress as well as the whole answer
@@ -87,31 +91,37 @@ def _segment(text: str) -> bytes:
     return packer.compress(text.encode()) + packer.flush(zlib.Z_SYNC_FLUSH)
 
 
+def joined(parts: Sequence[Part]) -> str:
+    """The parts' text, separated by commas."""
+    return ",".join(map("".join, parts))
+
+
 class PartsGzip:
-    """The gzip of ``head + ",".join(parts) + tail``, from deflate segments of ``GROUP``
+    """The gzip of ``head + joined(parts) + tail``, from deflate segments of ``GROUP``
     parts kept between calls (see the module note): those of the last answer, so one is kept
     for each kind of answer asked in turn (a page, the whole list)."""
 
     def __init__(self) -> None:
         # (first group of the answer, its parts): its segment (the others begin with a comma)
-        self._kept: dict[tuple[bool, tuple[str, ...]], bytes] = {}
+        self._kept: dict[tuple[bool, tuple[Part, ...]], bytes] = {}
         self.compressed_groups = 0  # segments written (not found kept): for the tests
 
-    def gzipped(self, head: str, parts: Sequence[str], tail: str) -> bytes:
-        kept: dict[tuple[bool, tuple[str, ...]], bytes] = {}
+    def gzipped(self, head: str, parts: Sequence[Part], tail: str) -> bytes:
+        kept: dict[tuple[bool, tuple[Part, ...]], bytes] = {}
         out = [GZIP_HEADER, _segment(head)]
         for start in range(0, len(parts), GROUP):
             key = (start == 0, tuple(parts[start : start + GROUP]))
-            # strings compare by identity first: a kept part is found without reading it
+            # tuples and strings compare by identity first: a kept part is found without
+            # reading it
             data = self._kept.get(key)
             if data is None:
-                data = _segment(("," if start else "") + ",".join(key[1]))
+                data = _segment(("," if start else "") + joined(key[1]))
                 self.compressed_groups += 1
             kept[key] = data
             out.append(data)
         out.append(_segment(tail))
         out.append(FINAL_BLOCK)
-        body = (head + ",".join(parts) + tail).encode()
+        body = (head + joined(parts) + tail).encode()
         out.append(struct.pack("<II", zlib.crc32(body), len(body) & 0xFFFFFFFF))
         self._kept = kept
         return b"".join(out)

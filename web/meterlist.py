@@ -15,10 +15,10 @@ from typing import Any
 from mbusgw.core.jsonout import dumps
 from mbusgw.gateway.facade import GatewayHandle
 from mbusgw.gateway.meters import Meter
-from mbusgw.web.compress import MIN_BYTES, PartsGzip
+from mbusgw.web.compress import MIN_BYTES, Part, PartsGzip, joined
 from mbusgw.web.operations import health_of, meter_dict, meter_page, modbus_enabled
 from mbusgw.web.plain import iso
-from mbusgw.web.values import LatestCache, catalog
+from mbusgw.web.values import LatestCache, catalog, latest_cache
 
 KEPT_PAGES = 2
 
@@ -30,15 +30,18 @@ class MeterListCache:
         # by page (passive, offset, limit, fields): the latest values' texts and the gzip
         # segments, so that a page and the whole list asked in turn each find theirs unchanged
         self.pages: OrderedDict[tuple, tuple[LatestCache, PartsGzip]] = OrderedDict()
-        # meter key: (fields, meter, Modbus flag, health, latest values, part)
-        self.parts: dict[str, tuple[Any, Meter, bool, dict, Any, str]] = {}
+        # meter key: (fields, meter, Modbus flag, health, latest values, part); the part holds
+        # the latest values' text itself, not a copy
+        self.parts: dict[str, tuple[Any, Meter, bool, dict, Any, Part]] = {}
 
-    def page(self, key: tuple) -> tuple[LatestCache, PartsGzip]:
+    def page(self, key: tuple, latest: LatestCache | None) -> tuple[LatestCache, PartsGzip]:
+        """The kept texts of page ``key``; ``latest``: the latest values' texts to use instead
+        of the page's own (those of every meter, for the whole list: the page's stay empty)."""
         kept = self.pages.pop(key, None) or (LatestCache(), PartsGzip())
         self.pages[key] = kept
         while len(self.pages) > KEPT_PAGES:
             self.pages.popitem(last=False)
-        return kept
+        return latest or kept[0], kept[1]
 
     def texts(
         self,
@@ -47,7 +50,7 @@ class MeterListCache:
         fields: frozenset[str] | None,
         latest: dict[str, tuple[str, int]] | None,
         whole: bool,
-    ) -> list[str]:
+    ) -> list[Part]:
         """The parts of ``page``; ``latest`` None: the latest values are not asked for.
         ``whole``: the page is every meter, so the parts of removed meters are let go."""
         if whole:
@@ -77,18 +80,18 @@ class MeterListCache:
         return out
 
 
-def _part(gw: GatewayHandle, meter: Meter, fields: frozenset[str] | None, values: Any) -> str:
+def _part(gw: GatewayHandle, meter: Meter, fields: frozenset[str] | None, values: Any) -> Part:
     """One meter's JSON, as ``list_meters`` writes it (``latest`` is its last field)."""
     row = meter_dict(gw, meter)
     del row["latest"]
     if fields is not None:
         row = {name: row[name] for name in row if name in fields}
     if fields is not None and "latest" not in fields:
-        return dumps(row)
-    latest = "null"
-    if values is not None:
-        latest = f'{{"read_at":{dumps(iso(values[1]))},"values":[{values[0]}]}}'
-    return dumps(row)[:-1] + f',"latest":{latest}}}'
+        return (dumps(row),)
+    if values is None:
+        return (dumps(row)[:-1] + ',"latest":null}',)
+    read_at = f',"latest":{{"read_at":{dumps(iso(values[1]))},"values":['
+    return dumps(row)[:-1] + read_at, values[0], "]}}"
 
 
 _caches: weakref.WeakKeyDictionary[Any, MeterListCache] = weakref.WeakKeyDictionary()
@@ -109,14 +112,18 @@ def meters_json(
     cache = _caches.get(gw.store)
     if cache is None:
         cache = _caches[gw.store] = MeterListCache()
-    latest_texts, packer = cache.page((passive, offset, limit, fields))
+    whole = len(page) == len(gw.meters)
+    # every meter: the latest values' texts are those of ``/values/latest`` (one copy of each)
+    shared = latest_cache(gw) if whole else None
+    latest_texts, packer = cache.page((passive, offset, limit, fields), shared)
     latest = None
     if fields is None or "latest" in fields:
         wanted = gw.store.stored_meters(m.key for m in page)  # a page costs its size
         table = gw.store.latest(wanted) if wanted else None
         latest = latest_texts.update(catalog(gw), gw.store, table)
-    parts = cache.texts(gw, page, fields, latest, len(page) == len(gw.meters))
+    parts = cache.texts(gw, page, fields, latest, whole)
     head, tail = '{"meters":[', "]," + dumps(counts)[1:]
-    if gzip and len(head) + len(tail) + sum(map(len, parts)) + len(parts) >= MIN_BYTES:
+    size = len(head) + len(tail) + len(parts) + sum(len(text) for part in parts for text in part)
+    if gzip and size >= MIN_BYTES:
         return packer.gzipped(head, parts, tail), True
-    return (head + ",".join(parts) + tail).encode(), False
+    return (head + joined(parts) + tail).encode(), False

@@ -49,7 +49,8 @@ def value_texts(table: Any, plain: Any) -> list[str]:
     if len(rows):
         mantissas = table.mantissa[rows]
         exponents = table.exponent[rows]
-        for exponent in np.unique(exponents).tolist():
+        # a set, not np.unique: that imports numpy.ma (about 0.7 MB) on its first call
+        for exponent in set(exponents.tolist()):
             pick = exponents == exponent
             texts = _decimal_texts(mantissas[pick].tolist(), exponent)
             for row, text in zip(rows[pick].tolist(), texts, strict=True):

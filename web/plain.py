@@ -46,7 +46,8 @@ def record_values(telegrams: Any) -> list[dict[str, Any]]:
     out = []
     for telegram in telegrams:
         flags = value_flags(telegram.array).tolist()
-        for record, flag in zip(telegram.records, flags, strict=True):
+        # each record alone: the snapshot's telegrams keep no list of them all
+        for record, flag in zip(map(telegram.record, range(len(flags))), flags, strict=True):
             value = {
                 "series": 0,
                 "quantity": str(record.quantity),

@@ -21,7 +21,7 @@ class WebState:
     tls: TlsFiles
     tls_settings: TlsSettings = field(default_factory=TlsSettings)
     jobs: Any = None  # a JobBoard
-    openapi: dict[str, Any] | None = None
+    openapi: str | None = None  # the document's JSON text, written on the first request
     reload_server: Callable[[], None] = lambda: None  # set by the web service
 
     @property

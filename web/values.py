@@ -36,24 +36,24 @@ class SeriesCatalog:
 
     def __init__(self) -> None:
         self.by_id: dict[int, Any] = {}
-        self.prefix: dict[int, str] = {}  # the JSON text of a value up to ``"value":``
+        # the JSON text of a value after its series id up to ``"value":``, by quantity, unit
+        # and description: a few dozen texts for the thousands of series of a site
+        self._tails: dict[tuple[str, str, str], str] = {}
 
     def refresh(self, store: Any, wanted: Iterable[int]) -> dict[int, Any]:
         if any(series not in self.by_id for series in wanted):
             self.by_id = {info.id: info for info in store.series()}
-            self.prefix = {
-                info.id: dumps(
-                    {
-                        "series": info.id,
-                        "quantity": info.quantity,
-                        "unit": info.unit,
-                        "description": info.description,
-                    }
-                )[:-1]
-                + ',"value":'
-                for info in self.by_id.values()
-            }
         return self.by_id
+
+    def prefix(self, series: int) -> str:
+        """The JSON text of a value of ``series`` (a known one) up to ``"value":``."""
+        info = self.by_id[series]
+        named = (info.quantity, info.unit, info.description)
+        tail = self._tails.get(named)
+        if tail is None:
+            fields = {"quantity": named[0], "unit": named[1], "description": named[2]}
+            tail = self._tails[named] = dumps(fields)[1:-1] + ',"value":'
+        return f'{{"series":{series},{tail}'
 
 
 _catalogs: weakref.WeakKeyDictionary[Any, SeriesCatalog] = weakref.WeakKeyDictionary()
@@ -68,7 +68,7 @@ def catalog(gw: GatewayHandle) -> SeriesCatalog:
 
 
 def series_names(gw: GatewayHandle, table: Any) -> dict[int, Any]:
-    return catalog(gw).refresh(gw.store, np.unique(table.series).tolist())
+    return catalog(gw).refresh(gw.store, set(table.series.tolist()))
 
 
 def value_dicts(table: Any, names: dict[int, Any]) -> list[dict[str, Any]]:
@@ -155,11 +155,18 @@ def latest_values_json(gw: GatewayHandle) -> str:
     known = {m.name for m in gw.store.meters()}
     wanted = [m.key for m in meters if m.key in known]
     table = gw.store.latest(wanted) if wanted else None
-    cache = _latest_caches.get(gw.store)
-    if cache is None:
-        cache = _latest_caches[gw.store] = LatestCache()
+    cache = latest_cache(gw)
     per_meter = cache.update(catalog(gw), gw.store, table)
-    return '{"meters":[' + ",".join(cache.meter_texts(meters, per_meter)) + "]}"
+    return '{"meters":[' + "".join(cache.meter_pieces(meters, per_meter)) + "]}"
+
+
+def latest_cache(gw: GatewayHandle) -> LatestCache:
+    """The texts of every meter's latest values, kept for the gateway's store: the latest
+    values and the whole meter list share them (one copy of each meter's values)."""
+    found = _latest_caches.get(gw.store)
+    if found is None:
+        found = _latest_caches[gw.store] = LatestCache()
+    return found
 
 
 class LatestCache:
@@ -171,7 +178,7 @@ class LatestCache:
         self.table: Any = None
         self.row_meter: list[str | None] = []  # the meter of each row of ``table``
         self.per_meter: dict[str, tuple[str, int]] = {}  # meter: (values text, newest time)
-        self.texts: dict[str, tuple[Any, tuple[str, int] | None, str]] = {}  # meter's part
+        self.heads: dict[str, tuple[Any, tuple[str, int] | None, str]] = {}  # meter's part
 
     def update(self, cat: SeriesCatalog, store: Any, table: Any) -> dict[str, tuple[str, int]]:
         if table is None or not len(table):
@@ -179,7 +186,7 @@ class LatestCache:
             return self.per_meter
         rows = self._changed_rows(table)
         if rows is None:  # other series than last time: write every meter
-            names = cat.refresh(store, np.unique(table.series).tolist())
+            names = cat.refresh(store, set(table.series.tolist()))
             row_meter = [getattr(names.get(s), "meter", None) for s in table.series.tolist()]
             per_meter = _meter_values_texts(cat, names, table, row_meter)
         elif len(rows):
@@ -211,24 +218,26 @@ class LatestCache:
             changed |= np.array([a != b for a, b in zip(old, new, strict=True)], dtype=bool)
         return np.flatnonzero(changed)
 
-    def meter_texts(self, meters: list[Any], per_meter: dict[str, tuple[str, int]]) -> list[str]:
-        """Each meter's part of the answer (kept while its position and values stay)."""
-        kept, self.texts = self.texts, {}
+    def meter_pieces(self, meters: list[Any], per_meter: dict[str, tuple[str, int]]) -> list[str]:
+        """The texts whose concatenation is the meters' parts, separated by commas. A part is
+        its head (kept while the meter's position and values stay), its values text (kept in
+        ``per_meter``, not copied into a part of its own) and the closing brackets."""
+        kept, self.heads = self.heads, {}
         out = []
         for meter in meters:
             latest = per_meter.get(meter.key)
             last = kept.get(meter.key)
             if last is not None and last[0] == meter.position and last[1] is latest:
-                text = last[2]
+                head = last[2]
             else:
-                values, read_at = latest if latest is not None else ("", None)
-                text = (
+                read_at = latest[1] if latest is not None else None
+                head = (
                     f'{{"key":{dumps(meter.key)},"position":{dumps(meter.position)},'
-                    f'"read_at":{dumps(iso(read_at))},"values":[{values}]}}'
+                    f'"read_at":{dumps(iso(read_at))},"values":['
                 )
-            self.texts[meter.key] = (meter.position, latest, text)
-            out.append(text)
-        return out
+            self.heads[meter.key] = (meter.position, latest, head)
+            out += (",", head, latest[0] if latest is not None else "", "]}")
+        return out[1:]  # no comma before the first
 
 
 _latest_caches: weakref.WeakKeyDictionary[Any, LatestCache] = weakref.WeakKeyDictionary()
@@ -249,7 +258,7 @@ def _meter_values_texts(
     ):
         if meter is None or series not in names:
             continue
-        value = cat.prefix[series] + text + (',"invalid":true' if flags & Flag.INVALID else "")
+        value = cat.prefix(series) + text + (',"invalid":true' if flags & Flag.INVALID else "")
         per_meter.setdefault(meter, []).append(value + when[stamp])
         newest[meter] = max(newest.get(meter, 0), stamp)
     return {meter: (",".join(values), newest[meter]) for meter, values in per_meter.items()}

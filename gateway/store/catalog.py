@@ -11,6 +11,7 @@ import json
 import struct
 import threading
 from collections.abc import Iterable
+from sys import intern
 
 import lmdb
 
@@ -48,13 +49,15 @@ def meter_from_record(meter_id: int, raw: bytes) -> MeterInfo:
 
 def series_from_record(series_id: int, raw: bytes) -> SeriesInfo:
     record = json.loads(raw)
+    # json.loads makes a string of every value: interned, the few quantities, units and
+    # descriptions and each meter's name are held once for the thousands of series of a site
     return SeriesInfo(
         series_id,
-        record["meter"],
+        intern(record["meter"]),
         bytes.fromhex(record["signature"]),
-        record["quantity"],
-        record["unit"],
-        record["description"],
+        intern(record["quantity"]),
+        intern(record["unit"]),
+        intern(record["description"]),
     )
 
 

@@ -47,7 +47,7 @@ class SeriesNames:
     def spec(self, telegram: Telegram, index: int, signature: bytes) -> SeriesSpec:
         spec = self._specs.get(signature)
         if spec is None:
-            record = telegram.records[index]
+            record = telegram.record(index)
             spec = SeriesSpec(signature, record.quantity, record.unit, describe(record))
             self._specs[signature] = spec
         return spec
@@ -109,10 +109,9 @@ def reading_from_telegrams(
         for name in columns:
             columns[name].append(value_flags(picked) if name == "flags" else picked[name])
         is_blob = IS_BLOB[picked["kind"]]
-        if is_blob.any():
-            records = telegram.records
+        if is_blob.any():  # each record alone: the telegram keeps no list of them all
             blobs += [
-                records[i].value if blob else None
+                telegram.record(i).value if blob else None
                 for i, blob in zip(rows.tolist(), is_blob.tolist(), strict=True)
             ]
         else:

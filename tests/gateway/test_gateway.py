@@ -59,6 +59,13 @@ async def test_embedded_simulator_installs_reads_and_stores(tmp_path: Path) -> N
             assert {r.meter.interface for r in result.readings} == {"a", "b"}
             multi = [r for r in result.readings if len(r.telegrams) > 1]
             assert multi, "the default mix has multi-telegram meters, read completely"
+            # the last cycle is kept as each meter's outcome, without the readings' data
+            kept = gateway.last_cycle
+            assert kept is not None and kept.summary() == result.summary()
+            assert [(r.meter, r.ok, r.read_at) for r in kept.readings] == [
+                (r.meter, r.ok, r.read_at) for r in result.readings
+            ]
+            assert not any(r.frames or r.telegrams for r in kept.readings)
             gateway.stop()
     readings, logs = stored(tmp_path)
     assert readings >= 7  # the reading at start-up and this one

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 
 import trio
 import trio.testing
 
 from mbusgw.gateway.events import METER_FAILED, METER_RECOVERED, Event, EventBus
-from mbusgw.gateway.health import MeterHealth
+from mbusgw.gateway.health import WINDOW, MeterHealth
 from mbusgw.gateway.live import RECENT, LiveReading, LiveSnapshot
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -77,3 +78,31 @@ def test_health_transitions_and_rates() -> None:
     assert health.success_rate == 0.5
     assert health.as_dict()["last_good"] == "2026-11-24T12:45:00+00:00"
     assert (health.readings, health.failures, health.last_retries) == (4, 2, 1)
+
+
+def test_health_success_rate_covers_the_last_window_of_readings() -> None:
+    health = MeterHealth("A")
+    for k in range(WINDOW):
+        health.record(T0 + timedelta(minutes=15 * k), False, error="no response")
+    assert health.success_rate == 0.0
+    for k in range(WINDOW // 4):  # the oldest quarter of the failures leaves the window
+        health.record(T0 + timedelta(days=1, minutes=15 * k), True, response_ms=90.0)
+    assert health.success_rate == 0.25
+    for k in range(WINDOW):
+        health.record(T0 + timedelta(days=2, minutes=15 * k), True, response_ms=90.0)
+    assert health.success_rate == 1.0
+    assert (health.readings, health.failures) == (WINDOW * 2 + WINDOW // 4, WINDOW)
+
+
+def test_health_of_a_site_stays_small() -> None:
+    """512 meters' health, each with a full window, as the gateway keeps it while it runs."""
+    tracemalloc.start()
+    try:
+        healths = [MeterHealth(f"line{k // 64}-{k % 64}") for k in range(512)]
+        for health in healths:
+            for n in range(WINDOW + 4):
+                health.record(T0, n % 3 != 0, response_ms=90.0)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 300 * 1024  # a deque of 96 booleans per meter: about 1 MB

@@ -202,3 +202,21 @@ def test_readings_after_read_the_same_from_rows_and_from_blocks(store) -> None:
             assert getattr(new.values, name).tolist() == getattr(old.values, name).tolist()
         assert new.values.blobs == old.values.blobs and new.values.blobs is not None
     assert len(after["a"]) == len(after["b"]) - 1 == READINGS_PER_METER - DAY // 900 - 11
+
+
+def test_a_reopened_store_holds_each_name_of_its_series_once(tmp_path) -> None:
+    """The catalog read back from the file after a restart: thousands of series share a few
+    quantities, units and descriptions and their meter's name (one string each, not one per
+    series)."""
+    store = open_store(tmp_path, clock=FixedClock(T0 + DAY))
+    store.put_readings([heat_reading(meter, 0) for meter in ("a", "b")])
+    store.close()
+    store = open_store(tmp_path, clock=FixedClock(T0 + DAY))
+    try:
+        infos = store.series()
+        assert len(infos) > 4
+        for name in ("meter", "quantity", "unit", "description"):
+            texts = [getattr(info, name) for info in infos]
+            assert len({id(text) for text in texts}) == len(set(texts)), name
+    finally:
+        store.close()

@@ -6,6 +6,9 @@ answer's gzipped body is kept too, and used only for the very same answer."""
 from __future__ import annotations
 
 import gzip
+import json
+import sys
+import tracemalloc
 from datetime import UTC, datetime
 
 from test_value_flags import long_frame
@@ -14,7 +17,9 @@ from webrig import METER_CSV, RigGateway
 
 from mbusgw.core.records import decode
 from mbusgw.gateway.store import SeriesNames, reading_from_telegrams
+from mbusgw.gateway.store.model import SeriesInfo
 from mbusgw.web.compress import KEPT_ANSWERS, gzipped
+from mbusgw.web.values import SeriesCatalog
 
 AT = int(datetime(2026, 12, 7, 0, 20, tzinfo=UTC).timestamp())
 HEADER = "4304 01 07 2A 00 0000"
@@ -109,3 +114,47 @@ def test_a_kept_gzipped_answer_is_the_answer_of_now() -> None:
     for n in range(KEPT_ANSWERS + 1):  # other large answers push the oldest out
         gzipped(f"/api/v1/other/{n}", after)
     assert gzipped("/api/v1/values/latest", before) is not kept
+
+
+class SiteSeries:
+    """The series of a 512-meter site, eleven each, of a few kinds, as the store lists them."""
+
+    KINDS = [
+        (quantity, unit, function)
+        for quantity, unit in (("energy", "Wh"), ("volume", "m³"), ("power", "W"))
+        for function in ("instantaneous", "maximum", "minimum")
+    ] + [("time_point", "", "instantaneous"), ("fabrication_no", "", "instantaneous")]
+
+    def __init__(self) -> None:
+        self.infos = [
+            SeriesInfo(1 + 11 * m + k, f"line{m // 64}-{m % 64}", b"", *self.KINDS[k])
+            for m in range(512)
+            for k in range(len(self.KINDS))
+        ]
+
+    def series(self) -> list[SeriesInfo]:
+        return self.infos
+
+
+def test_the_series_catalog_keeps_a_text_per_kind_of_series_not_per_series() -> None:
+    site = SiteSeries()
+    catalog = SeriesCatalog()
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        catalog.refresh(site, [info.id for info in site.infos])
+        texts = [catalog.prefix(info.id) for info in site.infos]
+        kept = tracemalloc.get_traced_memory()[0] - before
+        held = kept - sys.getsizeof(texts) - sum(map(sys.getsizeof, texts))
+    finally:
+        tracemalloc.stop()
+    for info, text in zip(site.infos, texts, strict=True):
+        value = json.loads(text + "1}")
+        assert value == {
+            "series": info.id,
+            "quantity": info.quantity,
+            "unit": info.unit,
+            "description": info.description,
+            "value": 1,
+        }
+    assert held < 400 * 1024  # a text kept for each of the 5632 series: about 1 MB

@@ -27,11 +27,12 @@ GZIP = {"Accept-Encoding": "gzip"}
 
 def test_segments_joined_are_the_gzip_of_the_whole_text() -> None:
     packer = PartsGzip()
-    parts = [json.dumps({"key": f"m{i}", "note": "é" * (i % 7)}) for i in range(GROUP * 3 + 5)]
-    text = '{"meters":[' + ",".join(parts) + '],"total":101}'
+    texts = [json.dumps({"key": f"m{i}", "note": "é" * (i % 7)}) for i in range(GROUP * 3 + 5)]
+    parts = [(text[:-1], "", "}") for text in texts]  # a part is the texts it is made of
+    text = '{"meters":[' + ",".join(texts) + '],"total":101}'
     first = packer.gzipped('{"meters":[', parts, '],"total":101}')
     assert gzip.decompress(first).decode() == text and packer.compressed_groups == 4
-    parts[GROUP + 1] = '{"key":"changed"}'
+    parts[GROUP + 1] = ('{"key":"changed"}',)
     second = packer.gzipped('{"meters":[', parts, '],"total":101}')
     assert packer.compressed_groups == 5  # the changed part's group alone
     assert json.loads(gzip.decompress(second))["meters"][GROUP + 1] == {"key": "changed"}

@@ -14,7 +14,9 @@ from webrig import HEAT, METER_CSV, VOLUME, RigGateway
 from mbusgw.core.jsonout import dumps
 from mbusgw.gateway.health import MeterHealth
 from mbusgw.gateway.store import StoredReading
+from mbusgw.web.meterlist import _caches
 from mbusgw.web.operations import list_meters, meter_fields
+from mbusgw.web.values import latest_cache
 
 AT = int(datetime(2026, 12, 7, 1, 0, tzinfo=UTC).timestamp())
 
@@ -117,3 +119,26 @@ async def test_selected_fields_keep_the_identity_the_schema_requires(
         meters = await listed(admin, gateway, f"?fields={fields}")
         wanted = {"key", "position", "state"} | set(fields.split(","))
         assert meters and all(set(m) == wanted for m in meters.values())
+
+
+async def test_the_whole_list_and_the_latest_values_keep_one_copy_of_each_meters_values(
+    admin: Client, gateway: RigGateway
+) -> None:
+    installed = await admin.post(
+        "/api/v1/meters", data=METER_CSV, headers={"Content-Type": "text/csv"}
+    )
+    assert installed.status_code == 200
+    await gateway.store_reading("12345679", AT, 1000, "12.345")
+    assert (await admin.get("/api/v1/values/latest")).status_code == 200
+    whole = await listed(admin, gateway)
+    assert whole["12345679"]["latest"]["read_at"] == "2026-12-07T01:00:00+00:00"
+    shared = latest_cache(gateway).per_meter
+    assert set(shared) == {"12345679"}
+    [(own_texts, _)] = _caches[gateway.store].pages.values()
+    assert own_texts.per_meter == {} and own_texts.table is None  # none of its own
+    part = _caches[gateway.store].parts["12345679"][-1]  # the meter's part holds the text
+    assert any(text is shared["12345679"][0] for text in part)
+    # a page of the list keeps the texts of its own meters
+    assert list(await listed(admin, gateway, "?offset=1&limit=1")) == ["12345679"]
+    page_texts, _ = _caches[gateway.store].pages[(True, 1, 1, None)]
+    assert set(page_texts.per_meter) == {"12345679"}

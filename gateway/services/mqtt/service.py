@@ -100,7 +100,8 @@ class MqttService:
         self._unacked: set[int] = set()
         self._configs_unacked: set[int] = set()  # discovery configs: in the window, not counted
         self._acked = trio.Event()
-        self._discovered: set[tuple[str, int]] = set()
+        # series (ids: each of one meter) whose discovery config is sent; thousands at a site
+        self._discovered: set[int] = set()
         self._cursor: dict[str, Position] = {}
         self._start = 0
         self._generation = 0  # connections lost so far
@@ -318,7 +319,7 @@ class MqttService:
     def _discover(
         self, link: BrokerLink, topics: pl.Topics, meter: Meter, value: pl.SeriesValue
     ) -> None:
-        if (meter.key, value.series) in self._discovered:
+        if value.series in self._discovered:
             return
         node = f"mbusgw_{pl.safe(self._device_name())}"
         config = pl.meter_discovery(topics, node, meter, value)
@@ -326,7 +327,7 @@ class MqttService:
             mid = link.publish(config[0], config[1], 1, True)
             if mid >= 0:
                 self._configs_unacked.add(mid)
-        self._discovered.add((meter.key, value.series))
+        self._discovered.add(value.series)
 
     def _readings(
         self, key: str, found: ReadingValues, cap: int, infos: dict[int, SeriesInfo]
