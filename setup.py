@@ -70,6 +70,20 @@ def refresh_vif_table() -> None:
 
 refresh_vif_table()
 
+
+def cimport_root() -> str:
+    """A folder where the core's .pxd files have their installed names (mbusgw/core/...), so
+    that a compiled module cimports another by the name it is imported by at run time."""
+    root = Path("build/cimport")
+    package = root / "mbusgw"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.pxd").touch()
+    core = package / "core"
+    if not core.is_symlink():
+        core.symlink_to(Path("../../../core"))
+    return str(root)
+
+
 extensions = [
     Extension(
         f"mbusgw.core.{pyx.stem}",
@@ -98,7 +112,7 @@ setup(
     ext_modules=cythonize(
         extensions,
         compiler_directives=directives,
-        include_path=["core"],
+        include_path=["core", cimport_root()],
         build_dir="build/debug/cython" if DEBUG else None,
     ),
     # a separate build tree, so a debug build never picks up release objects (or vice versa)

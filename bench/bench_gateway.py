@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
@@ -119,6 +120,23 @@ def start_simulator(lines: int = LINES) -> tuple[subprocess.Popen, list[int]]:
     return process, ports
 
 
+def line_threads() -> tuple[float, int]:
+    """CPU seconds and wake-ups (voluntary context switches) of the native driver's line
+    threads so far."""
+    cpu, wakes = 0.0, 0
+    for thread in threading.enumerate():
+        if not thread.name.startswith("bus ") or thread.native_id is None:
+            continue
+        task = Path(f"/proc/self/task/{thread.native_id}")
+        try:
+            cpu += int((task / "schedstat").read_text().split()[0]) / 1e9
+            status = (task / "status").read_text()
+        except FileNotFoundError:
+            continue  # it ended meanwhile
+        wakes += int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+    return cpu, wakes
+
+
 def exchanges(gateway: Gateway) -> int:
     return sum(line.master.stats.exchanges for line in gateway.lines.values())
 
@@ -172,10 +190,13 @@ async def measure(
         exchanges_before = exchanges(gateway)
         cpu_before = io_floor.cpu_seconds()
         trio_before = time.thread_time()  # this task runs in the trio thread
+        lines_before = line_threads()
         wall_before = time.monotonic()
         await trio.sleep(seconds)
         cpu = io_floor.cpu_seconds() - cpu_before
         trio_cpu = time.thread_time() - trio_before
+        lines_after = line_threads()
+        lines_cpu, lines_wakes = lines_after[0] - lines_before[0], lines_after[1] - lines_before[1]
         wall = time.monotonic() - wall_before
         reads = sum(h.readings for h in gateway.health.values()) - reads_before
         exchange_count = exchanges(gateway) - exchanges_before
@@ -204,6 +225,9 @@ async def measure(
         # decoded it and put it in the snapshot), with the trio driver all of it
         "trio_thread_cpu_ms_per_read": round(1000 * trio_cpu / max(reads, 1), 3),
         "exchanges": exchange_count,
+        # the line threads of the native driver (none with the trio driver)
+        "line_threads_cpu_ms_per_exchange": round(1000 * lines_cpu / max(exchange_count, 1), 3),
+        "line_threads_wakes_per_exchange": round(lines_wakes / max(exchange_count, 1), 2),
         "cpu_ms_per_exchange": round(1000 * cpu / max(exchange_count, 1), 3),
         "rss_mb": round(memory, 1),
         "rss_anon_mb": split["anon"],
@@ -283,6 +307,10 @@ def main(argv: list[str]) -> dict:
     print(
         f"  reply → snapshot   p50 {latency['p50']} ms, p99 {latency['p99']} ms, "
         f"max {latency['max']} ms (goal ≤ {GOALS['snapshot_latency_ms']} ms)"
+    )
+    print(
+        f"  line threads       {result['line_threads_cpu_ms_per_exchange']:>8} ms per exchange, "
+        f"{result['line_threads_wakes_per_exchange']} wake-ups"
     )
     print("CPU per exchange on the same lines (peers: the protocol's I/O and nothing else)")
     own = result["cpu_ms_per_exchange"]

@@ -7,6 +7,9 @@ of ``gateway.bus``, or a native loop of its own) starts a job (``read``, ``ping`
 time (``tick``), writes what ``take_output`` gives at once, wakes at ``deadline``, and collects
 ``pop_events``: every ``Exchange`` as it ends, ``Telegram`` progress, and the job's end as
 ``Done`` or ``Failed``. The machine never reads a clock: every time comes in as an argument.
+A compiled driver may instead run the hot phases on the machine's C level (``busproto.pxd``:
+``fast_phase``, ``fast_send``, ``fast_receive``, then ``received`` with the GIL): the same
+state, the same decisions, without a Python object per chunk or per deadline.
 
 The rules (EN 13757-2, SPEC table 8):
 
@@ -35,6 +38,9 @@ The rules (EN 13757-2, SPEC table 8):
 
 import enum
 import math
+
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcpy
 from dataclasses import dataclass
 
 from mbusgw.core.frame import (
@@ -50,10 +56,18 @@ from mbusgw.core.frame import (
 
 ADDRESS_SELECTED = 0xFD
 ADDRESS_BROADCAST = 0xFF  # every meter listens, none answers
-LONG_START = 0x68
-LONG_OVERHEAD = 6  # 68 L L 68 ... CS 16 around the L bytes of a long frame
-LONG_FRAME_MAX = 255 + LONG_OVERHEAD  # the longest frame a meter can send
+cdef enum:
+    _SHORT_START = 0x10
+    _SHORT_LENGTH = 5
+    _LONG_START = 0x68
+    _LONG_OVERHEAD = 6  # 68 L L 68 ... CS 16 around the L bytes of a long frame
+    _LONG_FRAME_MAX = 255 + _LONG_OVERHEAD  # the longest frame a meter can send
+LONG_START = _LONG_START
+LONG_OVERHEAD = _LONG_OVERHEAD
+LONG_FRAME_MAX = _LONG_FRAME_MAX
 RSP_UD_FUNCTION = 0x08  # C field of a slave's user data, without the ACD/DFC bits
+
+cdef double INF = math.inf
 
 # why a job failed (``Failed.kind``)
 NO_RESPONSE = "no_response"
@@ -172,6 +186,26 @@ class _Noisy(Exception):
     """Thrown into a job: the line did not go quiet before the next attempt."""
 
 
+cdef enum:
+    _ECHO_HELD = 0  # every byte so far matches the request: held
+    _ECHO_MISMATCH = 1  # not an echo: what was held is the answer's start
+    _ECHO_DONE = 2  # the whole request came back
+
+
+cdef int _echo_match(const unsigned char *expected, Py_ssize_t m, Py_ssize_t *matched,
+                     const unsigned char *data, Py_ssize_t n, Py_ssize_t *i) noexcept nogil:
+    """Match ``data`` from ``i`` against the rest of ``expected``; ``i`` and ``matched``
+    advance over the bytes that match."""
+    while i[0] < n and matched[0] < m and data[i[0]] == expected[matched[0]]:
+        i[0] += 1
+        matched[0] += 1
+    if matched[0] == m:
+        return _ECHO_DONE
+    if i[0] < n:
+        return _ECHO_MISMATCH
+    return _ECHO_HELD
+
+
 cdef class EchoCanceller:
     """Drops the echo of the request that some converters send back before the answer. Bytes
     are held while they match the request; on a mismatch they were an answer after all and are
@@ -193,21 +227,21 @@ cdef class EchoCanceller:
         if not self._active:
             return data
         cdef bytes expected = self._expected
-        cdef Py_ssize_t i = 0, n = len(data), m = len(expected)
-        while i < n and self._matched < m:
-            if data[i] != expected[self._matched]:
-                self._active = False
-                return expected[: self._matched] + data[i:]
-            i += 1
-            self._matched += 1
-        if self._matched == m:
-            self._active = False
+        cdef Py_ssize_t i = 0
+        cdef int found = _echo_match(
+            <const unsigned char *><const char *>expected, len(expected), &self._matched,
+            <const unsigned char *><const char *>data, len(data), &i
+        )
+        if found == _ECHO_HELD:
+            return b""
+        self._active = False
+        if found == _ECHO_DONE:
             self.seen = True
             return data[i:]
-        return b""
+        return expected[: self._matched] + data[i:]
 
 
-def expected_kind(event, expect_ack) -> bool:
+cpdef bint expected_kind(event, expect_ack):
     """``expect_ack``: True for E5, False for RSP_UD, None for any valid frame."""
     if expect_ack is None:
         return not isinstance(event, Discarded)
@@ -216,7 +250,7 @@ def expected_kind(event, expect_ack) -> bool:
     return isinstance(event, LongFrame) and event.control & 0x0F == RSP_UD_FUNCTION
 
 
-def raw_frame(event) -> bytes:
+cpdef bytes raw_frame(event):
     if isinstance(event, SingleChar):
         return b"\xe5"
     if isinstance(event, ShortFrame):
@@ -225,120 +259,235 @@ def raw_frame(event) -> bytes:
     return event.raw
 
 
+cdef bint _any_discarded(list events):
+    for event in events:
+        if isinstance(event, Discarded):
+            return True
+    return False
+
+
+cdef int _rx_append(Rx *rx, const unsigned char *data, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t capacity
+    cdef unsigned char *grown
+    if rx.count + n > rx.capacity:
+        capacity = max(2 * rx.capacity, rx.count + n, _LONG_FRAME_MAX + 1)
+        grown = <unsigned char *>realloc(rx.buf, capacity)
+        if grown == NULL:
+            return -1
+        rx.buf = grown
+        rx.capacity = capacity
+    memcpy(rx.buf + rx.count, data, n)
+    rx.count += n
+    return 0
+
+
+cdef bint _rx_quiet(const Rx *rx) noexcept nogil:
+    """The bytes so far are the incomplete start of one frame: the frame parser would report
+    nothing yet (see ``frame._check_at``), so it need not see them before the frame is in."""
+    cdef const unsigned char *b = rx.buf
+    cdef Py_ssize_t n = rx.count
+    if b[0] == _SHORT_START:
+        return n < _SHORT_LENGTH
+    if b[0] != _LONG_START:
+        return False
+    if n < 4:
+        return True
+    return b[1] == b[2] and b[3] == _LONG_START and b[1] >= 3 and n < b[1] + _LONG_OVERHEAD
+
+
+cdef bint _rx_deadline(Rx *rx, double at) noexcept nogil:
+    """Wait for the rest; once garbled (or listening strictly) also for late meters; never
+    beyond the bound. True while the rest of a long frame is still on the wire."""
+    cdef double deadline = max(at, rx.pace_until) + rx.char_gap
+    if rx.garbled or rx.strict:
+        deadline = max(deadline, rx.window_end)
+    rx.capped = deadline > rx.bound
+    rx.deadline = min(deadline, rx.bound)
+    return rx.remaining > 0 and rx.pace_until > at
+
+
+cdef void _rx_start(Rx *rx, double window_end) noexcept nogil:
+    rx.window_end = window_end
+    rx.bound = window_end + _LONG_FRAME_MAX * rx.char_time + rx.char_gap
+    rx.deadline = window_end
+
+
+cdef int rx_take(Rx *rx, double at, const unsigned char *data, Py_ssize_t n) noexcept nogil:
+    """One chunk from the line, received at ``at``, on C data: echo removal, the bytes kept,
+    the long frame's pace, and the deadline while the bytes are the incomplete start of one
+    frame. ``RX_PARSE``: anything else, which the frame parser (``Reception.taken``) decides."""
+    cdef Py_ssize_t i = 0, before = rx.count, added
+    cdef int found
+    if rx.echo_active:
+        found = _echo_match(rx.expected, rx.expected_len, &rx.matched, data, n, &i)
+        if found == _ECHO_HELD:
+            return RX_NOTHING
+        rx.echo_active = False
+        if found == _ECHO_DONE:
+            rx.echo_seen = True
+        elif _rx_append(rx, rx.expected, rx.matched) < 0:
+            return RX_NOMEM
+    if _rx_append(rx, data + i, n - i) < 0:
+        return RX_NOMEM
+    added = rx.count - before
+    if added == 0:
+        return RX_NOTHING
+    if at >= rx.bound:
+        rx.overrun = True
+    if not rx.started:
+        rx.started = True
+        rx.first_at = at
+    rx.last_at = at
+    if before < 2:
+        # once the length of a long frame is known: when it can be complete, and how many of
+        # its bytes are still on the wire
+        if rx.count >= 2 and rx.buf[0] == _LONG_START:
+            rx.remaining = max(0, rx.buf[1] + _LONG_OVERHEAD - rx.count)
+            rx.pace_until = at + rx.remaining * rx.char_time
+    elif rx.remaining:
+        rx.remaining = max(0, rx.remaining - added)
+    if rx.overrun or rx.parsed or not _rx_quiet(rx):
+        return RX_TAKEN | RX_PARSE
+    return RX_TAKEN | (RX_MORE if _rx_deadline(rx, at) else 0)
+
+
 cdef class Reception:
     """The answer to one request, as it comes in.
 
     ``window_end``: silence until then means "no answer". ``bound``: the reception ends then
     whatever comes (the longest frame that could start in the window is over). ``char``: one
     character's time; ``char_gap``: the silence that ends an answer. ``strict`` listens until
-    the window has closed even after a clean answer.
+    the window has closed even after a clean answer. The times are set by ``start`` when the
+    request goes out.
     """
 
-    cdef EchoCanceller _echo
-    cdef object _parser
-    cdef object _expect_ack
-    cdef bytes _head
-    cdef public double char, char_gap, window_end, bound, deadline, pace_until
-    cdef public bint strict, done, garbled, overrun, capped
-    cdef public list events
-    cdef public bytearray data
-    cdef public object first_at, last_at
-    cdef public Py_ssize_t count, remaining
+    def __cinit__(self):
+        self.rx.buf = NULL
+        self.rx.capacity = 0
 
-    def __init__(self, bytes request, double window_end, *, double char, double char_gap,
-                 expect_ack, bint strict):
-        self._echo = EchoCanceller(request)
+    def __init__(self, bytes request, *, double char, double char_gap, expect_ack,
+                 bint strict):
+        self._request = request
         self._parser = FrameParser()
         self._expect_ack = expect_ack
-        self._head = b""  # the first two bytes: a long frame's length is in the second
-        self.char = char
-        self.char_gap = char_gap
-        self.strict = strict
-        self.window_end = window_end
-        self.bound = window_end + LONG_FRAME_MAX * char + char_gap
-        self.deadline = window_end
         self.events = []
-        self.data = bytearray()
-        self.first_at = None
-        self.last_at = None
-        self.garbled = False
-        self.overrun = False  # bytes still came when the bound was reached
-        self.capped = False  # the bound cut the wait for the rest short
-        self.count = 0  # bytes received (after echo removal)
-        self.remaining = 0  # bytes still missing from the long frame being received
-        self.pace_until = -math.inf  # when that long frame can be complete
-        self.done = False
+        rx = &self.rx
+        rx.expected = <const unsigned char *><const char *>request
+        rx.expected_len = len(request)
+        rx.matched = 0
+        rx.echo_active = True
+        rx.echo_seen = False
+        rx.count = 0
+        rx.parsed = 0
+        rx.remaining = 0
+        rx.char_time = char
+        rx.char_gap = char_gap
+        rx.pace_until = -math.inf  # when the long frame being received can be complete
+        rx.first_at = rx.last_at = -math.inf
+        rx.strict = strict
+        rx.started = rx.done = rx.garbled = False
+        rx.overrun = False  # bytes still came when the bound was reached
+        rx.capped = False  # the bound cut the wait for the rest short
+        _rx_start(rx, math.inf)
+
+    def __dealloc__(self):
+        free(self.rx.buf)
+
+    def start(self, double window_end) -> None:
+        """The request is out: silence until ``window_end`` means no answer."""
+        _rx_start(&self.rx, window_end)
 
     @property
     def echo_seen(self) -> bool:
-        return self._echo.seen
+        return self.rx.echo_seen
 
     @property
     def buffered(self) -> int:
-        return self._parser.buffered
+        return self._parser.buffered + self.rx.count - self.rx.parsed
+
+    @property
+    def data(self) -> bytes:
+        """Every byte received, after echo removal."""
+        return (<char *>self.rx.buf)[: self.rx.count] if self.rx.count else b""
+
+    @property
+    def first_at(self):
+        return self.rx.first_at if self.rx.started else None
+
+    @property
+    def remaining(self) -> int:
+        return self.rx.remaining
+
+    @property
+    def pace_until(self) -> float:
+        return self.rx.pace_until
+
+    @property
+    def deadline(self) -> float:
+        return self.rx.deadline
+
+    @property
+    def done(self) -> bool:
+        return self.rx.done
+
+    @property
+    def garbled(self) -> bool:
+        return self.rx.garbled
 
     def take(self, double at, data) -> bool:
         """One chunk from the line, received at ``at``. True while the rest of a long frame is
         still on the wire: ``remaining`` bytes, complete at ``pace_until``."""
-        data = self._echo.filter(data)
-        if not data:
-            return False
-        if at >= self.bound:
-            self.overrun = True
-        if self.first_at is None:
-            self.first_at = at
-        self.last_at = at
+        cdef bytes chunk = bytes(data)
+        return self.taken(
+            rx_take(&self.rx, at, <const unsigned char *><const char *>chunk, len(chunk)), at
+        )
+
+    cdef bint taken(self, int flags, double at) except -1:
+        """What ``rx_take`` left to the Python level: the frame parser's verdict."""
+        if flags & RX_NOMEM:
+            raise MemoryError("no memory for the answer's bytes")
+        if not flags & RX_PARSE:
+            return flags & RX_MORE != 0
+        rx = &self.rx
         parser = self._parser
-        parser.feed(data)
-        self.data += data
-        self.count += len(data)
-        if len(self._head) < 2:
-            self._pace(at, data)
-        elif self.remaining:
-            self.remaining = max(0, self.remaining - len(data))
+        self._feed_parser()
         new = parser.events()
         events = self.events
         events += new
-        if len(events) > 1 or any(isinstance(e, Discarded) for e in new):
-            self.garbled = True
+        if len(events) > 1 or _any_discarded(new):
+            rx.garbled = True
         elif (
-            not self.garbled
+            not rx.garbled
             and events
             and parser.buffered == 0
-            and not self.strict
+            and not rx.strict
             and expected_kind(events[0], self._expect_ack)
         ):
-            self.done = True
+            rx.done = True
             return False
-        # wait for the rest; once garbled (or listening strictly) also for late meters; never
-        # beyond the bound
-        cdef double deadline = max(at, self.pace_until) + self.char_gap
-        if self.garbled or self.strict:
-            deadline = max(deadline, self.window_end)
-        self.capped = deadline > self.bound
-        self.deadline = min(deadline, self.bound)
-        return self.remaining > 0 and self.pace_until > at
+        return _rx_deadline(rx, at)
 
-    cdef _pace(self, double at, bytes data):
-        """Once the length of a long frame is known: when it can be complete, and how many of
-        its bytes are still on the wire."""
-        self._head += data[: 2 - len(self._head)]
-        if len(self._head) < 2 or self._head[0] != LONG_START:
-            return
-        self.remaining = max(0, self._head[1] + LONG_OVERHEAD - self.count)
-        self.pace_until = at + self.remaining * self.char
+    cdef void _feed_parser(self):
+        """The bytes the parser has not seen yet."""
+        rx = &self.rx
+        if rx.parsed < rx.count:
+            self._parser.feed((<char *>rx.buf)[rx.parsed : rx.count])
+            rx.parsed = rx.count
 
     def expire(self, double now) -> bool:
         """The deadline has passed with the line silent. True: the reception is over; False:
         a truncated answer now waits for the window to close (a late meter may still come)."""
-        if self._parser.buffered and not self.garbled:
-            self.garbled = True
-            if self.deadline < self.window_end and now < self.window_end:
-                self.deadline = self.window_end
+        rx = &self.rx
+        self._feed_parser()
+        self.events += self._parser.events()  # nothing: the bytes held were a frame's start
+        if self._parser.buffered and not rx.garbled:
+            rx.garbled = True
+            if rx.deadline < rx.window_end and now < rx.window_end:
+                rx.deadline = rx.window_end
                 return False
         self.events += self._parser.flush()
-        if any(isinstance(e, Discarded) for e in self.events):
-            self.garbled = True
+        if _any_discarded(self.events):
+            rx.garbled = True
         return True
 
 
@@ -385,7 +534,6 @@ class LinkStates:
 # what a job asks of the machine (yielded by the job's generator)
 cdef int _OP_EXCHANGE = 1
 cdef int _OP_SLEEP = 2
-cdef int _OP_NOW = 3
 cdef int _OP_LISTEN = 4
 
 # the machine's phases
@@ -405,30 +553,6 @@ cdef class BusProtocol:
     every part of the gateway.
     """
 
-    cdef object _more_follows
-    cdef public object stats
-    cdef public object links
-    cdef dict _fcb
-    cdef object _job
-    cdef int _phase
-    cdef list _events
-    cdef bytes _output
-    # the exchange in hand
-    cdef bytes _request
-    cdef object _times
-    cdef object _expect_ack
-    cdef bint _strict
-    cdef Reception _reception
-    cdef double _sent_at, _request_end, _wake, _settle_bound
-    cdef Py_ssize_t _sent_stray
-    # the line
-    cdef public double quiet_at  # when the line's last activity ended
-    cdef public double ready_at  # when the next request may go out (the gap after it)
-    cdef double _stray_at
-    cdef Py_ssize_t _stray
-    cdef bint _garbled
-    cdef bytearray _heard
-
     def __init__(self, more_follows):
         self._more_follows = more_follows
         self.stats = BusStats()
@@ -438,7 +562,11 @@ cdef class BusProtocol:
         self._phase = _IDLE
         self._events = []
         self._output = b""
+        self._out_pending = False
         self._reception = None
+        self._rx = NULL
+        self._resolved = None
+        self._unbooked_stray = 0
         self.quiet_at = -math.inf
         self.ready_at = -math.inf
         self._stray_at = -math.inf
@@ -462,21 +590,24 @@ cdef class BusProtocol:
     def deadline(self) -> float:
         """When to ``tick`` next at the latest (inf: only received bytes matter)."""
         if self._phase == _RECEIVE:
-            return self._reception.deadline
+            return self._rx.deadline
         if self._phase == _IDLE:
             return math.inf
         return self._wake
 
     @property
     def remaining(self) -> int:
-        return self._reception.remaining if self._phase == _RECEIVE else 0
+        return self.fast_remaining()
 
     @property
     def pace_until(self) -> float:
-        return self._reception.pace_until if self._phase == _RECEIVE else -math.inf
+        return self.fast_pace_until()
 
     def take_output(self) -> bytes:
         """Bytes to write now (at most one request)."""
+        if self._out_pending:
+            self._out_pending = False
+            return self._request
         out, self._output = self._output, b""
         return out
 
@@ -497,30 +628,76 @@ cdef class BusProtocol:
             self.quiet_at = max(self.quiet_at, now)
             self.ready_at = max(self.ready_at, now + self._times.gap)
             return False
-        if self._phase != _RECEIVE:
-            self._stray += len(data)
-            self._stray_at = now
-            if self._phase == _SETTLE:
-                self._settle(now)
-            return False
-        reception = self._reception
-        more = reception.take(now, data)
-        if reception.done:
-            self._end_exchange(now)
-            return False
-        if reception.overrun:
-            self._end_exchange(now)  # the bound: the attempt is over, whatever still comes
+        cdef bytes chunk = bytes(data)
+        cdef int phase = self._phase
+        cdef int flags = self.fast_receive(
+            <const unsigned char *><const char *>chunk, len(chunk), now
+        )
+        if phase == _RECEIVE:
+            return self.received(flags, now)
+        if phase == _SETTLE:
+            self._settle(now)  # stray bytes: the line is not quiet yet
+        return False
+
+    cdef bint received(self, int flags, double at) except -1:
+        """The Python level of a chunk ``rx_take`` took at ``at``."""
+        more = self._reception.taken(flags, at)
+        if self._rx.done or self._rx.overrun:
+            # a complete answer; or the bound: the attempt is over, whatever still comes
+            self._end_exchange(at)
             return False
         return more
+
+    # ---------------------------------------------------------------- for a compiled driver
+
+    cdef int fast_phase(self) noexcept nogil:
+        """What may go on without the GIL: the gap before a request the job has decided (not
+        after a garble: the recovery waits for a quiet line), or receiving while the bytes
+        so far are the start of one frame."""
+        if self._out_pending:
+            return FAST_NONE
+        if self._phase == _GAP and not self._garbled:
+            return FAST_GAP
+        if self._phase == _RECEIVE and self._rx.parsed == 0:
+            return FAST_RECEIVE
+        return FAST_NONE
+
+    cdef double fast_wake(self) noexcept nogil:
+        """``deadline`` without the GIL."""
+        return self._rx.deadline if self._phase == _RECEIVE else self._wake
+
+    cdef const unsigned char *fast_send(self, double now, Py_ssize_t *length) noexcept nogil:
+        """The gap is over at ``now``: the request goes out; its bytes, for the driver to
+        write at once."""
+        self._send(now)
+        self._out_pending = False
+        length[0] = self._rx.expected_len
+        return self._rx.expected
+
+    cdef int fast_receive(self, const unsigned char *data, Py_ssize_t n, double now) noexcept nogil:
+        """``receive`` without the GIL (but for raw access's listening). Between exchanges the
+        bytes are stray: counted, and they delay a retry after a garble. ``RX_PARSE`` (or
+        ``RX_NOMEM``): the driver passes the flags to ``received`` with the GIL."""
+        if self._phase != _RECEIVE:
+            self._stray += n
+            self._stray_at = now
+            return RX_NOTHING
+        return rx_take(self._rx, now, data, n)
+
+    cdef Py_ssize_t fast_remaining(self) noexcept nogil:
+        return self._rx.remaining if self._phase == _RECEIVE else 0
+
+    cdef double fast_pace_until(self) noexcept nogil:
+        return self._rx.pace_until if self._phase == _RECEIVE else -INF
 
     def tick(self, double now) -> None:
         """The time is ``now``: act on a deadline that has passed."""
         if self._phase == _IDLE:
             return
         if self._phase == _RECEIVE:
-            reception = self._reception
-            if now >= reception.deadline:
-                if reception.deadline >= reception.bound or reception.expire(now):
+            rx = self._rx
+            if now >= rx.deadline:
+                if rx.deadline >= rx.bound or self._reception.expire(now):
                     self._end_exchange(now)
             return
         if now < self._wake:
@@ -540,7 +717,10 @@ cdef class BusProtocol:
         self._job = None
         self._phase = _IDLE
         self._reception = None
+        self._rx = NULL
         self._output = b""
+        self._out_pending = False
+        self._book_stray()
         self.links.forget_all()
 
     # ---------------------------------------------------------------- jobs
@@ -588,6 +768,7 @@ cdef class BusProtocol:
     def _resume(self, double now, value, error=None) -> None:
         """Run the job until it needs the line or the time again."""
         job = self._job
+        self._at = now
         while job is not None:
             try:
                 if error is not None:
@@ -620,18 +801,35 @@ cdef class BusProtocol:
                 return
             if kind == _OP_EXCHANGE:
                 self._request, self._times, self._expect_ack, self._strict = op[1:]
+                times = self._times
+                if times is not self._resolved:  # a job's times are the same object each time
+                    self._resolved = times
+                    self._char = times.char
+                    self._char_gap = times.char_gap
+                    self._no_answer = times.no_answer
+                    self._gap = times.gap
+                # ready before the gap, so that the gap and the send need no Python object
+                self._reception = Reception(
+                    self._request,
+                    char=self._char,
+                    char_gap=self._char_gap,
+                    expect_ack=self._expect_ack,
+                    strict=self._strict,
+                )
+                self._rx = &self._reception.rx
                 self._phase = _GAP
-                self._wake = self.quiet_at + self._times.gap
+                self._wake = self.quiet_at + self._gap
                 if self._wake > now:
                     return
                 self._after_gap(now)
                 return
-            value = now  # _OP_NOW
+            raise RuntimeError(f"not a step of a job: {op!r}")
 
     def _finish(self, event) -> None:
         self._job = None
         self._phase = _IDLE
         self._reception = None
+        self._rx = NULL
         self._events.append(event)
 
     # ---------------------------------------------------------------- one exchange
@@ -664,51 +862,43 @@ cdef class BusProtocol:
             return
         self._wake = min(until, self._settle_bound)
 
-    cdef _send(self, double now):
-        times = self._times
-        request = self._request
+    cdef void _send(self, double now) noexcept nogil:
         self._sent_stray = self._stray
-        self.stats.stray_bytes += self._stray
+        self._unbooked_stray += self._stray  # booked in stats with the GIL: _book_stray
         self._stray = 0
         self._sent_at = now
-        self._request_end = now + len(request) * times.char
-        self._reception = Reception(
-            request,
-            self._request_end + times.no_answer,
-            char=times.char,
-            char_gap=times.char_gap,
-            expect_ack=self._expect_ack,
-            strict=self._strict,
-        )
-        self._output = request
+        self._request_end = now + self._rx.expected_len * self._char
+        _rx_start(self._rx, self._request_end + self._no_answer)
+        self._out_pending = True
         self._phase = _RECEIVE
 
     cdef _end_exchange(self, double now):
         reception = self._reception
-        if not reception.done:
+        rx = self._rx
+        if not rx.done:
             reception.expire(math.inf)  # whatever is incomplete now is garbage
         got = reception.events
-        frames = tuple(raw_frame(e) for e in got if not isinstance(e, Discarded))
+        frames = tuple([raw_frame(e) for e in got if not isinstance(e, Discarded)])
         detail = ""
-        if reception.first_at is None:
+        if not rx.started:
             result = Outcome.SILENT
-        elif reception.overrun or reception.capped:
+        elif rx.overrun or rx.capped:
             result = Outcome.GARBLED
             detail = "the line did not go quiet"
-        elif reception.garbled or len(got) != 1 or not expected_kind(got[0], self._expect_ack):
+        elif rx.garbled or len(got) != 1 or not expected_kind(got[0], self._expect_ack):
             result = Outcome.GARBLED
             detail = ", ".join(type(e).__name__ for e in got)
         else:
             result = Outcome.ANSWER
-        last_at = reception.last_at
-        self.quiet_at = self._request_end if last_at is None else max(self._request_end, last_at)
+        self.quiet_at = max(self._request_end, rx.last_at)
         self.ready_at = self.quiet_at + self._times.gap
         self._garbled = result is Outcome.GARBLED
+        self._book_stray()
         stats = self.stats
         stats.exchanges += 1
         stats.bytes_sent += len(self._request)
-        stats.bytes_received += reception.count
-        stats.echoes += reception.echo_seen
+        stats.bytes_received += rx.count
+        stats.echoes += rx.echo_seen
         if result is Outcome.SILENT:
             stats.silent += 1
         elif result is Outcome.GARBLED:
@@ -723,15 +913,22 @@ cdef class BusProtocol:
             self._request_end,
             reception.first_at,
             now,
-            echo=reception.echo_seen,
+            echo=rx.echo_seen,
             stray=self._sent_stray,
             detail=detail,
-            received=bytes(reception.data),
+            received=reception.data,
         )
         self._events.append(exchange)
         self._reception = None
+        self._rx = NULL
         self._phase = _IDLE
         self._resume(now, exchange)
+
+    cdef void _book_stray(self):
+        """The stray bytes ``_send`` counted, in ``stats``: by the thread that drives the
+        protocol, so a reader of ``stats`` in another thread never races with it."""
+        self.stats.stray_bytes += self._unbooked_stray
+        self._unbooked_stray = 0
 
     # ---------------------------------------------------------------- for the jobs
 
@@ -750,12 +947,8 @@ cdef class BusProtocol:
 
 # ------------------------------------------------------------------ the jobs (generators)
 # A job yields (_OP_EXCHANGE, request, times, expect_ack, strict) and gets the Exchange back,
-# (_OP_SLEEP, seconds), or (_OP_NOW,) and gets the time; it returns its result or raises
-# _JobFailed.
-
-
-def _now():
-    return (yield (_OP_NOW,))
+# or (_OP_SLEEP, seconds); it reads the time of its step as ``proto._at``, and returns its result
+# or raises _JobFailed.
 
 
 def _attempts(bytes request, times, int attempts, str label, expect_ack):
@@ -848,7 +1041,7 @@ def _read(BusProtocol proto, tuple targets, times, follow, bint init, int limit,
 
 
 def _read_with(BusProtocol proto, target, times, follow, bint init, int limit, bint keep_link):
-    started = yield from _now()
+    started = proto._at
     primary = target.selection is None
     key = target.key
     links = proto.links
@@ -879,7 +1072,7 @@ def _read_with(BusProtocol proto, target, times, follow, bint init, int limit, b
         retries += again
     if primary and complete:
         links.read_completely(key, len(frames))
-    finished = yield from _now()
+    finished = proto._at
     return Telegrams(
         target.mode, tuple(frames), requests, retries, started, finished, tuple(durations),
         complete,
@@ -898,7 +1091,7 @@ def _read_telegrams(BusProtocol proto, target, times, follow, bint init, bint fr
     durations = []
     for index in range(limit):
         step = times if index == 0 else follow
-        begun = yield from _now()
+        begun = proto._at
         exchange, used = yield from _attempts(
             req_ud2(link, fcb), step, step.read_attempts, target.label, False
         )
@@ -907,7 +1100,7 @@ def _read_telegrams(BusProtocol proto, target, times, follow, bint init, bint fr
         proto._set_fcb(key, fcb)
         fcb = not fcb
         frames.append(exchange.frame)
-        durations.append((yield from _now()) - begun)
+        durations.append(proto._at - begun)
         proto._telegram(len(frames))
         if not proto._more(exchange.frame):
             return frames, durations, requests, retries, True
@@ -935,24 +1128,24 @@ def _application_reset(BusProtocol proto, target, subcode, times):
     return exchange
 
 
-def _identify(int link, times, int requests, double begun):
+def _identify(BusProtocol proto, int link, times, int requests, double begun):
     """After an E5: read the telegram strictly; garbage means several meters answered."""
     for _ in range(times.read_attempts):
         exchange = yield from _strict(req_ud2(link, True), times, False)
         requests += 1
-        now = yield from _now()
+        now = proto._at
         if exchange is None:
             return Probe(ProbeKind.COLLISION, None, requests, now - begun)
         if exchange.outcome is Outcome.ANSWER:
             return Probe(ProbeKind.FOUND, exchange.frame, requests, now - begun)
         if exchange.outcome is Outcome.GARBLED:
             return Probe(ProbeKind.COLLISION, None, requests, now - begun)
-    now = yield from _now()
+    now = proto._at
     return Probe(ProbeKind.UNREADABLE, None, requests, now - begun)
 
 
 def _probe_primary(BusProtocol proto, int address, times):
-    begun = yield from _now()
+    begun = proto._at
     requests = 0
     for _ in range(times.select_attempts):
         exchange = yield from _strict(snd_nke(address), times, True)
@@ -960,25 +1153,25 @@ def _probe_primary(BusProtocol proto, int address, times):
         if exchange is None:
             break
         if exchange.outcome is Outcome.SILENT:
-            now = yield from _now()
+            now = proto._at
             return Probe(ProbeKind.EMPTY, None, requests, now - begun)
         if exchange.outcome is Outcome.ANSWER:
-            return (yield from _identify(address, times, requests, begun))
-    now = yield from _now()
+            return (yield from _identify(proto, address, times, requests, begun))
+    now = proto._at
     return Probe(ProbeKind.COLLISION, None, requests, now - begun)
 
 
 def _probe_secondary(BusProtocol proto, bytes selection, times):
-    begun = yield from _now()
+    begun = proto._at
     # One try only: silence is a definitive "nobody", garbage the signal to narrow down.
     # Listen until the window closes: a slower meter's E5 may still come, and a meter still
     # waiting to send its E5 would not hear the REQ_UD2 that follows.
     exchange = yield from _strict(selection, times, True)
-    now = yield from _now()
+    now = proto._at
     if exchange is None or exchange.outcome is Outcome.GARBLED:
         return Probe(ProbeKind.COLLISION, None, 1, now - begun)
     if exchange.outcome is Outcome.SILENT:
         return Probe(ProbeKind.EMPTY, None, 1, now - begun)
     # A clean E5 can still be several identical E5s on top of each other: the telegrams that
     # follow cannot be identical, so the read decides.
-    return (yield from _identify(ADDRESS_SELECTED, times, 1, begun))
+    return (yield from _identify(proto, ADDRESS_SELECTED, times, 1, begun))

@@ -18,14 +18,17 @@ from mbusgw.core.busproto import (
     NOISY,
     BusProtocol,
     Done,
+    EchoCanceller,
     Exchange,
     Failed,
     Outcome,
     ProbeKind,
+    Reception,
     Target,
     Telegram,
+    expected_kind,
 )
-from mbusgw.core.frame import req_ud2, select_secondary, snd_nke
+from mbusgw.core.frame import Discarded, FrameParser, req_ud2, select_secondary, snd_nke
 from mbusgw.gateway.bustiming import Timing, resolve
 
 BAUD = 2400
@@ -483,3 +486,76 @@ def test_a_slow_meter_answers_into_the_retry_and_its_late_answer_is_stray() -> N
     proto.tick(second.done_at + 2)
     (ping,) = [e for e in proto.pop_events() if isinstance(e, Exchange)]
     assert ping.stray == len(frame) and proto.stats.stray_bytes == len(frame)
+
+
+# what a meter, several meters or a noisy line may put on the wire, in pieces
+ANSWER_PIECES = st.lists(
+    st.one_of(
+        st.integers(0, 9).map(lambda access: rsp_ud(access, more=access % 2 == 1)),
+        st.just(b"\xe5"),
+        st.just(snd_nke(3)),
+        st.binary(min_size=1, max_size=8),  # noise
+        st.integers(0, 9).map(lambda access: rsp_ud(access)[: 4 + access]),  # cut short
+        st.sampled_from([b"\x68\x02\x02\x68", b"\x68\x05\x06\x68", b"\x68\x09\x09\x10"]),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def events_seen(events: list) -> list[tuple[str, int]]:
+    return [(type(e).__name__, e.offset) for e in events]
+
+
+@pytest.mark.property
+@settings(max_examples=400, deadline=None)
+@given(
+    pieces=ANSWER_PIECES,
+    cuts=st.lists(st.integers(1, 40), min_size=1, max_size=40),
+    echo=st.booleans(),
+    strict=st.booleans(),
+    expect_ack=st.sampled_from([False, True, None]),
+)
+def test_a_reception_decides_as_the_frame_parser_sees_every_chunk(
+    pieces, cuts, echo, strict, expect_ack
+) -> None:
+    """A reception keeps the start of a frame in C and lets the frame parser see the bytes
+    only once they are more than that: whatever the bytes and however they are cut, it
+    decides (complete, garbled, the events, the bytes) as a parser fed every chunk does."""
+    request = req_ud2(1, True)
+    wire = (request if echo else b"") + b"".join(pieces)
+    reception = Reception(
+        request, char=CHAR, char_gap=TIMES.char_gap, expect_ack=expect_ack, strict=strict
+    )
+    reception.start(1.0)
+    canceller, parser = EchoCanceller(request), FrameParser()
+    events: list = []
+    garbled = done = False
+    received = b""
+    at, k = 0.1, 0
+    chunks = cycle(cuts)
+    while k < len(wire) and not done:
+        size = next(chunks)
+        chunk, k, at = wire[k : k + size], k + size, at + size * CHAR
+        more = reception.take(at, chunk)
+        # the model: every chunk goes through the echo canceller and the parser at once
+        answer = canceller.filter(chunk)
+        received += answer
+        parser.feed(answer)
+        new = parser.events()
+        events += new
+        if len(events) > 1 or any(isinstance(e, Discarded) for e in new):
+            garbled = True
+        elif not garbled and events and parser.buffered == 0 and not strict:
+            done = expected_kind(events[0], expect_ack)
+        assert (reception.done, reception.garbled) == (done, garbled)
+        assert reception.data == received and reception.buffered == parser.buffered
+        assert reception.echo_seen == canceller.seen
+        waiting = reception.remaining > 0 and reception.pace_until > at
+        assert more == (bool(answer) and waiting and not done)
+        if received:
+            assert reception.deadline <= 1.0 + LONG_FRAME_MAX * CHAR + TIMES.char_gap
+    if not done:
+        reception.expire(math.inf)
+        events += parser.flush()
+    assert events_seen(reception.events) == events_seen(events)

@@ -305,3 +305,30 @@ async def test_a_round_whose_callback_fails_ends_with_that_error(driver: type[Bu
         with trio.fail_after(30), pytest.raises(ValueError, match="refused reading 0"):
             await bus.read_round(plan, refuse)
         assert (await bus.read(MeterAddress(primary=1))).frames  # the line serves on
+
+
+@DRIVERS
+@pytest.mark.parametrize("kind", ["tcp", "pty"])
+async def test_echo_garbles_and_a_flood(kind: str, driver: type[BusMaster]) -> None:
+    """The faults the native loop meets on C data (an echo before the answer, a corrupted or
+    overlapping answer, a line flooded without a pause) end as under the trio driver."""
+    with trio.fail_after(30):
+        async with threaded(kind, driver) as (bus, line):
+            line.echo = True
+            echoed = await bus.read(MeterAddress(primary=2))
+            assert len(echoed.frames) == 3 and echoed.retries == 0
+            assert bus.stats.echoes == echoed.attempts
+            line.echo = False
+            line.meters[0].corrupt_next = 1
+            corrupted = await bus.read(MeterAddress(primary=1), ReadSettings(init=False))
+            assert corrupted.retries == 1
+            line.collide_next = 1
+            collided = await bus.read(MeterAddress(primary=1), ReadSettings(init=False))
+            assert collided.retries == 1 and bus.stats.garbled == 2
+            line.flood = True
+            with pytest.raises(LineNoisy):
+                await bus.read(MeterAddress(primary=1))
+            line.flood = False
+            await trio.sleep(0.2)
+            assert (await bus.read(MeterAddress(primary=1))).frames
+            assert bus.stats.noisy == 1

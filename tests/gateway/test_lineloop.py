@@ -1,10 +1,15 @@
 """The native driver's compiled loop on its own: the trio clock read from a thread, and one job of
-a line's protocol over a real socket pair (answer, silence, a line closed under it, a stop)."""
+a line's protocol over a real socket pair or TCP connection (answer, silence, a line closed under
+it, a stop, answers in pieces received without the protocol's Python level)."""
 
 from __future__ import annotations
 
+import array
+import contextlib
+import fcntl
 import os
 import socket
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,8 +19,16 @@ import pytest
 import trio
 import trio.testing
 
-from mbusgw.core.busproto import NO_RESPONSE, BusProtocol, Done, Exchange, Failed, Outcome
-from mbusgw.core.frame import snd_nke
+from mbusgw.core.busproto import (
+    NO_RESPONSE,
+    BusProtocol,
+    Done,
+    Exchange,
+    Failed,
+    Outcome,
+    Target,
+)
+from mbusgw.core.frame import req_ud2, snd_nke
 from mbusgw.core.records_follow import more_records_follow
 from mbusgw.gateway import lineloop
 from mbusgw.gateway.bustiming import Timing, resolve
@@ -196,3 +209,107 @@ def test_a_wake_without_a_stop_changes_nothing() -> None:
         assert ended.value.outcome is Outcome.ANSWER
         with pytest.raises(BlockingIOError):
             os.read(wake, 16)  # the loop took the wake-up
+
+
+def rsp_ud(access: int, more: bool) -> bytes:
+    """A valid RSP_UD of meter 1 with one record; DIF 0x1F when more records follow."""
+    body = bytes([0x08, 1, 0x72]) + bytes.fromhex("78563412 2D2C 01 07") + bytes([access, 0, 0, 0])
+    body += bytes.fromhex("0413 2A000000") + (b"\x1f" if more else b"")
+    return bytes([0x68, len(body), len(body), 0x68]) + body + bytes([sum(body) & 0xFF, 0x16])
+
+
+def unread(sock: socket.socket) -> int:
+    """Bytes waiting in the socket's receive buffer."""
+    count = array.array("i", [0])
+    fcntl.ioctl(sock.fileno(), termios.FIONREAD, count)
+    return count[0]
+
+
+class Counting(BusProtocol):
+    """Counts the calls into the protocol's Python level that feed it bytes or the time."""
+
+    def __init__(self) -> None:
+        super().__init__(more_records_follow)
+        self.calls = 0
+
+    def receive(self, data: bytes, now: float) -> bool:
+        self.calls += 1
+        return super().receive(data, now)
+
+    def tick(self, now: float) -> None:
+        self.calls += 1
+        super().tick(now)
+
+
+class HoldingTransport:
+    """A TCP line that holds the rest of a frame back (``SO_RCVLOWAT``), as ``TcpClient``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def set_receive_threshold(self, count: int) -> bool:
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, count))
+        return True
+
+
+@contextmanager
+def tcp_line() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """The master's end (non-blocking) and the meters' end of a loopback TCP connection."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        master = socket.create_connection(server.getsockname())
+        meters, _ = server.accept()
+    master.setblocking(False)
+    with master, meters:
+        yield master, meters
+
+
+@pytest.mark.parametrize("kind", ["socket pair", "tcp"])
+def test_answers_in_pieces_and_the_gap_need_no_python_level(kind: str) -> None:
+    """A two-telegram read whose answers come in pieces, with stray bytes in the gap before
+    the second request: the loop sends, counts and receives on C data, and the protocol's
+    Python level is entered only with a whole frame (never per chunk or per deadline)."""
+    frames = [rsp_ud(1, more=True), rsp_ud(2, more=False)]
+    requests: list[bytes] = []
+    times = resolve(Timing(read_attempts=2, inter_frame_gap=0.1), 9600)
+
+    def meter(meters: socket.socket, master: socket.socket) -> None:
+        for frame in frames:
+            requests.append(meters.recv(16))
+            time.sleep(0.002)
+            for piece in (frame[:1], frame[1:6], frame[6:]):
+                meters.sendall(piece)
+                time.sleep(0.004)
+            while unread(master):
+                time.sleep(0.001)
+            meters.sendall(b"\x00")  # the frame was taken: this byte is stray, in the gap
+
+    with contextlib.ExitStack() as stack:
+        wake_read, wake_write = os.pipe()
+        stack.callback(os.close, wake_read)
+        stack.callback(os.close, wake_write)
+        if kind == "tcp":
+            master, meters = stack.enter_context(tcp_line())
+            transport = HoldingTransport(master)
+        else:
+            master, meters, _, _ = stack.enter_context(line())
+            transport = Transport()
+        protocol = Counting()
+        clock = lineloop.LineClock(Monotonic())
+        key = ("primary", 1)
+        target = Target("primary", key, "primary 1", 1, None, key)
+        protocol.read((target,), times, times, now=clock.now(), init=False, limit=2)
+        responder = threading.Thread(target=meter, args=(meters, master))
+        responder.start()
+        try:
+            ended = lineloop.serve(
+                protocol, master.fileno(), wake_read, clock, dispatch, lambda: False, transport
+            )
+        finally:
+            responder.join()
+        assert type(ended) is Done
+        assert ended.value.frames == tuple(frames) and ended.value.retries == 0
+        assert requests == [req_ud2(1, True), req_ud2(1, False)]
+        assert protocol.calls == 0
+        assert protocol.stats.stray_bytes == 1  # the byte before the second request
+        if kind == "tcp":
+            assert master.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
