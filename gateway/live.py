@@ -2,7 +2,7 @@
 
 Continuous read mode writes here and never to the database. REST, Modbus and JSON-RPC read
 from here; ``wait_for_change`` lets a consumer follow updates without polling, and
-``changes_since`` tells it which readings are new without going through every meter.
+``changes_after`` tells it which readings are new without going through every meter.
 
 A reading may be put here from a line's thread (``put``) as soon as it is read, so that it is
 visible before trio has run; the readers take the same lock. Waking the trio tasks that wait
@@ -20,7 +20,7 @@ from typing import Any
 
 import trio
 
-RECENT = 256  # updates kept for ``changes_since``
+RECENT = 256  # updates kept for ``changes_after``
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +77,11 @@ class LiveSnapshot:
         with self._lock:
             return dict(self._last_good)
 
-    def changes_since(self, version: int) -> list[LiveReading]:
-        """The updates after ``version``, oldest first; at most the last ``RECENT`` of them (a
-        consumer that has fallen further behind reads the whole snapshot instead)."""
-        return self.changes_after(version)[1]
-
     def changes_after(self, version: int) -> tuple[int, list[LiveReading]]:
-        """The current version and the updates after ``version`` (as ``changes_since``), read
-        together: a line's thread may put a reading between two separate looks. Fewer updates
-        than versions in between means the consumer fell behind the window."""
+        """The current version and the updates after ``version``, oldest first, read together: a
+        line's thread may put a reading between two separate looks. At most the last ``RECENT``
+        are kept: fewer updates than versions in between means the consumer fell behind the
+        window (it reads the whole snapshot instead)."""
         with self._lock:
             count = min(self.version - version, len(self._recent))
             if count <= 0:

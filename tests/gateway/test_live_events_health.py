@@ -41,14 +41,14 @@ async def test_snapshot_keeps_last_good_and_wakes_followers() -> None:
 
 def test_snapshot_tells_what_changed_since_a_version() -> None:
     snapshot = LiveSnapshot()
-    assert snapshot.changes_since(0) == []
+    assert snapshot.changes_after(0)[1] == []
     for k in range(3):
         snapshot.update(LiveReading(f"M{k}", T0, k != 1))
-    assert [r.meter_key for r in snapshot.changes_since(1)] == ["M1", "M2"]
-    assert snapshot.changes_since(snapshot.version) == []
+    assert [r.meter_key for r in snapshot.changes_after(1)[1]] == ["M1", "M2"]
+    assert snapshot.changes_after(snapshot.version)[1] == []
     for k in range(RECENT + 10):
         snapshot.update(LiveReading(f"N{k}", T0, True))
-    behind = snapshot.changes_since(0)  # only the most recent ones are kept
+    behind = snapshot.changes_after(0)[1]  # only the most recent ones are kept
     assert len(behind) == RECENT and behind[-1].meter_key == f"N{RECENT + 9}"
 
 
