@@ -111,3 +111,42 @@ async def test_the_last_release_delivers_and_a_later_user_gets_a_new_one(
     again = HandBack.shared()
     assert again is not first
     again.release()
+
+
+async def test_a_call_that_waits_for_any_delivery_wakes_nobody(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """``urgent=None``: not delivered by itself, nor by ticks it would start, only with what
+    wakes trio anyway (a call that may not wait, a tick others started, the release)."""
+    hand_back = HandBack.shared()
+    ran: list[str] = []
+
+    async def from_a_thread(name: str, urgent: bool | None) -> None:
+        await trio.to_thread.run_sync(lambda: hand_back.call(ran.append, name, urgent=urgent))
+        await trio.testing.wait_all_tasks_blocked()
+
+    async def ticks(count: int) -> None:
+        for _ in range(count):
+            mock_clock.jump(handback.HAND_BACK_INTERVAL)
+            await trio.testing.wait_all_tasks_blocked()
+
+    try:
+        await from_a_thread("a", urgent=None)
+        await from_a_thread("b", urgent=None)
+        await ticks(3)
+        assert ran == []  # nothing asked trio, and the task stays idle
+        await from_a_thread("failed", urgent=True)
+        assert ran == ["a", "b", "failed"]  # taken along, in order
+        await from_a_thread("recovered", urgent=False)
+        await from_a_thread("soon after", urgent=False)  # the task ticks from now on
+        await from_a_thread("c", urgent=None)
+        await ticks(1)
+        assert ran[-3:] == ["recovered", "soon after", "c"]  # with the tick
+        await from_a_thread("d", urgent=None)
+        await ticks(3)  # the tick found only what could wait: the task went idle again
+        await from_a_thread("e", urgent=None)
+        await ticks(3)
+        assert ran[-1] == "d"
+    finally:
+        hand_back.release()
+    assert ran[-1] == "e"  # the release delivers it
