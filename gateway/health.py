@@ -73,6 +73,23 @@ class MeterHealth:
             return Event(METER_FAILED, at, self.meter_key, {"error": error})
         return None
 
+    def copy(self) -> MeterHealth:
+        """The same health as a new object: a reading is recorded in a copy that then takes
+        the place of this one, so that a reader in another thread never sees half of it."""
+        return MeterHealth(
+            self.meter_key,
+            self.readings,
+            self.failures,
+            self.consecutive_failures,
+            self.last_attempt,
+            self.last_good,
+            self.last_error,
+            self.last_retries,
+            self.last_response_ms,
+            self._outcomes,
+            self._counted,
+        )
+
     def as_dict(self) -> dict:
         return {
             "status": self.status,

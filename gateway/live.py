@@ -6,7 +6,8 @@ from here; ``wait_for_change`` lets a consumer follow updates without polling, a
 
 A reading may be put here from a line's thread (``put``) as soon as it is read, so that it is
 visible before trio has run; the readers take the same lock. Waking the trio tasks that wait
-for a change (``notify``) is done in trio, with the rest of the reading's accounting.
+for a change (``notify``) is done in trio, with the rest of the reading's accounting; ``put``
+tells whether any task waits, so that trio need not be woken for a reading nobody waits for.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class LiveSnapshot:
         self._last_good: dict[str, LiveReading] = {}
         self.version = 0
         self._changed = trio.Event()
+        self._waiting = 0  # tasks in ``wait_for_change`` (counted under the lock)
         self._recent: deque[LiveReading] = deque(maxlen=RECENT)
 
     def update(self, reading: LiveReading) -> None:
@@ -48,20 +50,23 @@ class LiveSnapshot:
         self.put(reading)
         self.notify()
 
-    def put(self, reading: LiveReading) -> None:
+    def put(self, reading: LiveReading) -> bool:
         """From any thread: make ``reading`` the meter's latest; the trio tasks waiting for a
-        change learn of it at the next ``notify``."""
+        change learn of it at the next ``notify``. Returns whether any task waits: a task
+        that starts waiting after this sees the new version and does not wait."""
         with self._lock:
             self._readings[reading.meter_key] = reading
             if reading.ok:
                 self._last_good[reading.meter_key] = reading
             self.version += 1
             self._recent.append(reading)
+            return self._waiting > 0
 
     def notify(self) -> None:
-        """In trio: wake the tasks waiting in ``wait_for_change``."""
-        self._changed.set()
-        self._changed = trio.Event()
+        """In trio: wake the tasks waiting in ``wait_for_change`` (none: nothing to do)."""
+        if self._waiting:
+            self._changed.set()
+            self._changed = trio.Event()
 
     def latest(self, meter_key: str) -> LiveReading | None:
         """The latest attempt, good or failed."""
@@ -98,6 +103,14 @@ class LiveSnapshot:
 
     async def wait_for_change(self, version: int) -> int:
         """Wait until the snapshot is newer than ``version``; returns the new version."""
-        while self.version <= version:
-            await self._changed.wait()
-        return self.version
+        while True:
+            with self._lock:  # ``put`` counts the waiters under it too
+                if self.version > version:
+                    return self.version
+                self._waiting += 1
+                changed = self._changed
+            try:
+                await changed.wait()
+            finally:
+                with self._lock:
+                    self._waiting -= 1

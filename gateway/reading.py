@@ -8,6 +8,7 @@ only to the in-memory snapshot.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -77,6 +78,9 @@ class MeterReading:
     status_byte: int | None = None
     failure: type[BaseException] | None = None  # the kind of error that failed the reading
 
+
+_Prepared = tuple[MeterReading, bool, Event | None]
+"""A reading as its line's thread leaves it: whether its health is recorded, and its event."""
 
 MetersOfLine = Callable[[str], list[Meter]]
 """The active meters of a line, asked afresh each round (installations change)."""
@@ -188,6 +192,8 @@ class ReadingPipeline:
         self.events = events
         self.live = live
         self.health = health if health is not None else {}
+        # a line's thread records a reading in its meter's health; trio records the others
+        self._health_lock = threading.Lock()
         self._cycles: dict[str, int] = {}  # line → cycles reading it now
         self._line_free = trio.Event()  # set (and replaced) when a line's cycles end
 
@@ -212,12 +218,14 @@ class ReadingPipeline:
         each: Callable[[MeterReading], None] | None = None,
     ) -> list[MeterReading]:
         """Meters of one line read as one round by its master (one request, not one per meter),
-        each reading in the snapshot as soon as it is read (the native driver puts it there
-        from the line's thread) and accounted (and given to ``each``) in trio when the driver
-        hands it back (a failure at once, the others within ``handback.HAND_BACK_INTERVAL``,
-        all before the round returns). A continuous round gives way to a reading cycle that
-        starts on its line: it ends after the meter being read, returning the readings made so
-        far."""
+        each reading in the snapshot and in its meter's health as soon as it is read (the
+        native driver puts it there from the line's thread), its event published and the
+        snapshot's waiters woken (and the reading given to ``each``) in trio when the driver
+        hands it back: a failure at once, what trio has to do within
+        ``handback.HAND_BACK_INTERVAL``, a continuous reading trio has nothing to do for (no
+        event, nobody waiting) with whatever wakes trio next, all before the round returns. A
+        continuous round gives way to a reading cycle that starts on its line: it ends after
+        the meter being read, returning the readings made so far."""
         if not meters:
             return []
         readings: list[MeterReading | None] = [None] * len(meters)
@@ -225,16 +233,25 @@ class ReadingPipeline:
         line = self.lines.get(name)
         trio_clock = trio.lowlevel.current_clock()  # readable from a line's thread
 
-        def prepare(k: int, reply: BusReply | Exception) -> tuple[MeterReading, bool]:
-            # where the meter was read (a line's thread): visible in the snapshot at once; a
-            # failure goes to trio at once too (its event)
+        def prepare(k: int, reply: BusReply | Exception) -> tuple[_Prepared, bool | None]:
+            # where the meter was read (a line's thread): visible in the snapshot and its
+            # health at once; then how soon trio must see it
             reading = self._reading(meters[k], reply, self.clock.now())
-            self._publish(reading, trio_clock.current_time())
-            return reading, not reading.ok
+            waited_for = self._publish(reading, trio_clock.current_time())
+            recorded, event = self._record(reading, create=False)
+            urgent: bool | None = None  # trio has nothing to do for it: no wake-up
+            if not reading.ok or (continuous and name in self._cycles):
+                urgent = True  # a failure's event within the second; a cycle waits for the line
+            elif waited_for or event or not recorded or each or not continuous:
+                urgent = False
+            return (reading, recorded, event), urgent
 
-        def settle(k: int, reading: MeterReading) -> None:
+        def settle(k: int, prepared: _Prepared) -> None:
+            reading, recorded, event = prepared
             readings[k] = reading
-            self._settle(reading)
+            if not recorded:
+                event = self._record(reading, create=True)[1]
+            self._settle(event)
             if each is not None:
                 each(reading)
             if continuous and name in self._cycles:
@@ -288,11 +305,12 @@ class ReadingPipeline:
     def _account(self, reading: MeterReading) -> None:
         """In trio: all of a reading's accounting at once."""
         self._publish(reading, trio.current_time())
-        self._settle(reading)
+        self._settle(self._record(reading, create=True)[1])
 
-    def _publish(self, reading: MeterReading, now: float) -> None:
-        """From any thread: the reading into the snapshot, stamped with when (trio time)."""
-        self.live.put(
+    def _publish(self, reading: MeterReading, now: float) -> bool:
+        """From any thread: the reading into the snapshot, stamped with when (trio time);
+        returns whether a trio task waits for a change."""
+        return self.live.put(
             LiveReading(
                 reading.meter.key,
                 reading.read_at,
@@ -304,19 +322,32 @@ class ReadingPipeline:
             )
         )
 
-    def _settle(self, reading: MeterReading) -> None:
-        """In trio: health, the event its outcome causes, and the snapshot's waiters."""
+    def _record(self, reading: MeterReading, *, create: bool) -> tuple[bool, Event | None]:
+        """From any thread: the reading in its meter's health; returns whether it was recorded
+        and the event its outcome causes. A meter's first health is made only when
+        ``create`` (in trio: the readers go through the dict there, which another thread must
+        not grow); the copy recorded in takes the old one's place whole."""
         key = reading.meter.key
-        health = self.health.get(key)
-        if health is None:
-            health = self.health[key] = MeterHealth(key)
-        event = health.record(
-            reading.read_at,
-            reading.ok,
-            retries=max(reading.attempts - 1, 0),
-            response_ms=reading.duration * 1000 if reading.ok else None,
-            error=reading.error,
-        )
+        with self._health_lock:
+            health = self.health.get(key)
+            if health is None:
+                if not create:
+                    return False, None
+                health = MeterHealth(key)
+            else:
+                health = health.copy()
+            event = health.record(
+                reading.read_at,
+                reading.ok,
+                retries=max(reading.attempts - 1, 0),
+                response_ms=reading.duration * 1000 if reading.ok else None,
+                error=reading.error,
+            )
+            self.health[key] = health
+        return True, event
+
+    def _settle(self, event: Event | None) -> None:
+        """In trio: what a reading leaves to do there: its event, and the snapshot's waiters."""
         if event is not None:
             self.events.publish(event)
         self.live.notify()

@@ -39,6 +39,24 @@ async def test_snapshot_keeps_last_good_and_wakes_followers() -> None:
     assert snapshot.latest("A") is None and snapshot.all_last_good() == {}
 
 
+async def test_snapshot_put_tells_whether_a_task_waits_for_a_change() -> None:
+    """What the line threads ask before waking trio for a reading: only a task in
+    ``wait_for_change`` needs it; one woken, or cancelled, no longer counts."""
+    snapshot = LiveSnapshot()
+    assert snapshot.put(LiveReading("A", T0, True)) is False  # nobody waits
+    with trio.fail_after(1):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(snapshot.wait_for_change, snapshot.version)
+            await trio.testing.wait_all_tasks_blocked()
+            assert snapshot.put(LiveReading("A", T0, True)) is True
+            snapshot.notify()
+        assert snapshot.put(LiveReading("A", T0, True)) is False  # it was woken and left
+        with trio.move_on_after(0.01):
+            await snapshot.wait_for_change(snapshot.version)
+    assert snapshot.put(LiveReading("A", T0, True)) is False  # it was cancelled
+    assert await snapshot.wait_for_change(0) == snapshot.version == 4  # newer: no wait
+
+
 def test_snapshot_tells_what_changed_since_a_version() -> None:
     snapshot = LiveSnapshot()
     assert snapshot.changes_after(0)[1] == []
