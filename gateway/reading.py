@@ -231,6 +231,10 @@ class ReadingPipeline:
         readings: list[MeterReading | None] = [None] * len(meters)
         name = meters[0].interface
         line = self.lines.get(name)
+        with self._health_lock:  # so that the line's thread records every reading of the round
+            for meter in meters:
+                if meter.key not in self.health:
+                    self.health[meter.key] = MeterHealth(meter.key)  # "never" read, as before
         trio_clock = trio.lowlevel.current_clock()  # readable from a line's thread
 
         def prepare(k: int, reply: BusReply | Exception) -> tuple[_Prepared, bool | None]:
