@@ -9,9 +9,11 @@ own CPU time and memory are measured. ``python -m bench.run gateway --seconds 60
 event stream open), with one "read all & store" cycle beside continuous mode so that MQTT has
 stored readings to publish; the default ``none`` leaves them off.
 
-``--driver trio|threads`` chooses the bus driver (``MBusSettings.driver``; default: the
-setting's default). ``--cpu-quota PERCENT`` runs the gateway (this process, while it measures;
-the simulator and the I/O-only peers stay outside) in a CPU cgroup of that share of one core:
+``--modbus`` serves Modbus TCP (on a free port, no client) as the default settings do: its
+register image follows the snapshot. ``--driver trio|threads`` chooses the bus driver
+(``MBusSettings.driver``; default: the setting's default). ``--cpu-quota PERCENT`` runs the
+gateway (this process, while it measures; the simulator and the I/O-only peers stay outside)
+in a CPU cgroup of that share of one core:
 cgroup v1 ``cpu`` (``cfs_period_us`` 100000, ``cfs_quota_us`` PERCENT × 1000) where the machine
 has it, else cgroup v2 ``cpu.max`` with the same numbers.
 """
@@ -257,6 +259,7 @@ def main(argv: list[str]) -> dict:
     parser.add_argument("--driver", choices=("trio", "threads"), default=None)
     parser.add_argument("--cpu-quota", type=float, default=None, metavar="PERCENT")
     parser.add_argument("--services", choices=("none", "all"), default="none")
+    parser.add_argument("--modbus", action="store_true")
     args, _ = parser.parse_known_args(argv)
     mbus = {} if args.driver is None else {"mbus": {"driver": args.driver}}
     simulator, ports = start_simulator()
@@ -266,7 +269,7 @@ def main(argv: list[str]) -> dict:
             store = Store.open(store_path(data_dir))
             store.update_settings(
                 {
-                    "modbus": {"enabled": False},
+                    "modbus": {"enabled": args.modbus, "port": 0},
                     "reading": {"read_at_start": False, "schedule": "0 0 1 1 *"},
                     **mbus,
                 }
@@ -291,6 +294,8 @@ def main(argv: list[str]) -> dict:
     latency = result["snapshot_latency_ms"]
     quota = result["cpu_quota"]
     limit = "" if quota is None else f", {quota['percent']} % of one core ({quota['group']})"
+    result["modbus"] = args.modbus
+    limit += ", Modbus TCP served" if args.modbus else ""
     print(
         f"{result['meters']} meters on {LINES} lines at {BAUD} baud, continuous mode, "
         f"{result['seconds']} s measured, {result['driver']}{limit}"
