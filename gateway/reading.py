@@ -246,8 +246,8 @@ class ReadingPipeline:
             urgent: bool | None = None  # trio has nothing to do for it: no wake-up
             if not reading.ok or (continuous and name in self._cycles):
                 urgent = True  # a failure's event within the second; a cycle waits for the line
-            elif waited_for or event or not recorded or each or not continuous:
-                urgent = False
+            elif waited_for or event is not None or not recorded or each is not None:
+                urgent = False  # a task waits, a recovery's event, a cycle's list and progress
             return (reading, recorded, event), urgent
 
         def settle(k: int, prepared: _Prepared) -> None:

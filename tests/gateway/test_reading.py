@@ -416,6 +416,32 @@ async def test_a_continuous_reading_wakes_a_task_waiting_for_the_snapshot_with_t
     assert woken_during_round and woken_during_round[0] < 8
 
 
+async def test_a_continuous_round_on_the_native_driver_gives_way_to_a_cycle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its readings need not wake trio, but the one made while a cycle waits for the line
+    does: the round ends after it, and the cycle reads the line."""
+    monkeypatch.setattr(handback, "HAND_BACK_INTERVAL", 60.0)
+    continuous: list[MeterReading] = []
+    async with native_line() as rig:
+        live = rig.pipeline.live
+        await rig.round("1 3", [])
+        start = live.version
+        ended = trio.Event()
+
+        async def read_round() -> None:
+            await rig.round("1 3 " * 50, continuous)
+            ended.set()
+
+        rig.nursery.start_soon(read_round)
+        while live.version - start < 2:
+            await trio.sleep(0.005)
+        cycle = await rig.pipeline.read_cycle([rig.meters["M1"], rig.meters["M3"]])
+        await ended.wait()
+    assert [(r.meter.key, r.ok) for r in cycle.readings] == [("M1", True), ("M3", True)]
+    assert 2 <= len(continuous) < 10 and all(r.ok for r in continuous)  # not its 100
+
+
 async def test_the_readings_in_hand_are_delivered_when_the_native_driver_stops(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
