@@ -254,6 +254,21 @@ class NativeLine:
         chosen = [self.meters[f"M{n}"] for n in keys.split()]
         done.extend(await self.pipeline.read_line(chosen, continuous=True))
 
+    async def round_under_way(self, keys: str, done: list[MeterReading], shown: int) -> trio.Event:
+        """Starts that round in the background and returns once ``shown`` of its readings are
+        in the snapshot, with an event set when the round is over."""
+        start = self.pipeline.live.version
+        ended = trio.Event()
+
+        async def read_round() -> None:
+            await self.round(keys, done)
+            ended.set()
+
+        self.nursery.start_soon(read_round)
+        while self.pipeline.live.version - start < shown:
+            await trio.sleep(0.005)
+        return ended
+
 
 @asynccontextmanager
 async def native_line() -> AsyncIterator[NativeLine]:
@@ -424,18 +439,8 @@ async def test_a_continuous_round_on_the_native_driver_gives_way_to_a_cycle(
     monkeypatch.setattr(handback, "HAND_BACK_INTERVAL", 60.0)
     continuous: list[MeterReading] = []
     async with native_line() as rig:
-        live = rig.pipeline.live
         await rig.round("1 3", [])
-        start = live.version
-        ended = trio.Event()
-
-        async def read_round() -> None:
-            await rig.round("1 3 " * 50, continuous)
-            ended.set()
-
-        rig.nursery.start_soon(read_round)
-        while live.version - start < 2:
-            await trio.sleep(0.005)
+        ended = await rig.round_under_way("1 3 " * 50, continuous, 2)
         cycle = await rig.pipeline.read_cycle([rig.meters["M1"], rig.meters["M3"]])
         await ended.wait()
     assert [(r.meter.key, r.ok) for r in cycle.readings] == [("M1", True), ("M3", True)]
@@ -451,15 +456,7 @@ async def test_the_readings_in_hand_are_delivered_when_the_native_driver_stops(
         live = rig.pipeline.live
         await rig.round("1", [])
         start = live.version
-        finished = trio.Event()
-
-        async def read_round() -> None:
-            await rig.round("1 3 " * 20, readings)
-            finished.set()
-
-        rig.nursery.start_soon(read_round)
-        while live.version - start < 3:
-            await trio.sleep(0.005)
+        finished = await rig.round_under_way("1 3 " * 20, readings, 3)
         rig.bus.cancel()
         await finished.wait()
     visible = [r.meter_key for r in live.changes_after(start)[1] if r.ok]
