@@ -313,7 +313,10 @@ class BusMaster:
         the caller's (a driver applies it to ``Done.value``)."""
         protocol = self.protocol
         kind = type(request)
+        # nothing is made for events nobody is given
+        protocol.report_exchanges = self.on_exchange is not None
         if kind is jobs.Read:
+            protocol.report_progress = request.on_telegram is not None
             return self._begin_read(request, now)
         times = self._times()
         if kind is jobs.Ping:

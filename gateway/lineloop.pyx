@@ -25,6 +25,7 @@ from posix.unistd cimport read, write
 from mbusgw.core.busproto cimport (
     FAST_NONE,
     FAST_RECEIVE,
+    RX_DONE,
     RX_MORE,
     RX_NOMEM,
     RX_PARSE,
@@ -253,7 +254,7 @@ cdef int _fast(BusProtocol protocol, _Fast *line, char *buffer) noexcept nogil:
             return GIL_ERROR
         now = _now(line)
         flags = protocol.fast_receive(<const unsigned char *>buffer, got, now)
-        if flags & (RX_PARSE | RX_NOMEM):
+        if flags & (RX_DONE | RX_PARSE | RX_NOMEM):
             line.flags = flags
             line.at = now
             return GIL_PARSE
