@@ -27,6 +27,7 @@ cdef struct Rx:
     double first_at
     double last_at
     bint strict
+    int expect  # EXPECT_*: the kind of frame that ends the reception at once
     bint started
     bint done
     bint garbled
@@ -40,6 +41,13 @@ cdef enum:
     RX_MORE = 2  # the rest of a long frame is still on the wire (until ``pace_until``)
     RX_PARSE = 4  # the frame parser must see the bytes: the Python level goes on
     RX_NOMEM = 8
+    RX_DONE = 16  # the bytes are one valid frame of the expected kind: the answer is in
+
+# the answer a reception expects (``expect_ack`` True, False, None)
+cdef enum:
+    EXPECT_RSP_UD = 0
+    EXPECT_ACK = 1
+    EXPECT_ANY = 2
 
 # what ``BusProtocol.fast_phase`` allows a driver to do without the GIL
 cdef enum:
@@ -53,10 +61,11 @@ cdef int rx_take(Rx *rx, double at, const unsigned char *data, Py_ssize_t n) noe
 cdef class Reception:
     cdef Rx rx
     cdef bytes _request
-    cdef object _parser
+    cdef object _parser  # made when the bytes need it (not for a clean answer)
     cdef object _expect_ack
-    cdef public list events
+    cdef list _events
 
+    cdef void reset(self, bytes request, double char, double char_gap, expect_ack, bint strict)
     cdef bint taken(self, int flags, double at) except -1
     cdef void _feed_parser(self)
 
@@ -67,6 +76,10 @@ cdef class BusProtocol:
     cdef public object links
     cdef dict _fcb
     cdef object _job
+    cdef object _read  # the job, when it is a read (``_Read``: its state machine is compiled)
+    cdef Reception _spare  # the line's reception, ready for the next exchange
+    cdef public bint report_exchanges
+    cdef public bint report_progress
     cdef int _phase
     cdef list _events
     cdef bytes _output
@@ -99,6 +112,8 @@ cdef class BusProtocol:
     cdef double fast_pace_until(self) noexcept nogil
     cdef bint received(self, int flags, double at) except -1
 
+    cdef _advance(self, double now)
+    cdef _exchange(self, bytes request, times, expect_ack, bint strict, double now)
     cdef _after_gap(self, double now)
     cdef _settle(self, double now)
     cdef void _send(self, double now) noexcept nogil

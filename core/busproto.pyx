@@ -43,6 +43,8 @@ from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
 from dataclasses import dataclass
 
+from mbusgw.core.frame cimport frame_at
+
 from mbusgw.core.frame import (
     Discarded,
     FrameParser,
@@ -62,10 +64,11 @@ cdef enum:
     _LONG_START = 0x68
     _LONG_OVERHEAD = 6  # 68 L L 68 ... CS 16 around the L bytes of a long frame
     _LONG_FRAME_MAX = 255 + _LONG_OVERHEAD  # the longest frame a meter can send
+    _RSP_UD_FUNCTION = 0x08  # C field of a slave's user data, without the ACD/DFC bits
 LONG_START = _LONG_START
 LONG_OVERHEAD = _LONG_OVERHEAD
 LONG_FRAME_MAX = _LONG_FRAME_MAX
-RSP_UD_FUNCTION = 0x08  # C field of a slave's user data, without the ACD/DFC bits
+RSP_UD_FUNCTION = _RSP_UD_FUNCTION
 
 cdef double INF = math.inf
 
@@ -347,8 +350,24 @@ cdef int rx_take(Rx *rx, double at, const unsigned char *data, Py_ssize_t n) noe
     elif rx.remaining:
         rx.remaining = max(0, rx.remaining - added)
     if rx.overrun or rx.parsed or not _rx_quiet(rx):
+        if not (rx.overrun or rx.parsed or rx.strict) and _rx_answer(rx):
+            # one valid frame of the kind expected, nothing more: what the frame parser would
+            # decide, without it (the usual answer costs no Python object)
+            rx.done = True
+            return RX_TAKEN | RX_DONE
         return RX_TAKEN | RX_PARSE
     return RX_TAKEN | (RX_MORE if _rx_deadline(rx, at) else 0)
+
+
+cdef bint _rx_answer(const Rx *rx) noexcept nogil:
+    """The bytes are exactly one valid frame of the expected kind (``expected_kind``)."""
+    if frame_at(rx.buf, rx.count) != rx.count:
+        return False
+    if rx.expect == EXPECT_ANY:
+        return True
+    if rx.expect == EXPECT_ACK:
+        return rx.count == 1
+    return rx.buf[0] == _LONG_START and rx.buf[4] & 0x0F == _RSP_UD_FUNCTION
 
 
 cdef class Reception:
@@ -367,10 +386,15 @@ cdef class Reception:
 
     def __init__(self, bytes request, *, double char, double char_gap, expect_ack,
                  bint strict):
+        self.reset(request, char, char_gap, expect_ack, strict)
+
+    cdef void reset(self, bytes request, double char, double char_gap, expect_ack, bint strict):
+        """Ready for the answer to ``request`` (a protocol keeps one reception for its line,
+        and its buffer)."""
         self._request = request
-        self._parser = FrameParser()
+        self._parser = None
         self._expect_ack = expect_ack
-        self.events = []
+        self._events = []
         rx = &self.rx
         rx.expected = <const unsigned char *><const char *>request
         rx.expected_len = len(request)
@@ -382,13 +406,15 @@ cdef class Reception:
         rx.remaining = 0
         rx.char_time = char
         rx.char_gap = char_gap
-        rx.pace_until = -math.inf  # when the long frame being received can be complete
-        rx.first_at = rx.last_at = -math.inf
+        rx.pace_until = -INF  # when the long frame being received can be complete
+        rx.first_at = rx.last_at = -INF
         rx.strict = strict
+        rx.expect = EXPECT_ANY if expect_ack is None else (EXPECT_ACK if expect_ack else
+                                                             EXPECT_RSP_UD)
         rx.started = rx.done = rx.garbled = False
         rx.overrun = False  # bytes still came when the bound was reached
         rx.capped = False  # the bound cut the wait for the rest short
-        _rx_start(rx, math.inf)
+        _rx_start(rx, INF)
 
     def __dealloc__(self):
         free(self.rx.buf)
@@ -403,7 +429,18 @@ cdef class Reception:
 
     @property
     def buffered(self) -> int:
+        if self._parser is None:
+            return 0 if self.rx.done else self.rx.count
         return self._parser.buffered + self.rx.count - self.rx.parsed
+
+    @property
+    def events(self) -> list:
+        """The frame parser's events of the bytes so far (a clean answer is parsed when
+        asked: the protocol itself does not need its event)."""
+        if self.rx.done and self.rx.parsed < self.rx.count:
+            self._feed_parser()
+            self._events += self._parser.events()
+        return self._events
 
     @property
     def data(self) -> bytes:
@@ -449,10 +486,10 @@ cdef class Reception:
         if not flags & RX_PARSE:
             return flags & RX_MORE != 0
         rx = &self.rx
-        parser = self._parser
         self._feed_parser()
+        parser = self._parser
         new = parser.events()
-        events = self.events
+        events = self._events
         events += new
         if len(events) > 1 or _any_discarded(new):
             rx.garbled = True
@@ -470,6 +507,8 @@ cdef class Reception:
     cdef void _feed_parser(self):
         """The bytes the parser has not seen yet."""
         rx = &self.rx
+        if self._parser is None:
+            self._parser = FrameParser()
         if rx.parsed < rx.count:
             self._parser.feed((<char *>rx.buf)[rx.parsed : rx.count])
             rx.parsed = rx.count
@@ -479,14 +518,14 @@ cdef class Reception:
         a truncated answer now waits for the window to close (a late meter may still come)."""
         rx = &self.rx
         self._feed_parser()
-        self.events += self._parser.events()  # nothing: the bytes held were a frame's start
+        self._events += self._parser.events()  # nothing: the bytes held were a frame's start
         if self._parser.buffered and not rx.garbled:
             rx.garbled = True
             if rx.deadline < rx.window_end and now < rx.window_end:
                 rx.deadline = rx.window_end
                 return False
-        self.events += self._parser.flush()
-        if _any_discarded(self.events):
+        self._events += self._parser.flush()
+        if _any_discarded(self._events):
             rx.garbled = True
         return True
 
@@ -531,10 +570,296 @@ class LinkStates:
         self._fresh = False
 
 
+# ------------------------------------------------------------------ the retry rule, and the read
+
+# an exchange's outcome, as C code (``_OUTCOMES`` gives the ``Outcome``)
+cdef enum:
+    _ANSWER = 0
+    _SILENT = 1
+    _GARBLED = 2
+
+_OUTCOMES = (Outcome.ANSWER, Outcome.SILENT, Outcome.GARBLED)
+
+# the verdict on one try (``_Attempts.after``)
+cdef enum:
+    _TRY_ANSWERED = 0
+    _TRY_AGAIN = 1
+    _TRY_FAILED = 2
+
+
+cdef class _Attempts:
+    """Up to ``attempts`` tries of one request: the retry rule of every job that retries
+    (collision when any try was garbled, else no response; the try the line was too noisy
+    for fails the job at once)."""
+
+    cdef readonly bytes request
+    cdef readonly object times
+    cdef readonly object expect_ack
+    cdef readonly int used  # tries that ended
+    cdef readonly object failed  # why the tries failed, once they have
+    cdef int _attempts, _garbled
+    cdef str _label
+
+    def __init__(self, bytes request, times, int attempts, str label, expect_ack):
+        self.request = request
+        self.times = times
+        self.expect_ack = expect_ack
+        self.used = 0
+        self.failed = None
+        self._attempts = attempts
+        self._garbled = 0
+        self._label = label
+
+    cdef int after(self, int outcome, str detail) except -1:
+        """The verdict on the try that ended with ``outcome`` (``detail``: what garbled it)."""
+        self.used += 1
+        if outcome == _ANSWER:
+            return _TRY_ANSWERED
+        if outcome == _GARBLED:
+            self._garbled += 1
+        if self.used < self._attempts:
+            return _TRY_AGAIN
+        if self._garbled:
+            self.failed = Failed(COLLISION, self._label, self._attempts, detail)
+        else:
+            self.failed = Failed(NO_RESPONSE, self._label, self._attempts)
+        return _TRY_FAILED
+
+    cdef object noisy(self, str message):
+        """The line did not go quiet before the next try."""
+        self.failed = Failed(NOISY, self._label, self.used + 1, message)
+        return self.failed
+
+
+cdef _Attempts _addressing(target, times, bint init):
+    """The tries that make ``target`` addressable: its secondary selection, or SND_NKE to its
+    primary address if ``init`` (None: nothing to send)."""
+    if target.selection is None:
+        if not init:
+            return None
+        return _Attempts(snd_nke(target.primary), times, times.read_attempts, target.label, True)
+    return _Attempts(target.selection, times, times.select_attempts, target.label, True)
+
+
+cdef object _link(target):
+    """The address of ``target``'s requests once it is addressable."""
+    return target.primary if target.selection is None else ADDRESS_SELECTED
+
+
+# what the read job asks of the machine next (``_Read.op``)
+cdef enum:
+    _NEXT_EXCHANGE = 1  # ``tries``' request
+    _NEXT_SLEEP = 2  # ``pause`` seconds, then ``woke``
+    _NEXT_END = 3  # ``ended``: Done or Failed
+
+# the read's step in hand
+cdef enum:
+    _STEP_BROADCAST = 1
+    _STEP_AFTER_BROADCAST = 2  # the pause after it
+    _STEP_ADDRESS = 3
+    _STEP_AFTER_INIT = 4  # the pause after a SND_NKE
+    _STEP_TELEGRAM = 5
+
+
+cdef class _Read:
+    """The read job (``BusProtocol.read``) as a state machine on C data: the machine tells it
+    how each exchange ended (``exchanged``), that a pause is over (``woke``) or that the line
+    was too noisy for the next try (``noisy``), and reads what it asks next from ``op``. A
+    line's driver thus runs no Python code per exchange of a read.
+
+    A read tries the meter's targets (addressing modes) in turn until one answers; a target's
+    read is a pass over its telegrams (the meter addressed first), and a second pass from
+    SND_NKE when a meter read back to back sent its last telegram again instead of its first.
+    """
+
+    cdef BusProtocol proto
+    cdef tuple targets
+    cdef object times, follow, links
+    cdef bint init, keep_link
+    cdef int limit
+    cdef int op, step
+    cdef _Attempts tries
+    cdef double pause
+    cdef object ended
+    # across the targets
+    cdef Py_ssize_t index
+    cdef int spent  # requests of the targets that failed: retries of this read
+    # the target in hand
+    cdef object target, key
+    cdef bint primary, restarted
+    cdef double started
+    cdef int requests, retries, expected
+    cdef bint fresh
+    # the pass in hand
+    cdef bint reset  # the meter expects FCB 1 next
+    cdef object link
+    cdef bint fcb
+    cdef list frames, durations
+    cdef double begun
+
+    def __init__(self, BusProtocol proto, tuple targets, times, follow, bint init, int limit,
+                 bint keep_link):
+        self.proto = proto
+        self.targets = targets
+        self.times = times
+        self.follow = follow
+        self.links = proto.links
+        self.init = init
+        self.limit = limit
+        self.keep_link = keep_link
+        self.index = -1
+        self.spent = 0
+
+    cdef int begin(self, double now) except -1:
+        self._next_target(now, None)
+        return 0
+
+    cdef int exchanged(self, double now, int outcome, bytes frame, str detail) except -1:
+        """The exchange of ``tries`` ended at ``now`` (``frame``: the answer)."""
+        cdef int verdict
+        if self.step == _STEP_BROADCAST:  # nobody answers it; a clean line remembers it
+            self.links.reset_by_broadcast(outcome == _SILENT)
+            self._pause(_STEP_AFTER_BROADCAST)
+            return 0
+        verdict = self.tries.after(outcome, detail)
+        if verdict == _TRY_AGAIN:
+            self.op = _NEXT_EXCHANGE
+            return 0
+        if verdict == _TRY_FAILED:
+            self._target_failed(now, self.tries.failed)
+            return 0
+        self.requests += self.tries.used
+        self.retries += self.tries.used - 1
+        if self.step == _STEP_ADDRESS:
+            if self.primary:
+                self._pause(_STEP_AFTER_INIT)
+            else:
+                self._telegrams(now)
+            return 0
+        self._telegram(now, frame)
+        return 0
+
+    cdef int woke(self, double now) except -1:
+        if self.step == _STEP_AFTER_BROADCAST:
+            self._links_known(now)
+        else:
+            self._telegrams(now)
+        return 0
+
+    cdef int noisy(self, double now, str message) except -1:
+        self._target_failed(now, self.tries.noisy(message))
+        return 0
+
+    cdef void _exchange(self, _Attempts tries):
+        self.tries = tries
+        self.op = _NEXT_EXCHANGE
+
+    cdef void _pause(self, int step):
+        self.step = step
+        self.pause = self.times.after_init
+        self.op = _NEXT_SLEEP
+
+    cdef void _end(self, ended):
+        self.ended = ended
+        self.op = _NEXT_END
+
+    cdef int _next_target(self, double now, last) except -1:
+        self.index += 1
+        if self.index == len(self.targets):
+            self._end(last)
+            return 0
+        target = self.target = self.targets[self.index]
+        self.key = target.key
+        self.primary = target.selection is None
+        self.started = now
+        self.requests = self.retries = self.expected = 0
+        self.fresh = self.restarted = False
+        links = self.links
+        if (self.primary and self.keep_link and self.key not in links.known
+                and not links.broadcast_sent):
+            # one SND_NKE for every meter of the line, once
+            self.requests += 1
+            self.step = _STEP_BROADCAST
+            self._exchange(_Attempts(snd_nke(ADDRESS_BROADCAST), self.times, 1, "broadcast",
+                                     None))
+            return 0
+        return self._links_known(now)
+
+    cdef int _links_known(self, double now) except -1:
+        links = self.links
+        if self.primary and self.keep_link:
+            self.expected = links.known.get(self.key, 0)
+            self.fresh = links.is_fresh(self.key)
+        links.reading(self.key)
+        if self.target.primary_key is not None:
+            links.reading(self.target.primary_key)
+        return self._pass(now, self.init and not (self.expected or self.fresh), self.fresh)
+
+    cdef int _pass(self, double now, bint init, bint fresh) except -1:
+        """Address the meter (SND_NKE first if ``init``) and read its telegrams."""
+        self.frames = []
+        self.durations = []
+        self.reset = not self.primary or init or fresh
+        self.link = _link(self.target)
+        tries = _addressing(self.target, self.times, init)
+        if tries is None:
+            return self._telegrams(now)
+        self.step = _STEP_ADDRESS
+        self._exchange(tries)
+        return 0
+
+    cdef int _telegrams(self, double now) except -1:
+        self.fcb = self.proto._fcb_of(self.key, self.reset)
+        return self._ask_telegram(now)
+
+    cdef int _ask_telegram(self, double now) except -1:
+        step = self.follow if self.frames else self.times
+        self.begun = now
+        self.step = _STEP_TELEGRAM
+        self._exchange(_Attempts(req_ud2(self.link, self.fcb), step, step.read_attempts,
+                                 self.target.label, False))
+        return 0
+
+    cdef int _telegram(self, double now, bytes frame) except -1:
+        proto = self.proto
+        proto._set_fcb(self.key, self.fcb)
+        self.fcb = not self.fcb
+        self.frames.append(frame)
+        self.durations.append(now - self.begun)
+        proto._telegram(len(self.frames))
+        if not proto._more(frame):
+            return self._pass_done(now, True)
+        if len(self.frames) < self.limit:
+            return self._ask_telegram(now)
+        return self._pass_done(now, False)
+
+    cdef int _pass_done(self, double now, bint complete) except -1:
+        """``complete``: the meter had no more (False: the limit stopped it)."""
+        if (self.init and not self.restarted and self.expected > 1 and len(self.frames) == 1
+                and complete):
+            # it sent its last telegram again instead of starting over: only SND_NKE does that
+            self.links.no_restart.add(self.key)
+            self.restarted = True
+            return self._pass(now, True, False)
+        if self.primary and complete:
+            self.links.read_completely(self.key, len(self.frames))
+        self._end(Done(Telegrams(
+            self.target.mode, tuple(self.frames), self.requests, self.retries + self.spent,
+            self.started, now, tuple(self.durations), complete,
+        )))
+        return 0
+
+    cdef int _target_failed(self, double now, failed) except -1:
+        if failed.kind == NOISY:
+            self._end(failed)  # another mode would not find the line any quieter
+            return 0
+        self.spent += failed.attempts
+        return self._next_target(now, failed)
+
+
 # what a job asks of the machine (yielded by the job's generator)
 cdef int _OP_EXCHANGE = 1
-cdef int _OP_SLEEP = 2
-cdef int _OP_LISTEN = 4
+cdef int _OP_LISTEN = 2
 
 # the machine's phases
 cdef int _IDLE = 0
@@ -559,11 +884,16 @@ cdef class BusProtocol:
         self.links = LinkStates()
         self._fcb = {}  # link key → the FCB of the last REQ_UD2
         self._job = None
+        self._read = None
         self._phase = _IDLE
         self._events = []
         self._output = b""
         self._out_pending = False
         self._reception = None
+        self._spare = Reception.__new__(Reception)
+        # a driver that passes no ``Exchange`` or ``Telegram`` on asks for none to be made
+        self.report_exchanges = True
+        self.report_progress = True
         self._rx = NULL
         self._resolved = None
         self._unbooked_stray = 0
@@ -702,8 +1032,9 @@ cdef class BusProtocol:
             return
         if now < self._wake:
             return
-        if self._phase == _SLEEP:
-            self._resume(now, None)
+        if self._phase == _SLEEP:  # only a read pauses
+            (<_Read>self._read).woke(now)
+            self._advance(now)
         elif self._phase == _LISTEN:
             heard, self._heard = bytes(self._heard), bytearray()
             self._resume(now, heard)
@@ -715,6 +1046,7 @@ cdef class BusProtocol:
     def abort(self) -> None:
         """The line broke: drop the job in hand (the driver tells its caller)."""
         self._job = None
+        self._read = None
         self._phase = _IDLE
         self._reception = None
         self._rx = NULL
@@ -731,8 +1063,8 @@ cdef class BusProtocol:
         ``limit`` telegrams; ``follow``: the timing from the second telegram on."""
         if not targets:
             raise ValueError("a read needs at least one target")
-        self._start(_read(self, tuple(targets), times, follow, init, limit, keep_link), now,
-                    forget=False)
+        job = _Read(self, tuple(targets), times, follow, init, limit, keep_link)
+        self._start(job, now, forget=False)
 
     def ping(self, int address, times, *, double now) -> None:
         """SND_NKE to a primary address (or 0xFD, 0xFE); expects E5; Done(Exchange)."""
@@ -763,70 +1095,85 @@ cdef class BusProtocol:
         if forget:
             self.links.forget_all()  # anything but a read may reach any meter's link
         self._job = job
-        self._resume(now, None)
-
-    def _resume(self, double now, value, error=None) -> None:
-        """Run the job until it needs the line or the time again."""
-        job = self._job
-        self._at = now
-        while job is not None:
+        if type(job) is _Read:
+            self._read = job
             try:
-                if error is not None:
-                    op = job.throw(error)
-                    error = None
-                else:
-                    op = job.send(value)
-            except StopIteration as stop:
-                self._finish(Done(stop.value))
-                return
-            except _JobFailed as failed:
-                self._finish(failed.failed)
-                return
+                (<_Read>self._read).begin(now)
+                self._advance(now)
             except BaseException:
                 self.abort()  # a fault of the job itself: the caller sees it raised
                 raise
-            kind = op[0]
-            if kind == _OP_SLEEP:
-                until = now + op[1]
-                if until > now:
-                    self._phase = _SLEEP
-                    self._wake = until
-                    return
-                value = None
-                continue
-            if kind == _OP_LISTEN:
-                self._phase = _LISTEN
-                self._times = op[2]
-                self._wake = now + op[1]
+        else:
+            self._resume(now, None)
+
+    cdef _advance(self, double now):
+        """Do what the read job asks next."""
+        cdef _Read job = <_Read>self._read
+        cdef _Attempts tries
+        self._at = now
+        while True:
+            if job.op == _NEXT_END:
+                self._finish(job.ended)
                 return
-            if kind == _OP_EXCHANGE:
-                self._request, self._times, self._expect_ack, self._strict = op[1:]
-                times = self._times
-                if times is not self._resolved:  # a job's times are the same object each time
-                    self._resolved = times
-                    self._char = times.char
-                    self._char_gap = times.char_gap
-                    self._no_answer = times.no_answer
-                    self._gap = times.gap
-                # ready before the gap, so that the gap and the send need no Python object
-                self._reception = Reception(
-                    self._request,
-                    char=self._char,
-                    char_gap=self._char_gap,
-                    expect_ack=self._expect_ack,
-                    strict=self._strict,
-                )
-                self._rx = &self._reception.rx
-                self._phase = _GAP
-                self._wake = self.quiet_at + self._gap
-                if self._wake > now:
-                    return
-                self._after_gap(now)
+            if job.op == _NEXT_EXCHANGE:
+                tries = job.tries
+                self._exchange(tries.request, tries.times, tries.expect_ack, False, now)
                 return
+            if now + job.pause > now:
+                self._phase = _SLEEP
+                self._wake = now + job.pause
+                return
+            job.woke(now)
+
+    def _resume(self, double now, value, error=None) -> None:
+        """Run the job's generator until it needs the line or the time again."""
+        job = self._job
+        self._at = now
+        try:
+            op = job.throw(error) if error is not None else job.send(value)
+        except StopIteration as stop:
+            self._finish(Done(stop.value))
+            return
+        except _JobFailed as failed:
+            self._finish(failed.failed)
+            return
+        except BaseException:
+            self.abort()  # a fault of the job itself: the caller sees it raised
+            raise
+        if op[0] == _OP_LISTEN:
+            self._phase = _LISTEN
+            self._times = op[2]
+            self._wake = now + op[1]
+        elif op[0] == _OP_EXCHANGE:
+            self._exchange(op[1], op[2], op[3], op[4], now)
+        else:
             raise RuntimeError(f"not a step of a job: {op!r}")
+
+    cdef _exchange(self, bytes request, times, expect_ack, bint strict, double now):
+        """Send ``request`` after the gap and receive its answer."""
+        self._request = request
+        self._times = times
+        self._expect_ack = expect_ack
+        self._strict = strict
+        if times is not self._resolved:  # a job's times are the same object each time
+            self._resolved = times
+            self._char = times.char
+            self._char_gap = times.char_gap
+            self._no_answer = times.no_answer
+            self._gap = times.gap
+        # ready before the gap, so that the gap and the send need no Python object
+        self._reception = self._spare
+        self._reception.reset(request, self._char, self._char_gap, expect_ack, strict)
+        self._rx = &self._reception.rx
+        self._phase = _GAP
+        self._wake = self.quiet_at + self._gap
+        if self._wake > now:
+            return
+        self._after_gap(now)
 
     def _finish(self, event) -> None:
         self._job = None
+        self._read = None
         self._phase = _IDLE
         self._reception = None
         self._rx = NULL
@@ -855,10 +1202,15 @@ cdef class BusProtocol:
             self._garbled = False  # the next job starts with its own bound
             recovery_ms = self._times.recovery * 1000
             self._phase = _IDLE
-            self._resume(now, None, _Noisy(
+            message = (
                 f"the line was not quiet for {recovery_ms:.0f} ms in "
                 f"{(self._settle_bound - self.quiet_at) * 1000:.0f} ms"
-            ))
+            )
+            if self._read is not None:
+                (<_Read>self._read).noisy(now, message)
+                self._advance(now)
+            else:
+                self._resume(now, None, _Noisy(message))
             return
         self._wake = min(until, self._settle_bound)
 
@@ -875,54 +1227,66 @@ cdef class BusProtocol:
     cdef _end_exchange(self, double now):
         reception = self._reception
         rx = self._rx
+        cdef int result = _ANSWER
+        cdef str detail = ""
         if not rx.done:
-            reception.expire(math.inf)  # whatever is incomplete now is garbage
-        got = reception.events
-        frames = tuple([raw_frame(e) for e in got if not isinstance(e, Discarded)])
-        detail = ""
+            reception.expire(INF)  # whatever is incomplete now is garbage
         if not rx.started:
-            result = Outcome.SILENT
+            result = _SILENT
         elif rx.overrun or rx.capped:
-            result = Outcome.GARBLED
+            result = _GARBLED
             detail = "the line did not go quiet"
-        elif rx.garbled or len(got) != 1 or not expected_kind(got[0], self._expect_ack):
-            result = Outcome.GARBLED
-            detail = ", ".join(type(e).__name__ for e in got)
-        else:
-            result = Outcome.ANSWER
+        elif not rx.done:  # the parser saw it all (a strict reception ends only now)
+            got = reception._events
+            if rx.garbled or len(got) != 1 or not expected_kind(got[0], self._expect_ack):
+                result = _GARBLED
+                detail = ", ".join([type(e).__name__ for e in got])
+        data = reception.data
         self.quiet_at = max(self._request_end, rx.last_at)
         self.ready_at = self.quiet_at + self._times.gap
-        self._garbled = result is Outcome.GARBLED
+        self._garbled = result == _GARBLED
         self._book_stray()
         stats = self.stats
         stats.exchanges += 1
         stats.bytes_sent += len(self._request)
         stats.bytes_received += rx.count
         stats.echoes += rx.echo_seen
-        if result is Outcome.SILENT:
+        if result == _SILENT:
             stats.silent += 1
-        elif result is Outcome.GARBLED:
+        elif result == _GARBLED:
             stats.garbled += 1
         else:
             stats.answers += 1
-        exchange = Exchange(
-            self._request,
-            result,
-            frames,
-            self._sent_at,
-            self._request_end,
-            reception.first_at,
-            now,
-            echo=rx.echo_seen,
-            stray=self._sent_stray,
-            detail=detail,
-            received=reception.data,
-        )
-        self._events.append(exchange)
+        exchange = None
+        if self.report_exchanges or self._read is None:
+            if rx.done and result == _ANSWER:
+                frames = (data,)  # the answer is all that came
+            else:
+                frames = tuple([raw_frame(e) for e in reception.events
+                                if not isinstance(e, Discarded)])
+            exchange = Exchange(
+                self._request,
+                _OUTCOMES[result],
+                frames,
+                self._sent_at,
+                self._request_end,
+                reception.first_at,
+                now,
+                echo=rx.echo_seen,
+                stray=self._sent_stray,
+                detail=detail,
+                received=data,
+            )
+            if self.report_exchanges:
+                self._events.append(exchange)
         self._reception = None
         self._rx = NULL
         self._phase = _IDLE
-        self._resume(now, exchange)
+        if self._read is None:
+            self._resume(now, exchange)
+            return
+        (<_Read>self._read).exchanged(now, result, data if result == _ANSWER else None, detail)
+        self._advance(now)
 
     cdef void _book_stray(self):
         """The stray bytes ``_send`` counted, in ``stats``: by the thread that drives the
@@ -939,7 +1303,8 @@ cdef class BusProtocol:
         self._fcb[key] = fcb
 
     def _telegram(self, int count) -> None:
-        self._events.append(Telegram(count))
+        if self.report_progress:
+            self._events.append(Telegram(count))
 
     def _more(self, bytes frame) -> bool:
         return bool(self._more_follows(frame))
@@ -947,26 +1312,28 @@ cdef class BusProtocol:
 
 # ------------------------------------------------------------------ the jobs (generators)
 # A job yields (_OP_EXCHANGE, request, times, expect_ack, strict) and gets the Exchange back,
-# or (_OP_SLEEP, seconds); it reads the time of its step as ``proto._at``, and returns its result
+# or (_OP_LISTEN, seconds, times) and gets the bytes heard; it reads the time of its step as ``proto._at``, and returns its result
 # or raises _JobFailed.
 
 
 def _attempts(bytes request, times, int attempts, str label, expect_ack):
     """Up to ``attempts`` tries; returns the answering exchange and the tries used."""
-    garbled = 0
-    last = None
-    for attempt in range(1, attempts + 1):
+    return (yield from _tried(_Attempts(request, times, attempts, label, expect_ack)))
+
+
+def _tried(_Attempts tries):
+    """``tries`` on the line until their rule ends them."""
+    cdef int verdict
+    while True:
         try:
-            last = yield (_OP_EXCHANGE, request, times, expect_ack, False)
+            last = yield (_OP_EXCHANGE, tries.request, tries.times, tries.expect_ack, False)
         except _Noisy as exc:
-            raise _JobFailed(Failed(NOISY, label, attempt, str(exc)))
-        if last.outcome is Outcome.ANSWER:
-            return last, attempt
-        if last.outcome is Outcome.GARBLED:
-            garbled += 1
-    if garbled:
-        raise _JobFailed(Failed(COLLISION, label, attempts, last.detail if last else ""))
-    raise _JobFailed(Failed(NO_RESPONSE, label, attempts))
+            raise _JobFailed(tries.noisy(str(exc)))
+        verdict = tries.after(_OUTCOMES.index(last.outcome), last.detail)
+        if verdict == _TRY_ANSWERED:
+            return last, tries.used
+        if verdict == _TRY_FAILED:
+            raise _JobFailed(tries.failed)
 
 
 def _strict(bytes request, times, expect_ack):
@@ -996,134 +1363,13 @@ def _transfer(bytes frame, times, expect_ack):
         raise _JobFailed(Failed(NOISY, frame.hex(), 1, str(exc)))
 
 
-def _address(BusProtocol proto, target, times, bint init):
-    """Make the meter addressable: select it (secondary) or reset its link (primary, if
-    ``init``). Returns the link address to use, the requests spent and the retries among
-    them."""
-    if target.selection is None:
-        if not init:
-            return target.primary, 0, 0
-        _, used = yield from _attempts(
-            snd_nke(target.primary), times, times.read_attempts, target.label, True
-        )
-        if times.after_init:
-            yield (_OP_SLEEP, times.after_init)
-        return target.primary, used, used - 1
-    _, used = yield from _attempts(
-        target.selection, times, times.select_attempts, target.label, True
-    )
-    return ADDRESS_SELECTED, used, used - 1
-
-
-def _read(BusProtocol proto, tuple targets, times, follow, bint init, int limit,
-          bint keep_link):
-    last = None
-    spent = 0  # requests of the modes that failed: retries of this read
-    for target in targets:
-        try:
-            result = yield from _read_with(proto, target, times, follow, init, limit, keep_link)
-        except _JobFailed as exc:
-            last = exc.failed
-        else:
-            last = None
-        if last is not None:
-            if last.kind == NOISY:
-                break  # another mode would not find the line any quieter
-            spent += last.attempts
-            continue
-        if spent:
-            result = Telegrams(
-                result.mode, result.frames, result.requests, result.retries + spent,
-                result.started, result.finished, result.durations, result.complete,
-            )
-        return result
-    raise _JobFailed(last)
-
-
-def _read_with(BusProtocol proto, target, times, follow, bint init, int limit, bint keep_link):
-    started = proto._at
-    primary = target.selection is None
-    key = target.key
-    links = proto.links
-    requests = 0
-    retries = 0
-    expected = 0  # telegrams of the meter's last read, when its link state is known
-    fresh = False
-    if primary and keep_link:
-        if key not in links.known and not links.broadcast_sent:
-            requests += yield from _reset_line(proto, times)  # one SND_NKE for every meter
-        expected, fresh = links.known.get(key, 0), links.is_fresh(key)
-    links.reading(key)
-    if target.primary_key is not None:
-        links.reading(target.primary_key)
-    first_init = init and not (expected or fresh)
-    frames, durations, used, again, complete = yield from _read_telegrams(
-        proto, target, times, follow, first_init, fresh, limit
-    )
-    requests += used
-    retries += again
-    if init and expected > 1 and len(frames) == 1 and complete:
-        # it sent its last telegram again instead of starting over: only SND_NKE does that
-        links.no_restart.add(key)
-        frames, durations, used, again, complete = yield from _read_telegrams(
-            proto, target, times, follow, True, False, limit
-        )
-        requests += used
-        retries += again
-    if primary and complete:
-        links.read_completely(key, len(frames))
-    finished = proto._at
-    return Telegrams(
-        target.mode, tuple(frames), requests, retries, started, finished, tuple(durations),
-        complete,
-    )
-
-
-def _read_telegrams(BusProtocol proto, target, times, follow, bint init, bint fresh, int limit):
-    """Address the meter (SND_NKE first if ``init``) and read its telegrams, up to the limit.
-    Returns the telegrams, the time each took, the requests sent, the retries among them, and
-    whether the meter had no more (False: the limit stopped it)."""
-    link, requests, retries = yield from _address(proto, target, times, init)
-    key = target.key
-    reset = target.selection is not None or init or fresh  # it expects FCB 1 next
-    fcb = proto._fcb_of(key, reset)
-    frames = []
-    durations = []
-    for index in range(limit):
-        step = times if index == 0 else follow
-        begun = proto._at
-        exchange, used = yield from _attempts(
-            req_ud2(link, fcb), step, step.read_attempts, target.label, False
-        )
-        requests += used
-        retries += used - 1
-        proto._set_fcb(key, fcb)
-        fcb = not fcb
-        frames.append(exchange.frame)
-        durations.append(proto._at - begun)
-        proto._telegram(len(frames))
-        if not proto._more(exchange.frame):
-            return frames, durations, requests, retries, True
-    return frames, durations, requests, retries, False
-
-
-def _reset_line(BusProtocol proto, times):
-    """SND_NKE to every meter of the line at once (no meter answers a broadcast); returns the
-    requests sent."""
-    try:
-        exchange = yield (_OP_EXCHANGE, snd_nke(ADDRESS_BROADCAST), times, None, False)
-    except _Noisy as exc:
-        raise _JobFailed(Failed(NOISY, "broadcast", 1, str(exc)))
-    proto.links.reset_by_broadcast(exchange.outcome is Outcome.SILENT)
-    if times.after_init:
-        yield (_OP_SLEEP, times.after_init)
-    return 1
-
-
 def _application_reset(BusProtocol proto, target, subcode, times):
-    link, _, _ = yield from _address(proto, target, times, False)
+    selection = _addressing(target, times, False)
+    if selection is not None:
+        yield from _tried(selection)
     exchange, _ = yield from _attempts(
-        application_reset(link, subcode), times, times.read_attempts, target.label, True
+        application_reset(_link(target), subcode), times, times.read_attempts, target.label,
+        True,
     )
     return exchange
 

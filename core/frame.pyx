@@ -168,31 +168,63 @@ cdef class _Check:
     cdef object error
 
 
-cdef Verdict _check_at(const uint8_t* p, Py_ssize_t avail, Py_ssize_t offset, bint eof,
-                       _Check out) except *:
-    """Classify the bytes at ``p`` (``avail`` of them, stream offset ``offset``)."""
+cdef Py_ssize_t frame_at(const uint8_t* p, Py_ssize_t avail) noexcept nogil:
     cdef uint8_t first = p[0]
-    cdef Py_ssize_t n, length
-    cdef uint8_t expected
+    cdef Py_ssize_t n
     if first == ACK:
-        out.length = 1
-        return GOOD
+        return 1
     if first == SHORT_START:
         n = 5
         if avail < n:
-            return _truncated(avail, n, offset, eof, out)
+            return 0
+        if p[4] != STOP or p[3] != mbus_sum8(p + 1, 2):
+            return -1
+        return n
+    if first != LONG_START:
+        return -1
+    if avail < 4:
+        return 0
+    if p[1] != p[2] or p[3] != LONG_START or p[1] < 3:
+        return -1
+    n = p[1] + 6
+    if avail < n:
+        return 0
+    if p[n - 1] != STOP or p[n - 2] != mbus_sum8(p + 4, <size_t>p[1]):
+        return -1
+    return n
+
+
+cdef Verdict _check_at(const uint8_t* p, Py_ssize_t avail, Py_ssize_t offset, bint eof,
+                       _Check out) except *:
+    """Classify the bytes at ``p`` (``avail`` of them, stream offset ``offset``): the verdict
+    is ``frame_at``'s; what is wrong with bad bytes is told here."""
+    cdef Py_ssize_t found = frame_at(p, avail)
+    if found > 0:
+        out.length = found
+        return GOOD
+    if found == 0:
+        if not eof:
+            return NEED_MORE
+        need = 5 if p[0] == SHORT_START else (4 if avail < 4 else p[1] + 6)
+        return _bad(out, 1, FrameError(f"truncated frame: {avail} of {need} bytes",
+                                       offset + avail))
+    return _bad_at(p, avail, offset, out)
+
+
+cdef Verdict _bad_at(const uint8_t* p, Py_ssize_t avail, Py_ssize_t offset,
+                     _Check out) except *:
+    """What is wrong with bytes ``frame_at`` found to be no valid frame."""
+    cdef uint8_t first = p[0]
+    cdef Py_ssize_t n, length
+    cdef uint8_t expected
+    if first == SHORT_START:
         if p[4] != STOP:
             return _bad(out, 1, FrameError("short frame without stop byte 0x16", offset + 4))
         expected = mbus_sum8(p + 1, 2)
-        if p[3] != expected:
-            return _bad(out, n, ChecksumError(
-                f"short frame checksum 0x{p[3]:02X}, expected 0x{expected:02X}",
-                offset + 3, expected, p[3]))
-        out.length = n
-        return GOOD
+        return _bad(out, 5, ChecksumError(
+            f"short frame checksum 0x{p[3]:02X}, expected 0x{expected:02X}",
+            offset + 3, expected, p[3]))
     if first == LONG_START:
-        if avail < 4:
-            return _truncated(avail, 4, offset, eof, out)
         if p[1] != p[2]:
             return _bad(out, 1, FrameError(
                 f"long frame length fields differ (0x{p[1]:02X}, 0x{p[2]:02X})", offset + 1))
@@ -203,17 +235,12 @@ cdef Verdict _check_at(const uint8_t* p, Py_ssize_t avail, Py_ssize_t offset, bi
         if length < 3:
             return _bad(out, 1, FrameError(f"long frame length {length} is below 3", offset + 1))
         n = length + 6
-        if avail < n:
-            return _truncated(avail, n, offset, eof, out)
         if p[n - 1] != STOP:
             return _bad(out, 1, FrameError("long frame without stop byte 0x16", offset + n - 1))
         expected = mbus_sum8(p + 4, <size_t>length)
-        if p[n - 2] != expected:
-            return _bad(out, n, ChecksumError(
-                f"long frame checksum 0x{p[n - 2]:02X}, expected 0x{expected:02X}",
-                offset + n - 2, expected, p[n - 2]))
-        out.length = n
-        return GOOD
+        return _bad(out, n, ChecksumError(
+            f"long frame checksum 0x{p[n - 2]:02X}, expected 0x{expected:02X}",
+            offset + n - 2, expected, p[n - 2]))
     return _bad(out, 1, FrameError(f"byte 0x{first:02X} is not a frame start", offset))
 
 
@@ -221,13 +248,6 @@ cdef inline Verdict _bad(_Check out, Py_ssize_t n, error):
     out.length = n
     out.error = error
     return BAD
-
-
-cdef inline Verdict _truncated(Py_ssize_t avail, Py_ssize_t need, Py_ssize_t offset, bint eof,
-                               _Check out):
-    if not eof:
-        return NEED_MORE
-    return _bad(out, 1, FrameError(f"truncated frame: {avail} of {need} bytes", offset + avail))
 
 
 cdef object _make_event(const uint8_t* p, Py_ssize_t length, Py_ssize_t offset):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import outcome
@@ -30,6 +31,7 @@ from mbusgw.core.busproto import (
     Exchange,
     Failed,
     Probe,
+    Target,
     Telegram,
     Telegrams,
 )
@@ -99,6 +101,8 @@ class BusMaster:
         self._requests, self._incoming = trio.open_memory_channel[tuple[Any, Any]](queue)
         self._running = False
         self._threshold = False  # the stream holds bytes back until a frame's rest is there
+        # by meter: what its read settings come to on this line (see ``_read_plan``)
+        self._read_plans: dict[tuple[int, int], _ReadPlan] = {}
 
     @property
     def stats(self) -> BusStats:
@@ -313,7 +317,10 @@ class BusMaster:
         the caller's (a driver applies it to ``Done.value``)."""
         protocol = self.protocol
         kind = type(request)
+        # nothing is made for events nobody is given
+        protocol.report_exchanges = self.on_exchange is not None
         if kind is jobs.Read:
+            protocol.report_progress = request.on_telegram is not None
             return self._begin_read(request, now)
         times = self._times()
         if kind is jobs.Ping:
@@ -345,20 +352,17 @@ class BusMaster:
         if settings.baud is not None and settings.baud != self.transport.baudrate:
             self.transport.set_baudrate(settings.baud)
             self.protocol.links.forget_all()
-        ways = targets(request.address, settings.modes)
-        times = self._times(settings.timing)
-        follow = self._times(settings.follow_up or settings.timing)
-        limit = 1 if settings.multi_telegram is MultiTelegram.OFF else settings.telegram_limit
+        address = request.address
+        plan = self._read_plan(address, settings)
         self.protocol.read(
-            ways,
-            times,
-            follow,
+            plan.ways,
+            plan.times,
+            plan.follow,
             now=now,
             init=settings.init,
-            limit=limit,
+            limit=plan.limit,
             keep_link=request.keep_link,
         )
-        address = request.address
 
         def reading(got: Telegrams) -> ReadReply:
             return ReadReply(
@@ -374,6 +378,31 @@ class BusMaster:
             )
 
         return reading
+
+    def _read_plan(self, address: MeterAddress, settings: ReadSettings) -> _ReadPlan:
+        """What reading ``address`` with ``settings`` comes to at the line's rate. A meter is
+        read with the same two objects again and again, so this is kept by their identity (a
+        read costs no hashing of either); settings replaced meanwhile make a new entry, and
+        the entries are dropped when there are more than a large site has meters."""
+        baud = self.transport.baudrate
+        plan = self._read_plans.get((id(address), id(settings)))
+        if plan is None or plan.address is not address or plan.settings is not settings:
+            if len(self._read_plans) >= _READ_PLANS_KEPT:
+                self._read_plans.clear()
+            plan = None
+        if plan is None or plan.baud != baud or plan.line_timing is not self.timing:
+            plan = _ReadPlan(
+                address,
+                settings,
+                baud,
+                self.timing,
+                targets(address, settings.modes),
+                self._times(settings.timing),
+                self._times(settings.follow_up or settings.timing),
+                1 if settings.multi_telegram is MultiTelegram.OFF else settings.telegram_limit,
+            )
+            self._read_plans[id(address), id(settings)] = plan
+        return plan
 
     async def _serve(self, request: Any) -> Any:
         if type(request) is jobs.SetBaud:
@@ -505,6 +534,21 @@ class BusMaster:
         if self._threshold:
             self._threshold = False
             self.transport.set_receive_threshold(1)
+
+
+_READ_PLANS_KEPT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadPlan:
+    address: MeterAddress
+    settings: ReadSettings
+    baud: int
+    line_timing: Timing
+    ways: tuple[Target, ...]
+    times: LineTimes
+    follow: LineTimes
+    limit: int
 
 
 def _same(value: Any) -> Any:

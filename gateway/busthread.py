@@ -242,12 +242,14 @@ class ThreadedBusMaster(BusMaster):
             self._broken(exc)
             fd = self._open()  # it broke while idle: open it again, as the trio driver's send does
         finish = self.begin(request, self._line_clock.now())
-        # ``on_exchange`` and ``on_telegram`` (a monitor, a progress display) may wait for the
-        # batch: the reply comes after them all the same
-        callback = functools.partial(self._callback, reply, urgent=False)
+        dispatch = None  # no callback to pass events on to: the loop finds the job's end
+        if on_telegram is not None or self.on_exchange is not None:
+            # ``on_exchange`` and ``on_telegram`` (a monitor, a progress display) may wait for
+            # the batch: the reply comes after them all the same
+            callback = functools.partial(self._callback, reply, urgent=False)
 
-        def dispatch(events: list[Any]) -> Any:
-            return self.dispatch(events, on_telegram, callback)
+            def dispatch(events: list[Any]) -> Any:
+                return self.dispatch(events, on_telegram, callback)
 
         try:
             ended = lineloop.serve(

@@ -25,6 +25,7 @@ from posix.unistd cimport read, write
 from mbusgw.core.busproto cimport (
     FAST_NONE,
     FAST_RECEIVE,
+    RX_DONE,
     RX_MORE,
     RX_NOMEM,
     RX_PARSE,
@@ -34,6 +35,8 @@ from mbusgw.core.busproto cimport (
 import math
 import os
 import time
+
+from mbusgw.core.busproto import Done, Failed
 
 cdef extern from "<sys/socket.h>" nogil:
     int setsockopt(int fd, int level, int name, const void *value, unsigned int length)
@@ -253,7 +256,7 @@ cdef int _fast(BusProtocol protocol, _Fast *line, char *buffer) noexcept nogil:
             return GIL_ERROR
         now = _now(line)
         flags = protocol.fast_receive(<const unsigned char *>buffer, got, now)
-        if flags & (RX_PARSE | RX_NOMEM):
+        if flags & (RX_DONE | RX_PARSE | RX_NOMEM):
             line.flags = flags
             line.at = now
             return GIL_PARSE
@@ -283,7 +286,8 @@ def serve(protocol, int fd, int wake_fd, LineClock clock, dispatch, stopping, tr
     """Run the job begun on ``protocol`` to its end on the line ``fd``.
 
     ``dispatch(events)`` passes the protocol's events on and returns the job's end (``Done`` or
-    ``Failed``) once it is among them, which ``serve`` returns. A byte on ``wake_fd`` wakes the
+    ``Failed``) once it is among them, which ``serve`` returns (``dispatch`` None: the events
+    go nowhere, and ``serve`` finds the end among them itself). A byte on ``wake_fd`` wakes the
     wait; if ``stopping()`` is then true, ``Stopped`` is raised. ``transport`` is asked to hold
     the rest of a long frame back (``set_receive_threshold``); where it cannot, the loop sleeps
     until the rest can be there. OSError or EOFError: the line broke. The protocol's job is
@@ -314,7 +318,7 @@ def serve(protocol, int fd, int wake_fd, LineClock clock, dispatch, stopping, tr
                 _write(fd, out)
             events = protocol.pop_events()
             if events:  # most wake-ups bring none: no call into Python for them
-                ended = dispatch(events)
+                ended = _job_end(events) if dispatch is None else dispatch(events)
                 if ended is not None:
                     return ended
             if fast:
@@ -382,6 +386,13 @@ def serve(protocol, int fd, int wake_fd, LineClock clock, dispatch, stopping, tr
     finally:
         _threshold(&line, 1)
         _release(transport, threshold)
+
+
+cdef object _job_end(list events):
+    for event in events:
+        if type(event) is Done or type(event) is Failed:
+            return event
+    return None
 
 
 cdef bint _release(transport, bint threshold) except -1:

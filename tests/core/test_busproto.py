@@ -4,6 +4,7 @@ any time step. A small line model here plays the meters and the faults."""
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
@@ -186,6 +187,46 @@ def test_multi_telegram_toggles_the_fcb_and_counts_no_retries() -> None:
     assert len(done.value.frames) == 3 and done.value.complete
     assert (done.value.requests, done.value.retries) == (4, 0)
     assert sent == [snd_nke(1), req_ud2(1, True), req_ud2(1, False), req_ud2(1, True)]
+
+
+def test_the_exchanges_of_a_read_run_no_python_code_unless_their_events_are_asked_for() -> None:
+    """A read is decided on C data: a driver that passes no exchange or progress on gets none
+    made, and between the request and the read's result no Python code runs but the
+    "more records follow" decision the protocol was given."""
+    proto = BusProtocol(more_follows)
+    proto.report_exchanges = proto.report_progress = False
+    frames = {req_ud2(1, True): rsp_ud(1, more=True), req_ud2(1, False): rsp_ud(2)}
+    line = meter({snd_nke(1): b"\xe5", **frames})
+    called: list[str] = []
+
+    def profile(frame, event: str, arg) -> None:
+        code = frame.f_code
+        if event == "call" and (code.co_filename != __file__ or code.co_name == "more_follows"):
+            called.append(code.co_qualname)  # not the line model's own calls
+
+    targets = [primary()]
+
+    def read(now: float) -> None:
+        proto.read(targets, TIMES, TIMES, now=now, limit=10)
+
+    def profiled(now: float) -> None:
+        sys.setprofile(profile)
+        read(now)
+
+    run(proto, read, line, *exact())  # the first reads the times' properties: once
+    try:
+        events, _ = run(proto, profiled, line, *exact())
+    finally:
+        sys.setprofile(None)
+    (done,) = [e for e in events if isinstance(e, Done)]
+    assert events == [done] and len(done.value.frames) == 2
+    # three exchanges: the two decisions, the result and its event
+    assert sorted(called) == [
+        "__create_fn__.<locals>.__init__",
+        "__create_fn__.<locals>.__init__",
+        "more_follows",
+        "more_follows",
+    ]
 
 
 def test_the_telegram_limit_stops_a_meter_with_more() -> None:
