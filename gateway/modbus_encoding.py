@@ -168,19 +168,80 @@ def raw_bits(value: Fraction | float | None, data_type: DataType) -> int:
     return whole & ((1 << spec.bits) - 1)
 
 
+# the shift of each register's 16 bits, in the order they are sent, per data type and word order
+_SHIFTS = {
+    (data_type, order): tuple(
+        range(0, spec.bits, 16) if order == "little" else range(spec.bits - 16, -16, -16)
+    )
+    for data_type, spec in _SPECS.items()
+    for order in WORD_ORDERS
+}
+
+
 def to_registers(raw: int, data_type: DataType, word_order: str) -> tuple[int, ...]:
     """Split a bit pattern into 16-bit registers in the given word order."""
-    count = data_type.registers
-    words = tuple((raw >> (16 * (count - 1 - i))) & 0xFFFF for i in range(count))
-    return words[::-1] if word_order == "little" else words
+    return tuple([(raw >> shift) & 0xFFFF for shift in _SHIFTS[data_type, word_order]])
+
+
+_BOUNDS = {
+    data_type: (spec.low, spec.high, (1 << spec.bits) - 1) for data_type, spec in _SPECS.items()
+}
+_MARKERS = {
+    (data_type, order): to_registers(spec.marker, data_type, order)
+    for data_type, spec in _SPECS.items()
+    for order in WORD_ORDERS
+}
+
+
+def encode_exact(
+    number: Number | None, data_type: DataType, constant: Fraction, word_order: str
+) -> tuple[int, ...]:
+    """``encode`` through ``scaled`` and ``raw_bits``: the reference its fast path is held to."""
+    value = None if number is None else scaled(number, constant)
+    return to_registers(raw_bits(value, data_type), data_type, word_order)
 
 
 def encode(
     number: Number | None, data_type: DataType, constant: Fraction, word_order: str
 ) -> tuple[int, ...]:
-    """The registers of one value (``None`` = no value: the type's marker)."""
-    value = None if number is None else scaled(number, constant)
-    return to_registers(raw_bits(value, data_type), data_type, word_order)
+    """The registers of one value (``None`` = no value: the type's marker).
+
+    A decimal number (every value but a meter's float) is scaled as an integer numerator and
+    denominator, without building a ``Fraction`` (which reduces by the gcd at every step): the
+    rounding of an integer type and the correctly rounded true division of a float type only
+    depend on the ratio, so the registers are those of ``encode_exact``."""
+    if number is None:
+        return _MARKERS[data_type, word_order]
+    if number.real is not None:
+        return encode_exact(number, data_type, constant, word_order)
+    spec = _SPECS[data_type]
+    exponent = number.exponent
+    numerator = number.mantissa * constant.numerator
+    denominator = constant.denominator
+    if exponent >= 0:
+        numerator *= 10**exponent
+    else:
+        denominator *= 10**-exponent
+    if spec.floating:
+        try:
+            as_float = numerator / denominator
+        except OverflowError:  # a ratio beyond any float
+            as_float = math.inf if numerator > 0 else -math.inf
+        largest = _FLOAT32_MAX if spec.bits == 32 else sys.float_info.max
+        as_float = max(-largest, min(largest, as_float))
+        if spec.bits == 32:
+            raw = struct.unpack(">I", struct.pack(">f", as_float))[0]
+        else:
+            raw = struct.unpack(">Q", struct.pack(">d", as_float))[0]
+    else:
+        whole, rest = divmod(-numerator if numerator < 0 else numerator, denominator)
+        if 2 * rest >= denominator:
+            whole += 1
+        if numerator < 0:
+            whole = -whole
+        low, high, mask = _BOUNDS[data_type]
+        raw = max(low, min(high, whole)) & mask
+    return to_registers(raw, data_type, word_order)
 
 
 def decode_registers(registers: list[int] | tuple[int, ...], data_type: DataType, word_order: str):

@@ -17,6 +17,7 @@ from mbusgw.gateway.modbus_encoding import (
     Number,
     decode_registers,
     encode,
+    encode_exact,
     parse_constant,
     raw_bits,
     round_half_away,
@@ -166,3 +167,56 @@ def test_any_real_encodes_to_valid_registers(real, exponent) -> None:
         assert len(registers) == data_type.registers
         assert all(0 <= word <= 0xFFFF for word in registers)
         assert 0 <= raw_bits(None, data_type) < 2 ** (16 * data_type.registers)
+
+
+def _constant_text(digits: int, exponent: int, negative: bool) -> str:
+    """A constant ``parse_constant`` accepts (15 digits at most, 1e-12 … 1e12 in size)."""
+    text = f"{'-' if negative else ''}{digits}E{exponent}"
+    try:
+        parse_constant(text)
+    except ValueError:
+        return "1"
+    return text
+
+
+CONSTANTS = st.one_of(
+    st.sampled_from(["1", "10", "1000", "0.001", "3.6", "-1", "0.5", "1E12", "1E-12"]),
+    st.builds(
+        _constant_text,
+        st.integers(1, 10**15 - 1),
+        st.integers(-27, 12),
+        st.booleans(),
+    ),
+)
+
+
+@pytest.mark.property
+@given(
+    mantissa=st.one_of(st.integers(-1000, 1000), st.integers(-(2**64), 2**64)),
+    exponent=st.integers(-330, 330),
+    constant=CONSTANTS,
+    data_type=st.sampled_from(list(DataType)),
+    order=st.sampled_from(["big", "little"]),
+)
+def test_fast_encoding_is_the_exact_one(mantissa, exponent, constant, data_type, order) -> None:
+    number, factor = Number(mantissa, exponent), parse_constant(constant)
+    assert encode(number, data_type, factor, order) == encode_exact(
+        number, data_type, factor, order
+    )
+
+
+def test_fast_encoding_is_the_exact_one_at_halves_bounds_and_markers() -> None:
+    """Every type and word order over the halfway points, the saturation bounds, zero and the
+    no-value marker, where a rounding or clamping slip would show."""
+    constants = [parse_constant(text) for text in ("1", "0.5", "-2.5", "0.001", "3.6")]
+    bounds = [bound for low, high in INTEGER_RANGES.values() for bound in (low, high)]
+    mantissas = [*range(-30, 31), *bounds, *(b + 1 for b in bounds), *(b - 1 for b in bounds)]
+    for data_type in DataType:
+        for order in ("big", "little"):
+            assert encode(None, data_type, ONE, order) == encode_exact(None, data_type, ONE, order)
+            for mantissa in mantissas:
+                for exponent in (-2, -1, 0, 1):
+                    for factor in constants:
+                        number = Number(mantissa, exponent)
+                        fast = encode(number, data_type, factor, order)
+                        assert fast == encode_exact(number, data_type, factor, order)
