@@ -249,6 +249,11 @@ class RegisterMap:
         # meter key -> (values, meter, index, registers as bytes with the age left as no value)
         self._encoded: dict[str, tuple[MeterValues, Meter, int, bytes]] = {}
         self._device: tuple[object, bytes] | None = None  # (what it was made from, bytes)
+        self._served: list[tuple[int, Meter]] = []
+        # the state of each served meter in the image, and how many are in each state: kept
+        # as blocks are encoded, so the device block does not look at every meter per change
+        self._counted: dict[str, MeterState] = {}
+        self._counts = dict.fromkeys(MeterState, 0)
         self._version = 0  # counts image changes: the device block follows them
 
     # ---------------------------------------------------------------- requests
@@ -316,13 +321,28 @@ class RegisterMap:
         self._meter_list = meters
         self._by_key = {m.key: (i, m) for i, m in enumerate(meters, start=1)}
         self._by_index = {i: m for i, m in enumerate(meters, start=1)}
+        self._served = [
+            (i, m) for i, m in self._by_index.items() if self.config.meter(m.key).enabled
+        ]
         for key in set(self._encoded) - set(self._by_key):
             del self._encoded[key]
+            self._count(key, None)
         self._version += 1
 
     def served_meters(self) -> list[tuple[int, Meter]]:
         self._refresh_meters()
-        return [(i, m) for i, m in self._by_index.items() if self.config.meter(m.key).enabled]
+        return list(self._served)
+
+    def _count(self, key: str, state: MeterState | None) -> None:
+        """Move a served meter's entry in the state counts (None: it left the image)."""
+        if not self.config.meter(key).enabled:
+            return
+        before = self._counted.pop(key, None)
+        if before is not None:
+            self._counts[before] -= 1
+        if state is not None:
+            self._counted[key] = state
+            self._counts[state] += 1
 
     def prepare(self, keys: Iterable[str] | None = None) -> Iterator[None]:
         """Encode the image of the meters ``keys`` (None: all) from the source's values,
@@ -341,6 +361,7 @@ class RegisterMap:
             return cached[3]
         data = _words(self.encode_meter(meter, index, values))
         self._encoded[meter.key] = (values, meter, index, data)
+        self._count(meter.key, values.state)
         self._version += 1
         return data
 
@@ -416,11 +437,20 @@ class RegisterMap:
         cached = self._encoded.get(meter.key) if self.published else None
         return (cached[0] if cached is not None else self.source.values(meter)).state
 
-    def device_block(self, now: datetime) -> list[int]:
+    def _state_counts(self, served: Sequence[tuple[int, Meter]]) -> dict[MeterState, int]:
+        """How many served meters are in each state: from the counts the image keeps once it
+        holds every served meter, else by asking for each meter's state."""
+        if self.published and len(self._counted) == len(served):
+            return self._counts
         counts = dict.fromkeys(MeterState, 0)
-        served = self.served_meters()
         for _, meter in served:
             counts[self._state(meter)] += 1
+        return counts
+
+    def device_block(self, now: datetime) -> list[int]:
+        self._refresh_meters()
+        served = self._served
+        counts = self._state_counts(served)
         ok, failed = counts[MeterState.OK], counts[MeterState.FAILED]
         if ok and failed:
             status = GatewayStatus.WARNING

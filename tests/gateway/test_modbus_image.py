@@ -18,6 +18,7 @@ from mbusgw.gateway.modbus_encoding import ONE, DataType, Number, encode
 from mbusgw.gateway.services.modbus import keep_image
 from mbusgw.gateway.services.modbus_map import MapConfig, RegisterMap
 from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, MeterValues
+from mbusgw.gateway.settings import ModbusMeterSettings, ModbusSettings
 
 HOST = "127.0.0.1"
 
@@ -110,3 +111,61 @@ def test_the_age_and_clock_written_per_request_match_the_encoder(order: str) -> 
     for value in (0, 1, 65535, 65536, 0x12345678, 0xFFFFFFFE, 0xFFFFFFFF, 2**40, -5):
         expected = encode(Number(value), DataType.UINT32, ONE, order)
         assert register_map._uint32(value) == struct.pack(">HH", *expected), value
+
+
+async def test_a_change_looks_at_the_changed_meters_only() -> None:
+    """After the first image, a batch's refresh (the changed blocks and the device block) asks
+    the settings about the changed meters only, not about every meter, and the device block's
+    counts stay those of a map made afresh: through changes of state, a meter removed from the
+    list and a meter added to it."""
+    keys = [f"{i:08d}" for i in range(1, 41)]
+    settings = ModbusSettings(
+        host="127.0.0.1", port=0, meters={"00000002": ModbusMeterSettings(enabled=False)}
+    )
+    rig = Rig([meter(key, active=key != "00000004") for key in keys], settings)
+    for key in keys[:30]:
+        rig.reading(key, [ENERGY], ok=key != "00000005")
+    register_map = RegisterMap(MapConfig(rig.settings), rig.source, rig.clock)
+    asked: list[str] = []
+    original = register_map.config.meter
+
+    def counting(key: str):
+        asked.append(key)
+        return original(key)
+
+    register_map.config.meter = counting  # type: ignore[method-assign]
+
+    def device() -> list[int]:
+        return register_map.read(1, 0, 9)
+
+    def afresh() -> list[int]:
+        return RegisterMap(MapConfig(rig.settings), rig.source, rig.clock).read(1, 0, 9)
+
+    async def changed(count: int) -> None:
+        while register_map.source.version < count:
+            await trio.sleep(0.001)
+        for _ in range(100):  # the keeper has caught up when the device block is made again
+            await trio.sleep(0.001)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(keep_image, register_map, rig.source)
+            assert device() == afresh()
+            assert device()[5:9] == [27, 1, 10, 1]  # ok, failed, never, passive
+            version = rig.source.version
+            asked.clear()
+            rig.reading("00000007", [ENERGY], ok=False, at=T0 + timedelta(seconds=1))
+            rig.reading("00000035", [ENERGY, VOLUME], at=T0 + timedelta(seconds=1))
+            await changed(version + 2)
+            assert device() == afresh()
+            assert device()[5:9] == [27, 2, 9, 1]
+            assert 0 < len(asked) < 10, asked  # a handful per changed meter, not one per meter
+            assert set(asked) <= {"00000007", "00000035"}
+            rig.meters = [m for m in rig.meters if m.key != "00000007"]
+            rig.meters.append(meter("00000099"))
+            assert device() == afresh()
+            rig.reading("00000099", [ENERGY], at=T0 + timedelta(seconds=2))
+            await changed(version + 3)
+            assert device() == afresh()
+            assert device()[5:9] == [28, 1, 9, 1]
+            nursery.cancel_scope.cancel()
