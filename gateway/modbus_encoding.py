@@ -201,6 +201,17 @@ def encode_exact(
     return to_registers(raw_bits(value, data_type), data_type, word_order)
 
 
+def encode_integer(value: int | None, data_type: DataType, word_order: str) -> tuple[int, ...]:
+    """``encode(Number(value), data_type, ONE, word_order)`` for an integer (a header field, a
+    date in seconds), without the scaling: an integer type only clamps it."""
+    if value is None:
+        return _MARKERS[data_type, word_order]
+    if _SPECS[data_type].floating:
+        return encode(Number(value), data_type, ONE, word_order)
+    low, high, mask = _BOUNDS[data_type]
+    return to_registers(max(low, min(high, value)) & mask, data_type, word_order)
+
+
 def encode(
     number: Number | None, data_type: DataType, constant: Fraction, word_order: str
 ) -> tuple[int, ...]:

@@ -30,8 +30,8 @@ from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.modbus_encoding import (
     ONE,
     DataType,
-    Number,
     encode,
+    encode_integer,
     parse_constant,
 )
 from mbusgw.gateway.services.modbus_source import (
@@ -181,6 +181,7 @@ class MapConfig:
             )
         self.unit_ids = {m.unit_id: key for key, m in self.meters.items() if m.unit_id}
         self._no_overrides = MeterConfig()
+        self._seconds = Encoding(DATE_TYPE, ONE, "1")
 
     def meter(self, key: str) -> MeterConfig:
         return self.meters.get(key, self._no_overrides)
@@ -192,6 +193,8 @@ class MapConfig:
         """Series override, then the meter's, then the service default; dates and times are
         uint32 seconds by default and never scaled."""
         meter = self.meter(key)
+        if meter is self._no_overrides:  # the common case: the same encodings for every value
+            return self.default if value.scalable else self._seconds
         series_type, series_constant = meter.series.get(value.series, (None, ""))
         if not value.scalable:
             return Encoding(series_type or DATE_TYPE, ONE, "1")
@@ -203,8 +206,7 @@ class MapConfig:
 
 
 def _field(fld: Field, value: int | None, word_order: str) -> tuple[int, ...]:
-    number = None if value is None else Number(value)
-    return encode(number, fld.data_type, ONE, word_order)
+    return encode_integer(value, fld.data_type, word_order)
 
 
 _PAIR = struct.Struct(">HH")

@@ -253,17 +253,23 @@ def telegram_values(telegrams: tuple[Any, ...]) -> tuple[MeterIdentity, tuple[Se
     return identity, tuple(values)
 
 
+# plain ints: an ``IntFlag`` on the right of ``&`` runs its Python-level ``__rand__`` per record
+_INVALID = int(Flag.INVALID)
+_NO_NUMBER = frozenset({int(ValueKind.NONE), int(ValueKind.BCD_ERROR)})
+_REAL, _DECIMAL = int(ValueKind.REAL), int(ValueKind.DECIMAL)
+
+
 def record_number(
     kind: int, flags: int, record_error: int, mantissa: int, exponent: int, real: float
 ) -> Number | None:
     """A record's number; None when it is flagged invalid (``value_flags``: the meter's flag or a
     record error; ``record_error`` also counts for readings stored before the store kept that
     in the flags), for a BCD error and for an empty record."""
-    if flags & Flag.INVALID or record_error or kind in (ValueKind.NONE, ValueKind.BCD_ERROR):
+    if flags & _INVALID or record_error or kind in _NO_NUMBER:
         return None
-    if kind == ValueKind.REAL:
+    if kind == _REAL:
         return Number(exponent=exponent, real=real)
-    if kind == ValueKind.DECIMAL:
+    if kind == _DECIMAL:
         return Number(mantissa, exponent)
     return Number(mantissa)  # seconds
 

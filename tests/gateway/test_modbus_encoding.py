@@ -18,6 +18,7 @@ from mbusgw.gateway.modbus_encoding import (
     decode_registers,
     encode,
     encode_exact,
+    encode_integer,
     parse_constant,
     raw_bits,
     round_half_away,
@@ -220,3 +221,14 @@ def test_fast_encoding_is_the_exact_one_at_halves_bounds_and_markers() -> None:
                         number = Number(mantissa, exponent)
                         fast = encode(number, data_type, factor, order)
                         assert fast == encode_exact(number, data_type, factor, order)
+
+
+@pytest.mark.property
+@given(
+    value=st.one_of(st.none(), st.integers(-(2**70), 2**70)),
+    data_type=st.sampled_from(list(DataType)),
+    order=st.sampled_from(["big", "little"]),
+)
+def test_integer_encoding_is_the_exact_one(value, data_type, order) -> None:
+    number = None if value is None else Number(value)
+    assert encode_integer(value, data_type, order) == encode_exact(number, data_type, ONE, order)
