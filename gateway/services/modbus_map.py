@@ -256,6 +256,10 @@ class RegisterMap:
         # as blocks are encoded, so the device block does not look at every meter per change
         self._counted: dict[str, MeterState] = {}
         self._counts = dict.fromkeys(MeterState, 0)
+        # meter key -> the values of its latest encoding and their slots' registers: a value
+        # equal to the one in the same slot last time (most records between two readings) is
+        # not encoded again
+        self._slots: dict[str, tuple[tuple[SeriesValue, ...], list[tuple[int, ...]]]] = {}
         self._version = 0  # counts image changes: the device block follows them
 
     # ---------------------------------------------------------------- requests
@@ -328,6 +332,7 @@ class RegisterMap:
         ]
         for key in set(self._encoded) - set(self._by_key):
             del self._encoded[key]
+            self._slots.pop(key, None)
             self._count(key, None)
         self._version += 1
 
@@ -402,10 +407,18 @@ class RegisterMap:
         registers: list[int] = []
         for fld in METER_FIELDS:
             registers += _field(fld, header[fld.name], order)
-        for value in values.values[:MAX_SLOTS]:
-            encoding = self.config.encoding(meter.key, value)
-            words = encode(value.number, encoding.data_type, encoding.constant, order)
-            registers += words + (0,) * (SLOT_SIZE - len(words))
+        before, before_slots = self._slots.get(meter.key, ((), []))
+        slots: list[tuple[int, ...]] = []
+        for place, value in enumerate(values.values[:MAX_SLOTS]):
+            if place < len(before) and (before[place] is value or before[place] == value):
+                words = before_slots[place]
+            else:
+                encoding = self.config.encoding(meter.key, value)
+                words = encode(value.number, encoding.data_type, encoding.constant, order)
+                words += (0,) * (SLOT_SIZE - len(words))
+            slots.append(words)
+            registers += words
+        self._slots[meter.key] = (values.values, slots)
         unused = encode(None, self.config.meter_type(meter.key), ONE, order)
         unused_slot = list(unused) + [0] * (SLOT_SIZE - len(unused))
         for _ in range(len(values.values), SLOTS_PER_BLOCK):

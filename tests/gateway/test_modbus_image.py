@@ -8,15 +8,17 @@ Rules of this file: every test that does I/O runs under ``trio.fail_after``; loo
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 import trio
-from modbus_rig import ENERGY, T0, VOLUME, Rig, meter
+from modbus_rig import DATE, ENERGY, FLOW_TEMP, T0, VOLUME, Rig, meter
 
 from mbusgw.gateway.modbus_encoding import ONE, DataType, Number, encode
+from mbusgw.gateway.services import modbus_map
 from mbusgw.gateway.services.modbus import keep_image
-from mbusgw.gateway.services.modbus_map import MapConfig, RegisterMap
+from mbusgw.gateway.services.modbus_map import BLOCK_SIZE, MapConfig, RegisterMap
 from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, MeterValues
 from mbusgw.gateway.settings import ModbusMeterSettings, ModbusSettings
 
@@ -169,3 +171,43 @@ async def test_a_change_looks_at_the_changed_meters_only() -> None:
             assert device() == afresh()
             assert device()[5:9] == [28, 1, 9, 1]
             nursery.cancel_scope.cancel()
+
+
+def test_a_new_reading_encodes_only_the_values_that_changed(monkeypatch) -> None:
+    """Values equal to those in the same slots of the meter's previous reading keep their
+    registers; the block is still exactly the one a map made afresh encodes."""
+    settings = ModbusSettings(
+        host="127.0.0.1",
+        port=0,
+        meters={"00000001": ModbusMeterSettings(data_type="float32", constant="0.001")},
+    )
+    rig = Rig([meter("00000001"), meter("00000002")], settings)
+    first = [ENERGY, VOLUME, FLOW_TEMP, DATE]
+    rig.reading("00000001", first)
+    rig.reading("00000002", first)
+    encoded: list[Number | None] = []
+
+    def counting(number, data_type, constant, order):
+        encoded.append(number)
+        return encode(number, data_type, constant, order)
+
+    monkeypatch.setattr(modbus_map, "encode", counting)
+    blocks = [rig.block(1), rig.block(2)]
+    assert len(encoded) == 2 * (4 + 1)  # four values and the unused slot, per meter
+    warmer = replace(FLOW_TEMP, number=Number(-51, -1))
+    second = [replace(ENERGY), replace(VOLUME), warmer, replace(DATE)]  # equal, not the same
+    for at, (values, changed) in enumerate(
+        (
+            (second, [warmer]),
+            ([warmer, ENERGY, VOLUME, DATE], [warmer, ENERGY, VOLUME]),
+            ([warmer, ENERGY], []),
+        ),
+        start=1,
+    ):
+        encoded.clear()
+        rig.reading("00000001", values, at=T0 + timedelta(seconds=at))
+        block = rig.block(1)
+        assert encoded == [value.number for value in changed] + [None]  # and the unused slot
+        fresh = RegisterMap(MapConfig(rig.settings), rig.source, rig.clock)
+        assert block == fresh.read(1, BLOCK_SIZE, BLOCK_SIZE)
+    assert rig.block(2) == blocks[1]
