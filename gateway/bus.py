@@ -201,8 +201,8 @@ class BusMaster:
 
         ``prepare(k, reading)``, when given, is called first, in whichever thread read the
         meter (the native driver's line thread: it must be thread-safe), and returns what
-        ``on_read(k, ...)`` gets and whether it must reach trio at once; the native driver lets
-        the others wait for its next batch."""
+        ``on_read(k, ...)`` gets and how soon it must reach trio (``busjobs.Prepare``); the
+        native driver lets those that may wait go with a later batch."""
         reads = tuple(jobs.Read(address, settings, None, keep_link) for address, settings in plan)
         await self._round(reads, on_read, prepare)
 

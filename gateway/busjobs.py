@@ -28,9 +28,10 @@ class Read:
     keep_link: bool = False
 
 
-Prepare = Callable[[int, Any], tuple[Any, bool]]
+Prepare = Callable[[int, Any], tuple[Any, bool | None]]
 """A round's thread-safe part of a reading: ``prepare(k, reading or error)`` returns what
-``on_read`` gets and whether it must reach trio at once."""
+``on_read`` gets and how soon it must reach trio: at once (True), within the hand-back's
+interval (False), or with whatever delivery comes next (None; see ``HandBack.call``)."""
 
 
 @dataclass(frozen=True)

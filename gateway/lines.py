@@ -93,7 +93,7 @@ class BusLine:
         def read(j: int, got: Any) -> None:
             on_reply(index[j], got if prepare is not None else _reply_of(got))
 
-        def prepared(j: int, got: ReadReply | Exception) -> tuple[Any, bool]:
+        def prepared(j: int, got: ReadReply | Exception) -> tuple[Any, bool | None]:
             assert prepare is not None
             return prepare(index[j], _reply_of(got))
 

@@ -52,7 +52,7 @@ class LineReader(Protocol):
         on_reply: Callable[[int, Any], None],
         *,
         continuous: bool = False,
-        prepare: Callable[[int, BusReply | Exception], tuple[Any, bool]] | None = None,
+        prepare: Callable[[int, BusReply | Exception], tuple[Any, bool | None]] | None = None,
     ) -> None:
         """The meters (all on this line) one after the other; ``on_reply(k, reply)`` with the
         k-th meter's reply, or the error that failed it, as soon as it is read. With
