@@ -5,8 +5,11 @@ It holds everything a master decides on a line, and nothing it does: a driver (t
 of ``gateway.bus``, or a native loop of its own) starts a job (``read``, ``ping``, ``probe_*``,
 ``application_reset``, ``transfer``), feeds it what the line received (``receive``) and the
 time (``tick``), writes what ``take_output`` gives at once, wakes at ``deadline``, and collects
-``pop_events``: every ``Exchange`` as it ends, ``Telegram`` progress, and the job's end as
-``Done`` or ``Failed``. The machine never reads a clock: every time comes in as an argument.
+``pop_events``: every ``Exchange`` as it ends, ``Telegram`` progress (each made only while
+``report_exchanges``/``report_progress`` ask for it), and the job's end as ``Done`` or
+``Failed``. The machine never reads a clock: every time comes in as an argument. The read is
+a compiled state machine (``_Read``), so an exchange of a read runs no Python code; the other
+jobs are generators.
 A compiled driver may instead run the hot phases on the machine's C level (``busproto.pxd``:
 ``fast_phase``, ``fast_send``, ``fast_receive``, then ``received`` with the GIL): the same
 state, the same decisions, without a Python object per chunk or per deadline.
