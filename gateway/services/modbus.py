@@ -22,7 +22,8 @@ import trio
 from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.facade import GatewayHandle, open_serial_port
 from mbusgw.gateway.meters import Meter
-from mbusgw.gateway.services.modbus_map import MapConfig, RegisterMap, map_csv
+from mbusgw.gateway.services.modbus_csv import map_csv
+from mbusgw.gateway.services.modbus_map import MapConfig, RegisterMap
 from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, ModbusSource
 from mbusgw.gateway.services.modbus_stored import StoredValuesSource
 from mbusgw.gateway.settings import ModbusSettings

@@ -21,7 +21,7 @@ from test_report_templates import NOW, rendered
 
 from mbusgw.gateway.cells import CsvWriter, csv_text, read_text, sheet_row
 from mbusgw.gateway.meters import parse_meter_list, template_csv
-from mbusgw.gateway.services.modbus_map import map_csv
+from mbusgw.gateway.services.modbus_csv import map_csv
 from mbusgw.gateway.store import SeriesSpec, StoredReading
 
 ATTACK = '=HYPERLINK("http://evil.example","x")'

@@ -30,6 +30,7 @@ from modbus_rig import (
 from mbusgw.gateway.clock import TrioWallClock
 from mbusgw.gateway.live import RECENT, LiveReading, LiveSnapshot
 from mbusgw.gateway.modbus_encoding import DataType, Number, decode_registers
+from mbusgw.gateway.services.modbus_csv import map_csv
 from mbusgw.gateway.services.modbus_map import (
     BLOCK_SIZE,
     DEVICE_FIELDS,
@@ -42,7 +43,6 @@ from mbusgw.gateway.services.modbus_map import (
     MapConfig,
     RegisterMap,
     layout_checksum,
-    map_csv,
 )
 from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, MeterState, SeriesValue
 from mbusgw.gateway.settings import ModbusSettings, Settings

@@ -19,12 +19,12 @@ from mbusgw.gateway.events import CYCLE_FINISHED, READINGS_STORED, Event, EventB
 from mbusgw.gateway.live import LiveReading, LiveSnapshot
 from mbusgw.gateway.modbus_encoding import Number
 from mbusgw.gateway.services.modbus import keep_image
+from mbusgw.gateway.services.modbus_csv import map_csv
 from mbusgw.gateway.services.modbus_map import (
     BLOCK_SIZE,
     DEVICE_FIELDS,
     MapConfig,
     RegisterMap,
-    map_csv,
 )
 from mbusgw.gateway.services.modbus_source import (
     LiveSnapshotSource,
