@@ -26,6 +26,8 @@ from mbusgw.web.tls import TlsFiles
 
 log = logging.getLogger("mbusgw.web")
 
+STARTUP_TIMEOUT = 600.0  # seconds the app's start-up may take
+
 
 def _bind(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -37,6 +39,9 @@ def server_config(host: str, port: int, tls: TlsFiles) -> Config:
     config.accesslog = None
     config.errorlog = logging.getLogger("mbusgw.web.server")
     config.graceful_timeout = 3.0
+    # a gateway starting on a slow or busy CPU lets its web finish starting: after hypercorn's
+    # 60 s the supervisor would start it again, which only needs the CPU once more
+    config.startup_timeout = STARTUP_TIMEOUT
     config.include_server_header = False
     settings = tls.settings()
     if settings.https and tls.has_certificate():

@@ -189,3 +189,14 @@ async def test_requests_answered_before_their_body_arrived(gateway, nursery) -> 
     assert refused.status_code == 401 and (b"connection", b"close") not in refused.headers
     assert document.status_code == 200 and b'"openapi"' in text
     assert closing.status_code == 401 and (b"connection", b"close") in closing.headers
+
+
+def test_a_slow_start_is_waited_for_not_restarted(tmp_path: Path) -> None:
+    """On a slow or busy CPU (a gateway under a CPU quota of 1 % of one core) the app's
+    start-up can take longer than hypercorn's default 60 s; the server waits for it instead of
+    failing the web, which the supervisor would then start again at the cost of the same CPU."""
+    from mbusgw.web.serve import STARTUP_TIMEOUT, server_config
+    from mbusgw.web.tls import TlsFiles
+
+    config = server_config("127.0.0.1", 8080, TlsFiles(tmp_path / "tls"))
+    assert config.startup_timeout == STARTUP_TIMEOUT >= 600
