@@ -218,7 +218,7 @@ class BusMaster:
                 got: ReadReply | Exception = await self.submit(read)
             except Exception as exc:  # that meter's outcome; the round goes on
                 got = exc
-            on_read(k, got if prepare is None else prepare(k, got)[0])
+            jobs.read_in_trio(on_read, prepare, k, got)
 
     async def probe_primary(self, address: int) -> Probe:
         """Scan step: is there one meter at ``address`` (0-250), several, or none?"""

@@ -31,7 +31,22 @@ class Read:
 Prepare = Callable[[int, Any], tuple[Any, bool | None]]
 """A round's thread-safe part of a reading: ``prepare(k, reading or error)`` returns what
 ``on_read`` gets and how soon it must reach trio: at once (True), within the hand-back's
-interval (False), or with whatever delivery comes next (None; see ``HandBack.call``)."""
+interval (False), or not at all (None: trio has nothing to do for it, so ``on_read`` is not
+called and nothing is handed back)."""
+
+
+def read_in_trio(
+    on_read: Callable[[int, Any], None], prepare: Prepare | None, k: int, got: Any
+) -> None:
+    """A round's reading that is done in trio already (the trio driver's, a meter that could
+    not be planned): ``on_read(k, got)``, or with ``prepare`` its part and then ``on_read`` if
+    trio has anything to do for it."""
+    if prepare is None:
+        on_read(k, got)
+        return
+    prepared, urgent = prepare(k, got)
+    if urgent is not None:
+        on_read(k, prepared)
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,8 @@ class ThreadedBusMaster(BusMaster):
             except Exception as exc:  # as if ``on_read`` had raised: the round ends with it
                 self._hand_over(_fail_round, reply, exc)
                 return
+            if urgent is None:
+                continue  # trio has nothing to do for it
             assert self._hand_back is not None
             self._hand_back.call(_run_prepared, reply, round_.on_read, k, prepared, urgent=urgent)
 

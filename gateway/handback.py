@@ -8,9 +8,7 @@ must not wait (a request's reply, a round's end, a failed read) asks trio at onc
 those before it along; the others are delivered by a trio task every ``HAND_BACK_INTERVAL``
 while they keep coming: its sleep is the wake-up, so no thread has to wake to time it. When they
 come seldom (a line or two) the task is idle and each is delivered at once, one wake-up each as
-before: ticking for them would add an empty tick per call. A call that can wait for whatever
-wakes trio next (``urgent=None``: a continuous reading nobody in trio is waiting for) asks
-nothing: it goes with the next delivery, in its place in the order.
+before: ticking for them would add an empty tick per call.
 """
 
 from __future__ import annotations
@@ -39,7 +37,6 @@ class HandBack:
         self._interval = interval
         self._lock = threading.Lock()
         self._calls: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
-        self._timely = 0  # calls in hand that may not wait for just any delivery
         self._asked = False  # trio is asked to deliver (and has not yet)
         self._ticking = False  # the trio task delivers every interval
         self._resume = trio.Event()  # set to start the idle task ticking again
@@ -67,16 +64,11 @@ class HandBack:
         if not self._users:
             self._cancel.cancel()
 
-    def call(self, function: Callable[..., Any], *args: Any, urgent: bool | None = True) -> None:
-        """From any thread: run ``function(*args)`` in trio, at once if ``urgent``, within the
-        interval if false, and with the next delivery, whenever that is, if None (a later call
-        that may not wait that long, or ``release``, takes it along). It must not raise (it
-        would end the trio run)."""
+    def call(self, function: Callable[..., Any], *args: Any, urgent: bool = True) -> None:
+        """From any thread: run ``function(*args)`` in trio, at once if ``urgent``, else within
+        the interval. It must not raise (it would end the trio run)."""
         with self._lock:
             self._calls.append((function, args))
-            if urgent is None:
-                return
-            self._timely += 1
             if self._asked or (self._ticking and not urgent):
                 return
             self._asked = True
@@ -89,26 +81,23 @@ class HandBack:
             self._token.run_sync_soon(self._resume_ticking if resume else self.deliver)
 
     def deliver(self) -> int:
-        """In trio: run everything handed over so far, in order; returns how many of them
-        could not have waited for just any delivery."""
+        """In trio: run everything handed over so far, in order; returns how many."""
         with self._lock:
             batch, self._calls = self._calls, []
-            timely, self._timely = self._timely, 0
             self._asked = False
-            if timely:
+            if batch:
                 self._delivered_at = self._clock.current_time()
         for function, args in batch:
             function(*args)
-        return timely
+        return len(batch)
 
     def _resume_ticking(self) -> None:
         self.deliver()
         self._resume.set()
 
     async def _tick(self) -> None:
-        """Delivers every interval while calls that may not wait for just any delivery keep
-        coming; idle once one brought none (the others do not keep it ticking), and idle
-        from the start."""
+        """Delivers every interval while calls keep coming; idle once one brought none, and
+        idle from the start."""
         with self._cancel:
             while True:
                 await self._resume.wait()
@@ -117,7 +106,7 @@ class HandBack:
                     if self.deliver():
                         continue
                     with self._lock:
-                        if self._timely:
+                        if self._calls:
                             continue
                         self._ticking = False
                     break

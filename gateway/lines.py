@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from mbusgw.gateway.bus import BusMaster
-from mbusgw.gateway.busjobs import Prepare
+from mbusgw.gateway.busjobs import Prepare, read_in_trio
 from mbusgw.gateway.busrequests import MeterAddress, ReadReply, ReadSettings
 from mbusgw.gateway.busthread import ThreadedBusMaster
 from mbusgw.gateway.bustiming import Timing
@@ -86,7 +86,7 @@ class BusLine:
             try:
                 plan.append(self._read_plan(meter))
             except Exception as exc:  # that meter's outcome
-                on_reply(k, exc if prepare is None else prepare(k, exc)[0])
+                read_in_trio(on_reply, prepare, k, exc)
             else:
                 index.append(k)
 

@@ -58,7 +58,7 @@ class LineReader(Protocol):
         k-th meter's reply, or the error that failed it, as soon as it is read. With
         ``prepare``, ``on_reply(k, prepare(k, reply)[0])``: ``prepare`` may run in another
         thread as soon as the meter is read, ``on_reply`` later in trio (with the second value
-        true, at once)."""
+        true, at once; with it None, never: trio has nothing to do for that reading)."""
         ...
 
 
@@ -222,8 +222,8 @@ class ReadingPipeline:
         native driver puts it there from the line's thread), its event published and the
         snapshot's waiters woken (and the reading given to ``each``) in trio when the driver
         hands it back: a failure at once, what trio has to do within
-        ``handback.HAND_BACK_INTERVAL``, a continuous reading trio has nothing to do for (no
-        event, nobody waiting) with whatever wakes trio next, all before the round returns. A
+        ``handback.HAND_BACK_INTERVAL``, all before the round returns; a continuous reading
+        trio has nothing to do for (no event, nobody waiting) is not handed back at all. A
         continuous round gives way to a reading cycle that starts on its line: it ends after
         the meter being read, returning the readings made so far."""
         if not meters:
@@ -243,11 +243,13 @@ class ReadingPipeline:
             reading = self._reading(meters[k], reply, self.clock.now())
             waited_for = self._publish(reading, trio_clock.current_time())
             recorded, event = self._record(reading, create=False)
-            urgent: bool | None = None  # trio has nothing to do for it: no wake-up
+            urgent: bool | None = None
             if not reading.ok or (continuous and name in self._cycles):
                 urgent = True  # a failure's event within the second; a cycle waits for the line
             elif waited_for or event is not None or not recorded or each is not None:
                 urgent = False  # a task waits, a recovery's event, a cycle's list and progress
+            else:
+                readings[k] = reading  # all trio had to do: it is not handed back
             return (reading, recorded, event), urgent
 
         def settle(k: int, prepared: _Prepared) -> None:
@@ -260,9 +262,6 @@ class ReadingPipeline:
                 each(reading)
             if continuous and name in self._cycles:
                 raise _GiveWay
-
-        def arrived(k: int, reply: BusReply | Exception) -> None:
-            settle(k, prepare(k, reply)[0])
 
         if line is None:
             for k, meter in enumerate(meters):
@@ -278,7 +277,7 @@ class ReadingPipeline:
             except Exception as exc:  # the round stopped: the meters it did not reach failed
                 for k, reading in enumerate(readings):
                     if reading is None:
-                        arrived(k, exc)
+                        settle(k, prepare(k, exc)[0])  # a failure: trio has its event to send
         return [reading for reading in readings if reading is not None]
 
     def _unconfigured(self, meter: Meter) -> MeterReading:

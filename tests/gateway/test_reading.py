@@ -387,15 +387,24 @@ async def test_a_continuous_reading_trio_has_nothing_to_do_for_wakes_nobody(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A continuous reading with no event and nobody waiting for the snapshot is in the
-    snapshot and in its meter's health at once and does not wake trio's thread: the round's
-    end takes it along."""
+    snapshot and in its meter's health at once and does not wake trio's thread: it is not
+    handed back at all, the round returns it."""
     monkeypatch.setattr(handback, "HAND_BACK_INTERVAL", 0.01)
     readings: list[MeterReading] = []
     counter = TaskSteps()
+    delivered: list[int] = []
+    deliver = handback.HandBack.deliver
+
+    def counted(hand_back: handback.HandBack) -> int:
+        delivered.append(deliver(hand_back))
+        return delivered[-1]
+
+    monkeypatch.setattr(handback.HandBack, "deliver", counted)
     async with native_line() as rig:
         live, health = rig.pipeline.live, rig.pipeline.health
         await rig.round("1 3", [])  # the line is open now (opening it needs trio)
         trio.lowlevel.add_instrument(counter)
+        delivered.clear()
         try:
             await rig.round("1 3 " * 4, readings)
         finally:
@@ -405,6 +414,7 @@ async def test_a_continuous_reading_trio_has_nothing_to_do_for_wakes_nobody(
     assert live.version == 10
     assert counter.steps["hand back"] == 0  # no tick
     assert counter.steps["<TrioToken.run_sync_soon task>"] == 1  # the round's end
+    assert sum(delivered) == 1  # its reply alone
 
 
 async def test_a_continuous_reading_wakes_a_task_waiting_for_the_snapshot_with_the_batch(
