@@ -111,6 +111,8 @@ cdef class BusProtocol:
     cdef Py_ssize_t fast_remaining(self) noexcept nogil
     cdef double fast_pace_until(self) noexcept nogil
     cdef bint received(self, int flags, double at) except -1
+    cdef bytes fast_output(self)
+    cdef list fast_events(self)
 
     cdef _advance(self, double now)
     cdef _exchange(self, bytes request, times, expect_ack, bint strict, double now)

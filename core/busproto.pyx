@@ -938,13 +938,23 @@ cdef class BusProtocol:
 
     def take_output(self) -> bytes:
         """Bytes to write now (at most one request)."""
+        return self.fast_output()
+
+    def pop_events(self) -> list:
+        return self.fast_events() or []
+
+    cdef bytes fast_output(self):
         if self._out_pending:
             self._out_pending = False
             return self._request
         out, self._output = self._output, b""
         return out
 
-    def pop_events(self) -> list:
+    cdef list fast_events(self):
+        """The events made since the last call; None if there are none (most steps make
+        none: a compiled driver checks without a list made each time)."""
+        if not self._events:
+            return None
         events, self._events = self._events, []
         return events
 

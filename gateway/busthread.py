@@ -56,6 +56,7 @@ class ThreadedBusMaster(BusMaster):
         self._in_hand: list[jobs.Reply] = []  # a round serves others in between
         self._token: trio.lowlevel.TrioToken | None = None
         self._line_clock: lineloop.LineClock | None = None
+        self._lowat = (-1, False)  # a descriptor, and whether it takes SO_RCVLOWAT
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ the trio side
@@ -213,6 +214,8 @@ class ThreadedBusMaster(BusMaster):
             fd = self.transport.descriptor()
         if fd < 0:
             raise trio.BrokenResourceError(f"{self.name} has no descriptor")
+        if fd != self._lowat[0]:  # asked once per connection, not per job
+            self._lowat = (fd, self.transport.set_receive_threshold(1))
         return fd
 
     def _broken(self, error: BaseException) -> LineDown:
@@ -262,6 +265,7 @@ class ThreadedBusMaster(BusMaster):
                 dispatch,
                 self._stopping,
                 self.transport,
+                self._lowat[1],
             )
         except lineloop.Stopped as exc:
             raise _Stopped from exc

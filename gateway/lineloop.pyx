@@ -282,15 +282,17 @@ def drain(protocol, int fd, LineClock clock) -> None:
         protocol.receive(data, clock.now())
 
 
-def serve(protocol, int fd, int wake_fd, LineClock clock, dispatch, stopping, transport):
+def serve(protocol, int fd, int wake_fd, LineClock clock, dispatch, stopping, transport,
+          bint lowat):
     """Run the job begun on ``protocol`` to its end on the line ``fd``.
 
     ``dispatch(events)`` passes the protocol's events on and returns the job's end (``Done`` or
     ``Failed``) once it is among them, which ``serve`` returns (``dispatch`` None: the events
     go nowhere, and ``serve`` finds the end among them itself). A byte on ``wake_fd`` wakes the
     wait; if ``stopping()`` is then true, ``Stopped`` is raised. ``transport`` is asked to hold
-    the rest of a long frame back (``set_receive_threshold``); where it cannot, the loop sleeps
-    until the rest can be there. OSError or EOFError: the line broke. The protocol's job is
+    the rest of a long frame back (``set_receive_threshold``; ``lowat``: ``fd`` is a socket that
+    can, which the caller asks once); where it cannot, the loop sleeps until the rest can be
+    there. OSError or EOFError: the line broke. The protocol's job is
     aborted whenever ``serve`` raises.
     """
     cdef char buffer[CHUNK]
@@ -305,7 +307,7 @@ def serve(protocol, int fd, int wake_fd, LineClock clock, dispatch, stopping, tr
     line.fd = fd
     line.wake_fd = wake_fd
     line.offset = clock._offset
-    line.lowat = fast and transport.set_receive_threshold(1)
+    line.lowat = fast and lowat
     line.threshold = 1
     fds[0].fd = wake_fd
     fds[0].events = POLLIN
@@ -313,10 +315,10 @@ def serve(protocol, int fd, int wake_fd, LineClock clock, dispatch, stopping, tr
     fds[1].events = POLLIN
     try:
         while True:
-            out = protocol.take_output()
+            out = native.fast_output() if fast else protocol.take_output()
             if out:
                 _write(fd, out)
-            events = protocol.pop_events()
+            events = native.fast_events() if fast else protocol.pop_events()
             if events:  # most wake-ups bring none: no call into Python for them
                 ended = _job_end(events) if dispatch is None else dispatch(events)
                 if ended is not None:

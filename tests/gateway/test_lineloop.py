@@ -77,7 +77,7 @@ def line() -> Iterator[tuple[socket.socket, socket.socket, int, int]]:
 def serve(protocol: BusProtocol, master: socket.socket, wake: int, stopping: bool = False):
     clock = lineloop.LineClock(Monotonic())
     return lineloop.serve(
-        protocol, master.fileno(), wake, clock, dispatch, lambda: stopping, Transport()
+        protocol, master.fileno(), wake, clock, dispatch, lambda: stopping, Transport(), False
     )
 
 
@@ -301,8 +301,16 @@ def test_answers_in_pieces_and_the_gap_need_no_python_level(kind: str) -> None:
         responder = threading.Thread(target=meter, args=(meters, master))
         responder.start()
         try:
+            lowat = transport.set_receive_threshold(1)  # asked once, as the driver does
             ended = lineloop.serve(
-                protocol, master.fileno(), wake_read, clock, dispatch, lambda: False, transport
+                protocol,
+                master.fileno(),
+                wake_read,
+                clock,
+                dispatch,
+                lambda: False,
+                transport,
+                lowat,
             )
         finally:
             responder.join()
