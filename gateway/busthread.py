@@ -177,7 +177,7 @@ class ThreadedBusMaster(BusMaster):
             if reply.failure is not None:
                 return  # ``on_read`` raised: the round ends with its error
             try:
-                got = self._serve_blocking(read, reply)
+                got = self._serve_job(read, reply)
             except _Stopped:
                 raise
             except Exception as exc:  # that meter's outcome; the round goes on
@@ -238,15 +238,21 @@ class ThreadedBusMaster(BusMaster):
             return self._serve_hold(request)  # its ops have their own replies
         if type(request) is jobs.Round:
             return self._serve_round(request, reply)
+        return self._serve_job(request, reply)
+
+    def _serve_job(self, request: Any, reply: jobs.Reply) -> Any:
+        """A job of the protocol (a read, a ping, a scan step, a transfer) to its end."""
+        protocol = self.protocol
+        clock = self._line_clock
+        assert clock is not None
         on_telegram = request.on_telegram if type(request) is jobs.Read else None
         fd = self._open()
-        assert self._line_clock is not None
         try:
-            lineloop.drain(protocol, fd, self._line_clock)
+            lineloop.drain(protocol, fd, clock)
         except (OSError, EOFError) as exc:
             self._broken(exc)
             fd = self._open()  # it broke while idle: open it again, as the trio driver's send does
-        finish = self.begin(request, self._line_clock.now())
+        finish = self.begin(request, clock.now())
         dispatch = None  # no callback to pass events on to: the loop finds the job's end
         if on_telegram is not None or self.on_exchange is not None:
             # ``on_exchange`` and ``on_telegram`` (a monitor, a progress display) may wait for
@@ -261,7 +267,7 @@ class ThreadedBusMaster(BusMaster):
                 protocol,
                 fd,
                 self._wake_read,
-                self._line_clock,
+                clock,
                 dispatch,
                 self._stopping,
                 self.transport,
