@@ -23,6 +23,7 @@ from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.facade import GatewayHandle, open_serial_port
 from mbusgw.gateway.meters import Meter
 from mbusgw.gateway.services.modbus_csv import map_csv
+from mbusgw.gateway.services.modbus_demand import ImageDemand
 from mbusgw.gateway.services.modbus_map import MapConfig, RegisterMap
 from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, ModbusSource
 from mbusgw.gateway.services.modbus_stored import StoredValuesSource
@@ -41,11 +42,33 @@ __all__ = ["ModbusService", "choose_source", "keep_image", "modbus_service"]
 
 
 async def keep_image(
-    register_map: RegisterMap, source: ModbusSource, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    register_map: RegisterMap,
+    source: ModbusSource,
+    demand: ImageDemand | None = None,
+    *,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Encode every meter's block, then each block again when its meter's values change, one
     meter per scheduler turn so that requests are answered in between; from the first full
-    image on, requests read the image only (``RegisterMap.published``)."""
+    image on, requests read the image only (``RegisterMap.published``). With ``demand``, only
+    while the image is wanted (``modbus_demand``): in between the image follows nothing and a
+    request encodes what it asks for, until the image is complete again."""
+    if demand is None:
+        await _keep_image(register_map, source, task_status=task_status)
+        return
+    task_status.started()
+    while True:
+        await demand.wait(True)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_keep_image, register_map, source)
+            await demand.wait(False)
+            nursery.cancel_scope.cancel()
+        register_map.published = False
+
+
+async def _keep_image(
+    register_map: RegisterMap, source: ModbusSource, *, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
     version = source.version
     for _ in register_map.prepare():
         await trio.lowlevel.checkpoint()
@@ -107,14 +130,17 @@ class ModbusService:
         register_map = RegisterMap(MapConfig(settings), source, self._clock)
         stats = ModbusStats()
         responder = Responder(register_map, stats)
-        server = TcpServer(responder, stats, settings.max_connections, settings.idle_timeout_s)
+        demand = ImageDemand()
+        server = TcpServer(
+            responder, stats, settings.max_connections, settings.idle_timeout_s, demand
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(source.follow)
-            await nursery.start(keep_image, register_map, source)
+            await nursery.start(keep_image, register_map, source, demand)
             host, port = await nursery.start(server.serve, settings.host, settings.port)
             logger.info("Modbus TCP server listening on %s:%d", host, port)
             if settings.rtu_device:
-                await nursery.start(self._serve_rtu, responder, settings)
+                await nursery.start(self._serve_rtu, responder, settings, demand)
             self.server = server
             try:
                 task_status.started()
@@ -126,31 +152,34 @@ class ModbusService:
         self,
         responder: Responder,
         settings: ModbusSettings,
+        demand: ImageDemand,
         *,
         task_status: Any = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """The serial port, opened again after it fails (a USB adapter unplugged and back),
         with a doubling wait; TCP goes on meanwhile. Started once the first attempt to open
-        it is over, so that the service serves RTU when it says it is started."""
+        it is over, so that the service serves RTU when it says it is started. A serial
+        master may ask at any time: the image is wanted for as long as RTU is set."""
         from mbusgw.gateway.services.modbus_rtu import serve_rtu
 
         device, wait = settings.rtu_device, RTU_RETRY_S
-        while True:
-            stream = None
-            try:
-                stream = await self._open_serial(device, settings.rtu_baud_rate)
-            except OSError as error:
-                logger.warning("Modbus RTU port %s cannot be opened: %s", device, error)
-            task_status.started()
-            task_status = trio.TASK_STATUS_IGNORED
-            if stream is not None:
+        with demand.held():
+            while True:
+                stream = None
                 try:
-                    await serve_rtu(responder, settings, stream)
-                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
-                    logger.warning("Modbus RTU port %s failed: %s", device, error)
-                    wait = RTU_RETRY_S
-            await trio.sleep(wait)
-            wait = min(2 * wait, RTU_RETRY_MAX_S)
+                    stream = await self._open_serial(device, settings.rtu_baud_rate)
+                except OSError as error:
+                    logger.warning("Modbus RTU port %s cannot be opened: %s", device, error)
+                task_status.started()
+                task_status = trio.TASK_STATUS_IGNORED
+                if stream is not None:
+                    try:
+                        await serve_rtu(responder, settings, stream)
+                    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
+                        logger.warning("Modbus RTU port %s failed: %s", device, error)
+                        wait = RTU_RETRY_S
+                await trio.sleep(wait)
+                wait = min(2 * wait, RTU_RETRY_MAX_S)
 
 
 def choose_source(continuous: bool, live: ModbusSource, stored: ModbusSource) -> ModbusSource:

@@ -448,7 +448,7 @@ class RegisterMap:
 
     def _state(self, meter: Meter) -> MeterState:
         cached = self._encoded.get(meter.key) if self.published else None
-        return (cached[0] if cached is not None else self.source.values(meter)).state
+        return cached[0].state if cached is not None else self.source.state(meter)
 
     def _state_counts(self, served: Sequence[tuple[int, Meter]]) -> dict[MeterState, int]:
         """How many served meters are in each state: from the counts the image keeps once it

@@ -111,6 +111,10 @@ class ModbusSource(Protocol):
 
     def values(self, meter: Meter) -> MeterValues: ...
 
+    def state(self, meter: Meter) -> MeterState:
+        """``values(meter).state``, without making the values where that costs more."""
+        ...
+
     def last_cycle(self) -> CycleInfo | None:
         """The latest complete reading cycle (every active meter read once)."""
         ...
@@ -274,6 +278,14 @@ def record_number(
     return Number(mantissa)  # seconds
 
 
+def _live_state(meter: Meter, latest: LiveReading | None) -> MeterState:
+    if not meter.active:
+        return MeterState.PASSIVE
+    if latest is None:
+        return MeterState.NEVER
+    return MeterState.OK if latest.ok else MeterState.FAILED
+
+
 class LiveSnapshotSource:
     """Values from the continuous-read snapshot: the last good reading of each meter."""
 
@@ -310,6 +322,9 @@ class LiveSnapshotSource:
         self._cache[meter.key] = (latest, good, meter, result)
         return result
 
+    def state(self, meter: Meter) -> MeterState:
+        return _live_state(meter, self._snapshot.latest(meter.key))
+
     def _build(
         self,
         meter: Meter,
@@ -317,12 +332,7 @@ class LiveSnapshotSource:
         good: LiveReading | None,
         previous: MeterValues | None,
     ) -> MeterValues:
-        if not meter.active:
-            state = MeterState.PASSIVE
-        elif latest is None:
-            state = MeterState.NEVER
-        else:
-            state = MeterState.OK if latest.ok else MeterState.FAILED
+        state = _live_state(meter, latest)
         attempt_at = latest.read_at if latest is not None else None
         if good is None:
             return MeterValues(state, identity_from_meter(meter), attempt_at=attempt_at)

@@ -124,6 +124,9 @@ class StoredValuesSource:
         self._cache[meter.key] = (meter, stored, result)
         return result
 
+    def state(self, meter: Meter) -> MeterState:
+        return self.values(meter).state  # the values are in memory already
+
     def last_cycle(self) -> CycleInfo | None:
         return self._cycle
 

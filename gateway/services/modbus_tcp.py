@@ -25,6 +25,7 @@ import trio
 from pymodbus.framer import FramerSocket
 from pymodbus.pdu import DecodePDU
 
+from mbusgw.gateway.services.modbus_demand import ImageDemand
 from mbusgw.gateway.services.modbus_map import MAX_READ
 from mbusgw.gateway.services.modbus_pdu import READ_FUNCTIONS, ModbusStats, Responder
 
@@ -50,10 +51,16 @@ class TcpServer:
     """The listening side: the connection limit, the idle timeout and the counters."""
 
     def __init__(
-        self, responder: Responder, stats: ModbusStats, max_connections: int, idle_timeout: float
+        self,
+        responder: Responder,
+        stats: ModbusStats,
+        max_connections: int,
+        idle_timeout: float,
+        demand: ImageDemand,
     ) -> None:
         self.responder = responder
         self.stats = stats
+        self.demand = demand  # held while a connection is open
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.address: tuple[str, int] | None = None
@@ -86,7 +93,7 @@ class TcpServer:
         self.stats.connections += 1
         idle = self.idle_timeout or float("inf")
         try:
-            with trio.CancelScope(deadline=trio.current_time() + idle) as scope:
+            with self.demand.held(), trio.CancelScope(deadline=trio.current_time() + idle) as scope:
                 await self._answer_requests(stream, scope, idle)
             if scope.cancelled_caught:
                 self.stats.closed_idle += 1

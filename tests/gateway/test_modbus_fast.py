@@ -12,6 +12,7 @@ from pymodbus.framer import FramerSocket
 from pymodbus.pdu import DecodePDU
 
 from mbusgw.gateway.modbus_encoding import Number
+from mbusgw.gateway.services.modbus_demand import ImageDemand
 from mbusgw.gateway.services.modbus_pdu import ModbusStats, Responder
 from mbusgw.gateway.services.modbus_source import SeriesValue
 from mbusgw.gateway.services.modbus_tcp import (
@@ -136,7 +137,7 @@ def test_a_stream_of_requests_is_answered_as_pymodbus_answers_each(
     slow_stats, fast_stats = ModbusStats(), ModbusStats()
     slow = Responder(register_map, slow_stats)
     expected = [pymodbus_path(slow, frame) for frame in frames]
-    server = TcpServer(Responder(register_map, fast_stats), fast_stats, 10, 0)
+    server = TcpServer(Responder(register_map, fast_stats), fast_stats, 10, 0, ImageDemand())
     framer = FramerSocket(DecodePDU(is_server=True))
     buffer = bytearray(b"".join(frames))
     answers: list[bytes] = []

@@ -17,7 +17,7 @@ from modbus_rig import DATE, ENERGY, FLOW_TEMP, T0, VOLUME, Rig, meter
 
 from mbusgw.gateway.modbus_encoding import ONE, DataType, Number, encode
 from mbusgw.gateway.services import modbus_map
-from mbusgw.gateway.services.modbus import keep_image
+from mbusgw.gateway.services.modbus import ModbusService, keep_image
 from mbusgw.gateway.services.modbus_map import BLOCK_SIZE, MapConfig, RegisterMap
 from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, MeterValues
 from mbusgw.gateway.settings import ModbusMeterSettings, ModbusSettings
@@ -61,6 +61,7 @@ async def test_a_new_reading_is_encoded_off_the_request_path(monkeypatch) -> Non
     with trio.fail_after(10):
         async with rig.serving() as (service, port):
             stream = await trio.open_tcp_stream(HOST, port)
+            await image_complete(service)  # the client made it wanted
             for step in range(1, 11):
                 values = [ENERGY, VOLUME][: 1 + step % 2]
                 rig.reading("00000001", values, at=T0 + timedelta(seconds=step))
@@ -75,6 +76,63 @@ async def test_a_new_reading_is_encoded_off_the_request_path(monkeypatch) -> Non
             assert service.stats is not None and service.stats.requests > 20
     assert spy.tasks, "nothing was encoded"
     assert all(name.endswith("keep_image") for name in spy.tasks), set(spy.tasks)
+
+
+async def image_complete(service: ModbusService, complete: bool = True) -> None:
+    assert service.server is not None
+    register_map = service.server.responder.register_map
+    for _ in range(10_000):
+        if register_map.published == complete:
+            return
+        await trio.sleep(0.001)
+    raise AssertionError(f"the image is {'not ' if complete else ''}complete after 10 s")
+
+
+async def test_no_reading_is_encoded_while_no_client_can_ask(monkeypatch) -> None:
+    """Without a connection the image follows nothing (a default install whose Modbus nobody
+    reads does not pay for it); a client that connects gets the latest values with its first
+    request, and the image is complete soon after."""
+    rig = Rig([meter("00000001"), meter("00000002")])
+    rig.reading("00000001", [ENERGY])
+    rig.reading("00000002", [VOLUME])
+    spy = Spy(monkeypatch)
+    with trio.fail_after(10):
+        async with rig.serving() as (service, port):
+            for step in range(1, 4):
+                rig.reading("00000001", [ENERGY, VOLUME], at=T0 + timedelta(seconds=step))
+                await trio.sleep(0.01)
+            assert spy.tasks == []
+            stream = await trio.open_tcp_stream(HOST, port)
+            block = await read_block(stream, 1, 125)
+            assert block[4] << 16 | block[5] == T0.timestamp() + 3  # read_at: the latest
+            assert block[1] == 2  # value_count
+            await image_complete(service)
+            await stream.aclose()
+            await image_complete(service, False)  # the last client left
+            spy.tasks.clear()
+            rig.reading("00000001", [ENERGY], at=T0 + timedelta(seconds=4))
+            await trio.sleep(0.05)
+            assert spy.tasks == []
+            stream = await trio.open_tcp_stream(HOST, port)
+            block = await read_block(stream, 2, 125)
+            assert block[4] << 16 | block[5] == T0.timestamp() + 4 and block[1] == 1
+            await stream.aclose()
+
+
+def test_the_device_block_of_an_incomplete_image_makes_no_meter_values(monkeypatch) -> None:
+    """A client that connects first asks the device block: its meter counts take each meter's
+    state, not its values (which would turn every meter's records into values first)."""
+    rig = Rig([meter(f"{i:08d}") for i in range(1, 4)])
+    rig.reading("00000001", [ENERGY])
+    rig.reading("00000002", [VOLUME], ok=False)
+    complete = RegisterMap(MapConfig(rig.settings), rig.source, rig.clock)
+    list(complete.prepare())
+    complete.published = True
+    register_map = RegisterMap(MapConfig(rig.settings), rig.source, rig.clock)
+    spy = Spy(monkeypatch)
+    device = register_map.device_block(T0)
+    assert spy.tasks == []
+    assert device == complete.device_block(T0)  # counted from every meter's values
 
 
 async def test_only_the_changed_meter_is_encoded_again() -> None:
