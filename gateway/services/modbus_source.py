@@ -286,6 +286,11 @@ def _live_state(meter: Meter, latest: LiveReading | None) -> MeterState:
     return MeterState.OK if latest.ok else MeterState.FAILED
 
 
+# How often the live source looks whether a reading cycle is complete. The cycle's end is the
+# time its last meter was read, whenever that is seen.
+FOLLOW_INTERVAL = 1.0
+
+
 class LiveSnapshotSource:
     """Values from the continuous-read snapshot: the last good reading of each meter."""
 
@@ -357,24 +362,34 @@ class LiveSnapshotSource:
             return new, None
         return new, {reading.meter_key for reading in updates}
 
-    def _drop_updated(self, seen: dict[str, LiveReading | None], previous: int) -> tuple[int, bool]:
+    def _drop_updated(
+        self, seen: dict[str, LiveReading | None], previous: int
+    ) -> tuple[int, datetime | None]:
         """Remove from ``seen`` the meters with a new reading since ``previous``: from the
         snapshot's list of recent updates, or by comparing every meter if it fell behind that.
-        Returns the version this covers and whether any was removed."""
-        count = len(seen)
+        Returns the version this covers and when the latest of the removed meters was read
+        (None: none was removed)."""
         version, updates = self._snapshot.changes_after(previous)
+        removed: list[LiveReading] = []
         if len(updates) == version - previous:
             for reading in updates:
-                seen.pop(reading.meter_key, None)
+                if reading.meter_key in seen:
+                    del seen[reading.meter_key]
+                    removed.append(reading)
         else:
             for key, before in list(seen.items()):
-                if self._snapshot.latest(key) is not before:
+                latest = self._snapshot.latest(key)
+                if latest is not before:
                     del seen[key]
-        return version, len(seen) < count
+                    if latest is not None:
+                        removed.append(latest)
+        return version, max((reading.read_at for reading in removed), default=None)
 
     async def follow(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """A cycle ends when every active meter has had a new attempt since the cycle began
-        (meters removed or made passive meanwhile no longer count)."""
+        (meters removed or made passive meanwhile no longer count), when the last of them was
+        read. It looks every ``FOLLOW_INTERVAL`` rather than waiting for each reading: a task
+        waiting on the snapshot would make the line threads hand every reading back to trio."""
         version = self._snapshot.version
         started = self._clock.now()
         if self._events is not None:  # a read of every meter before this start (at start-up)
@@ -382,12 +397,14 @@ class LiveSnapshotSource:
         task_status.started()
         while True:
             seen = {m.key: self._snapshot.latest(m.key) for m in self.meters() if m.active}
+            finished = started
             while seen:
                 previous = version
-                await self._snapshot.wait_for_change(version)
-                version, dropped = self._drop_updated(seen, previous)
-                if not dropped:
-                    # A meter read again while others are missing: maybe they are gone or passive.
+                await trio.sleep(FOLLOW_INTERVAL)
+                version, read_at = self._drop_updated(seen, previous)
+                if read_at is not None:
+                    finished = max(finished, read_at)
+                if seen:  # the meters still missing may be gone or passive by now
                     active = {m.key for m in self.meters() if m.active}
                     for key in seen.keys() - active:
                         del seen[key]
@@ -395,6 +412,5 @@ class LiveSnapshotSource:
                 await trio.sleep(1.0)  # nothing to read: check the meter list again later
                 started = self._clock.now()
                 continue
-            finished = self._clock.now()
             self._cycle = CycleInfo(finished, (finished - started).total_seconds())
             started = finished

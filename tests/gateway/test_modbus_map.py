@@ -44,7 +44,12 @@ from mbusgw.gateway.services.modbus_map import (
     RegisterMap,
     layout_checksum,
 )
-from mbusgw.gateway.services.modbus_source import LiveSnapshotSource, MeterState, SeriesValue
+from mbusgw.gateway.services.modbus_source import (
+    FOLLOW_INTERVAL,
+    LiveSnapshotSource,
+    MeterState,
+    SeriesValue,
+)
 from mbusgw.gateway.settings import ModbusSettings, Settings
 
 
@@ -314,6 +319,8 @@ async def following(meters: list) -> AsyncIterator[Following]:
     async with trio.open_nursery() as nursery:
         await nursery.start(live.source.follow)
         yield live
+        await trio.sleep(FOLLOW_INTERVAL)  # it has looked since the last reading
+        await trio.testing.wait_all_tasks_blocked()
         nursery.cancel_scope.cancel()
 
 
@@ -338,6 +345,22 @@ def test_the_documented_tables_match_the_layout() -> None:
     text = (Path(__file__).parents[2] / "docs" / "modbus.md").read_text()
     for fld in (*DEVICE_FIELDS, *METER_FIELDS):
         assert f"| {fld.offset} | {fld.name} | {fld.data_type.label} |" in text, fld.name
+
+
+async def test_the_cycle_follower_waits_for_no_reading(autojump_clock) -> None:
+    """It looks every ``FOLLOW_INTERVAL`` instead: a task waiting for a change of the snapshot
+    would make the native driver hand each continuous reading back to trio. The cycle ends when
+    its last meter was read, not when that is seen."""
+    meters = [meter("00000001"), meter("00000002")]
+    async with following(meters) as live:
+        await trio.sleep(0.25)
+        reading = LiveReading("00000001", live.clock.now(), True, ((IDENTITY, (ENERGY,)),))
+        assert not live.snapshot.put(reading)  # nobody waits
+        await trio.sleep(0.25)
+        live.read("00000002")
+    cycle = live.source.last_cycle()
+    assert cycle is not None and cycle.duration_s == pytest.approx(0.5)
+    assert cycle.finished_at == T0 + timedelta(seconds=0.5)
 
 
 async def test_a_cycle_completes_when_a_meter_goes_passive(autojump_clock) -> None:
