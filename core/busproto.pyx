@@ -42,6 +42,7 @@ The rules (EN 13757-2, SPEC table 8):
 import enum
 import math
 
+cimport cython
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
 from dataclasses import dataclass
@@ -123,18 +124,20 @@ class Probe:
     duration: float = 0.0
 
 
-@dataclass(frozen=True)
-class Telegrams:
+# what every read ends with: compiled, as a line's thread makes it right after waking for the
+# answer, when each interpreted step costs many times what it costs warm
+@cython.dataclasses.dataclass(frozen=True)
+cdef class Telegrams:
     """The telegrams of one meter read through one addressing mode."""
 
     mode: object
     frames: tuple
-    requests: int  # requests sent in total (selection, init, every REQ_UD2 and its retries)
-    retries: int  # requests that repeated one already sent (or of a mode that failed)
-    started: float
-    finished: float
+    requests: object  # int: requests sent in total (selection, init, every REQ_UD2, retries)
+    retries: object  # int: requests that repeated one already sent (or of a mode that failed)
+    started: cython.double
+    finished: cython.double
     durations: tuple  # per telegram, retries included
-    complete: bool  # False when the telegram limit stopped a meter that had more to send
+    complete: cython.bint  # False when the telegram limit stopped a meter that had more to send
 
 
 @dataclass(frozen=True)
@@ -156,16 +159,16 @@ class Telegram:
     count: int
 
 
-@dataclass(frozen=True)
-class Done:
+@cython.dataclasses.dataclass(frozen=True)
+cdef class Done:
     value: object
 
 
-@dataclass(frozen=True)
-class Failed:
+@cython.dataclasses.dataclass(frozen=True)
+cdef class Failed:
     kind: str  # NO_RESPONSE, COLLISION or NOISY
     label: str
-    attempts: int
+    attempts: object  # int
     detail: str = ""
 
 

@@ -17,6 +17,7 @@ While the rest of a long frame is on the wire it asks the stream to hold the byt
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,6 @@ from mbusgw.core.busproto import (
     Probe,
     Target,
     Telegram,
-    Telegrams,
 )
 from mbusgw.core.frame import select_secondary
 from mbusgw.core.records_follow import more_records_follow
@@ -41,7 +41,6 @@ from mbusgw.gateway import busjobs as jobs
 from mbusgw.gateway.busjobs import fail_ops
 from mbusgw.gateway.busrequests import (
     MeterAddress,
-    ReadReply,
     ReadSettings,
     failure_error,
     targets,
@@ -49,6 +48,7 @@ from mbusgw.gateway.busrequests import (
 from mbusgw.gateway.bustiming import LineTimes, Timing, resolve
 from mbusgw.gateway.errors import LineDown
 from mbusgw.gateway.meters import AddressingMode, MultiTelegram
+from mbusgw.gateway.replies import ReadReply, read_reply
 from mbusgw.gateway.transport import Transport
 
 
@@ -363,21 +363,7 @@ class BusMaster:
             limit=plan.limit,
             keep_link=request.keep_link,
         )
-
-        def reading(got: Telegrams) -> ReadReply:
-            return ReadReply(
-                address,
-                got.mode,
-                got.frames,
-                got.requests,
-                got.started,
-                got.finished,
-                got.durations,
-                got.complete,
-                got.retries,
-            )
-
-        return reading
+        return functools.partial(read_reply, address)
 
     def _read_plan(self, address: MeterAddress, settings: ReadSettings) -> _ReadPlan:
         """What reading ``address`` with ``settings`` comes to at the line's rate. A meter is

@@ -1,6 +1,6 @@
 """What a caller asks of the bus and gets back: how a meter is reached (``MeterAddress`` and the
-protocol's ``Target``s for it), how it is read (``ReadSettings``), the raw reading
-(``ReadReply``), and the gateway's error for a job the protocol gave up."""
+protocol's ``Target``s for it), how it is read (``ReadSettings``), and the gateway's error for a
+job the protocol gave up. The raw reading (``ReadReply``) is in ``gateway.replies``."""
 
 from __future__ import annotations
 
@@ -70,25 +70,6 @@ class ReadSettings:
             raise ConfigError({"multi_telegram_limit": "must be between 1 and 64"})
         if self.baud is not None:
             check_baudrate(self.baud)
-
-
-@dataclass(frozen=True)
-class ReadReply:
-    """The raw telegrams of one meter reading, in order."""
-
-    address: MeterAddress
-    mode: AddressingMode
-    frames: tuple[bytes, ...]
-    attempts: int  # requests sent in total (selection, init, every REQ_UD2 and its retries)
-    started: float
-    finished: float
-    durations: tuple[float, ...]  # per telegram, retries included
-    complete: bool  # False when the telegram limit stopped a meter that had more to send
-    retries: int = 0  # requests that repeated one already sent (0 for a clean read)
-
-    @property
-    def duration(self) -> float:
-        return self.finished - self.started
 
 
 def failure_error(failed: Failed) -> BusError:

@@ -15,11 +15,11 @@ import trio
 
 from mbusgw.gateway.bus import BusMaster
 from mbusgw.gateway.busjobs import Prepare, read_in_trio
-from mbusgw.gateway.busrequests import MeterAddress, ReadReply, ReadSettings
+from mbusgw.gateway.busrequests import MeterAddress, ReadSettings
 from mbusgw.gateway.busthread import ThreadedBusMaster
 from mbusgw.gateway.bustiming import Timing
 from mbusgw.gateway.meters import AddressingMode, Meter
-from mbusgw.gateway.reading import BusReply
+from mbusgw.gateway.replies import BusReply, ReadReply, bus_reply
 from mbusgw.gateway.settings import InterfaceConfig, MBusSettings
 from mbusgw.gateway.simulator import SimLine
 from mbusgw.gateway.simulator.population import default_meters
@@ -66,7 +66,7 @@ class BusLine:
         read is fresh (no SND_NKE while it is known)."""
         address, settings = self._read_plan(meter)
         with self._busy():
-            return _bus_reply(await self.master.read(address, settings, keep_link=continuous))
+            return bus_reply(await self.master.read(address, settings, keep_link=continuous))
 
     async def read_round(
         self,
@@ -91,11 +91,11 @@ class BusLine:
                 index.append(k)
 
         def read(j: int, got: Any) -> None:
-            on_reply(index[j], got if prepare is not None else _reply_of(got))
+            on_reply(index[j], got if prepare is not None else bus_reply(got))
 
         def prepared(j: int, got: ReadReply | Exception) -> tuple[Any, bool | None]:
             assert prepare is not None
-            return prepare(index[j], _reply_of(got))
+            return prepare(index[j], bus_reply(got))
 
         with self._busy():
             await self.master.read_round(
@@ -128,16 +128,6 @@ class BusLine:
         address = address_of(meter)
         self._plans[meter.key] = (meter, self.mbus, address, settings)
         return address, settings
-
-
-def _reply_of(got: ReadReply | Exception) -> BusReply | Exception:
-    return got if isinstance(got, Exception) else _bus_reply(got)
-
-
-def _bus_reply(reading: ReadReply) -> BusReply:
-    # attempts: the first try plus the retries (health and the meter log show the retries:
-    # none for a clean read, however many requests its telegrams took)
-    return BusReply(reading.frames, reading.retries + 1, reading.duration, reading.finished)
 
 
 def address_of(meter: Meter) -> MeterAddress:

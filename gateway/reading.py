@@ -16,27 +16,17 @@ from typing import Any, Protocol
 
 import trio
 
-from mbusgw.core import MBusError, decode
 from mbusgw.gateway.clock import WallClock
-from mbusgw.gateway.errors import bounded, describe
+from mbusgw.gateway.errors import bounded
 from mbusgw.gateway.events import CYCLE_FINISHED, Event, EventBus
 from mbusgw.gateway.health import MeterHealth
-from mbusgw.gateway.live import LiveReading, LiveSnapshot
+from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.meters import Identity, Meter
+from mbusgw.gateway.replies import BusReply, MeterReading, meter_reading
 
 
 class _GiveWay(Exception):
     """Ends a continuous round early: a reading cycle has started on its line."""
-
-
-@dataclass(frozen=True)
-class BusReply:
-    """What a line's master got for one meter: the raw frames (several for multi-telegram)."""
-
-    frames: tuple[bytes, ...]
-    attempts: int = 1
-    duration: float = 0.0  # seconds on the line
-    reply_ended: float = 0.0  # trio time the last reply byte arrived
 
 
 class LineReader(Protocol):
@@ -60,23 +50,6 @@ class LineReader(Protocol):
         thread as soon as the meter is read, ``on_reply`` later in trio (with the second value
         true, at once; with it None, never: trio has nothing to do for that reading)."""
         ...
-
-
-@dataclass
-class MeterReading:
-    """The outcome of reading one meter, ready for the store, the meter log and the snapshot."""
-
-    meter: Meter
-    read_at: datetime
-    ok: bool
-    frames: tuple[bytes, ...] = ()
-    telegrams: tuple[Any, ...] = ()
-    attempts: int = 0
-    duration: float = 0.0
-    reply_ended: float = 0.0
-    error: str | None = None
-    status_byte: int | None = None
-    failure: type[BaseException] | None = None  # the kind of error that failed the reading
 
 
 _Prepared = tuple[MeterReading, bool, Event | None]
@@ -121,39 +94,6 @@ class CycleResult:
             text += " (" + "; ".join(troubles[:SUMMARY_NAMES])
             text += f"; and {more} more)" if more > 0 else ")"
         return bounded(text)
-
-
-def decode_reply(meter: Meter, reply: BusReply, read_at: datetime) -> MeterReading:
-    """Decode every telegram of a reply; a frame that does not decode fails the reading, but
-    its raw bytes are kept (the store keeps raw telegrams to re-decode later)."""
-    try:
-        telegrams = tuple(decode(frame) for frame in reply.frames)
-    except MBusError as exc:
-        return MeterReading(
-            meter,
-            read_at,
-            False,
-            reply.frames,
-            (),
-            reply.attempts,
-            reply.duration,
-            reply.reply_ended,
-            describe(exc),
-            failure=type(exc),
-        )
-    status = telegrams[0].header.status if telegrams else None
-    return MeterReading(
-        meter,
-        read_at,
-        bool(telegrams),
-        reply.frames,
-        telegrams,
-        reply.attempts,
-        reply.duration,
-        reply.reply_ended,
-        None if telegrams else "no telegram",
-        status,
-    )
 
 
 def heard_identities(readings: Iterable[MeterReading]) -> dict[str, Identity]:
@@ -206,7 +146,7 @@ class ReadingPipeline:
                 reply: BusReply | Exception = await line.read_meter(meter, continuous=continuous)
             except Exception as exc:
                 reply = exc
-            reading = self._reading(meter, reply, self.clock.now())
+            reading = meter_reading(meter, reply, self.clock.now())
         self._account(reading)
         return reading
 
@@ -240,7 +180,7 @@ class ReadingPipeline:
         def prepare(k: int, reply: BusReply | Exception) -> tuple[_Prepared, bool | None]:
             # where the meter was read (a line's thread): visible in the snapshot and its
             # health at once; then how soon trio must see it
-            reading = self._reading(meters[k], reply, self.clock.now())
+            reading = meter_reading(meters[k], reply, self.clock.now())
             waited_for = self._publish(reading, trio_clock.current_time())
             recorded, event = self._record(reading, create=False)
             urgent: bool | None = None
@@ -288,19 +228,6 @@ class ReadingPipeline:
             error=f"interface {meter.interface!r} is not configured",
         )
 
-    @staticmethod
-    def _reading(meter: Meter, reply: BusReply | Exception, read_at: datetime) -> MeterReading:
-        if isinstance(reply, Exception):
-            return MeterReading(
-                meter,
-                read_at,
-                False,
-                error=describe(reply),
-                attempts=getattr(reply, "attempts", 0),
-                failure=type(reply),
-            )
-        return decode_reply(meter, reply, read_at)
-
     def record(self, reading: MeterReading) -> None:
         """Account a reading that came another way (a wireless telegram) like one read here."""
         self._account(reading)
@@ -313,17 +240,7 @@ class ReadingPipeline:
     def _publish(self, reading: MeterReading, now: float) -> bool:
         """From any thread: the reading into the snapshot, stamped with when (trio time);
         returns whether a trio task waits for a change."""
-        return self.live.put(
-            LiveReading(
-                reading.meter.key,
-                reading.read_at,
-                reading.ok,
-                reading.telegrams,
-                reading.error,
-                reading.reply_ended,
-                published=now,
-            )
-        )
+        return self.live.put(reading.live(now))
 
     def _record(self, reading: MeterReading, *, create: bool) -> tuple[bool, Event | None]:
         """From any thread: the reading in its meter's health; returns whether it was recorded

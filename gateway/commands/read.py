@@ -24,7 +24,8 @@ from mbusgw.gateway.meters import AddressingMode
 from mbusgw.gateway.settings import MBUS_BAUD_RATES
 
 if TYPE_CHECKING:
-    from mbusgw.gateway.busrequests import MeterAddress, ReadReply
+    from mbusgw.gateway.busrequests import MeterAddress
+    from mbusgw.gateway.replies import ReadReply
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
