@@ -16,6 +16,12 @@ gateway (this process, while it measures; the simulator and the I/O-only peers s
 in a CPU cgroup of that share of one core:
 cgroup v1 ``cpu`` (``cfs_period_us`` 100000, ``cfs_quota_us`` PERCENT × 1000) where the machine
 has it, else cgroup v2 ``cpu.max`` with the same numbers.
+
+The peers (``bench/io_floor.py``) run after the gateway on the same lines, each for
+``--peer-seconds``; the blocking-thread peer also runs beside it, in a process of its own on
+lines of a second simulator, measured over the same seconds as the gateway ("at the same
+time"). On a shared machine the CPU an exchange costs drifts by a third from minute to
+minute; measured together, the gateway and that peer see the same drift.
 """
 
 from __future__ import annotations
@@ -145,8 +151,51 @@ def exchanges(gateway: Gateway) -> int:
     return sum(line.master.stats.exchanges for line in gateway.lines.values())
 
 
+class Beside:
+    """The blocking-thread peer in a process of its own, on lines of its own simulator,
+    measured over the window the gateway is measured in (``begin``, ``end``)."""
+
+    def __init__(self) -> None:
+        self.simulator, ports = start_simulator()
+        self.peer = subprocess.Popen(
+            [sys.executable, "-m", "bench.io_floor", "--baud", str(BAUD), *map(str, ports)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def begin(self) -> None:
+        self._tell("begin")
+
+    def end(self) -> None:
+        self._tell("end")
+
+    def _tell(self, word: str) -> None:
+        assert self.peer.stdin is not None
+        self.peer.stdin.write(word + "\n")
+        self.peer.stdin.flush()
+
+    def result(self) -> dict:
+        out, _ = self.peer.communicate(timeout=30)
+        if self.peer.returncode != 0:
+            raise RuntimeError(f"the peer beside the gateway failed ({self.peer.returncode})")
+        return json.loads(out)
+
+    def close(self) -> None:
+        if self.peer.poll() is None:
+            self.peer.kill()
+            self.peer.wait(timeout=10)
+        self.simulator.terminate()
+        self.simulator.wait(timeout=10)
+
+
 async def measure(
-    data_dir: Path, ports: list[int], seconds: float, warmup: float, services: str = "none"
+    data_dir: Path,
+    ports: list[int],
+    seconds: float,
+    warmup: float,
+    services: str = "none",
+    beside: Beside | None = None,
 ) -> dict:
     interfaces = tuple(
         InterfaceConfig(name=f"line{k}", kind="tcp", host="127.0.0.1", port=port, baud=BAUD)
@@ -200,8 +249,12 @@ async def measure(
         trio_before = time.thread_time()  # this task runs in the trio thread
         lines_before = line_threads()
         wall_before = time.monotonic()
+        if beside is not None:
+            beside.begin()
         await trio.sleep(seconds)
         cpu = io_floor.cpu_seconds() - cpu_before
+        if beside is not None:
+            beside.end()
         trio_cpu = time.thread_time() - trio_before
         look()
         lines_after = line_threads()
@@ -263,7 +316,9 @@ def main(argv: list[str]) -> dict:
     args, _ = parser.parse_known_args(argv)
     mbus = {} if args.driver is None else {"mbus": {"driver": args.driver}}
     simulator, ports = start_simulator()
+    beside = None
     try:
+        beside = Beside()
         with tempfile.TemporaryDirectory() as tmp:
             data_dir = Path(tmp)
             store = Store.open(store_path(data_dir))
@@ -277,7 +332,7 @@ def main(argv: list[str]) -> dict:
             store.close()
             with cpu_quota(args.cpu_quota) as quota_kind:
                 result = trio.run(
-                    measure, data_dir, ports, args.seconds, args.warmup, args.services
+                    measure, data_dir, ports, args.seconds, args.warmup, args.services, beside
                 )
             result["cpu_quota"] = (
                 None if quota_kind is None else {"percent": args.cpu_quota, "group": quota_kind}
@@ -287,8 +342,11 @@ def main(argv: list[str]) -> dict:
             "trio_io_only": io_floor.trio_peer(ports, BAUD, args.peer_seconds, peer_warmup),
             "threads_io_only": io_floor.thread_peer(ports, BAUD, args.peer_seconds, peer_warmup),
             "one_thread_io_only": io_floor.poll_peer(ports, BAUD, args.peer_seconds, peer_warmup),
+            "threads_io_only_same_time": beside.result(),
         }
     finally:
+        if beside is not None:
+            beside.close()
         simulator.terminate()
         simulator.wait(timeout=10)
     latency = result["snapshot_latency_ms"]
@@ -332,6 +390,7 @@ def main(argv: list[str]) -> dict:
         ("trio_io_only", "I/O only, trio"),
         ("threads_io_only", "I/O only, threads"),
         ("one_thread_io_only", "I/O only, 1 thread"),
+        ("threads_io_only_same_time", "threads, same time"),
     )
     for name, label in peers:
         peer = result["peers"][name]

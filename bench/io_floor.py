@@ -11,11 +11,14 @@ exchange is the least a program with that waiting model can spend.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import os
 import resource
 import select
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -168,10 +171,14 @@ def _thread_line(port: int, rules: Rules, tally: Tally, running: Callable[[], bo
 
 
 def _measure_threads(
-    targets: list[tuple[Callable[..., None], tuple]], baud: int, seconds: float, warmup: float
+    targets: list[tuple[Callable[..., None], tuple]],
+    baud: int,
+    begin: Callable[[], None],
+    end: Callable[[], None],
 ) -> dict:
     """Start a thread per ``(target, args)``, each called with ``args``, the rules, the tally
-    and whether to go on; measure after ``warmup`` for ``seconds``; stop them."""
+    and whether to go on; measure from when ``begin()`` returns to when ``end()`` returns;
+    stop them."""
     rules, tally = Rules(baud), Tally()
     stop = threading.Event()
     threads = [
@@ -181,9 +188,9 @@ def _measure_threads(
     for thread in threads:
         thread.start()
     try:
-        time.sleep(warmup)
+        begin()
         start = (tally.exchanges, tally.silent, cpu_seconds(), time.monotonic())
-        time.sleep(seconds)
+        end()
         result = _result(tally, start, time.monotonic())
     finally:
         stop.set()
@@ -192,9 +199,15 @@ def _measure_threads(
     return result
 
 
+def _after(seconds: float) -> Callable[[], None]:
+    return lambda: time.sleep(seconds)
+
+
 def thread_peer(ports: list[int], baud: int, seconds: float, warmup: float) -> dict:
     """A blocking OS thread per line."""
-    return _measure_threads([(_thread_line, (port,)) for port in ports], baud, seconds, warmup)
+    return _measure_threads(
+        [(_thread_line, (port,)) for port in ports], baud, _after(warmup), _after(seconds)
+    )
 
 
 # ---------------------------------------------------------------------- one thread, all lines
@@ -286,4 +299,33 @@ def _poll_lines(ports: list[int], rules: Rules, tally: Tally, running: Callable[
 
 def poll_peer(ports: list[int], baud: int, seconds: float, warmup: float) -> dict:
     """One OS thread polls every line (the alternative to a thread per line)."""
-    return _measure_threads([(_poll_lines, (ports,))], baud, seconds, warmup)
+    return _measure_threads([(_poll_lines, (ports,))], baud, _after(warmup), _after(seconds))
+
+
+# ---------------------------------------------------------------------- beside the gateway
+
+
+def _wait_for(word: str) -> None:
+    for line in sys.stdin:
+        if line.strip() == word:
+            return
+    raise SystemExit(f"io_floor: stdin ended before {word!r}")
+
+
+def main(argv: list[str]) -> None:
+    """The blocking-thread peer in a process of its own, on the simulated lines ``PORT...``,
+    measured from the line ``begin`` on its stdin to the line ``end``; prints its result as
+    JSON. The gateway bench runs it beside the gateway, over the same seconds."""
+    parser = argparse.ArgumentParser(prog="python -m bench.io_floor")
+    parser.add_argument("--baud", type=int, required=True)
+    parser.add_argument("ports", type=int, nargs="+", metavar="PORT")
+    args = parser.parse_args(argv)
+    targets = [(_thread_line, (port,)) for port in args.ports]
+    result = _measure_threads(
+        targets, args.baud, lambda: _wait_for("begin"), lambda: _wait_for("end")
+    )
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

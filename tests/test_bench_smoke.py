@@ -92,3 +92,13 @@ def test_the_gateway_bench_loads_no_http_client_into_the_process_it_measures() -
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["[]"]
+
+
+def test_the_gateway_bench_measures_the_thread_peer_beside_the_gateway_too() -> None:
+    """The blocking-thread peer also runs in a process of its own beside the gateway, measured
+    over the gateway's own window, on lines of a second simulator."""
+    from bench.run import run_modules
+
+    peers = run_modules(["bench_gateway"], [], smoke=True)["gateway"]["peers"]
+    beside = peers["threads_io_only_same_time"]
+    assert beside["exchanges"] > 0 and beside["cpu_ms_per_exchange"] > 0
