@@ -55,7 +55,7 @@ cdef class MeterHealth:
         error=None,
     ) -> Event | None:
         """Account one reading; returns the event its outcome causes, if any."""
-        cdef bint failed_before = self.last_attempt is not None and self.consecutive_failures
+        cdef bint failed_before = self.status == "failed"
         self.readings += 1
         self.last_attempt = at
         self.last_retries = retries

@@ -33,7 +33,8 @@ cdef class LiveReading:
     telegrams: tuple = ()  # decoded telegrams of the reading (multi-telegram: several)
     error: object = None  # str
     reply_ended: cython.double = 0.0  # trio time when the reply ended
-    published: cython.double = 0.0  # trio time it became visible here (minus reply_ended: the latency)
+    # trio time it became visible here (minus ``reply_ended``: the latency)
+    published: cython.double = 0.0
 
 
 class LiveSnapshot:

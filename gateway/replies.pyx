@@ -64,7 +64,7 @@ def bus_reply(got):
     cdef ReadReply read = got
     # attempts: the first try plus the retries (health and the meter log show the retries:
     # none for a clean read, however many requests its telegrams took)
-    return BusReply(read.frames, read.retries + 1, read.finished - read.started, read.finished)
+    return BusReply(read.frames, read.retries + 1, read.duration, read.finished)
 
 
 @cython.dataclasses.dataclass
