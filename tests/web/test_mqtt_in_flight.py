@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 import trio
-from test_mqtt import counts, cursor_at, heard, quiet_gateway, settings, stored, wait_status
+from test_mqtt import (
+    arrived,
+    counts,
+    cursor_at,
+    heard,
+    quiet_gateway,
+    settings,
+    stored,
+    wait_status,
+)
 
 from mbusgw.gateway.services.mqtt import service as mqtt_service
 
@@ -40,6 +49,7 @@ async def test_a_backlog_goes_out_a_window_at_a_time(
             async with heard(broker) as sub:
                 await wait_status(http, connected=True)
                 await cursor_at(gateway, key, [second + 11, 1])
+                await arrived(sub, key, 12)
             assert counts(sub.lines, key) == list(range(12))
     # each reading waits for room; the newest's series states follow it (one value here)
     assert len(waiting) >= 12 and max(waiting) <= 2 + 1
