@@ -19,7 +19,7 @@ from mbusgw.gateway.busrequests import MeterAddress, ReadSettings
 from mbusgw.gateway.busthread import ThreadedBusMaster
 from mbusgw.gateway.bustiming import Timing
 from mbusgw.gateway.meters import AddressingMode, Meter
-from mbusgw.gateway.replies import BusReply, ReadReply, bus_reply
+from mbusgw.gateway.replies import ReadReply
 from mbusgw.gateway.settings import InterfaceConfig, MBusSettings
 from mbusgw.gateway.simulator import SimLine
 from mbusgw.gateway.simulator.population import default_meters
@@ -61,12 +61,12 @@ class BusLine:
         self.busy_s = 0.0  # time spent reading meters, failed reads too (occupancy)
         self._plans: dict[str, tuple[Meter, MBusSettings, MeterAddress, ReadSettings]] = {}
 
-    async def read_meter(self, meter: Meter, *, continuous: bool = False) -> BusReply:
+    async def read_meter(self, meter: Meter, *, continuous: bool = False) -> ReadReply:
         """``continuous``: read back to back, so the meter's link state from its previous
         read is fresh (no SND_NKE while it is known)."""
         address, settings = self._read_plan(meter)
         with self._busy():
-            return bus_reply(await self.master.read(address, settings, keep_link=continuous))
+            return await self.master.read(address, settings, keep_link=continuous)
 
     async def read_round(
         self,
@@ -89,18 +89,10 @@ class BusLine:
                 read_in_trio(on_reply, prepare, k, exc)
             else:
                 index.append(k)
-
-        def read(j: int, got: Any) -> None:
-            on_reply(index[j], got if prepare is not None else bus_reply(got))
-
-        def prepared(j: int, got: ReadReply | Exception) -> tuple[Any, bool | None]:
-            assert prepare is not None
-            return prepare(index[j], bus_reply(got))
-
+        if len(index) < len(meters):  # the plan's positions are not the meters'
+            on_reply, prepare = _renumbered(index, on_reply, prepare)
         with self._busy():
-            await self.master.read_round(
-                plan, read, keep_link=continuous, prepare=None if prepare is None else prepared
-            )
+            await self.master.read_round(plan, on_reply, keep_link=continuous, prepare=prepare)
 
     @contextmanager
     def _busy(self) -> Iterator[None]:
@@ -128,6 +120,24 @@ class BusLine:
         address = address_of(meter)
         self._plans[meter.key] = (meter, self.mbus, address, settings)
         return address, settings
+
+
+def _renumbered(
+    index: list[int], on_reply: Callable[[int, Any], None], prepare: Prepare | None
+) -> tuple[Callable[[int, Any], None], Prepare | None]:
+    """``on_reply`` and ``prepare`` called with ``index[j]`` for the j-th meter read."""
+
+    def read(j: int, got: Any) -> None:
+        on_reply(index[j], got)
+
+    if prepare is None:
+        return read, None
+    meters_prepare = prepare
+
+    def prepared(j: int, got: ReadReply | Exception) -> tuple[Any, bool | None]:
+        return meters_prepare(index[j], got)
+
+    return read, prepared
 
 
 def address_of(meter: Meter) -> MeterAddress:

@@ -8,7 +8,6 @@ only to the in-memory snapshot.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,9 +19,10 @@ from mbusgw.gateway.clock import WallClock
 from mbusgw.gateway.errors import bounded
 from mbusgw.gateway.events import CYCLE_FINISHED, Event, EventBus
 from mbusgw.gateway.health import MeterHealth
+from mbusgw.gateway.ledger import Ledger
 from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.meters import Identity, Meter
-from mbusgw.gateway.replies import BusReply, MeterReading, meter_reading
+from mbusgw.gateway.replies import MeterReading, ReadReply, meter_reading
 
 
 class _GiveWay(Exception):
@@ -32,7 +32,7 @@ class _GiveWay(Exception):
 class LineReader(Protocol):
     """The part of a bus master the pipeline uses; raises ``Exception`` when a read fails."""
 
-    async def read_meter(self, meter: Meter, *, continuous: bool = False) -> BusReply:
+    async def read_meter(self, meter: Meter, *, continuous: bool = False) -> ReadReply:
         """``continuous``: one of the back-to-back reads of continuous mode."""
         ...
 
@@ -42,7 +42,7 @@ class LineReader(Protocol):
         on_reply: Callable[[int, Any], None],
         *,
         continuous: bool = False,
-        prepare: Callable[[int, BusReply | Exception], tuple[Any, bool | None]] | None = None,
+        prepare: Callable[[int, ReadReply | Exception], tuple[Any, bool | None]] | None = None,
     ) -> None:
         """The meters (all on this line) one after the other; ``on_reply(k, reply)`` with the
         k-th meter's reply, or the error that failed it, as soon as it is read. With
@@ -132,8 +132,7 @@ class ReadingPipeline:
         self.events = events
         self.live = live
         self.health = health if health is not None else {}
-        # a line's thread records a reading in its meter's health; trio records the others
-        self._health_lock = threading.Lock()
+        self._ledger = Ledger(live, self.health)
         self._cycles: dict[str, int] = {}  # line → cycles reading it now
         self._line_free = trio.Event()  # set (and replaced) when a line's cycles end
 
@@ -143,7 +142,7 @@ class ReadingPipeline:
             reading = self._unconfigured(meter)
         else:
             try:
-                reply: BusReply | Exception = await line.read_meter(meter, continuous=continuous)
+                reply: ReadReply | Exception = await line.read_meter(meter, continuous=continuous)
             except Exception as exc:
                 reply = exc
             reading = meter_reading(meter, reply, self.clock.now())
@@ -171,18 +170,15 @@ class ReadingPipeline:
         readings: list[MeterReading | None] = [None] * len(meters)
         name = meters[0].interface
         line = self.lines.get(name)
-        with self._health_lock:  # so that the line's thread records every reading of the round
-            for meter in meters:
-                if meter.key not in self.health:
-                    self.health[meter.key] = MeterHealth(meter.key)  # "never" read, as before
+        ledger = self._ledger
+        ledger.expect(meters)  # so that the line's thread records every reading of the round
         trio_clock = trio.lowlevel.current_clock()  # readable from a line's thread
 
-        def prepare(k: int, reply: BusReply | Exception) -> tuple[_Prepared, bool | None]:
+        def prepare(k: int, reply: ReadReply | Exception) -> tuple[_Prepared, bool | None]:
             # where the meter was read (a line's thread): visible in the snapshot and its
             # health at once; then how soon trio must see it
             reading = meter_reading(meters[k], reply, self.clock.now())
-            waited_for = self._publish(reading, trio_clock.current_time())
-            recorded, event = self._record(reading, create=False)
+            waited_for, recorded, event = ledger.enter(reading, trio_clock.current_time())
             urgent: bool | None = None
             if not reading.ok or (continuous and name in self._cycles):
                 urgent = True  # a failure's event within the second; a cycle waits for the line
@@ -196,7 +192,7 @@ class ReadingPipeline:
             reading, recorded, event = prepared
             readings[k] = reading
             if not recorded:
-                event = self._record(reading, create=True)[1]
+                event = ledger.record(reading, True)[1]
             self._settle(event)
             if each is not None:
                 each(reading)
@@ -234,37 +230,8 @@ class ReadingPipeline:
 
     def _account(self, reading: MeterReading) -> None:
         """In trio: all of a reading's accounting at once."""
-        self._publish(reading, trio.current_time())
-        self._settle(self._record(reading, create=True)[1])
-
-    def _publish(self, reading: MeterReading, now: float) -> bool:
-        """From any thread: the reading into the snapshot, stamped with when (trio time);
-        returns whether a trio task waits for a change."""
-        return self.live.put(reading.live(now))
-
-    def _record(self, reading: MeterReading, *, create: bool) -> tuple[bool, Event | None]:
-        """From any thread: the reading in its meter's health; returns whether it was recorded
-        and the event its outcome causes. A meter's first health is made only when
-        ``create`` (in trio: the readers go through the dict there, which another thread must
-        not grow); the copy recorded in takes the old one's place whole."""
-        key = reading.meter.key
-        with self._health_lock:
-            health = self.health.get(key)
-            if health is None:
-                if not create:
-                    return False, None
-                health = MeterHealth(key)
-            else:
-                health = health.copy()
-            event = health.record(
-                reading.read_at,
-                reading.ok,
-                retries=max(reading.attempts - 1, 0),
-                response_ms=reading.duration * 1000 if reading.ok else None,
-                error=reading.error,
-            )
-            self.health[key] = health
-        return True, event
+        self._ledger.publish(reading, trio.current_time())
+        self._settle(self._ledger.record(reading, True)[1])
 
     def _settle(self, event: Event | None) -> None:
         """In trio: what a reading leaves to do there: its event, and the snapshot's waiters."""

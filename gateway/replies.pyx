@@ -1,6 +1,6 @@
 # cython: language_level=3
 """What reading a meter gives, from the line's raw answer to the pipeline's reading: the
-master's ``ReadReply``, the pipeline's ``BusReply`` and the decoded ``MeterReading``.
+master's ``ReadReply`` and the decoded ``MeterReading``.
 
 Compiled: in continuous mode a line's thread makes each of them right after waking for the
 meter's answer, when every interpreted step costs many times what it costs warm.
@@ -47,26 +47,6 @@ def read_reply(address, got) -> ReadReply:
     )
 
 
-@cython.dataclasses.dataclass(frozen=True)
-cdef class BusReply:
-    """What a line's master got for one meter: the raw frames (several for multi-telegram)."""
-
-    frames: tuple
-    attempts: object = 1  # int
-    duration: cython.double = 0.0  # seconds on the line
-    reply_ended: cython.double = 0.0  # trio time the last reply byte arrived
-
-
-def bus_reply(got):
-    """The pipeline's reply for the master's ``ReadReply`` (an error stays what it is)."""
-    if isinstance(got, Exception):
-        return got
-    cdef ReadReply read = got
-    # attempts: the first try plus the retries (health and the meter log show the retries:
-    # none for a clean read, however many requests its telegrams took)
-    return BusReply(read.frames, read.retries + 1, read.duration, read.finished)
-
-
 @cython.dataclasses.dataclass
 cdef class MeterReading:
     """The outcome of reading one meter, ready for the store, the meter log and the snapshot."""
@@ -97,8 +77,8 @@ cdef class MeterReading:
 
 
 def meter_reading(meter, reply, read_at) -> MeterReading:
-    """The reading of ``meter`` that ``reply`` (a ``BusReply`` or the error that failed the
-    read) makes at ``read_at``."""
+    """The reading of ``meter`` that ``reply`` (the master's ``ReadReply``, or the error that
+    failed the read) makes at ``read_at``."""
     if isinstance(reply, Exception):
         return MeterReading(
             meter,
@@ -111,9 +91,12 @@ def meter_reading(meter, reply, read_at) -> MeterReading:
     return _decoded(meter, reply, read_at)
 
 
-cdef MeterReading _decoded(meter, BusReply reply, read_at):
+cdef MeterReading _decoded(meter, ReadReply reply, read_at):
     """Decode every telegram of a reply; a frame that does not decode fails the reading, but
-    its raw bytes are kept (the store keeps raw telegrams to re-decode later)."""
+    its raw bytes are kept (the store keeps raw telegrams to re-decode later). Its attempts are
+    the first try and the retries (health and the meter log show the retries: none for a clean
+    read, however many requests its telegrams took)."""
+    cdef object attempts = reply.retries + 1
     try:
         telegrams = tuple([decode(frame) for frame in reply.frames])
     except MBusError as exc:
@@ -123,9 +106,9 @@ cdef MeterReading _decoded(meter, BusReply reply, read_at):
             False,
             reply.frames,
             (),
-            reply.attempts,
-            reply.duration,
-            reply.reply_ended,
+            attempts,
+            reply.finished - reply.started,
+            reply.finished,
             describe(exc),
             failure=type(exc),
         )
@@ -136,9 +119,9 @@ cdef MeterReading _decoded(meter, BusReply reply, read_at):
         bool(telegrams),
         reply.frames,
         telegrams,
-        reply.attempts,
-        reply.duration,
-        reply.reply_ended,
+        attempts,
+        reply.finished - reply.started,
+        reply.finished,
         None if telegrams else "no telegram",
         status,
     )

@@ -22,6 +22,7 @@ import trio
 import trio.testing
 
 from mbusgw.gateway import handback
+from mbusgw.gateway.busrequests import MeterAddress
 from mbusgw.gateway.busthread import ThreadedBusMaster
 from mbusgw.gateway.clock import TrioWallClock
 from mbusgw.gateway.errors import MAX_ERROR_TEXT, Collision, bounded
@@ -29,13 +30,30 @@ from mbusgw.gateway.events import CYCLE_FINISHED, METER_FAILED, METER_RECOVERED,
 from mbusgw.gateway.lines import BusLine
 from mbusgw.gateway.live import LiveSnapshot
 from mbusgw.gateway.meters import AddressingMode, Meter
-from mbusgw.gateway.reading import BusReply, MeterReading, ReadingPipeline, heard_identities
+from mbusgw.gateway.reading import MeterReading, ReadingPipeline, heard_identities
+from mbusgw.gateway.replies import ReadReply
 from mbusgw.gateway.settings import InterfaceConfig
 from mbusgw.gateway.simulator import MEDIAN_TEMPLATE, SimLine, make_meter, serve_tcp
 from mbusgw.gateway.transport import tcp_line
 
 DATA = Path(__file__).parent.parent / "data"
 FRAME = bytes.fromhex((DATA / "libmbus/test-frames/ELV-Elvaco-CMa10.hex").read_text())
+
+
+def replied(meter: Meter, frames: tuple[bytes, ...], duration: float = 0.0) -> ReadReply:
+    """A clean read of ``meter`` (no retry) that ended now after ``duration`` seconds (the
+    replayed meters need no address)."""
+    ended = trio.current_time()
+    return ReadReply(
+        MeterAddress(),
+        meter.addressing[0],
+        frames,
+        len(frames),
+        ended - duration,
+        ended,
+        (duration,) * len(frames),
+        True,
+    )
 
 
 class ReplayLine:
@@ -47,13 +65,13 @@ class ReplayLine:
         self.reads: list[tuple[str, float]] = []
         self.continuous: list[bool] = []
 
-    async def read_meter(self, meter: Meter, *, continuous: bool = False) -> BusReply:
+    async def read_meter(self, meter: Meter, *, continuous: bool = False) -> ReadReply:
         self.reads.append((meter.key, trio.current_time()))
         self.continuous.append(continuous)
         await trio.sleep(self.delay)
         if meter.key in self.failing:
             raise TimeoutError(f"no response from {meter.key}")
-        return BusReply((FRAME,), attempts=1, duration=self.delay, reply_ended=trio.current_time())
+        return replied(meter, (FRAME,), self.delay)
 
     async def read_round(
         self,
@@ -61,11 +79,11 @@ class ReplayLine:
         on_reply: Callable[[int, Any], None],
         *,
         continuous: bool = False,
-        prepare: Callable[[int, BusReply | Exception], tuple[Any, bool]] | None = None,
+        prepare: Callable[[int, ReadReply | Exception], tuple[Any, bool]] | None = None,
     ) -> None:
         for k, one in enumerate(meters):
             try:
-                reply: BusReply | Exception = await self.read_meter(one, continuous=continuous)
+                reply: ReadReply | Exception = await self.read_meter(one, continuous=continuous)
             except Exception as exc:
                 reply = exc
             on_reply(k, reply if prepare is None else prepare(k, reply)[0])
@@ -141,9 +159,9 @@ async def test_a_cycle_is_announced_after_its_readings_are_stored(autojump_clock
 
 async def test_corrupt_reply_fails_the_reading_but_keeps_the_bytes(autojump_clock) -> None:
     class BadLine(ReplayLine):
-        async def read_meter(self, meter: Meter, *, continuous: bool = False) -> BusReply:
+        async def read_meter(self, meter: Meter, *, continuous: bool = False) -> ReadReply:
             truncated = FRAME[:6] + FRAME[7:]  # the CI byte is gone: checksum and length fail
-            return BusReply((truncated,))
+            return replied(meter, (truncated,))
 
     clock = TrioWallClock(datetime(2026, 11, 24, tzinfo=UTC))
     pipeline = ReadingPipeline({"a": BadLine(0)}, clock, events=EventBus(), live=LiveSnapshot())
@@ -155,7 +173,7 @@ async def test_a_long_error_is_cut_where_its_text_is_made(autojump_clock) -> Non
     garble = "E5 00 " * 1200 + "ünïcödé"
 
     class GarbledLine(ReplayLine):
-        async def read_meter(self, meter: Meter, *, continuous: bool = False) -> BusReply:
+        async def read_meter(self, meter: Meter, *, continuous: bool = False) -> ReadReply:
             raise Collision(meter.key, 3, garble)
 
     clock = TrioWallClock(datetime(2026, 11, 24, tzinfo=UTC))
@@ -476,3 +494,21 @@ async def test_the_readings_in_hand_are_delivered_when_the_native_driver_stops(
     assert len(accounted) >= 3 and accounted == visible  # none lost, none reordered
     assert all("stopped" in (r.error or "") for r in readings[len(accounted) :])
     assert sum(h.readings for h in rig.pipeline.health.values()) == 1 + len(readings)
+
+
+async def test_a_meter_that_cannot_be_planned_fails_alone_in_its_round() -> None:
+    """A meter whose address the bus cannot take fails without reaching the line; the readings
+    of the others in the same round stay theirs, in the snapshot and in the round's list."""
+    async with native_line() as rig:
+        unreachable = replace(on_native_line("BAD", 1), primary_address=251)
+        readings = await rig.pipeline.read_line(
+            [rig.meters["M1"], unreachable, rig.meters["M3"]], continuous=True
+        )
+        live = rig.pipeline.live
+    assert [(r.meter.key, r.ok) for r in readings] == [("M1", True), ("BAD", False), ("M3", True)]
+    assert "primary_address" in readings[1].error and "251" in readings[1].error
+    assert live.latest("BAD").error == readings[1].error
+    for reading, identification in ((readings[0], "11111111"), (readings[2], "33333333")):
+        assert live.latest(reading.meter.key).telegrams == reading.telegrams
+        assert reading.telegrams[0].header.id == identification
+    assert rig.pipeline.health["M3"].readings == 1 and rig.pipeline.health["BAD"].failures == 1
