@@ -97,6 +97,7 @@ cdef MeterReading _decoded(meter, ReadReply reply, read_at):
     the first try and the retries (health and the meter log show the retries: none for a clean
     read, however many requests its telegrams took)."""
     cdef object attempts = reply.retries + 1
+    cdef double duration = reply.duration
     try:
         telegrams = tuple([decode(frame) for frame in reply.frames])
     except MBusError as exc:
@@ -107,7 +108,7 @@ cdef MeterReading _decoded(meter, ReadReply reply, read_at):
             reply.frames,
             (),
             attempts,
-            reply.finished - reply.started,
+            duration,
             reply.finished,
             describe(exc),
             failure=type(exc),
@@ -120,7 +121,7 @@ cdef MeterReading _decoded(meter, ReadReply reply, read_at):
         reply.frames,
         telegrams,
         attempts,
-        reply.finished - reply.started,
+        duration,
         reply.finished,
         None if telegrams else "no telegram",
         status,
